@@ -1,0 +1,3 @@
+DROP TABLE streams;
+DROP TABLE channel_members;
+DROP TABLE channels;

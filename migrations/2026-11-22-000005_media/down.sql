@@ -1,0 +1,3 @@
+DROP TABLE livekit_events;
+DROP TABLE presence;
+DROP TABLE recordings;

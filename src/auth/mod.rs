@@ -1,0 +1,168 @@
+//! Who is asking: the session user extractors, signing in and out, passwords
+//! and CSRF. This module answers "who is this", never "may they" (that is
+//! `access.rs`).
+
+pub mod csrf;
+pub mod password;
+pub mod session_store;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::db::users::{self, User};
+use crate::db::{self, UserId};
+use crate::error::AppError;
+use crate::state::AppState;
+use session_store::USER_ID_KEY;
+
+const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+
+/// The signed-in user, or a redirect to sign-in (and back) for anonymous requests.
+#[derive(Clone)]
+pub struct CurrentUser(pub User);
+
+/// The signed-in user, if any.
+#[derive(Clone)]
+pub struct MaybeUser(pub Option<User>);
+
+/// Per-request cache so several extractors load the user once.
+#[derive(Clone)]
+struct Loaded(Option<User>);
+
+async fn load_user(parts: &mut Parts, state: &AppState) -> Result<Option<User>, AppError> {
+    if let Some(Loaded(user)) = parts.extensions.get::<Loaded>() {
+        return Ok(user.clone());
+    }
+    let session = session_of(parts)?;
+    let user = match session.get::<i64>(USER_ID_KEY).await? {
+        None => None,
+        Some(id) => {
+            let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await?.unwrap_or(0);
+            let age = chrono::Utc::now().timestamp() - signed_in_at;
+            let user = if age > state.config.session_absolute_timeout.as_secs() as i64 {
+                None
+            } else {
+                let mut conn = state.db.get().await?;
+                users::find(&mut conn, UserId(id)).await?
+            };
+            if user.is_none() {
+                // Past the absolute timeout, or the account is gone: end the session.
+                session.flush().await?;
+            }
+            user
+        }
+    };
+    parts.extensions.insert(Loaded(user.clone()));
+    Ok(user)
+}
+
+pub fn session_of(parts: &Parts) -> Result<Session, AppError> {
+    parts
+        .extensions
+        .get::<Session>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("session layer missing")))
+}
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        load_user(parts, state).await.map(MaybeUser)
+    }
+}
+
+/// Rejection of `CurrentUser`: sign in first.
+pub enum SignInRequired {
+    Redirect { next: String, htmx: bool },
+    Error(AppError),
+}
+
+impl IntoResponse for SignInRequired {
+    fn into_response(self) -> Response {
+        match self {
+            SignInRequired::Error(e) => e.into_response(),
+            SignInRequired::Redirect { next, htmx } => {
+                let to = format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                redirect(htmx, &to)
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = SignInRequired;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match load_user(parts, state).await.map_err(SignInRequired::Error)? {
+            Some(user) => Ok(CurrentUser(user)),
+            None => {
+                let htmx = parts.headers.contains_key("hx-request");
+                // For htmx calls, come back to the page the user was on, not the fragment URL.
+                let next = parts
+                    .headers
+                    .get("hx-current-url")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| url::Url::parse(v).ok())
+                    .map(|u| match u.query() {
+                        Some(q) => format!("{}?{q}", u.path()),
+                        None => u.path().to_owned(),
+                    })
+                    .unwrap_or_else(|| parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default());
+                Err(SignInRequired::Redirect { next, htmx })
+            }
+        }
+    }
+}
+
+/// A redirect after a mutation: `HX-Redirect` for htmx, 303 otherwise.
+pub fn redirect(htmx: bool, to: &str) -> Response {
+    let value = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    if htmx {
+        (StatusCode::OK, [("hx-redirect", value)]).into_response()
+    } else {
+        (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response()
+    }
+}
+
+/// Only local paths are followed after sign-in, never another site.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Starts a signed-in session: a new session id (no fixation), a new CSRF token.
+pub async fn sign_in(session: &Session, user: UserId) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.insert(USER_ID_KEY, user.0).await?;
+    session.insert(SIGNED_IN_AT_KEY, chrono::Utc::now().timestamp()).await?;
+    csrf::rotate(session).await?;
+    Ok(())
+}
+
+/// Ends the session on the server (the row is deleted) and clears the cookie.
+pub async fn sign_out(session: &Session) -> Result<(), AppError> {
+    session.flush().await?;
+    Ok(())
+}
+
+/// After a password change: every other session of the user ends, this one gets a new id.
+pub async fn secure_after_password_change(
+    state: &AppState,
+    session: &Session,
+    user: UserId,
+) -> Result<usize, AppError> {
+    let current = session.id().map(|id| id.to_string()).unwrap_or_default();
+    let mut conn = state.db.get().await?;
+    let ended = db::sessions::delete_for_user_except(&mut conn, user, &current).await?;
+    session.cycle_id().await?;
+    csrf::rotate(session).await?;
+    Ok(ended)
+}

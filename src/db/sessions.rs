@@ -1,0 +1,85 @@
+//! The `sessions` table behind our tower-sessions store. Expiry is compared
+//! with `now()` in SQL, so an expired row is never loaded.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::UserId;
+use super::schema::sessions;
+
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+) -> QueryResult<Option<(serde_json::Value, DateTime<Utc>)>> {
+    sessions::table
+        .filter(sessions::id.eq(id))
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .select((sessions::data, sessions::expires_at))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Inserts a new row; answers false when the id is taken (the caller picks another).
+pub async fn insert_new(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    data: &serde_json::Value,
+    expires_at: DateTime<Utc>,
+    user_id: Option<UserId>,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(id),
+            sessions::data.eq(data),
+            sessions::expires_at.eq(expires_at),
+            sessions::user_id.eq(user_id),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    data: &serde_json::Value,
+    expires_at: DateTime<Utc>,
+    user_id: Option<UserId>,
+) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(id),
+            sessions::data.eq(data),
+            sessions::expires_at.eq(expires_at),
+            sessions::user_id.eq(user_id),
+        ))
+        .on_conflict(sessions::id)
+        .do_update()
+        .set((
+            sessions::data.eq(data),
+            sessions::expires_at.eq(expires_at),
+            sessions::user_id.eq(user_id),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::id.eq(id))).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn delete_expired(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(diesel::dsl::now))).execute(conn).await
+}
+
+/// Signs a user out everywhere but `keep` (after a password change).
+pub async fn delete_for_user_except(conn: &mut AsyncPgConnection, user: UserId, keep: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user)).filter(sessions::id.ne(keep)))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,122 @@
+//! The one error type handlers return, and how it becomes a response.
+//!
+//! Which variant to use: `NotFound` when the thing does not exist (or the user
+//! may not know it exists); `Forbidden` with a reason the user understands;
+//! `BadRequest` for input we cannot make sense of (form errors are rendered by
+//! the handler next to their fields instead); `Unavailable` when a dependency
+//! (database, LiveKit, S3) is down; `Internal` for bugs — logged here, once,
+//! with context, and shown as a plain 500.
+//!
+//! `AppError::into_response` does not render HTML itself: it answers the status
+//! with an [`ErrorPage`] extension, and the `web::errors::render` middleware,
+//! which knows whether the request came from htmx and who is signed in, turns
+//! it into a full page or a fragment. This module must not know about templates.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What the error page shows; attached to error responses as an extension.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::Forbidden(reason.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn page(&self) -> ErrorPage {
+        let (title, message) = match self {
+            Self::NotFound => (
+                "Page not found",
+                "There is nothing here. Check the address, or go back to the home page.".to_owned(),
+            ),
+            Self::Forbidden(reason) => ("Not allowed", reason.clone()),
+            Self::BadRequest(reason) => ("That didn't work", reason.clone()),
+            Self::TooManyRequests(reason) => ("Slow down", reason.clone()),
+            Self::Unavailable(what) => (
+                "Temporarily unavailable",
+                format!("{what} Please try again in a minute."),
+            ),
+            Self::Internal(_) => (
+                "Something went wrong",
+                "We hit an unexpected error and logged it. Please try again; if it keeps happening, tell the operator of this site.".to_owned(),
+            ),
+        };
+        ErrorPage { status: self.status(), title, message }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(err) => tracing::error!(error = ?err, "request failed"),
+            Self::Unavailable(what) => tracing::warn!(%what, "dependency unavailable"),
+            _ => {}
+        }
+        let page = self.page();
+        let mut response = page.status.into_response();
+        response.extensions_mut().insert(page);
+        response
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        match err {
+            diesel::result::Error::NotFound => Self::NotFound,
+            other => Self::Internal(anyhow::Error::new(other).context("database query")),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
+    fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        tracing::warn!(error = %err, "database pool");
+        Self::Unavailable("The database is not answering.".to_owned())
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("session"))
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(err: askama::Error) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("rendering a template"))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,38 @@
+//! Background loops. For now: deleting expired sessions and old sign-in
+//! attempts. Later: the grant-expiry enforcer and the LiveKit reconciler.
+//! Loops log failures and keep going; they never take the server down.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tower_sessions::session_store::ExpiredDeletion;
+
+use crate::auth::session_store::PgSessionStore;
+use crate::db;
+use crate::state::AppState;
+
+pub const CLEANUP_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// Starts every background loop; abort the handles to stop them.
+pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
+    vec![tokio::spawn(cleanup(state))]
+}
+
+async fn cleanup(state: AppState) {
+    let store = PgSessionStore::new(state.db.clone());
+    let mut tick = tokio::time::interval(CLEANUP_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "deleting expired sessions");
+        }
+        match state.db.get().await {
+            Ok(mut conn) => {
+                if let Err(e) = db::users::delete_old_sign_in_attempts(&mut conn).await {
+                    tracing::warn!(error = %e, "deleting old sign-in attempts");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cleanup: database unavailable"),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The `stagepass` command: serve the app, migrate the database, load demo data.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use stagepass::config::Config;
+use stagepass::{AppState, db, demo, telemetry};
+
+#[derive(Parser)]
+#[command(name = "stagepass", version, about = "Live streaming for creators who sell access.",
+    long_about = "stagepass: live streaming for creators who sell access.\n\n\
+    Every setting comes from environment variables (a .env file in the working \
+    directory is read first); see the README for the full list and defaults.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations, then serve the web app on BIND_ADDR until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply pending database migrations and exit (serve also does this at start-up).
+    Migrate,
+    /// Load demo data (a creator with a channel and a scheduled stream, a viewer with an
+    /// active pass, a moderator) and print how to sign in as each. Safe to run again.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Development convenience: a missing .env is fine, a broken one is not.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            anyhow::bail!("reading .env: {e}");
+        }
+    }
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stagepass: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init_tracing(config.log_format);
+    let pool = db::pool(config.database_url.expose_secret(), config.database_pool_size)?;
+
+    match cli.command {
+        Command::Migrate => {
+            let applied = db::migrate(&pool).await?;
+            println!("migrations applied: {}", if applied.is_empty() { "none pending".into() } else { applied.join(", ") });
+        }
+        Command::Demo => {
+            db::migrate(&pool).await?;
+            let mut conn = pool.get().await.context("connecting to the database")?;
+            let accounts = demo::load(&mut conn).await?;
+            println!("{}", demo::describe(&accounts, &config));
+        }
+        Command::Serve => {
+            let applied = db::migrate(&pool).await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "migrations applied");
+            }
+            let listener = tokio::net::TcpListener::bind(config.bind)
+                .await
+                .with_context(|| format!("BIND_ADDR: cannot listen on {}", config.bind))?;
+            tracing::info!(addr = %config.bind, url = %config.public_url, "stagepass is serving");
+            let state = AppState::new(config, pool);
+            stagepass::serve(listener, state, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

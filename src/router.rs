@@ -1,0 +1,97 @@
+//! Every route in one table, with its layers. Read top to bottom: this is the
+//! whole HTTP surface of stagepass.
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::auth::{csrf, session_store::PgSessionStore};
+use crate::state::AppState;
+use crate::telemetry;
+use crate::web::{account, auth, errors, health, home};
+
+pub const SESSION_COOKIE: &str = "stagepass_session";
+
+pub fn app(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(home::show))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/signin", get(auth::signin_page).post(auth::signin))
+        .route("/signout", post(auth::signout))
+        .route("/account", get(account::show))
+        .route("/account/profile", post(account::update_profile))
+        .route("/account/password", post(account::change_password))
+        .fallback(errors::not_found)
+        // Inner to outer: CSRF check, error pages, sessions.
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::verify))
+        .layer(middleware::from_fn_with_state(state.clone(), errors::render))
+        .layer(session_layer(&state))
+        .layer(middleware::from_fn_with_state(state.clone(), errors::last_resort));
+
+    let operator = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(operator)
+        .nest_service("/static", static_files())
+        .merge(pages)
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30))),
+        )
+        // Security headers on every response: no framing, no MIME sniffing, no full URLs in Referer.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, content_security_policy(&state)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ))
+        .with_state(state)
+}
+
+fn session_layer(state: &AppState) -> SessionManagerLayer<PgSessionStore> {
+    let idle = time::Duration::try_from(state.config.session_idle_timeout).unwrap_or(time::Duration::days(7));
+    SessionManagerLayer::new(PgSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(idle))
+}
+
+fn static_files() -> ServeDir {
+    ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+}
+
+/// The Content-Security-Policy: scripts only from us (htmx, livekit-client and
+/// our modules are all served from /static), media over LiveKit's URL only.
+fn content_security_policy(state: &AppState) -> HeaderValue {
+    let livekit = state.config.livekit.public_url.origin().ascii_serialization();
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; connect-src 'self' {livekit}; frame-ancestors 'none'; \
+         base-uri 'self'; form-action 'self'; object-src 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}

@@ -1,0 +1,36 @@
+//! `AppState`: the one state every handler takes — config, database pool,
+//! LiveKit clients and the metrics handle. Cheap to clone (an `Arc`).
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::livekit::LiveKit;
+
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+pub struct App {
+    pub config: Config,
+    pub db: DbPool,
+    pub livekit: LiveKit,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: DbPool) -> Self {
+        let livekit = LiveKit::new(&config.livekit);
+        let metrics = crate::telemetry::metrics_handle();
+        Self(Arc::new(App { config, db, livekit, metrics }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}

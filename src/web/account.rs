@@ -1,0 +1,136 @@
+//! The account page: display name and password change.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Form;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::auth::check_display_name;
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::auth::{self, CurrentUser, password};
+use crate::db::{self, users};
+use crate::error::AppResult;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/account/show.html", blocks = ["profile_form", "password_form"])]
+pub struct AccountPage {
+    pub layout: Layout,
+    pub email: String,
+    pub display_name: String,
+    pub member_since: String,
+    pub profile_errors: FieldErrors,
+    pub password_errors: FieldErrors,
+    pub profile_saved: bool,
+}
+
+impl AccountPage {
+    fn new(layout: Layout, user: &users::User) -> Self {
+        AccountPage {
+            layout,
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            member_since: user.created_at.format("%B %Y").to_string(),
+            profile_errors: FieldErrors::default(),
+            password_errors: FieldErrors::default(),
+            profile_saved: false,
+        }
+    }
+}
+
+pub async fn show(CurrentUser(user): CurrentUser, layout: Layout) -> AppResult<Response> {
+    render_with(StatusCode::OK, &AccountPage::new(layout, &user))
+}
+
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    pub display_name: String,
+}
+
+pub async fn update_profile(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Form(form): Form<ProfileForm>,
+) -> AppResult<Response> {
+    let mut page = AccountPage::new(layout, &user);
+    check_display_name(&form.display_name, &mut page.profile_errors);
+    if !page.profile_errors.is_empty() {
+        page.display_name = form.display_name;
+        return if htmx.fragment {
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_profile_form())
+        } else {
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        };
+    }
+    let mut conn = state.db.get().await?;
+    let changes = users::UserChanges { display_name: Some(form.display_name.trim()), ..Default::default() };
+    let user = users::update(&mut conn, user.id, changes).await?;
+    if htmx.fragment {
+        page.display_name = user.display_name;
+        page.profile_saved = true;
+        render_with(StatusCode::OK, &page.as_profile_form())
+    } else {
+        flash(&session, FlashKind::Success, "Your name was saved.").await?;
+        Ok(auth::redirect(false, "/account"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    pub current_password: String,
+    #[serde(default)]
+    pub new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Form(form): Form<PasswordForm>,
+) -> AppResult<Response> {
+    let mut page = AccountPage::new(layout, &user);
+    let errors = &mut page.password_errors;
+    if form.current_password.is_empty() {
+        errors.add("current_password", "Enter your current password.");
+    } else if !password::verify(form.current_password.clone(), Some(user.password_hash.clone())).await? {
+        errors.add("current_password", "That is not your current password.");
+    }
+    if let Err(e) = password::check_strength(&form.new_password, &user.email) {
+        errors.add("new_password", e);
+    } else if form.new_password == form.current_password {
+        errors.add("new_password", "Choose a password different from your current one.");
+    }
+    if !errors.is_empty() {
+        return if htmx.fragment {
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_password_form())
+        } else {
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        };
+    }
+
+    let hash = password::hash(form.new_password).await?;
+    let mut conn = state.db.get().await?;
+    users::update(&mut conn, user.id, users::UserChanges { password_hash: Some(&hash), ..Default::default() }).await?;
+    db::audit::record(&mut conn, Some(user.id), None, "account.password_changed", None, serde_json::json!({}))
+        .await?;
+    drop(conn);
+    let ended = auth::secure_after_password_change(&state, &session, user.id).await?;
+    let message = if ended > 0 {
+        "Your password was changed, and your other devices were signed out."
+    } else {
+        "Your password was changed."
+    };
+    flash(&session, FlashKind::Success, message).await?;
+    // A full page load: the new CSRF token must reach every form and htmx.
+    Ok(auth::redirect(htmx.request, "/account"))
+}

@@ -1,0 +1,140 @@
+//! HTTP only: one module per area. Handlers are thin — extract, authorize,
+//! call the domain, render. This module holds what every page shares: the
+//! layout context (`Layout`), template rendering, form errors and flashes.
+
+pub mod account;
+pub mod auth;
+pub mod errors;
+pub mod health;
+pub mod home;
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use crate::auth::MaybeUser;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Renders a template (a page or one of its blocks) into an HTML response.
+pub fn render(template: &impl Template) -> AppResult<Response> {
+    render_with(StatusCode::OK, template)
+}
+
+pub fn render_with(status: StatusCode, template: &impl Template) -> AppResult<Response> {
+    let html = template.render()?;
+    let mut response = (status, Html(html)).into_response();
+    // One URL serves a whole page or, to htmx, a fragment: caches must keep both.
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    Ok(response)
+}
+
+/// Whether to answer with a fragment: an htmx request that is not a boosted
+/// navigation or a history restore (those need the whole page).
+pub fn wants_fragment(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+        && !headers.contains_key("hx-boosted")
+        && !headers.contains_key("hx-history-restore-request")
+}
+
+/// The request's shape, for handlers that answer pages or fragments.
+pub struct Htmx {
+    pub fragment: bool,
+    pub request: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Htmx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Htmx { fragment: wants_fragment(&parts.headers), request: parts.headers.contains_key("hx-request") })
+    }
+}
+
+/// What the base layout needs on every page: who is signed in, the CSRF token
+/// for forms and htmx, and the flash messages to show once.
+pub struct Layout {
+    pub user: Option<LayoutUser>,
+    pub csrf_token: String,
+    pub flashes: Vec<Flash>,
+}
+
+pub struct LayoutUser {
+    pub display_name: String,
+}
+
+impl FromRequestParts<AppState> for Layout {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let MaybeUser(user) = MaybeUser::from_request_parts(parts, state).await?;
+        let session = crate::auth::session_of(parts)?;
+        Layout::for_session(&session, user.map(|u| LayoutUser { display_name: u.display_name })).await
+    }
+}
+
+impl Layout {
+    pub async fn for_session(session: &Session, user: Option<LayoutUser>) -> AppResult<Self> {
+        let csrf_token = crate::auth::csrf::token(session).await?;
+        let flashes = session.remove::<Vec<Flash>>(FLASH_KEY).await?.unwrap_or_default();
+        Ok(Layout { user, csrf_token, flashes })
+    }
+}
+
+const FLASH_KEY: &str = "flash";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    pub kind: FlashKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashKind {
+    Success,
+    Info,
+    Error,
+}
+
+impl std::fmt::Display for FlashKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlashKind::Success => "success",
+            FlashKind::Info => "info",
+            FlashKind::Error => "error",
+        })
+    }
+}
+
+/// Queues a message for the next page the user sees.
+pub async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) -> AppResult<()> {
+    let mut all = session.get::<Vec<Flash>>(FLASH_KEY).await?.unwrap_or_default();
+    all.push(Flash { kind, message: message.into() });
+    session.insert(FLASH_KEY, all).await?;
+    Ok(())
+}
+
+/// Validation errors of a form, by field name; `""` holds errors of the whole form.
+#[derive(Debug, Default)]
+pub struct FieldErrors(BTreeMap<&'static str, String>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.entry(field).or_insert_with(|| message.into());
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

@@ -1,0 +1,246 @@
+//! Accounts: sign up, sign in, sign out, the account page, sessions, CSRF and
+//! sign-in throttling — as a user (and an attacker) would meet them.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use reqwest::StatusCode;
+use stagepass::db::schema::{sessions, users};
+
+use crate::util::{Browser, PASSWORD, TestApp};
+
+async fn user_count(app: &TestApp, email: &str) -> i64 {
+    diesel::sql_query("SELECT 1 FROM users WHERE lower(email) = lower($1)")
+        .bind::<diesel::sql_types::Text, _>(email)
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap() as i64
+}
+
+#[tokio::test]
+async fn sign_up_leaves_you_signed_in_with_an_argon2id_hash() {
+    let app = TestApp::spawn().await;
+    let ann = app.signed_up("Ann@Example.com", "Ann Lee").await;
+
+    let home = ann.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert_eq!(home.text_of("[data-testid=nav-account]"), "Ann Lee");
+    assert!(home.text_of("#alerts").contains("Welcome to stagepass, Ann Lee!"));
+
+    let (email, hash): (String, String) = users::table
+        .select((users::email, users::password_hash))
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(email, "ann@example.com");
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn duplicate_email_in_any_case_is_refused_next_to_the_field() {
+    let app = TestApp::spawn().await;
+    app.signed_up("ann@example.com", "Ann").await;
+
+    let other = app.anonymous();
+    let page = other
+        .submit("/signup", "#signup-form", &[("email", "ANN@Example.COM"), ("display_name", "Impostor"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text_of("#email-error").contains("already exists"), "{}", page.text);
+    assert_eq!(page.attr("#email", "aria-invalid").as_deref(), Some("true"));
+    // What was typed is kept, the password is not echoed back.
+    assert_eq!(page.attr("#display_name", "value").as_deref(), Some("Impostor"));
+    assert_eq!(page.attr("#password", "value"), None);
+    assert_eq!(user_count(&app, "ann@example.com").await, 1);
+}
+
+#[tokio::test]
+async fn form_errors_come_back_as_a_fragment_to_htmx() {
+    let app = TestApp::spawn().await;
+    let browser = app.anonymous();
+    let page = browser.post_htmx("/signup", &[("email", "nope"), ("display_name", ""), ("password", "short")]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!page.text.contains("<html"), "a fragment, not a page");
+    assert!(page.has("form#signup-form"));
+    assert_eq!(page.text_of("#email-error"), "Enter an email address like name@example.com.");
+    assert_eq!(page.text_of("#display_name-error"), "Enter the name others will see.");
+    assert_eq!(page.text_of("#password-error"), "Use at least 10 characters.");
+    assert_eq!(page.header("vary").as_deref(), Some("HX-Request"));
+    assert_eq!(user_count(&app, "nope").await, 0);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_get_the_same_generic_error() {
+    let app = TestApp::spawn().await;
+    app.signed_up("bo@example.com", "Bo").await;
+
+    let stranger = app.anonymous();
+    let wrong = stranger.submit("/signin", "#signin-form", &[("email", "bo@example.com"), ("password", "not the password")]).await;
+    let unknown = stranger.submit("/signin", "#signin-form", &[("email", "nobody@example.com"), ("password", PASSWORD)]).await;
+    for page in [&wrong, &unknown] {
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            page.text_of(".form-error"),
+            "That email and password don't match an account. Check them and try again."
+        );
+    }
+    assert!(!stranger.get("/").await.has("[data-testid=nav-account]"));
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_on_the_server() {
+    let app = TestApp::spawn().await;
+    let cy = app.signed_up("cy@example.com", "Cy").await;
+    let cookie = cy.session_cookie().expect("a session cookie");
+    assert_eq!(cy.get("/account").await.status, StatusCode::OK);
+
+    let out = cy.submit("/", "form[action='/signout']", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let rows: i64 = sessions::table.filter(sessions::id.eq(&cookie)).count().get_result(&mut app.conn().await).await.unwrap();
+    assert_eq!(rows, 0, "the session row is deleted");
+
+    // Someone who kept a copy of the old cookie gets nothing from it.
+    let thief = app.anonymous();
+    thief.jar.add_cookie_str(&format!("{}={cookie}", stagepass::router::SESSION_COOKIE), &app.url.parse().unwrap());
+    let page = thief.get("/account").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location().as_deref(), Some("/signin?next=%2Faccount"));
+}
+
+#[tokio::test]
+async fn protected_page_sends_anonymous_users_to_sign_in_and_back() {
+    let app = TestApp::spawn().await;
+    app.signed_up("di@example.com", "Di").await;
+
+    let di = app.anonymous();
+    let page = di.get("/account").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let to = page.location().unwrap();
+    assert_eq!(to, "/signin?next=%2Faccount");
+
+    let signed_in = di.submit(&to, "#signin-form", &[("email", "DI@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.location().as_deref(), Some("/account"));
+    let account = di.follow(&signed_in).await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(account.text.contains("di@example.com"));
+
+    // htmx requests are told where to go with HX-Redirect instead.
+    let htmx = app.anonymous().get_htmx("/account").await;
+    assert_eq!(htmx.header("hx-redirect").as_deref(), Some("/signin?next=%2Faccount"));
+
+    // `next` never leads off-site.
+    let evil = app.anonymous();
+    let page = evil.submit("/signin?next=//evil.example", "#signin-form", &[("email", "di@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(page.location().as_deref(), Some("/"));
+}
+
+#[tokio::test]
+async fn post_without_csrf_token_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let ed = app.signed_up("ed@example.com", "Ed").await;
+
+    let no_token = ed.post_raw("/account/profile", &[("display_name", "Hacked")]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert!(no_token.text_of(".alert").contains("Reload the page and try again"));
+
+    let wrong_token = ed.post_raw("/account/profile", &[("display_name", "Hacked"), ("csrf_token", "0000")]).await;
+    assert_eq!(wrong_token.status, StatusCode::FORBIDDEN);
+
+    // A valid token sent from another site is still refused.
+    let token = ed.csrf_token().await;
+    let cross_site = Browser::read(
+        ed.client
+            .post(ed.url("/account/profile"))
+            .header("Origin", "https://evil.example")
+            .form(&[("display_name", "Hacked"), ("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+    let fetch_site = Browser::read(
+        ed.client
+            .post(ed.url("/account/profile"))
+            .header("Sec-Fetch-Site", "cross-site")
+            .header("X-CSRF-Token", token.as_str())
+            .form(&[("display_name", "Hacked")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(fetch_site.status, StatusCode::FORBIDDEN);
+
+    let name: String = users::table.select(users::display_name).first(&mut app.conn().await).await.unwrap();
+    assert_eq!(name, "Ed");
+
+    // The same change with the token goes through (so the refusals above mean something).
+    let ok = ed.post_htmx("/account/profile", &[("display_name", "Edward")]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let name: String = users::table.select(users::display_name).first(&mut app.conn().await).await.unwrap();
+    assert_eq!(name, "Edward");
+}
+
+#[tokio::test]
+async fn session_id_changes_at_sign_in() {
+    let app = TestApp::spawn().await;
+    app.signed_up("fay@example.com", "Fay").await;
+
+    let fay = app.anonymous();
+    fay.get("/signin").await;
+    let before = fay.session_cookie().expect("the sign-in page starts a session for its CSRF token");
+    let page = fay.submit("/signin", "#signin-form", &[("email", "fay@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let after = fay.session_cookie().unwrap();
+    assert_ne!(before, after);
+
+    let old: i64 = sessions::table.filter(sessions::id.eq(&before)).count().get_result(&mut app.conn().await).await.unwrap();
+    assert_eq!(old, 0, "the pre-sign-in session is gone (no fixation)");
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_after_repeated_failures() {
+    let app = TestApp::spawn().await;
+    app.signed_up("gus@example.com", "Gus").await;
+    let attacker = app.anonymous();
+    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT {
+        let page = attacker.submit("/signin", "#signin-form", &[("email", "gus@example.com"), ("password", "guess-guess-guess")]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Even the right password is refused now, with a clear reason.
+    let page = attacker.submit("/signin", "#signin-form", &[("email", "GUS@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.text_of(".form-error").contains("Too many failed sign-in attempts"));
+    assert!(!attacker.get("/").await.has("[data-testid=nav-account]"));
+}
+
+#[tokio::test]
+async fn password_change_signs_out_other_devices_and_the_new_password_works() {
+    let app = TestApp::spawn().await;
+    let laptop = app.signed_up("hal@example.com", "Hal").await;
+    let phone = app.anonymous();
+    phone.submit("/signin", "#signin-form", &[("email", "hal@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(phone.get("/account").await.status, StatusCode::OK);
+
+    let wrong = laptop
+        .submit("/account", "#password-form", &[("current_password", "not it at all"), ("new_password", "a brand new passphrase")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.text_of("#current_password-error"), "That is not your current password.");
+
+    let before = laptop.session_cookie().unwrap();
+    let ok = laptop
+        .submit("/account", "#password-form", &[("current_password", PASSWORD), ("new_password", "a brand new passphrase")])
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_ne!(laptop.session_cookie().unwrap(), before, "session id cycled");
+    let account = laptop.follow(&ok).await;
+    assert!(account.text_of("#alerts").contains("other devices were signed out"));
+
+    assert_eq!(phone.get("/account").await.status, StatusCode::SEE_OTHER, "the phone was signed out");
+    let again = app.anonymous();
+    let page = again.submit("/signin", "#signin-form", &[("email", "hal@example.com"), ("password", "a brand new passphrase")]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+}

@@ -1,0 +1,9 @@
+//! The one integration test binary: every test serves the real app against
+//! real Postgres, livekit-server and s3s-fs (see util/services.rs).
+
+mod util;
+
+mod accounts;
+mod migrations;
+mod services;
+mod shell;
