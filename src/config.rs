@@ -73,24 +73,26 @@ impl Config {
 
     /// Reads settings through `get`, so tests can pass their own values.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Reader { get: &get, errors: Vec::new() };
+        let mut env = Reader {
+            get: &get,
+            errors: Vec::new(),
+        };
 
         let bind = env.parse("BIND_ADDR", "127.0.0.1:8080", |v| {
-            v.parse::<SocketAddr>().map_err(|_| "must be an address like 127.0.0.1:8080".into())
+            v.parse::<SocketAddr>()
+                .map_err(|_| "must be an address like 127.0.0.1:8080".into())
         });
         let public_url = env.parse("PUBLIC_URL", "http://localhost:8080", http_url);
         let database_url = env.secret(
             "DATABASE_URL",
             Some("postgres://stagepass:stagepass@localhost:5432/stagepass"),
         );
-        let database_pool_size = env.parse("DATABASE_POOL_SIZE", "16", |v| {
-            match v.parse::<usize>() {
+        let database_pool_size =
+            env.parse("DATABASE_POOL_SIZE", "16", |v| match v.parse::<usize>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(n),
                 _ => Err("must be a whole number from 1 to 1000".into()),
-            }
-        });
-        let session_idle_timeout =
-            env.parse("SESSION_IDLE_TIMEOUT_MINUTES", "10080", minutes);
+            });
+        let session_idle_timeout = env.parse("SESSION_IDLE_TIMEOUT_MINUTES", "10080", minutes);
         let session_absolute_timeout =
             env.parse("SESSION_ABSOLUTE_TIMEOUT_MINUTES", "43200", minutes);
         let trust_proxy_headers = env.parse("TRUST_PROXY_HEADERS", "false", boolean);
@@ -115,41 +117,70 @@ impl Config {
         let s3_region = env.string("S3_REGION", "us-east-1");
         let s3_bucket = env.parse("S3_BUCKET", "stagepass", |v| {
             let ok = (3..=63).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-            if ok { Ok(v.to_owned()) } else { Err("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)".into()) }
+                && v.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if ok {
+                Ok(v.to_owned())
+            } else {
+                Err("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)".into())
+            }
         });
         let s3_key = env.string("S3_ACCESS_KEY_ID", "stagepass");
         let s3_secret = env.secret("S3_SECRET_ACCESS_KEY", Some("stagepass-dev-secret"));
         let s3_path_style = env.parse("S3_FORCE_PATH_STYLE", "true", boolean);
 
-        if let (Some(idle), Some(abs)) = (session_idle_timeout, session_absolute_timeout) {
-            if idle > abs {
-                env.errors.push(
+        if let (Some(idle), Some(abs)) = (session_idle_timeout, session_absolute_timeout)
+            && idle > abs
+        {
+            env.errors.push(
                     "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
                 );
-            }
         }
         // The dev credentials are public knowledge: anyone could mint tokens for our rooms.
-        if let (Some(url), Some(secret)) = (&public_url, &livekit_secret) {
-            if !is_local(url) && secret.expose_secret() == DEV_LIVEKIT_SECRET {
-                env.errors.push(
+        if let (Some(url), Some(secret)) = (&public_url, &livekit_secret)
+            && !is_local(url)
+            && secret.expose_secret() == DEV_LIVEKIT_SECRET
+        {
+            env.errors.push(
                     "LIVEKIT_API_SECRET: the development secret may only be used when PUBLIC_URL is localhost".into(),
                 );
-            }
         }
 
         let errors = env.errors;
         match (
-            bind, public_url, database_url, database_pool_size, session_idle_timeout,
-            session_absolute_timeout, trust_proxy_headers, log_format, livekit_url,
-            livekit_public_url, livekit_secret, s3_endpoint, s3_bucket, s3_secret, s3_path_style,
+            bind,
+            public_url,
+            database_url,
+            database_pool_size,
+            session_idle_timeout,
+            session_absolute_timeout,
+            trust_proxy_headers,
+            log_format,
+            livekit_url,
+            livekit_public_url,
+            livekit_secret,
+            s3_endpoint,
+            s3_bucket,
+            s3_secret,
+            s3_path_style,
         ) {
             (
-                Some(bind), Some(public_url), Some(database_url), Some(database_pool_size),
-                Some(session_idle_timeout), Some(session_absolute_timeout),
-                Some(trust_proxy_headers), Some(log_format), Some(livekit_url),
-                Some(livekit_public_url), Some(api_secret), Some(endpoint), Some(bucket),
-                Some(secret_access_key), Some(force_path_style),
+                Some(bind),
+                Some(public_url),
+                Some(database_url),
+                Some(database_pool_size),
+                Some(session_idle_timeout),
+                Some(session_absolute_timeout),
+                Some(trust_proxy_headers),
+                Some(log_format),
+                Some(livekit_url),
+                Some(livekit_public_url),
+                Some(api_secret),
+                Some(endpoint),
+                Some(bucket),
+                Some(secret_access_key),
+                Some(force_path_style),
             ) if errors.is_empty() => Ok(Config {
                 bind,
                 public_url,
@@ -204,24 +235,36 @@ struct Reader<'a, F: Fn(&str) -> Option<String>> {
 
 impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
     fn raw(&self, name: &str, default: &str) -> String {
-        (self.get)(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+        (self.get)(name)
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned())
     }
 
     fn string(&mut self, name: &str, default: &str) -> String {
         self.raw(name, default).trim().to_owned()
     }
 
-    fn parse<T>(&mut self, name: &str, default: &str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        default: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let value = self.raw(name, default);
         self.check(name, f(value.trim()))
     }
 
     fn check<T>(&mut self, name: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|e| self.errors.push(format!("{name}: {e}"))).ok()
+        result
+            .map_err(|e| self.errors.push(format!("{name}: {e}")))
+            .ok()
     }
 
     fn secret(&mut self, name: &str, default: Option<&str>) -> Option<SecretString> {
-        match (self.get)(name).filter(|v| !v.is_empty()).or(default.map(str::to_owned)) {
+        match (self.get)(name)
+            .filter(|v| !v.is_empty())
+            .or(default.map(str::to_owned))
+        {
             Some(v) => Some(SecretString::from(v)),
             None => {
                 self.errors.push(format!("{name}: is required"));
@@ -234,7 +277,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
 fn http_url(v: &str) -> Result<Url, String> {
     match Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
-        _ => Err(format!("must be an http(s) URL like http://localhost:8080, got {v:?}")),
+        _ => Err(format!(
+            "must be an http(s) URL like http://localhost:8080, got {v:?}"
+        )),
     }
 }
 
@@ -246,14 +291,17 @@ fn ws_url(v: &str) -> Result<Url, String> {
         "https" | "wss" => "wss",
         _ => return Err(format!("must be a ws(s) or http(s) URL, got {v:?}")),
     };
-    u.set_scheme(scheme).map_err(|_| format!("cannot use {v:?} as a ws(s) URL"))?;
+    u.set_scheme(scheme)
+        .map_err(|_| format!("cannot use {v:?} as a ws(s) URL"))?;
     Ok(u)
 }
 
 fn minutes(v: &str) -> Result<Duration, String> {
     match v.parse::<u64>() {
         Ok(n) if n >= 1 => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("must be a whole number of minutes (at least 1), got {v:?}")),
+        _ => Err(format!(
+            "must be a whole number of minutes (at least 1), got {v:?}"
+        )),
     }
 }
 
@@ -271,8 +319,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -287,25 +337,45 @@ mod tests {
 
     #[test]
     fn every_bad_variable_is_named() {
-        let err = config(&[("BIND_ADDR", "nope"), ("DATABASE_POOL_SIZE", "0"), ("LOG_FORMAT", "xml")])
-            .unwrap_err()
-            .to_string();
+        let err = config(&[
+            ("BIND_ADDR", "nope"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("BIND_ADDR: must be an address"), "{err}");
-        assert!(err.contains("DATABASE_POOL_SIZE: must be a whole number"), "{err}");
-        assert!(err.contains("LOG_FORMAT: must be `text` or `json`"), "{err}");
+        assert!(
+            err.contains("DATABASE_POOL_SIZE: must be a whole number"),
+            "{err}"
+        );
+        assert!(
+            err.contains("LOG_FORMAT: must be `text` or `json`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dev_livekit_secret_is_refused_in_public() {
-        let err = config(&[("PUBLIC_URL", "https://live.example.com")]).unwrap_err().to_string();
+        let err = config(&[("PUBLIC_URL", "https://live.example.com")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LIVEKIT_API_SECRET"), "{err}");
-        let ok = config(&[("PUBLIC_URL", "https://live.example.com"), ("LIVEKIT_API_SECRET", "s3cr3t-value")]).unwrap();
+        let ok = config(&[
+            ("PUBLIC_URL", "https://live.example.com"),
+            ("LIVEKIT_API_SECRET", "s3cr3t-value"),
+        ])
+        .unwrap();
         assert!(ok.secure_cookies());
     }
 
     #[test]
     fn secrets_never_print() {
-        let c = config(&[("LIVEKIT_API_SECRET", "hunter2-livekit"), ("DATABASE_URL", "postgres://u:pw-hunter2@h/db")]).unwrap();
+        let c = config(&[
+            ("LIVEKIT_API_SECRET", "hunter2-livekit"),
+            ("DATABASE_URL", "postgres://u:pw-hunter2@h/db"),
+        ])
+        .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }

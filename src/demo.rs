@@ -21,24 +21,54 @@ pub struct DemoAccount {
 }
 
 pub const ACCOUNTS: [DemoAccount; 3] = [
-    DemoAccount { role: "creator", email: "creator@example.com", name: "Casey Creator" },
-    DemoAccount { role: "viewer", email: "viewer@example.com", name: "Val Viewer" },
-    DemoAccount { role: "moderator", email: "moderator@example.com", name: "Mo Moderator" },
+    DemoAccount {
+        role: "creator",
+        email: "creator@example.com",
+        name: "Casey Creator",
+    },
+    DemoAccount {
+        role: "viewer",
+        email: "viewer@example.com",
+        name: "Val Viewer",
+    },
+    DemoAccount {
+        role: "moderator",
+        email: "moderator@example.com",
+        name: "Mo Moderator",
+    },
 ];
 
 pub const CHANNEL_HANDLE: &str = "casey-live";
 
-async fn ensure_user(conn: &mut AsyncPgConnection, account: &DemoAccount, hash: &str) -> anyhow::Result<UserId> {
+async fn ensure_user(
+    conn: &mut AsyncPgConnection,
+    account: &DemoAccount,
+    hash: &str,
+) -> anyhow::Result<UserId> {
     Ok(match users::find_by_email(conn, account.email).await? {
         Some(user) => {
-            users::update(conn, user.id, users::UserChanges { password_hash: Some(hash), ..Default::default() })
-                .await?
-                .id
+            users::update(
+                conn,
+                user.id,
+                users::UserChanges {
+                    password_hash: Some(hash),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .id
         }
         None => {
-            users::insert(conn, &users::NewUser { email: account.email, display_name: account.name, password_hash: hash })
-                .await?
-                .id
+            users::insert(
+                conn,
+                &users::NewUser {
+                    email: account.email,
+                    display_name: account.name,
+                    password_hash: hash,
+                },
+            )
+            .await?
+            .id
         }
     })
 }
@@ -72,20 +102,33 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
     };
     diesel::insert_into(channel_members::table)
         .values(&vec![
-            (channel_members::channel_id.eq(channel.0), channel_members::user_id.eq(creator.0), channel_members::role.eq("owner")),
-            (channel_members::channel_id.eq(channel.0), channel_members::user_id.eq(moderator.0), channel_members::role.eq("moderator")),
+            (
+                channel_members::channel_id.eq(channel.0),
+                channel_members::user_id.eq(creator.0),
+                channel_members::role.eq("owner"),
+            ),
+            (
+                channel_members::channel_id.eq(channel.0),
+                channel_members::user_id.eq(moderator.0),
+                channel_members::role.eq("moderator"),
+            ),
         ])
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
 
-    let has_stream: i64 = streams::table.filter(streams::channel_id.eq(channel.0)).count().get_result(conn).await?;
+    let has_stream: i64 = streams::table
+        .filter(streams::channel_id.eq(channel.0))
+        .count()
+        .get_result(conn)
+        .await?;
     if has_stream == 0 {
         diesel::insert_into(streams::table)
             .values((
                 streams::channel_id.eq(channel.0),
                 streams::title.eq("Friday Night Session"),
-                streams::description.eq("Live music and your questions. Bring a friend with a pass!"),
+                streams::description
+                    .eq("Live music and your questions. Bring a friend with a pass!"),
                 streams::access.eq("pass"),
                 streams::status.eq("draft"),
                 streams::scheduled_at.eq(Utc::now() + Duration::days(2)),
@@ -149,9 +192,15 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
 }
 
 pub fn describe(accounts: &[DemoAccount], config: &Config) -> String {
-    let mut out = format!("Demo data loaded. Sign in at {}signin with:\n", config.public_url);
+    let mut out = format!(
+        "Demo data loaded. Sign in at {}signin with:\n",
+        config.public_url
+    );
     for a in accounts {
-        out.push_str(&format!("  {:<10} {:<24} password: {DEMO_PASSWORD}\n", a.role, a.email));
+        out.push_str(&format!(
+            "  {:<10} {:<24} password: {DEMO_PASSWORD}\n",
+            a.role, a.email
+        ));
     }
     out.push_str(&format!("The creator's channel is /c/{CHANNEL_HANDLE}; the viewer holds an active 30-day channel pass."));
     out

@@ -73,7 +73,11 @@ impl AppError {
                 "We hit an unexpected error and logged it. Please try again; if it keeps happening, tell the operator of this site.".to_owned(),
             ),
         };
-        ErrorPage { status: self.status(), title, message }
+        ErrorPage {
+            status: self.status(),
+            title,
+            message,
+        }
     }
 }
 

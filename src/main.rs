@@ -8,10 +8,14 @@ use stagepass::config::Config;
 use stagepass::{AppState, db, demo, telemetry};
 
 #[derive(Parser)]
-#[command(name = "stagepass", version, about = "Live streaming for creators who sell access.",
+#[command(
+    name = "stagepass",
+    version,
+    about = "Live streaming for creators who sell access.",
     long_about = "stagepass: live streaming for creators who sell access.\n\n\
     Every setting comes from environment variables (a .env file in the working \
-    directory is read first); see the README for the full list and defaults.")]
+    directory is read first); see the README for the full list and defaults."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,10 +35,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Development convenience: a missing .env is fine, a broken one is not.
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            anyhow::bail!("reading .env: {e}");
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        anyhow::bail!("reading .env: {e}");
     }
     let cli = Cli::parse();
     let config = match Config::from_env() {
@@ -45,18 +49,28 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     telemetry::init_tracing(config.log_format);
-    let pool = db::pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let pool = db::pool(
+        config.database_url.expose_secret(),
+        config.database_pool_size,
+    )?;
 
     match cli.command {
         Command::Migrate => {
             let applied = db::migrate(&pool).await?;
-            println!("migrations applied: {}", if applied.is_empty() { "none pending".into() } else { applied.join(", ") });
+            println!(
+                "migrations applied: {}",
+                if applied.is_empty() {
+                    "none pending".into()
+                } else {
+                    applied.join(", ")
+                }
+            );
         }
         Command::Demo => {
             db::migrate(&pool).await?;
             let mut conn = pool.get().await.context("connecting to the database")?;
             let accounts = demo::load(&mut conn).await?;
-            println!("{}", demo::describe(&accounts, &config));
+            println!("{}", demo::describe(accounts, &config));
         }
         Command::Serve => {
             let applied = db::migrate(&pool).await?;

@@ -34,9 +34,15 @@ pub fn app(state: AppState) -> Router {
         .fallback(errors::not_found)
         // Inner to outer: CSRF check, error pages, sessions.
         .layer(middleware::from_fn_with_state(state.clone(), csrf::verify))
-        .layer(middleware::from_fn_with_state(state.clone(), errors::render))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            errors::render,
+        ))
         .layer(session_layer(&state))
-        .layer(middleware::from_fn_with_state(state.clone(), errors::last_resort));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            errors::last_resort,
+        ));
 
     let operator = Router::new()
         .route("/healthz", get(health::healthz))
@@ -71,7 +77,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 fn session_layer(state: &AppState) -> SessionManagerLayer<PgSessionStore> {
-    let idle = time::Duration::try_from(state.config.session_idle_timeout).unwrap_or(time::Duration::days(7));
+    let idle = time::Duration::try_from(state.config.session_idle_timeout)
+        .unwrap_or(time::Duration::days(7));
     SessionManagerLayer::new(PgSessionStore::new(state.db.clone()))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
@@ -87,7 +94,12 @@ fn static_files() -> ServeDir {
 /// The Content-Security-Policy: scripts only from us (htmx, livekit-client and
 /// our modules are all served from /static), media over LiveKit's URL only.
 fn content_security_policy(state: &AppState) -> HeaderValue {
-    let livekit = state.config.livekit.public_url.origin().ascii_serialization();
+    let livekit = state
+        .config
+        .livekit
+        .public_url
+        .origin()
+        .ascii_serialization();
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          media-src 'self' blob:; connect-src 'self' {livekit}; frame-ancestors 'none'; \

@@ -24,7 +24,12 @@ impl AppState {
     pub fn new(config: Config, db: DbPool) -> Self {
         let livekit = LiveKit::new(&config.livekit);
         let metrics = crate::telemetry::metrics_handle();
-        Self(Arc::new(App { config, db, livekit, metrics }))
+        Self(Arc::new(App {
+            config,
+            db,
+            livekit,
+            metrics,
+        }))
     }
 }
 

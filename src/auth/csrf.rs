@@ -51,24 +51,30 @@ fn refused() -> Response {
     .into_response()
 }
 
-pub async fn verify(State(state): State<AppState>, session: Session, req: Request, next: Next) -> Response {
+pub async fn verify(
+    State(state): State<AppState>,
+    session: Session,
+    req: Request,
+    next: Next,
+) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !changes_state || req.uri().path().starts_with("/webhooks/") {
         return next.run(req).await;
     }
 
     let headers = req.headers();
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            tracing::info!(site, "csrf: cross-site request refused");
-            return refused();
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        tracing::info!(site, "csrf: cross-site request refused");
+        return refused();
     }
-    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) {
-        if origin != state.config.public_origin() {
-            tracing::info!(origin, "csrf: foreign origin refused");
-            return refused();
-        }
+    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok())
+        && origin != state.config.public_origin()
+    {
+        tracing::info!(origin, "csrf: foreign origin refused");
+        return refused();
     }
 
     let expected = match session.get::<String>(SESSION_KEY).await {
@@ -78,7 +84,11 @@ pub async fn verify(State(state): State<AppState>, session: Session, req: Reques
     };
 
     let (parts, body) = req.into_parts();
-    let from_header = parts.headers.get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let from_header = parts
+        .headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (given, body) = match from_header {
         Some(t) => (Some(t), body),
         None if is_urlencoded_form(&parts.headers) => {

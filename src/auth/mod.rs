@@ -70,7 +70,10 @@ pub fn session_of(parts: &Parts) -> Result<Session, AppError> {
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         load_user(parts, state).await.map(MaybeUser)
     }
 }
@@ -86,7 +89,10 @@ impl IntoResponse for SignInRequired {
         match self {
             SignInRequired::Error(e) => e.into_response(),
             SignInRequired::Redirect { next, htmx } => {
-                let to = format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let to = format!(
+                    "/signin?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
                 redirect(htmx, &to)
             }
         }
@@ -96,8 +102,14 @@ impl IntoResponse for SignInRequired {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = SignInRequired;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match load_user(parts, state).await.map_err(SignInRequired::Error)? {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match load_user(parts, state)
+            .await
+            .map_err(SignInRequired::Error)?
+        {
             Some(user) => Ok(CurrentUser(user)),
             None => {
                 let htmx = parts.headers.contains_key("hx-request");
@@ -111,7 +123,13 @@ impl FromRequestParts<AppState> for CurrentUser {
                         Some(q) => format!("{}?{q}", u.path()),
                         None => u.path().to_owned(),
                     })
-                    .unwrap_or_else(|| parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default());
+                    .unwrap_or_else(|| {
+                        parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default()
+                    });
                 Err(SignInRequired::Redirect { next, htmx })
             }
         }
@@ -120,10 +138,10 @@ impl FromRequestParts<AppState> for CurrentUser {
 
 /// A redirect after a mutation: `HX-Redirect` for htmx, 303 otherwise.
 pub fn redirect(htmx: bool, to: &str) -> Response {
-    let value = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/"));
     if htmx {
-        (StatusCode::OK, [("hx-redirect", value)]).into_response()
+        (StatusCode::OK, axum_htmx::HxRedirect(to.to_owned()), ()).into_response()
     } else {
+        let value = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/"));
         (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response()
     }
 }
@@ -131,7 +149,12 @@ pub fn redirect(htmx: bool, to: &str) -> Response {
 /// Only local paths are followed after sign-in, never another site.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains(['\r', '\n']) =>
+        {
             n.to_owned()
         }
         _ => "/".to_owned(),
@@ -142,7 +165,9 @@ pub fn safe_next(next: Option<&str>) -> String {
 pub async fn sign_in(session: &Session, user: UserId) -> Result<(), AppError> {
     session.cycle_id().await?;
     session.insert(USER_ID_KEY, user.0).await?;
-    session.insert(SIGNED_IN_AT_KEY, chrono::Utc::now().timestamp()).await?;
+    session
+        .insert(SIGNED_IN_AT_KEY, chrono::Utc::now().timestamp())
+        .await?;
     csrf::rotate(session).await?;
     Ok(())
 }

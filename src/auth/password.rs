@@ -47,8 +47,11 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash is malformed: {e}"))?;
-        let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+        let parsed = PasswordHash::new(&stored)
+            .map_err(|e| anyhow::anyhow!("stored hash is malformed: {e}"))?;
+        let ok = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(ok && known)
     })
     .await
@@ -59,7 +62,10 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
 /// against it costs what a real verification costs.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let secret: [u8; 32] = rand::random();
-    argon2().hash_password(&secret).expect("hashing random bytes").to_string()
+    argon2()
+        .hash_password(&secret)
+        .expect("hashing random bytes")
+        .to_string()
 });
 
 #[cfg(test)]
@@ -70,7 +76,11 @@ mod tests {
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
         let h = hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
+        assert!(
+            verify("correct horse battery".into(), Some(h.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!verify("wrong horse battery".into(), Some(h)).await.unwrap());
     }
 
@@ -81,8 +91,14 @@ mod tests {
 
     #[test]
     fn strength_rules_say_why() {
-        assert_eq!(check_strength("short", "a@b.c"), Err("Use at least 10 characters."));
-        assert_eq!(check_strength("me@example.com", "me@example.com"), Err("Don't use your email address as your password."));
+        assert_eq!(
+            check_strength("short", "a@b.c"),
+            Err("Use at least 10 characters.")
+        );
+        assert_eq!(
+            check_strength("me@example.com", "me@example.com"),
+            Err("Don't use your email address as your password.")
+        );
         assert!(check_strength("a long enough passphrase", "a@b.c").is_ok());
     }
 }

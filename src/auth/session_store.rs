@@ -45,7 +45,11 @@ fn expiry(record: &Record) -> DateTime<Utc> {
 }
 
 fn user_id(record: &Record) -> Option<UserId> {
-    record.data.get(USER_ID_KEY).and_then(serde_json::Value::as_i64).map(UserId)
+    record
+        .data
+        .get(USER_ID_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .map(UserId)
 }
 
 fn encode(record: &Record) -> session_store::Result<serde_json::Value> {
@@ -58,9 +62,15 @@ impl SessionStore for PgSessionStore {
         let mut conn = self.conn().await?;
         let data = encode(record)?;
         // 128-bit random ids practically never collide; if one does, draw again.
-        while !db::sessions::insert_new(&mut conn, &record.id.to_string(), &data, expiry(record), user_id(record))
-            .await
-            .map_err(backend)?
+        while !db::sessions::insert_new(
+            &mut conn,
+            &record.id.to_string(),
+            &data,
+            expiry(record),
+            user_id(record),
+        )
+        .await
+        .map_err(backend)?
         {
             record.id = Id::default();
         }
@@ -70,25 +80,41 @@ impl SessionStore for PgSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
         let data = encode(record)?;
-        db::sessions::upsert(&mut conn, &record.id.to_string(), &data, expiry(record), user_id(record))
-            .await
-            .map_err(backend)
+        db::sessions::upsert(
+            &mut conn,
+            &record.id.to_string(),
+            &data,
+            expiry(record),
+            user_id(record),
+        )
+        .await
+        .map_err(backend)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let mut conn = self.conn().await?;
-        let Some((data, expires_at)) = db::sessions::load(&mut conn, &id.to_string()).await.map_err(backend)? else {
+        let Some((data, expires_at)) = db::sessions::load(&mut conn, &id.to_string())
+            .await
+            .map_err(backend)?
+        else {
             return Ok(None);
         };
-        let data = serde_json::from_value(data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let data = serde_json::from_value(data)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at.timestamp())
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
-        db::sessions::delete(&mut conn, &id.to_string()).await.map_err(backend)
+        db::sessions::delete(&mut conn, &id.to_string())
+            .await
+            .map_err(backend)
     }
 }
 
@@ -96,7 +122,9 @@ impl SessionStore for PgSessionStore {
 impl ExpiredDeletion for PgSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
-        let n = db::sessions::delete_expired(&mut conn).await.map_err(backend)?;
+        let n = db::sessions::delete_expired(&mut conn)
+            .await
+            .map_err(backend)?;
         if n > 0 {
             tracing::debug!(deleted = n, "expired sessions deleted");
         }

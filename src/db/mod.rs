@@ -38,7 +38,10 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
 
 /// Applies pending migrations; answers the versions applied.
 pub async fn migrate(pool: &DbPool) -> anyhow::Result<Vec<String>> {
-    let conn = pool.get().await.context("connecting to the database to migrate")?;
+    let conn = pool
+        .get()
+        .await
+        .context("connecting to the database to migrate")?;
     // The harness drives diesel's sync migration code on a blocking thread.
     tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(conn);

@@ -69,17 +69,29 @@ pub async fn upsert(
 }
 
 pub async fn delete(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<()> {
-    diesel::delete(sessions::table.filter(sessions::id.eq(id))).execute(conn).await?;
+    diesel::delete(sessions::table.filter(sessions::id.eq(id)))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn delete_expired(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::expires_at.le(diesel::dsl::now))).execute(conn).await
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(diesel::dsl::now)))
+        .execute(conn)
+        .await
 }
 
 /// Signs a user out everywhere but `keep` (after a password change).
-pub async fn delete_for_user_except(conn: &mut AsyncPgConnection, user: UserId, keep: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user)).filter(sessions::id.ne(keep)))
-        .execute(conn)
-        .await
+pub async fn delete_for_user_except(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    keep: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::id.ne(keep)),
+    )
+    .execute(conn)
+    .await
 }

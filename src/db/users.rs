@@ -24,7 +24,10 @@ pub struct User {
 // Never print the hash.
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,7 +53,12 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
-    users::table.find(id).select(User::as_select()).first(conn).await.optional()
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
@@ -63,12 +71,27 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryRe
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<User> {
-    diesel::insert_into(users::table).values(new).returning(User::as_returning()).get_result(conn).await
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
 }
 
-pub async fn update(conn: &mut AsyncPgConnection, id: UserId, changes: UserChanges<'_>) -> QueryResult<User> {
-    let changes = UserChanges { updated_at: Some(Utc::now()), ..changes };
-    diesel::update(users::table.find(id)).set(changes).returning(User::as_returning()).get_result(conn).await
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    changes: UserChanges<'_>,
+) -> QueryResult<User> {
+    let changes = UserChanges {
+        updated_at: Some(Utc::now()),
+        ..changes
+    };
+    diesel::update(users::table.find(id))
+        .set(changes)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
 }
 
 /// Failed sign-ins within `window` for an account and for an address.
@@ -85,7 +108,9 @@ pub async fn recent_sign_in_failures(
     window: std::time::Duration,
 ) -> QueryResult<RecentFailures> {
     // The window is ours (a Duration), never user input.
-    let since = || diesel::dsl::sql::<Timestamptz>(&format!("now() - interval '{} seconds'", window.as_secs()));
+    let since = || {
+        diesel::dsl::sql::<Timestamptz>(&format!("now() - interval '{} seconds'", window.as_secs()))
+    };
     let for_email = sign_in_attempts::table
         .filter(lower(sign_in_attempts::email).eq(normalize_email(email)))
         .filter(sign_in_attempts::succeeded.eq(false))

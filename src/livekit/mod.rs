@@ -15,6 +15,12 @@ pub struct LiveKit {
 impl LiveKit {
     pub fn new(config: &LiveKitConfig) -> Self {
         let host = config.url.as_str().trim_end_matches('/');
-        Self { rooms: RoomClient::with_api_key(host, &config.api_key, config.api_secret.expose_secret()) }
+        Self {
+            rooms: RoomClient::with_api_key(
+                host,
+                &config.api_key,
+                config.api_secret.expose_secret(),
+            ),
+        }
     }
 }

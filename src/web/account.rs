@@ -1,10 +1,10 @@
 //! The account page: display name and password change.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -70,7 +70,10 @@ pub async fn update_profile(
         };
     }
     let mut conn = state.db.get().await?;
-    let changes = users::UserChanges { display_name: Some(form.display_name.trim()), ..Default::default() };
+    let changes = users::UserChanges {
+        display_name: Some(form.display_name.trim()),
+        ..Default::default()
+    };
     let user = users::update(&mut conn, user.id, changes).await?;
     if htmx.fragment {
         page.display_name = user.display_name;
@@ -102,13 +105,21 @@ pub async fn change_password(
     let errors = &mut page.password_errors;
     if form.current_password.is_empty() {
         errors.add("current_password", "Enter your current password.");
-    } else if !password::verify(form.current_password.clone(), Some(user.password_hash.clone())).await? {
+    } else if !password::verify(
+        form.current_password.clone(),
+        Some(user.password_hash.clone()),
+    )
+    .await?
+    {
         errors.add("current_password", "That is not your current password.");
     }
     if let Err(e) = password::check_strength(&form.new_password, &user.email) {
         errors.add("new_password", e);
     } else if form.new_password == form.current_password {
-        errors.add("new_password", "Choose a password different from your current one.");
+        errors.add(
+            "new_password",
+            "Choose a password different from your current one.",
+        );
     }
     if !errors.is_empty() {
         return if htmx.fragment {
@@ -120,9 +131,24 @@ pub async fn change_password(
 
     let hash = password::hash(form.new_password).await?;
     let mut conn = state.db.get().await?;
-    users::update(&mut conn, user.id, users::UserChanges { password_hash: Some(&hash), ..Default::default() }).await?;
-    db::audit::record(&mut conn, Some(user.id), None, "account.password_changed", None, serde_json::json!({}))
-        .await?;
+    users::update(
+        &mut conn,
+        user.id,
+        users::UserChanges {
+            password_hash: Some(&hash),
+            ..Default::default()
+        },
+    )
+    .await?;
+    db::audit::record(
+        &mut conn,
+        Some(user.id),
+        None,
+        "account.password_changed",
+        None,
+        serde_json::json!({}),
+    )
+    .await?;
     drop(conn);
     let ended = auth::secure_after_password_change(&state, &session, user.id).await?;
     let message = if ended > 0 {

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -66,7 +66,8 @@ fn validate_email(email: &str) -> Option<&'static str> {
     if email.is_empty() {
         return Some("Enter your email address.");
     }
-    if local.is_empty() || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty() || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.')
+    {
         return Some("Enter an email address like name@example.com.");
     }
     if email.len() > 254 || email.chars().any(char::is_whitespace) {
@@ -112,23 +113,48 @@ pub async fn signup(
     let email = users::normalize_email(&form.email);
     let mut conn = state.db.get().await?;
     if errors.get("email").is_none() && users::find_by_email(&mut conn, &email).await?.is_some() {
-        errors.add("email", "An account with this email already exists. Sign in instead.");
+        errors.add(
+            "email",
+            "An account with this email already exists. Sign in instead.",
+        );
     }
 
     if errors.is_empty() {
         let hash = password::hash(form.password.clone()).await?;
-        let new = users::NewUser { email: &email, display_name: form.display_name.trim(), password_hash: &hash };
+        let new = users::NewUser {
+            email: &email,
+            display_name: form.display_name.trim(),
+            password_hash: &hash,
+        };
         match users::insert(&mut conn, &new).await {
             Ok(user) => {
-                db::audit::record(&mut conn, Some(user.id), None, "account.created", None, serde_json::json!({}))
-                    .await?;
+                db::audit::record(
+                    &mut conn,
+                    Some(user.id),
+                    None,
+                    "account.created",
+                    None,
+                    serde_json::json!({}),
+                )
+                .await?;
                 auth::sign_in(&session, user.id).await?;
-                flash(&session, FlashKind::Success, format!("Welcome to stagepass, {}!", user.display_name)).await?;
-                return Ok(auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref())));
+                flash(
+                    &session,
+                    FlashKind::Success,
+                    format!("Welcome to stagepass, {}!", user.display_name),
+                )
+                .await?;
+                return Ok(auth::redirect(
+                    htmx.request,
+                    &auth::safe_next(form.next.as_deref()),
+                ));
             }
             // Two sign-ups with the same email at once: the unique index decides.
             Err(e) if db::is_unique_violation(&e, None) => {
-                errors.add("email", "An account with this email already exists. Sign in instead.");
+                errors.add(
+                    "email",
+                    "An account with this email already exists. Sign in instead.",
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -178,16 +204,15 @@ pub async fn signin_page(layout: Layout, Query(q): Query<NextQuery>) -> AppResul
 
 /// The client's address; `X-Forwarded-For` only when the operator says a proxy sets it.
 pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
-    if state.config.trust_proxy_headers {
-        if let Some(ip) = headers
+    if state.config.trust_proxy_headers
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        {
-            return ip.to_owned();
-        }
+    {
+        return ip.to_owned();
     }
     peer.ip().to_string()
 }
@@ -213,8 +238,10 @@ pub async fn signin(
 
     if errors.is_empty() {
         let mut conn = state.db.get().await?;
-        let failures = users::recent_sign_in_failures(&mut conn, &form.email, &ip, FAILURE_WINDOW).await?;
-        if failures.for_email >= MAX_FAILURES_PER_ACCOUNT || failures.for_ip >= MAX_FAILURES_PER_IP {
+        let failures =
+            users::recent_sign_in_failures(&mut conn, &form.email, &ip, FAILURE_WINDOW).await?;
+        if failures.for_email >= MAX_FAILURES_PER_ACCOUNT || failures.for_ip >= MAX_FAILURES_PER_IP
+        {
             tracing::info!(%ip, "sign-in throttled");
             status = StatusCode::TOO_MANY_REQUESTS;
             errors.add(
@@ -223,15 +250,25 @@ pub async fn signin(
             );
         } else {
             let user = users::find_by_email(&mut conn, &form.email).await?;
-            let ok = password::verify(form.password.clone(), user.as_ref().map(|u| u.password_hash.clone())).await?;
+            let ok = password::verify(
+                form.password.clone(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
             users::record_sign_in_attempt(&mut conn, &form.email, &ip, ok).await?;
             match user {
                 Some(user) if ok => {
                     auth::sign_in(&session, user.id).await?;
-                    return Ok(auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref())));
+                    return Ok(auth::redirect(
+                        htmx.request,
+                        &auth::safe_next(form.next.as_deref()),
+                    ));
                 }
                 // Never say which of the two was wrong.
-                _ => errors.add("", "That email and password don't match an account. Check them and try again."),
+                _ => errors.add(
+                    "",
+                    "That email and password don't match an account. Check them and try again.",
+                ),
             }
         }
     }
@@ -242,7 +279,11 @@ pub async fn signin(
         next: auth::safe_next(form.next.as_deref()),
         errors,
     };
-    if htmx.fragment { render_with(status, &page.as_form()) } else { render_with(status, &page) }
+    if htmx.fragment {
+        render_with(status, &page.as_form())
+    } else {
+        render_with(status, &page)
+    }
 }
 
 pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
@@ -258,7 +299,10 @@ mod tests {
     fn emails_are_checked_with_a_reason() {
         let mut e = FieldErrors::default();
         check_email("not-an-email", &mut e);
-        assert_eq!(e.get("email"), Some("Enter an email address like name@example.com."));
+        assert_eq!(
+            e.get("email"),
+            Some("Enter an email address like name@example.com.")
+        );
         let mut e = FieldErrors::default();
         check_email("a@b", &mut e);
         assert!(e.get("email").is_some());

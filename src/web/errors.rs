@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use axum_htmx::{HxReswap, HxRetarget, SwapOption};
 use tower_sessions::Session;
 
 use super::{Layout, LayoutUser, wants_fragment};
@@ -27,7 +28,12 @@ pub async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-pub async fn render(State(state): State<AppState>, session: Session, req: Request, next: Next) -> Response {
+pub async fn render(
+    State(state): State<AppState>,
+    session: Session,
+    req: Request,
+    next: Next,
+) -> Response {
     let fragment = wants_fragment(req.headers());
     let response = next.run(req).await;
     let Some(error) = response.extensions().get::<ErrorPage>().cloned() else {
@@ -42,9 +48,20 @@ pub async fn render(State(state): State<AppState>, session: Session, req: Reques
         },
         _ => None,
     };
-    let layout = match Layout::for_session(&session, user.map(|u| LayoutUser { display_name: u.display_name })).await {
+    let layout = match Layout::for_session(
+        &session,
+        user.map(|u| LayoutUser {
+            display_name: u.display_name,
+        }),
+    )
+    .await
+    {
         Ok(layout) => layout,
-        Err(_) => Layout { user: None, csrf_token: String::new(), flashes: Vec::new() },
+        Err(_) => Layout {
+            user: None,
+            csrf_token: String::new(),
+            flashes: Vec::new(),
+        },
     };
     respond(error, layout, fragment)
 }
@@ -63,16 +80,35 @@ pub async fn last_resort(State(state): State<AppState>, req: Request, next: Next
     }
     let error = match state.db.get().await {
         Err(e) => AppError::from(e),
-        Ok(_) => AppError::Internal(anyhow::anyhow!("a middleware failed with {}", response.status())),
+        Ok(_) => AppError::Internal(anyhow::anyhow!(
+            "a middleware failed with {}",
+            response.status()
+        )),
     };
-    let page = error.into_response().extensions().get::<ErrorPage>().cloned().expect("errors carry their page");
-    let layout = Layout { user: None, csrf_token: String::new(), flashes: Vec::new() };
+    let page = error
+        .into_response()
+        .extensions()
+        .get::<ErrorPage>()
+        .cloned()
+        .expect("errors carry their page");
+    let layout = Layout {
+        user: None,
+        csrf_token: String::new(),
+        flashes: Vec::new(),
+    };
     respond(page, layout, fragment)
 }
 
 fn respond(error: ErrorPage, layout: Layout, fragment: bool) -> Response {
-    let page = ErrorTemplate { layout, error: error.clone() };
-    let html = if fragment { page.as_alert().render() } else { page.render() };
+    let page = ErrorTemplate {
+        layout,
+        error: error.clone(),
+    };
+    let html = if fragment {
+        page.as_alert().render()
+    } else {
+        page.render()
+    };
     let mut out = match html {
         Ok(html) => (error.status, Html(html)).into_response(),
         Err(e) => {
@@ -80,11 +116,16 @@ fn respond(error: ErrorPage, layout: Layout, fragment: bool) -> Response {
             (error.status, format!("{}: {}", error.title, error.message)).into_response()
         }
     };
-    let headers = out.headers_mut();
-    headers.insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    out.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
     if fragment {
-        headers.insert("hx-retarget", HeaderValue::from_static("#alerts"));
-        headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        // Shown where the user is looking: the page's alert region.
+        return (
+            HxRetarget("#alerts".to_owned()),
+            HxReswap(SwapOption::InnerHtml),
+            out,
+        )
+            .into_response();
     }
     out
 }

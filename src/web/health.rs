@@ -18,15 +18,24 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let check = async {
         let mut conn = state.db.get().await.map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(|e| e.to_string())
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unreachable\n".to_owned())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: database unreachable\n".to_owned(),
+            )
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: database did not answer within 3 s\n".to_owned()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: database did not answer within 3 s\n".to_owned(),
+        ),
     }
 }
 
@@ -36,5 +45,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("db_pool_connections_idle").set(pool.available as f64);
     metrics::gauge!("db_pool_connections_max").set(pool.max_size as f64);
     metrics::gauge!("db_pool_waiting").set(pool.waiting as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

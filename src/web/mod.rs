@@ -15,6 +15,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum_htmx::{HxBoosted, HxHistoryRestoreRequest, HxRequest};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -31,7 +32,9 @@ pub fn render_with(status: StatusCode, template: &impl Template) -> AppResult<Re
     let html = template.render()?;
     let mut response = (status, Html(html)).into_response();
     // One URL serves a whole page or, to htmx, a fragment: caches must keep both.
-    response.headers_mut().insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
     Ok(response)
 }
 
@@ -52,8 +55,15 @@ pub struct Htmx {
 impl<S: Send + Sync> FromRequestParts<S> for Htmx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Htmx { fragment: wants_fragment(&parts.headers), request: parts.headers.contains_key("hx-request") })
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let HxRequest(request) = HxRequest::from_request_parts(parts, state).await?;
+        let HxBoosted(boosted) = HxBoosted::from_request_parts(parts, state).await?;
+        let HxHistoryRestoreRequest(restore) =
+            HxHistoryRestoreRequest::from_request_parts(parts, state).await?;
+        Ok(Htmx {
+            fragment: request && !boosted && !restore,
+            request,
+        })
     }
 }
 
@@ -72,18 +82,34 @@ pub struct LayoutUser {
 impl FromRequestParts<AppState> for Layout {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let MaybeUser(user) = MaybeUser::from_request_parts(parts, state).await?;
         let session = crate::auth::session_of(parts)?;
-        Layout::for_session(&session, user.map(|u| LayoutUser { display_name: u.display_name })).await
+        Layout::for_session(
+            &session,
+            user.map(|u| LayoutUser {
+                display_name: u.display_name,
+            }),
+        )
+        .await
     }
 }
 
 impl Layout {
     pub async fn for_session(session: &Session, user: Option<LayoutUser>) -> AppResult<Self> {
         let csrf_token = crate::auth::csrf::token(session).await?;
-        let flashes = session.remove::<Vec<Flash>>(FLASH_KEY).await?.unwrap_or_default();
-        Ok(Layout { user, csrf_token, flashes })
+        let flashes = session
+            .remove::<Vec<Flash>>(FLASH_KEY)
+            .await?
+            .unwrap_or_default();
+        Ok(Layout {
+            user,
+            csrf_token,
+            flashes,
+        })
     }
 }
 
@@ -114,9 +140,19 @@ impl std::fmt::Display for FlashKind {
 }
 
 /// Queues a message for the next page the user sees.
-pub async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) -> AppResult<()> {
-    let mut all = session.get::<Vec<Flash>>(FLASH_KEY).await?.unwrap_or_default();
-    all.push(Flash { kind, message: message.into() });
+pub async fn flash(
+    session: &Session,
+    kind: FlashKind,
+    message: impl Into<String>,
+) -> AppResult<()> {
+    let mut all = session
+        .get::<Vec<Flash>>(FLASH_KEY)
+        .await?
+        .unwrap_or_default();
+    all.push(Flash {
+        kind,
+        message: message.into(),
+    });
     session.insert(FLASH_KEY, all).await?;
     Ok(())
 }

@@ -24,7 +24,10 @@ async fn sign_up_leaves_you_signed_in_with_an_argon2id_hash() {
     let home = ann.get("/").await;
     assert_eq!(home.status, StatusCode::OK);
     assert_eq!(home.text_of("[data-testid=nav-account]"), "Ann Lee");
-    assert!(home.text_of("#alerts").contains("Welcome to stagepass, Ann Lee!"));
+    assert!(
+        home.text_of("#alerts")
+            .contains("Welcome to stagepass, Ann Lee!")
+    );
 
     let (email, hash): (String, String) = users::table
         .select((users::email, users::password_hash))
@@ -32,7 +35,10 @@ async fn sign_up_leaves_you_signed_in_with_an_argon2id_hash() {
         .await
         .unwrap();
     assert_eq!(email, "ann@example.com");
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
     assert!(!hash.contains(PASSWORD));
 }
 
@@ -43,13 +49,28 @@ async fn duplicate_email_in_any_case_is_refused_next_to_the_field() {
 
     let other = app.anonymous();
     let page = other
-        .submit("/signup", "#signup-form", &[("email", "ANN@Example.COM"), ("display_name", "Impostor"), ("password", PASSWORD)])
+        .submit(
+            "/signup",
+            "#signup-form",
+            &[
+                ("email", "ANN@Example.COM"),
+                ("display_name", "Impostor"),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(page.text_of("#email-error").contains("already exists"), "{}", page.text);
+    assert!(
+        page.text_of("#email-error").contains("already exists"),
+        "{}",
+        page.text
+    );
     assert_eq!(page.attr("#email", "aria-invalid").as_deref(), Some("true"));
     // What was typed is kept, the password is not echoed back.
-    assert_eq!(page.attr("#display_name", "value").as_deref(), Some("Impostor"));
+    assert_eq!(
+        page.attr("#display_name", "value").as_deref(),
+        Some("Impostor")
+    );
     assert_eq!(page.attr("#password", "value"), None);
     assert_eq!(user_count(&app, "ann@example.com").await, 1);
 }
@@ -58,13 +79,31 @@ async fn duplicate_email_in_any_case_is_refused_next_to_the_field() {
 async fn form_errors_come_back_as_a_fragment_to_htmx() {
     let app = TestApp::spawn().await;
     let browser = app.anonymous();
-    let page = browser.post_htmx("/signup", &[("email", "nope"), ("display_name", ""), ("password", "short")]).await;
+    let page = browser
+        .post_htmx(
+            "/signup",
+            &[
+                ("email", "nope"),
+                ("display_name", ""),
+                ("password", "short"),
+            ],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!page.text.contains("<html"), "a fragment, not a page");
     assert!(page.has("form#signup-form"));
-    assert_eq!(page.text_of("#email-error"), "Enter an email address like name@example.com.");
-    assert_eq!(page.text_of("#display_name-error"), "Enter the name others will see.");
-    assert_eq!(page.text_of("#password-error"), "Use at least 10 characters.");
+    assert_eq!(
+        page.text_of("#email-error"),
+        "Enter an email address like name@example.com."
+    );
+    assert_eq!(
+        page.text_of("#display_name-error"),
+        "Enter the name others will see."
+    );
+    assert_eq!(
+        page.text_of("#password-error"),
+        "Use at least 10 characters."
+    );
     assert_eq!(page.header("vary").as_deref(), Some("HX-Request"));
     assert_eq!(user_count(&app, "nope").await, 0);
 }
@@ -75,8 +114,23 @@ async fn wrong_password_and_unknown_email_get_the_same_generic_error() {
     app.signed_up("bo@example.com", "Bo").await;
 
     let stranger = app.anonymous();
-    let wrong = stranger.submit("/signin", "#signin-form", &[("email", "bo@example.com"), ("password", "not the password")]).await;
-    let unknown = stranger.submit("/signin", "#signin-form", &[("email", "nobody@example.com"), ("password", PASSWORD)]).await;
+    let wrong = stranger
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[
+                ("email", "bo@example.com"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
+    let unknown = stranger
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", "nobody@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     for page in [&wrong, &unknown] {
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
@@ -96,12 +150,20 @@ async fn sign_out_ends_the_session_on_the_server() {
 
     let out = cy.submit("/", "form[action='/signout']", &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    let rows: i64 = sessions::table.filter(sessions::id.eq(&cookie)).count().get_result(&mut app.conn().await).await.unwrap();
+    let rows: i64 = sessions::table
+        .filter(sessions::id.eq(&cookie))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
     assert_eq!(rows, 0, "the session row is deleted");
 
     // Someone who kept a copy of the old cookie gets nothing from it.
     let thief = app.anonymous();
-    thief.jar.add_cookie_str(&format!("{}={cookie}", stagepass::router::SESSION_COOKIE), &app.url.parse().unwrap());
+    thief.jar.add_cookie_str(
+        &format!("{}={cookie}", stagepass::router::SESSION_COOKIE),
+        &app.url.parse().unwrap(),
+    );
     let page = thief.get("/account").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.location().as_deref(), Some("/signin?next=%2Faccount"));
@@ -118,7 +180,13 @@ async fn protected_page_sends_anonymous_users_to_sign_in_and_back() {
     let to = page.location().unwrap();
     assert_eq!(to, "/signin?next=%2Faccount");
 
-    let signed_in = di.submit(&to, "#signin-form", &[("email", "DI@example.com"), ("password", PASSWORD)]).await;
+    let signed_in = di
+        .submit(
+            &to,
+            "#signin-form",
+            &[("email", "DI@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     assert_eq!(signed_in.location().as_deref(), Some("/account"));
     let account = di.follow(&signed_in).await;
@@ -127,11 +195,20 @@ async fn protected_page_sends_anonymous_users_to_sign_in_and_back() {
 
     // htmx requests are told where to go with HX-Redirect instead.
     let htmx = app.anonymous().get_htmx("/account").await;
-    assert_eq!(htmx.header("hx-redirect").as_deref(), Some("/signin?next=%2Faccount"));
+    assert_eq!(
+        htmx.header("hx-redirect").as_deref(),
+        Some("/signin?next=%2Faccount")
+    );
 
     // `next` never leads off-site.
     let evil = app.anonymous();
-    let page = evil.submit("/signin?next=//evil.example", "#signin-form", &[("email", "di@example.com"), ("password", PASSWORD)]).await;
+    let page = evil
+        .submit(
+            "/signin?next=//evil.example",
+            "#signin-form",
+            &[("email", "di@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(page.location().as_deref(), Some("/"));
 }
 
@@ -140,11 +217,22 @@ async fn post_without_csrf_token_is_refused_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let ed = app.signed_up("ed@example.com", "Ed").await;
 
-    let no_token = ed.post_raw("/account/profile", &[("display_name", "Hacked")]).await;
+    let no_token = ed
+        .post_raw("/account/profile", &[("display_name", "Hacked")])
+        .await;
     assert_eq!(no_token.status, StatusCode::FORBIDDEN);
-    assert!(no_token.text_of(".alert").contains("Reload the page and try again"));
+    assert!(
+        no_token
+            .text_of(".alert")
+            .contains("Reload the page and try again")
+    );
 
-    let wrong_token = ed.post_raw("/account/profile", &[("display_name", "Hacked"), ("csrf_token", "0000")]).await;
+    let wrong_token = ed
+        .post_raw(
+            "/account/profile",
+            &[("display_name", "Hacked"), ("csrf_token", "0000")],
+        )
+        .await;
     assert_eq!(wrong_token.status, StatusCode::FORBIDDEN);
 
     // A valid token sent from another site is still refused.
@@ -173,13 +261,23 @@ async fn post_without_csrf_token_is_refused_and_changes_nothing() {
     .await;
     assert_eq!(fetch_site.status, StatusCode::FORBIDDEN);
 
-    let name: String = users::table.select(users::display_name).first(&mut app.conn().await).await.unwrap();
+    let name: String = users::table
+        .select(users::display_name)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
     assert_eq!(name, "Ed");
 
     // The same change with the token goes through (so the refusals above mean something).
-    let ok = ed.post_htmx("/account/profile", &[("display_name", "Edward")]).await;
+    let ok = ed
+        .post_htmx("/account/profile", &[("display_name", "Edward")])
+        .await;
     assert_eq!(ok.status, StatusCode::OK);
-    let name: String = users::table.select(users::display_name).first(&mut app.conn().await).await.unwrap();
+    let name: String = users::table
+        .select(users::display_name)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
     assert_eq!(name, "Edward");
 }
 
@@ -190,13 +288,26 @@ async fn session_id_changes_at_sign_in() {
 
     let fay = app.anonymous();
     fay.get("/signin").await;
-    let before = fay.session_cookie().expect("the sign-in page starts a session for its CSRF token");
-    let page = fay.submit("/signin", "#signin-form", &[("email", "fay@example.com"), ("password", PASSWORD)]).await;
+    let before = fay
+        .session_cookie()
+        .expect("the sign-in page starts a session for its CSRF token");
+    let page = fay
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", "fay@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     let after = fay.session_cookie().unwrap();
     assert_ne!(before, after);
 
-    let old: i64 = sessions::table.filter(sessions::id.eq(&before)).count().get_result(&mut app.conn().await).await.unwrap();
+    let old: i64 = sessions::table
+        .filter(sessions::id.eq(&before))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
     assert_eq!(old, 0, "the pre-sign-in session is gone (no fixation)");
 }
 
@@ -206,13 +317,31 @@ async fn sign_in_is_throttled_after_repeated_failures() {
     app.signed_up("gus@example.com", "Gus").await;
     let attacker = app.anonymous();
     for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT {
-        let page = attacker.submit("/signin", "#signin-form", &[("email", "gus@example.com"), ("password", "guess-guess-guess")]).await;
+        let page = attacker
+            .submit(
+                "/signin",
+                "#signin-form",
+                &[
+                    ("email", "gus@example.com"),
+                    ("password", "guess-guess-guess"),
+                ],
+            )
+            .await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
     // Even the right password is refused now, with a clear reason.
-    let page = attacker.submit("/signin", "#signin-form", &[("email", "GUS@example.com"), ("password", PASSWORD)]).await;
+    let page = attacker
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", "GUS@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(page.text_of(".form-error").contains("Too many failed sign-in attempts"));
+    assert!(
+        page.text_of(".form-error")
+            .contains("Too many failed sign-in attempts")
+    );
     assert!(!attacker.get("/").await.has("[data-testid=nav-account]"));
 }
 
@@ -221,26 +350,185 @@ async fn password_change_signs_out_other_devices_and_the_new_password_works() {
     let app = TestApp::spawn().await;
     let laptop = app.signed_up("hal@example.com", "Hal").await;
     let phone = app.anonymous();
-    phone.submit("/signin", "#signin-form", &[("email", "hal@example.com"), ("password", PASSWORD)]).await;
+    phone
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", "hal@example.com"), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(phone.get("/account").await.status, StatusCode::OK);
 
     let wrong = laptop
-        .submit("/account", "#password-form", &[("current_password", "not it at all"), ("new_password", "a brand new passphrase")])
+        .submit(
+            "/account",
+            "#password-form",
+            &[
+                ("current_password", "not it at all"),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(wrong.text_of("#current_password-error"), "That is not your current password.");
+    assert_eq!(
+        wrong.text_of("#current_password-error"),
+        "That is not your current password."
+    );
 
     let before = laptop.session_cookie().unwrap();
     let ok = laptop
-        .submit("/account", "#password-form", &[("current_password", PASSWORD), ("new_password", "a brand new passphrase")])
+        .submit(
+            "/account",
+            "#password-form",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
-    assert_ne!(laptop.session_cookie().unwrap(), before, "session id cycled");
+    assert_ne!(
+        laptop.session_cookie().unwrap(),
+        before,
+        "session id cycled"
+    );
     let account = laptop.follow(&ok).await;
-    assert!(account.text_of("#alerts").contains("other devices were signed out"));
+    assert!(
+        account
+            .text_of("#alerts")
+            .contains("other devices were signed out")
+    );
 
-    assert_eq!(phone.get("/account").await.status, StatusCode::SEE_OTHER, "the phone was signed out");
+    assert_eq!(
+        phone.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "the phone was signed out"
+    );
     let again = app.anonymous();
-    let page = again.submit("/signin", "#signin-form", &[("email", "hal@example.com"), ("password", "a brand new passphrase")]).await;
+    let page = again
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[
+                ("email", "hal@example.com"),
+                ("password", "a brand new passphrase"),
+            ],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_address_too() {
+    let app = TestApp::spawn().await;
+    app.signed_up("ida@example.com", "Ida").await;
+    // Failures spread over many accounts from one address (a credential-stuffing run).
+    for i in 0..stagepass::web::auth::MAX_FAILURES_PER_IP {
+        stagepass::db::users::record_sign_in_attempt(
+            &mut *app.conn().await,
+            &format!("victim{i}@example.com"),
+            "127.0.0.1",
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    let page = app
+        .anonymous()
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", "ida@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.text_of(".form-error").contains("wait 15 minutes"));
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_are_cleaned_up() {
+    use tower_sessions::session_store::ExpiredDeletion;
+    let app = TestApp::spawn().await;
+    let jo = app.signed_up("jo@example.com", "Jo").await;
+    let cookie = jo.session_cookie().unwrap();
+    // As if the idle timeout had passed since the last request.
+    diesel::update(sessions::table.filter(sessions::id.eq(&cookie)))
+        .set(sessions::expires_at.eq(chrono::Utc::now() - chrono::Duration::minutes(1)))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        jo.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "an expired session is never loaded"
+    );
+
+    stagepass::auth::session_store::PgSessionStore::new(app.db().clone())
+        .delete_expired()
+        .await
+        .unwrap();
+    let left: i64 = sessions::table
+        .filter(sessions::id.eq(&cookie))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the cleanup task deletes expired rows");
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_absolute_timeout_even_when_active() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("SESSION_IDLE_TIMEOUT_MINUTES".into(), "60".into());
+        env.insert("SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(), "120".into());
+    })
+    .await;
+    let kim = app.signed_up("kim@example.com", "Kim").await;
+    assert_eq!(kim.get("/account").await.status, StatusCode::OK);
+    let cookie = kim.session_cookie().unwrap();
+    // Signed in three hours ago, active ever since.
+    diesel::sql_query("UPDATE sessions SET data = jsonb_set(data, '{signed_in_at}', to_jsonb(extract(epoch FROM now() - interval '3 hours')::bigint)) WHERE id = $1")
+        .bind::<diesel::sql_types::Text, _>(&cookie)
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(kim.get("/account").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_printed_demo_accounts_can_sign_in() {
+    let app = TestApp::spawn().await;
+    let accounts = stagepass::demo::load(&mut *app.conn().await).await.unwrap();
+    // Loading twice is harmless.
+    stagepass::demo::load(&mut *app.conn().await).await.unwrap();
+    let printed = stagepass::demo::describe(accounts, &app.state.config);
+    assert!(printed.contains("viewer@example.com"), "{printed}");
+    assert!(printed.contains(stagepass::demo::DEMO_PASSWORD));
+
+    let viewer = app.anonymous();
+    let page = viewer
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[
+                ("email", "viewer@example.com"),
+                ("password", stagepass::demo::DEMO_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        viewer.get("/").await.text_of("[data-testid=nav-account]"),
+        "Val Viewer"
+    );
+
+    // The viewer's pass is active, judged by SQL at this moment.
+    let active: i64 = diesel::sql_query(
+        "SELECT 1 FROM access_grants g JOIN users u ON u.id = g.user_id \
+         WHERE u.email = 'viewer@example.com' AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at",
+    )
+    .execute(&mut app.conn().await)
+    .await
+    .unwrap() as i64;
+    assert_eq!(active, 1);
 }

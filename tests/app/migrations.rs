@@ -27,15 +27,34 @@ async fn migrations_go_down_and_up_cleanly() {
     let app = TestApp::spawn().await;
     let before = tables(&app).await;
     for expected in [
-        "users", "sessions", "channels", "channel_members", "streams", "access_passes", "access_grants",
-        "orders", "redeem_codes", "chat_messages", "bans", "recordings", "presence", "livekit_events", "audit_log",
+        "users",
+        "sessions",
+        "channels",
+        "channel_members",
+        "streams",
+        "access_passes",
+        "access_grants",
+        "orders",
+        "redeem_codes",
+        "chat_messages",
+        "bans",
+        "recordings",
+        "presence",
+        "livekit_events",
+        "audit_log",
     ] {
-        assert!(before.iter().any(|t| t == expected), "missing table {expected} in {before:?}");
+        assert!(
+            before.iter().any(|t| t == expected),
+            "missing table {expected} in {before:?}"
+        );
     }
 
     let reverted = stagepass::db::revert_all(app.db()).await.unwrap();
     assert!(reverted >= 1);
-    assert!(tables(&app).await.is_empty(), "down migrations leave nothing behind");
+    assert!(
+        tables(&app).await.is_empty(),
+        "down migrations leave nothing behind"
+    );
 
     let applied = stagepass::db::migrate(app.db()).await.unwrap();
     assert_eq!(applied.len(), reverted);

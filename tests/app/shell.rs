@@ -12,7 +12,10 @@ async fn unknown_page_is_a_404_page_or_an_htmx_fragment() {
     let page = browser.get("/no/such/page").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert_eq!(page.text_of(".alert h1"), "Page not found");
-    assert!(page.has("nav a[href='/signin']"), "a full page, with navigation");
+    assert!(
+        page.has("nav a[href='/signin']"),
+        "a full page, with navigation"
+    );
 
     let fragment = browser.get_htmx("/no/such/page").await;
     assert_eq!(fragment.status, StatusCode::NOT_FOUND);
@@ -46,11 +49,23 @@ async fn every_response_carries_security_headers_and_a_request_id() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
-    assert_eq!(page.header("x-content-type-options").as_deref(), Some("nosniff"));
-    assert_eq!(page.header("referrer-policy").as_deref(), Some("strict-origin-when-cross-origin"));
+    assert_eq!(
+        page.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        page.header("referrer-policy").as_deref(),
+        Some("strict-origin-when-cross-origin")
+    );
     assert!(page.header("x-request-id").is_some_and(|id| id.len() >= 32));
 
-    let cookie = page.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>().join("\n");
+    let cookie = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
 }
@@ -71,15 +86,31 @@ async fn health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
     let browser = app.anonymous();
     let health = browser.get("/healthz").await;
-    assert_eq!((health.status, health.text.as_str()), (StatusCode::OK, "ok\n"));
+    assert_eq!(
+        (health.status, health.text.as_str()),
+        (StatusCode::OK, "ok\n")
+    );
     let ready = browser.get("/readyz").await;
-    assert_eq!((ready.status, ready.text.as_str()), (StatusCode::OK, "ready\n"));
+    assert_eq!(
+        (ready.status, ready.text.as_str()),
+        (StatusCode::OK, "ready\n")
+    );
 
     browser.get("/signin").await;
     let metrics = browser.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
-    assert!(metrics.text.contains(r#"http_requests_total{method="GET",route="/signin",status="200"}"#), "{}", metrics.text);
-    assert!(metrics.text.contains("http_request_duration_seconds_bucket"));
+    assert!(
+        metrics
+            .text
+            .contains(r#"http_requests_total{method="GET",route="/signin",status="200"}"#),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("http_request_duration_seconds_bucket")
+    );
     assert!(metrics.text.contains("db_pool_connections_max 5"));
 }
 
@@ -87,19 +118,30 @@ async fn health_readiness_and_metrics() {
 async fn readyz_answers_503_while_the_database_is_unreachable() {
     let closed = crate::util::services::free_port();
     let app = TestApp::spawn_with(|env| {
-        env.insert("DATABASE_URL".into(), format!("postgres://stagepass:stagepass@127.0.0.1:{closed}/nowhere"));
+        env.insert(
+            "DATABASE_URL".into(),
+            format!("postgres://stagepass:stagepass@127.0.0.1:{closed}/nowhere"),
+        );
     })
     .await;
     let browser = app.anonymous();
     let ready = browser.get("/readyz").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready.text.contains("database unreachable"));
-    assert_eq!(browser.get("/healthz").await.status, StatusCode::OK, "the process itself is up");
+    assert_eq!(
+        browser.get("/healthz").await.status,
+        StatusCode::OK,
+        "the process itself is up"
+    );
 
     // Pages say what happened instead of hanging or crashing.
     let page = browser.get("/signin").await;
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(page.text.contains("The database is not answering"), "{}", page.text);
+    assert!(
+        page.text.contains("The database is not answering"),
+        "{}",
+        page.text
+    );
 }
 
 #[tokio::test]

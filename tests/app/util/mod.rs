@@ -13,9 +13,9 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use scraper::{Html, Selector};
 use secrecy::ExposeSecret;
+use stagepass::AppState;
 use stagepass::config::Config;
 use stagepass::db::DbPool;
-use stagepass::AppState;
 use tokio::sync::oneshot;
 
 pub use services::Services;
@@ -58,8 +58,13 @@ impl TestApp {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         tweak(&mut env);
-        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
-        let pool = stagepass::db::pool(config.database_url.expose_secret(), config.database_pool_size).unwrap();
+        let config =
+            Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
+        let pool = stagepass::db::pool(
+            config.database_url.expose_secret(),
+            config.database_pool_size,
+        )
+        .unwrap();
         let state = AppState::new(config, pool);
 
         let (tx, rx) = oneshot::channel();
@@ -72,14 +77,22 @@ impl TestApp {
             .unwrap();
         });
         services.webhook_targets.lock().unwrap().push(url.clone());
-        TestApp { url, state, services, shutdown: Some(tx), server: Some(server) }
+        TestApp {
+            url,
+            state,
+            services,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
     }
 
     pub fn db(&self) -> &DbPool {
         &self.state.db
     }
 
-    pub async fn conn(&self) -> diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection> {
+    pub async fn conn(
+        &self,
+    ) -> diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection> {
         self.state.db.get().await.unwrap()
     }
 
@@ -92,9 +105,22 @@ impl TestApp {
     pub async fn signed_up(&self, email: &str, name: &str) -> Browser {
         let browser = self.anonymous();
         let response = browser
-            .submit("/signup", "#signup-form", &[("email", email), ("display_name", name), ("password", PASSWORD)])
+            .submit(
+                "/signup",
+                "#signup-form",
+                &[
+                    ("email", email),
+                    ("display_name", name),
+                    ("password", PASSWORD),
+                ],
+            )
             .await;
-        assert_eq!(response.status, StatusCode::SEE_OTHER, "sign-up failed: {}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::SEE_OTHER,
+            "sign-up failed: {}",
+            response.text
+        );
         browser
     }
 
@@ -115,7 +141,11 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.services.webhook_targets.lock().unwrap().retain(|u| u != &self.url);
+        self.services
+            .webhook_targets
+            .lock()
+            .unwrap()
+            .retain(|u| u != &self.url);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -138,17 +168,29 @@ impl Page {
 
     /// The text of every element matching `selector`, whitespace collapsed.
     pub fn texts(&self, selector: &str) -> Vec<String> {
-        let sel = Selector::parse(selector).unwrap_or_else(|e| panic!("bad selector {selector}: {e:?}"));
+        let sel =
+            Selector::parse(selector).unwrap_or_else(|e| panic!("bad selector {selector}: {e:?}"));
         self.html()
             .select(&sel)
-            .map(|el| el.text().collect::<Vec<_>>().join(" ").split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|el| {
+                el.text()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect()
     }
 
     /// The text of the one element matching `selector`.
     pub fn text_of(&self, selector: &str) -> String {
         let all = self.texts(selector);
-        assert!(!all.is_empty(), "no element matches {selector} in:\n{}", self.text);
+        assert!(
+            !all.is_empty(),
+            "no element matches {selector} in:\n{}",
+            self.text
+        );
         all.join(" ")
     }
 
@@ -158,15 +200,24 @@ impl Page {
 
     pub fn attr(&self, selector: &str, name: &str) -> Option<String> {
         let sel = Selector::parse(selector).unwrap();
-        self.html().select(&sel).next().and_then(|el| el.value().attr(name).map(str::to_owned))
+        self.html()
+            .select(&sel)
+            .next()
+            .and_then(|el| el.value().attr(name).map(str::to_owned))
     }
 
     pub fn location(&self) -> Option<String> {
-        self.headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 }
 
@@ -186,7 +237,11 @@ impl Browser {
             .redirect(Policy::none())
             .build()
             .unwrap();
-        Browser { base: base.to_owned(), client, jar }
+        Browser {
+            base: base.to_owned(),
+            client,
+            jar,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -197,7 +252,11 @@ impl Browser {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        Page { status, headers, text }
+        Page {
+            status,
+            headers,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Page {
@@ -206,12 +265,28 @@ impl Browser {
 
     /// GET with htmx's request header (a fragment request).
     pub async fn get_htmx(&self, path: &str) -> Page {
-        Self::read(self.client.get(self.url(path)).header("HX-Request", "true").send().await.unwrap()).await
+        Self::read(
+            self.client
+                .get(self.url(path))
+                .header("HX-Request", "true")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// POSTs a urlencoded form exactly as given (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        Self::read(self.client.post(self.url(path)).form(fields).send().await.unwrap()).await
+        Self::read(
+            self.client
+                .post(self.url(path))
+                .form(fields)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Follows a 303 like a browser would, answering the page it lands on.
@@ -224,19 +299,44 @@ impl Browser {
     /// among them), adds `fields`, and posts it to the form's action.
     pub async fn submit(&self, page_path: &str, form: &str, fields: &[(&str, &str)]) -> Page {
         let page = self.get(page_path).await;
-        assert_eq!(page.status, StatusCode::OK, "GET {page_path}: {}", page.text);
+        assert_eq!(
+            page.status,
+            StatusCode::OK,
+            "GET {page_path}: {}",
+            page.text
+        );
         let html = page.html();
         let form_sel = Selector::parse(form).unwrap();
-        let form_el = html.select(&form_sel).next().unwrap_or_else(|| panic!("no {form} on {page_path}"));
-        let action = form_el.value().attr("action").unwrap_or(page_path).to_owned();
+        let form_el = html
+            .select(&form_sel)
+            .next()
+            .unwrap_or_else(|| panic!("no {form} on {page_path}"));
+        let action = form_el
+            .value()
+            .attr("action")
+            .unwrap_or(page_path)
+            .to_owned();
         let hidden = Selector::parse("input[type=hidden]").unwrap();
         let mut body: Vec<(String, String)> = form_el
             .select(&hidden)
-            .filter_map(|i| Some((i.value().attr("name")?.to_owned(), i.value().attr("value").unwrap_or("").to_owned())))
+            .filter_map(|i| {
+                Some((
+                    i.value().attr("name")?.to_owned(),
+                    i.value().attr("value").unwrap_or("").to_owned(),
+                ))
+            })
             .filter(|(k, _)| !fields.iter().any(|(f, _)| f == k))
             .collect();
         body.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Self::read(self.client.post(self.url(&action)).form(&body).send().await.unwrap()).await
+        Self::read(
+            self.client
+                .post(self.url(&action))
+                .form(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// The CSRF token the pages give this browser (from `hx-headers`).
@@ -267,10 +367,9 @@ impl Browser {
         use reqwest::cookie::CookieStore;
         let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
-        header
-            .to_str()
-            .ok()?
-            .split("; ")
-            .find_map(|c| c.strip_prefix(&format!("{}=", stagepass::router::SESSION_COOKIE)).map(str::to_owned))
+        header.to_str().ok()?.split("; ").find_map(|c| {
+            c.strip_prefix(&format!("{}=", stagepass::router::SESSION_COOKIE))
+                .map(str::to_owned)
+        })
     }
 }

@@ -52,19 +52,32 @@ fn target_dir() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("binding a free port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding a free port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start() -> Services {
     let admin = admin_url();
-    let pg_base = admin.rsplit_once('/').map(|(base, _)| base.to_owned()).expect("TEST_DATABASE_URL has a database");
+    let pg_base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .expect("TEST_DATABASE_URL has a database");
     let template = prepare_template(&admin).await;
     let webhook_targets = Arc::new(Mutex::new(Vec::new()));
     let relay_port = start_webhook_relay(webhook_targets.clone());
     let (livekit_url, s3_url) = tokio::task::spawn_blocking(move || start_processes(relay_port))
         .await
         .expect("starting services");
-    Services { pg_base, template, livekit_url, s3_url, webhook_targets }
+    Services {
+        pg_base,
+        template,
+        livekit_url,
+        s3_url,
+        webhook_targets,
+    }
 }
 
 async fn admin_conn(admin: &str) -> AsyncPgConnection {
@@ -79,7 +92,10 @@ async fn admin_conn(admin: &str) -> AsyncPgConnection {
 /// A migrated database named after the migrations' content; tests clone it.
 async fn prepare_template(admin: &str) -> String {
     let mut hasher = DefaultHasher::new();
-    let mut files: Vec<_> = walk(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")));
+    let mut files: Vec<_> = walk(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations"
+    )));
     files.sort();
     for f in files {
         f.hash(&mut hasher);
@@ -103,7 +119,11 @@ async fn prepare_template(admin: &str) -> String {
     .await
     .expect("listing old test databases");
     for Name { datname } in old {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)")).execute(&mut conn).await;
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
+        ))
+        .execute(&mut conn)
+        .await;
     }
 
     let exists: i64 = diesel::dsl::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
@@ -114,19 +134,33 @@ async fn prepare_template(admin: &str) -> String {
     .unwrap();
     if exists == 0 {
         let building = format!("stagepass_build_{}", std::process::id());
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\"")).execute(&mut conn).await.unwrap();
-        diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).await.unwrap();
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let url = format!("{}/{building}", admin.rsplit_once('/').unwrap().0);
         let pool = stagepass::db::pool(&url, 1).unwrap();
-        stagepass::db::migrate(&pool).await.expect("migrating the template database");
+        stagepass::db::migrate(&pool)
+            .await
+            .expect("migrating the template database");
         drop(pool);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Another test run may have won the race; then ours is dropped.
-        let renamed = diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
+        let renamed = diesel::sql_query(format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        ))
+        .execute(&mut conn)
+        .await;
+        if renamed.is_err() {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+            ))
             .execute(&mut conn)
             .await;
-        if renamed.is_err() {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut conn).await;
         }
     }
     template
@@ -136,7 +170,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("reading migrations/") {
         let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
     }
     out
 }
@@ -145,10 +183,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 pub async fn create_database(services: &Services) -> String {
     let name = format!("stagepass_t_{}", uuid::Uuid::new_v4().simple());
     let mut conn = admin_conn(&admin_url()).await;
-    diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", services.template))
-        .execute(&mut conn)
-        .await
-        .expect("cloning the template database");
+    diesel::sql_query(format!(
+        "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+        services.template
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("cloning the template database");
     format!("{}/{name}", services.pg_base)
 }
 
@@ -156,7 +197,8 @@ fn find_binary(name: &str, env: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    let cache = std::env::var("STAGEPASS_TOOLS").unwrap_or_else(|_| "/root/.cache/stagepass".into());
+    let cache =
+        std::env::var("STAGEPASS_TOOLS").unwrap_or_else(|_| "/root/.cache/stagepass".into());
     let candidates = std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -171,7 +213,10 @@ fn find_binary(name: &str, env: &str) -> PathBuf {
 
 fn wait_http_ok(url: &str, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(&addr).is_ok() {
             return;
@@ -179,12 +224,24 @@ fn wait_http_ok(url: &str, what: &str, log: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let tail = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    panic!("{what} did not start on {url} within 30 s. Its log ({}):\n{tail}", log.display());
+    let tail: String = tail
+        .lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    panic!(
+        "{what} did not start on {url} within 30 s. Its log ({}):\n{tail}",
+        log.display()
+    );
 }
 
 /// Starts livekit-server and s3s-fs from a thread that lives as long as the
 /// test binary (the PR_SET_PDEATHSIG parent), and answers their URLs.
+#[allow(clippy::zombie_processes, reason = "the children live as long as the test binary and die with it")]
 fn start_processes(relay_port: u16) -> (String, String) {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
@@ -231,13 +288,16 @@ fn start_processes(relay_port: u16) -> (String, String) {
             }
         })
         .unwrap();
-    rx.recv_timeout(Duration::from_secs(60)).expect("test services did not start")
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("test services did not start")
 }
 
 fn spawn_tied(mut cmd: Command, log: &Path) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).unwrap();
-    cmd.stdout(out.try_clone().unwrap()).stderr(out).stdin(Stdio::null());
+    cmd.stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .stdin(Stdio::null());
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -245,7 +305,8 @@ fn spawn_tied(mut cmd: Command, log: &Path) -> std::process::Child {
             Ok(())
         });
     }
-    cmd.spawn().unwrap_or_else(|e| panic!("starting {:?}: {e}", cmd.get_program()))
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {:?}: {e}", cmd.get_program()))
 }
 
 /// LiveKit sends every webhook here; each app under test gets a copy (apps
@@ -257,27 +318,34 @@ fn start_webhook_relay(targets: Arc<Mutex<Vec<String>>>) -> u16 {
     std::thread::Builder::new()
         .name("webhook-relay".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let client = reqwest::Client::new();
                 let relay = axum::Router::new().route(
                     "/webhooks/livekit",
-                    axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                        let targets = targets.lock().unwrap().clone();
-                        let client = client.clone();
-                        async move {
-                            for base in targets {
-                                let mut req = client.post(format!("{base}/webhooks/livekit")).body(body.clone());
-                                for (name, value) in &headers {
-                                    if name == "authorization" || name == "content-type" {
-                                        req = req.header(name.as_str(), value.as_bytes());
+                    axum::routing::post(
+                        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                            let targets = targets.lock().unwrap().clone();
+                            let client = client.clone();
+                            async move {
+                                for base in targets {
+                                    let mut req = client
+                                        .post(format!("{base}/webhooks/livekit"))
+                                        .body(body.clone());
+                                    for (name, value) in &headers {
+                                        if name == "authorization" || name == "content-type" {
+                                            req = req.header(name.as_str(), value.as_bytes());
+                                        }
                                     }
+                                    let _ = req.send().await;
                                 }
-                                let _ = req.send().await;
+                                "ok"
                             }
-                            "ok"
-                        }
-                    }),
+                        },
+                    ),
                 );
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, relay).await.unwrap();
