@@ -42,6 +42,15 @@ pub struct LiveKitConfig {
     pub public_url: Url,
     pub api_key: String,
     pub api_secret: SecretString,
+    /// Every room this deployment creates starts with it; the reconciler only
+    /// touches rooms with it, so several deployments can share one LiveKit.
+    pub room_prefix: String,
+    pub max_participants: u32,
+    /// How long a room waits for its first participant before LiveKit closes it.
+    pub empty_timeout: Duration,
+    /// How long a room stays after the last participant left (a host refreshing
+    /// the broadcast page must not end the stream).
+    pub departure_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +94,7 @@ impl Config {
         let public_url = env.parse("PUBLIC_URL", "http://localhost:8080", http_url);
         let database_url = env.secret(
             "DATABASE_URL",
-            Some("postgres://stagepass:stagepass@localhost:5432/stagepass"),
+            "postgres://stagepass:stagepass@localhost:5432/stagepass",
         );
         let database_pool_size =
             env.parse("DATABASE_POOL_SIZE", "16", |v| match v.parse::<usize>() {
@@ -103,17 +112,35 @@ impl Config {
         });
 
         let livekit_url = env.parse("LIVEKIT_URL", "http://localhost:7880", http_url);
-        let livekit_public_url = match get("LIVEKIT_PUBLIC_URL").filter(|v| !v.is_empty()) {
-            Some(v) => env.check("LIVEKIT_PUBLIC_URL", ws_url(&v)),
-            None => livekit_url.as_ref().and_then(|u| ws_url(u.as_str()).ok()),
-        };
+        let livekit_public_url = env.parse("LIVEKIT_PUBLIC_URL", livekit_url.as_str(), ws_url);
         let livekit_key = env.string("LIVEKIT_API_KEY", DEV_LIVEKIT_KEY);
-        let livekit_secret = env.secret("LIVEKIT_API_SECRET", Some(DEV_LIVEKIT_SECRET));
+        let livekit_secret = env.secret("LIVEKIT_API_SECRET", DEV_LIVEKIT_SECRET);
+        let room_prefix = env.parse("LIVEKIT_ROOM_PREFIX", "sp-", |v| {
+            let ok = (1..=20).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if ok {
+                Ok(v.to_owned())
+            } else {
+                Err("must be 1-20 of a-z A-Z 0-9 - _".into())
+            }
+        });
+        let max_participants = env.parse("LIVEKIT_MAX_PARTICIPANTS", "500", |v| {
+            match v.parse::<u32>() {
+                Ok(n) if n >= 2 => Ok(n),
+                _ => Err("must be a whole number of at least 2 (the host and one viewer)".into()),
+            }
+        });
+        let empty_timeout = env.parse("LIVEKIT_EMPTY_TIMEOUT_SECONDS", "600", seconds);
+        let departure_timeout = env.parse("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "120", seconds);
 
-        let s3_endpoint = match get("S3_ENDPOINT").filter(|v| !v.is_empty()) {
-            Some(v) => env.check("S3_ENDPOINT", http_url(&v)).map(Some),
-            None => Some(None),
-        };
+        let s3_endpoint = env.parse("S3_ENDPOINT", "", |v| {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                http_url(v).map(Some)
+            }
+        });
         let s3_region = env.string("S3_REGION", "us-east-1");
         let s3_bucket = env.parse("S3_BUCKET", "stagepass", |v| {
             let ok = (3..=63).contains(&v.len())
@@ -127,28 +154,25 @@ impl Config {
             }
         });
         let s3_key = env.string("S3_ACCESS_KEY_ID", "stagepass");
-        let s3_secret = env.secret("S3_SECRET_ACCESS_KEY", Some("stagepass-dev-secret"));
+        let s3_secret = env.secret("S3_SECRET_ACCESS_KEY", "stagepass-dev-secret");
         let s3_path_style = env.parse("S3_FORCE_PATH_STYLE", "true", boolean);
 
-        if let (Some(idle), Some(abs)) = (session_idle_timeout, session_absolute_timeout)
-            && idle > abs
-        {
+        if session_idle_timeout > session_absolute_timeout {
             env.errors.push(
-                    "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
-                );
+                "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
+            );
         }
         // The dev credentials are public knowledge: anyone could mint tokens for our rooms.
-        if let (Some(url), Some(secret)) = (&public_url, &livekit_secret)
-            && !is_local(url)
-            && secret.expose_secret() == DEV_LIVEKIT_SECRET
-        {
+        if !is_local(&public_url) && livekit_secret.expose_secret() == DEV_LIVEKIT_SECRET {
             env.errors.push(
-                    "LIVEKIT_API_SECRET: the development secret may only be used when PUBLIC_URL is localhost".into(),
-                );
+                "LIVEKIT_API_SECRET: the development secret may only be used when PUBLIC_URL is localhost".into(),
+            );
         }
 
-        let errors = env.errors;
-        match (
+        if !env.errors.is_empty() {
+            return Err(ConfigError(env.errors));
+        }
+        Ok(Config {
             bind,
             public_url,
             database_url,
@@ -157,56 +181,25 @@ impl Config {
             session_absolute_timeout,
             trust_proxy_headers,
             log_format,
-            livekit_url,
-            livekit_public_url,
-            livekit_secret,
-            s3_endpoint,
-            s3_bucket,
-            s3_secret,
-            s3_path_style,
-        ) {
-            (
-                Some(bind),
-                Some(public_url),
-                Some(database_url),
-                Some(database_pool_size),
-                Some(session_idle_timeout),
-                Some(session_absolute_timeout),
-                Some(trust_proxy_headers),
-                Some(log_format),
-                Some(livekit_url),
-                Some(livekit_public_url),
-                Some(api_secret),
-                Some(endpoint),
-                Some(bucket),
-                Some(secret_access_key),
-                Some(force_path_style),
-            ) if errors.is_empty() => Ok(Config {
-                bind,
-                public_url,
-                database_url,
-                database_pool_size,
-                session_idle_timeout,
-                session_absolute_timeout,
-                trust_proxy_headers,
-                log_format,
-                livekit: LiveKitConfig {
-                    url: livekit_url,
-                    public_url: livekit_public_url,
-                    api_key: livekit_key,
-                    api_secret,
-                },
-                s3: S3Config {
-                    endpoint,
-                    region: s3_region,
-                    bucket,
-                    access_key_id: s3_key,
-                    secret_access_key,
-                    force_path_style,
-                },
-            }),
-            _ => Err(ConfigError(errors)),
-        }
+            livekit: LiveKitConfig {
+                url: livekit_url,
+                public_url: livekit_public_url,
+                api_key: livekit_key,
+                api_secret: livekit_secret,
+                room_prefix,
+                max_participants,
+                empty_timeout,
+                departure_timeout,
+            },
+            s3: S3Config {
+                endpoint: s3_endpoint,
+                region: s3_region,
+                bucket: s3_bucket,
+                access_key_id: s3_key,
+                secret_access_key: s3_secret,
+                force_path_style: s3_path_style,
+            },
+        })
     }
 
     /// Whether cookies must carry `Secure` (the app is served over https).
@@ -244,33 +237,22 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
         self.raw(name, default).trim().to_owned()
     }
 
-    fn parse<T>(
-        &mut self,
-        name: &str,
-        default: &str,
-        f: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<T> {
+    /// Parses the variable; a bad value is recorded and the default stands in,
+    /// so every problem is found in one pass (and `from_lookup` then fails).
+    fn parse<T>(&mut self, name: &str, default: &str, f: impl Fn(&str) -> Result<T, String>) -> T {
         let value = self.raw(name, default);
-        self.check(name, f(value.trim()))
+        f(value.trim()).unwrap_or_else(|e| {
+            self.errors.push(format!("{name}: {e}"));
+            f(default).expect("every default setting is valid")
+        })
     }
 
-    fn check<T>(&mut self, name: &str, result: Result<T, String>) -> Option<T> {
-        result
-            .map_err(|e| self.errors.push(format!("{name}: {e}")))
-            .ok()
-    }
-
-    fn secret(&mut self, name: &str, default: Option<&str>) -> Option<SecretString> {
-        match (self.get)(name)
-            .filter(|v| !v.is_empty())
-            .or(default.map(str::to_owned))
-        {
-            Some(v) => Some(SecretString::from(v)),
-            None => {
-                self.errors.push(format!("{name}: is required"));
-                None
-            }
-        }
+    fn secret(&mut self, name: &str, default: &str) -> SecretString {
+        SecretString::from(
+            (self.get)(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned()),
+        )
     }
 }
 
@@ -301,6 +283,15 @@ fn minutes(v: &str) -> Result<Duration, String> {
         Ok(n) if n >= 1 => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!(
             "must be a whole number of minutes (at least 1), got {v:?}"
+        )),
+    }
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "must be a whole number of seconds from 1 to 86400, got {v:?}"
         )),
     }
 }

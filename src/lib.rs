@@ -3,12 +3,14 @@
 //! `app(state)` builds the whole HTTP application; `main.rs` serves it and the
 //! integration tests serve it on random ports. See README.md for the module map.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
 pub mod jobs;
+pub mod lifecycle;
 pub mod livekit;
 pub mod router;
 pub mod state;

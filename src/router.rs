@@ -18,7 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
-use crate::web::{account, auth, errors, health, home};
+use crate::web::{account, auth, channels, errors, health, home, live, studio, watch, webhooks};
 
 pub const SESSION_COOKIE: &str = "stagepass_session";
 
@@ -31,6 +31,45 @@ pub fn app(state: AppState) -> Router {
         .route("/account", get(account::show))
         .route("/account/profile", post(account::update_profile))
         .route("/account/password", post(account::change_password))
+        // Channels and their team.
+        .route("/c/{handle}", get(channels::show))
+        .route("/studio/channels/new", get(channels::new_page))
+        .route("/studio/channels", post(channels::create))
+        .route(
+            "/studio/channels/{handle}/team",
+            get(channels::team).post(channels::add_moderator),
+        )
+        .route(
+            "/studio/channels/{handle}/team/{user_id}/remove",
+            post(channels::remove_moderator),
+        )
+        // The studio: the owner's streams.
+        .route("/studio", get(studio::dashboard))
+        .route(
+            "/studio/channels/{handle}/streams/new",
+            get(studio::new_stream_page),
+        )
+        .route(
+            "/studio/channels/{handle}/streams",
+            post(studio::create_stream),
+        )
+        .route(
+            "/studio/streams/{id}",
+            get(studio::stream_page).post(studio::update_stream),
+        )
+        .route("/studio/streams/{id}/delete", post(studio::delete_stream))
+        // Going live, broadcasting, ending.
+        .route("/studio/streams/{id}/live", post(live::go_live))
+        .route("/studio/streams/{id}/end", post(live::end))
+        .route("/studio/streams/{id}/broadcast", get(live::broadcast))
+        .route("/studio/streams/{id}/token", post(live::host_token))
+        .route("/studio/streams/{id}/stats", get(live::stats))
+        // Watching.
+        .route("/s/{id}", get(watch::show))
+        .route("/s/{id}/token", post(watch::token))
+        .route("/s/{id}/status", get(watch::status))
+        // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).
+        .route("/webhooks/livekit", post(webhooks::livekit))
         .fallback(errors::not_found)
         // Inner to outer: CSRF check, error pages, sessions.
         .layer(middleware::from_fn_with_state(state.clone(), csrf::verify))

@@ -4,9 +4,14 @@
 
 pub mod account;
 pub mod auth;
+pub mod channels;
 pub mod errors;
 pub mod health;
 pub mod home;
+pub mod live;
+pub mod studio;
+pub mod watch;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 

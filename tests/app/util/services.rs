@@ -241,7 +241,10 @@ fn wait_http_ok(url: &str, what: &str, log: &Path) {
 
 /// Starts livekit-server and s3s-fs from a thread that lives as long as the
 /// test binary (the PR_SET_PDEATHSIG parent), and answers their URLs.
-#[allow(clippy::zombie_processes, reason = "the children live as long as the test binary and die with it")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the children live as long as the test binary and die with it"
+)]
 fn start_processes(relay_port: u16) -> (String, String) {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()

@@ -1,0 +1,204 @@
+//! Channels and their team (channel_members).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{channel_members, channels, users};
+use super::{ChannelId, UserId};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = channels, check_for_backend(diesel::pg::Pg))]
+pub struct Channel {
+    pub id: ChannelId,
+    pub handle: String,
+    pub title: String,
+    pub description: String,
+    pub owner_id: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = channels)]
+pub struct NewChannel<'a> {
+    pub handle: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub owner_id: UserId,
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = channels)]
+pub struct ChannelChanges<'a> {
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+}
+
+/// A team role. The owner also has a row with role `owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Moderator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Moderator => "moderator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "moderator" => Some(Role::Moderator),
+            _ => None,
+        }
+    }
+}
+
+/// A member of a channel's team, for the team page.
+#[derive(Debug, Clone, Queryable)]
+pub struct Member {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub email: String,
+    pub role: String,
+    pub since: DateTime<Utc>,
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: ChannelId) -> QueryResult<Option<Channel>> {
+    channels::table
+        .find(id)
+        .select(Channel::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_handle(
+    conn: &mut AsyncPgConnection,
+    handle: &str,
+) -> QueryResult<Option<Channel>> {
+    channels::table
+        .filter(channels::handle.eq(handle.trim().to_lowercase()))
+        .select(Channel::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Creates a channel and its owner's membership in one transaction.
+pub async fn create(conn: &mut AsyncPgConnection, new: NewChannel<'_>) -> QueryResult<Channel> {
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        let channel: Channel = diesel::insert_into(channels::table)
+            .values(&new)
+            .returning(Channel::as_returning())
+            .get_result(conn)
+            .await?;
+        diesel::insert_into(channel_members::table)
+            .values((
+                channel_members::channel_id.eq(channel.id),
+                channel_members::user_id.eq(channel.owner_id),
+                channel_members::role.eq(Role::Owner.as_str()),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(channel)
+    })
+    .await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+    changes: ChannelChanges<'_>,
+) -> QueryResult<Channel> {
+    diesel::update(channels::table.find(id))
+        .set(changes)
+        .returning(Channel::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Channels the user belongs to, with their role, owners' first.
+pub async fn for_member(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Vec<(Channel, String)>> {
+    channels::table
+        .inner_join(channel_members::table)
+        .filter(channel_members::user_id.eq(user))
+        .order((channel_members::role.desc(), channels::title.asc()))
+        .select((Channel::as_select(), channel_members::role))
+        .load(conn)
+        .await
+}
+
+pub async fn role_of(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    user: UserId,
+) -> QueryResult<Option<Role>> {
+    let role: Option<String> = channel_members::table
+        .filter(channel_members::channel_id.eq(channel))
+        .filter(channel_members::user_id.eq(user))
+        .select(channel_members::role)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(role.as_deref().and_then(Role::parse))
+}
+
+pub async fn members(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Vec<Member>> {
+    channel_members::table
+        .inner_join(users::table)
+        .filter(channel_members::channel_id.eq(channel))
+        .order((channel_members::role.desc(), users::display_name.asc()))
+        .select((
+            users::id,
+            users::display_name,
+            users::email,
+            channel_members::role,
+            channel_members::created_at,
+        ))
+        .load(conn)
+        .await
+}
+
+/// Adds a moderator; answers false when the user was already on the team.
+pub async fn add_moderator(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    user: UserId,
+) -> QueryResult<bool> {
+    let n = diesel::insert_into(channel_members::table)
+        .values((
+            channel_members::channel_id.eq(channel),
+            channel_members::user_id.eq(user),
+            channel_members::role.eq(Role::Moderator.as_str()),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Removes a moderator (never the owner); answers whether a row went.
+pub async fn remove_moderator(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    user: UserId,
+) -> QueryResult<bool> {
+    let n = diesel::delete(
+        channel_members::table
+            .filter(channel_members::channel_id.eq(channel))
+            .filter(channel_members::user_id.eq(user))
+            .filter(channel_members::role.eq(Role::Moderator.as_str())),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}

@@ -1,0 +1,110 @@
+//! Presence: who is in which room since when, kept from LiveKit's
+//! participant_joined / participant_left webhooks, which may arrive in any
+//! order or twice (one row per participant sid).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{presence, streams};
+use super::{StreamId, UserId};
+
+pub struct Joined<'a> {
+    pub stream_id: StreamId,
+    pub room_name: &'a str,
+    pub user_id: Option<UserId>,
+    pub identity: &'a str,
+    pub participant_sid: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// Records a join; a join that arrives after its leave changes nothing.
+pub async fn joined(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<()> {
+    diesel::insert_into(presence::table)
+        .values((
+            presence::stream_id.eq(j.stream_id),
+            presence::room_name.eq(j.room_name),
+            presence::user_id.eq(j.user_id),
+            presence::identity.eq(j.identity),
+            presence::participant_sid.eq(j.participant_sid),
+            presence::joined_at.eq(j.at),
+        ))
+        .on_conflict(presence::participant_sid)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a leave; a leave without its join yet records both at once.
+pub async fn left(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<()> {
+    diesel::insert_into(presence::table)
+        .values((
+            presence::stream_id.eq(j.stream_id),
+            presence::room_name.eq(j.room_name),
+            presence::user_id.eq(j.user_id),
+            presence::identity.eq(j.identity),
+            presence::participant_sid.eq(j.participant_sid),
+            presence::joined_at.eq(j.at),
+            presence::left_at.eq(Some(j.at)),
+        ))
+        .on_conflict(presence::participant_sid)
+        .do_update()
+        .set(presence::left_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >(
+            "coalesce(presence.left_at, greatest(excluded.left_at, presence.joined_at))",
+        )))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Viewers in the room now: open presence of people other than `excluding` (the team).
+pub async fn current_viewers(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+    excluding: &[UserId],
+) -> QueryResult<i64> {
+    presence::table
+        .filter(presence::stream_id.eq(stream))
+        .filter(presence::left_at.is_null())
+        .filter(
+            presence::user_id
+                .is_null()
+                .or(presence::user_id.ne_all(excluding.to_vec())),
+        )
+        .select(diesel::dsl::count(presence::identity).aggregate_distinct())
+        .get_result(conn)
+        .await
+}
+
+/// Raises the stream's peak to `now` when higher.
+pub async fn bump_peak(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(streams::table.find(stream))
+        .set(
+            streams::peak_viewers.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(&format!(
+                "greatest(peak_viewers, {})",
+                now.clamp(0, i32::MAX as i64)
+            ))),
+        )
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes every open presence of a stream (the room ended).
+pub async fn close_all(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryResult<usize> {
+    diesel::update(
+        presence::table
+            .filter(presence::stream_id.eq(stream))
+            .filter(presence::left_at.is_null()),
+    )
+    .set(presence::left_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}

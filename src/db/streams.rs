@@ -1,0 +1,261 @@
+//! Streams: the rows behind the studio, the watch page and the lifecycle.
+//! Status changes are conditional UPDATEs (`WHERE status = …`), so racing
+//! requests and webhooks cannot move a stream backwards.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{channels, streams};
+use super::{ChannelId, StreamId};
+use crate::db::channels::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Draft,
+    Live,
+    Ended,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Live => "live",
+            Status::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    Public,
+    Pass,
+}
+
+impl AccessKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessKind::Public => "public",
+            AccessKind::Pass => "pass",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(AccessKind::Public),
+            "pass" => Some(AccessKind::Pass),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = streams, check_for_backend(diesel::pg::Pg))]
+pub struct Stream {
+    pub id: StreamId,
+    pub channel_id: ChannelId,
+    pub title: String,
+    pub description: String,
+    pub access: String,
+    pub status: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub room_name: String,
+    pub record_on_live: bool,
+    pub peak_viewers: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+// The room name is a capability of sorts (unguessable): keep it out of logs.
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    pub fn status(&self) -> Status {
+        match self.status.as_str() {
+            "live" => Status::Live,
+            "ended" => Status::Ended,
+            _ => Status::Draft,
+        }
+    }
+
+    pub fn access_kind(&self) -> AccessKind {
+        AccessKind::parse(&self.access).unwrap_or(AccessKind::Pass)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.status() == Status::Live
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = streams)]
+pub struct NewStream<'a> {
+    pub channel_id: ChannelId,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub access: &'a str,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub room_name: &'a str,
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = streams)]
+pub struct StreamChanges<'a> {
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub access: Option<&'a str>,
+    pub scheduled_at: Option<Option<DateTime<Utc>>>,
+    pub record_on_live: Option<bool>,
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<Stream>> {
+    streams::table
+        .find(id)
+        .select(Stream::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A stream with its channel (most pages need both).
+pub async fn find_with_channel(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+) -> QueryResult<Option<(Stream, Channel)>> {
+    streams::table
+        .inner_join(channels::table)
+        .filter(streams::id.eq(id))
+        .select((Stream::as_select(), Channel::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_room(conn: &mut AsyncPgConnection, room: &str) -> QueryResult<Option<Stream>> {
+    streams::table
+        .filter(streams::room_name.eq(room))
+        .select(Stream::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn create(conn: &mut AsyncPgConnection, new: &NewStream<'_>) -> QueryResult<Stream> {
+    diesel::insert_into(streams::table)
+        .values(new)
+        .returning(Stream::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    changes: StreamChanges<'_>,
+) -> QueryResult<Stream> {
+    diesel::update(streams::table.find(id))
+        .set(changes)
+        .returning(Stream::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Deletes a stream only while it is a draft; answers whether it went.
+pub async fn delete_draft(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<bool> {
+    let n = diesel::delete(
+        streams::table
+            .find(id)
+            .filter(streams::status.eq(Status::Draft.as_str())),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// A channel's streams, newest first (the channel page and the studio split them by status).
+pub async fn for_channel(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+) -> QueryResult<Vec<Stream>> {
+    streams::table
+        .filter(streams::channel_id.eq(channel))
+        .order((
+            streams::scheduled_at.desc().nulls_last(),
+            streams::created_at.desc(),
+        ))
+        .select(Stream::as_select())
+        .load(conn)
+        .await
+}
+
+/// draft -> live (or live stays live): sets started_at once. Answers the stream
+/// as it is now, or None when it had ended (an ended stream never goes live again).
+pub async fn mark_live(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<Stream>> {
+    use diesel::dsl::now;
+    diesel::update(
+        streams::table
+            .find(id)
+            .filter(streams::status.ne(Status::Ended.as_str())),
+    )
+    .set((
+        streams::status.eq(Status::Live.as_str()),
+        streams::started_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(started_at, now())")),
+        streams::updated_at.eq(now),
+    ))
+    .returning(Stream::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// live -> ended; answers the ended stream, or None if it was not live.
+pub async fn mark_ended(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<Stream>> {
+    use diesel::dsl::now;
+    diesel::update(
+        streams::table
+            .find(id)
+            .filter(streams::status.eq(Status::Live.as_str())),
+    )
+    .set((
+        streams::status.eq(Status::Ended.as_str()),
+        streams::ended_at.eq(now),
+        streams::updated_at.eq(now),
+    ))
+    .returning(Stream::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Every live stream (for the reconciler).
+pub async fn live(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stream>> {
+    streams::table
+        .filter(streams::status.eq(Status::Live.as_str()))
+        .select(Stream::as_select())
+        .load(conn)
+        .await
+}
+
+/// Of `rooms`, those whose stream is live here.
+pub async fn live_rooms_among(
+    conn: &mut AsyncPgConnection,
+    rooms: &[String],
+) -> QueryResult<Vec<String>> {
+    streams::table
+        .filter(streams::room_name.eq_any(rooms))
+        .filter(streams::status.eq(Status::Live.as_str()))
+        .select(streams::room_name)
+        .load(conn)
+        .await
+}

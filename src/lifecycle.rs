@@ -1,0 +1,209 @@
+//! The stream lifecycle: go live, end, and the reconciler — keeping the
+//! database and LiveKit's rooms in step. Order matters: LiveKit first, then
+//! the database, so a LiveKit failure changes nothing and the page can say why;
+//! ending deletes the room first, which disconnects everyone.
+
+use livekit_api::services::room::CreateRoomOptions;
+use tracing::instrument;
+
+use crate::db::streams::{self, Stream};
+use crate::db::{self, StreamId};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// An unguessable room name with this deployment's prefix.
+pub fn new_room_name(state: &AppState) -> String {
+    format!(
+        "{}{}",
+        state.config.livekit.room_prefix,
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Why going live or ending did not work, in words for the owner.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("This stream has ended. Create a new stream to go live again.")]
+    AlreadyEnded,
+    #[error(
+        "The media server (LiveKit) could not be reached or refused: {0}. Nothing was changed; try again in a moment."
+    )]
+    LiveKit(String),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<diesel::result::Error> for LifecycleError {
+    fn from(e: diesel::result::Error) -> Self {
+        LifecycleError::App(e.into())
+    }
+}
+
+/// Creates the LiveKit room, then marks the stream live. Idempotent: going
+/// live twice keeps the first `started_at` (LiveKit answers the existing room).
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, LifecycleError> {
+    if stream.status() == streams::Status::Ended {
+        return Err(LifecycleError::AlreadyEnded);
+    }
+    let lk = &state.config.livekit;
+    let options = CreateRoomOptions {
+        empty_timeout: lk.empty_timeout.as_secs() as u32,
+        departure_timeout: lk.departure_timeout.as_secs() as u32,
+        max_participants: lk.max_participants,
+        metadata: serde_json::json!({ "stream_id": stream.id.0 }).to_string(),
+        ..Default::default()
+    };
+    state
+        .livekit
+        .rooms
+        .create_room(&stream.room_name, options)
+        .await
+        .map_err(|e| LifecycleError::LiveKit(short(&e.to_string())))?;
+
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let live = streams::mark_live(&mut conn, stream.id)
+        .await?
+        .ok_or(LifecycleError::AlreadyEnded)?;
+    db::audit::record(
+        &mut conn,
+        None,
+        Some(stream.channel_id),
+        "stream.live",
+        Some(&stream.id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    metrics::counter!("streams_gone_live_total").increment(1);
+    tracing::info!("stream is live");
+    Ok(live)
+}
+
+/// Deletes the room (disconnecting everyone), then marks the stream ended.
+/// Ending an ended stream is harmless.
+#[instrument(skip_all, fields(stream = %stream_id))]
+pub async fn end_stream(
+    state: &AppState,
+    stream_id: StreamId,
+) -> Result<Option<Stream>, LifecycleError> {
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let Some(stream) = streams::find(&mut conn, stream_id).await? else {
+        return Err(LifecycleError::App(AppError::NotFound));
+    };
+    if stream.status() != streams::Status::Live {
+        return Ok(None);
+    }
+    drop(conn);
+    match state.livekit.rooms.delete_room(&stream.room_name).await {
+        Ok(()) => {}
+        // The room is already gone (it finished on its own): end the stream all the same.
+        Err(e) if is_not_found(&e.to_string()) => {}
+        Err(e) => return Err(LifecycleError::LiveKit(short(&e.to_string()))),
+    }
+    finish(state, stream_id, "stream.ended").await
+}
+
+/// Marks a live stream ended and closes its open presence (the room is gone).
+pub async fn finish(
+    state: &AppState,
+    stream_id: StreamId,
+    action: &str,
+) -> Result<Option<Stream>, LifecycleError> {
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let ended = streams::mark_ended(&mut conn, stream_id).await?;
+    if let Some(stream) = &ended {
+        db::presence::close_all(&mut conn, stream_id).await?;
+        db::audit::record(
+            &mut conn,
+            None,
+            Some(stream.channel_id),
+            action,
+            Some(&stream_id.to_string()),
+            serde_json::json!({}),
+        )
+        .await?;
+        metrics::counter!("streams_ended_total", "how" => action.to_owned()).increment(1);
+        tracing::info!(action, "stream ended");
+    }
+    Ok(ended)
+}
+
+fn is_not_found(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not_found") || m.contains("not found") || m.contains("does not exist")
+}
+
+/// LiveKit's errors can be long; the page shows the gist.
+fn short(message: &str) -> String {
+    message.chars().take(200).collect()
+}
+
+/// What one reconciliation pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    pub streams_ended: usize,
+    pub rooms_deleted: usize,
+}
+
+/// Compares live streams with LiveKit's rooms: a live stream whose room is gone
+/// is ended; a room of ours (by prefix) whose stream is not live is deleted.
+#[instrument(skip_all)]
+pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
+    let prefix = &state.config.livekit.room_prefix;
+    let listed: Vec<(String, i64)> = state
+        .livekit
+        .rooms
+        .list_rooms(vec![])
+        .await
+        .map_err(|e| anyhow::anyhow!("listing LiveKit rooms: {e}"))?
+        .into_iter()
+        .filter(|r| r.name.starts_with(prefix.as_str()))
+        .map(|r| (r.name, r.creation_time))
+        .collect();
+    let rooms: Vec<String> = listed.iter().map(|(name, _)| name.clone()).collect();
+    let mut conn = state.db.get().await?;
+    let live = streams::live(&mut conn).await?;
+    let live_rooms = streams::live_rooms_among(&mut conn, &rooms).await?;
+    drop(conn);
+
+    let mut done = Reconciled::default();
+    for stream in live.iter().filter(|s| !rooms.contains(&s.room_name)) {
+        // A room can be created a moment before its stream is marked live; a
+        // stream that went live seconds ago gets the benefit of the doubt.
+        if stream
+            .started_at
+            .is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::seconds(30))
+        {
+            continue;
+        }
+        if finish(state, stream.id, "stream.ended_by_reconciler")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_some()
+        {
+            done.streams_ended += 1;
+        }
+    }
+    let now = chrono::Utc::now().timestamp();
+    for (room, created) in listed.iter().filter(|(r, _)| !live_rooms.contains(r)) {
+        // Going live creates the room a moment before the stream is marked live.
+        if now - created < 30 {
+            continue;
+        }
+        if let Err(e) = state.livekit.rooms.delete_room(room).await {
+            tracing::warn!(error = %e, "reconciler: deleting an orphan room");
+            continue;
+        }
+        done.rooms_deleted += 1;
+    }
+    metrics::counter!("reconciler_streams_ended_total").increment(done.streams_ended as u64);
+    metrics::counter!("reconciler_rooms_deleted_total").increment(done.rooms_deleted as u64);
+    if done != Reconciled::default() {
+        tracing::info!(
+            ended = done.streams_ended,
+            deleted = done.rooms_deleted,
+            "reconciled with LiveKit"
+        );
+    }
+    Ok(done)
+}

@@ -1,0 +1,5 @@
+//! (being built)
+use crate::error::AppError;
+pub async fn livekit() -> AppError {
+    AppError::NotFound
+}
