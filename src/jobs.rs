@@ -1,5 +1,6 @@
-//! Background loops. For now: deleting expired sessions and old sign-in
-//! attempts. Later: the grant-expiry enforcer and the LiveKit reconciler.
+//! Background loops: the LiveKit reconciler (at start-up and every minute)
+//! and the cleanup of expired sessions and old sign-in attempts. Later: the
+//! grant-expiry enforcer.
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -12,10 +13,27 @@ use crate::db;
 use crate::state::AppState;
 
 pub const CLEANUP_EVERY: Duration = Duration::from_secs(5 * 60);
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts every background loop; abort the handles to stop them.
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(cleanup(state))]
+    vec![
+        tokio::spawn(cleanup(state.clone())),
+        tokio::spawn(reconcile(state)),
+    ]
+}
+
+/// Keeps the database and LiveKit in step; LiveKit drops webhooks it cannot
+/// deliver within 30 s, so this is the safety net.
+async fn reconcile(state: AppState) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::lifecycle::reconcile(&state).await {
+            metrics::counter!("reconciler_failures_total").increment(1);
+            tracing::warn!(error = %e, "reconciling with LiveKit");
+        }
+    }
 }
 
 async fn cleanup(state: AppState) {

@@ -207,3 +207,134 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     }
     Ok(done)
 }
+
+/// Applies one verified, first-seen LiveKit webhook event.
+#[instrument(skip_all, fields(event = %event.event))]
+pub async fn apply_event(
+    state: &AppState,
+    event: &livekit_protocol::WebhookEvent,
+) -> Result<(), AppError> {
+    let Some(room) = event.room.as_ref() else {
+        return Ok(());
+    };
+    let mut conn = state.db.get().await?;
+    let Some(stream) = streams::find_by_room(&mut conn, &room.name).await? else {
+        return Ok(());
+    };
+    drop(conn);
+    match event.event.as_str() {
+        "room_finished" => {
+            // The room closed on its own (everyone left and the departure timeout passed).
+            finish(state, stream.id, "stream.ended_by_livekit")
+                .await
+                .map_err(into_app)?;
+        }
+        "participant_joined" => {
+            if let Some(p) = &event.participant {
+                participant_joined(state, &stream, p, event.created_at).await?;
+            }
+        }
+        "participant_left" => {
+            if let Some(p) = &event.participant {
+                let mut conn = state.db.get().await?;
+                let at = timestamp(event.created_at);
+                let user = p.identity.parse::<i64>().ok().map(crate::db::UserId);
+                let left = db::presence::Joined {
+                    stream_id: stream.id,
+                    room_name: &room.name,
+                    user_id: user,
+                    identity: &p.identity,
+                    participant_sid: &p.sid,
+                    at,
+                };
+                db::presence::left(&mut conn, &left).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn into_app(e: LifecycleError) -> AppError {
+    match e {
+        LifecycleError::App(e) => e,
+        other => AppError::Internal(anyhow::anyhow!("{other}")),
+    }
+}
+
+fn timestamp(unix_seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(unix_seconds, 0)
+        .filter(|_| unix_seconds > 0)
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+/// Someone joined the room: if the access rule no longer lets them be there
+/// (their token outlived their right), they are removed at once, and their
+/// older tokens revoked so a reconnect does not bring them back.
+async fn participant_joined(
+    state: &AppState,
+    stream: &Stream,
+    p: &livekit_protocol::ParticipantInfo,
+    created_at: i64,
+) -> Result<(), AppError> {
+    let user = p.identity.parse::<i64>().ok().map(crate::db::UserId);
+    let mut conn = state.db.get().await?;
+    if let Some(user) = user {
+        let access = crate::access::may(&mut conn, Some(user), stream).await?;
+        if !access.may_watch() {
+            drop(conn);
+            remove_participant(state, stream, &p.identity, "participant.removed_on_join").await;
+            return Ok(());
+        }
+    }
+    let joined = db::presence::Joined {
+        stream_id: stream.id,
+        room_name: &stream.room_name,
+        user_id: user,
+        identity: &p.identity,
+        participant_sid: &p.sid,
+        at: timestamp(created_at),
+    };
+    db::presence::joined(&mut conn, &joined).await?;
+    let team: Vec<crate::db::UserId> = db::channels::members(&mut conn, stream.channel_id)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let now = db::presence::current_viewers(&mut conn, stream.id, &team).await?;
+    db::presence::bump_peak(&mut conn, stream.id, now).await?;
+    Ok(())
+}
+
+/// Removes a participant from a stream's room and revokes the tokens they hold.
+pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &str, action: &str) {
+    let options = livekit_api::services::room::RemoveParticipantOptions {
+        revoke_token_ts: chrono::Utc::now().timestamp_millis(),
+    };
+    match state
+        .livekit
+        .rooms
+        .remove_participant_with_options(&stream.room_name, identity, options)
+        .await
+    {
+        Ok(()) => {
+            metrics::counter!("participants_removed_total", "why" => action.to_owned())
+                .increment(1);
+            tracing::info!(stream = %stream.id, action, "participant removed");
+            if let Ok(mut conn) = state.db.get().await {
+                let _ = db::audit::record(
+                    &mut conn,
+                    None,
+                    Some(stream.channel_id),
+                    action,
+                    Some(identity),
+                    serde_json::json!({ "stream_id": stream.id.0 }),
+                )
+                .await;
+            }
+        }
+        // Already gone: nothing to do.
+        Err(e) if is_not_found(&e.to_string()) => {}
+        Err(e) => tracing::warn!(error = %e, stream = %stream.id, "removing a participant failed"),
+    }
+}

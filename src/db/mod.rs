@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod channels;
+pub mod events;
 pub mod presence;
 pub mod schema;
 pub mod sessions;

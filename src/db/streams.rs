@@ -259,3 +259,82 @@ pub async fn live_rooms_among(
         .load(conn)
         .await
 }
+
+/// How long a draft stays under "Upcoming" after its scheduled time passes:
+/// a creator who starts late is still expected; one who never started drops off.
+pub const UPCOMING_GRACE_HOURS: i32 = 12;
+
+/// A channel's streams as its public page shows them. Drafts without a
+/// schedule are the owner's business and appear in none of the lists.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Live now, most recently started first.
+    pub live: Vec<Stream>,
+    /// Scheduled drafts, soonest first (see `UPCOMING_GRACE_HOURS`).
+    pub upcoming: Vec<Stream>,
+    /// Ended, newest first (at most `PAST_LIMIT`).
+    pub past: Vec<Stream>,
+}
+
+/// How many ended streams the channel page lists.
+pub const PAST_LIMIT: i64 = 50;
+
+/// The channel page's three lists; the time window is judged by the database's `now()`.
+pub async fn listing(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Listing> {
+    let live = streams::table
+        .filter(streams::channel_id.eq(channel))
+        .filter(streams::status.eq(Status::Live.as_str()))
+        .order(streams::started_at.desc())
+        .select(Stream::as_select())
+        .load(conn)
+        .await?;
+    let upcoming = streams::table
+        .filter(streams::channel_id.eq(channel))
+        .filter(streams::status.eq(Status::Draft.as_str()))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "scheduled_at > now() - make_interval(hours => ",
+            )
+            .bind::<diesel::sql_types::Integer, _>(UPCOMING_GRACE_HOURS)
+            .sql(")"),
+        )
+        .order((streams::scheduled_at.asc(), streams::id.asc()))
+        .select(Stream::as_select())
+        .load(conn)
+        .await?;
+    let past = streams::table
+        .filter(streams::channel_id.eq(channel))
+        .filter(streams::status.eq(Status::Ended.as_str()))
+        .order((streams::ended_at.desc(), streams::id.desc()))
+        .limit(PAST_LIMIT)
+        .select(Stream::as_select())
+        .load(conn)
+        .await?;
+    Ok(Listing {
+        live,
+        upcoming,
+        past,
+    })
+}
+
+/// Applies `changes` only while the stream still has `status`: an edit made
+/// on a page loaded before the stream went live (or ended) must not change
+/// what is fixed from then on. Answers None when the status moved on (or the
+/// stream is gone).
+pub async fn update_while(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    status: Status,
+    changes: StreamChanges<'_>,
+) -> QueryResult<Option<Stream>> {
+    diesel::update(
+        streams::table
+            .find(id)
+            .filter(streams::status.eq(status.as_str())),
+    )
+    .set(changes)
+    .returning(Stream::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}

@@ -2,6 +2,8 @@
 //! ingress and webhook verification grow here; nothing in this module decides
 //! who may do what (that is `access.rs`).
 
+pub mod tokens;
+
 use livekit_api::services::room::RoomClient;
 use secrecy::ExposeSecret;
 

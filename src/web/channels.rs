@@ -1,23 +1,503 @@
-//! Channels: create, the public channel page, and the team (moderators).
-// Being built: routes are in router.rs; handlers answer 404 until implemented.
+//! Channels: creating one, the public channel page (/c/{handle}) and the team
+//! (moderators). Who may manage a channel is asked of `access::channel_role`;
+//! this module must not decide access by itself.
 
-use crate::error::AppError;
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use diesel_async::AsyncPgConnection;
+use serde::Deserialize;
+use tower_sessions::Session;
 
-pub async fn show() -> AppError {
-    AppError::NotFound
+use super::studio::{Moment, access_label};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render_with};
+use crate::access;
+use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::db::channels::{self, Channel, NewChannel, Role};
+use crate::db::streams::{self, Stream};
+use crate::db::{self, StreamId, UserId, users};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// The unique index on `channels.handle` (a race between two sign-ups of the same handle).
+const HANDLE_KEY: &str = "channels_handle_key";
+
+/// Loads a channel by handle and checks that `user` owns it: 404 for an
+/// unknown handle, then 403 with `reason` for anyone else (moderators included).
+pub(super) async fn owned_channel(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    handle: &str,
+    reason: &str,
+) -> AppResult<Channel> {
+    let channel = channels::find_by_handle(conn, handle)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    match access::channel_role(conn, user, channel.id).await? {
+        Some(Role::Owner) => Ok(channel),
+        _ => Err(AppError::forbidden(reason)),
+    }
 }
-pub async fn new_page() -> AppError {
-    AppError::NotFound
+
+// ---------------------------------------------------------------------------
+// The public channel page.
+
+/// One stream in a list of the channel page.
+pub struct StreamItem {
+    pub id: StreamId,
+    pub title: String,
+    pub access: &'static str,
+    /// Started (live), scheduled (upcoming) or ended (past).
+    pub when: Option<Moment>,
 }
-pub async fn create() -> AppError {
-    AppError::NotFound
+
+impl StreamItem {
+    fn new(stream: &Stream, when: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        StreamItem {
+            id: stream.id,
+            title: stream.title.clone(),
+            access: access_label(stream.access_kind()),
+            when: when.map(Moment::new),
+        }
+    }
 }
-pub async fn team() -> AppError {
-    AppError::NotFound
+
+#[derive(Template)]
+#[template(path = "pages/channels/show.html")]
+pub struct ChannelPage {
+    pub layout: Layout,
+    pub channel: Channel,
+    pub is_owner: bool,
+    pub live: Vec<StreamItem>,
+    pub upcoming: Vec<StreamItem>,
+    pub past: Vec<StreamItem>,
 }
-pub async fn add_moderator() -> AppError {
-    AppError::NotFound
+
+pub async fn show(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = channels::find_by_handle(&mut conn, &handle)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let is_owner = match &user {
+        Some(u) => access::channel_role(&mut conn, u.id, channel.id).await? == Some(Role::Owner),
+        None => false,
+    };
+    let listing = streams::listing(&mut conn, channel.id).await?;
+    let page = ChannelPage {
+        layout,
+        is_owner,
+        live: listing
+            .live
+            .iter()
+            .map(|s| StreamItem::new(s, s.started_at))
+            .collect(),
+        upcoming: listing
+            .upcoming
+            .iter()
+            .map(|s| StreamItem::new(s, s.scheduled_at))
+            .collect(),
+        past: listing
+            .past
+            .iter()
+            .map(|s| StreamItem::new(s, s.ended_at))
+            .collect(),
+        channel,
+    };
+    render_with(StatusCode::OK, &page)
 }
-pub async fn remove_moderator() -> AppError {
-    AppError::NotFound
+
+// ---------------------------------------------------------------------------
+// Creating a channel.
+
+#[derive(Deserialize, Default)]
+pub struct ChannelForm {
+    #[serde(default)]
+    pub handle: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/channels/new.html", blocks = ["form"])]
+pub struct NewChannelPage {
+    pub layout: Layout,
+    pub handle: String,
+    pub title: String,
+    pub description: String,
+    pub errors: FieldErrors,
+}
+
+pub async fn new_page(_user: CurrentUser, layout: Layout) -> AppResult<Response> {
+    let page = NewChannelPage {
+        layout,
+        handle: String::new(),
+        title: String::new(),
+        description: String::new(),
+        errors: FieldErrors::default(),
+    };
+    render_with(StatusCode::OK, &page)
+}
+
+/// Handles are stored lowercase: `Ann-Live` and `ann-live` are the same channel.
+pub fn normalize_handle(handle: &str) -> String {
+    handle.trim().to_lowercase()
+}
+
+/// The rule of the `channels_handle_check` constraint, with a reason: 3–40
+/// characters of a–z, 0–9 and hyphens, starting and ending with a letter or digit.
+pub fn check_handle(handle: &str) -> Option<&'static str> {
+    let n = handle.chars().count();
+    if handle.is_empty() {
+        Some("Choose a handle: it becomes your channel's address.")
+    } else if !handle
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        Some("Use only letters a–z, digits 0–9 and hyphens.")
+    } else if !(3..=40).contains(&n) {
+        Some("Use 3 to 40 characters.")
+    } else if handle.starts_with('-') || handle.ends_with('-') {
+        Some("Start and end with a letter or a digit, not a hyphen.")
+    } else {
+        None
+    }
+}
+
+pub fn check_channel_title(title: &str, errors: &mut FieldErrors) {
+    let title = title.trim();
+    if title.is_empty() {
+        errors.add("title", "Give your channel a title.");
+    } else if title.chars().count() > 100 {
+        errors.add("title", "Use at most 100 characters.");
+    }
+}
+
+/// Counts characters as Postgres' `length()` does, after browsers' CRLF line breaks become LF.
+pub fn normalize_text(text: &str) -> String {
+    text.replace("\r\n", "\n").trim().to_owned()
+}
+
+const HANDLE_TAKEN: &str = "That handle is taken. Try another one.";
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Form(form): Form<ChannelForm>,
+) -> AppResult<Response> {
+    let handle = normalize_handle(&form.handle);
+    let description = normalize_text(&form.description);
+    let mut errors = FieldErrors::default();
+    if let Some(e) = check_handle(&handle) {
+        errors.add("handle", e);
+    }
+    check_channel_title(&form.title, &mut errors);
+    if description.chars().count() > 5000 {
+        errors.add("description", "Use at most 5000 characters.");
+    }
+
+    let mut conn = state.db.get().await?;
+    if errors.get("handle").is_none()
+        && channels::find_by_handle(&mut conn, &handle)
+            .await?
+            .is_some()
+    {
+        errors.add("handle", HANDLE_TAKEN);
+    }
+    if errors.is_empty() {
+        let new = NewChannel {
+            handle: &handle,
+            title: form.title.trim(),
+            description: &description,
+            owner_id: user.id,
+        };
+        match channels::create(&mut conn, new).await {
+            Ok(channel) => {
+                db::audit::record(
+                    &mut conn,
+                    Some(user.id),
+                    Some(channel.id),
+                    "channel.created",
+                    Some(&channel.handle),
+                    serde_json::json!({ "title": channel.title }),
+                )
+                .await?;
+                flash(
+                    &session,
+                    FlashKind::Success,
+                    format!(
+                        "Your channel “{}” is ready. Create its first stream.",
+                        channel.title
+                    ),
+                )
+                .await?;
+                return Ok(auth::redirect(htmx.request, "/studio"));
+            }
+            // Two people claiming the same handle at once: the unique index decides.
+            Err(e) if db::is_unique_violation(&e, Some(HANDLE_KEY)) => {
+                errors.add("handle", HANDLE_TAKEN);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let page = NewChannelPage {
+        layout,
+        handle,
+        title: form.title.trim().to_owned(),
+        description,
+        errors,
+    };
+    if htmx.fragment {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
+    } else {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The team.
+
+const OWNER_ONLY_TEAM: &str = "Only the owner of this channel can manage its team.";
+
+pub struct MemberRow {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub email: String,
+    pub is_owner: bool,
+    pub since: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/channels/team.html", blocks = ["team"])]
+pub struct TeamPage {
+    pub layout: Layout,
+    pub channel: Channel,
+    pub members: Vec<MemberRow>,
+    /// What was typed in the add form (kept on errors, cleared after adding).
+    pub email: String,
+    pub errors: FieldErrors,
+    /// Set after an htmx add: who was added, said inside the swapped part.
+    pub added: Option<String>,
+}
+
+impl TeamPage {
+    async fn load(
+        conn: &mut AsyncPgConnection,
+        layout: Layout,
+        channel: Channel,
+    ) -> AppResult<Self> {
+        let members = channels::members(conn, channel.id)
+            .await?
+            .into_iter()
+            .map(|m| MemberRow {
+                is_owner: m.user_id == channel.owner_id || m.role == Role::Owner.as_str(),
+                user_id: m.user_id,
+                display_name: m.display_name,
+                email: m.email,
+                since: m.since.format("%Y-%m-%d").to_string(),
+            })
+            .collect();
+        Ok(TeamPage {
+            layout,
+            channel,
+            members,
+            email: String::new(),
+            errors: FieldErrors::default(),
+            added: None,
+        })
+    }
+}
+
+pub async fn team(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    let page = TeamPage::load(&mut conn, layout, channel).await?;
+    render_with(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize, Default)]
+pub struct AddModeratorForm {
+    #[serde(default)]
+    pub email: String,
+}
+
+pub async fn add_moderator(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(handle): Path<String>,
+    Form(form): Form<AddModeratorForm>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    let mut errors = FieldErrors::default();
+    let email = form.email.trim();
+    let mut added = None;
+
+    if email.is_empty() {
+        errors.add(
+            "email",
+            "Enter the email address of their stagepass account.",
+        );
+    } else {
+        match users::find_by_email(&mut conn, email).await? {
+            None => errors.add(
+                "email",
+                "No account uses that email. Ask them to sign up first.",
+            ),
+            Some(member) if member.id == channel.owner_id => errors.add(
+                "email",
+                "That's the owner's account: the owner can already do everything a moderator can.",
+            ),
+            Some(member) => {
+                if channels::add_moderator(&mut conn, channel.id, member.id).await? {
+                    db::audit::record(
+                        &mut conn,
+                        Some(user.id),
+                        Some(channel.id),
+                        "team.moderator_added",
+                        Some(&member.id.to_string()),
+                        serde_json::json!({}),
+                    )
+                    .await?;
+                    added = Some(member.display_name);
+                } else {
+                    errors.add(
+                        "email",
+                        format!("{} is already on this channel's team.", member.display_name),
+                    );
+                }
+            }
+        }
+    }
+
+    if let Some(name) = added.as_deref()
+        && !htmx.fragment
+    {
+        flash(
+            &session,
+            FlashKind::Success,
+            format!("{name} is now a moderator of {}.", channel.title),
+        )
+        .await?;
+        return Ok(auth::redirect(
+            false,
+            &format!("/studio/channels/{}/team", channel.handle),
+        ));
+    }
+
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut page = TeamPage::load(&mut conn, layout, channel).await?;
+    if !errors.is_empty() {
+        page.email = email.to_owned();
+    }
+    page.errors = errors;
+    page.added = added;
+    if htmx.fragment {
+        render_with(status, &page.as_team())
+    } else {
+        render_with(status, &page)
+    }
+}
+
+pub async fn remove_moderator(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path((handle, member)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let member: UserId = path_id(&member)?;
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    if member == channel.owner_id {
+        return Err(AppError::forbidden(
+            "The owner can't be removed from the channel's team.",
+        ));
+    }
+    let removed = channels::remove_moderator(&mut conn, channel.id, member).await?;
+    if removed {
+        db::audit::record(
+            &mut conn,
+            Some(user.id),
+            Some(channel.id),
+            "team.moderator_removed",
+            Some(&member.to_string()),
+            serde_json::json!({}),
+        )
+        .await?;
+    }
+    if htmx.fragment {
+        // The row removes itself (hx-swap="outerHTML" with an empty body). Gone
+        // already (a second click, another tab) ends the same way.
+        return Ok(StatusCode::OK.into_response());
+    }
+    let name = users::find(&mut conn, member)
+        .await?
+        .map(|u| u.display_name)
+        .unwrap_or_else(|| "That person".to_owned());
+    let (kind, message) = if removed {
+        (
+            FlashKind::Success,
+            format!("{name} is no longer a moderator of {}.", channel.title),
+        )
+    } else {
+        (
+            FlashKind::Info,
+            format!("{name} was not on the team any more."),
+        )
+    };
+    flash(&session, kind, message).await?;
+    Ok(auth::redirect(
+        false,
+        &format!("/studio/channels/{}/team", channel.handle),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_follow_the_database_rule() {
+        for ok in ["ann", "ann-live", "a1b", "0-9", &"a".repeat(40)] {
+            assert_eq!(check_handle(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            "-ann",
+            "ann-",
+            "an n",
+            "ann_live",
+            "änn",
+            &"a".repeat(41),
+        ] {
+            assert!(check_handle(bad).is_some(), "{bad}");
+        }
+        assert_eq!(normalize_handle("  Ann-Live "), "ann-live");
+    }
 }

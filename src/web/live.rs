@@ -1,17 +1,213 @@
-//! (being built)
-use crate::error::AppError;
-pub async fn go_live() -> AppError {
-    AppError::NotFound
+//! The owner's side of a live stream: go live, the broadcast page and its
+//! host token, live stats, end. Authorization: `access::may(...).may_publish()`.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use super::{FlashKind, Htmx, Layout, flash, path_id, render};
+use crate::access;
+use crate::auth::{self, CurrentUser};
+use crate::db::channels::{self, Channel};
+use crate::db::streams::{self, Status, Stream};
+use crate::db::{StreamId, UserId, presence};
+use crate::error::{AppError, AppResult};
+use crate::lifecycle::{self, LifecycleError};
+use crate::livekit::tokens;
+use crate::state::AppState;
+
+/// Loads the stream and checks that `user` owns its channel (404 before 403).
+async fn owned_stream(
+    state: &AppState,
+    user: UserId,
+    raw_id: &str,
+) -> AppResult<(Stream, Channel)> {
+    let id: StreamId = path_id(raw_id)?;
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !access::may(&mut conn, Some(user), &stream)
+        .await?
+        .may_publish()
+    {
+        return Err(AppError::forbidden(
+            "Only the channel's owner can broadcast and manage this stream.",
+        ));
+    }
+    Ok((stream, channel))
 }
-pub async fn end() -> AppError {
-    AppError::NotFound
+
+pub async fn go_live(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    match lifecycle::go_live(&state, &stream).await {
+        Ok(_) => {
+            flash(
+                &session,
+                FlashKind::Success,
+                "You're live. Start your camera here; viewers can join now.",
+            )
+            .await?;
+            Ok(auth::redirect(
+                htmx.request,
+                &format!("/studio/streams/{}/broadcast", stream.id),
+            ))
+        }
+        Err(LifecycleError::App(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, stream = %stream.id, "go live failed");
+            flash(&session, FlashKind::Error, e.to_string()).await?;
+            Ok(auth::redirect(
+                htmx.request,
+                &format!("/studio/streams/{}", stream.id),
+            ))
+        }
+    }
 }
-pub async fn broadcast() -> AppError {
-    AppError::NotFound
+
+pub async fn end(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    match lifecycle::end_stream(&state, stream.id).await {
+        Ok(_) => {
+            flash(
+                &session,
+                FlashKind::Success,
+                "The stream has ended. Everyone was disconnected.",
+            )
+            .await?
+        }
+        Err(LifecycleError::App(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, stream = %stream.id, "end failed");
+            flash(&session, FlashKind::Error, e.to_string()).await?;
+        }
+    }
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/studio/streams/{}", stream.id),
+    ))
 }
-pub async fn host_token() -> AppError {
-    AppError::NotFound
+
+#[derive(Template)]
+#[template(path = "pages/studio/broadcast.html")]
+pub struct BroadcastPage {
+    pub layout: Layout,
+    pub stream: Stream,
+    pub channel: Channel,
+    pub started_at: String,
+    pub watch_url: String,
 }
-pub async fn stats() -> AppError {
-    AppError::NotFound
+
+pub async fn broadcast(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
+    let started_at = stream
+        .started_at
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let watch_url = format!("{}s/{}", state.config.public_url, stream.id);
+    render(&BroadcastPage {
+        layout,
+        stream,
+        channel,
+        started_at,
+        watch_url,
+    })
+}
+
+#[derive(serde::Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub url: String,
+    pub identity: String,
+}
+
+#[derive(serde::Serialize)]
+pub struct TokenRefusal {
+    pub error: String,
+}
+
+pub fn refuse(status: axum::http::StatusCode, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(TokenRefusal {
+            error: reason.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The host token for the broadcast page: publish, subscribe, data, room admin.
+pub async fn host_token(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    if stream.status() != Status::Live {
+        return Ok(refuse(
+            axum::http::StatusCode::CONFLICT,
+            "The stream is not live. Go live first.",
+        ));
+    }
+    let token = tokens::host(
+        &state.config.livekit,
+        user.id,
+        &user.display_name,
+        &stream.room_name,
+    )
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("minting a host token: {e}")))?;
+    metrics::counter!("livekit_tokens_issued_total", "kind" => "host").increment(1);
+    Ok(Json(TokenResponse {
+        token,
+        url: state.config.livekit.public_url.to_string(),
+        identity: user.id.to_string(),
+    })
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "pages/studio/stats.html")]
+pub struct StatsFragment {
+    pub stream_id: StreamId,
+    pub status: String,
+    pub viewers: i64,
+    pub peak: i32,
+}
+
+/// Live numbers for the broadcast page (htmx polls this fragment).
+pub async fn stats(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
+    let mut conn = state.db.get().await?;
+    let team: Vec<UserId> = channels::members(&mut conn, channel.id)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let viewers = presence::current_viewers(&mut conn, stream.id, &team).await?;
+    // The peak is raised by the join webhook; never show it below the current count.
+    let peak = stream.peak_viewers.max(viewers as i32);
+    render(&StatsFragment { stream_id: stream.id, status: stream.status.clone(), viewers, peak })
 }

@@ -179,3 +179,13 @@ impl FieldErrors {
         self.0.is_empty()
     }
 }
+
+/// Parses an id from the path; anything that is not one is a 404, like an unknown id.
+pub fn path_id<T: std::str::FromStr>(raw: &str) -> AppResult<T> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+/// Formats a time for people: `2026-11-22 18:00 UTC`.
+pub fn utc(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}

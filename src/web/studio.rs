@@ -1,23 +1,674 @@
-//! The studio: the owner's streams, create, edit, delete a draft.
-// Being built: routes are in router.rs; handlers answer 404 until implemented.
+//! The studio: a creator's channels and streams — the dashboard, creating and
+//! editing a stream, deleting a draft. Going live and ending belong to the
+//! lifecycle (web/live.rs); the stream page only renders their controls.
+//! Who may manage a stream is asked of `access::may` (publish = the owner);
+//! this module must not decide access by itself.
 
-use crate::error::AppError;
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::Deserialize;
+use tower_sessions::Session;
 
-pub async fn dashboard() -> AppError {
-    AppError::NotFound
+use super::channels::{normalize_text, owned_channel};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render_with};
+use crate::access;
+use crate::auth::{self, CurrentUser};
+use crate::db::channels::{self, Channel, Role};
+use crate::db::streams::{self, AccessKind, NewStream, Status, Stream, StreamChanges};
+use crate::db::users::User;
+use crate::db::{self, StreamId};
+use crate::error::{AppError, AppResult};
+use crate::lifecycle;
+use crate::state::AppState;
+
+// ---------------------------------------------------------------------------
+// Shared by the studio and the channel page.
+
+/// A moment shown to people: "2026-11-22 18:00 UTC", with its RFC 3339 form
+/// for `<time datetime>`.
+pub struct Moment {
+    pub label: String,
+    pub iso: String,
 }
-pub async fn new_stream_page() -> AppError {
-    AppError::NotFound
+
+impl Moment {
+    pub fn new(t: DateTime<Utc>) -> Self {
+        Moment {
+            label: super::utc(&t),
+            iso: t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        }
+    }
 }
-pub async fn create_stream() -> AppError {
-    AppError::NotFound
+
+pub fn access_label(kind: AccessKind) -> &'static str {
+    match kind {
+        AccessKind::Public => "Public",
+        AccessKind::Pass => "Pass holders",
+    }
 }
-pub async fn stream_page() -> AppError {
-    AppError::NotFound
+
+/// The stream's shareable watch link, absolute (it is pasted into chats and mails).
+pub fn watch_url(state: &AppState, id: StreamId) -> String {
+    let base = state.config.public_url.as_str();
+    let slash = if base.ends_with('/') { "" } else { "/" };
+    format!("{base}{slash}s/{id}")
 }
-pub async fn update_stream() -> AppError {
-    AppError::NotFound
+
+/// Where a stream is, as its badge says: a draft with a schedule is "scheduled".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Draft,
+    Scheduled,
+    Live,
+    Ended,
 }
-pub async fn delete_stream() -> AppError {
-    AppError::NotFound
+
+impl StreamState {
+    pub fn of(stream: &Stream) -> Self {
+        match stream.status() {
+            Status::Live => StreamState::Live,
+            Status::Ended => StreamState::Ended,
+            Status::Draft if stream.scheduled_at.is_some() => StreamState::Scheduled,
+            Status::Draft => StreamState::Draft,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Draft => "draft",
+            StreamState::Scheduled => "scheduled",
+            StreamState::Live => "live",
+            StreamState::Ended => "ended",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamState::Draft => "Draft",
+            StreamState::Scheduled => "Scheduled",
+            StreamState::Live => "Live",
+            StreamState::Ended => "Ended",
+        }
+    }
+}
+
+/// Loads a stream and checks `user` may publish it (the channel's owner):
+/// 404 when there is no such stream, then 403 for everyone else.
+async fn owned_stream(
+    conn: &mut AsyncPgConnection,
+    user: &User,
+    id: StreamId,
+) -> AppResult<(Stream, Channel)> {
+    let (stream, channel) = streams::find_with_channel(conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !access::may(conn, Some(user.id), &stream)
+        .await?
+        .may_publish()
+    {
+        return Err(AppError::forbidden(
+            "Only the owner of this channel can manage its streams.",
+        ));
+    }
+    Ok((stream, channel))
+}
+
+// ---------------------------------------------------------------------------
+// The dashboard.
+
+pub struct StreamRow {
+    pub id: StreamId,
+    pub title: String,
+    pub state: StreamState,
+    pub access: &'static str,
+    pub scheduled: Option<Moment>,
+    pub watch_url: String,
+}
+
+pub struct ChannelCard {
+    pub handle: String,
+    pub title: String,
+    /// Owners get the management links; moderators see the streams only.
+    pub is_owner: bool,
+    pub streams: Vec<StreamRow>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/studio/dashboard.html")]
+pub struct DashboardPage {
+    pub layout: Layout,
+    pub channels: Vec<ChannelCard>,
+}
+
+impl DashboardPage {
+    pub fn owns_a_channel(&self) -> bool {
+        self.channels.iter().any(|c| c.is_owner)
+    }
+}
+
+/// The studio's order: live first, then what is coming (soonest first,
+/// unscheduled drafts after), then the past (newest first).
+fn studio_order(a: &Stream, b: &Stream) -> std::cmp::Ordering {
+    let rank = |s: &Stream| match StreamState::of(s) {
+        StreamState::Live => 0,
+        StreamState::Scheduled => 1,
+        StreamState::Draft => 2,
+        StreamState::Ended => 3,
+    };
+    rank(a)
+        .cmp(&rank(b))
+        .then_with(|| match StreamState::of(a) {
+            StreamState::Scheduled => a.scheduled_at.cmp(&b.scheduled_at),
+            StreamState::Ended => b.ended_at.cmp(&a.ended_at),
+            _ => b.created_at.cmp(&a.created_at),
+        })
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let mut cards = Vec::new();
+    for (channel, role) in channels::for_member(&mut conn, user.id).await? {
+        let mut list = streams::for_channel(&mut conn, channel.id).await?;
+        list.sort_by(studio_order);
+        cards.push(ChannelCard {
+            is_owner: Role::parse(&role) == Some(Role::Owner),
+            streams: list
+                .iter()
+                .map(|s| StreamRow {
+                    id: s.id,
+                    title: s.title.clone(),
+                    state: StreamState::of(s),
+                    access: access_label(s.access_kind()),
+                    scheduled: s.scheduled_at.map(Moment::new),
+                    watch_url: watch_url(&state, s.id),
+                })
+                .collect(),
+            handle: channel.handle,
+            title: channel.title,
+        });
+    }
+    render_with(
+        StatusCode::OK,
+        &DashboardPage {
+            layout,
+            channels: cards,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The stream form: create and edit.
+
+#[derive(Deserialize, Default)]
+pub struct StreamForm {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub access: String,
+    /// An `<input type="datetime-local">` value, read as UTC; empty = no schedule.
+    #[serde(default)]
+    pub scheduled_at: String,
+}
+
+/// What the form shows: the values as typed (or as stored).
+pub struct StreamFields {
+    pub title: String,
+    pub description: String,
+    pub access: String,
+    pub scheduled_at: String,
+}
+
+impl StreamFields {
+    fn blank() -> Self {
+        StreamFields {
+            title: String::new(),
+            description: String::new(),
+            access: AccessKind::Pass.as_str().to_owned(),
+            scheduled_at: String::new(),
+        }
+    }
+
+    fn of(stream: &Stream) -> Self {
+        StreamFields {
+            title: stream.title.clone(),
+            description: stream.description.clone(),
+            access: stream.access.clone(),
+            scheduled_at: stream
+                .scheduled_at
+                .map(|t| t.format(DATETIME_LOCAL).to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn typed(form: StreamForm) -> Self {
+        StreamFields {
+            title: form.title.trim().to_owned(),
+            description: form.description,
+            access: form.access,
+            scheduled_at: form.scheduled_at.trim().to_owned(),
+        }
+    }
+}
+
+/// The value format of `<input type="datetime-local">` (minutes).
+const DATETIME_LOCAL: &str = "%Y-%m-%dT%H:%M";
+
+/// Which fields may change. The schedule and who may watch are set while the
+/// stream is a draft; once it is live, viewers have joined on those terms (and
+/// a start time no longer means anything), so only the title and description
+/// stay editable — also after it ended, for the way it is listed under "Past".
+#[derive(Debug, Clone, Copy)]
+pub struct Editable {
+    pub schedule: bool,
+    pub access: bool,
+}
+
+impl Editable {
+    pub fn for_status(status: Status) -> Self {
+        let draft = status == Status::Draft;
+        Editable {
+            schedule: draft,
+            access: draft,
+        }
+    }
+}
+
+/// A valid stream form.
+struct StreamInput {
+    title: String,
+    description: String,
+    access: AccessKind,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// Reads a `datetime-local` value as UTC. Browsers without the picker send
+/// what people type, so a space instead of the `T` and seconds are accepted.
+pub fn parse_schedule(value: &str) -> Option<DateTime<Utc>> {
+    let value = value.trim().replacen(' ', "T", 1);
+    [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(&value, f).ok())
+    .map(|t| t.and_utc())
+}
+
+/// Checks the form; `current` is the stream's stored schedule when editing —
+/// keeping a schedule that has since passed is not an error, choosing one is.
+fn check_stream(
+    form: &StreamForm,
+    editable: Editable,
+    current: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    errors: &mut FieldErrors,
+) -> StreamInput {
+    let title = form.title.trim();
+    if title.is_empty() {
+        errors.add("title", "Give the stream a title.");
+    } else if title.chars().count() > 200 {
+        errors.add("title", "Use at most 200 characters.");
+    }
+    let description = normalize_text(&form.description);
+    if description.chars().count() > 10_000 {
+        errors.add("description", "Use at most 10,000 characters.");
+    }
+    let access = if editable.access {
+        AccessKind::parse(form.access.trim()).unwrap_or_else(|| {
+            errors.add(
+                "access",
+                "Choose who can watch: everyone signed in, or pass holders.",
+            );
+            AccessKind::Pass
+        })
+    } else {
+        AccessKind::Pass
+    };
+    let mut scheduled_at = None;
+    if editable.schedule && !form.scheduled_at.trim().is_empty() {
+        match parse_schedule(&form.scheduled_at) {
+            None => errors.add(
+                "scheduled_at",
+                "Enter a date and time like 2026-11-22 18:00 (UTC).",
+            ),
+            // The input has minute precision: "this very minute" is not the past.
+            Some(t) if Some(t) != current && t + chrono::Duration::minutes(1) <= now => errors.add(
+                "scheduled_at",
+                "That time has passed. Pick a time in the future (UTC), or leave it empty.",
+            ),
+            Some(t) => scheduled_at = Some(t),
+        }
+    }
+    StreamInput {
+        title: title.to_owned(),
+        description,
+        access,
+        scheduled_at,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Creating a stream.
+
+const OWNER_ONLY_STREAMS: &str = "Only the owner of this channel can create its streams.";
+
+#[derive(Template)]
+#[template(path = "pages/studio/new_stream.html", blocks = ["form"])]
+pub struct NewStreamPage {
+    pub layout: Layout,
+    pub channel: Channel,
+    pub form: StreamFields,
+    pub errors: FieldErrors,
+    pub editable: Editable,
+}
+
+pub async fn new_stream_page(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_STREAMS).await?;
+    let page = NewStreamPage {
+        layout,
+        channel,
+        form: StreamFields::blank(),
+        errors: FieldErrors::default(),
+        editable: Editable::for_status(Status::Draft),
+    };
+    render_with(StatusCode::OK, &page)
+}
+
+pub async fn create_stream(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(handle): Path<String>,
+    Form(form): Form<StreamForm>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_STREAMS).await?;
+    let editable = Editable::for_status(Status::Draft);
+    let mut errors = FieldErrors::default();
+    let input = check_stream(&form, editable, None, Utc::now(), &mut errors);
+
+    if errors.is_empty() {
+        let room_name = lifecycle::new_room_name(&state);
+        let new = NewStream {
+            channel_id: channel.id,
+            title: &input.title,
+            description: &input.description,
+            access: input.access.as_str(),
+            scheduled_at: input.scheduled_at,
+            room_name: &room_name,
+        };
+        let stream = streams::create(&mut conn, &new).await?;
+        db::audit::record(
+            &mut conn,
+            Some(user.id),
+            Some(channel.id),
+            "stream.created",
+            Some(&stream.id.to_string()),
+            serde_json::json!({ "title": stream.title }),
+        )
+        .await?;
+        flash(
+            &session,
+            FlashKind::Success,
+            "Stream created. Share its watch link, and go live when you're ready.",
+        )
+        .await?;
+        return Ok(auth::redirect(
+            htmx.request,
+            &format!("/studio/streams/{}", stream.id),
+        ));
+    }
+
+    let page = NewStreamPage {
+        layout,
+        channel,
+        form: StreamFields::typed(form),
+        errors,
+        editable,
+    };
+    if htmx.fragment {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
+    } else {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The stream's studio page: state, watch link, edit form, lifecycle controls.
+
+#[derive(Template)]
+#[template(path = "pages/studio/stream.html", blocks = ["details"])]
+pub struct StreamPage {
+    pub layout: Layout,
+    pub channel: Channel,
+    pub id: StreamId,
+    /// The stored title (the form may hold an invalid one being corrected).
+    pub heading: String,
+    pub state: StreamState,
+    pub access: &'static str,
+    pub watch_url: String,
+    pub scheduled: Option<Moment>,
+    pub started: Option<Moment>,
+    pub ended: Option<Moment>,
+    pub form: StreamFields,
+    pub errors: FieldErrors,
+    pub editable: Editable,
+    /// After an htmx save: "Saved." inside the swapped part.
+    pub saved: bool,
+}
+
+impl StreamPage {
+    fn new(state: &AppState, layout: Layout, stream: &Stream, channel: Channel) -> Self {
+        StreamPage {
+            layout,
+            channel,
+            id: stream.id,
+            heading: stream.title.clone(),
+            state: StreamState::of(stream),
+            access: access_label(stream.access_kind()),
+            watch_url: watch_url(state, stream.id),
+            scheduled: stream.scheduled_at.map(Moment::new),
+            started: stream.started_at.map(Moment::new),
+            ended: stream.ended_at.map(Moment::new),
+            form: StreamFields::of(stream),
+            errors: FieldErrors::default(),
+            editable: Editable::for_status(stream.status()),
+            saved: false,
+        }
+    }
+}
+
+pub async fn stream_page(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    render_with(
+        StatusCode::OK,
+        &StreamPage::new(&state, layout, &stream, channel),
+    )
+}
+
+pub async fn update_stream(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(id): Path<String>,
+    Form(form): Form<StreamForm>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    let editable = Editable::for_status(stream.status());
+    let mut errors = FieldErrors::default();
+    let input = check_stream(
+        &form,
+        editable,
+        stream.scheduled_at,
+        Utc::now(),
+        &mut errors,
+    );
+
+    let mut current = stream;
+    if errors.is_empty() {
+        let changes = StreamChanges {
+            title: Some(&input.title),
+            description: Some(&input.description),
+            access: editable.access.then_some(input.access.as_str()),
+            scheduled_at: editable.schedule.then_some(input.scheduled_at),
+            ..Default::default()
+        };
+        match streams::update_while(&mut conn, current.id, current.status(), changes).await? {
+            Some(updated) => {
+                if !htmx.fragment {
+                    flash(&session, FlashKind::Success, "Your changes were saved.").await?;
+                    return Ok(auth::redirect(
+                        htmx.request,
+                        &format!("/studio/streams/{}", updated.id),
+                    ));
+                }
+                let mut page = StreamPage::new(&state, layout, &updated, channel);
+                page.saved = true;
+                return render_with(StatusCode::OK, &page.as_details());
+            }
+            None => {
+                // It went live (or ended) after this form was loaded.
+                current = streams::find(&mut conn, current.id)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                errors.add(
+                    "",
+                    format!(
+                        "This stream is now {} and some settings can no longer change. Check the form and save again.",
+                        StreamState::of(&current).as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    let mut page = StreamPage::new(&state, layout, &current, channel);
+    let stored_schedule = page.form.scheduled_at.clone();
+    page.form = StreamFields::typed(form);
+    if !page.editable.schedule {
+        page.form.scheduled_at = stored_schedule;
+    }
+    page.errors = errors;
+    if htmx.fragment {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_details())
+    } else {
+        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+    }
+}
+
+pub async fn delete_stream(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    let refused = |status: Status| match status {
+        Status::Ended => AppError::forbidden(
+            "Only drafts can be deleted; an ended stream stays in the channel's history.",
+        ),
+        _ => AppError::forbidden("Only drafts can be deleted; end the stream instead."),
+    };
+    if stream.status() != Status::Draft {
+        return Err(refused(stream.status()));
+    }
+    // Conditional on still being a draft: it may have gone live since the page loaded.
+    if !streams::delete_draft(&mut conn, stream.id).await? {
+        let now = streams::find(&mut conn, stream.id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        return Err(refused(now.status()));
+    }
+    db::audit::record(
+        &mut conn,
+        Some(user.id),
+        Some(channel.id),
+        "stream.deleted",
+        Some(&stream.id.to_string()),
+        serde_json::json!({ "title": stream.title }),
+    )
+    .await?;
+    flash(
+        &session,
+        FlashKind::Success,
+        format!("The draft “{}” was deleted.", stream.title),
+    )
+    .await?;
+    Ok(auth::redirect(htmx.request, "/studio"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn schedules_are_read_as_utc() {
+        let t = at("2026-11-22T18:00:00Z");
+        assert_eq!(parse_schedule("2026-11-22T18:00"), Some(t));
+        assert_eq!(parse_schedule(" 2026-11-22 18:00 "), Some(t));
+        assert_eq!(parse_schedule("2026-11-22T18:00:00"), Some(t));
+        assert_eq!(parse_schedule("tomorrow"), None);
+        assert_eq!(parse_schedule("2026-13-01T10:00"), None);
+        assert_eq!(Moment::new(t).label, "2026-11-22 18:00 UTC");
+        assert_eq!(Moment::new(t).iso, "2026-11-22T18:00:00Z");
+    }
+
+    #[test]
+    fn a_past_schedule_is_refused_unless_it_is_the_one_kept() {
+        let now = at("2026-11-22T18:00:30Z");
+        let form = |when: &str| StreamForm {
+            title: "Show".into(),
+            access: "pass".into(),
+            scheduled_at: when.into(),
+            ..Default::default()
+        };
+        let draft = Editable::for_status(Status::Draft);
+        let mut e = FieldErrors::default();
+        check_stream(&form("2026-11-22T17:00"), draft, None, now, &mut e);
+        assert!(e.get("scheduled_at").unwrap().contains("has passed"));
+
+        let mut e = FieldErrors::default();
+        check_stream(&form("2026-11-22T18:00"), draft, None, now, &mut e);
+        assert!(e.is_empty(), "this minute is fine");
+
+        let mut e = FieldErrors::default();
+        let kept = Some(at("2026-11-22T17:00:00Z"));
+        check_stream(&form("2026-11-22T17:00"), draft, kept, now, &mut e);
+        assert!(e.is_empty(), "an unchanged past schedule is kept");
+    }
 }

@@ -1,11 +1,142 @@
-//! (being built)
-use crate::error::AppError;
-pub async fn show() -> AppError {
-    AppError::NotFound
+//! The viewer's side: the watch page, its status fragment, and the viewer
+//! token. Nothing is shown or issued unless `access::may` says watch.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::live::{TokenResponse, refuse};
+use super::{Htmx, Layout, path_id, render, utc};
+use crate::access::{self, Access};
+use crate::auth::MaybeUser;
+use crate::db::StreamId;
+use crate::db::channels::Channel;
+use crate::db::streams::{self, Status, Stream};
+use crate::error::{AppError, AppResult};
+use crate::livekit::tokens;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/watch/show.html", blocks = ["stage"])]
+pub struct WatchPage {
+    pub layout: Layout,
+    pub stream: Stream,
+    pub channel: Channel,
+    pub denial: Option<&'static str>,
+    pub signed_in: bool,
+    pub scheduled_at: Option<String>,
+    pub scheduled_label: String,
 }
-pub async fn token() -> AppError {
-    AppError::NotFound
+
+async fn page(
+    state: &AppState,
+    user: Option<crate::db::UserId>,
+    raw_id: &str,
+    layout: Layout,
+) -> AppResult<WatchPage> {
+    let id: StreamId = path_id(raw_id)?;
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let access = access::may(&mut conn, user, &stream).await?;
+    // An unscheduled draft is the owner's business until it is announced.
+    if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
+        return Err(AppError::NotFound);
+    }
+    Ok(WatchPage {
+        layout,
+        denial: access.denial().map(|d| d.reason()),
+        signed_in: user.is_some(),
+        scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
+        scheduled_label: stream.scheduled_at.as_ref().map(utc).unwrap_or_default(),
+        stream,
+        channel,
+    })
 }
-pub async fn status() -> AppError {
-    AppError::NotFound
+
+pub async fn show(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    render(&page)
+}
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    since: Option<String>,
+}
+
+/// The stage (player or notice) when the stream's status changed since the
+/// page was rendered; 204 (htmx swaps nothing) while it is the same.
+pub async fn status(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Query(q): Query<StatusQuery>,
+) -> AppResult<Response> {
+    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    if q.since.as_deref() == Some(page.stream.status.as_str()) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if htmx.fragment {
+        render(&page.as_stage())
+    } else {
+        render(&page)
+    }
+}
+
+/// A subscribe-only token for the live room, for as long as the access rule
+/// allows: at most 10 minutes and never past the end of the viewer's grant.
+pub async fn token(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: StreamId = path_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let stream = streams::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let access = access::may(&mut conn, user.as_ref().map(|u| u.id), &stream).await?;
+    drop(conn);
+    let ttl = match access {
+        Access::Denied(d) => {
+            metrics::counter!("livekit_tokens_refused_total").increment(1);
+            return Ok(refuse(StatusCode::FORBIDDEN, d.reason()));
+        }
+        Access::Watch { until: Some(until) } => match (until - Utc::now()).to_std() {
+            Ok(left) => left.min(tokens::VIEWER_TTL),
+            Err(_) => return Ok(refuse(StatusCode::FORBIDDEN, "Your pass has ended.")),
+        },
+        _ => tokens::VIEWER_TTL,
+    };
+    if stream.status() != Status::Live {
+        return Ok(refuse(StatusCode::CONFLICT, "This stream is not live."));
+    }
+    let user = user.expect("the access rule denies anonymous users");
+    let token = tokens::viewer(
+        &state.config.livekit,
+        user.id,
+        &user.display_name,
+        &stream.room_name,
+        ttl,
+    )
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("minting a viewer token: {e}")))?;
+    metrics::counter!("livekit_tokens_issued_total", "kind" => "viewer").increment(1);
+    Ok(Json(TokenResponse {
+        token,
+        url: state.config.livekit.public_url.to_string(),
+        identity: user.id.to_string(),
+    })
+    .into_response())
 }

@@ -3,7 +3,12 @@
 
 mod util;
 
+mod access;
 mod accounts;
+mod browser;
+mod channels;
+mod live;
 mod migrations;
 mod services;
 mod shell;
+mod studio;

@@ -3,6 +3,8 @@
 //! LiveKit and S3 servers; `Browser` is a persona — an HTTP client with its
 //! own cookie jar — that reads pages the way a user does (CSS selectors).
 
+pub mod builders;
+pub mod browser;
 pub mod services;
 
 use std::collections::HashMap;
@@ -49,6 +51,12 @@ impl TestApp {
             ("LIVEKIT_URL", services.livekit_url.clone()),
             ("LIVEKIT_API_KEY", services::LIVEKIT_KEY.to_owned()),
             ("LIVEKIT_API_SECRET", services::LIVEKIT_SECRET.to_owned()),
+            // Every app under test shares the run's LiveKit: its own prefix keeps
+            // its reconciler and webhooks to its own rooms.
+            (
+                "LIVEKIT_ROOM_PREFIX",
+                format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+            ),
             ("S3_ENDPOINT", services.s3_url.clone()),
             ("S3_BUCKET", services::S3_BUCKET.to_owned()),
             ("S3_ACCESS_KEY_ID", services::S3_KEY.to_owned()),

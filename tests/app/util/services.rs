@@ -45,7 +45,7 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://stagepass:stagepass@localhost:5432/postgres".to_owned())
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-services");
     std::fs::create_dir_all(&dir).expect("creating target/test-services");
     dir
@@ -295,7 +295,7 @@ fn start_processes(relay_port: u16) -> (String, String) {
         .expect("test services did not start")
 }
 
-fn spawn_tied(mut cmd: Command, log: &Path) -> std::process::Child {
+pub fn spawn_tied(mut cmd: Command, log: &Path) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).unwrap();
     cmd.stdout(out.try_clone().unwrap())

@@ -1,0 +1,205 @@
+//! Going live and watching in a real browser: headless Chromium with a fake
+//! camera publishes to the real livekit-server from the broadcast page, a pass
+//! holder's Chromium plays it on the watch page, a stranger gets no player,
+//! and ending the stream reaches the viewer without a reload.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::Timestamptz;
+use diesel_async::RunQueryDsl;
+use stagepass::db::channels::{self, NewChannel};
+use stagepass::db::schema::{access_grants, users};
+use stagepass::db::streams::{self, NewStream, Stream};
+use stagepass::db::{ChannelId, UserId};
+use stagepass::lifecycle::new_room_name;
+
+use crate::util::browser::{Browser, TIMEOUT};
+use crate::util::{PASSWORD, TestApp};
+
+async fn user_id(app: &TestApp, email: &str) -> UserId {
+    users::table
+        .filter(users::email.eq(email))
+        .select(users::id)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+/// A pass-only stream (draft) on a new channel owned by `owner`.
+async fn draft_stream(app: &TestApp, owner: UserId) -> Stream {
+    let mut conn = app.conn().await;
+    let channel = channels::create(
+        &mut conn,
+        NewChannel { handle: "hana", title: "Hana Live", description: "", owner_id: owner },
+    )
+    .await
+    .unwrap();
+    let room = new_room_name(&app.state);
+    streams::create(
+        &mut conn,
+        &NewStream {
+            channel_id: channel.id,
+            title: "Opening night",
+            description: "",
+            access: "pass",
+            scheduled_at: None,
+            room_name: &room,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A complimentary channel-wide grant, active from a minute ago for an hour
+/// (the passes UI comes in a later issue).
+async fn grant(app: &TestApp, user: UserId, channel: ChannelId) {
+    diesel::insert_into(access_grants::table)
+        .values((
+            access_grants::user_id.eq(user),
+            access_grants::channel_id.eq(channel),
+            access_grants::source.eq("comp"),
+            access_grants::starts_at.eq(diesel::dsl::sql::<Timestamptz>("now() - interval '1 minute'")),
+            access_grants::expires_at.eq(diesel::dsl::sql::<Timestamptz>("now() + interval '1 hour'")),
+        ))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+}
+
+/// The JS condition "the element's data-state is `state`".
+fn state_is(css: &str, state: &str) -> String {
+    format!("return document.querySelector('{css}')?.dataset.state === '{state}'")
+}
+
+#[tokio::test]
+async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_reaches_the_viewer() {
+    let app = TestApp::spawn().await;
+    app.signed_up("host@example.com", "Hana Host").await;
+    app.signed_up("fan@example.com", "Fay Fan").await;
+    app.signed_up("stranger@example.com", "Sam Stranger").await;
+    let host = user_id(&app, "host@example.com").await;
+    let fan = user_id(&app, "fan@example.com").await;
+    let stream = draft_stream(&app, host).await;
+    grant(&app, fan, stream.channel_id).await;
+    let broadcast_path = format!("/studio/streams/{}/broadcast", stream.id);
+    let watch_url = format!("{}/s/{}", app.url, stream.id);
+
+    // 1. The owner checks the camera, goes live, and publishes.
+    let owner = Browser::start().await;
+    owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
+    owner.goto(&format!("{}{broadcast_path}", app.url)).await;
+    owner
+        .wait_until(
+            "the camera preview before going live",
+            "return document.getElementById('preview').videoWidth > 0",
+            TIMEOUT,
+        )
+        .await;
+    assert_eq!(owner.attr("#toggle-camera", "aria-pressed").await.as_deref(), Some("true"));
+    owner.click("#go-live-form [type=submit]").await;
+    owner.wait_for("#broadcast[data-status=live]").await;
+    assert_eq!(owner.path().await, broadcast_path);
+    owner
+        .wait_until("the broadcast to connect", &state_is("#connection-state", "live"), TIMEOUT)
+        .await;
+    assert_eq!(owner.text("#connection-state").await, "Live");
+    owner
+        .wait_until(
+            "the elapsed time to tick",
+            "return /^00:00:(0[1-9]|[1-5][0-9])$/.test(document.getElementById('elapsed').textContent)",
+            Duration::from_secs(5),
+        )
+        .await;
+
+    let participants = app.state.livekit.rooms.list_participants(&stream.room_name).await.unwrap();
+    let publisher = participants
+        .iter()
+        .find(|p| p.identity == host.to_string())
+        .unwrap_or_else(|| panic!("the owner is not in the room: {participants:?}"));
+    let kinds: Vec<&str> = publisher.tracks.iter().map(|t| t.r#type().as_str_name()).collect();
+    assert!(kinds.contains(&"VIDEO"), "the owner publishes no video: {kinds:?}");
+    assert!(kinds.contains(&"AUDIO"), "the owner publishes no audio: {kinds:?}");
+
+    // 2. The pass holder's video plays: frames decoded, and time moving on.
+    let viewer = Browser::start().await;
+    viewer.sign_in(&app.url, "fan@example.com", PASSWORD).await;
+    viewer.goto(&watch_url).await;
+    viewer.wait_for("#player").await;
+    let started = viewer
+        .wait_until(
+            "the stream video to play",
+            "const v = document.getElementById('stream-video'); \
+             return v.videoWidth > 0 && v.currentTime > 0 && v.currentTime",
+            TIMEOUT,
+        )
+        .await;
+    let started = started.as_f64().unwrap();
+    viewer
+        .wait_until(
+            "the video's currentTime to advance",
+            &format!("return document.getElementById('stream-video').currentTime > {started} + 1"),
+            Duration::from_secs(10),
+        )
+        .await;
+    viewer
+        .wait_until("the player to say it plays", &state_is("#player-state", "playing"), TIMEOUT)
+        .await;
+    assert_eq!(viewer.text("#player-state").await.to_uppercase(), "LIVE");
+    let participants = app.state.livekit.rooms.list_participants(&stream.room_name).await.unwrap();
+    let watcher = participants
+        .iter()
+        .find(|p| p.identity == fan.to_string())
+        .unwrap_or_else(|| panic!("the viewer is not in the room: {participants:?}"));
+    assert!(watcher.tracks.is_empty(), "a viewer publishes nothing: {:?}", watcher.tracks);
+
+    // 3. A signed-in stranger sees why, gets no player, and no token.
+    let stranger = Browser::start().await;
+    stranger.sign_in(&app.url, "stranger@example.com", PASSWORD).await;
+    stranger.goto(&watch_url).await;
+    assert!(stranger.text("#no-access").await.contains("access pass holders"));
+    assert!(!stranger.has("#player").await);
+    assert!(!stranger.has("video").await);
+    let refused = stranger
+        .js(
+            "return (async () => { \
+               const csrf = document.querySelector('meta[name=csrf-token]').content; \
+               const r = await fetch(document.getElementById('stage').dataset.tokenUrl, \
+                 { method: 'POST', headers: { 'X-CSRF-Token': csrf } }); \
+               return { status: r.status, body: await r.json() }; \
+             })()",
+        )
+        .await;
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert!(refused["body"]["error"].as_str().unwrap().contains("pass"), "{refused}");
+    assert!(refused["body"].get("token").is_none(), "{refused}");
+    stranger.close().await;
+
+    // 4. The owner ends the stream (confirming); the viewer's page says so without a reload.
+    viewer.js("window.sameDocument = true; return true").await;
+    owner.click("#end-form [type=submit]").await;
+    let question = owner.accept_dialog().await;
+    assert!(question.starts_with("End the stream for everyone?"), "{question}");
+    owner
+        .wait_until(
+            "the owner to land on the stream's studio page",
+            &format!("return location.pathname === '/studio/streams/{}'", stream.id),
+            TIMEOUT,
+        )
+        .await;
+    let ended = viewer
+        .wait_until(
+            "the viewer to be told the stream ended",
+            "return document.getElementById('ended-notice')?.innerText",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(ended.as_str().unwrap().contains("This stream has ended"), "{ended}");
+    assert!(!viewer.has("#player").await);
+    assert_eq!(viewer.js("return window.sameDocument === true").await, true, "the page was reloaded");
+    let rooms = app.state.livekit.rooms.list_rooms(vec![stream.room_name.clone()]).await.unwrap();
+    assert!(rooms.is_empty(), "the room is still there");
+
+    viewer.close().await;
+    owner.close().await;
+}

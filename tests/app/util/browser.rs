@@ -1,0 +1,353 @@
+//! A real browser for the flows only a browser can check — camera and
+//! microphone, WebRTC to LiveKit, htmx swaps: headless Chromium driven over
+//! WebDriver (fantoccini). One chromedriver serves the whole test run; each
+//! `Browser` is its own Chromium with a fresh profile and a fake camera.
+//!
+//! Nothing outlives the test binary: chromedriver is spawned like the other
+//! services (PR_SET_PDEATHSIG), and Chromium through a `setpriv --pdeathsig`
+//! wrapper so it dies with chromedriver (chromedriver itself leaves Chromium
+//! running when killed). A `Browser` dropped without `close()` — a failed
+//! test — deletes its WebDriver session synchronously in `Drop`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::services::{free_port, spawn_tied, target_dir};
+
+/// How long a wait lasts before the test fails: generous, media takes a while.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(200);
+
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--window-size=1280,800",
+];
+
+struct Driver {
+    url: String,
+    chromium: PathBuf,
+}
+
+static DRIVER: OnceCell<Driver> = OnceCell::const_new();
+
+/// The first of `candidates` (names looked up on PATH, or absolute paths) that exists.
+fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        if name.starts_with('/') {
+            return Path::new(name).is_file().then(|| PathBuf::from(name));
+        }
+        path.split(':')
+            .map(|dir| Path::new(dir).join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn driver() -> &'static Driver {
+    DRIVER.get_or_init(start_driver).await
+}
+
+async fn start_driver() -> Driver {
+    let chromedriver = find_program("CHROMEDRIVER_BIN", &["chromedriver", "/usr/bin/chromedriver"])
+        .unwrap_or_else(|| panic!("`chromedriver` is not installed. Run `scripts/setup` (or set CHROMEDRIVER_BIN)."));
+    let chromium = find_program(
+        "CHROMIUM_BIN",
+        &["chromium", "chromium-browser", "/usr/bin/chromium", "google-chrome"],
+    )
+    .unwrap_or_else(|| panic!("Chromium is not installed. Run `scripts/setup` (or set CHROMIUM_BIN)."));
+    let chromium = tied_chromium(&chromium);
+
+    let port = free_port();
+    let log = target_dir().join("chromedriver.log");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The children's parent for PDEATHSIG is this thread: it lives as long as the binary.
+    std::thread::Builder::new()
+        .name("chromedriver".into())
+        .spawn(move || {
+            let mut cmd = Command::new(&chromedriver);
+            cmd.arg(format!("--port={port}"));
+            let child = spawn_tied(cmd, &log);
+            tx.send(child.id()).unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("chromedriver did not start");
+
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let ready = match client.get(format!("{url}/status")).send().await {
+            Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()),
+            Err(_) => None,
+        };
+        if ready == Some(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not answer on {url} within {TIMEOUT:?}; see {}",
+            target_dir().join("chromedriver.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { url, chromium }
+}
+
+/// A launcher that gives Chromium PR_SET_PDEATHSIG, so it dies with
+/// chromedriver. Without `setpriv` (util-linux), Chromium itself.
+fn tied_chromium(chromium: &Path) -> PathBuf {
+    let Some(setpriv) = find_program("SETPRIV_BIN", &["setpriv", "/usr/bin/setpriv"]) else {
+        return chromium.to_owned();
+    };
+    let script = target_dir().join(format!("chromium-tied-{}", std::process::id()));
+    let body = format!(
+        "#!/bin/sh\n# Chromium for the browser tests: killed when chromedriver dies.\nexec {} --pdeathsig KILL {} \"$@\"\n",
+        setpriv.display(),
+        chromium.display()
+    );
+    std::fs::write(&script, body).expect("writing the Chromium launcher");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// One headless Chromium session. Helpers panic with what the page showed.
+pub struct Browser {
+    client: Client,
+    session: String,
+    driver_url: String,
+    profile: PathBuf,
+    closed: bool,
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let driver = driver().await;
+        let profile = std::env::temp_dir().join(format!("stagepass-chromium-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": driver.chromium, "args": args },
+            // Console messages, for the diagnostics of a failed wait.
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let serde_json::Value::Object(caps) = caps else { unreachable!() };
+        let client = ClientBuilder::rustls()
+            .expect("TLS roots for the WebDriver client")
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("starting Chromium through chromedriver: {e}"));
+        let session = client
+            .session_id()
+            .await
+            .unwrap()
+            .expect("chromedriver answers a session id");
+        Browser { client, session, driver_url: driver.url.clone(), profile, closed: false }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            panic!("{}", self.report(&format!("opening {url}: {e}")).await);
+        }
+    }
+
+    /// Signs in through the real sign-in form and waits for the signed-in page.
+    pub async fn sign_in(&self, app_url: &str, email: &str, password: &str) {
+        self.goto(&format!("{app_url}/signin")).await;
+        self.wait_for("#signin-form #email").await.send_keys(email).await.unwrap();
+        self.wait_for("#signin-form #password").await.send_keys(password).await.unwrap();
+        self.click("#signin-form [type=submit]").await;
+        self.wait_for("[data-testid=nav-account]").await;
+    }
+
+    /// Waits (up to `TIMEOUT`) for an element matching `css`.
+    pub async fn wait_for(&self, css: &str) -> Element {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                return el;
+            }
+            if Instant::now() > deadline {
+                panic!("{}", self.report(&format!("no element matches `{css}` after {TIMEOUT:?}")).await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits (up to `timeout`) until `script` (a function body that
+    /// `return`s) answers something truthy, and answers it.
+    pub async fn wait_until(&self, what: &str, script: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.js(script).await;
+            if truthy(&value) {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!("{}", self.report(&format!("waited {timeout:?} for {what}; last answer: {value}")).await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The rendered text of the first element matching `css` (waits for it).
+    pub async fn text(&self, css: &str) -> String {
+        self.wait_for(css).await.text().await.unwrap_or_default()
+    }
+
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.wait_for(css).await.attr(name).await.unwrap()
+    }
+
+    /// Whether an element matches `css` right now (no waiting).
+    pub async fn has(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
+    pub async fn click(&self, css: &str) {
+        let el = self.wait_for(css).await;
+        if let Err(e) = el.click().await {
+            panic!("{}", self.report(&format!("clicking `{css}`: {e}")).await);
+        }
+    }
+
+    /// Runs `script` (a function body; `return` a value, or a promise of one).
+    pub async fn js(&self, script: &str) -> Value {
+        match self.client.execute(script, vec![]).await {
+            Ok(v) => v,
+            Err(e) => panic!("script failed: {e}\n{script}"),
+        }
+    }
+
+    /// Waits for a `confirm()`/`alert()` dialog, accepts it, answers its text.
+    pub async fn accept_dialog(&self) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(text) = self.client.get_alert_text().await {
+                self.client.accept_alert().await.unwrap();
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!("{}", self.report("no dialog opened").await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Ends the session (Chromium exits) and removes its profile.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        self.closed = true;
+    }
+
+    /// What the browser shows, for a failure message: URL, page text, console
+    /// messages, and a screenshot saved under target/test-services/screenshots/.
+    async fn report(&self, what: &str) -> String {
+        let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let text: String = self
+            .client
+            .execute("return document.body ? document.body.innerText : ''", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+            .chars()
+            .take(2000)
+            .collect();
+        let console = self.console().await;
+        let shot = target_dir().join("screenshots").join(format!("{}.png", self.session));
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::create_dir_all(shot.parent().unwrap());
+            let _ = std::fs::write(&shot, png);
+        }
+        format!(
+            "{what}\nat {url}\n--- page text ---\n{text}\n--- console ---\n{console}\n--- screenshot: {} ---",
+            shot.display()
+        )
+    }
+
+    /// The browser's console messages since the last call (chromedriver's log endpoint).
+    pub async fn console(&self) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/session/{}/se/log", self.driver_url, self.session))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await;
+        let Ok(response) = response else { return String::new() };
+        let Ok(log) = response.json::<Value>().await else { return String::new() };
+        log["value"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| format!("[{}] {}", e["level"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.closed {
+            // A failed test: the runtime may be gone, so no async here.
+            delete_session(&self.driver_url, &self.session);
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// DELETE /session/{id} over a plain blocking socket (chromedriver then quits Chromium).
+fn delete_session(driver_url: &str, session: &str) {
+    let addr = driver_url.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return };
+    let _ = stream.set_read_timeout(Some(TIMEOUT));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
