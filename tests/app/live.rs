@@ -643,3 +643,85 @@ async fn the_reconciler_ends_orphans_on_both_sides() {
         .await
         .unwrap();
 }
+
+fn participant_event(kind: &str, room: &str, identity: &str, sid: &str) -> livekit_protocol::WebhookEvent {
+    livekit_protocol::WebhookEvent {
+        event: kind.into(),
+        id: format!("EV_{}", uuid::Uuid::new_v4().simple()),
+        room: Some(livekit_protocol::Room { name: room.to_owned(), ..Default::default() }),
+        participant: Some(livekit_protocol::ParticipantInfo {
+            sid: sid.to_owned(),
+            identity: identity.to_owned(),
+            ..Default::default()
+        }),
+        created_at: chrono::Utc::now().timestamp(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn participant_events_are_order_tolerant() {
+    let live = setup("public").await;
+    live.go_live().await;
+    // Keep the real server's own webhooks out of this test's counts.
+    live.app.services.webhook_targets.lock().unwrap().retain(|u| u != &live.app.url);
+    let (_, viewer) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
+    let room = &live.stream.room_name;
+    let left = participant_event("participant_left", room, &viewer.to_string(), "PA_late");
+    let joined = participant_event("participant_joined", room, &viewer.to_string(), "PA_late");
+
+    // The leave arrives before the join.
+    let (body, token) = signed(&left, services::LIVEKIT_SECRET);
+    assert_eq!(post_webhook(&live.app, &body, &token).await, StatusCode::OK);
+    let (body, token) = signed(&joined, services::LIVEKIT_SECRET);
+    assert_eq!(post_webhook(&live.app, &body, &token).await, StatusCode::OK);
+
+    #[derive(QueryableByName)]
+    struct Open {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        open: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let counts: Open = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE left_at IS NULL) AS open, count(*) AS rows FROM presence WHERE participant_sid = 'PA_late'",
+    )
+    .get_result(&mut live.app.conn().await)
+    .await
+    .unwrap();
+    assert_eq!((counts.rows, counts.open), (1, 0), "one row, and the late join does not reopen it");
+}
+
+#[tokio::test]
+async fn the_watch_page_shows_scheduled_live_and_ended_states() {
+    let live = setup("public").await;
+    let (viewer, _) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
+    let path = format!("/s/{}", live.stream.id);
+
+    // An unannounced draft is nobody else's business yet.
+    assert_eq!(viewer.get(&path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(live.owner.get(&path).await.status, StatusCode::OK);
+
+    diesel::update(streams::table.find(live.stream.id))
+        .set(streams::scheduled_at.eq(Some(chrono::Utc::now() + chrono::Duration::hours(2))))
+        .execute(&mut live.app.conn().await)
+        .await
+        .unwrap();
+    let page = viewer.get(&path).await;
+    assert!(page.text_of("#scheduled-notice").contains("Starts in"));
+    assert!(page.attr("#countdown", "datetime").is_some());
+    assert!(!page.has("#player"));
+    // While nothing changes, the status poll swaps nothing.
+    assert_eq!(viewer.get_htmx(&format!("{path}/status?since=draft")).await.status, StatusCode::NO_CONTENT);
+
+    live.go_live().await;
+    let stage = viewer.get_htmx(&format!("{path}/status?since=draft")).await;
+    assert_eq!(stage.status, StatusCode::OK);
+    assert!(stage.has("section#stage #player video#stream-video"), "{}", stage.text);
+    assert!(!stage.text.contains("<html"));
+
+    live.owner.post_htmx(&format!("/studio/streams/{}/end", live.stream.id), &[]).await;
+    let stage = viewer.get_htmx(&format!("{path}/status?since=live")).await;
+    assert!(stage.text_of("#ended-notice").contains("This stream has ended."));
+    assert!(!stage.has("#player"));
+}
