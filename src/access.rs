@@ -38,6 +38,8 @@ pub enum Access {
 pub enum Denial {
     SignInRequired,
     PassRequired,
+    /// They had a pass for this stream; it ended or was revoked.
+    PassEnded,
     Banned,
 }
 
@@ -47,6 +49,7 @@ impl Denial {
         match self {
             Denial::SignInRequired => "Sign in to watch this stream.",
             Denial::PassRequired => "This stream is for access pass holders. Get a pass to watch.",
+            Denial::PassEnded => "Your pass has ended. Renew it to keep watching.",
             Denial::Banned => "You have been banned from this channel.",
         }
     }
@@ -73,6 +76,30 @@ impl Access {
     }
 }
 
+/// The SQL of the rule's parts, shared by the single check (`may`) and the
+/// set-wide one (`present_but_denied`) so that both say the same thing.
+/// `$u` / `$c` / `$s` stand for user, channel and stream expressions.
+mod sql {
+    /// An active grant of user $u covering stream $s of channel $c, at this moment.
+    pub const ACTIVE_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
+        AND (g.stream_id IS NULL OR g.stream_id = $s) \
+        AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at";
+    /// A grant of $u for $s that has ended or was revoked.
+    pub const ENDED_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
+        AND (g.stream_id IS NULL OR g.stream_id = $s) \
+        AND (g.revoked_at IS NOT NULL OR g.expires_at <= now())";
+    /// An active ban of $u from channel $c.
+    pub const ACTIVE_BAN: &str = "b.channel_id = $c AND b.user_id = $u AND b.kind = 'ban' \
+        AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)";
+    /// $u is on channel $c's team (owner or moderator).
+    pub const TEAM: &str = "(EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = $c AND m.user_id = $u) \
+        OR EXISTS (SELECT 1 FROM channels o WHERE o.id = $c AND o.owner_id = $u))";
+
+    pub fn with(fragment: &str, u: &str, c: &str, s: &str) -> String {
+        fragment.replace("$u", u).replace("$c", c).replace("$s", s)
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct Facts {
     #[diesel(sql_type = Nullable<Text>)]
@@ -83,6 +110,8 @@ struct Facts {
     banned: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     grant_until: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    had_grant: bool,
 }
 
 /// Everything the rule needs about (user, channel, stream), in one round trip.
@@ -92,17 +121,18 @@ async fn facts(
     channel: ChannelId,
     stream: Option<i64>,
 ) -> diesel::QueryResult<Facts> {
-    diesel::sql_query(
+    let (u, c, st) = ("$2", "$1", "$3");
+    diesel::sql_query(format!(
         "SELECT \
            (SELECT m.role FROM channel_members m WHERE m.channel_id = $1 AND m.user_id = $2) AS role, \
            EXISTS (SELECT 1 FROM channels c WHERE c.id = $1 AND c.owner_id = $2) AS owner, \
-           EXISTS (SELECT 1 FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 AND b.kind = 'ban' \
-                   AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)) AS banned, \
-           (SELECT max(g.expires_at) FROM access_grants g \
-             WHERE g.user_id = $2 AND g.channel_id = $1 \
-               AND (g.stream_id IS NULL OR g.stream_id = $3) \
-               AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at) AS grant_until",
-    )
+           EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
+           (SELECT max(g.expires_at) FROM access_grants g WHERE {active}) AS grant_until, \
+           EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) AS had_grant",
+        ban = sql::with(sql::ACTIVE_BAN, u, c, st),
+        active = sql::with(sql::ACTIVE_GRANT, u, c, st),
+        ended = sql::with(sql::ENDED_GRANT, u, c, st),
+    ))
     .bind::<BigInt, _>(channel.0)
     .bind::<BigInt, _>(user.0)
     .bind::<Nullable<BigInt>, _>(stream)
@@ -138,6 +168,7 @@ fn decide(f: &Facts, kind: AccessKind) -> Access {
     }
     match kind {
         AccessKind::Public => Access::Watch { until: None },
+        AccessKind::Pass if f.had_grant => Access::Denied(Denial::PassEnded),
         AccessKind::Pass => Access::Denied(Denial::PassRequired),
     }
 }
@@ -157,4 +188,54 @@ pub async fn channel_role(
     } else {
         None
     })
+}
+
+/// Someone in a live room who may no longer be there.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct Intruder {
+    #[diesel(sql_type = BigInt)]
+    pub stream_id: i64,
+    #[diesel(sql_type = Text)]
+    pub room_name: String,
+    #[diesel(sql_type = Text)]
+    pub identity: String,
+}
+
+/// Everyone present in a live room whom the rule denies right now — the same
+/// rule as `may`, over all present viewers at once (for the enforcer).
+pub async fn present_but_denied(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Intruder>> {
+    let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
+    diesel::sql_query(format!(
+        "SELECT DISTINCT s.id AS stream_id, s.room_name, p.identity FROM presence p \
+         JOIN streams s ON s.id = p.stream_id AND s.status = 'live' \
+         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL AND NOT {team} \
+           AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
+                OR (s.access = 'pass' AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))",
+        team = sql::with(sql::TEAM, u, c, st),
+        ban = sql::with(sql::ACTIVE_BAN, u, c, st),
+        active = sql::with(sql::ACTIVE_GRANT, u, c, st),
+    ))
+    .load(conn)
+    .await
+}
+
+/// Seconds until the next moment a present viewer's grant ends (None: nobody's
+/// does), measured by the database clock.
+pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<f64>> {
+    #[derive(diesel::QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+        seconds: Option<f64>,
+    }
+    let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
+    let next: Next = diesel::sql_query(format!(
+        "SELECT extract(epoch FROM min(g.expires_at) - now())::float8 AS seconds FROM presence p \
+         JOIN streams s ON s.id = p.stream_id AND s.status = 'live' AND s.access = 'pass' \
+         JOIN access_grants g ON {active} \
+         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL",
+        active = sql::with(sql::ACTIVE_GRANT, u, c, st),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(next.seconds)
 }

@@ -19,7 +19,8 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(cleanup(state.clone())),
-        tokio::spawn(reconcile(state)),
+        tokio::spawn(reconcile(state.clone())),
+        tokio::spawn(crate::enforcement::run(state)),
     ]
 }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod enforcement;
 pub mod error;
 pub mod jobs;
 pub mod lifecycle;

@@ -18,7 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
-use crate::web::{account, auth, channels, errors, health, home, live, studio, watch, webhooks};
+use crate::web::{account, auth, channels, checkout, errors, grants, health, home, live, passes, studio, watch, webhooks};
 
 pub const SESSION_COOKIE: &str = "stagepass_session";
 
@@ -68,6 +68,27 @@ pub fn app(state: AppState) -> Router {
         .route("/s/{id}", get(watch::show))
         .route("/s/{id}/token", post(watch::token))
         .route("/s/{id}/status", get(watch::status))
+        // Passes: the owner's, the pages viewers buy from, the viewer's own.
+        .route("/studio/channels/{handle}/passes", get(passes::studio_list).post(passes::create))
+        .route("/studio/passes/{id}", get(passes::edit_page).post(passes::update))
+        .route("/studio/passes/{id}/archive", post(passes::archive))
+        .route("/s/{id}/pass", get(passes::for_stream))
+        .route("/c/{handle}/passes", get(passes::for_channel))
+        .route("/passes", get(passes::mine))
+        // Checkout.
+        .route("/passes/{id}/buy", post(checkout::buy))
+        .route("/checkout/dev/{order}", get(checkout::dev_page))
+        .route("/checkout/dev/{order}/confirm", post(checkout::dev_confirm))
+        .route("/checkout/{order}/return", get(checkout::returned))
+        // Grants and redeem codes.
+        .route("/studio/channels/{handle}/grants", get(grants::list).post(grants::comp))
+        .route("/studio/grants/{id}/extend", post(grants::extend))
+        .route("/studio/grants/{id}/revoke", post(grants::revoke))
+        .route("/studio/passes/{id}/codes", get(grants::codes_page).post(grants::generate_codes))
+        .route("/studio/passes/{id}/codes.csv", get(grants::export_codes))
+        .route("/redeem", post(grants::redeem))
+        // Stripe's webhooks (signed; exempt from CSRF).
+        .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).
         .route("/webhooks/livekit", post(webhooks::livekit))
         .fallback(errors::not_found)

@@ -6,6 +6,8 @@
 pub mod audit;
 pub mod channels;
 pub mod events;
+pub mod grants;
+pub mod passes;
 pub mod presence;
 pub mod schema;
 pub mod sessions;
@@ -95,7 +97,7 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(UserId, ChannelId, StreamId, PassId, GrantId);
+id_type!(UserId, ChannelId, StreamId, PassId, GrantId, OrderId, CodeId);
 
 /// True when `err` is a unique-constraint violation (optionally of `constraint`).
 pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>) -> bool {

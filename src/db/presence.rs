@@ -108,3 +108,16 @@ pub async fn close_all(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryR
     .execute(conn)
     .await
 }
+
+/// Closes a participant's open presence (they were removed from the room).
+pub async fn close_identity(conn: &mut AsyncPgConnection, stream: StreamId, identity: &str) -> QueryResult<usize> {
+    diesel::update(
+        presence::table
+            .filter(presence::stream_id.eq(stream))
+            .filter(presence::identity.eq(identity))
+            .filter(presence::left_at.is_null()),
+    )
+    .set(presence::left_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}

@@ -5,10 +5,13 @@
 pub mod account;
 pub mod auth;
 pub mod channels;
+pub mod checkout;
 pub mod errors;
+pub mod grants;
 pub mod health;
 pub mod home;
 pub mod live;
+pub mod passes;
 pub mod studio;
 pub mod watch;
 pub mod webhooks;

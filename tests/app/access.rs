@@ -149,7 +149,7 @@ async fn an_expired_grant_gives_nothing() {
     .await;
     assert_eq!(
         may(&w, Some(w.viewer)).await,
-        Access::Denied(Denial::PassRequired)
+        Access::Denied(Denial::PassEnded)
     );
 }
 
@@ -175,7 +175,7 @@ async fn a_grant_is_expired_exactly_at_expires_at() {
         })
         .await
         .unwrap();
-    assert_eq!(access, Access::Denied(Denial::PassRequired));
+    assert_eq!(access, Access::Denied(Denial::PassEnded));
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn a_revoked_grant_gives_nothing() {
     revoke(&w.app, g).await;
     assert_eq!(
         may(&w, Some(w.viewer)).await,
-        Access::Denied(Denial::PassRequired)
+        Access::Denied(Denial::PassEnded)
     );
 }
 

@@ -203,3 +203,11 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
     viewer.close().await;
     owner.close().await;
 }
+
+#[tokio::test]
+async fn zz_tmp_failure() {
+    let app = TestApp::spawn().await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/", app.url)).await;
+    b.wait_until("never", "console.log('hello from console'); return false", Duration::from_secs(2)).await;
+}

@@ -294,9 +294,9 @@ async fn every_denial_gets_403_from_token_and_no_token() {
     for (who, browser, reason) in [
         ("anonymous", &anonymous, "Sign in to watch"),
         ("stranger", &stranger, "access pass"),
-        ("expired grant", &expired, "access pass"),
+        ("expired grant", &expired, "Your pass has ended"),
         ("grant not started", &early, "access pass"),
-        ("revoked grant", &revoked, "access pass"),
+        ("revoked grant", &revoked, "Your pass has ended"),
         ("grant for another stream", &elsewhere, "access pass"),
         ("banned", &banned, "banned"),
         ("moderator of another channel", &foreign_mod, "access pass"),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -140,17 +141,26 @@ pub struct Browser {
     client: Client,
     session: String,
     driver_url: String,
-    profile: PathBuf,
     closed: bool,
+    // Declared last: dropped after the session is gone.
+    _profile: Profile,
+}
+
+/// Chromium's profile directory (Chromium creates it), removed when dropped.
+struct Profile(PathBuf);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Browser {
     pub async fn start() -> Browser {
         let driver = driver().await;
-        let profile = std::env::temp_dir().join(format!("stagepass-chromium-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = Profile(std::env::temp_dir().join(format!("stagepass-chromium-{}", uuid::Uuid::new_v4().simple())));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
+        args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": driver.chromium, "args": args },
@@ -158,8 +168,7 @@ impl Browser {
             "goog:loggingPrefs": { "browser": "ALL" },
         });
         let serde_json::Value::Object(caps) = caps else { unreachable!() };
-        let client = ClientBuilder::rustls()
-            .expect("TLS roots for the WebDriver client")
+        let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url)
             .await
@@ -169,7 +178,7 @@ impl Browser {
             .await
             .unwrap()
             .expect("chromedriver answers a session id");
-        Browser { client, session, driver_url: driver.url.clone(), profile, closed: false }
+        Browser { client, session, driver_url: driver.url.clone(), closed: false, _profile: profile }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -325,7 +334,6 @@ impl Drop for Browser {
             // A failed test: the runtime may be gone, so no async here.
             delete_session(&self.driver_url, &self.session);
         }
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 

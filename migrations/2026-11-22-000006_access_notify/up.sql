@@ -1,0 +1,17 @@
+-- Anything that can change who may watch (grants, bans, the team) wakes every
+-- app instance's enforcer: statement-level, no payload (NOTIFY takes a global
+-- lock at commit; the enforcer re-reads what it needs).
+CREATE FUNCTION stagepass_notify_access_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('stagepass_access_changed', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER access_grants_notify AFTER INSERT OR UPDATE OR DELETE ON access_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION stagepass_notify_access_changed();
+CREATE TRIGGER bans_notify AFTER INSERT OR UPDATE OR DELETE ON bans
+    FOR EACH STATEMENT EXECUTE FUNCTION stagepass_notify_access_changed();
+CREATE TRIGGER channel_members_notify AFTER INSERT OR UPDATE OR DELETE ON channel_members
+    FOR EACH STATEMENT EXECUTE FUNCTION stagepass_notify_access_changed();
