@@ -5,6 +5,7 @@ mod util;
 
 mod access;
 mod accounts;
+mod enforcement;
 mod browser;
 mod channels;
 mod live;

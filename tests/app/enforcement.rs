@@ -1,0 +1,128 @@
+//! Time-bounded during the stream too: a viewer watching through a real
+//! client on the real livekit-server is removed when their grant ends or is
+//! revoked, and a rejoin with the old token is undone.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::util::builders::{self, LiveKitClient, grant, revoke};
+use crate::util::{Browser, TestApp};
+
+struct Watching {
+    app: TestApp,
+    stream: stagepass::db::streams::Stream,
+    viewer: Browser,
+    channel: stagepass::db::channels::Channel,
+    viewer_id: stagepass::db::UserId,
+}
+
+async fn live_stream() -> Watching {
+    let app = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let channel = builders::channel(&app, owner_id, "timed").await;
+    let stream = builders::stream(&app, &channel, "pass").await;
+    let live = owner.post_htmx(&format!("/studio/streams/{}/live", stream.id), &[]).await;
+    assert_eq!(live.status, StatusCode::OK);
+    let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
+    Watching { app, stream, viewer, channel, viewer_id }
+}
+
+async fn token(w: &Watching) -> (StatusCode, serde_json::Value) {
+    let page = w.viewer.post_htmx(&format!("/s/{}/token", w.stream.id), &[]).await;
+    (page.status, serde_json::from_str(&page.text).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
+    let w = live_stream().await;
+    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "5 seconds").await;
+    let ends = stagepass::db::grants::find(&mut *w.app.conn().await, stagepass::db::GrantId(g))
+        .await
+        .unwrap()
+        .unwrap()
+        .expires_at;
+    let (status, body) = token(&w).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 30).await;
+    assert_eq!(client.next().await["connected"], true);
+    let connected = Instant::now();
+
+    let gone = client.next().await;
+    assert_eq!(gone["disconnected"], true, "{gone}");
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    eprintln!(
+        "removed {:?} after connecting, {} ms after the grant's expires_at",
+        connected.elapsed(),
+        (chrono::Utc::now() - ends).num_milliseconds()
+    );
+
+    // The viewer's page now says what happened and how to renew.
+    let page = w.viewer.get(&format!("/s/{}", w.stream.id)).await;
+    assert!(page.text_of("#no-access").contains("Your pass has ended"), "{}", page.text);
+    assert!(!page.has("#player"));
+    let (status, body) = token(&w).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn a_viewer_is_removed_when_their_grant_is_revoked_and_a_rejoin_is_undone() {
+    let w = live_stream().await;
+    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "1 hour").await;
+    let (_, body) = token(&w).await;
+    let (url, old_token) = (body["url"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned());
+    let mut client = LiveKitClient::start(&url, &old_token, "stay", 30).await;
+    assert_eq!(client.next().await["connected"], true);
+
+    let revoked_at = Instant::now();
+    revoke(&w.app, g).await;
+    let gone = client.next().await;
+    assert_eq!(gone["disconnected"], true, "{gone}");
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    eprintln!("removed {:?} after revocation", revoked_at.elapsed());
+
+    // Rejoining with the cached token does not bring them back.
+    let mut again = LiveKitClient::start(&url, &old_token, "stay", 15).await;
+    let first = again.next().await;
+    if first["connected"] == true {
+        let kicked = again.next().await;
+        assert_eq!(kicked["disconnected"], true, "a rejoin is undone: {kicked}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let people = w.app.state.livekit.rooms.list_participants(&w.stream.room_name).await.unwrap();
+        if !people.iter().any(|p| p.identity == w.viewer_id.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the viewer is still in the room");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_banned_viewer_is_removed_and_gets_no_new_token() {
+    let w = live_stream().await;
+    grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "1 hour").await;
+    let (_, body) = token(&w).await;
+    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 30).await;
+    assert_eq!(client.next().await["connected"], true);
+    builders::ban(&w.app, w.channel.id, w.viewer_id).await;
+    let gone = client.next().await;
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    let (status, body) = token(&w).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error"].as_str().unwrap().contains("banned"));
+}
+
+#[tokio::test]
+async fn a_viewer_whose_grant_is_extended_keeps_watching() {
+    let w = live_stream().await;
+    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "4 seconds").await;
+    let (_, body) = token(&w).await;
+    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 8).await;
+    assert_eq!(client.next().await["connected"], true);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    stagepass::db::grants::set_expiry(&mut *w.app.conn().await, stagepass::db::GrantId(g), later).await.unwrap();
+    let report = client.next().await;
+    assert_eq!(report["disconnected"], false, "still watching after the old end: {report}");
+}
