@@ -190,6 +190,18 @@ pub async fn channel_role(
     })
 }
 
+/// Whether `user` is banned from `channel` right now (the same ban as in
+/// `may`), for actions that have no stream to ask about, like buying a
+/// channel-wide pass.
+pub async fn banned_from(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    channel: ChannelId,
+) -> diesel::QueryResult<bool> {
+    let f = facts(conn, user, channel, None).await?;
+    Ok(f.banned)
+}
+
 /// Someone in a live room who may no longer be there.
 #[derive(Debug, diesel::QueryableByName)]
 pub struct Intruder {

@@ -32,6 +32,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub livekit: LiveKitConfig,
     pub s3: S3Config,
+    pub payments: PaymentsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,23 @@ pub struct S3Config {
     pub access_key_id: String,
     pub secret_access_key: SecretString,
     pub force_path_style: bool,
+}
+
+/// How viewers pay: Stripe Checkout, or the development provider that takes no money.
+#[derive(Debug, Clone)]
+pub enum PaymentsConfig {
+    /// Completes purchases on a confirmation page of our own; for `make run`.
+    Dev,
+    Stripe(StripeConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    /// `https://api.stripe.com`, or stripe-mock in tests.
+    pub api_base: Url,
+    pub secret_key: SecretString,
+    /// Signs the events Stripe sends to /webhooks/stripe (`whsec_…`).
+    pub webhook_secret: SecretString,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +175,42 @@ impl Config {
         let s3_secret = env.secret("S3_SECRET_ACCESS_KEY", "stagepass-dev-secret");
         let s3_path_style = env.parse("S3_FORCE_PATH_STYLE", "true", boolean);
 
+        let provider = env.parse("PAYMENTS_PROVIDER", "dev", |v| match v {
+            "dev" | "stripe" => Ok(v.to_owned()),
+            _ => Err(format!("must be `dev` or `stripe`, got {v:?}")),
+        });
+        let stripe_api_base = env.parse("STRIPE_API_BASE", "https://api.stripe.com", http_url);
+        let stripe_secret_key = env.secret("STRIPE_SECRET_KEY", "");
+        let stripe_webhook_secret = env.secret("STRIPE_WEBHOOK_SECRET", "");
+        let dev_payments_allow_public = env.parse("DEV_PAYMENTS_ALLOW_PUBLIC", "false", boolean);
+        let payments = if provider == "stripe" {
+            for (name, value) in [
+                ("STRIPE_SECRET_KEY", &stripe_secret_key),
+                ("STRIPE_WEBHOOK_SECRET", &stripe_webhook_secret),
+            ] {
+                if value.expose_secret().trim().is_empty() {
+                    env.errors
+                        .push(format!("{name}: required when PAYMENTS_PROVIDER is stripe"));
+                }
+            }
+            PaymentsConfig::Stripe(StripeConfig {
+                api_base: stripe_api_base,
+                secret_key: stripe_secret_key,
+                webhook_secret: stripe_webhook_secret,
+            })
+        } else {
+            // The dev provider hands out passes for free: never by accident in public.
+            if !is_local(&public_url) && !dev_payments_allow_public {
+                env.errors.push(
+                    "PAYMENTS_PROVIDER: the dev provider (the default) gives passes away for free and \
+                     may only be used when PUBLIC_URL is localhost; set PAYMENTS_PROVIDER=stripe, or \
+                     DEV_PAYMENTS_ALLOW_PUBLIC=true for a public demo"
+                        .into(),
+                );
+            }
+            PaymentsConfig::Dev
+        };
+
         if session_idle_timeout > session_absolute_timeout {
             env.errors.push(
                 "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
@@ -199,6 +253,7 @@ impl Config {
                 secret_access_key: s3_secret,
                 force_path_style: s3_path_style,
             },
+            payments,
         })
     }
 
@@ -355,6 +410,7 @@ mod tests {
         let ok = config(&[
             ("PUBLIC_URL", "https://live.example.com"),
             ("LIVEKIT_API_SECRET", "s3cr3t-value"),
+            ("DEV_PAYMENTS_ALLOW_PUBLIC", "true"),
         ])
         .unwrap();
         assert!(ok.secure_cookies());
@@ -367,6 +423,89 @@ mod tests {
             ("DATABASE_URL", "postgres://u:pw-hunter2@h/db"),
         ])
         .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn payments_default_to_the_dev_provider_locally() {
+        let c = config(&[]).unwrap();
+        assert!(matches!(c.payments, PaymentsConfig::Dev));
+    }
+
+    #[test]
+    fn dev_payments_are_refused_in_public_unless_allowed() {
+        let public = [
+            ("PUBLIC_URL", "https://live.example.com"),
+            ("LIVEKIT_API_SECRET", "s3cr3t-value"),
+        ];
+        let err = config(&public).unwrap_err().to_string();
+        assert!(err.contains("PAYMENTS_PROVIDER: the dev provider"), "{err}");
+        assert!(err.contains("DEV_PAYMENTS_ALLOW_PUBLIC=true"), "{err}");
+
+        let allowed =
+            config(&[public[0], public[1], ("DEV_PAYMENTS_ALLOW_PUBLIC", "true")]).unwrap();
+        assert!(matches!(allowed.payments, PaymentsConfig::Dev));
+
+        let err = config(&[public[0], public[1], ("DEV_PAYMENTS_ALLOW_PUBLIC", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DEV_PAYMENTS_ALLOW_PUBLIC: must be true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stripe_needs_its_secrets_and_names_them() {
+        let err = config(&[("PAYMENTS_PROVIDER", "stripe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STRIPE_SECRET_KEY: required when PAYMENTS_PROVIDER is stripe"),
+            "{err}"
+        );
+        assert!(
+            err.contains("STRIPE_WEBHOOK_SECRET: required when PAYMENTS_PROVIDER is stripe"),
+            "{err}"
+        );
+
+        let err = config(&[("PAYMENTS_PROVIDER", "paypal")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PAYMENTS_PROVIDER: must be `dev` or `stripe`"),
+            "{err}"
+        );
+
+        let err = config(&[
+            ("PAYMENTS_PROVIDER", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_test_1"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
+            ("STRIPE_API_BASE", "not a url"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("STRIPE_API_BASE: must be an http(s) URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stripe_in_public_with_defaults() {
+        let c = config(&[
+            ("PUBLIC_URL", "https://live.example.com"),
+            ("LIVEKIT_API_SECRET", "s3cr3t-value"),
+            ("PAYMENTS_PROVIDER", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_live_hunter2"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_hunter2"),
+        ])
+        .unwrap();
+        let PaymentsConfig::Stripe(stripe) = &c.payments else {
+            panic!("stripe expected");
+        };
+        assert_eq!(stripe.api_base.as_str(), "https://api.stripe.com/");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }

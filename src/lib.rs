@@ -13,6 +13,7 @@ pub mod error;
 pub mod jobs;
 pub mod lifecycle;
 pub mod livekit;
+pub mod payments;
 pub mod router;
 pub mod state;
 pub mod telemetry;

@@ -153,6 +153,8 @@ fn static_files() -> ServeDir {
 
 /// The Content-Security-Policy: scripts only from us (htmx, livekit-client and
 /// our modules are all served from /static), media over LiveKit's URL only.
+/// Buying through Stripe is a form post answered with a redirect to Stripe
+/// Checkout, which browsers hold to `form-action`: so Checkout is allowed there.
 fn content_security_policy(state: &AppState) -> HeaderValue {
     let livekit = state
         .config
@@ -160,10 +162,14 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
         .public_url
         .origin()
         .ascii_serialization();
+    let form_action = match state.config.payments {
+        crate::config::PaymentsConfig::Stripe(_) => "'self' https://checkout.stripe.com",
+        crate::config::PaymentsConfig::Dev => "'self'",
+    };
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          media-src 'self' blob:; connect-src 'self' {livekit}; frame-ancestors 'none'; \
-         base-uri 'self'; form-action 'self'; object-src 'none'"
+         base-uri 'self'; form-action {form_action}; object-src 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
 }

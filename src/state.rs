@@ -1,5 +1,5 @@
 //! `AppState`: the one state every handler takes — config, database pool,
-//! LiveKit clients and the metrics handle. Cheap to clone (an `Arc`).
+//! LiveKit clients, the payment provider and the metrics handle. Cheap to clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::livekit::LiveKit;
+use crate::payments::{self, PaymentProvider};
 
 #[derive(Clone)]
 pub struct AppState(Arc<App>);
@@ -17,17 +18,21 @@ pub struct App {
     pub config: Config,
     pub db: DbPool,
     pub livekit: LiveKit,
+    /// The checkout provider PAYMENTS_PROVIDER chose (Stripe or dev).
+    pub payments: Arc<dyn PaymentProvider>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
     pub fn new(config: Config, db: DbPool) -> Self {
         let livekit = LiveKit::new(&config.livekit);
+        let payments = payments::from_config(&config);
         let metrics = crate::telemetry::metrics_handle();
         Self(Arc::new(App {
             config,
             db,
             livekit,
+            payments,
             metrics,
         }))
     }

@@ -59,35 +59,63 @@ pub struct NewGrant<'a> {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewGrant<'_>) -> QueryResult<Grant> {
-    diesel::insert_into(access_grants::table).values(new).returning(Grant::as_returning()).get_result(conn).await
+    diesel::insert_into(access_grants::table)
+        .values(new)
+        .returning(Grant::as_returning())
+        .get_result(conn)
+        .await
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: GrantId) -> QueryResult<Option<Grant>> {
-    access_grants::table.find(id).select(Grant::as_select()).first(conn).await.optional()
+    access_grants::table
+        .find(id)
+        .select(Grant::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Revokes a grant now; answers it, or None when it was already revoked.
-pub async fn revoke(conn: &mut AsyncPgConnection, id: GrantId, reason: &str) -> QueryResult<Option<Grant>> {
-    diesel::update(access_grants::table.find(id).filter(access_grants::revoked_at.is_null()))
-        .set((
-            access_grants::revoked_at.eq(diesel::dsl::now),
-            access_grants::revoked_reason.eq(reason),
-            access_grants::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Grant::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    id: GrantId,
+    reason: &str,
+) -> QueryResult<Option<Grant>> {
+    diesel::update(
+        access_grants::table
+            .find(id)
+            .filter(access_grants::revoked_at.is_null()),
+    )
+    .set((
+        access_grants::revoked_at.eq(diesel::dsl::now),
+        access_grants::revoked_reason.eq(reason),
+        access_grants::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Grant::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Moves a grant's end; answers it, or None when it is revoked (revocation is final).
-pub async fn set_expiry(conn: &mut AsyncPgConnection, id: GrantId, expires_at: DateTime<Utc>) -> QueryResult<Option<Grant>> {
-    diesel::update(access_grants::table.find(id).filter(access_grants::revoked_at.is_null()))
-        .set((access_grants::expires_at.eq(expires_at), access_grants::updated_at.eq(diesel::dsl::now)))
-        .returning(Grant::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
+pub async fn set_expiry(
+    conn: &mut AsyncPgConnection,
+    id: GrantId,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<Option<Grant>> {
+    diesel::update(
+        access_grants::table
+            .find(id)
+            .filter(access_grants::revoked_at.is_null()),
+    )
+    .set((
+        access_grants::expires_at.eq(expires_at),
+        access_grants::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Grant::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// When a new grant for the same scope should start: at the end of the user's
@@ -115,4 +143,220 @@ pub async fn next_start(
     .get_result(conn)
     .await?;
     Ok(row.at)
+}
+
+/// Where a grant stands right now; the list's filter and its badge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantState {
+    Active,
+    Upcoming,
+    Expired,
+    Revoked,
+}
+
+impl GrantState {
+    pub const ALL: [GrantState; 4] = [
+        GrantState::Active,
+        GrantState::Upcoming,
+        GrantState::Expired,
+        GrantState::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Active => "active",
+            GrantState::Upcoming => "upcoming",
+            GrantState::Expired => "expired",
+            GrantState::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantState::Active => "Active",
+            GrantState::Upcoming => "Upcoming",
+            GrantState::Expired => "Expired",
+            GrantState::Revoked => "Revoked",
+        }
+    }
+}
+
+/// The state of `access_grants` rows, by the database's clock (the same rule
+/// as `access.rs`: active iff not revoked and `starts_at <= now() < expires_at`).
+const STATE_SQL: &str = "CASE WHEN access_grants.revoked_at IS NOT NULL THEN 'revoked' \
+    WHEN now() < access_grants.starts_at THEN 'upcoming' \
+    WHEN now() < access_grants.expires_at THEN 'active' ELSE 'expired' END";
+
+/// A grant as the owner's list shows it: who holds it, for which pass and scope.
+#[derive(Debug, Clone)]
+pub struct ChannelGrant {
+    pub grant: Grant,
+    pub user_name: String,
+    pub user_email: String,
+    pub pass_name: Option<String>,
+    pub stream_title: Option<String>,
+    pub state: GrantState,
+}
+
+/// What the list selects, in `ChannelGrant`'s order.
+type ListRow = (
+    Grant,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+impl From<ListRow> for ChannelGrant {
+    fn from((grant, user_name, user_email, pass_name, stream_title, state): ListRow) -> Self {
+        ChannelGrant {
+            grant,
+            user_name,
+            user_email,
+            pass_name,
+            stream_title,
+            state: GrantState::parse(&state).unwrap_or(GrantState::Expired),
+        }
+    }
+}
+
+/// The grants of the list with their holder, pass and stream (the last two may be gone).
+macro_rules! listed {
+    () => {{
+        use super::schema::{access_passes, streams, users};
+        access_grants::table
+            .inner_join(users::table)
+            .left_join(access_passes::table)
+            .left_join(streams::table)
+    }};
+}
+
+macro_rules! list_selection {
+    () => {{
+        use super::schema::{access_passes, streams, users};
+        (
+            Grant::as_select(),
+            users::display_name,
+            users::email,
+            access_passes::name.nullable(),
+            streams::title.nullable(),
+            diesel::dsl::sql::<diesel::sql_types::Text>(STATE_SQL),
+        )
+    }};
+}
+
+/// The owner's filters over a channel's grants.
+#[derive(Debug, Clone, Default)]
+pub struct GrantQuery {
+    pub state: Option<GrantState>,
+    /// Part of the holder's email, any case.
+    pub email: Option<String>,
+    pub pass: Option<PassId>,
+}
+
+/// One page of a channel's grants, newest first, and how many match in all.
+/// The state filters compare with the database's `now()`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    query: &GrantQuery,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(Vec<ChannelGrant>, i64)> {
+    use super::schema::users;
+    use diesel::dsl::now;
+
+    let filtered = || {
+        let mut q = listed!()
+            .filter(access_grants::channel_id.eq(channel))
+            .into_boxed::<diesel::pg::Pg>();
+        q = match query.state {
+            None => q,
+            Some(GrantState::Revoked) => q.filter(access_grants::revoked_at.is_not_null()),
+            Some(GrantState::Upcoming) => q
+                .filter(access_grants::revoked_at.is_null())
+                .filter(access_grants::starts_at.gt(now)),
+            Some(GrantState::Active) => q
+                .filter(access_grants::revoked_at.is_null())
+                .filter(access_grants::starts_at.le(now))
+                .filter(access_grants::expires_at.gt(now)),
+            Some(GrantState::Expired) => q
+                .filter(access_grants::revoked_at.is_null())
+                .filter(access_grants::expires_at.le(now)),
+        };
+        if let Some(email) = query
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            q = q.filter(users::email.ilike(format!("%{}%", escape_like(email))));
+        }
+        if let Some(pass) = query.pass {
+            q = q.filter(access_grants::pass_id.eq(pass));
+        }
+        q
+    };
+
+    let total: i64 = filtered().count().get_result(conn).await?;
+    let rows: Vec<ListRow> = filtered()
+        .order((access_grants::created_at.desc(), access_grants::id.desc()))
+        .offset(offset)
+        .limit(limit)
+        .select(list_selection!())
+        .load(conn)
+        .await?;
+    Ok((rows.into_iter().map(ChannelGrant::from).collect(), total))
+}
+
+/// One grant as the list shows it (to render its row again after a change).
+pub async fn find_in_list(
+    conn: &mut AsyncPgConnection,
+    id: GrantId,
+) -> QueryResult<Option<ChannelGrant>> {
+    let row: Option<ListRow> = listed!()
+        .filter(access_grants::id.eq(id))
+        .select(list_selection!())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(ChannelGrant::from))
+}
+
+/// `%`, `_` and `\` typed into a search box match themselves, not patterns.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A channel's passes (archived ones too: their grants stay), for the list's filter.
+pub async fn pass_choices(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+) -> QueryResult<Vec<(PassId, String, bool)>> {
+    use super::schema::access_passes;
+    access_passes::table
+        .filter(access_passes::channel_id.eq(channel))
+        .order((
+            access_passes::archived_at.is_not_null(),
+            access_passes::name.asc(),
+        ))
+        .select((
+            access_passes::id,
+            access_passes::name,
+            access_passes::archived_at.is_not_null(),
+        ))
+        .load(conn)
+        .await
 }

@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod channels;
+pub mod codes;
 pub mod events;
 pub mod grants;
+pub mod orders;
 pub mod passes;
 pub mod presence;
 pub mod schema;

@@ -120,7 +120,10 @@ pub async fn signup(
     }
 
     if errors.is_empty() {
+        // No connection is held while argon2 works (tens of ms of CPU).
+        drop(conn);
         let hash = password::hash(form.password.clone()).await?;
+        let mut conn = state.db.get().await?;
         let new = users::NewUser {
             email: &email,
             display_name: form.display_name.trim(),
@@ -250,11 +253,14 @@ pub async fn signin(
             );
         } else {
             let user = users::find_by_email(&mut conn, &form.email).await?;
+            // No connection is held while argon2 works (tens of ms of CPU).
+            drop(conn);
             let ok = password::verify(
                 form.password.clone(),
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
             .await?;
+            let mut conn = state.db.get().await?;
             users::record_sign_in_attempt(&mut conn, &form.email, &ip, ok).await?;
             match user {
                 Some(user) if ok => {

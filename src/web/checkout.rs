@@ -1,8 +1,381 @@
-//! Checkout: buying a pass through a payment provider (Stripe or dev).
-// Being built: routes are in router.rs; handlers answer 404 until implemented.
-use crate::error::AppError;
-pub async fn buy() -> AppError { AppError::NotFound }
-pub async fn dev_page() -> AppError { AppError::NotFound }
-pub async fn dev_confirm() -> AppError { AppError::NotFound }
-pub async fn returned() -> AppError { AppError::NotFound }
-pub async fn stripe_webhook() -> AppError { AppError::NotFound }
+//! Checkout over HTTP: the buy button, the return page that waits for the
+//! payment, the dev provider's confirmation page, and Stripe's webhook.
+//!
+//! Nothing here grants access. Buying starts a checkout (`payments`); the
+//! grant comes from `db::orders::complete_order`, reached from a verified
+//! webhook, the dev confirmation, or at once for a free pass. The return page
+//! only reads the order. Orders are their buyer's: anyone else gets 404.
+//!
+//! The buy form may carry `stream_id`, the stream the buyer came from; it
+//! travels through the checkout as `?stream=` and is checked against the
+//! pass's channel each time it is read, so the buyer lands back on it.
+
+use askama::Template;
+use axum::Form;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use diesel_async::AsyncPgConnection;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{FlashKind, Htmx, Layout, flash, path_id, render};
+use crate::access::{self, Denial};
+use crate::auth::{self, CurrentUser};
+use crate::config::PaymentsConfig;
+use crate::db::channels::{self, Channel};
+use crate::db::orders::{self, Order, Status};
+use crate::db::passes::{self, Pass};
+use crate::db::{OrderId, PassId, StreamId, UserId, streams};
+use crate::error::{AppError, AppResult};
+use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started, stripe};
+use crate::state::AppState;
+
+/// Where a purchase of `pass` leads: the stream it covers or the buyer came
+/// from (checked to be of the pass's channel), else the channel page.
+struct Route {
+    stream: Option<StreamId>,
+    watch: String,
+    pass_page: String,
+}
+
+async fn route(
+    conn: &mut AsyncPgConnection,
+    pass: &Pass,
+    channel: &Channel,
+    came_from: Option<&str>,
+) -> AppResult<Route> {
+    let stream = match pass.stream_id {
+        Some(own) => Some(own),
+        None => match came_from.and_then(|raw| raw.trim().parse::<StreamId>().ok()) {
+            Some(id) => streams::find(conn, id)
+                .await?
+                .filter(|s| s.channel_id == pass.channel_id)
+                .map(|s| s.id),
+            None => None,
+        },
+    };
+    Ok(match stream {
+        Some(s) => Route {
+            stream: Some(s),
+            watch: format!("/s/{s}"),
+            pass_page: format!("/s/{s}/pass"),
+        },
+        None => Route {
+            stream: None,
+            watch: format!("/c/{}", channel.handle),
+            pass_page: format!("/c/{}/passes", channel.handle),
+        },
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct BuyForm {
+    /// The stream the buyer came from (optional).
+    pub stream_id: Option<String>,
+}
+
+pub async fn buy(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<BuyForm>,
+) -> AppResult<Response> {
+    let id: PassId = path_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let pass = passes::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let channel = channels::find(&mut conn, pass.channel_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if pass.is_archived() {
+        return Err(AppError::forbidden(
+            "This pass is no longer on sale. Passes already bought stay valid; see the channel's other passes.",
+        ));
+    }
+    // A first look; completing the order checks the window again, by the database's clock.
+    if pass.grant_window(Utc::now()).is_none() {
+        return Err(AppError::forbidden(
+            "This pass's time window is over, so it can no longer be bought.",
+        ));
+    }
+    if access::banned_from(&mut conn, user.id, pass.channel_id).await? {
+        return Err(AppError::forbidden(Denial::Banned.reason()));
+    }
+    let route = route(&mut conn, &pass, &channel, form.stream_id.as_deref()).await?;
+    drop(conn);
+
+    let destination = Destination {
+        stream: route.stream,
+        pass_page: route.pass_page.clone(),
+    };
+    let started = payments::start_purchase(
+        &state.db,
+        state.payments.as_ref(),
+        &state.config.public_url,
+        user.id,
+        &pass,
+        &destination,
+    )
+    .await;
+    match started {
+        Ok(Started::Redirect { to, .. }) => Ok(auth::redirect(htmx.request, &to)),
+        Ok(Started::Free { grant, .. }) => {
+            let (kind, message) = match grant {
+                Some(_) => (
+                    FlashKind::Success,
+                    format!("{} is yours. Enjoy!", pass.name),
+                ),
+                None => (
+                    FlashKind::Error,
+                    format!("{} could not be added: its time window is over.", pass.name),
+                ),
+            };
+            flash(&session, kind, message).await?;
+            Ok(auth::redirect(htmx.request, &route.watch))
+        }
+        Err(PurchaseError::Provider { order, error }) => {
+            tracing::warn!(order_id = %order, %error, "checkout could not start");
+            flash(
+                &session,
+                FlashKind::Error,
+                "We couldn't start the payment: the payment service did not accept it. \
+                 You have not been charged. Please try again in a minute.",
+            )
+            .await?;
+            Ok(auth::redirect(htmx.request, &route.pass_page))
+        }
+        Err(PurchaseError::Database(e)) => Err(e.into()),
+        Err(PurchaseError::Pool(e)) => Err(e.into()),
+    }
+}
+
+/// The order `raw` if `user` placed it (404 otherwise, as if it did not exist).
+async fn own_order(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    raw: &str,
+) -> AppResult<(Order, Pass, Channel)> {
+    let id: OrderId = path_id(raw)?;
+    let order = orders::find(conn, id)
+        .await?
+        .filter(|o| o.user_id == user)
+        .ok_or(AppError::NotFound)?;
+    let pass = passes::find(conn, order.pass_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let channel = channels::find(conn, pass.channel_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok((order, pass, channel))
+}
+
+/// The order's amount, as the buyer was asked to pay it (not the pass's price today).
+fn amount_label(order: &Order, pass: &Pass) -> String {
+    Pass {
+        price_cents: order.amount_cents,
+        currency: order.currency.clone(),
+        ..pass.clone()
+    }
+    .price_label()
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReturnQuery {
+    pub stream: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/checkout/return.html", blocks = ["status"])]
+pub struct ReturnPage {
+    pub layout: Layout,
+    pub order_id: OrderId,
+    pub status: Status,
+    pub pass_name: String,
+    pub amount: String,
+    /// This page's own URL (it polls itself).
+    pub poll_url: String,
+    pub pass_page: String,
+    pub watch: String,
+}
+
+/// Where Stripe sends the buyer back to. It grants nothing: it waits for the
+/// webhook to mark the order paid (polling every 2 s), then sends them on.
+pub async fn returned(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    layout: Layout,
+    Path(raw): Path<String>,
+    Query(q): Query<ReturnQuery>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (order, pass, channel) = own_order(&mut conn, user.id, &raw).await?;
+    let route = route(&mut conn, &pass, &channel, q.stream.as_deref()).await?;
+    drop(conn);
+    if order.status() == Status::Paid {
+        return Ok(auth::redirect(htmx.request, &route.watch));
+    }
+    let poll_url = match route.stream {
+        Some(s) => format!("/checkout/{}/return?stream={s}", order.id),
+        None => format!("/checkout/{}/return", order.id),
+    };
+    let page = ReturnPage {
+        layout,
+        order_id: order.id,
+        status: order.status(),
+        amount: amount_label(&order, &pass),
+        pass_name: pass.name,
+        poll_url,
+        pass_page: route.pass_page,
+        watch: route.watch,
+    };
+    if htmx.fragment {
+        render(&page.as_status())
+    } else {
+        render(&page)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/checkout/dev.html")]
+pub struct DevPage {
+    pub layout: Layout,
+    pub order_id: OrderId,
+    pub pass_name: String,
+    pub amount: String,
+    pub stream: Option<StreamId>,
+    pub pass_page: String,
+}
+
+/// The dev provider's order `raw` of `user`; 404 unless the app runs the dev
+/// provider (a dev order left from before a switch to Stripe stays unpaid).
+async fn own_dev_order(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    raw: &str,
+) -> AppResult<(Order, Pass, Channel)> {
+    let found = own_order(conn, user, raw).await?;
+    if state.payments.kind() != ProviderKind::Dev || found.0.provider != ProviderKind::Dev.as_str()
+    {
+        return Err(AppError::NotFound);
+    }
+    Ok(found)
+}
+
+pub async fn dev_page(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    layout: Layout,
+    Path(raw): Path<String>,
+    Query(q): Query<ReturnQuery>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
+    let route = route(&mut conn, &pass, &channel, q.stream.as_deref()).await?;
+    if order.status() == Status::Paid {
+        return Ok(auth::redirect(htmx.request, &route.watch));
+    }
+    if !matches!(order.status(), Status::Pending | Status::Failed) {
+        return Err(AppError::forbidden(
+            "This order can no longer be paid. Start again from the pass page.",
+        ));
+    }
+    render(&DevPage {
+        layout,
+        order_id: order.id,
+        amount: amount_label(&order, &pass),
+        pass_name: pass.name,
+        stream: route.stream,
+        pass_page: route.pass_page,
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct ConfirmForm {
+    pub stream: Option<String>,
+}
+
+/// Completes a dev order like a paid Stripe session: one transaction marks it
+/// paid and creates the grant; confirming again changes nothing.
+pub async fn dev_confirm(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(raw): Path<String>,
+    Form(form): Form<ConfirmForm>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
+    let route = route(&mut conn, &pass, &channel, form.stream.as_deref()).await?;
+    let grant = orders::complete_order(&mut conn, order.id, None).await?;
+    let paid = orders::find(&mut conn, order.id)
+        .await?
+        .is_some_and(|o| o.status() == Status::Paid);
+    if !paid {
+        flash(
+            &session,
+            FlashKind::Error,
+            "This order can no longer be paid. Start again from the pass page.",
+        )
+        .await?;
+        return Ok(auth::redirect(htmx.request, &route.pass_page));
+    }
+    if grant.is_some() {
+        payments::count(ProviderKind::Dev, "paid");
+        flash(
+            &session,
+            FlashKind::Success,
+            format!("{} is yours. Enjoy!", pass.name),
+        )
+        .await?;
+    }
+    Ok(auth::redirect(htmx.request, &route.watch))
+}
+
+/// POST /webhooks/stripe: verified against `Stripe-Signature` before
+/// anything is read; any failure is 400 and changes nothing. Database
+/// trouble answers 5xx, and Stripe retries. Unknown events: 200, ignored.
+pub async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<StatusCode> {
+    let PaymentsConfig::Stripe(config) = &state.config.payments else {
+        return Err(AppError::NotFound);
+    };
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = stripe::verify_signature(
+        &config.webhook_secret,
+        signature,
+        &body,
+        Utc::now().timestamp(),
+    ) {
+        tracing::warn!(error = %e, "Stripe webhook refused");
+        metrics::counter!("stripe_webhooks_total", "outcome" => "refused").increment(1);
+        return Ok(StatusCode::BAD_REQUEST);
+    }
+    let (event_id, event_type, event) = match stripe::parse_event(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(error = %e, "Stripe webhook refused: unreadable event");
+            metrics::counter!("stripe_webhooks_total", "outcome" => "refused").increment(1);
+            return Ok(StatusCode::BAD_REQUEST);
+        }
+    };
+    let mut conn = state.db.get().await?;
+    let applied = stripe::apply(&mut conn, &event).await?;
+    tracing::info!(%event_id, %event_type, ?applied, "Stripe webhook");
+    metrics::counter!("stripe_webhooks_total", "outcome" => "accepted").increment(1);
+    Ok(StatusCode::OK)
+}

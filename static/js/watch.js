@@ -90,15 +90,16 @@ class Viewer {
     track.detach().forEach((el) => el !== this.video && el.remove());
     if (room !== this.room || track !== this.shown) return;
     this.shown = null;
-    this.showBestVideo();
+    // livekit-client fires this while the track is still on its publication.
+    this.showBestVideo(track);
     if (!this.shown) this.setState("connecting", "Waiting for the host's video…");
   }
 
   // A shared screen is what the host wants seen; otherwise their camera.
-  showBestVideo() {
+  showBestVideo(leaving = null) {
     const videos = [...this.room.remoteParticipants.values()]
       .flatMap((p) => [...p.videoTrackPublications.values()])
-      .filter((pub) => pub.isSubscribed && pub.videoTrack);
+      .filter((pub) => pub.isSubscribed && pub.videoTrack && pub.videoTrack !== leaving);
     const best = videos.find((pub) => pub.source === Track.Source.ScreenShare) ?? videos[0];
     if (!best || best.videoTrack === this.shown) return;
     this.shown?.detach(this.video);

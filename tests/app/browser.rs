@@ -31,7 +31,12 @@ async fn draft_stream(app: &TestApp, owner: UserId) -> Stream {
     let mut conn = app.conn().await;
     let channel = channels::create(
         &mut conn,
-        NewChannel { handle: "hana", title: "Hana Live", description: "", owner_id: owner },
+        NewChannel {
+            handle: "hana",
+            title: "Hana Live",
+            description: "",
+            owner_id: owner,
+        },
     )
     .await
     .unwrap();
@@ -59,8 +64,11 @@ async fn grant(app: &TestApp, user: UserId, channel: ChannelId) {
             access_grants::user_id.eq(user),
             access_grants::channel_id.eq(channel),
             access_grants::source.eq("comp"),
-            access_grants::starts_at.eq(diesel::dsl::sql::<Timestamptz>("now() - interval '1 minute'")),
-            access_grants::expires_at.eq(diesel::dsl::sql::<Timestamptz>("now() + interval '1 hour'")),
+            access_grants::starts_at.eq(diesel::dsl::sql::<Timestamptz>(
+                "now() - interval '1 minute'",
+            )),
+            access_grants::expires_at
+                .eq(diesel::dsl::sql::<Timestamptz>("now() + interval '1 hour'")),
         ))
         .execute(&mut app.conn().await)
         .await
@@ -96,12 +104,22 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
             TIMEOUT,
         )
         .await;
-    assert_eq!(owner.attr("#toggle-camera", "aria-pressed").await.as_deref(), Some("true"));
+    assert_eq!(
+        owner
+            .attr("#toggle-camera", "aria-pressed")
+            .await
+            .as_deref(),
+        Some("true")
+    );
     owner.click("#go-live-form [type=submit]").await;
     owner.wait_for("#broadcast[data-status=live]").await;
     assert_eq!(owner.path().await, broadcast_path);
     owner
-        .wait_until("the broadcast to connect", &state_is("#connection-state", "live"), TIMEOUT)
+        .wait_until(
+            "the broadcast to connect",
+            &state_is("#connection-state", "live"),
+            TIMEOUT,
+        )
         .await;
     assert_eq!(owner.text("#connection-state").await, "Live");
     owner
@@ -112,14 +130,30 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
         )
         .await;
 
-    let participants = app.state.livekit.rooms.list_participants(&stream.room_name).await.unwrap();
+    let participants = app
+        .state
+        .livekit
+        .rooms
+        .list_participants(&stream.room_name)
+        .await
+        .unwrap();
     let publisher = participants
         .iter()
         .find(|p| p.identity == host.to_string())
         .unwrap_or_else(|| panic!("the owner is not in the room: {participants:?}"));
-    let kinds: Vec<&str> = publisher.tracks.iter().map(|t| t.r#type().as_str_name()).collect();
-    assert!(kinds.contains(&"VIDEO"), "the owner publishes no video: {kinds:?}");
-    assert!(kinds.contains(&"AUDIO"), "the owner publishes no audio: {kinds:?}");
+    let kinds: Vec<&str> = publisher
+        .tracks
+        .iter()
+        .map(|t| t.r#type().as_str_name())
+        .collect();
+    assert!(
+        kinds.contains(&"VIDEO"),
+        "the owner publishes no video: {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"AUDIO"),
+        "the owner publishes no audio: {kinds:?}"
+    );
 
     // 2. The pass holder's video plays: frames decoded, and time moving on.
     let viewer = Browser::start().await;
@@ -143,35 +177,57 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
         )
         .await;
     viewer
-        .wait_until("the player to say it plays", &state_is("#player-state", "playing"), TIMEOUT)
+        .wait_until(
+            "the player to say it plays",
+            &state_is("#player-state", "playing"),
+            TIMEOUT,
+        )
         .await;
     assert_eq!(viewer.text("#player-state").await.to_uppercase(), "LIVE");
-    let participants = app.state.livekit.rooms.list_participants(&stream.room_name).await.unwrap();
+    let participants = app
+        .state
+        .livekit
+        .rooms
+        .list_participants(&stream.room_name)
+        .await
+        .unwrap();
     let watcher = participants
         .iter()
         .find(|p| p.identity == fan.to_string())
         .unwrap_or_else(|| panic!("the viewer is not in the room: {participants:?}"));
-    assert!(watcher.tracks.is_empty(), "a viewer publishes nothing: {:?}", watcher.tracks);
+    assert!(
+        watcher.tracks.is_empty(),
+        "a viewer publishes nothing: {:?}",
+        watcher.tracks
+    );
 
     // 3. A signed-in stranger sees why, gets no player, and no token.
     let stranger = Browser::start().await;
-    stranger.sign_in(&app.url, "stranger@example.com", PASSWORD).await;
+    stranger
+        .sign_in(&app.url, "stranger@example.com", PASSWORD)
+        .await;
     stranger.goto(&watch_url).await;
-    assert!(stranger.text("#no-access").await.contains("access pass holders"));
+    assert!(
+        stranger
+            .text("#no-access")
+            .await
+            .contains("access pass holders")
+    );
     assert!(!stranger.has("#player").await);
     assert!(!stranger.has("video").await);
     let refused = stranger
-        .js(
-            "return (async () => { \
+        .js("return (async () => { \
                const csrf = document.querySelector('meta[name=csrf-token]').content; \
                const r = await fetch(document.getElementById('stage').dataset.tokenUrl, \
                  { method: 'POST', headers: { 'X-CSRF-Token': csrf } }); \
                return { status: r.status, body: await r.json() }; \
-             })()",
-        )
+             })()")
         .await;
     assert_eq!(refused["status"], 403, "{refused}");
-    assert!(refused["body"]["error"].as_str().unwrap().contains("pass"), "{refused}");
+    assert!(
+        refused["body"]["error"].as_str().unwrap().contains("pass"),
+        "{refused}"
+    );
     assert!(refused["body"].get("token").is_none(), "{refused}");
     stranger.close().await;
 
@@ -179,11 +235,17 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
     viewer.js("window.sameDocument = true; return true").await;
     owner.click("#end-form [type=submit]").await;
     let question = owner.accept_dialog().await;
-    assert!(question.starts_with("End the stream for everyone?"), "{question}");
+    assert!(
+        question.starts_with("End the stream for everyone?"),
+        "{question}"
+    );
     owner
         .wait_until(
             "the owner to land on the stream's studio page",
-            &format!("return location.pathname === '/studio/streams/{}'", stream.id),
+            &format!(
+                "return location.pathname === '/studio/streams/{}'",
+                stream.id
+            ),
             TIMEOUT,
         )
         .await;
@@ -194,20 +256,25 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
             Duration::from_secs(15),
         )
         .await;
-    assert!(ended.as_str().unwrap().contains("This stream has ended"), "{ended}");
+    assert!(
+        ended.as_str().unwrap().contains("This stream has ended"),
+        "{ended}"
+    );
     assert!(!viewer.has("#player").await);
-    assert_eq!(viewer.js("return window.sameDocument === true").await, true, "the page was reloaded");
-    let rooms = app.state.livekit.rooms.list_rooms(vec![stream.room_name.clone()]).await.unwrap();
+    assert_eq!(
+        viewer.js("return window.sameDocument === true").await,
+        true,
+        "the page was reloaded"
+    );
+    let rooms = app
+        .state
+        .livekit
+        .rooms
+        .list_rooms(vec![stream.room_name.clone()])
+        .await
+        .unwrap();
     assert!(rooms.is_empty(), "the room is still there");
 
     viewer.close().await;
     owner.close().await;
-}
-
-#[tokio::test]
-async fn zz_tmp_failure() {
-    let app = TestApp::spawn().await;
-    let b = Browser::start().await;
-    b.goto(&format!("{}/", app.url)).await;
-    b.wait_until("never", "console.log('hello from console'); return false", Duration::from_secs(2)).await;
 }

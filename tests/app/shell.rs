@@ -74,6 +74,8 @@ async fn every_response_carries_security_headers_and_a_request_id() {
 async fn session_cookie_is_secure_when_served_over_https() {
     let app = TestApp::spawn_with(|env| {
         env.insert("PUBLIC_URL".into(), "https://live.example.com".into());
+        // The dev payment provider refuses a public URL unless told otherwise.
+        env.insert("DEV_PAYMENTS_ALLOW_PUBLIC".into(), "true".into());
     })
     .await;
     let page = app.anonymous().get("/signin").await;

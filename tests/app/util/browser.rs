@@ -68,14 +68,30 @@ async fn driver() -> &'static Driver {
     DRIVER.get_or_init(start_driver).await
 }
 
+#[allow(
+    clippy::zombie_processes,
+    reason = "chromedriver lives as long as the test binary and dies with it"
+)]
 async fn start_driver() -> Driver {
-    let chromedriver = find_program("CHROMEDRIVER_BIN", &["chromedriver", "/usr/bin/chromedriver"])
-        .unwrap_or_else(|| panic!("`chromedriver` is not installed. Run `scripts/setup` (or set CHROMEDRIVER_BIN)."));
+    let chromedriver = find_program(
+        "CHROMEDRIVER_BIN",
+        &["chromedriver", "/usr/bin/chromedriver"],
+    )
+    .unwrap_or_else(|| {
+        panic!("`chromedriver` is not installed. Run `scripts/setup` (or set CHROMEDRIVER_BIN).")
+    });
     let chromium = find_program(
         "CHROMIUM_BIN",
-        &["chromium", "chromium-browser", "/usr/bin/chromium", "google-chrome"],
+        &[
+            "chromium",
+            "chromium-browser",
+            "/usr/bin/chromium",
+            "google-chrome",
+        ],
     )
-    .unwrap_or_else(|| panic!("Chromium is not installed. Run `scripts/setup` (or set CHROMIUM_BIN)."));
+    .unwrap_or_else(|| {
+        panic!("Chromium is not installed. Run `scripts/setup` (or set CHROMIUM_BIN).")
+    });
     let chromium = tied_chromium(&chromium);
 
     let port = free_port();
@@ -102,7 +118,11 @@ async fn start_driver() -> Driver {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let ready = match client.get(format!("{url}/status")).send().await {
-            Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()),
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["value"]["ready"].as_bool()),
             Err(_) => None,
         };
         if ready == Some(true) {
@@ -158,7 +178,10 @@ impl Drop for Profile {
 impl Browser {
     pub async fn start() -> Browser {
         let driver = driver().await;
-        let profile = Profile(std::env::temp_dir().join(format!("stagepass-chromium-{}", uuid::Uuid::new_v4().simple())));
+        let profile = Profile(std::env::temp_dir().join(format!(
+            "stagepass-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        )));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = json!({
@@ -167,7 +190,9 @@ impl Browser {
             // Console messages, for the diagnostics of a failed wait.
             "goog:loggingPrefs": { "browser": "ALL" },
         });
-        let serde_json::Value::Object(caps) = caps else { unreachable!() };
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url)
@@ -178,7 +203,13 @@ impl Browser {
             .await
             .unwrap()
             .expect("chromedriver answers a session id");
-        Browser { client, session, driver_url: driver.url.clone(), closed: false, _profile: profile }
+        Browser {
+            client,
+            session,
+            driver_url: driver.url.clone(),
+            closed: false,
+            _profile: profile,
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -190,8 +221,16 @@ impl Browser {
     /// Signs in through the real sign-in form and waits for the signed-in page.
     pub async fn sign_in(&self, app_url: &str, email: &str, password: &str) {
         self.goto(&format!("{app_url}/signin")).await;
-        self.wait_for("#signin-form #email").await.send_keys(email).await.unwrap();
-        self.wait_for("#signin-form #password").await.send_keys(password).await.unwrap();
+        self.wait_for("#signin-form #email")
+            .await
+            .send_keys(email)
+            .await
+            .unwrap();
+        self.wait_for("#signin-form #password")
+            .await
+            .send_keys(password)
+            .await
+            .unwrap();
         self.click("#signin-form [type=submit]").await;
         self.wait_for("[data-testid=nav-account]").await;
     }
@@ -204,7 +243,11 @@ impl Browser {
                 return el;
             }
             if Instant::now() > deadline {
-                panic!("{}", self.report(&format!("no element matches `{css}` after {TIMEOUT:?}")).await);
+                panic!(
+                    "{}",
+                    self.report(&format!("no element matches `{css}` after {TIMEOUT:?}"))
+                        .await
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -220,7 +263,13 @@ impl Browser {
                 return value;
             }
             if Instant::now() > deadline {
-                panic!("{}", self.report(&format!("waited {timeout:?} for {what}; last answer: {value}")).await);
+                panic!(
+                    "{}",
+                    self.report(&format!(
+                        "waited {timeout:?} for {what}; last answer: {value}"
+                    ))
+                    .await
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -283,10 +332,18 @@ impl Browser {
     /// What the browser shows, for a failure message: URL, page text, console
     /// messages, and a screenshot saved under target/test-services/screenshots/.
     async fn report(&self, what: &str) -> String {
-        let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let url = self
+            .client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
         let text: String = self
             .client
-            .execute("return document.body ? document.body.innerText : ''", vec![])
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
             .await
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -295,7 +352,9 @@ impl Browser {
             .take(2000)
             .collect();
         let console = self.console().await;
-        let shot = target_dir().join("screenshots").join(format!("{}.png", self.session));
+        let shot = target_dir()
+            .join("screenshots")
+            .join(format!("{}.png", self.session));
         if let Ok(png) = self.client.screenshot().await {
             let _ = std::fs::create_dir_all(shot.parent().unwrap());
             let _ = std::fs::write(&shot, png);
@@ -309,18 +368,31 @@ impl Browser {
     /// The browser's console messages since the last call (chromedriver's log endpoint).
     pub async fn console(&self) -> String {
         let response = reqwest::Client::new()
-            .post(format!("{}/session/{}/se/log", self.driver_url, self.session))
+            .post(format!(
+                "{}/session/{}/se/log",
+                self.driver_url, self.session
+            ))
             .json(&json!({ "type": "browser" }))
             .send()
             .await;
-        let Ok(response) = response else { return String::new() };
-        let Ok(log) = response.json::<Value>().await else { return String::new() };
+        let Ok(response) = response else {
+            return String::new();
+        };
+        let Ok(log) = response.json::<Value>().await else {
+            return String::new();
+        };
         log["value"]
             .as_array()
             .map(|entries| {
                 entries
                     .iter()
-                    .map(|e| format!("[{}] {}", e["level"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("")))
+                    .map(|e| {
+                        format!(
+                            "[{}] {}",
+                            e["level"].as_str().unwrap_or("?"),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -340,13 +412,17 @@ impl Drop for Browser {
 /// DELETE /session/{id} over a plain blocking socket (chromedriver then quits Chromium).
 fn delete_session(driver_url: &str, session: &str) {
     let addr = driver_url.trim_start_matches("http://");
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
     let _ = stream.set_read_timeout(Some(TIMEOUT));
     let request = format!(
         "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     if stream.write_all(request.as_bytes()).is_ok() {
-        let _ = stream.read_to_end(&mut Vec::new());
+        // chromedriver answers once Chromium has quit (and may keep the
+        // connection open regardless of `Connection: close`): one read will do.
+        let _ = stream.read(&mut [0; 1024]);
     }
 }
 

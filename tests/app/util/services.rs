@@ -1,6 +1,7 @@
 //! The real services the suite runs against, started once per test run:
 //! a migrated template database on the local Postgres, one `livekit-server
-//! --dev` on free ports, and one `s3s-fs`. A test never skips because a
+//! --dev` on free ports, and one `s3s-fs` (and, on first use by the payment
+//! tests, one `stripe-mock`). A test never skips because a
 //! service is missing: it fails and says what to run.
 //!
 //! Child processes are spawned from one long-lived thread with
@@ -104,7 +105,9 @@ async fn prepare_template(admin: &str) -> String {
     let template = format!("stagepass_tpl_{:016x}", hasher.finish());
     let mut conn = admin_conn(admin).await;
 
-    // Databases of earlier runs (one per test) are dropped once per run.
+    // Databases of earlier runs (one per test) are dropped once per run —
+    // only those of runs that are over: test runs started at the same time
+    // (other engineers, other worktrees) share this Postgres.
     #[derive(diesel::QueryableByName)]
     struct Name {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -118,7 +121,7 @@ async fn prepare_template(admin: &str) -> String {
     .load(&mut conn)
     .await
     .expect("listing old test databases");
-    for Name { datname } in old {
+    for Name { datname } in old.into_iter().filter(|n| !of_running_test(&n.datname)) {
         let _ = diesel::sql_query(format!(
             "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
         ))
@@ -179,9 +182,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Creates a fresh database for one test, cloned from the template.
+/// Whether `datname` is a test database of a test binary still running
+/// (`stagepass_t_{pid}_{uuid}`, see `create_database`).
+fn of_running_test(datname: &str) -> bool {
+    let Some(rest) = datname.strip_prefix("stagepass_t_") else {
+        return false;
+    };
+    rest.split_once('_')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Creates a fresh database for one test, cloned from the template. Its name
+/// carries this process's id, so a concurrent run leaves it alone.
 pub async fn create_database(services: &Services) -> String {
-    let name = format!("stagepass_t_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "stagepass_t_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut conn = admin_conn(&admin_url()).await;
     diesel::sql_query(format!(
         "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
@@ -356,4 +375,47 @@ fn start_webhook_relay(targets: Arc<Mutex<Vec<String>>>) -> u16 {
         })
         .unwrap();
     port
+}
+
+/// The run's stripe-mock (Stripe's API answered from its OpenAPI spec),
+/// started on first use by the tests that pay: its base URL.
+static STRIPE_MOCK: OnceCell<String> = OnceCell::const_new();
+
+pub async fn stripe_mock() -> &'static str {
+    STRIPE_MOCK
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(start_stripe_mock)
+                .await
+                .expect("starting stripe-mock")
+        })
+        .await
+}
+
+/// Like `start_processes`: the spawning thread stays alive as the child's
+/// PR_SET_PDEATHSIG parent, so stripe-mock dies with the test binary.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child lives as long as the test binary and dies with it"
+)]
+fn start_stripe_mock() -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("stripe-mock".into())
+        .spawn(move || {
+            let port = free_port();
+            let log = target_dir().join("stripe-mock.log");
+            let mut cmd = Command::new(find_binary("stripe-mock", "STRIPE_MOCK_BIN"));
+            // Loopback only (-http-port would listen on every interface).
+            cmd.args(["-http-addr", &format!("127.0.0.1:{port}")]);
+            let _stripe = spawn_tied(cmd, &log);
+            let url = format!("http://127.0.0.1:{port}");
+            wait_http_ok(&url, "stripe-mock", &log);
+            tx.send(url).unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("stripe-mock did not start")
 }
