@@ -18,7 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
-use crate::web::{account, auth, channels, checkout, errors, grants, health, home, live, passes, studio, watch, webhooks};
+use crate::web::{account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation, passes, studio, watch, webhooks};
 
 pub const SESSION_COOKIE: &str = "stagepass_session";
 
@@ -87,6 +87,21 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/passes/{id}/codes", get(grants::codes_page).post(grants::generate_codes))
         .route("/studio/passes/{id}/codes.csv", get(grants::export_codes))
         .route("/redeem", post(grants::redeem))
+        // Chat.
+        .route("/s/{id}/chat", get(chat::panel).post(chat::post))
+        .route("/s/{id}/chat/events", get(chat::events))
+        .route("/s/{id}/chat/{message}/delete", post(chat::delete))
+        .route("/studio/streams/{id}/chat-settings", post(chat::settings))
+        // Moderation.
+        .route("/studio/streams/{id}/moderate", get(moderation::page))
+        .route("/studio/streams/{id}/participants", get(moderation::participants))
+        .route("/studio/streams/{id}/participants/{identity}/mute", post(moderation::mute))
+        .route("/studio/streams/{id}/participants/{identity}/remove", post(moderation::remove))
+        .route("/studio/channels/{handle}/bans", post(moderation::ban))
+        .route("/studio/channels/{handle}/bans/{ban}/lift", post(moderation::lift_ban))
+        .route("/studio/channels/{handle}/timeouts", post(moderation::timeout))
+        .route("/studio/channels/{handle}/audit", get(moderation::audit))
+        .route("/moderation", get(moderation::dashboard))
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).

@@ -5,12 +5,14 @@
 pub mod account;
 pub mod auth;
 pub mod channels;
+pub mod chat;
 pub mod checkout;
 pub mod errors;
 pub mod grants;
 pub mod health;
 pub mod home;
 pub mod live;
+pub mod moderation;
 pub mod passes;
 pub mod studio;
 pub mod watch;
