@@ -40,6 +40,8 @@ const VIDEO = { resolution: VideoPresets.h720.resolution };
 
 // The local camera and microphone tracks (null until they start).
 const tracks = { camera: null, microphone: null };
+let previewReady = Promise.resolve();
+let previewStarted = false;
 let room = null;
 
 if (section) {
@@ -56,7 +58,8 @@ async function start() {
   bindControls();
   tickElapsed();
   setInterval(tickElapsed, 1000);
-  await startPreview();
+  // Connecting need not wait for the browser's camera prompt; publishing does.
+  previewReady = startPreview();
   if (status === "live") await connect();
 }
 
@@ -78,6 +81,7 @@ async function startPreview() {
     showMediaError(error);
   }
   await fillDevicePickers();
+  previewStarted = true;
   reflect();
 }
 
@@ -263,6 +267,9 @@ async function connect() {
 
   try {
     await current.connect(grant.url, grant.token);
+    if (!previewStarted) setConnection("connecting", "Waiting for your camera and microphone…");
+    await previewReady;
+    if (room !== current || !connected()) return; // replaced or gone meanwhile
     for (const track of [tracks.camera, tracks.microphone]) {
       if (track) await current.localParticipant.publishTrack(track);
     }
