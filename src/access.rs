@@ -27,7 +27,8 @@ pub enum Access {
     Publish,
     /// A moderator of the channel.
     Moderate,
-    /// A viewer, until `until` (the end of their grant; `None` on a public stream).
+    /// A viewer, until `until`: the end of their grant, or of the grants that
+    /// follow it without a gap (a pass bought again extends); `None` on a public stream.
     Watch {
         until: Option<DateTime<Utc>>,
     },
@@ -84,6 +85,9 @@ mod sql {
     pub const ACTIVE_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
         AND (g.stream_id IS NULL OR g.stream_id = $s) \
         AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at";
+    /// A grant of $u covering $s that is not revoked, whenever it runs.
+    pub const COVERING: &str = "g.user_id = $u AND g.channel_id = $c \
+        AND (g.stream_id IS NULL OR g.stream_id = $s) AND g.revoked_at IS NULL";
     /// A grant of $u for $s that has ended or was revoked.
     pub const ENDED_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
         AND (g.stream_id IS NULL OR g.stream_id = $s) \
@@ -127,10 +131,15 @@ async fn facts(
            (SELECT m.role FROM channel_members m WHERE m.channel_id = $1 AND m.user_id = $2) AS role, \
            EXISTS (SELECT 1 FROM channels c WHERE c.id = $1 AND c.owner_id = $2) AS owner, \
            EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
-           (SELECT max(g.expires_at) FROM access_grants g WHERE {active}) AS grant_until, \
+           (WITH RECURSIVE chain(until) AS ( \
+               SELECT max(g.expires_at) FROM access_grants g WHERE {active} \
+               UNION SELECT g.expires_at FROM access_grants g JOIN chain \
+                 ON {covering} AND g.starts_at <= chain.until AND g.expires_at > chain.until) \
+            SELECT max(until) FROM chain) AS grant_until, \
            EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) AS had_grant",
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
+        covering = sql::with(sql::COVERING, u, c, st),
         ended = sql::with(sql::ENDED_GRANT, u, c, st),
     ))
     .bind::<BigInt, _>(channel.0)

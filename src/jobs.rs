@@ -1,6 +1,6 @@
 //! Background loops: the LiveKit reconciler (at start-up and every minute)
-//! and the cleanup of expired sessions and old sign-in attempts. Later: the
-//! grant-expiry enforcer.
+//! and the cleanup of expired sessions and old sign-in attempts, the
+//! grant-expiry enforcer, and the chat bridge (LISTEN + held-message releaser).
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -20,7 +20,8 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(cleanup(state.clone())),
         tokio::spawn(reconcile(state.clone())),
-        tokio::spawn(crate::enforcement::run(state)),
+        tokio::spawn(crate::enforcement::run(state.clone())),
+        tokio::spawn(crate::chat::bridge::run(state)),
     ]
 }
 

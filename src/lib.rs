@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod demo;

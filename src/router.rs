@@ -68,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .route("/s/{id}", get(watch::show))
         .route("/s/{id}/token", post(watch::token))
         .route("/s/{id}/status", get(watch::status))
+        .route("/s/{id}/time-left", get(watch::time_left))
         // Passes: the owner's, the pages viewers buy from, the viewer's own.
         .route("/studio/channels/{handle}/passes", get(passes::studio_list).post(passes::create))
         .route("/studio/passes/{id}", get(passes::edit_page).post(passes::update))

@@ -1,11 +1,12 @@
 //! `AppState`: the one state every handler takes — config, database pool,
-//! LiveKit clients, the payment provider and the metrics handle. Cheap to clone (an `Arc`).
+//! LiveKit clients, the payment provider, the metrics handle and the chat hub. Cheap to clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::chat::Hub;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::livekit::LiveKit;
@@ -21,6 +22,8 @@ pub struct App {
     /// The checkout provider PAYMENTS_PROVIDER chose (Stripe or dev).
     pub payments: Arc<dyn PaymentProvider>,
     pub metrics: PrometheusHandle,
+    /// This instance's chat subscribers by stream (fed by `chat::bridge`).
+    pub chat: Hub,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             livekit,
             payments,
             metrics,
+            chat: Hub::new(),
         }))
     }
 }

@@ -96,6 +96,8 @@ diesel::table! {
         created_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         deleted_by -> Nullable<Int8>,
+        seq -> Nullable<Int8>,
+        deleted_seq -> Nullable<Int8>,
     }
 }
 
@@ -221,6 +223,7 @@ diesel::table! {
         peak_viewers -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        chat_seq -> Int8,
     }
 }
 

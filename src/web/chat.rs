@@ -1,8 +1,329 @@
-//! Live chat: the panel, posting, the SSE stream, deletion, chat settings.
-// Being built: routes are in router.rs; handlers answer 404 until implemented.
-use crate::error::AppError;
-pub async fn panel() -> AppError { AppError::NotFound }
-pub async fn post() -> AppError { AppError::NotFound }
-pub async fn events() -> AppError { AppError::NotFound }
-pub async fn delete() -> AppError { AppError::NotFound }
-pub async fn settings() -> AppError { AppError::NotFound }
+//! Live chat over HTTP: the panel, posting, the SSE stream, deletion, and the
+//! owner's chat settings. Every handler asks `access::may` (through
+//! `chat::post` for posting) after loading the stream; the rules themselves
+//! live in `crate::chat`.
+
+use std::time::Duration;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render, render_with};
+use crate::access::{self, Access};
+use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::chat::view::{
+    ChatForm, ChatPanel, ChatSettingsForm, FormFragment, PanelFragment, SettingsFragment,
+};
+use crate::chat::{self, Deletion, Refusal};
+use crate::db::chat::{self as chat_db, Settings};
+use crate::db::streams::{self, Status, Stream};
+use crate::db::{StreamId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// The stream behind a chat URL, and what the access rule says about `user`.
+/// An unannounced draft is the owner's business, as on the watch page (404).
+async fn chat_stream(
+    state: &AppState,
+    user: Option<UserId>,
+    raw_id: &str,
+) -> AppResult<(Stream, Access)> {
+    let id: StreamId = path_id(raw_id)?;
+    let mut conn = state.db.get().await?;
+    let stream = streams::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let access = access::may(&mut conn, user, &stream).await?;
+    if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
+        return Err(AppError::NotFound);
+    }
+    Ok((stream, access))
+}
+
+/// GET /s/{id}/chat: the panel alone (the last 100 messages), or — 403 — the
+/// panel saying why this user cannot read the chat.
+pub async fn panel(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let user = user.map(|u| u.id);
+    let (stream, access) = chat_stream(&state, user, &id).await?;
+    let chat = ChatPanel::load(&state, user, &stream).await?;
+    let status = if access.may_watch() {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    render_with(status, &PanelFragment { chat })
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    /// The last event the page already shows (the panel renders it into the
+    /// URL); EventSource's Last-Event-ID header wins when it reconnects.
+    after: Option<i64>,
+}
+
+/// How often an idle chat stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// GET /s/{id}/chat/events: the SSE stream. 403 unless the access rule says
+/// watch — checked before subscribing; the stream itself re-checks and ends
+/// when the reader loses access.
+pub async fn events(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> AppResult<Response> {
+    let user = user.map(|u| u.id);
+    let (stream, access) = chat_stream(&state, user, &id).await?;
+    let (Some(user), None) = (user, access.denial()) else {
+        let reason = access
+            .denial()
+            .map_or("Sign in to join the chat.", crate::chat::view::chat_denial);
+        return Err(AppError::forbidden(reason));
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.after);
+    let events = chat::events(state, stream, user, access, resume).map(|item| {
+        item.map(|out| {
+            let event = Event::default().event(out.event).data(&*out.data);
+            match out.id {
+                Some(id) => event.id(id.to_string()),
+                None => event,
+            }
+        })
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PostForm {
+    #[serde(default)]
+    body: String,
+}
+
+/// The HTTP status of a refusal: who you are (403), what you sent (422), how fast (429).
+fn refusal_status(r: &Refusal) -> StatusCode {
+    match r {
+        Refusal::Denied(_) | Refusal::TimedOut { .. } => StatusCode::FORBIDDEN,
+        Refusal::ChatOff | Refusal::StreamEnded | Refusal::Empty | Refusal::TooLong { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Refusal::SlowMode { .. } | Refusal::TooFast | Refusal::Duplicate => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+    }
+}
+
+/// POST /s/{id}/chat: answers the message box — emptied after the message
+/// went out, or with the text kept and the reason under it (403/422/429).
+pub async fn post(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<PostForm>,
+) -> AppResult<Response> {
+    let user = user.map(|u| u.id);
+    let (stream, _) = chat_stream(&state, user, &id).await?;
+    let outcome = chat::post(&state, user, &stream, &form.body).await?;
+    if !htmx.request {
+        if let Err(refusal) = &outcome {
+            flash(&session, FlashKind::Error, refusal.reason()).await?;
+        }
+        return Ok(auth::redirect(false, &format!("/s/{}", stream.id)));
+    }
+    let settings = chat_db::settings(&mut *state.db.get().await?, stream.id).await?;
+    let mut box_ = ChatForm::new(&stream, &settings);
+    match outcome {
+        Ok(posted) => {
+            if let Some(seconds) = posted.held_for {
+                box_.notice = Some(format!(
+                    "Sent. Viewers see it in {seconds} second{} unless a moderator removes it.",
+                    if seconds == 1 { "" } else { "s" }
+                ));
+            }
+            render(&FormFragment { form: box_ })
+        }
+        Err(refusal) => {
+            box_.body = form.body;
+            box_.error = Some(refusal.reason());
+            render_with(refusal_status(&refusal), &FormFragment { form: box_ })
+        }
+    }
+}
+
+/// POST /s/{id}/chat/{message}/delete (moderators and the owner): the
+/// message disappears for everyone through the chat stream; htmx gets an
+/// empty 200 (the button swaps nothing), a plain form a 303 to the stream.
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    Path((id, message)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let (stream, access) = chat_stream(&state, Some(user.id), &id).await?;
+    if !access.may_moderate() {
+        return Err(AppError::forbidden(
+            "Only the channel's moderators and owner can delete chat messages.",
+        ));
+    }
+    let message: i64 = path_id(&message)?;
+    match chat::delete(&state, user.id, &stream, message).await? {
+        Deletion::NotFound => Err(AppError::NotFound),
+        Deletion::Deleted | Deletion::AlreadyDeleted if htmx.request => {
+            Ok(StatusCode::OK.into_response())
+        }
+        Deletion::Deleted | Deletion::AlreadyDeleted => {
+            Ok(auth::redirect(false, &format!("/s/{}", stream.id)))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SettingsInput {
+    /// A checkbox: "on" when ticked, absent otherwise.
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    slow_mode_seconds: String,
+    #[serde(default)]
+    delay_seconds: String,
+    #[serde(default)]
+    max_length: String,
+}
+
+fn whole_number(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    raw: &str,
+    range: std::ops::RangeInclusive<i32>,
+    what: &str,
+) -> i32 {
+    match raw.trim().parse::<i32>() {
+        Ok(n) if range.contains(&n) => n,
+        _ => {
+            errors.add(
+                field,
+                format!(
+                    "{what} must be a whole number from {} to {}.",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            0
+        }
+    }
+}
+
+/// Checks the settings form; None (with `errors` filled) when something is off.
+fn check_settings(input: &SettingsInput, errors: &mut FieldErrors) -> Option<Settings> {
+    let settings = Settings {
+        enabled: input.enabled.is_some(),
+        slow_mode_seconds: whole_number(
+            errors,
+            "slow_mode_seconds",
+            &input.slow_mode_seconds,
+            0..=3600,
+            "Slow mode",
+        )
+        .max(0),
+        delay_seconds: whole_number(
+            errors,
+            "delay_seconds",
+            &input.delay_seconds,
+            0..=60,
+            "The hold-back delay",
+        ),
+        max_length: whole_number(
+            errors,
+            "max_length",
+            &input.max_length,
+            1..=2000,
+            "The maximum length",
+        ),
+    };
+    errors.is_empty().then_some(settings)
+}
+
+/// POST /studio/streams/{id}/chat-settings (the owner): saves or says what to fix.
+pub async fn settings(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(id): Path<String>,
+    Form(input): Form<SettingsInput>,
+) -> AppResult<Response> {
+    let id: StreamId = path_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let stream = streams::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !access::may(&mut conn, Some(user.id), &stream)
+        .await?
+        .may_publish()
+    {
+        return Err(AppError::forbidden(
+            "Only the channel's owner can change the chat settings.",
+        ));
+    }
+    drop(conn);
+    let mut errors = FieldErrors::default();
+    let checked = check_settings(&input, &mut errors);
+    let back = format!("/studio/streams/{}", stream.id);
+    let Some(new) = checked else {
+        if !htmx.request {
+            flash(
+                &session,
+                FlashKind::Error,
+                "The chat settings were not saved: check the numbers.",
+            )
+            .await?;
+            return Ok(auth::redirect(false, &back));
+        }
+        let form = ChatSettingsForm {
+            stream_id: stream.id,
+            enabled: input.enabled.is_some(),
+            slow_mode_seconds: input.slow_mode_seconds,
+            delay_seconds: input.delay_seconds,
+            max_length: input.max_length,
+            errors,
+            saved: false,
+            csrf_token: layout.csrf_token,
+        };
+        return render_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &SettingsFragment {
+                chat_settings: form,
+            },
+        );
+    };
+    chat::save_settings(&state, user.id, &stream, new).await?;
+    if !htmx.request {
+        flash(&session, FlashKind::Success, "Chat settings saved.").await?;
+        return Ok(auth::redirect(false, &back));
+    }
+    let mut form = ChatSettingsForm::new(stream.id, &new, &layout.csrf_token);
+    form.saved = true;
+    render(&SettingsFragment {
+        chat_settings: form,
+    })
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::live::{TokenResponse, refuse};
 use super::{Htmx, Layout, path_id, render, utc};
-use crate::access::{self, Access};
+use crate::access::{self, Access, Denial};
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
@@ -27,7 +27,14 @@ pub struct WatchPage {
     pub stream: Stream,
     pub channel: Channel,
     pub denial: Option<&'static str>,
+    pub pass_ended: bool,
+    pub banned: bool,
     pub signed_in: bool,
+    /// When the viewer's pass ends, for the countdown and the 5-minute warning.
+    pub time_left: Option<TimeLeft>,
+    /// What the page shows: status and whether the viewer may watch. The
+    /// status poll swaps the stage only when this changes.
+    pub stage_key: String,
     pub scheduled_at: Option<String>,
     pub scheduled_label: String,
 }
@@ -48,9 +55,17 @@ async fn page(
     if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
         return Err(AppError::NotFound);
     }
+    let until = match access {
+        Access::Watch { until } => until,
+        _ => None,
+    };
     Ok(WatchPage {
         layout,
         denial: access.denial().map(|d| d.reason()),
+        pass_ended: access.denial() == Some(Denial::PassEnded),
+        banned: access.denial() == Some(Denial::Banned),
+        time_left: until.map(|t| TimeLeft { stream_id: stream.id, until: t.to_rfc3339(), label: utc(&t) }),
+        stage_key: format!("{}-{}", stream.status, if access.may_watch() { "in" } else { "out" }),
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
         scheduled_label: stream.scheduled_at.as_ref().map(utc).unwrap_or_default(),
@@ -85,7 +100,7 @@ pub async fn status(
     Query(q): Query<StatusQuery>,
 ) -> AppResult<Response> {
     let page = page(&state, user.map(|u| u.id), &id, layout).await?;
-    if q.since.as_deref() == Some(page.stream.status.as_str()) {
+    if q.since.as_deref() == Some(page.stage_key.as_str()) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if htmx.fragment {
@@ -139,4 +154,30 @@ pub async fn token(
         identity: user.id.to_string(),
     })
     .into_response())
+}
+
+/// The viewer's time left (htmx refreshes it every minute, so an extension
+/// bought in another tab shows up without touching the player).
+pub async fn time_left(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    match page.time_left {
+        Some(t) => render(&t),
+        // No pass end to show (any more): htmx swaps the line away.
+        None => Ok(axum::response::Html("").into_response()),
+    }
+}
+
+/// The "your pass ends …" line of the watch page; also served alone.
+#[derive(Template)]
+#[template(path = "partials/watch/time_left.html")]
+pub struct TimeLeft {
+    pub stream_id: StreamId,
+    /// RFC 3339, for the script's countdown.
+    pub until: String,
+    pub label: String,
 }

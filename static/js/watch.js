@@ -218,7 +218,31 @@ function tickCountdown() {
     : `${m}m ${pad(sec)}s`;
 }
 
+// "Your pass ends in 1h 02m": ticks the viewer's time left, and from five
+// minutes before the end shows the warning and the extension link (it opens
+// the pass page in a new tab, so the player here keeps playing).
+const WARN_BEFORE_MS = 5 * 60 * 1000;
+function tickTimeLeft() {
+  const el = document.getElementById("time-left");
+  const at = Date.parse(el?.dataset.expiresAt);
+  if (Number.isNaN(at)) return;
+  const left = at - Date.now();
+  const value = el.querySelector(".time-left-value");
+  const s = Math.max(0, Math.floor(left / 1000));
+  const pad = (n) => String(n).padStart(2, "0");
+  const [d, h, m, sec] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60, s % 60];
+  if (value) {
+    value.textContent = d > 0 ? `in ${d}d ${pad(h)}h` : h > 0 ? `in ${h}h ${pad(m)}m` : `in ${m}m ${pad(sec)}s`;
+  }
+  const warn = left <= WARN_BEFORE_MS;
+  el.classList.toggle("time-left-warning", warn);
+  const link = document.getElementById("extend-pass");
+  if (link) link.hidden = !warn;
+}
+
 syncPlayers();
+tickTimeLeft();
+setInterval(tickTimeLeft, 1000);
 document.addEventListener("htmx:load", syncPlayers);
 document.addEventListener("htmx:afterSwap", syncPlayers);
 window.addEventListener("pagehide", () => players.forEach((viewer) => viewer.close()));

@@ -60,6 +60,8 @@ async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
     // The viewer's page now says what happened and how to renew.
     let page = w.viewer.get(&format!("/s/{}", w.stream.id)).await;
     assert!(page.text_of("#no-access").contains("Your pass has ended"), "{}", page.text);
+    assert_eq!(page.text_of("#get-pass"), "Renew your pass");
+    assert_eq!(page.attr("#get-pass", "href"), Some(format!("/s/{}/pass", w.stream.id)));
     assert!(!page.has("#player"));
     let (status, body) = token(&w).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -125,4 +127,43 @@ async fn a_viewer_whose_grant_is_extended_keeps_watching() {
     stagepass::db::grants::set_expiry(&mut *w.app.conn().await, stagepass::db::GrantId(g), later).await.unwrap();
     let report = client.next().await;
     assert_eq!(report["disconnected"], false, "still watching after the old end: {report}");
+}
+
+#[tokio::test]
+async fn the_watch_page_shows_the_time_left_and_an_extension_link() {
+    let w = live_stream().await;
+    let first = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "4 minutes").await;
+    let page = w.viewer.get(&format!("/s/{}", w.stream.id)).await;
+    assert!(page.has("#player"));
+    let expires = page.attr("#time-left", "data-expires-at").expect("the time left is shown");
+    let expires = chrono::DateTime::parse_from_rfc3339(&expires).unwrap();
+    let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(left > chrono::Duration::minutes(3) && left <= chrono::Duration::minutes(4), "{left}");
+    // The extension opens the pass page in a new tab: playback here goes on.
+    assert_eq!(page.attr("#extend-pass", "href"), Some(format!("/s/{}/pass", w.stream.id)));
+    assert_eq!(page.attr("#extend-pass", "target").as_deref(), Some("_blank"));
+
+    // An extension bought elsewhere (it starts when the current grant ends)
+    // shows up in the refreshed fragment.
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO access_grants (user_id, channel_id, source, starts_at, expires_at) \
+             SELECT user_id, channel_id, 'purchase', expires_at, expires_at + interval '2 hours' \
+             FROM access_grants WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(first)
+        .execute(&mut *w.app.conn().await)
+        .await
+        .unwrap();
+    }
+    let fragment = w.viewer.get_htmx(&format!("/s/{}/time-left", w.stream.id)).await;
+    let later = fragment.attr("#time-left", "data-expires-at").unwrap_or_else(|| panic!("{} {}", fragment.status, fragment.text));
+    let later = chrono::DateTime::parse_from_rfc3339(&later).unwrap();
+    assert_eq!(later - expires, chrono::Duration::hours(2), "the chain of grants ends two hours later");
+
+    // Someone without a pass is sent to the pass page.
+    let (stranger, _) = builders::user(&w.app, "stranger@example.com", "Stranger").await;
+    let page = stranger.get(&format!("/s/{}", w.stream.id)).await;
+    assert_eq!(page.text_of("#get-pass"), "Get a pass");
 }

@@ -712,7 +712,7 @@ async fn the_watch_page_shows_scheduled_live_and_ended_states() {
     assert!(page.attr("#countdown", "datetime").is_some());
     assert!(!page.has("#player"));
     // While nothing changes, the status poll swaps nothing.
-    assert_eq!(viewer.get_htmx(&format!("{path}/status?since=draft")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(viewer.get_htmx(&format!("{path}/status?since=draft-in")).await.status, StatusCode::NO_CONTENT);
 
     live.go_live().await;
     let stage = viewer.get_htmx(&format!("{path}/status?since=draft")).await;

@@ -2,6 +2,7 @@
 
 Usage: lk_client.py URL TOKEN MODE [SECONDS]
   publish  connect, try to publish a microphone track, print the outcome
+  publish-stay  publish a microphone track like "publish", then stay like "stay"
   stay     connect, print "connected", then wait until disconnected (or SECONDS)
 Every outcome is one JSON object per line on stdout.
 """
@@ -34,7 +35,7 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
         return
     say(connected=True, identity=room.local_participant.identity)
 
-    if mode == "publish":
+    if mode in ("publish", "publish-stay"):
         source = rtc.AudioSource(48000, 1)
         track = rtc.LocalAudioTrack.create_audio_track("mic", source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
@@ -43,8 +44,9 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
             say(published=True)
         except Exception as e:
             say(published=False, error=str(e) or type(e).__name__)
-        await room.disconnect()
-        return
+        if mode == "publish":
+            await room.disconnect()
+            return
 
     try:
         await asyncio.wait_for(gone.wait(), timeout=seconds)

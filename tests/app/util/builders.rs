@@ -111,7 +111,8 @@ pub struct LiveKitClient {
 }
 
 impl LiveKitClient {
-    /// `mode`: "publish" (try to publish a microphone track) or "stay" (wait to be disconnected).
+    /// `mode`: "publish" (try to publish a microphone track), "stay" (wait to be
+    /// disconnected) or "publish-stay" (publish a microphone track, then stay).
     pub async fn start(url: &str, token: &str, mode: &str, seconds: u32) -> LiveKitClient {
         use tokio::io::AsyncBufReadExt;
         let tools =

@@ -1,0 +1,475 @@
+//! Live chat, enforced by the server: posting (the access rule, then
+//! `limits`), deleting, the chat settings, and the event stream each SSE
+//! client reads.
+//!
+//! Fan-out: a post inserts the message and NOTIFYs `stagepass_chat` with ids
+//! only, in one transaction; every app instance's `bridge` loads it once,
+//! renders it once per audience and publishes it on its `hub`; each SSE
+//! client's task (`events`) forwards what its reader may see. Messages are a
+//! per-stream event log (`db::chat`): clients resume from Last-Event-ID out of
+//! the database, and a client that lags or misses an event re-reads the
+//! database from its last event instead of skipping (no gaps, no repeats).
+//!
+//! This module never decides access itself: it asks `access::may`.
+//! For other modules: `events`, `post`, `delete`, `save_settings`; moderation
+//! needs nothing (bans, timeouts, grants and team changes reach open chat
+//! streams through triggers, see migration 000007).
+
+pub mod bridge;
+pub mod hub;
+pub mod limits;
+pub mod view;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::AsyncConnection;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::access::{self, Access};
+use crate::db::chat::{self as chat_db, Event, NewMessage, RecentQuery, Settings};
+use crate::db::streams::{Status, Stream};
+use crate::db::{self, UserId};
+use crate::error::AppResult;
+use crate::state::AppState;
+pub use hub::{ChatEvent, Hub};
+pub use limits::Refusal;
+use view::{ChatPanel, MessageView, PanelFragment};
+
+/// How often an open chat stream asks the access rule again (bans, timeouts
+/// and team changes are pushed at once; this catches grants running out).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// A message that went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posted {
+    pub id: i64,
+    /// Viewers see it after this many seconds (a viewer's message with a
+    /// hold-back delay); None: everyone sees it now.
+    pub held_for: Option<i32>,
+}
+
+/// Posts `raw_body` as `user` to `stream`: the access rule, then the limits,
+/// then the insert and its notification in one transaction that holds the
+/// stream row's lock. `Ok(Err(refusal))`: nothing was written, and why.
+#[tracing::instrument(skip_all, fields(stream = %stream.id))]
+pub async fn post(
+    state: &AppState,
+    user: Option<UserId>,
+    stream: &Stream,
+    raw_body: &str,
+) -> AppResult<Result<Posted, Refusal>> {
+    let mut conn = state.db.get().await?;
+    let access = access::may(&mut conn, user, stream).await?;
+    let (Some(user), None) = (user, access.denial()) else {
+        return Ok(Err(Refusal::Denied(
+            access.denial().unwrap_or(access::Denial::SignInRequired),
+        )));
+    };
+    if stream.status() == Status::Ended {
+        return Ok(Err(Refusal::StreamEnded));
+    }
+    let body = limits::normalize(raw_body);
+    if body.is_empty() {
+        return Ok(Err(Refusal::Empty));
+    }
+    let team = access.may_moderate();
+    let (stream_id, channel) = (stream.id, stream.channel_id);
+    let outcome = conn
+        .transaction(async |conn| {
+            let settings = chat_db::lock_settings(conn, stream_id).await?;
+            if let Some(refusal) = limits::check_length(&body, &settings) {
+                return Ok(Err(refusal));
+            }
+            let recent = chat_db::recent_activity(
+                conn,
+                &RecentQuery {
+                    stream: stream_id,
+                    channel,
+                    user,
+                    body: &body,
+                    slow_mode_seconds: settings.slow_mode_seconds,
+                    rate_window_seconds: limits::RATE_WINDOW_SECONDS,
+                    duplicate_window_seconds: limits::DUPLICATE_WINDOW_SECONDS,
+                    duplicate_of_last: limits::DUPLICATE_OF_LAST,
+                },
+            )
+            .await?;
+            if let Some(refusal) = limits::check(team, &settings, &body, &recent) {
+                return Ok(Err(refusal));
+            }
+            let held = !team && settings.delay_seconds > 0;
+            let seq = if held {
+                None
+            } else {
+                Some(chat_db::next_seq(conn, stream_id).await?)
+            };
+            let new = NewMessage {
+                stream_id,
+                author_id: user,
+                body: &body,
+                seq,
+            };
+            let delay = if held { settings.delay_seconds } else { 0 };
+            let id = chat_db::insert(conn, &new, delay).await?;
+            match seq {
+                Some(seq) => chat_db::notify(conn, &format!("m:{stream_id}:{seq}")).await?,
+                None => chat_db::notify(conn, &format!("h:{stream_id}:{id}")).await?,
+            }
+            Ok::<_, diesel::result::Error>(Ok(Posted {
+                id,
+                held_for: held.then_some(delay),
+            }))
+        })
+        .await?;
+    match &outcome {
+        Ok(_) => metrics::counter!("chat_messages_posted_total").increment(1),
+        Err(r) => {
+            tracing::info!(reason = ?r, "chat message refused");
+            metrics::counter!("chat_messages_refused_total").increment(1);
+        }
+    }
+    Ok(outcome)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Someone deleted it first (nothing changes).
+    AlreadyDeleted,
+    NotFound,
+}
+
+/// Deletes message `id` of `stream` for everyone, as `moderator` (the caller
+/// has checked `may_moderate`): marks it, makes its deletion an event when
+/// viewers had seen it, notifies, and writes the audit log — one transaction.
+#[tracing::instrument(skip_all, fields(stream = %stream.id, message = id))]
+pub async fn delete(
+    state: &AppState,
+    moderator: UserId,
+    stream: &Stream,
+    id: i64,
+) -> AppResult<Deletion> {
+    let mut conn = state.db.get().await?;
+    let (stream_id, channel) = (stream.id, stream.channel_id);
+    let outcome = conn
+        .transaction(async |conn| {
+            let Some(removed) = chat_db::mark_deleted(conn, stream_id, id, moderator).await? else {
+                return Ok(match chat_db::state_of(conn, stream_id, id).await? {
+                    Some(_) => Deletion::AlreadyDeleted,
+                    None => Deletion::NotFound,
+                });
+            };
+            let deleted_seq = match removed.seq {
+                Some(message_seq) => {
+                    let seq = chat_db::next_seq(conn, stream_id).await?;
+                    chat_db::set_deleted_seq(conn, id, seq).await?;
+                    chat_db::notify(conn, &format!("d:{stream_id}:{seq}:{message_seq}")).await?;
+                    Some(seq)
+                }
+                None => {
+                    chat_db::notify(conn, &format!("x:{stream_id}:{id}")).await?;
+                    None
+                }
+            };
+            db::audit::record(
+                conn,
+                Some(moderator),
+                Some(channel),
+                "chat.message_deleted",
+                Some(&id.to_string()),
+                serde_json::json!({
+                    "stream_id": stream_id,
+                    "author_id": removed.author_id,
+                    "body": removed.body,
+                    "seq": removed.seq,
+                    "deleted_seq": deleted_seq,
+                    "was_visible": removed.seq.is_some(),
+                }),
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(Deletion::Deleted)
+        })
+        .await?;
+    Ok(outcome)
+}
+
+/// Saves `new` as the chat settings of `stream` (the caller has checked
+/// `may_publish` and the ranges), with an audit entry of what changed.
+pub async fn save_settings(
+    state: &AppState,
+    owner: UserId,
+    stream: &Stream,
+    new: Settings,
+) -> AppResult<()> {
+    let mut conn = state.db.get().await?;
+    let (stream_id, channel) = (stream.id, stream.channel_id);
+    conn.transaction(async |conn| {
+        let old = chat_db::lock_settings(conn, stream_id).await?;
+        if old == new {
+            return Ok(());
+        }
+        chat_db::update_settings(conn, stream_id, &new).await?;
+        db::audit::record(
+            conn,
+            Some(owner),
+            Some(channel),
+            "chat.settings_changed",
+            Some(&stream_id.to_string()),
+            serde_json::json!({
+                "stream_id": stream_id,
+                "before": settings_json(&old),
+                "after": settings_json(&new),
+            }),
+        )
+        .await?;
+        Ok::<_, diesel::result::Error>(())
+    })
+    .await?;
+    Ok(())
+}
+
+fn settings_json(s: &Settings) -> serde_json::Value {
+    serde_json::json!({
+        "enabled": s.enabled,
+        "slow_mode_seconds": s.slow_mode_seconds,
+        "delay_seconds": s.delay_seconds,
+        "max_length": s.max_length,
+    })
+}
+
+/// One SSE event for a client: its name, its id (a chat event number; None
+/// for events outside the log) and its HTML.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub event: &'static str,
+    pub id: Option<i64>,
+    pub data: Arc<str>,
+}
+
+/// The events `user` (whom the access rule lets watch, as `access`) reads on
+/// `stream`'s chat: first every event after `after` from the database (none
+/// when `after` is None: a client with nothing to resume), then live ones from
+/// the hub, in order, without gaps or repeats. Ends when the client goes away
+/// or loses access (after a `denied` event that replaces the panel).
+pub fn events(
+    state: AppState,
+    stream: Stream,
+    user: UserId,
+    access: Access,
+    after: Option<i64>,
+) -> impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static {
+    // Subscribed before the backlog is read: nothing committed after the read
+    // can be missed, and what both deliver is recognized by its seq.
+    let subscription = state.chat.subscribe(stream.id, stream.channel_id);
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut reader = Reader {
+            state,
+            stream,
+            user,
+            team: access.may_moderate(),
+            last: 0,
+            out: tx,
+        };
+        if let Err(e) = reader.run(subscription, after).await {
+            tracing::debug!(error = %e, "chat stream ended");
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (Ok(item), rx))
+    })
+}
+
+/// Why a reader stopped (none of these is an error the user sees).
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("the client went away")]
+    Gone,
+    #[error("the reader may no longer read this chat")]
+    Denied,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<diesel::result::Error> for Stop {
+    fn from(e: diesel::result::Error) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Stop {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+/// One client's task: `last` is the last chat event it was given (or never
+/// needs); everything after it is delivered exactly once, in order.
+struct Reader {
+    state: AppState,
+    stream: Stream,
+    user: UserId,
+    team: bool,
+    last: i64,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl Reader {
+    async fn run(&mut self, mut sub: hub::Subscription, after: Option<i64>) -> Result<(), Stop> {
+        let mut conn = self.state.db.get().await?;
+        let cursor = chat_db::cursor(&mut conn, self.stream.id).await?;
+        drop(conn);
+        // A client with nothing to resume starts from now; a resume point
+        // past the end (not one of ours) counts as the end.
+        self.last = after.map_or(cursor, |after| after.clamp(0, cursor));
+        self.catch_up().await?;
+        if self.team {
+            self.send_held().await?;
+        }
+        let start = tokio::time::Instant::now() + RECHECK_EVERY;
+        let mut recheck = tokio::time::interval_at(start, RECHECK_EVERY);
+        loop {
+            let event = tokio::select! {
+                _ = self.out.closed() => return Err(Stop::Gone),
+                _ = recheck.tick() => {
+                    self.check_access().await?;
+                    continue;
+                }
+                event = sub.recv() => event,
+            };
+            match event {
+                Ok(event) => self.forward(&event).await?,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::info!(missed = n, stream = %self.stream.id, "chat reader lagged; catching up");
+                    metrics::counter!("chat_reader_lagged_total").increment(1);
+                    self.catch_up().await?;
+                    if self.team {
+                        self.send_held().await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+
+    async fn forward(&mut self, event: &ChatEvent) -> Result<(), Stop> {
+        match event {
+            ChatEvent::Message { seq, html } => {
+                if !self.in_order(*seq).await? {
+                    return Ok(());
+                }
+                if let Some(html) = html {
+                    let data = if self.team { &html.team } else { &html.viewer };
+                    self.send("chat", Some(*seq), data.clone()).await?;
+                }
+                self.last = *seq;
+            }
+            ChatEvent::Deleted { seq, message_seq } => {
+                if !self.in_order(*seq).await? {
+                    return Ok(());
+                }
+                self.send(
+                    "delete",
+                    Some(*seq),
+                    view::delete_fragment(*message_seq).into(),
+                )
+                .await?;
+                self.last = *seq;
+            }
+            ChatEvent::Held { team } => {
+                if self.team {
+                    self.send("held", None, team.clone()).await?;
+                }
+            }
+            ChatEvent::Recheck { user } => {
+                if *user == self.user {
+                    self.check_access().await?;
+                }
+            }
+            ChatEvent::CatchUp => {
+                self.catch_up().await?;
+                if self.team {
+                    self.send_held().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether live event `seq` is the next one to deliver. One already
+    /// delivered is dropped; one after a gap (this reader missed something)
+    /// makes it catch up from the database first, which includes `seq` itself.
+    async fn in_order(&mut self, seq: i64) -> Result<bool, Stop> {
+        if seq <= self.last {
+            return Ok(false);
+        }
+        if seq > self.last + 1 {
+            self.catch_up().await?;
+            return Ok(seq > self.last);
+        }
+        Ok(true)
+    }
+
+    /// Delivers every event after `last` from the database.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        let mut conn = self.state.db.get().await?;
+        let events = chat_db::events_after(&mut conn, self.stream.id, self.last).await?;
+        drop(conn);
+        for event in events {
+            match &event {
+                Event::Message(m) => {
+                    let html = view::render_message(&MessageView::new(m), self.team)
+                        .map_err(anyhow::Error::from)?;
+                    self.send("chat", Some(event.seq()), html.into()).await?;
+                }
+                Event::Deleted { seq, message_seq } => {
+                    self.send(
+                        "delete",
+                        Some(*seq),
+                        view::delete_fragment(*message_seq).into(),
+                    )
+                    .await?;
+                }
+                Event::Skip { .. } => {}
+            }
+            self.last = self.last.max(event.seq());
+        }
+        Ok(())
+    }
+
+    async fn send_held(&mut self) -> Result<(), Stop> {
+        let html = bridge::render_held(&self.state, self.stream.id).await?;
+        self.send("held", None, html.into()).await
+    }
+
+    /// Asks the access rule again. A reader who may no longer watch gets the
+    /// closed panel (which also stops the browser reconnecting) and the stream
+    /// ends; one whose team role changed is disconnected to reload as what they are now.
+    async fn check_access(&mut self) -> Result<(), Stop> {
+        let mut conn = self.state.db.get().await?;
+        let access = access::may(&mut conn, Some(self.user), &self.stream).await?;
+        if access.denial().is_some() {
+            let settings = chat_db::settings(&mut conn, self.stream.id).await?;
+            drop(conn);
+            let mut panel = ChatPanel::closed(&self.stream, &settings, access);
+            panel.oob = true;
+            let html = askama::Template::render(&PanelFragment { chat: panel })
+                .map_err(anyhow::Error::from)?;
+            self.send("denied", None, html.into()).await?;
+            return Err(Stop::Denied);
+        }
+        if access.may_moderate() != self.team {
+            return Err(Stop::Denied);
+        }
+        Ok(())
+    }
+
+    async fn send(&self, event: &'static str, id: Option<i64>, data: Arc<str>) -> Result<(), Stop> {
+        self.out
+            .send(Outgoing { event, id, data })
+            .await
+            .map_err(|_| Stop::Gone)
+    }
+}

@@ -1,0 +1,800 @@
+//! Live chat against real Postgres: posting and every refusal, the SSE stream
+//! read as a browser's EventSource would (a tiny parser over reqwest's byte
+//! stream), resuming with Last-Event-ID, two app instances on one database,
+//! a lagging reader, deletion, the hold-back delay and escaping.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable};
+use diesel_async::RunQueryDsl;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use stagepass::db::channels::Channel;
+use stagepass::db::schema::{audit_log, chat_messages};
+use stagepass::db::streams::Stream;
+use stagepass::db::UserId;
+
+use crate::util::builders::{self, ban, grant, revoke};
+use crate::util::{Browser, Page, TestApp};
+
+/// Long enough for anything that should arrive; short enough to fail fast.
+const ARRIVES: Duration = Duration::from_secs(10);
+/// How long to watch for something that must not arrive.
+const QUIET: Duration = Duration::from_millis(1500);
+
+struct Chat {
+    app: TestApp,
+    owner: Browser,
+    owner_id: UserId,
+    channel: Channel,
+    stream: Stream,
+    viewer: Browser,
+    viewer_id: UserId,
+}
+
+/// A pass stream, announced for later (chat is open before the show), with
+/// its owner and a viewer holding a grant.
+async fn setup() -> Chat {
+    setup_on(TestApp::spawn().await).await
+}
+
+async fn setup_on(app: TestApp) -> Chat {
+    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
+    let channel = builders::channel(&app, owner_id, "chatty").await;
+    let stream = builders::stream(&app, &channel, "pass").await;
+    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
+        .bind::<BigInt, _>(stream.id.0)
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+    let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
+    grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
+    Chat {
+        app,
+        owner,
+        owner_id,
+        channel,
+        stream,
+        viewer,
+        viewer_id,
+    }
+}
+
+impl Chat {
+    fn path(&self, rest: &str) -> String {
+        format!("/s/{}{rest}", self.stream.id)
+    }
+
+    async fn say(&self, who: &Browser, body: &str) -> Page {
+        who.post_htmx(&self.path("/chat"), &[("body", body)]).await
+    }
+
+    /// Posts and expects it to go out.
+    async fn said(&self, who: &Browser, body: &str) {
+        let page = self.say(who, body).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert!(!page.has(".chat-error"), "{}", page.text);
+    }
+
+    async fn settings(&self, fields: &[(&str, &str)]) -> Page {
+        self.owner
+            .post_htmx(
+                &format!("/studio/streams/{}/chat-settings", self.stream.id),
+                fields,
+            )
+            .await
+    }
+
+    async fn events(&self, who: &Browser) -> Sse {
+        Sse::open(who, &self.path("/chat/events"), None).await
+    }
+
+    async fn message_count(&self) -> i64 {
+        chat_messages::table
+            .filter(chat_messages::stream_id.eq(self.stream.id))
+            .count()
+            .get_result(&mut *self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// (id, seq) of the message with this body.
+    async fn message(&self, body: &str) -> (i64, Option<i64>) {
+        chat_messages::table
+            .filter(chat_messages::stream_id.eq(self.stream.id))
+            .filter(chat_messages::body.eq(body))
+            .select((chat_messages::id, chat_messages::seq))
+            .first(&mut *self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    async fn panel(&self, who: &Browser) -> Page {
+        who.get_htmx(&self.path("/chat")).await
+    }
+
+    async fn moderator(&self) -> Browser {
+        let (moderator, id) = builders::user(&self.app, "mod@example.com", "Max Moderator").await;
+        builders::moderator(&self.app, self.channel.id, id).await;
+        moderator
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default)]
+struct Event {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+/// An EventSource, minus reconnecting: reads events off a real HTTP response
+/// (reqwest's `chunk`, as they arrive).
+struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(who: &Browser, path: &str, last_event_id: Option<&str>) -> Sse {
+        let (status, sse) = Self::try_open(who, path, last_event_id).await;
+        assert_eq!(status, StatusCode::OK);
+        sse.unwrap()
+    }
+
+    async fn try_open(
+        who: &Browser,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> (StatusCode, Option<Sse>) {
+        let mut request = who
+            .client
+            .get(who.url(path))
+            .header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        if status != StatusCode::OK {
+            return (status, None);
+        }
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let sse = Sse {
+            response,
+            buffer: String::new(),
+        };
+        (status, Some(sse))
+    }
+
+    /// The next event within `wait`; None on timeout or when the stream ends.
+    async fn next_within(&mut self, wait: Duration) -> Option<Event> {
+        tokio::time::timeout(wait, self.next()).await.ok().flatten()
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Event {
+                    event: "message".into(),
+                    ..Event::default()
+                };
+                let mut data: Vec<&str> = Vec::new();
+                let mut any = false;
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "" => continue, // a comment (keep-alive)
+                        "event" => event.event = value.to_owned(),
+                        "id" => event.id = Some(value.to_owned()),
+                        "data" => data.push(value),
+                        _ => {}
+                    }
+                    any = true;
+                }
+                if any {
+                    event.data = data.join("\n");
+                    return Some(event);
+                }
+                continue;
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self
+                    .buffer
+                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next event, which must come.
+    async fn expect(&mut self, what: &str) -> Event {
+        self.next_within(ARRIVES)
+            .await
+            .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"))
+    }
+
+    /// Everything that arrives within `wait`.
+    async fn drain(&mut self, wait: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        let until = tokio::time::Instant::now() + wait;
+        while let Some(e) = self
+            .next_within(until.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// The text of a chat event's message body.
+fn body_of(e: &Event) -> String {
+    let html = scraper::Html::parse_fragment(&e.data);
+    let sel = scraper::Selector::parse(".chat-body").unwrap();
+    html.select(&sel)
+        .next()
+        .map(|b| b.text().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another() {
+    let a = TestApp::spawn().await;
+    let url = a.state.config.database_url.expose_secret().to_owned();
+    let prefix = a.state.config.livekit.room_prefix.clone();
+    let b = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_URL".into(), url);
+        env.insert("LIVEKIT_ROOM_PREFIX".into(), prefix);
+    })
+    .await;
+    let chat = setup_on(a).await;
+    // Sessions live in Postgres and cookies are per host: the same browsers, on B.
+    let on_b = |who: &Browser| Browser {
+        base: b.url.clone(),
+        client: who.client.clone(),
+        jar: who.jar.clone(),
+    };
+    let mut viewer_on_b = Sse::open(&on_b(&chat.viewer), &chat.path("/chat/events"), None).await;
+    let mut owner_on_a = chat.events(&chat.owner).await;
+
+    chat.said(&chat.owner, "Hello from instance A").await;
+    let e = viewer_on_b.expect("the message posted on A").await;
+    assert_eq!(e.event, "chat");
+    assert_eq!(e.id.as_deref(), Some("1"));
+    assert_eq!(body_of(&e), "Hello from instance A");
+    assert!(e.data.contains("Olive Owner"), "{}", e.data);
+    assert_eq!(owner_on_a.expect("the same message on A").await.id.as_deref(), Some("1"));
+
+    // And the other way round: posted on B, seen on A.
+    let viewer_b = on_b(&chat.viewer);
+    chat.said(&viewer_b, "And hello from B").await;
+    let e = owner_on_a.expect("the message posted on B").await;
+    assert_eq!((e.event.as_str(), e.id.as_deref()), ("chat", Some("2")));
+    assert_eq!(body_of(&e), "And hello from B");
+    assert_eq!(body_of(&viewer_on_b.expect("its own message").await), "And hello from B");
+    assert!(viewer_on_b.drain(QUIET).await.is_empty(), "each message arrives once");
+}
+
+#[tokio::test]
+async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once() {
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let mut sse = chat.events(&chat.viewer).await;
+    chat.said(&chat.owner, "one").await;
+    chat.said(&chat.owner, "two").await;
+    let first = sse.expect("one").await;
+    let second = sse.expect("two").await;
+    assert_eq!((first.id.as_deref(), body_of(&first).as_str()), (Some("1"), "one"));
+    assert_eq!((second.id.as_deref(), body_of(&second).as_str()), (Some("2"), "two"));
+    drop(sse); // the network drops
+
+    chat.said(&chat.owner, "three").await;
+    chat.said(&moderator, "four").await;
+    let (one, _) = chat.message("one").await;
+    let deleted = moderator
+        .post_htmx(&chat.path(&format!("/chat/{one}/delete")), &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+
+    // EventSource reconnects with the id of the last event it saw.
+    let mut sse = Sse::open(&chat.viewer, &chat.path("/chat/events"), second.id.as_deref()).await;
+    let missed = sse.drain(QUIET).await;
+    let got: Vec<(String, Option<String>, String)> = missed
+        .iter()
+        .map(|e| (e.event.clone(), e.id.clone(), body_of(e)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("chat".into(), Some("3".into()), "three".into()),
+            ("chat".into(), Some("4".into()), "four".into()),
+            ("delete".into(), Some("5".into()), String::new()),
+        ]
+    );
+    assert_eq!(
+        missed[2].data,
+        r#"<div id="chat-msg-1" hx-swap-oob="delete"></div>"#
+    );
+
+    // Live again, once each.
+    chat.said(&chat.owner, "five").await;
+    let live = sse.drain(QUIET).await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!((live[0].id.as_deref(), body_of(&live[0]).as_str()), (Some("6"), "five"));
+
+    // A page loaded now resumes from where its panel ends (the URL carries it).
+    let panel = chat.panel(&chat.viewer).await;
+    let url = panel.attr("[data-chat]", "sse-connect").unwrap();
+    assert_eq!(url, chat.path("/chat/events?after=6"));
+    let texts = panel.texts(".chat-msg .chat-body");
+    assert_eq!(texts, ["two", "three", "four", "five"]);
+    let mut from_panel = Sse::open(&chat.viewer, &url, None).await;
+    assert!(from_panel.drain(QUIET).await.is_empty(), "nothing the panel shows is sent again");
+    chat.said(&chat.owner, "six").await;
+    assert_eq!(body_of(&from_panel.expect("six").await), "six");
+}
+
+#[tokio::test]
+async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() {
+    let chat = setup().await;
+    let stream = chat.stream.clone();
+    let access = stagepass::access::may(&mut *chat.app.conn().await, Some(chat.viewer_id), &stream)
+        .await
+        .unwrap();
+    // A reader whose client reads nothing for now.
+    let events = stagepass::chat::events(chat.app.state.clone(), stream.clone(), chat.viewer_id, access, Some(0));
+    let mut events = std::pin::pin!(events);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Far more messages than the hub buffers (256) plus the reader's queue (64),
+    // made visible and announced the way posting does, in one go.
+    let total: usize = 600;
+    diesel::sql_query(format!(
+        "DO $$ DECLARE n BIGINT; BEGIN FOR i IN 1..{total} LOOP \
+           UPDATE streams SET chat_seq = chat_seq + 1 WHERE id = {s} RETURNING chat_seq INTO n; \
+           INSERT INTO chat_messages (stream_id, author_id, body, seq) VALUES ({s}, {u}, 'message ' || n, n); \
+           PERFORM pg_notify('stagepass_chat', 'm:{s}:' || n); \
+         END LOOP; END $$",
+        s = stream.id,
+        u = chat.owner_id,
+    ))
+    .execute(&mut *chat.app.conn().await)
+    .await
+    .unwrap();
+    // Let the bridge publish them all while the reader is stuck.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut seqs = Vec::new();
+    while seqs.len() < total {
+        let item = tokio::time::timeout(ARRIVES, events.next())
+            .await
+            .expect("the reader keeps delivering")
+            .expect("the stream goes on")
+            .unwrap();
+        if item.event == "chat" {
+            let seq = item.id.unwrap();
+            assert!(item.data.contains(&format!(">message {seq}<")), "{}", item.data);
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<i64>>(), "every event once, in order");
+    let metrics = chat.app.anonymous().get("/metrics").await;
+    assert!(metrics.text.contains("chat_reader_lagged_total"), "the reader did lag");
+}
+
+#[tokio::test]
+async fn slow_mode_refuses_with_the_wait_and_writes_nothing() {
+    let chat = setup().await;
+    let saved = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "60"), ("delay_seconds", "0"), ("max_length", "500")])
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    assert!(saved.has("#chat-settings .form-success"));
+
+    chat.said(&chat.viewer, "first").await;
+    let page = chat.say(&chat.viewer, "second").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let error = page.text_of(&format!("#chat-form-{} .chat-error", chat.stream.id));
+    assert!(error.starts_with("Slow mode is on: you can send your next message in"), "{error}");
+    // The box keeps what they wrote.
+    assert_eq!(page.attr("input[name=body]", "value").as_deref(), Some("second"));
+    assert_eq!(chat.message_count().await, 1);
+    // The team is not slowed down.
+    chat.said(&chat.owner, "team one").await;
+    chat.said(&chat.owner, "team two").await;
+    assert_eq!(chat.message_count().await, 3);
+}
+
+#[tokio::test]
+async fn a_timed_out_viewer_is_refused_with_the_end_of_the_timeout() {
+    let chat = setup().await;
+    diesel::sql_query(
+        "INSERT INTO bans (channel_id, user_id, kind, until, reason) \
+         VALUES ($1, $2, 'timeout', now() + interval '10 minutes', 'test')",
+    )
+    .bind::<BigInt, _>(chat.channel.id.0)
+    .bind::<BigInt, _>(chat.viewer_id.0)
+    .execute(&mut *chat.app.conn().await)
+    .await
+    .unwrap();
+    let page = chat.say(&chat.viewer, "let me talk").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.text_of(".chat-error").starts_with("You are timed out of this chat until"),
+        "{}",
+        page.text
+    );
+    assert_eq!(chat.message_count().await, 0);
+    // A timeout is chat only: they still read the chat, and the panel says so.
+    let panel = chat.panel(&chat.viewer).await;
+    assert_eq!(panel.status, StatusCode::OK);
+    assert!(panel.text_of(".chat-notice").contains("timed out"));
+    let (status, _) = Sse::try_open(&chat.viewer, &chat.path("/chat/events"), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_banned_viewer_is_refused_and_cannot_read_the_chat() {
+    let chat = setup().await;
+    ban(&chat.app, chat.channel.id, chat.viewer_id).await;
+    let page = chat.say(&chat.viewer, "hello?").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(page.text_of(".chat-error"), "You have been banned from this channel.");
+    assert_eq!(chat.message_count().await, 0);
+    let (status, _) = Sse::try_open(&chat.viewer, &chat.path("/chat/events"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn chat_off_refuses_everyone_and_says_so() {
+    let chat = setup().await;
+    let saved = chat
+        .settings(&[("slow_mode_seconds", "0"), ("delay_seconds", "0"), ("max_length", "500")])
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    assert_eq!(saved.attr("#chat-enabled", "checked"), None);
+    for who in [&chat.viewer, &chat.owner] {
+        let page = chat.say(who, "anyone there?").await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(page.text_of(".chat-error"), "Chat is off for this stream.");
+    }
+    assert_eq!(chat.message_count().await, 0);
+    let panel = chat.panel(&chat.viewer).await;
+    assert_eq!(panel.text_of(".chat-closed"), "Chat is off for this stream.");
+    assert!(!panel.has("input[name=body]"));
+}
+
+#[tokio::test]
+async fn the_maximum_length_refuses_longer_messages_with_both_numbers() {
+    let chat = setup().await;
+    let saved = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"), ("max_length", "10")])
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    let page = chat.say(&chat.viewer, "twelve chars").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        page.text_of(".chat-error"),
+        "Messages can be at most 10 characters long; yours has 12."
+    );
+    assert_eq!(page.attr("input[name=body]", "maxlength").as_deref(), Some("10"));
+    assert_eq!(chat.message_count().await, 0);
+    chat.said(&chat.viewer, "ten chars!").await;
+    assert_eq!(chat.message_count().await, 1);
+}
+
+#[tokio::test]
+async fn floods_and_repeats_are_refused() {
+    let chat = setup().await;
+    chat.said(&chat.viewer, "hi").await;
+    let again = chat.say(&chat.viewer, "  HI ").await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(again.text_of(".chat-error"), "You just sent that message. Say something new.");
+    for n in 2..=5 {
+        chat.said(&chat.viewer, &format!("message {n}")).await;
+    }
+    let flood = chat.say(&chat.viewer, "message 6").await;
+    assert_eq!(flood.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(flood.text_of(".chat-error").starts_with("You're sending messages too fast"));
+    let empty = chat.say(&chat.viewer, "   ").await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(chat.message_count().await, 5);
+}
+
+#[tokio::test]
+async fn a_stranger_without_a_pass_gets_403_from_the_stream_and_from_posting() {
+    let chat = setup().await;
+    let (stranger, _) = builders::user(&chat.app, "stranger@example.com", "Stranger").await;
+    let (status, _) = Sse::try_open(&stranger, &chat.path("/chat/events"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let page = chat.say(&stranger, "let me in").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        page.text_of(".chat-error"),
+        "The chat is for access pass holders. Get a pass to join in."
+    );
+    let panel = chat.panel(&stranger).await;
+    assert_eq!(panel.status, StatusCode::FORBIDDEN);
+    assert!(!panel.has("[sse-connect]"));
+    assert!(!panel.has(".chat-msg"));
+
+    let anonymous = chat.app.anonymous();
+    let (status, _) = Sse::try_open(&anonymous, &chat.path("/chat/events"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let token = anonymous.csrf_token().await;
+    let posted = anonymous
+        .client
+        .post(anonymous.url(&chat.path("/chat")))
+        .header("HX-Request", "true")
+        .header("X-CSRF-Token", token)
+        .form(&[("body", "hi")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::FORBIDDEN);
+    assert!(posted.text().await.unwrap().contains("Sign in to join the chat."));
+    assert_eq!(chat.message_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_script_arrives_escaped_in_the_stream_and_in_the_panel() {
+    let chat = setup().await;
+    let mut sse = chat.events(&chat.owner).await;
+    let evil = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
+    chat.said(&chat.viewer, evil).await;
+    let e = sse.expect("the message").await;
+    assert!(!e.data.contains("<script"), "{}", e.data);
+    assert!(!e.data.contains("<img"), "{}", e.data);
+    assert!(e.data.contains("&lt;script&gt;"), "{}", e.data);
+    assert_eq!(body_of(&e), evil);
+
+    let panel = chat.panel(&chat.viewer).await;
+    assert!(!panel.text.contains("<script>alert"), "{}", panel.text);
+    assert_eq!(panel.texts(".chat-msg .chat-body"), [evil]);
+    assert!(!panel.has(".chat-body img"));
+}
+
+#[tokio::test]
+async fn only_the_teams_links_are_clickable() {
+    let chat = setup().await;
+    chat.said(&chat.viewer, "visit https://viewer.example/x now").await;
+    chat.said(&chat.owner, "merch at https://shop.example/tee.").await;
+    let panel = chat.panel(&chat.viewer).await;
+    let (viewer_msg, owner_msg) = (chat.message("visit https://viewer.example/x now").await, chat.message("merch at https://shop.example/tee.").await);
+    let viewer_sel = format!("#chat-msg-{}", viewer_msg.1.unwrap());
+    let owner_sel = format!("#chat-msg-{}", owner_msg.1.unwrap());
+    assert!(!panel.has(&format!("{viewer_sel} a")), "{}", panel.text);
+    assert_eq!(panel.text_of(&format!("{viewer_sel} .chat-body")), "visit https://viewer.example/x now");
+    assert_eq!(
+        panel.attr(&format!("{owner_sel} .chat-body a"), "href").as_deref(),
+        Some("https://shop.example/tee")
+    );
+    assert_eq!(
+        panel.attr(&format!("{owner_sel} .chat-body a"), "rel").as_deref(),
+        Some("nofollow noopener noreferrer")
+    );
+    assert_eq!(panel.text_of(&format!("{owner_sel} .chat-badge")), "owner");
+    assert!(!panel.has(&format!("{viewer_sel} .chat-badge")));
+}
+
+#[tokio::test]
+async fn a_moderator_deletes_a_message_for_everyone_live() {
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let mut viewer_sse = chat.events(&chat.viewer).await;
+    let mut moderator_sse = chat.events(&moderator).await;
+    chat.said(&chat.viewer, "something regrettable").await;
+    let shown = viewer_sse.expect("the message").await;
+    let team_view = moderator_sse.expect("the message, for the team").await;
+    // Only the team gets the delete button.
+    assert!(!shown.data.contains("chat-delete"), "{}", shown.data);
+    assert!(team_view.data.contains("chat-delete"), "{}", team_view.data);
+    let (id, seq) = chat.message("something regrettable").await;
+    let seq = seq.unwrap();
+
+    // Viewers cannot delete.
+    let refused = chat.viewer.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let deleted = moderator.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    for sse in [&mut viewer_sse, &mut moderator_sse] {
+        let e = sse.expect("the deletion").await;
+        assert_eq!(e.event, "delete");
+        assert_eq!(e.data, format!(r#"<div id="chat-msg-{seq}" hx-swap-oob="delete"></div>"#));
+    }
+    let panel = chat.panel(&chat.viewer).await;
+    assert!(!panel.has(&format!("#chat-msg-{seq}")), "{}", panel.text);
+
+    // Deleting again changes nothing; the audit log has it once.
+    let again = moderator.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(viewer_sse.drain(QUIET).await.is_empty());
+    let audit: Vec<(Option<i64>, Option<String>, serde_json::Value)> = audit_log::table
+        .filter(audit_log::action.eq("chat.message_deleted"))
+        .select((audit_log::channel_id, audit_log::subject, audit_log::details))
+        .load::<(Option<stagepass::db::ChannelId>, Option<String>, serde_json::Value)>(&mut *chat.app.conn().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(c, s, d)| (c.map(|c| c.0), s, d))
+        .collect();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].0, Some(chat.channel.id.0));
+    assert_eq!(audit[0].1, Some(id.to_string()));
+    assert_eq!(audit[0].2["body"], "something regrettable");
+    assert_eq!(audit[0].2["author_id"], chat.viewer_id.0);
+    let missing = moderator.post_htmx(&chat.path("/chat/999999/delete"), &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_viewers_message_is_held_back_until_its_visible_at_while_the_team_sees_it() {
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let saved = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "3"), ("max_length", "500")])
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    let mut viewer_sse = chat.events(&chat.viewer).await;
+    let mut team_sse = chat.events(&moderator).await;
+    // The team's stream starts with the (empty) held list.
+    assert_eq!(team_sse.expect("the held list").await.event, "held");
+
+    let page = chat.say(&chat.viewer, "held for a moment").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.text_of(".chat-notice"),
+        "Sent. Viewers see it in 3 seconds unless a moderator removes it."
+    );
+    let (id, seq) = chat.message("held for a moment").await;
+    assert_eq!(seq, None, "no event number until it is visible");
+
+    // The team sees it at once, in the held list, with a delete button.
+    let held = team_sse.expect("the held list with the message").await;
+    assert_eq!(held.event, "held");
+    assert!(held.data.contains(&format!(r#"id="chat-held-{id}""#)), "{}", held.data);
+    assert!(held.data.contains("chat-delete"));
+
+    // Viewers see it when visible_at has come, not before.
+    let e = viewer_sse.expect("the released message").await;
+    assert_eq!(body_of(&e), "held for a moment");
+    #[derive(QueryableByName)]
+    struct Due {
+        #[diesel(sql_type = Bool)]
+        due: bool,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        seq: Option<i64>,
+    }
+    let due: Due = diesel::sql_query("SELECT visible_at <= now() AS due, seq FROM chat_messages WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .get_result(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    assert!(due.due, "delivered before its visible_at");
+    assert_eq!(e.id, due.seq.map(|s| s.to_string()));
+    // The team's copy leaves the held list for the chat.
+    let released = team_sse.expect("the released message, for the team").await;
+    assert_eq!(released.event, "chat");
+    assert!(released.data.contains(&format!(r#"<div id="chat-held-{id}" hx-swap-oob="delete">"#)));
+
+    // The team posts at once; a held message a moderator deletes is never shown.
+    chat.said(&chat.owner, "no delay for the team").await;
+    assert_eq!(body_of(&viewer_sse.expect("the owner's message").await), "no delay for the team");
+    chat.said(&chat.viewer, "deleted while held").await;
+    let (held_id, _) = chat.message("deleted while held").await;
+    let deleted = moderator.post_htmx(&chat.path(&format!("/chat/{held_id}/delete")), &[]).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let seen = viewer_sse.drain(Duration::from_secs(5)).await;
+    assert!(seen.iter().all(|e| !e.data.contains("deleted while held")), "{seen:?}");
+    let seq: Option<i64> = chat_messages::table
+        .find(held_id)
+        .select(chat_messages::seq)
+        .first(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(seq, None);
+}
+
+#[tokio::test]
+async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
+    let app = TestApp::spawn().await;
+    let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let channel = builders::channel(&app, owner_id, "revoking").await;
+    let stream = builders::stream(&app, &channel, "pass").await;
+    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
+        .bind::<BigInt, _>(stream.id.0)
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+    let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
+    let g = grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
+    let mut sse = Sse::open(&viewer, &format!("/s/{}/chat/events", stream.id), None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    revoke(&app, g).await;
+    let e = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .expect("the revocation reaches the open stream at once")
+        .expect("a denied event");
+    assert_eq!(e.event, "denied");
+    let panel = scraper::Html::parse_fragment(&e.data);
+    let closed = scraper::Selector::parse(&format!(r#"#chat-{}[hx-swap-oob="outerHTML"] .chat-denied"#, stream.id)).unwrap();
+    assert_eq!(
+        panel.select(&closed).next().map(|p| p.text().collect::<String>()).as_deref(),
+        Some("Your pass has ended. Renew it to rejoin the chat.")
+    );
+    assert!(!e.data.contains("sse-connect"));
+    assert!(sse.next_within(ARRIVES).await.is_none(), "the stream ends");
+}
+
+#[tokio::test]
+async fn only_the_owner_changes_chat_settings_and_bad_numbers_are_explained() {
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let path = format!("/studio/streams/{}/chat-settings", chat.stream.id);
+    let fields = [("enabled", "on"), ("slow_mode_seconds", "5"), ("delay_seconds", "0"), ("max_length", "200")];
+    assert_eq!(moderator.post_htmx(&path, &fields).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(chat.viewer.post_htmx(&path, &fields).await.status, StatusCode::FORBIDDEN);
+
+    let bad = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "-1"), ("delay_seconds", "61"), ("max_length", "2001")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.text_of("#chat-slow-mode-error"), "Slow mode must be a whole number from 0 to 3600.");
+    assert_eq!(bad.text_of("#chat-delay-error"), "The hold-back delay must be a whole number from 0 to 60.");
+    assert_eq!(bad.text_of("#chat-max-length-error"), "The maximum length must be a whole number from 1 to 2000.");
+    assert_eq!(bad.attr("#chat-delay", "value").as_deref(), Some("61"));
+
+    let good = chat.settings(&fields).await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.text);
+    assert_eq!(good.attr("#chat-slow-mode", "value").as_deref(), Some("5"));
+    let settings = stagepass::db::chat::settings(&mut *chat.app.conn().await, chat.stream.id).await.unwrap();
+    assert_eq!((settings.enabled, settings.slow_mode_seconds, settings.max_length), (true, 5, 200));
+    let changes: Vec<serde_json::Value> = audit_log::table
+        .filter(audit_log::action.eq("chat.settings_changed"))
+        .select(audit_log::details)
+        .load(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["before"]["slow_mode_seconds"], 0);
+    assert_eq!(changes[0]["after"]["slow_mode_seconds"], 5);
+}
+
+#[tokio::test]
+async fn the_panel_shows_the_last_hundred_messages_with_authors_and_times() {
+    let chat = setup().await;
+    // Written directly: the rate limit would take a while.
+    diesel::sql_query(format!(
+        "DO $$ DECLARE n BIGINT; BEGIN FOR i IN 1..105 LOOP \
+           UPDATE streams SET chat_seq = chat_seq + 1 WHERE id = {s} RETURNING chat_seq INTO n; \
+           INSERT INTO chat_messages (stream_id, author_id, body, seq) VALUES ({s}, {u}, 'line ' || n, n); \
+         END LOOP; END $$",
+        s = chat.stream.id,
+        u = chat.viewer_id,
+    ))
+    .execute(&mut *chat.app.conn().await)
+    .await
+    .unwrap();
+    let panel = chat.panel(&chat.viewer).await;
+    assert_eq!(panel.status, StatusCode::OK);
+    let bodies = panel.texts(".chat-msg .chat-body");
+    assert_eq!(bodies.len(), 100);
+    assert_eq!((bodies[0].as_str(), bodies[99].as_str()), ("line 6", "line 105"));
+    assert_eq!(panel.text_of("#chat-msg-105 .chat-author"), "Vera Viewer");
+    assert!(panel.attr("#chat-msg-105 time", "datetime").is_some());
+    assert!(panel.has("[role=log][aria-live=polite]"));
+    assert!(!panel.has(".chat-delete"), "viewers get no delete buttons");
+    let team = chat.panel(&chat.owner).await;
+    assert!(team.has("#chat-msg-105 .chat-delete"));
+    assert!(team.has(&format!("#chat-held-{}", chat.stream.id)));
+}
