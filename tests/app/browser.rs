@@ -278,3 +278,72 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
     viewer.close().await;
     owner.close().await;
 }
+
+#[tokio::test]
+async fn a_viewer_without_a_pass_buys_one_and_the_watch_page_plays() {
+    let app = TestApp::spawn().await;
+    app.signed_up("host@example.com", "Hana Host").await;
+    app.signed_up("buyer@example.com", "Bo Buyer").await;
+    let host = user_id(&app, "host@example.com").await;
+    let stream = draft_stream(&app, host).await;
+    {
+        use stagepass::db::schema::access_passes;
+        diesel::insert_into(access_passes::table)
+            .values((
+                access_passes::channel_id.eq(stream.channel_id),
+                access_passes::name.eq("Day pass"),
+                access_passes::price_cents.eq(500_i64),
+                access_passes::currency.eq("USD"),
+                access_passes::scope.eq("channel"),
+                access_passes::duration_seconds.eq(24 * 3600),
+            ))
+            .execute(&mut app.conn().await)
+            .await
+            .unwrap();
+    }
+
+    // The owner is live and publishing from the broadcast page.
+    let owner = Browser::start().await;
+    owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
+    owner.goto(&format!("{}/studio/streams/{}/broadcast", app.url, stream.id)).await;
+    owner.click("#go-live-form [type=submit]").await;
+    owner.wait_for("#broadcast[data-status=live]").await;
+    owner.wait_until("the broadcast to connect", &state_is("#connection-state", "live"), TIMEOUT).await;
+
+    // The viewer has no pass: the watch page sends them to the pass page.
+    let viewer = Browser::start().await;
+    viewer.sign_in(&app.url, "buyer@example.com", PASSWORD).await;
+    viewer.goto(&format!("{}/s/{}", app.url, stream.id)).await;
+    assert!(!viewer.has("#player").await);
+    viewer.click("#get-pass").await;
+    viewer.wait_for(".buy-form").await;
+    assert_eq!(viewer.path().await, format!("/s/{}/pass", stream.id));
+    assert!(viewer.text(".buy-form").await.contains("$5.00"));
+
+    // Buying with the development provider: a confirmation page, then the stream.
+    viewer.click(".buy-form [type=submit]").await;
+    viewer.wait_for("#dev-confirm-form").await;
+    viewer.click("#dev-confirm-form [type=submit]").await;
+    viewer.wait_for("#player").await;
+    assert_eq!(viewer.path().await, format!("/s/{}", stream.id));
+    let started = viewer
+        .wait_until(
+            "the stream video to play after buying",
+            "const v = document.getElementById('stream-video'); \
+             return v.videoWidth > 0 && v.currentTime > 0 && v.currentTime",
+            TIMEOUT,
+        )
+        .await;
+    viewer
+        .wait_until(
+            "the video's currentTime to advance",
+            &format!("return document.getElementById('stream-video').currentTime > {} + 1", started.as_f64().unwrap()),
+            Duration::from_secs(10),
+        )
+        .await;
+    // The pass's end is shown beside the player.
+    assert!(viewer.has("#time-left").await);
+
+    viewer.close().await;
+    owner.close().await;
+}
