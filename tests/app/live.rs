@@ -725,3 +725,30 @@ async fn the_watch_page_shows_scheduled_live_and_ended_states() {
     assert!(stage.text_of("#ended-notice").contains("This stream has ended."));
     assert!(!stage.has("#player"));
 }
+
+#[tokio::test]
+async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_every_stream() {
+    let live = setup("pass").await;
+    live.go_live().await;
+    let second = builders::stream(&live.app, &live.channel, "pass").await;
+    let go = live.owner.post_htmx(&format!("/studio/streams/{}/live", second.id), &[]).await;
+    assert_eq!(go.status, StatusCode::OK);
+
+    // A pass for someone else's channel opens nothing here.
+    let (_, other_owner) = builders::user(&live.app, "other@example.com", "Other").await;
+    let other = builders::channel(&live.app, other_owner, "other-channel").await;
+    let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
+    grant(&live.app, viewer_id, other.id, None, "-1 minute", "1 hour").await;
+    for stream in [&live.stream, &second] {
+        let (status, body) = viewer_token(&viewer, stream).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+
+    // A channel-wide grant here: a token for every stream of the channel.
+    grant(&live.app, viewer_id, live.channel.id, None, "-1 minute", "1 hour").await;
+    for stream in [&live.stream, &second] {
+        let (status, body) = viewer_token(&viewer, stream).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(claims(body["token"].as_str().unwrap()).video.room, stream.room_name);
+    }
+}
