@@ -250,18 +250,23 @@ pub struct Outgoing {
 
 /// The events `user` (whom the access rule lets watch, as `access`) reads on
 /// `stream`'s chat: first every event after `after` from the database (none
-/// when `after` is None: a client with nothing to resume), then live ones from
-/// the hub, in order, without gaps or repeats. Ends when the client goes away
-/// or loses access (after a `denied` event that replaces the panel).
-pub fn events(
+/// when `after` is None: a client with nothing to resume starts from now),
+/// then live ones from the hub, in order, without gaps or repeats. Ends when
+/// the client goes away or loses access (after a `denied` event that replaces
+/// the panel).
+pub async fn events(
     state: AppState,
     stream: Stream,
     user: UserId,
     access: Access,
     after: Option<i64>,
-) -> impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static {
-    // Subscribed before the backlog is read: nothing committed after the read
-    // can be missed, and what both deliver is recognized by its seq.
+) -> AppResult<impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static> {
+    // "Now" is read before subscribing, and the backlog after: whatever
+    // commits in between comes from the backlog, whatever commits later from
+    // the hub, and what both deliver is recognized by its seq. A resume point
+    // past the end (not one of ours) counts as the end.
+    let cursor = chat_db::cursor(&mut *state.db.get().await?, stream.id).await?;
+    let after = after.map_or(cursor, |after| after.clamp(0, cursor));
     let subscription = state.chat.subscribe(stream.id, stream.channel_id);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -270,16 +275,16 @@ pub fn events(
             stream,
             user,
             team: access.may_moderate(),
-            last: 0,
+            last: after,
             out: tx,
         };
-        if let Err(e) = reader.run(subscription, after).await {
+        if let Err(e) = reader.run(subscription).await {
             tracing::debug!(error = %e, "chat stream ended");
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
+    Ok(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (Ok(item), rx))
-    })
+    }))
 }
 
 /// Why a reader stopped (none of these is an error the user sees).
@@ -317,13 +322,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(&mut self, mut sub: hub::Subscription, after: Option<i64>) -> Result<(), Stop> {
-        let mut conn = self.state.db.get().await?;
-        let cursor = chat_db::cursor(&mut conn, self.stream.id).await?;
-        drop(conn);
-        // A client with nothing to resume starts from now; a resume point
-        // past the end (not one of ours) counts as the end.
-        self.last = after.map_or(cursor, |after| after.clamp(0, cursor));
+    async fn run(&mut self, mut sub: hub::Subscription) -> Result<(), Stop> {
         self.catch_up().await?;
         if self.team {
             self.send_held().await?;

@@ -153,7 +153,7 @@ pub fn render_message(m: &MessageView, moderate: bool) -> askama::Result<String>
     MessageFragment { m, moderate }.render()
 }
 
-/// The team's list of messages still held back (the items of `#chat-held-<stream>`).
+/// The team's list of messages still held back (the items of `#chat-held-list-<stream>`).
 #[derive(Template)]
 #[template(path = "partials/chat/held.html")]
 pub struct HeldFragment<'a> {

@@ -97,15 +97,17 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
-    let events = chat::events(state, stream, user, access, resume).map(|item| {
-        item.map(|out| {
-            let event = Event::default().event(out.event).data(&*out.data);
-            match out.id {
-                Some(id) => event.id(id.to_string()),
-                None => event,
-            }
-        })
-    });
+    let events = chat::events(state, stream, user, access, resume)
+        .await?
+        .map(|item| {
+            item.map(|out| {
+                let event = Event::default().event(out.event).data(&*out.data);
+                match out.id {
+                    Some(id) => event.id(id.to_string()),
+                    None => event,
+                }
+            })
+        });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())

@@ -11,10 +11,10 @@ use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
+use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, chat_messages};
 use stagepass::db::streams::Stream;
-use stagepass::db::UserId;
 
 use crate::util::builders::{self, ban, grant, revoke};
 use crate::util::{Browser, Page, TestApp};
@@ -214,14 +214,34 @@ impl Sse {
         }
     }
 
-    /// The next event, which must come.
+    /// The next event of the chat log (`chat`, `delete`, `denied`), which
+    /// must come. The team's `held` list updates are skipped.
     async fn expect(&mut self, what: &str) -> Event {
-        self.next_within(ARRIVES)
-            .await
-            .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"))
+        loop {
+            let e = self
+                .next_within(ARRIVES)
+                .await
+                .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"));
+            if e.event != "held" {
+                return e;
+            }
+        }
     }
 
-    /// Everything that arrives within `wait`.
+    /// The next `held` list update, which must come.
+    async fn expect_held(&mut self, what: &str) -> Event {
+        loop {
+            let e = self
+                .next_within(ARRIVES)
+                .await
+                .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"));
+            if e.event == "held" {
+                return e;
+            }
+        }
+    }
+
+    /// Every event of the chat log that arrives within `wait` (not `held`).
     async fn drain(&mut self, wait: Duration) -> Vec<Event> {
         let mut out = Vec::new();
         let until = tokio::time::Instant::now() + wait;
@@ -229,7 +249,9 @@ impl Sse {
             .next_within(until.saturating_duration_since(tokio::time::Instant::now()))
             .await
         {
-            out.push(e);
+            if e.event != "held" {
+                out.push(e);
+            }
         }
         out
     }
@@ -271,7 +293,14 @@ async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another(
     assert_eq!(e.id.as_deref(), Some("1"));
     assert_eq!(body_of(&e), "Hello from instance A");
     assert!(e.data.contains("Olive Owner"), "{}", e.data);
-    assert_eq!(owner_on_a.expect("the same message on A").await.id.as_deref(), Some("1"));
+    assert_eq!(
+        owner_on_a
+            .expect("the same message on A")
+            .await
+            .id
+            .as_deref(),
+        Some("1")
+    );
 
     // And the other way round: posted on B, seen on A.
     let viewer_b = on_b(&chat.viewer);
@@ -279,8 +308,14 @@ async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another(
     let e = owner_on_a.expect("the message posted on B").await;
     assert_eq!((e.event.as_str(), e.id.as_deref()), ("chat", Some("2")));
     assert_eq!(body_of(&e), "And hello from B");
-    assert_eq!(body_of(&viewer_on_b.expect("its own message").await), "And hello from B");
-    assert!(viewer_on_b.drain(QUIET).await.is_empty(), "each message arrives once");
+    assert_eq!(
+        body_of(&viewer_on_b.expect("its own message").await),
+        "And hello from B"
+    );
+    assert!(
+        viewer_on_b.drain(QUIET).await.is_empty(),
+        "each message arrives once"
+    );
 }
 
 #[tokio::test]
@@ -292,8 +327,14 @@ async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once()
     chat.said(&chat.owner, "two").await;
     let first = sse.expect("one").await;
     let second = sse.expect("two").await;
-    assert_eq!((first.id.as_deref(), body_of(&first).as_str()), (Some("1"), "one"));
-    assert_eq!((second.id.as_deref(), body_of(&second).as_str()), (Some("2"), "two"));
+    assert_eq!(
+        (first.id.as_deref(), body_of(&first).as_str()),
+        (Some("1"), "one")
+    );
+    assert_eq!(
+        (second.id.as_deref(), body_of(&second).as_str()),
+        (Some("2"), "two")
+    );
     drop(sse); // the network drops
 
     chat.said(&chat.owner, "three").await;
@@ -305,7 +346,12 @@ async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once()
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
 
     // EventSource reconnects with the id of the last event it saw.
-    let mut sse = Sse::open(&chat.viewer, &chat.path("/chat/events"), second.id.as_deref()).await;
+    let mut sse = Sse::open(
+        &chat.viewer,
+        &chat.path("/chat/events"),
+        second.id.as_deref(),
+    )
+    .await;
     let missed = sse.drain(QUIET).await;
     let got: Vec<(String, Option<String>, String)> = missed
         .iter()
@@ -328,7 +374,10 @@ async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once()
     chat.said(&chat.owner, "five").await;
     let live = sse.drain(QUIET).await;
     assert_eq!(live.len(), 1, "{live:?}");
-    assert_eq!((live[0].id.as_deref(), body_of(&live[0]).as_str()), (Some("6"), "five"));
+    assert_eq!(
+        (live[0].id.as_deref(), body_of(&live[0]).as_str()),
+        (Some("6"), "five")
+    );
 
     // A page loaded now resumes from where its panel ends (the URL carries it).
     let panel = chat.panel(&chat.viewer).await;
@@ -337,7 +386,10 @@ async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once()
     let texts = panel.texts(".chat-msg .chat-body");
     assert_eq!(texts, ["two", "three", "four", "five"]);
     let mut from_panel = Sse::open(&chat.viewer, &url, None).await;
-    assert!(from_panel.drain(QUIET).await.is_empty(), "nothing the panel shows is sent again");
+    assert!(
+        from_panel.drain(QUIET).await.is_empty(),
+        "nothing the panel shows is sent again"
+    );
     chat.said(&chat.owner, "six").await;
     assert_eq!(body_of(&from_panel.expect("six").await), "six");
 }
@@ -350,7 +402,15 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
         .await
         .unwrap();
     // A reader whose client reads nothing for now.
-    let events = stagepass::chat::events(chat.app.state.clone(), stream.clone(), chat.viewer_id, access, Some(0));
+    let events = stagepass::chat::events(
+        chat.app.state.clone(),
+        stream.clone(),
+        chat.viewer_id,
+        access,
+        Some(0),
+    )
+    .await
+    .unwrap();
     let mut events = std::pin::pin!(events);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -381,20 +441,36 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
             .unwrap();
         if item.event == "chat" {
             let seq = item.id.unwrap();
-            assert!(item.data.contains(&format!(">message {seq}<")), "{}", item.data);
+            assert!(
+                item.data.contains(&format!(">message {seq}<")),
+                "{}",
+                item.data
+            );
             seqs.push(seq);
         }
     }
-    assert_eq!(seqs, (1..=total as i64).collect::<Vec<i64>>(), "every event once, in order");
+    assert_eq!(
+        seqs,
+        (1..=total as i64).collect::<Vec<i64>>(),
+        "every event once, in order"
+    );
     let metrics = chat.app.anonymous().get("/metrics").await;
-    assert!(metrics.text.contains("chat_reader_lagged_total"), "the reader did lag");
+    assert!(
+        metrics.text.contains("chat_reader_lagged_total"),
+        "the reader did lag"
+    );
 }
 
 #[tokio::test]
 async fn slow_mode_refuses_with_the_wait_and_writes_nothing() {
     let chat = setup().await;
     let saved = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "60"), ("delay_seconds", "0"), ("max_length", "500")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "60"),
+            ("delay_seconds", "0"),
+            ("max_length", "500"),
+        ])
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
     assert!(saved.has("#chat-settings .form-success"));
@@ -403,9 +479,15 @@ async fn slow_mode_refuses_with_the_wait_and_writes_nothing() {
     let page = chat.say(&chat.viewer, "second").await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     let error = page.text_of(&format!("#chat-form-{} .chat-error", chat.stream.id));
-    assert!(error.starts_with("Slow mode is on: you can send your next message in"), "{error}");
+    assert!(
+        error.starts_with("Slow mode is on: you can send your next message in"),
+        "{error}"
+    );
     // The box keeps what they wrote.
-    assert_eq!(page.attr("input[name=body]", "value").as_deref(), Some("second"));
+    assert_eq!(
+        page.attr("input[name=body]", "value").as_deref(),
+        Some("second")
+    );
     assert_eq!(chat.message_count().await, 1);
     // The team is not slowed down.
     chat.said(&chat.owner, "team one").await;
@@ -428,7 +510,8 @@ async fn a_timed_out_viewer_is_refused_with_the_end_of_the_timeout() {
     let page = chat.say(&chat.viewer, "let me talk").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(
-        page.text_of(".chat-error").starts_with("You are timed out of this chat until"),
+        page.text_of(".chat-error")
+            .starts_with("You are timed out of this chat until"),
         "{}",
         page.text
     );
@@ -447,7 +530,10 @@ async fn a_banned_viewer_is_refused_and_cannot_read_the_chat() {
     ban(&chat.app, chat.channel.id, chat.viewer_id).await;
     let page = chat.say(&chat.viewer, "hello?").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert_eq!(page.text_of(".chat-error"), "You have been banned from this channel.");
+    assert_eq!(
+        page.text_of(".chat-error"),
+        "You have been banned from this channel."
+    );
     assert_eq!(chat.message_count().await, 0);
     let (status, _) = Sse::try_open(&chat.viewer, &chat.path("/chat/events"), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -457,18 +543,30 @@ async fn a_banned_viewer_is_refused_and_cannot_read_the_chat() {
 async fn chat_off_refuses_everyone_and_says_so() {
     let chat = setup().await;
     let saved = chat
-        .settings(&[("slow_mode_seconds", "0"), ("delay_seconds", "0"), ("max_length", "500")])
+        .settings(&[
+            ("slow_mode_seconds", "0"),
+            ("delay_seconds", "0"),
+            ("max_length", "500"),
+        ])
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
     assert_eq!(saved.attr("#chat-enabled", "checked"), None);
     for who in [&chat.viewer, &chat.owner] {
+        // No box to write in any more, and why.
         let page = chat.say(who, "anyone there?").await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(page.text_of(".chat-error"), "Chat is off for this stream.");
+        assert_eq!(
+            page.text_of(".chat-form .chat-closed"),
+            "Chat is off for this stream."
+        );
+        assert!(!page.has("input[name=body]"));
     }
     assert_eq!(chat.message_count().await, 0);
     let panel = chat.panel(&chat.viewer).await;
-    assert_eq!(panel.text_of(".chat-closed"), "Chat is off for this stream.");
+    assert_eq!(
+        panel.text_of(".chat-closed"),
+        "Chat is off for this stream."
+    );
     assert!(!panel.has("input[name=body]"));
 }
 
@@ -476,7 +574,12 @@ async fn chat_off_refuses_everyone_and_says_so() {
 async fn the_maximum_length_refuses_longer_messages_with_both_numbers() {
     let chat = setup().await;
     let saved = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"), ("max_length", "10")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "0"),
+            ("delay_seconds", "0"),
+            ("max_length", "10"),
+        ])
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
     let page = chat.say(&chat.viewer, "twelve chars").await;
@@ -485,7 +588,10 @@ async fn the_maximum_length_refuses_longer_messages_with_both_numbers() {
         page.text_of(".chat-error"),
         "Messages can be at most 10 characters long; yours has 12."
     );
-    assert_eq!(page.attr("input[name=body]", "maxlength").as_deref(), Some("10"));
+    assert_eq!(
+        page.attr("input[name=body]", "maxlength").as_deref(),
+        Some("10")
+    );
     assert_eq!(chat.message_count().await, 0);
     chat.said(&chat.viewer, "ten chars!").await;
     assert_eq!(chat.message_count().await, 1);
@@ -497,13 +603,20 @@ async fn floods_and_repeats_are_refused() {
     chat.said(&chat.viewer, "hi").await;
     let again = chat.say(&chat.viewer, "  HI ").await;
     assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(again.text_of(".chat-error"), "You just sent that message. Say something new.");
+    assert_eq!(
+        again.text_of(".chat-error"),
+        "You just sent that message. Say something new."
+    );
     for n in 2..=5 {
         chat.said(&chat.viewer, &format!("message {n}")).await;
     }
     let flood = chat.say(&chat.viewer, "message 6").await;
     assert_eq!(flood.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(flood.text_of(".chat-error").starts_with("You're sending messages too fast"));
+    assert!(
+        flood
+            .text_of(".chat-error")
+            .starts_with("You're sending messages too fast")
+    );
     let empty = chat.say(&chat.viewer, "   ").await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(chat.message_count().await, 5);
@@ -540,7 +653,13 @@ async fn a_stranger_without_a_pass_gets_403_from_the_stream_and_from_posting() {
         .await
         .unwrap();
     assert_eq!(posted.status(), StatusCode::FORBIDDEN);
-    assert!(posted.text().await.unwrap().contains("Sign in to join the chat."));
+    assert!(
+        posted
+            .text()
+            .await
+            .unwrap()
+            .contains("Sign in to join the chat.")
+    );
     assert_eq!(chat.message_count().await, 0);
 }
 
@@ -553,7 +672,11 @@ async fn a_script_arrives_escaped_in_the_stream_and_in_the_panel() {
     let e = sse.expect("the message").await;
     assert!(!e.data.contains("<script"), "{}", e.data);
     assert!(!e.data.contains("<img"), "{}", e.data);
-    assert!(e.data.contains("&lt;script&gt;"), "{}", e.data);
+    assert!(
+        e.data.contains("&#60;script&#62;") || e.data.contains("&lt;script&gt;"),
+        "{}",
+        e.data
+    );
     assert_eq!(body_of(&e), evil);
 
     let panel = chat.panel(&chat.viewer).await;
@@ -565,20 +688,32 @@ async fn a_script_arrives_escaped_in_the_stream_and_in_the_panel() {
 #[tokio::test]
 async fn only_the_teams_links_are_clickable() {
     let chat = setup().await;
-    chat.said(&chat.viewer, "visit https://viewer.example/x now").await;
-    chat.said(&chat.owner, "merch at https://shop.example/tee.").await;
+    chat.said(&chat.viewer, "visit https://viewer.example/x now")
+        .await;
+    chat.said(&chat.owner, "merch at https://shop.example/tee.")
+        .await;
     let panel = chat.panel(&chat.viewer).await;
-    let (viewer_msg, owner_msg) = (chat.message("visit https://viewer.example/x now").await, chat.message("merch at https://shop.example/tee.").await);
+    let (viewer_msg, owner_msg) = (
+        chat.message("visit https://viewer.example/x now").await,
+        chat.message("merch at https://shop.example/tee.").await,
+    );
     let viewer_sel = format!("#chat-msg-{}", viewer_msg.1.unwrap());
     let owner_sel = format!("#chat-msg-{}", owner_msg.1.unwrap());
     assert!(!panel.has(&format!("{viewer_sel} a")), "{}", panel.text);
-    assert_eq!(panel.text_of(&format!("{viewer_sel} .chat-body")), "visit https://viewer.example/x now");
     assert_eq!(
-        panel.attr(&format!("{owner_sel} .chat-body a"), "href").as_deref(),
+        panel.text_of(&format!("{viewer_sel} .chat-body")),
+        "visit https://viewer.example/x now"
+    );
+    assert_eq!(
+        panel
+            .attr(&format!("{owner_sel} .chat-body a"), "href")
+            .as_deref(),
         Some("https://shop.example/tee")
     );
     assert_eq!(
-        panel.attr(&format!("{owner_sel} .chat-body a"), "rel").as_deref(),
+        panel
+            .attr(&format!("{owner_sel} .chat-body a"), "rel")
+            .as_deref(),
         Some("nofollow noopener noreferrer")
     );
     assert_eq!(panel.text_of(&format!("{owner_sel} .chat-badge")), "owner");
@@ -601,27 +736,45 @@ async fn a_moderator_deletes_a_message_for_everyone_live() {
     let seq = seq.unwrap();
 
     // Viewers cannot delete.
-    let refused = chat.viewer.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    let refused = chat
+        .viewer
+        .post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[])
+        .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
-    let deleted = moderator.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    let deleted = moderator
+        .post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[])
+        .await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
     for sse in [&mut viewer_sse, &mut moderator_sse] {
         let e = sse.expect("the deletion").await;
         assert_eq!(e.event, "delete");
-        assert_eq!(e.data, format!(r#"<div id="chat-msg-{seq}" hx-swap-oob="delete"></div>"#));
+        assert_eq!(
+            e.data,
+            format!(r#"<div id="chat-msg-{seq}" hx-swap-oob="delete"></div>"#)
+        );
     }
     let panel = chat.panel(&chat.viewer).await;
     assert!(!panel.has(&format!("#chat-msg-{seq}")), "{}", panel.text);
 
     // Deleting again changes nothing; the audit log has it once.
-    let again = moderator.post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[]).await;
+    let again = moderator
+        .post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[])
+        .await;
     assert_eq!(again.status, StatusCode::OK);
     assert!(viewer_sse.drain(QUIET).await.is_empty());
     let audit: Vec<(Option<i64>, Option<String>, serde_json::Value)> = audit_log::table
         .filter(audit_log::action.eq("chat.message_deleted"))
-        .select((audit_log::channel_id, audit_log::subject, audit_log::details))
-        .load::<(Option<stagepass::db::ChannelId>, Option<String>, serde_json::Value)>(&mut *chat.app.conn().await)
+        .select((
+            audit_log::channel_id,
+            audit_log::subject,
+            audit_log::details,
+        ))
+        .load::<(
+            Option<stagepass::db::ChannelId>,
+            Option<String>,
+            serde_json::Value,
+        )>(&mut *chat.app.conn().await)
         .await
         .unwrap()
         .into_iter()
@@ -632,7 +785,9 @@ async fn a_moderator_deletes_a_message_for_everyone_live() {
     assert_eq!(audit[0].1, Some(id.to_string()));
     assert_eq!(audit[0].2["body"], "something regrettable");
     assert_eq!(audit[0].2["author_id"], chat.viewer_id.0);
-    let missing = moderator.post_htmx(&chat.path("/chat/999999/delete"), &[]).await;
+    let missing = moderator
+        .post_htmx(&chat.path("/chat/999999/delete"), &[])
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
@@ -641,13 +796,19 @@ async fn a_viewers_message_is_held_back_until_its_visible_at_while_the_team_sees
     let chat = setup().await;
     let moderator = chat.moderator().await;
     let saved = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "3"), ("max_length", "500")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "0"),
+            ("delay_seconds", "3"),
+            ("max_length", "500"),
+        ])
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
     let mut viewer_sse = chat.events(&chat.viewer).await;
     let mut team_sse = chat.events(&moderator).await;
     // The team's stream starts with the (empty) held list.
-    assert_eq!(team_sse.expect("the held list").await.event, "held");
+    let first = team_sse.expect_held("the held list").await;
+    assert!(!first.data.contains("chat-msg"), "{}", first.data);
 
     let page = chat.say(&chat.viewer, "held for a moment").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -659,9 +820,12 @@ async fn a_viewers_message_is_held_back_until_its_visible_at_while_the_team_sees
     assert_eq!(seq, None, "no event number until it is visible");
 
     // The team sees it at once, in the held list, with a delete button.
-    let held = team_sse.expect("the held list with the message").await;
-    assert_eq!(held.event, "held");
-    assert!(held.data.contains(&format!(r#"id="chat-held-{id}""#)), "{}", held.data);
+    let held = team_sse.expect_held("the held list with the message").await;
+    assert!(
+        held.data.contains(&format!(r#"id="chat-held-{id}""#)),
+        "{}",
+        held.data
+    );
     assert!(held.data.contains("chat-delete"));
 
     // Viewers see it when visible_at has come, not before.
@@ -674,27 +838,47 @@ async fn a_viewers_message_is_held_back_until_its_visible_at_while_the_team_sees
         #[diesel(sql_type = Nullable<BigInt>)]
         seq: Option<i64>,
     }
-    let due: Due = diesel::sql_query("SELECT visible_at <= now() AS due, seq FROM chat_messages WHERE id = $1")
-        .bind::<BigInt, _>(id)
-        .get_result(&mut *chat.app.conn().await)
-        .await
-        .unwrap();
+    let due: Due = diesel::sql_query(
+        "SELECT visible_at <= now() AS due, seq FROM chat_messages WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .get_result(&mut *chat.app.conn().await)
+    .await
+    .unwrap();
     assert!(due.due, "delivered before its visible_at");
     assert_eq!(e.id, due.seq.map(|s| s.to_string()));
     // The team's copy leaves the held list for the chat.
     let released = team_sse.expect("the released message, for the team").await;
     assert_eq!(released.event, "chat");
-    assert!(released.data.contains(&format!(r#"<div id="chat-held-{id}" hx-swap-oob="delete">"#)));
+    assert!(released.data.contains(&format!(
+        r#"<div id="chat-held-{id}" hx-swap-oob="delete">"#
+    )));
 
     // The team posts at once; a held message a moderator deletes is never shown.
     chat.said(&chat.owner, "no delay for the team").await;
-    assert_eq!(body_of(&viewer_sse.expect("the owner's message").await), "no delay for the team");
+    assert_eq!(
+        body_of(&viewer_sse.expect("the owner's message").await),
+        "no delay for the team"
+    );
     chat.said(&chat.viewer, "deleted while held").await;
     let (held_id, _) = chat.message("deleted while held").await;
-    let deleted = moderator.post_htmx(&chat.path(&format!("/chat/{held_id}/delete")), &[]).await;
+    let deleted = moderator
+        .post_htmx(&chat.path(&format!("/chat/{held_id}/delete")), &[])
+        .await;
     assert_eq!(deleted.status, StatusCode::OK);
+    // The team's held list loses it at once (an empty list still arrives).
+    loop {
+        let list = team_sse.expect_held("the held list without it").await;
+        if !list.data.contains("deleted while held") {
+            assert!(!list.data.is_empty());
+            break;
+        }
+    }
     let seen = viewer_sse.drain(Duration::from_secs(5)).await;
-    assert!(seen.iter().all(|e| !e.data.contains("deleted while held")), "{seen:?}");
+    assert!(
+        seen.iter().all(|e| !e.data.contains("deleted while held")),
+        "{seen:?}"
+    );
     let seq: Option<i64> = chat_messages::table
         .find(held_id)
         .select(chat_messages::seq)
@@ -727,9 +911,17 @@ async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
         .expect("a denied event");
     assert_eq!(e.event, "denied");
     let panel = scraper::Html::parse_fragment(&e.data);
-    let closed = scraper::Selector::parse(&format!(r#"#chat-{}[hx-swap-oob="outerHTML"] .chat-denied"#, stream.id)).unwrap();
+    let closed = scraper::Selector::parse(&format!(
+        r#"#chat-{}[hx-swap-oob="outerHTML"] .chat-denied"#,
+        stream.id
+    ))
+    .unwrap();
     assert_eq!(
-        panel.select(&closed).next().map(|p| p.text().collect::<String>()).as_deref(),
+        panel
+            .select(&closed)
+            .next()
+            .map(|p| p.text().collect::<String>())
+            .as_deref(),
         Some("Your pass has ended. Renew it to rejoin the chat.")
     );
     assert!(!e.data.contains("sse-connect"));
@@ -741,24 +933,58 @@ async fn only_the_owner_changes_chat_settings_and_bad_numbers_are_explained() {
     let chat = setup().await;
     let moderator = chat.moderator().await;
     let path = format!("/studio/streams/{}/chat-settings", chat.stream.id);
-    let fields = [("enabled", "on"), ("slow_mode_seconds", "5"), ("delay_seconds", "0"), ("max_length", "200")];
-    assert_eq!(moderator.post_htmx(&path, &fields).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(chat.viewer.post_htmx(&path, &fields).await.status, StatusCode::FORBIDDEN);
+    let fields = [
+        ("enabled", "on"),
+        ("slow_mode_seconds", "5"),
+        ("delay_seconds", "0"),
+        ("max_length", "200"),
+    ];
+    assert_eq!(
+        moderator.post_htmx(&path, &fields).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        chat.viewer.post_htmx(&path, &fields).await.status,
+        StatusCode::FORBIDDEN
+    );
 
     let bad = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "-1"), ("delay_seconds", "61"), ("max_length", "2001")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "-1"),
+            ("delay_seconds", "61"),
+            ("max_length", "2001"),
+        ])
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bad.text_of("#chat-slow-mode-error"), "Slow mode must be a whole number from 0 to 3600.");
-    assert_eq!(bad.text_of("#chat-delay-error"), "The hold-back delay must be a whole number from 0 to 60.");
-    assert_eq!(bad.text_of("#chat-max-length-error"), "The maximum length must be a whole number from 1 to 2000.");
+    assert_eq!(
+        bad.text_of("#chat-slow-mode-error"),
+        "Slow mode must be a whole number from 0 to 3600."
+    );
+    assert_eq!(
+        bad.text_of("#chat-delay-error"),
+        "The hold-back delay must be a whole number from 0 to 60."
+    );
+    assert_eq!(
+        bad.text_of("#chat-max-length-error"),
+        "The maximum length must be a whole number from 1 to 2000."
+    );
     assert_eq!(bad.attr("#chat-delay", "value").as_deref(), Some("61"));
 
     let good = chat.settings(&fields).await;
     assert_eq!(good.status, StatusCode::OK, "{}", good.text);
     assert_eq!(good.attr("#chat-slow-mode", "value").as_deref(), Some("5"));
-    let settings = stagepass::db::chat::settings(&mut *chat.app.conn().await, chat.stream.id).await.unwrap();
-    assert_eq!((settings.enabled, settings.slow_mode_seconds, settings.max_length), (true, 5, 200));
+    let settings = stagepass::db::chat::settings(&mut *chat.app.conn().await, chat.stream.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            settings.enabled,
+            settings.slow_mode_seconds,
+            settings.max_length
+        ),
+        (true, 5, 200)
+    );
     let changes: Vec<serde_json::Value> = audit_log::table
         .filter(audit_log::action.eq("chat.settings_changed"))
         .select(audit_log::details)
@@ -789,12 +1015,201 @@ async fn the_panel_shows_the_last_hundred_messages_with_authors_and_times() {
     assert_eq!(panel.status, StatusCode::OK);
     let bodies = panel.texts(".chat-msg .chat-body");
     assert_eq!(bodies.len(), 100);
-    assert_eq!((bodies[0].as_str(), bodies[99].as_str()), ("line 6", "line 105"));
+    assert_eq!(
+        (bodies[0].as_str(), bodies[99].as_str()),
+        ("line 6", "line 105")
+    );
     assert_eq!(panel.text_of("#chat-msg-105 .chat-author"), "Vera Viewer");
     assert!(panel.attr("#chat-msg-105 time", "datetime").is_some());
     assert!(panel.has("[role=log][aria-live=polite]"));
     assert!(!panel.has(".chat-delete"), "viewers get no delete buttons");
     let team = chat.panel(&chat.owner).await;
     assert!(team.has("#chat-msg-105 .chat-delete"));
-    assert!(team.has(&format!("#chat-held-{}", chat.stream.id)));
+    assert!(team.has(&format!("#chat-held-list-{}", chat.stream.id)));
+}
+
+#[tokio::test]
+#[ignore]
+async fn scratch_browser_panel() {
+    use crate::util::browser::Browser as Chromium;
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let b = Chromium::start().await;
+    b.sign_in(&chat.app.url, "viewer@example.com", crate::util::PASSWORD)
+        .await;
+    b.goto(&format!("{}/account", chat.app.url)).await;
+    b.js(r#"
+      const load = (src, module) => new Promise((ok, err) => {
+        const s = document.createElement('script'); s.src = src; if (module) s.type = 'module';
+        s.onload = ok; s.onerror = err; document.head.appendChild(s); });
+      return load('/static/vendor/sse.js').then(() => load('/static/js/chat.js', true)).then(() => true);
+    "#).await;
+    b.js(r#"htmx.ajax('GET', '/s/1/chat', {target: '#main', swap: 'afterbegin'}); return true;"#)
+        .await;
+    b.wait_for("#chat-1 .chat-messages").await;
+    b.wait_until(
+        "sse open",
+        "return window.__open || (document.querySelector('#chat-1') && true)",
+        Duration::from_secs(2),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Type and press Enter.
+    let input = b.wait_for("#chat-body-1").await;
+    input
+        .send_keys("typed in the browser\u{E007}")
+        .await
+        .unwrap();
+    b.wait_for("#chat-msg-1").await;
+    assert_eq!(
+        b.text("#chat-msg-1 .chat-body").await,
+        "typed in the browser"
+    );
+    let v = b
+        .js("return document.querySelector('#chat-body-1').value")
+        .await;
+    eprintln!("input after send: {v:?}");
+    let focused = b
+        .js("return document.activeElement && document.activeElement.id")
+        .await;
+    eprintln!("focused: {focused:?}");
+    // A refusal shows under the box.
+    let input = b.wait_for("#chat-body-1").await;
+    input
+        .send_keys("typed in the browser\u{E007}")
+        .await
+        .unwrap();
+    b.wait_for("#chat-form-1 .chat-error").await;
+    eprintln!("error: {}", b.text("#chat-form-1 .chat-error").await);
+    // Owner's message arrives live.
+    chat.said(&chat.owner, "from the owner https://example.com")
+        .await;
+    b.wait_for("#chat-msg-2 a[href='https://example.com/']")
+        .await;
+    // Deleted by a moderator: gone.
+    let (id, _) = chat.message("typed in the browser").await;
+    let del = moderator
+        .post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[])
+        .await;
+    assert_eq!(del.status, StatusCode::OK);
+    b.wait_until(
+        "deleted",
+        "return !document.querySelector('#chat-msg-1')",
+        Duration::from_secs(5),
+    )
+    .await;
+    let url = b.attr("#chat-1", "sse-connect").await;
+    eprintln!("sse-connect now: {url:?}");
+    // Scroll behaviour: fill the list.
+    diesel::sql_query(format!(
+        "DO $$ DECLARE n BIGINT; BEGIN FOR i IN 1..40 LOOP \
+           UPDATE streams SET chat_seq = chat_seq + 1 WHERE id = {s} RETURNING chat_seq INTO n; \
+           INSERT INTO chat_messages (stream_id, author_id, body, seq) VALUES ({s}, {u}, 'line ' || n, n); \
+           PERFORM pg_notify('stagepass_chat', 'm:{s}:' || n); \
+         END LOOP; END $$",
+        s = chat.stream.id, u = chat.owner_id,
+    )).execute(&mut *chat.app.conn().await).await.unwrap();
+    b.wait_for("#chat-msg-43").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pinned = b.js("const s = document.querySelector('#chat-1 .chat-scroll'); return [s.scrollHeight, s.scrollTop, s.clientHeight]").await;
+    eprintln!("pinned: {pinned}");
+    b.js("const s = document.querySelector('#chat-1 .chat-scroll'); s.scrollTop = 0; return true")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    chat.said(&moderator, "while scrolled up").await;
+    chat.said(&moderator, "and another").await;
+    b.wait_for("#chat-msg-45").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let jump = b.js("const j = document.querySelector('#chat-1 .chat-jump'); const s = document.querySelector('#chat-1 .chat-scroll'); return [j.hidden, j.textContent, s.scrollTop]").await;
+    eprintln!("jump: {jump}");
+    b.click("#chat-1 .chat-jump").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = b.js("const j = document.querySelector('#chat-1 .chat-jump'); const s = document.querySelector('#chat-1 .chat-scroll'); return [j.hidden, s.scrollHeight - s.scrollTop - s.clientHeight]").await;
+    eprintln!("after jump: {after}");
+    b.js("window.__errs = 0; document.body.addEventListener('htmx:sseError', () => window.__errs++); return true").await;
+    diesel::sql_query("UPDATE access_grants SET revoked_at = now()")
+        .execute(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    b.wait_for("#chat-1 .chat-denied").await;
+    eprintln!("denied: {}", b.text("#chat-1 .chat-denied").await);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let errs = b
+        .js("return [window.__errs, document.querySelector('#chat-1').hasAttribute('sse-connect')]")
+        .await;
+    eprintln!("sse errors after denial: {errs}");
+    eprintln!("console: {}", b.console().await);
+    b.close().await;
+}
+
+#[tokio::test]
+#[ignore]
+async fn scratch_browser_held() {
+    use crate::util::browser::Browser as Chromium;
+    let chat = setup().await;
+    let _moderator = chat.moderator().await;
+    chat.settings(&[
+        ("enabled", "on"),
+        ("slow_mode_seconds", "0"),
+        ("delay_seconds", "3"),
+        ("max_length", "500"),
+    ])
+    .await;
+    let b = Chromium::start().await;
+    b.sign_in(&chat.app.url, "mod@example.com", crate::util::PASSWORD)
+        .await;
+    b.goto(&format!("{}/account", chat.app.url)).await;
+    b.js(r#"
+      const load = (src, module) => new Promise((ok, err) => {
+        const s = document.createElement('script'); s.src = src; if (module) s.type = 'module';
+        s.onload = ok; s.onerror = err; document.head.appendChild(s); });
+      return load('/static/vendor/sse.js').then(() => load('/static/js/chat.js', true)).then(() => true);
+    "#).await;
+    b.js(r#"htmx.ajax('GET', '/s/1/chat', {target: '#main', swap: 'afterbegin'}); return true;"#)
+        .await;
+    b.wait_for("#chat-1 .chat-messages").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let visible = b
+        .js("return getComputedStyle(document.querySelector('#chat-1 .chat-held')).display")
+        .await;
+    eprintln!("held box display when empty: {visible}");
+    chat.said(&chat.viewer, "wait for it").await;
+    let (id, _) = chat.message("wait for it").await;
+    b.wait_for(&format!("#chat-held-list-1 #chat-held-{id}"))
+        .await;
+    let visible = b
+        .js("return getComputedStyle(document.querySelector('#chat-1 .chat-held')).display")
+        .await;
+    eprintln!("held box display with one: {visible}");
+    b.wait_for("#chat-messages-1 #chat-msg-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.has(&format!("#chat-held-{id}")).await);
+    // Delete a held one from the browser.
+    chat.said(&chat.viewer, "remove me").await;
+    let (id2, _) = chat.message("remove me").await;
+    b.click(&format!("#chat-held-{id2} .chat-delete")).await;
+    eprintln!("dialog: {}", b.accept_dialog().await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let st = stagepass::db::chat::state_of(&mut *chat.app.conn().await, chat.stream.id, id2)
+        .await
+        .unwrap();
+    eprintln!("deleted in db: {st:?}");
+    eprintln!(
+        "held html: {}",
+        b.js("return document.querySelector('#chat-held-list-1').innerHTML")
+            .await
+    );
+    b.wait_until(
+        "held gone",
+        &format!("return !document.querySelector('#chat-held-{id2}')"),
+        Duration::from_secs(5),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let n = b
+        .js("return document.querySelectorAll('#chat-messages-1 li').length")
+        .await;
+    eprintln!("messages: {n}");
+    eprintln!("console: {}", b.console().await);
+    b.close().await;
 }

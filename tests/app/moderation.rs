@@ -11,10 +11,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
+use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, bans};
 use stagepass::db::streams::Stream;
-use stagepass::db::UserId;
 
 use crate::util::builders::{self, LiveKitClient, grant};
 use crate::util::{Browser, Page, TestApp, services};
@@ -130,7 +130,11 @@ async fn post_from_panel(browser: &Browser, path: &str, fields: &[(&str, &str)])
 }
 
 /// LiveKit's own view of one participant, once they show up (10 s at most).
-async fn in_room(app: &TestApp, stream: &Stream, identity: UserId) -> livekit_protocol::ParticipantInfo {
+async fn in_room(
+    app: &TestApp,
+    stream: &Stream,
+    identity: UserId,
+) -> livekit_protocol::ParticipantInfo {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let people = app
@@ -140,10 +144,16 @@ async fn in_room(app: &TestApp, stream: &Stream, identity: UserId) -> livekit_pr
             .list_participants(&stream.room_name)
             .await
             .unwrap();
-        if let Some(p) = people.into_iter().find(|p| p.identity == identity.to_string()) {
+        if let Some(p) = people
+            .into_iter()
+            .find(|p| p.identity == identity.to_string())
+        {
             return p;
         }
-        assert!(Instant::now() < deadline, "{identity} never showed up in the room");
+        assert!(
+            Instant::now() < deadline,
+            "{identity} never showed up in the room"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -238,7 +248,9 @@ async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unban
 
     let after = s.moderator.follow(&page).await;
     assert!(
-        after.text_of("#alerts").contains("Vera Viewer is banned from"),
+        after
+            .text_of("#alerts")
+            .contains("Vera Viewer is banned from"),
         "{}",
         after.text
     );
@@ -250,7 +262,14 @@ async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unban
     assert_eq!(ban.reason.as_deref(), Some("spam links"));
     assert_eq!(ban.banned_by, Some(s.moderator_id.0));
     let listed = after.text_of(&format!("#ban-{}", ban.id));
-    for part in ["Vera Viewer", "viewer@example.com", "Banned", "permanently", "spam links", "Max Mod"] {
+    for part in [
+        "Vera Viewer",
+        "viewer@example.com",
+        "Banned",
+        "permanently",
+        "spam links",
+        "Max Mod",
+    ] {
         assert!(listed.contains(part), "{part} in {listed}");
     }
 
@@ -271,7 +290,11 @@ async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unban
         .await;
     assert_eq!(lift.status, StatusCode::SEE_OTHER, "{}", lift.text);
     let after = s.moderator.follow(&lift).await;
-    assert!(after.text_of("#alerts").contains("ban is lifted"), "{}", after.text);
+    assert!(
+        after.text_of("#alerts").contains("ban is lifted"),
+        "{}",
+        after.text
+    );
     assert!(after.has("#no-bans"));
     let rows = bans_of(&s.app, viewer_id).await;
     assert!(rows[0].lifted_at.is_some());
@@ -299,22 +322,46 @@ async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unban
         )
         .await;
     assert_eq!(section.status, StatusCode::OK, "{}", section.text);
-    assert!(section.text.trim_start().starts_with("<section id=\"bans\""), "{}", section.text);
-    assert_eq!(section.header("hx-trigger").as_deref(), Some("participants-changed"));
-    assert!(section.text_of("#bans-note").contains("until"), "{}", section.text);
+    assert!(
+        section
+            .text
+            .trim_start()
+            .starts_with("<section id=\"bans\""),
+        "{}",
+        section.text
+    );
+    assert_eq!(
+        section.header("hx-trigger").as_deref(),
+        Some("participants-changed")
+    );
+    assert!(
+        section.text_of("#bans-note").contains("until"),
+        "{}",
+        section.text
+    );
     let rows = bans_of(&s.app, viewer_id).await;
     let left = seconds_left(&s.app, rows[1].id).await;
-    assert!((2.0 * 86400.0 - 60.0..=2.0 * 86400.0).contains(&left), "{left}");
+    assert!(
+        (2.0 * 86400.0 - 60.0..=2.0 * 86400.0).contains(&left),
+        "{left}"
+    );
     let (status, _) = token(&viewer, &s.stream).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Banning her again while banned says so instead.
     let again = s
         .owner
-        .post_htmx(&s.bans(), &[("user_id", &viewer_field), ("stream", &stream_id)])
+        .post_htmx(
+            &s.bans(),
+            &[("user_id", &viewer_field), ("stream", &stream_id)],
+        )
         .await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(again.text_of("#ban-user-error").contains("already banned"), "{}", again.text);
+    assert!(
+        again.text_of("#ban-user-error").contains("already banned"),
+        "{}",
+        again.text
+    );
     assert_eq!(bans_of(&s.app, viewer_id).await.len(), 2);
 }
 
@@ -332,25 +379,45 @@ async fn a_timeout_lasts_its_minutes_and_keeps_the_viewer_in_the_room() {
     let panel = post_from_panel(
         &s.moderator,
         &s.timeouts(),
-        &[("user_id", &viewer_field), ("minutes", "10"), ("stream", &stream_id)],
+        &[
+            ("user_id", &viewer_field),
+            ("minutes", "10"),
+            ("stream", &stream_id),
+        ],
     )
     .await;
     assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
-    assert!(panel.text.trim_start().starts_with("<section id=\"participants\""), "{}", panel.text);
-    assert_eq!(panel.header("hx-trigger").as_deref(), Some("bans-changed"));
     assert!(
-        panel.text_of("#participants-note").contains("Vera Viewer can't chat for 10 minutes"),
+        panel
+            .text
+            .trim_start()
+            .starts_with("<section id=\"participants\""),
         "{}",
         panel.text
     );
-    assert!(panel.has(&format!("#participant-{viewer_id} .participant-timeout")), "{}", panel.text);
+    assert_eq!(panel.header("hx-trigger").as_deref(), Some("bans-changed"));
+    assert!(
+        panel
+            .text_of("#participants-note")
+            .contains("Vera Viewer can't chat for 10 minutes"),
+        "{}",
+        panel.text
+    );
+    assert!(
+        panel.has(&format!("#participant-{viewer_id} .participant-timeout")),
+        "{}",
+        panel.text
+    );
 
     let rows = bans_of(&s.app, viewer_id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].kind, "timeout");
     assert_eq!(rows[0].banned_by, Some(s.moderator_id.0));
     let left = seconds_left(&s.app, rows[0].id).await;
-    assert!((540.0..=600.0).contains(&left), "until ≈ now() + 10 min: {left} s left");
+    assert!(
+        (540.0..=600.0).contains(&left),
+        "until ≈ now() + 10 min: {left} s left"
+    );
     let entries = audited(&s.app, "moderation.timed_out").await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0, Some(s.moderator_id.0));
@@ -367,38 +434,64 @@ async fn a_timeout_lasts_its_minutes_and_keeps_the_viewer_in_the_room() {
     let panel = post_from_panel(
         &s.owner,
         &s.timeouts(),
-        &[("user_id", &viewer_field), ("minutes", "1"), ("stream", &stream_id)],
+        &[
+            ("user_id", &viewer_field),
+            ("minutes", "1"),
+            ("stream", &stream_id),
+        ],
     )
     .await;
     assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
     let rows = bans_of(&s.app, viewer_id).await;
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].lifted_by, Some(s.owner_id.0), "the 10 minutes are replaced");
+    assert_eq!(
+        rows[0].lifted_by,
+        Some(s.owner_id.0),
+        "the 10 minutes are replaced"
+    );
     let left = seconds_left(&s.app, rows[1].id).await;
     assert!((0.0..=60.0).contains(&left), "{left}");
     let refused = post_from_panel(
         &s.owner,
         &s.timeouts(),
-        &[("user_id", &viewer_field), ("minutes", "5"), ("stream", &stream_id)],
+        &[
+            ("user_id", &viewer_field),
+            ("minutes", "5"),
+            ("stream", &stream_id),
+        ],
     )
     .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.text_of("#participants-note").contains("Choose 1, 10 or 60 minutes"));
+    assert!(
+        refused
+            .text_of("#participants-note")
+            .contains("Choose 1, 10 or 60 minutes")
+    );
     assert_eq!(bans_of(&s.app, viewer_id).await.len(), 2);
 
     // The moderation page lists the timeout, which can be lifted.
     let page = s.owner.get(&s.moderate()).await;
     let row = page.text_of(&format!("#ban-{}", rows[1].id));
-    assert!(row.contains("Chat timeout") && row.contains("Vera Viewer"), "{row}");
+    assert!(
+        row.contains("Chat timeout") && row.contains("Vera Viewer"),
+        "{row}"
+    );
     let lifted = s
         .owner
         .post_htmx(
-            &format!("/studio/channels/{}/bans/{}/lift", s.channel.handle, rows[1].id),
+            &format!(
+                "/studio/channels/{}/bans/{}/lift",
+                s.channel.handle, rows[1].id
+            ),
             &[("stream", &stream_id)],
         )
         .await;
     assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.text);
-    assert!(lifted.text_of("#bans-note").contains("Vera Viewer can chat again"));
+    assert!(
+        lifted
+            .text_of("#bans-note")
+            .contains("Vera Viewer can chat again")
+    );
     assert_eq!(audited(&s.app, "moderation.timeout_lifted").await.len(), 1);
 }
 
@@ -409,7 +502,11 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
     // Before going live there is no room.
     let panel = s.moderator.get_htmx(&s.panel()).await;
     assert_eq!(panel.status, StatusCode::OK);
-    assert!(panel.text_of("#participants-not-live").contains("The stream is not live."));
+    assert!(
+        panel
+            .text_of("#participants-not-live")
+            .contains("The stream is not live.")
+    );
 
     s.go_live().await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
@@ -418,16 +515,32 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
 
     let panel = s.moderator.get_htmx(&s.panel()).await;
     assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
-    assert!(panel.text.trim_start().starts_with("<section id=\"participants\""), "{}", panel.text);
+    assert!(
+        panel
+            .text
+            .trim_start()
+            .starts_with("<section id=\"participants\""),
+        "{}",
+        panel.text
+    );
     assert_eq!(
         panel.attr("#participants", "hx-get"),
         Some(s.panel()),
         "the panel polls itself"
     );
     let row = format!("#participant-{viewer_id}");
-    assert_eq!(panel.text_of(&format!("{row} .participant-name")), "Vera Viewer");
-    assert_eq!(panel.attr(&row, "data-identity"), Some(viewer_id.to_string()));
-    assert_eq!(panel.attr(&row, "data-publishing").as_deref(), Some("false"));
+    assert_eq!(
+        panel.text_of(&format!("{row} .participant-name")),
+        "Vera Viewer"
+    );
+    assert_eq!(
+        panel.attr(&row, "data-identity"),
+        Some(viewer_id.to_string())
+    );
+    assert_eq!(
+        panel.attr(&row, "data-publishing").as_deref(),
+        Some("false")
+    );
     assert!(panel.text_of(&row).contains("Watching"));
     assert!(!panel.has(&format!("{row} .participant-role")));
     assert!(panel.has(&format!("{row} .participant-joined time")));
@@ -437,33 +550,51 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
     // The moderation page shows the same panel, and offers her in its pickers.
     let page = s.moderator.get(&s.moderate()).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(page.text_of(&format!("{row} .participant-name")), "Vera Viewer");
+    assert_eq!(
+        page.text_of(&format!("{row} .participant-name")),
+        "Vera Viewer"
+    );
     assert!(page.has(&format!("#ban-user option[value=\"{viewer_id}\"]")));
     assert!(page.has(&format!("#timeout-user option[value=\"{viewer_id}\"]")));
-    assert_eq!(page.attr("#watch-link", "href"), Some(format!("/s/{}", s.stream.id)));
+    assert_eq!(
+        page.attr("#watch-link", "href"),
+        Some(format!("/s/{}", s.stream.id))
+    );
     assert!(!page.has("#audit-link"), "the audit log is the owner's");
 
     // The owner can't be removed from their own stream; she can.
     let refused = s
         .moderator
         .post_htmx(
-            &format!("/studio/streams/{}/participants/{}/remove", s.stream.id, s.owner_id),
+            &format!(
+                "/studio/streams/{}/participants/{}/remove",
+                s.stream.id, s.owner_id
+            ),
             &[],
         )
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.text_of("#participants-note").contains("owner can't be removed"));
+    assert!(
+        refused
+            .text_of("#participants-note")
+            .contains("owner can't be removed")
+    );
 
     let removed = s
         .moderator
         .post_htmx(
-            &format!("/studio/streams/{}/participants/{viewer_id}/remove", s.stream.id),
+            &format!(
+                "/studio/streams/{}/participants/{viewer_id}/remove",
+                s.stream.id
+            ),
             &[],
         )
         .await;
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
     assert!(
-        removed.text_of("#participants-note").contains("Vera Viewer was removed from the room"),
+        removed
+            .text_of("#participants-note")
+            .contains("Vera Viewer was removed from the room"),
         "{}",
         removed.text
     );
@@ -482,12 +613,19 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
     let again = s
         .moderator
         .post_htmx(
-            &format!("/studio/streams/{}/participants/{viewer_id}/remove", s.stream.id),
+            &format!(
+                "/studio/streams/{}/participants/{viewer_id}/remove",
+                s.stream.id
+            ),
             &[],
         )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(again.text_of("#participants-note").contains("no longer in the room"));
+    assert!(
+        again
+            .text_of("#participants-note")
+            .contains("no longer in the room")
+    );
 }
 
 #[tokio::test]
@@ -511,19 +649,30 @@ async fn when_livekit_is_unreachable_the_panel_says_so_instead_of_failing() {
         .await;
     assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
     assert!(
-        panel.text_of("#participants-unreachable").contains("could not be reached"),
+        panel
+            .text_of("#participants-unreachable")
+            .contains("could not be reached"),
         "{}",
         panel.text
     );
-    let page = owner.get(&format!("/studio/streams/{}/moderate", stream.id)).await;
+    let page = owner
+        .get(&format!("/studio/streams/{}/moderate", stream.id))
+        .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.has("#participants-unreachable"));
     assert!(page.has("#ban-form"), "banning by email still works");
     let remove = owner
-        .post_htmx(&format!("/studio/streams/{}/participants/7/remove", stream.id), &[])
+        .post_htmx(
+            &format!("/studio/streams/{}/participants/7/remove", stream.id),
+            &[],
+        )
         .await;
     assert_eq!(remove.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(remove.text_of("#participants-note").contains("could not be reached"));
+    assert!(
+        remove
+            .text_of("#participants-note")
+            .contains("could not be reached")
+    );
 }
 
 #[tokio::test]
@@ -561,25 +710,45 @@ async fn a_published_track_is_muted_through_livekit() {
 
     let row = format!("#participant-{}", s.owner_id);
     let panel = s.moderator.get_htmx(&s.panel()).await;
-    assert_eq!(panel.attr(&row, "data-publishing").as_deref(), Some("true"), "{}", panel.text);
-    assert!(panel.text_of(&format!("{row} .participant-role")).contains("Owner"));
+    assert_eq!(
+        panel.attr(&row, "data-publishing").as_deref(),
+        Some("true"),
+        "{}",
+        panel.text
+    );
+    assert!(
+        panel
+            .text_of(&format!("{row} .participant-role"))
+            .contains("Owner")
+    );
     let track_sel = format!("{row} .track[data-track-sid=\"{}\"]", track.sid);
-    assert_eq!(panel.attr(&track_sel, "data-muted").as_deref(), Some("false"));
+    assert_eq!(
+        panel.attr(&track_sel, "data-muted").as_deref(),
+        Some("false")
+    );
     assert!(panel.text_of(&track_sel).contains("Microphone"));
     assert!(panel.has(&format!("{track_sel} .mute-form")));
-    assert!(!panel.has(&format!("{row} .remove-form")), "the owner can't be removed");
+    assert!(
+        !panel.has(&format!("{row} .remove-form")),
+        "the owner can't be removed"
+    );
     assert!(!panel.has(&format!("{row} .ban-button")), "nor banned");
 
     let muted = s
         .moderator
         .post_htmx(
-            &format!("/studio/streams/{}/participants/{}/mute", s.stream.id, s.owner_id),
+            &format!(
+                "/studio/streams/{}/participants/{}/mute",
+                s.stream.id, s.owner_id
+            ),
             &[("track", &track.sid)],
         )
         .await;
     assert_eq!(muted.status, StatusCode::OK, "{}", muted.text);
     assert!(
-        muted.text_of("#participants-note").contains("Muted Olive Owner's microphone"),
+        muted
+            .text_of("#participants-note")
+            .contains("Muted Olive Owner's microphone"),
         "{}",
         muted.text
     );
@@ -590,11 +759,17 @@ async fn a_published_track_is_muted_through_livekit() {
         if p.tracks.iter().any(|t| t.sid == track.sid && t.muted) {
             break;
         }
-        assert!(Instant::now() < deadline, "LiveKit never muted the track: {p:?}");
+        assert!(
+            Instant::now() < deadline,
+            "LiveKit never muted the track: {p:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let panel = s.moderator.get_htmx(&s.panel()).await;
-    assert_eq!(panel.attr(&track_sel, "data-muted").as_deref(), Some("true"));
+    assert_eq!(
+        panel.attr(&track_sel, "data-muted").as_deref(),
+        Some("true")
+    );
     assert!(!panel.has(&format!("{track_sel} .mute-form")));
     let entries = audited(&s.app, "moderation.track_muted").await;
     assert_eq!(entries.len(), 1);
@@ -607,12 +782,19 @@ async fn a_published_track_is_muted_through_livekit() {
     let again = s
         .moderator
         .post_htmx(
-            &format!("/studio/streams/{}/participants/{}/mute", s.stream.id, s.owner_id),
+            &format!(
+                "/studio/streams/{}/participants/{}/mute",
+                s.stream.id, s.owner_id
+            ),
             &[],
         )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(again.text_of("#participants-note").contains("no unmuted track"));
+    assert!(
+        again
+            .text_of("#participants-note")
+            .contains("no unmuted track")
+    );
     client.stop().await;
 }
 
@@ -638,23 +820,39 @@ async fn strangers_and_moderators_of_other_channels_are_refused_every_moderation
         format!("/studio/channels/{handle}/audit"),
     ];
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (format!("/studio/streams/{id}/participants/{viewer_id}/mute"), vec![]),
-        (format!("/studio/streams/{id}/participants/{viewer_id}/remove"), vec![]),
+        (
+            format!("/studio/streams/{id}/participants/{viewer_id}/mute"),
+            vec![],
+        ),
+        (
+            format!("/studio/streams/{id}/participants/{viewer_id}/remove"),
+            vec![],
+        ),
         (
             format!("/studio/channels/{handle}/bans"),
             vec![("email", "viewer@example.com"), ("stream", &stream_field)],
         ),
-        (format!("/studio/channels/{handle}/bans/{ban_id}/lift"), vec![]),
+        (
+            format!("/studio/channels/{handle}/bans/{ban_id}/lift"),
+            vec![],
+        ),
         (
             format!("/studio/channels/{handle}/timeouts"),
             vec![("user_id", &viewer_field), ("minutes", "10")],
         ),
     ];
-    for (who, browser) in [("stranger", &stranger), ("other channel's moderator", &elsewhere)] {
+    for (who, browser) in [
+        ("stranger", &stranger),
+        ("other channel's moderator", &elsewhere),
+    ] {
         for path in &gets {
             let page = browser.get(path).await;
             assert_eq!(page.status, StatusCode::FORBIDDEN, "{who}: GET {path}");
-            assert!(page.text.contains("Only the"), "{who}: GET {path}: {}", page.text);
+            assert!(
+                page.text.contains("Only the"),
+                "{who}: GET {path}: {}",
+                page.text
+            );
         }
         for (path, fields) in &posts {
             let page = browser.post_htmx(path, fields).await;
@@ -664,7 +862,10 @@ async fn strangers_and_moderators_of_other_channels_are_refused_every_moderation
     // The audit log is the owner's alone.
     let page = s.moderator.get(&gets[2]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(page.text.contains("Only the owner of this channel can read its audit log."));
+    assert!(
+        page.text
+            .contains("Only the owner of this channel can read its audit log.")
+    );
     // Nothing changed.
     let rows = bans_of(&s.app, viewer_id).await;
     assert_eq!(rows.len(), 1);
@@ -678,7 +879,11 @@ async fn strangers_and_moderators_of_other_channels_are_refused_every_moderation
         "/studio/streams/abc/moderate",
         "/studio/channels/no-such-channel/audit",
     ] {
-        assert_eq!(s.owner.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            s.owner.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     let unknown = s
         .owner
@@ -689,7 +894,10 @@ async fn strangers_and_moderators_of_other_channels_are_refused_every_moderation
     for path in gets.iter().chain([&"/moderation".to_owned()]) {
         let page = anonymous.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
-        assert!(page.location().unwrap().starts_with("/signin?next="), "{path}");
+        assert!(
+            page.location().unwrap().starts_with("/signin?next="),
+            "{path}"
+        );
     }
 }
 
@@ -707,13 +915,23 @@ async fn the_owner_and_moderators_cannot_be_banned_or_timed_out() {
             &[("email", "owner@example.com"), ("length", "permanent")],
         )
         .await;
-    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", page.text);
-    assert!(
-        page.text_of("#ban-user-error").contains("The channel's owner can't be banned."),
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
         page.text
     );
-    assert_eq!(page.attr("#ban-email", "value").as_deref(), Some("owner@example.com"), "kept");
+    assert!(
+        page.text_of("#ban-user-error")
+            .contains("The channel's owner can't be banned."),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        page.attr("#ban-email", "value").as_deref(),
+        Some("owner@example.com"),
+        "kept"
+    );
 
     let stream_id = s.stream.id.to_string();
     for (browser, email) in [
@@ -724,9 +942,16 @@ async fn the_owner_and_moderators_cannot_be_banned_or_timed_out() {
             .post_htmx(&s.bans(), &[("email", email), ("stream", &stream_id)])
             .await;
         assert_eq!(section.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(section.text.trim_start().starts_with("<section id=\"bans\""));
         assert!(
-            section.text_of("#ban-user-error").contains("is a moderator of this channel"),
+            section
+                .text
+                .trim_start()
+                .starts_with("<section id=\"bans\"")
+        );
+        assert!(
+            section
+                .text_of("#ban-user-error")
+                .contains("is a moderator of this channel"),
             "{}",
             section.text
         );
@@ -736,18 +961,38 @@ async fn the_owner_and_moderators_cannot_be_banned_or_timed_out() {
         .moderator
         .post_htmx(
             &s.timeouts(),
-            &[("user_id", &owner_field), ("minutes", "10"), ("stream", &stream_id)],
+            &[
+                ("user_id", &owner_field),
+                ("minutes", "10"),
+                ("stream", &stream_id),
+            ],
         )
         .await;
     assert_eq!(timeout.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(timeout.text_of("#timeout-user-error").contains("owner can't be timed out"));
+    assert!(
+        timeout
+            .text_of("#timeout-user-error")
+            .contains("owner can't be timed out")
+    );
 
     // Other mistakes, next to their fields.
     for (fields, error, words) in [
-        (vec![("email", "")], "#ban-user-error", "Choose someone in the room"),
-        (vec![("email", "nobody@example.com")], "#ban-user-error", "No account uses that email"),
         (
-            vec![("email", "owner@example.com"), ("length", "days"), ("amount", "400")],
+            vec![("email", "")],
+            "#ban-user-error",
+            "Choose someone in the room",
+        ),
+        (
+            vec![("email", "nobody@example.com")],
+            "#ban-user-error",
+            "No account uses that email",
+        ),
+        (
+            vec![
+                ("email", "owner@example.com"),
+                ("length", "days"),
+                ("amount", "400"),
+            ],
             "#ban-length-error",
             "between 1 hour and 366 days",
         ),
@@ -756,7 +1001,11 @@ async fn the_owner_and_moderators_cannot_be_banned_or_timed_out() {
         fields.push(("stream", &stream_id));
         let page = s.moderator.post_htmx(&s.bans(), &fields).await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(page.text_of(error).contains(words), "{words}: {}", page.text);
+        assert!(
+            page.text_of(error).contains(words),
+            "{words}: {}",
+            page.text
+        );
     }
     let long = "x".repeat(201);
     let (_, viewer) = builders::user(&s.app, "viewer@example.com", "Vera").await;
@@ -764,7 +1013,11 @@ async fn the_owner_and_moderators_cannot_be_banned_or_timed_out() {
         .moderator
         .post_htmx(
             &s.bans(),
-            &[("email", "viewer@example.com"), ("reason", &long), ("stream", &stream_id)],
+            &[
+                ("email", "viewer@example.com"),
+                ("reason", &long),
+                ("stream", &stream_id),
+            ],
         )
         .await;
     assert!(page.text_of("#ban-reason-error").contains("at most 200"));
@@ -791,7 +1044,11 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
         .owner
         .post_htmx(
             &s.bans(),
-            &[("user_id", &alice_field), ("reason", "spam"), ("stream", &stream_id)],
+            &[
+                ("user_id", &alice_field),
+                ("reason", "spam"),
+                ("stream", &stream_id),
+            ],
         )
         .await;
     assert_eq!(banned.status, StatusCode::OK, "{}", banned.text);
@@ -799,7 +1056,11 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
         .moderator
         .post_htmx(
             &s.timeouts(),
-            &[("user_id", &bob_field), ("minutes", "60"), ("stream", &stream_id)],
+            &[
+                ("user_id", &bob_field),
+                ("minutes", "60"),
+                ("stream", &stream_id),
+            ],
         )
         .await;
     assert_eq!(timed_out.status, StatusCode::OK, "{}", timed_out.text);
@@ -824,19 +1085,37 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(
         actions(&page),
-        ["moderation.ban_lifted", "moderation.timed_out", "moderation.banned"],
+        [
+            "moderation.ban_lifted",
+            "moderation.timed_out",
+            "moderation.banned"
+        ],
         "newest first"
     );
     let banned_row = page.text_of(".audit-row[data-action=\"moderation.banned\"]");
-    for part in ["Olive Owner", "Banned from the channel permanently", "Alice (alice@example.com)", "reason: spam"] {
+    for part in [
+        "Olive Owner",
+        "Banned from the channel permanently",
+        "Alice (alice@example.com)",
+        "reason: spam",
+    ] {
         assert!(banned_row.contains(part), "{part} in {banned_row}");
     }
     let timeout_row = page.text_of(".audit-row[data-action=\"moderation.timed_out\"]");
-    for part in ["Max Mod", "mod@example.com", "Timed out of chat for 60 min", "Bob (bob@example.com)"] {
+    for part in [
+        "Max Mod",
+        "mod@example.com",
+        "Timed out of chat for 60 min",
+        "Bob (bob@example.com)",
+    ] {
         assert!(timeout_row.contains(part), "{part} in {timeout_row}");
     }
     let options: Vec<String> = page.texts("#filter-action option");
-    for a in ["moderation.ban_lifted", "moderation.banned", "moderation.timed_out"] {
+    for a in [
+        "moderation.ban_lifted",
+        "moderation.banned",
+        "moderation.timed_out",
+    ] {
         assert!(options.iter().any(|o| o == a), "{a} in {options:?}");
     }
 
@@ -844,36 +1123,72 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
     let tomorrow = today.succ_opt().unwrap();
     let yesterday = today.pred_opt().unwrap();
     for (query, expected) in [
-        ("?action=moderation.banned".to_owned(), vec!["moderation.banned"]),
-        ("?actor=MOD%40example".to_owned(), vec!["moderation.ban_lifted", "moderation.timed_out"]),
+        (
+            "?action=moderation.banned".to_owned(),
+            vec!["moderation.banned"],
+        ),
+        (
+            "?actor=MOD%40example".to_owned(),
+            vec!["moderation.ban_lifted", "moderation.timed_out"],
+        ),
         ("?actor=owner".to_owned(), vec!["moderation.banned"]),
-        ("?actor=owner&action=moderation.timed_out".to_owned(), vec![]),
+        (
+            "?actor=owner&action=moderation.timed_out".to_owned(),
+            vec![],
+        ),
         (format!("?from={tomorrow}"), vec![]),
         (format!("?to={yesterday}"), vec![]),
         (
             format!("?from={today}&to={today}"),
-            vec!["moderation.ban_lifted", "moderation.timed_out", "moderation.banned"],
+            vec![
+                "moderation.ban_lifted",
+                "moderation.timed_out",
+                "moderation.banned",
+            ],
         ),
         // What can't be read is no filter, not an error.
         (
             "?from=soon&page=-2".to_owned(),
-            vec!["moderation.ban_lifted", "moderation.timed_out", "moderation.banned"],
+            vec![
+                "moderation.ban_lifted",
+                "moderation.timed_out",
+                "moderation.banned",
+            ],
         ),
     ] {
         let page = s.owner.get(&format!("{}{query}", s.audit())).await;
         assert_eq!(page.status, StatusCode::OK, "{query}");
         assert_eq!(actions(&page), expected, "{query}");
     }
-    let page = s.owner.get(&format!("{}?action=moderation.banned", s.audit())).await;
+    let page = s
+        .owner
+        .get(&format!("{}?action=moderation.banned", s.audit()))
+        .await;
     assert_eq!(
-        page.attr("#filter-action option[selected]", "value").as_deref(),
+        page.attr("#filter-action option[selected]", "value")
+            .as_deref(),
         Some("moderation.banned")
     );
-    assert!(s.owner.get(&format!("{}?actor=nobody", s.audit())).await.has("#no-entries"));
+    assert!(
+        s.owner
+            .get(&format!("{}?actor=nobody", s.audit()))
+            .await
+            .has("#no-entries")
+    );
 
     // htmx swaps the list alone.
-    let fragment = s.owner.get_htmx(&format!("{}?actor=owner", s.audit())).await;
-    assert!(fragment.text.trim_start().starts_with("<section id=\"audit\""), "{}", fragment.text);
+    let fragment = s
+        .owner
+        .get_htmx(&format!("{}?actor=owner", s.audit()))
+        .await;
+    assert!(
+        fragment
+            .text
+            .trim_start()
+            .starts_with("<section id=\"audit\""),
+        "{}",
+        fragment.text
+    );
     assert_eq!(actions(&fragment), ["moderation.banned"]);
 
     // 50 a page.
@@ -888,7 +1203,11 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
     .unwrap();
     let first = s.owner.get(&s.audit()).await;
     assert_eq!(actions(&first).len(), 50);
-    assert!(first.text_of("#audit-count").contains("53 entries"), "{}", first.text_of("#audit-count"));
+    assert!(
+        first.text_of("#audit-count").contains("53 entries"),
+        "{}",
+        first.text_of("#audit-count")
+    );
     let next = first.attr("a[rel=next]", "href").expect("a next page");
     let second = s.owner.get(&next).await;
     assert_eq!(actions(&second), ["stream.live"; 3]);
@@ -914,11 +1233,24 @@ async fn the_dashboard_lists_a_moderators_channels_and_they_watch_without_a_pass
     assert_eq!(page.attr(card, "data-role").as_deref(), Some("moderator"));
     assert!(page.text_of(card).contains("mod-channel channel"));
     let live = format!("{card} .live-streams [data-stream-id=\"{}\"]", s.stream.id);
-    assert!(page.has(&format!("{live} a[href=\"/s/{}\"]", s.stream.id)), "{}", page.text);
-    assert!(page.has(&format!("{live} a[href=\"/studio/streams/{}/moderate\"]", s.stream.id)));
-    let soon = format!("{card} .upcoming-streams [data-stream-id=\"{}\"]", upcoming.id);
+    assert!(
+        page.has(&format!("{live} a[href=\"/s/{}\"]", s.stream.id)),
+        "{}",
+        page.text
+    );
+    assert!(page.has(&format!(
+        "{live} a[href=\"/studio/streams/{}/moderate\"]",
+        s.stream.id
+    )));
+    let soon = format!(
+        "{card} .upcoming-streams [data-stream-id=\"{}\"]",
+        upcoming.id
+    );
     assert!(page.text_of(&soon).contains("Next week"));
-    assert_eq!(page.attr("#moderated-max-own", "data-role").as_deref(), Some("owner"));
+    assert_eq!(
+        page.attr("#moderated-max-own", "data-role").as_deref(),
+        Some("owner")
+    );
     assert!(page.text_of("#moderated-max-own").contains("Owner"));
 
     // Moderators watch without a pass: the access rule mints them a token.
@@ -927,16 +1259,70 @@ async fn the_dashboard_lists_a_moderators_channels_and_they_watch_without_a_pass
     // And the moderation page is theirs, without the owner's links.
     let moderate = s.moderator.get(&s.moderate()).await;
     assert_eq!(moderate.status, StatusCode::OK);
-    assert!(moderate.has("#participants") && moderate.has("#ban-form") && moderate.has("#timeout-form"));
+    assert!(
+        moderate.has("#participants") && moderate.has("#ban-form") && moderate.has("#timeout-form")
+    );
     assert_eq!(moderate.text_of("#stream-state"), "Live");
 
     // The studio links here; someone on no team sees how it works.
     let studio = s.owner.get("/studio").await;
     assert!(studio.has("a[href=\"/moderation\"]"));
-    let stream_page = s.owner.get(&format!("/studio/streams/{}", s.stream.id)).await;
+    let stream_page = s
+        .owner
+        .get(&format!("/studio/streams/{}", s.stream.id))
+        .await;
     assert!(stream_page.has(&format!("a[href=\"{}\"]", s.moderate())));
     let (nobody, _) = builders::user(&s.app, "nobody@example.com", "Nobody").await;
     let empty = nobody.get("/moderation").await;
     assert_eq!(empty.status, StatusCode::OK);
     assert!(empty.has("#no-moderation"));
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_panel_updates_itself_and_its_ban_button_removes_the_viewer() {
+    use crate::util::PASSWORD;
+    use crate::util::browser::Browser as Chromium;
+
+    let s = setup().await;
+    s.go_live().await;
+    let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
+    let chromium = Chromium::start().await;
+    chromium
+        .sign_in(&s.app.url, "mod@example.com", PASSWORD)
+        .await;
+    chromium
+        .goto(&format!("{}{}", s.app.url, s.moderate()))
+        .await;
+    chromium.wait_for("#participants-empty").await;
+
+    // She joins: the panel shows her without a reload (it polls every 5 s).
+    let mut client = connect(&viewer, &s.stream, 40).await;
+    let row = format!("#participant-{viewer_id}");
+    chromium.wait_for(&format!("{row} .participant-name")).await;
+    assert_eq!(
+        chromium.text(&format!("{row} .participant-name")).await,
+        "Vera Viewer"
+    );
+
+    // The panel's Ban button asks first, then bans; the bans section refreshes itself.
+    chromium.click(&format!("#ban-{viewer_id}")).await;
+    let question = chromium.accept_dialog().await;
+    assert!(
+        question.contains("Ban Vera Viewer from the channel?"),
+        "{question}"
+    );
+    chromium.wait_for("#participants-note").await;
+    assert!(
+        chromium
+            .text("#participants-note")
+            .await
+            .contains("Vera Viewer is banned")
+    );
+    let gone = client.next().await;
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    chromium
+        .wait_for(&format!("#ban-list .ban-row[data-user-id=\"{viewer_id}\"]"))
+        .await;
+    assert_eq!(chromium.path().await, s.moderate(), "no navigation");
+    chromium.close().await;
 }
