@@ -110,6 +110,7 @@ pub struct BroadcastPage {
     pub channel: Channel,
     pub started_at: String,
     pub watch_url: String,
+    pub chat: crate::chat::view::ChatPanel,
 }
 
 pub async fn broadcast(
@@ -124,13 +125,8 @@ pub async fn broadcast(
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     let watch_url = format!("{}s/{}", state.config.public_url, stream.id);
-    render(&BroadcastPage {
-        layout,
-        stream,
-        channel,
-        started_at,
-        watch_url,
-    })
+    let chat = crate::chat::view::ChatPanel::load(&state, Some(user.id), &stream).await?;
+    render(&BroadcastPage { layout, stream, channel, started_at, watch_url, chat })
 }
 
 #[derive(serde::Serialize)]

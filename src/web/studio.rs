@@ -475,6 +475,8 @@ pub struct StreamPage {
     pub editable: Editable,
     /// After an htmx save: "Saved." inside the swapped part.
     pub saved: bool,
+    /// The stream's chat settings form (full page only).
+    pub chat_settings: Option<crate::chat::view::ChatSettingsForm>,
 }
 
 impl StreamPage {
@@ -494,6 +496,7 @@ impl StreamPage {
             errors: FieldErrors::default(),
             editable: Editable::for_status(stream.status()),
             saved: false,
+            chat_settings: None,
         }
     }
 }
@@ -506,10 +509,11 @@ pub async fn stream_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
-    render_with(
-        StatusCode::OK,
-        &StreamPage::new(&state, layout, &stream, channel),
-    )
+    drop(conn);
+    let chat_settings = crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
+    let mut page = StreamPage::new(&state, layout, &stream, channel);
+    page.chat_settings = Some(chat_settings);
+    render_with(StatusCode::OK, &page)
 }
 
 pub async fn update_stream(

@@ -32,6 +32,8 @@ pub struct WatchPage {
     pub signed_in: bool,
     /// When the viewer's pass ends, for the countdown and the 5-minute warning.
     pub time_left: Option<TimeLeft>,
+    /// The chat panel (full page only; the status and time-left fragments skip it).
+    pub chat: Option<crate::chat::view::ChatPanel>,
     /// What the page shows: status and whether the viewer may watch. The
     /// status poll swaps the stage only when this changes.
     pub stage_key: String,
@@ -65,6 +67,7 @@ async fn page(
         pass_ended: access.denial() == Some(Denial::PassEnded),
         banned: access.denial() == Some(Denial::Banned),
         time_left: until.map(|t| TimeLeft { stream_id: stream.id, until: t.to_rfc3339(), label: utc(&t) }),
+        chat: None,
         stage_key: format!("{}-{}", stream.status, if access.may_watch() { "in" } else { "out" }),
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
@@ -80,7 +83,9 @@ pub async fn show(
     layout: Layout,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    let user = user.map(|u| u.id);
+    let mut page = page(&state, user, &id, layout).await?;
+    page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
     render(&page)
 }
 

@@ -347,3 +347,82 @@ async fn a_viewer_without_a_pass_buys_one_and_the_watch_page_plays() {
     viewer.close().await;
     owner.close().await;
 }
+
+#[tokio::test]
+async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_live() {
+    let app = TestApp::spawn().await;
+    let owner_http = app.signed_up("host@example.com", "Hana Host").await;
+    app.signed_up("ann@example.com", "Ann Viewer").await;
+    app.signed_up("ben@example.com", "Ben Viewer").await;
+    let host = user_id(&app, "host@example.com").await;
+    let stream = draft_stream(&app, host).await;
+    for email in ["ann@example.com", "ben@example.com"] {
+        grant(&app, user_id(&app, email).await, stream.channel_id).await;
+    }
+    let live = owner_http.post_htmx(&format!("/studio/streams/{}/live", stream.id), &[]).await;
+    assert_eq!(live.status, reqwest::StatusCode::OK);
+    let watch_url = format!("{}/s/{}", app.url, stream.id);
+
+    let ann = Browser::start().await;
+    ann.sign_in(&app.url, "ann@example.com", PASSWORD).await;
+    ann.goto(&watch_url).await;
+    let ben = Browser::start().await;
+    ben.sign_in(&app.url, "ben@example.com", PASSWORD).await;
+    ben.goto(&watch_url).await;
+    ben.wait_for(".chat-form").await;
+    let owner = Browser::start().await;
+    owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
+    owner.goto(&watch_url).await;
+    owner.wait_for(".chat-form").await;
+    // Give the three SSE connections a moment to open before the post.
+    for b in [&ben, &owner] {
+        b.wait_until(
+            "the chat stream to connect",
+            "return [...document.querySelectorAll('[sse-connect]')].every(e => e['htmx-internal-data']?.sseEventSource?.readyState === 1)",
+            TIMEOUT,
+        )
+        .await;
+    }
+
+    // Ann types and presses Enter; the box clears.
+    let input = ann.wait_for(".chat-form input[name=body]").await;
+    input.send_keys("Hello from Ann <b>!</b>\u{E007}").await.unwrap();
+    ann.wait_until(
+        "the box to clear after sending",
+        "return document.querySelector('.chat-form input[name=body]').value === ''",
+        TIMEOUT,
+    )
+    .await;
+
+    // Ben sees it without reloading, escaped.
+    let seen = ben
+        .wait_until(
+            "Ann's message on Ben's page",
+            "const m = [...document.querySelectorAll('.chat-msg')].find(li => li.innerText.includes('Hello from Ann')); \
+             return m ? m.id : null",
+            TIMEOUT,
+        )
+        .await;
+    let id = seen.as_str().unwrap().to_owned();
+    assert_eq!(ben.text(&format!("#{id} .chat-body")).await, "Hello from Ann <b>!</b>");
+    assert!(!ben.has(&format!("#{id} .chat-body b")).await, "markup is escaped");
+    assert!(!ben.has(&format!("#{id} .chat-delete")).await, "viewers can't delete");
+
+    // The owner (a moderator of the channel) deletes it; it vanishes from Ben's page.
+    ben.js("window.sameDocument = true; return true").await;
+    owner.wait_for(&format!("#{id} .chat-delete")).await;
+    owner.click(&format!("#{id} .chat-delete")).await;
+    let question = owner.accept_dialog().await;
+    assert!(question.contains("Delete this message"), "{question}");
+    ben.wait_until(
+        "the deleted message to disappear from Ben's page",
+        &format!("return document.getElementById('{id}') === null"),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(ben.js("return window.sameDocument === true").await, true, "Ben's page was reloaded");
+
+    ann.close().await;
+    ben.close().await;
+    owner.close().await;
+}
