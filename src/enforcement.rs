@@ -23,6 +23,8 @@ use crate::state::AppState;
 pub const CHANNEL: &str = "stagepass_access_changed";
 /// Sleep at most this long between sweeps, whatever happens.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// After a removal that did not go through.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Runs forever: the LISTEN task and the sweeping loop.
 pub async fn run(state: AppState) {
@@ -57,14 +59,29 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Duration> {
     let intruders = access::present_but_denied(&mut conn).await?;
     let next = access::next_expiry_in(&mut conn).await?;
     drop(conn);
-    for intruder in intruders {
+    // All at once, each with a short timeout: one slow call must not delay the rest.
+    let results = futures_util::future::join_all(intruders.into_iter().map(|intruder| async move {
         let mut conn = state.db.get().await?;
-        let Some(stream) = streams::find(&mut conn, StreamId(intruder.stream_id)).await? else { continue };
+        let Some(stream) = streams::find(&mut conn, StreamId(intruder.stream_id)).await? else {
+            return anyhow::Ok(true);
+        };
         drop(conn);
-        lifecycle::remove_participant(state, &stream, &intruder.identity, "participant.removed_access_ended").await;
-        // Until LiveKit's participant_left arrives, don't remove them again.
-        let mut conn = state.db.get().await?;
-        crate::db::presence::close_identity(&mut conn, stream.id, &intruder.identity).await?;
+        match lifecycle::remove_participant(state, &stream, &intruder.identity, "participant.removed_access_ended").await {
+            Ok(_) => {
+                // Removed (or already gone): until LiveKit's participant_left
+                // arrives, don't remove them again.
+                let mut conn = state.db.get().await?;
+                crate::db::presence::close_identity(&mut conn, stream.id, &intruder.identity).await?;
+                Ok(true)
+            }
+            // Still there: they stay in presence and the next sweep retries.
+            Err(_) => Ok(false),
+        }
+    }))
+    .await;
+    let failed = results.iter().any(|r| !matches!(r, Ok(true)));
+    if failed {
+        return Ok(RETRY_AFTER);
     }
     // Wake a hair after the expiry so that `now() < expires_at` is false by then.
     Ok(match next {

@@ -238,7 +238,7 @@ pub async fn apply_event(
             if let Some(p) = &event.participant {
                 let mut conn = state.db.get().await?;
                 let at = timestamp(event.created_at);
-                let user = p.identity.parse::<i64>().ok().map(crate::db::UserId);
+                let user = crate::livekit::user_of(&p.identity);
                 let left = db::presence::Joined {
                     stream_id: stream.id,
                     room_name: &room.name,
@@ -277,16 +277,10 @@ async fn participant_joined(
     p: &livekit_protocol::ParticipantInfo,
     created_at: i64,
 ) -> Result<(), AppError> {
-    let user = p.identity.parse::<i64>().ok().map(crate::db::UserId);
+    let user = crate::livekit::user_of(&p.identity);
     let mut conn = state.db.get().await?;
-    if let Some(user) = user {
-        let access = crate::access::may(&mut conn, Some(user), stream).await?;
-        if !access.may_watch() {
-            drop(conn);
-            remove_participant(state, stream, &p.identity, "participant.removed_on_join").await;
-            return Ok(());
-        }
-    }
+    // Presence first: if the removal below fails, the enforcer knows they are
+    // there and keeps trying.
     let joined = db::presence::Joined {
         stream_id: stream.id,
         room_name: &stream.room_name,
@@ -296,6 +290,17 @@ async fn participant_joined(
         at: timestamp(created_at),
     };
     db::presence::joined(&mut conn, &joined).await?;
+    if let Some(user) = user {
+        let access = crate::access::may(&mut conn, Some(user), stream).await?;
+        if !access.may_watch() {
+            drop(conn);
+            if remove_participant(state, stream, &p.identity, "participant.removed_on_join").await.is_ok() {
+                let mut conn = state.db.get().await?;
+                db::presence::close_identity(&mut conn, stream.id, &p.identity).await?;
+            }
+            return Ok(());
+        }
+    }
     let team: Vec<crate::db::UserId> = db::channels::members(&mut conn, stream.channel_id)
         .await?
         .into_iter()
@@ -306,20 +311,20 @@ async fn participant_joined(
     Ok(())
 }
 
+/// How long one removal may take before the enforcer moves on (and retries).
+const REMOVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Removes a participant from a stream's room and revokes the tokens they hold.
-pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &str, action: &str) {
+/// Answers `Ok(true)` when removed, `Ok(false)` when they were already gone,
+/// and `Err` (with LiveKit's reason) when it did not happen — callers retry.
+pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &str, action: &str) -> Result<bool, String> {
     let options = livekit_api::services::room::RemoveParticipantOptions {
         revoke_token_ts: chrono::Utc::now().timestamp_millis(),
     };
-    match state
-        .livekit
-        .rooms
-        .remove_participant_with_options(&stream.room_name, identity, options)
-        .await
-    {
-        Ok(()) => {
-            metrics::counter!("participants_removed_total", "why" => action.to_owned())
-                .increment(1);
+    let call = state.livekit.rooms.remove_participant_with_options(&stream.room_name, identity, options);
+    match tokio::time::timeout(REMOVE_TIMEOUT, call).await {
+        Ok(Ok(())) => {
+            metrics::counter!("participants_removed_total", "why" => action.to_owned()).increment(1);
             tracing::info!(stream = %stream.id, action, "participant removed");
             if let Ok(mut conn) = state.db.get().await {
                 let _ = db::audit::record(
@@ -332,9 +337,18 @@ pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &st
                 )
                 .await;
             }
+            Ok(true)
         }
-        // Already gone: nothing to do.
-        Err(e) if is_not_found(&e.to_string()) => {}
-        Err(e) => tracing::warn!(error = %e, stream = %stream.id, "removing a participant failed"),
+        Ok(Err(e)) if is_not_found(&e.to_string()) => Ok(false),
+        Ok(Err(e)) => {
+            metrics::counter!("participant_removals_failed_total").increment(1);
+            tracing::warn!(error = %e, stream = %stream.id, "removing a participant failed");
+            Err(short(&e.to_string()))
+        }
+        Err(_) => {
+            metrics::counter!("participant_removals_failed_total").increment(1);
+            tracing::warn!(stream = %stream.id, "removing a participant timed out");
+            Err("LiveKit did not answer in time".to_owned())
+        }
     }
 }

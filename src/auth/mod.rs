@@ -153,7 +153,8 @@ pub fn safe_next(next: Option<&str>) -> String {
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
+                // Visible ASCII only: browsers drop tabs and newlines, so "/\t/evil" would be "//evil".
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n.to_owned()
         }
@@ -190,4 +191,18 @@ pub async fn secure_after_password_change(
     session.cycle_id().await?;
     csrf::rotate(session).await?;
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_never_leaves_the_site() {
+        for evil in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil", "https://evil.example", "evil"] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(Some("/s/12?x=1")), "/s/12?x=1");
+        assert_eq!(safe_next(None), "/");
+    }
 }

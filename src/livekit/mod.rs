@@ -4,6 +4,27 @@
 
 pub mod tokens;
 
+use crate::db::UserId;
+
+/// A viewer's LiveKit identity: their user id. One identity per user means
+/// one pass plays on one device at a time (a second connection replaces the first).
+pub fn viewer_identity(user: UserId) -> String {
+    user.to_string()
+}
+
+/// The owner publishing from the broadcast page: a separate identity, so that
+/// the owner watching their own stream in another tab does not replace (and
+/// so disconnect) their broadcast.
+pub fn host_identity(user: UserId) -> String {
+    format!("host-{user}")
+}
+
+/// The user behind a participant identity of ours (viewer or host); `None`
+/// for participants that are not users (egress, ingress).
+pub fn user_of(identity: &str) -> Option<UserId> {
+    identity.strip_prefix("host-").unwrap_or(identity).parse().ok()
+}
+
 use livekit_api::services::room::RoomClient;
 use secrecy::ExposeSecret;
 

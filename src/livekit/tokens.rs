@@ -33,7 +33,7 @@ pub fn viewer(
         can_update_own_metadata: Some(false),
         ..Default::default()
     };
-    mint(config, user, name, grants, ttl.min(VIEWER_TTL))
+    mint(config, &super::viewer_identity(user), name, grants, ttl.min(VIEWER_TTL))
 }
 
 /// The channel owner on the broadcast page: publish, subscribe, data, room admin.
@@ -53,18 +53,18 @@ pub fn host(
         can_update_own_metadata: Some(false),
         ..Default::default()
     };
-    mint(config, user, name, grants, HOST_TTL)
+    mint(config, &super::host_identity(user), name, grants, HOST_TTL)
 }
 
 fn mint(
     config: &LiveKitConfig,
-    user: UserId,
+    identity: &str,
     name: &str,
     grants: VideoGrants,
     ttl: Duration,
 ) -> Result<String, AccessTokenError> {
     AccessToken::with_api_key(&config.api_key, config.api_secret.expose_secret())
-        .with_identity(&user.to_string())
+        .with_identity(identity)
         .with_name(name)
         .with_ttl(ttl)
         .with_grants(grants)

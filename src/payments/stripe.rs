@@ -296,9 +296,15 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
     pub session: String,
+    /// Our order id, from the session's `metadata.order_id` — only sessions we
+    /// created carry it (`client_reference_id` can be set by anyone on a
+    /// Payment Link, so it is never trusted).
     pub client_reference: Option<OrderId>,
     pub payment_intent: Option<String>,
     pub paid: bool,
+    /// What Stripe charged, checked against the order before completing it.
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -334,14 +340,12 @@ pub fn parse_event(body: &[u8]) -> Result<(String, String, Event), ParseError> {
     let session = || -> Result<SessionEvent, ParseError> {
         Ok(SessionEvent {
             session: text("id").ok_or_else(|| ParseError("a session without an id".into()))?,
-            client_reference: text("client_reference_id")
-                .or_else(|| {
-                    object
-                        .pointer("/metadata/order_id")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                })
+            client_reference: object
+                .pointer("/metadata/order_id")
+                .and_then(|v| v.as_str())
                 .and_then(|r| r.parse().ok()),
+            amount_total: object.get("amount_total").and_then(|v| v.as_i64()),
+            currency: text("currency").map(|c| c.to_ascii_uppercase()),
             payment_intent: id_of("payment_intent"),
             paid: matches!(
                 text("payment_status").as_deref(),
@@ -404,6 +408,13 @@ pub async fn apply(conn: &mut AsyncPgConnection, event: &Event) -> diesel::Query
                 else {
                     return Ok::<_, diesel::result::Error>(Applied::UnknownOrder);
                 };
+                // A session that charged something else than this order is not its payment.
+                let amount_differs = s.amount_total.is_some_and(|a| a != order.amount_cents);
+                let currency_differs = s.currency.as_deref().is_some_and(|c| c != order.currency);
+                if amount_differs || currency_differs {
+                    tracing::error!(order = %order.id, "a completed session's amount or currency differs from its order; not granted");
+                    return Ok(Applied::UnknownOrder);
+                }
                 let before = order.status();
                 let grant =
                     orders::complete_order(conn, order.id, s.payment_intent.as_deref()).await?;
@@ -539,7 +550,8 @@ mod tests {
     #[test]
     fn events_are_reduced_to_what_we_act_on() {
         let body = br#"{"id":"evt_1","type":"checkout.session.completed","data":{"object":
-            {"id":"cs_test_1","client_reference_id":"12","payment_intent":"pi_1","payment_status":"paid"}}}"#;
+            {"id":"cs_test_1","client_reference_id":"99","metadata":{"order_id":"12"},"payment_intent":"pi_1",
+             "payment_status":"paid","amount_total":900,"currency":"usd"}}}"#;
         let (id, kind, event) = parse_event(body).unwrap();
         assert_eq!(
             (id.as_str(), kind.as_str()),
@@ -552,6 +564,8 @@ mod tests {
                 client_reference: Some(OrderId(12)),
                 payment_intent: Some("pi_1".into()),
                 paid: true,
+                amount_total: Some(900),
+                currency: Some("USD".into()),
             })
         );
         let body = br#"{"id":"evt_2","type":"charge.refunded","data":{"object":

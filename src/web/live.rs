@@ -175,7 +175,7 @@ pub async fn host_token(
     Ok(Json(TokenResponse {
         token,
         url: state.config.livekit.public_url.to_string(),
-        identity: user.id.to_string(),
+        identity: crate::livekit::host_identity(user.id),
     })
     .into_response())
 }

@@ -290,7 +290,7 @@ async fn participant_rows(
         .collect();
     let ids: Vec<UserId> = people
         .iter()
-        .filter_map(|p| p.identity.parse().ok())
+        .filter_map(|p| crate::livekit::user_of(&p.identity))
         .collect();
     let standing: HashMap<i64, bans::Standing> = bans::standing(conn, channel.id, &ids)
         .await?
@@ -300,7 +300,7 @@ async fn participant_rows(
     let mut rows: Vec<(i64, ParticipantRow)> = people
         .into_iter()
         .map(|p| {
-            let user_id: Option<UserId> = p.identity.parse().ok();
+            let user_id: Option<UserId> = crate::livekit::user_of(&p.identity);
             let known = user_id.and_then(|u| standing.get(&u.0));
             let role = known.and_then(|s| s.role.as_deref()).and_then(Role::parse);
             let name = match known {
@@ -458,7 +458,7 @@ async fn present(
 
 /// Their name in our words: the account's display name, else LiveKit's.
 async fn name_of(conn: &mut AsyncPgConnection, p: &ParticipantInfo) -> AppResult<String> {
-    if let Ok(id) = p.identity.parse::<UserId>()
+    if let Some(id) = crate::livekit::user_of(&p.identity)
         && let Some(u) = users::find(conn, id).await?
     {
         return Ok(u.display_name);
@@ -560,7 +560,8 @@ pub async fn mute(
             Some(user.id),
             Some(channel.id),
             "moderation.track_muted",
-            Some(&identity),
+            // The user behind the identity (a host publishes as `host-{id}`).
+            Some(&crate::livekit::user_of(&identity).map(|u| u.to_string()).unwrap_or_else(|| identity.clone())),
             serde_json::json!({
                 "stream_id": stream.id,
                 "track_sid": track.sid,
@@ -610,13 +611,11 @@ pub async fn remove(
     let mut conn = state.db.get().await?;
     let name = name_of(&mut conn, &participant).await?;
     drop(conn);
-    lifecycle::remove_participant(
-        &state,
-        &stream,
-        &identity,
-        "participant.removed_by_moderator",
-    )
-    .await;
+    if let Err(why) =
+        lifecycle::remove_participant(&state, &stream, &identity, "participant.removed_by_moderator").await
+    {
+        return Err(AppError::Unavailable(format!("LiveKit did not remove them ({why}).")));
+    }
     let mut conn = state.db.get().await?;
     crate::db::audit::record(
         &mut conn,

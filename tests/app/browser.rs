@@ -139,7 +139,7 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
         .unwrap();
     let publisher = participants
         .iter()
-        .find(|p| p.identity == host.to_string())
+        .find(|p| p.identity == stagepass::livekit::host_identity(host))
         .unwrap_or_else(|| panic!("the owner is not in the room: {participants:?}"));
     let kinds: Vec<&str> = publisher
         .tracks

@@ -808,3 +808,39 @@ async fn the_dev_provider_refuses_to_start_on_a_public_url() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_session_that_is_not_ours_or_charged_another_amount_grants_nothing() {
+    let shop = open_shop(stripe_app().await).await;
+    let pass = shop.pass("Day pass", Terms::channel_day(900)).await;
+    let order = stripe_checkout(&shop, &pass, None).await;
+    let session = order.provider_ref.as_deref().unwrap();
+
+    // Someone paid a cheap Payment Link with our order id as client_reference_id:
+    // another session, no metadata of ours.
+    let foreign = serde_json::json!({
+        "id": "evt_foreign", "object": "event", "type": "checkout.session.completed",
+        "data": { "object": {
+            "id": "cs_someone_elses", "object": "checkout.session",
+            "client_reference_id": order.id.to_string(),
+            "payment_intent": "pi_cheap", "payment_status": "paid", "amount_total": 100, "currency": "usd",
+        }},
+    })
+    .to_string();
+    assert_eq!(shop.send_webhook(&foreign, signed_now(&foreign)).await, StatusCode::OK);
+
+    // Our session, but it charged something else than the order says.
+    let wrong_amount = serde_json::json!({
+        "id": "evt_wrong_amount", "object": "event", "type": "checkout.session.completed",
+        "data": { "object": {
+            "id": session, "object": "checkout.session",
+            "metadata": { "order_id": order.id.to_string() },
+            "payment_intent": "pi_wrong", "payment_status": "paid", "amount_total": 100, "currency": "usd",
+        }},
+    })
+    .to_string();
+    assert_eq!(shop.send_webhook(&wrong_amount, signed_now(&wrong_amount)).await, StatusCode::OK);
+
+    assert!(shop.grants(shop.viewer_id).await.is_empty());
+    assert_ne!(shop.order(order.id).await.status, "paid");
+}

@@ -146,7 +146,7 @@ async fn in_room(
             .unwrap();
         if let Some(p) = people
             .into_iter()
-            .find(|p| p.identity == identity.to_string())
+            .find(|p| stagepass::livekit::user_of(&p.identity) == Some(identity))
         {
             return p;
         }
@@ -708,7 +708,7 @@ async fn a_published_track_is_muted_through_livekit() {
     };
     assert!(!track.muted);
 
-    let row = format!("#participant-{}", s.owner_id);
+    let row = format!("#participant-{}", stagepass::livekit::host_identity(s.owner_id));
     let panel = s.moderator.get_htmx(&s.panel()).await;
     assert_eq!(
         panel.attr(&row, "data-publishing").as_deref(),
@@ -739,7 +739,8 @@ async fn a_published_track_is_muted_through_livekit() {
         .post_htmx(
             &format!(
                 "/studio/streams/{}/participants/{}/mute",
-                s.stream.id, s.owner_id
+                s.stream.id,
+                stagepass::livekit::host_identity(s.owner_id)
             ),
             &[("track", &track.sid)],
         )
@@ -784,7 +785,8 @@ async fn a_published_track_is_muted_through_livekit() {
         .post_htmx(
             &format!(
                 "/studio/streams/{}/participants/{}/mute",
-                s.stream.id, s.owner_id
+                s.stream.id,
+                stagepass::livekit::host_identity(s.owner_id)
             ),
             &[],
         )
