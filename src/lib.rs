@@ -25,19 +25,36 @@ pub use state::AppState;
 
 use std::net::SocketAddr;
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// In-flight requests get this long after SIGTERM; open SSE streams (chat)
+/// never finish on their own, so they are cut at the deadline.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight
+/// requests for at most `DRAIN_TIMEOUT`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let jobs = jobs::spawn(state.clone());
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(signal);
+    let deadline = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("shutdown: connections still open after the drain timeout; closing them");
+            Ok(())
+        }
+    };
     for job in jobs {
         job.abort();
     }

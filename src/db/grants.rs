@@ -360,3 +360,16 @@ pub async fn pass_choices(
         .load(conn)
         .await
 }
+
+/// Whether `user` holds a grant from `pass` that has not ended (active or upcoming), by SQL's clock.
+pub async fn holds_active_from_pass(conn: &mut AsyncPgConnection, user: UserId, pass: PassId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        access_grants::table
+            .filter(access_grants::user_id.eq(user))
+            .filter(access_grants::pass_id.eq(pass))
+            .filter(access_grants::revoked_at.is_null())
+            .filter(access_grants::expires_at.gt(diesel::dsl::now)),
+    ))
+    .get_result(conn)
+    .await
+}

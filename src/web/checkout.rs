@@ -107,6 +107,19 @@ pub async fn buy(
     if access::banned_from(&mut conn, user.id, pass.channel_id).await? {
         return Err(AppError::forbidden(Denial::Banned.reason()));
     }
+    // A pass for one stream that has ended is worth something only with replays.
+    if let Some(stream_id) = pass.stream_id {
+        let ended = crate::db::streams::find(&mut conn, stream_id)
+            .await?
+            .is_some_and(|s| s.status() == crate::db::streams::Status::Ended);
+        if ended && !pass.includes_replays {
+            return Err(AppError::forbidden("This stream has ended, and this pass does not include its replay."));
+        }
+    }
+    // Free passes don't stack: one at a time.
+    if pass.price_cents == 0 && crate::db::grants::holds_active_from_pass(&mut conn, user.id, pass.id).await? {
+        return Err(AppError::forbidden("You already have this free pass. You can take it again once it has ended."));
+    }
     let route = route(&mut conn, &pass, &channel, form.stream_id.as_deref()).await?;
     drop(conn);
 

@@ -783,6 +783,28 @@ async fn a_free_pass_is_granted_at_once() {
     assert_eq!(grants.len(), 1);
     assert_eq!(order.grant_id, Some(grants[0].id));
     assert_eq!(grants[0].stream_id, Some(shop.stream.id));
+
+    // Free passes don't stack: taking it again while it runs is refused.
+    let again = buy(&shop.viewer, pass.id, None).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.text.contains("You already have this free pass"), "{}", again.text);
+    assert_eq!(shop.grants(shop.viewer_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_pass_without_replays_is_not_sold_after_the_stream_ended() {
+    let shop = open_shop(TestApp::spawn().await).await;
+    let live_only = Terms { stream: Some(shop.stream.id), price_cents: 500, duration_seconds: Some(3600), window: None, includes_replays: false };
+    let pass = shop.pass("Tonight only", live_only).await;
+    diesel::sql_query("UPDATE streams SET status = 'ended', started_at = now() - interval '1 hour', ended_at = now() WHERE id = $1")
+        .bind::<BigInt, _>(shop.stream.id.0)
+        .execute(&mut shop.app.conn().await)
+        .await
+        .unwrap();
+    let page = buy(&shop.viewer, pass.id, None).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.text.contains("does not include its replay"), "{}", page.text);
+    assert!(shop.orders().await.is_empty());
 }
 
 #[tokio::test]

@@ -44,7 +44,9 @@ async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
         .expires_at;
     let (status, body) = token(&w).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 30).await;
+    // The client waits 12 s at most: removal must come from the timer set for
+    // the grant's end (~5 s), not from the enforcer's 30 s safety sweep.
+    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 12).await;
     assert_eq!(client.next().await["connected"], true);
     let connected = Instant::now();
 
@@ -83,13 +85,29 @@ async fn a_viewer_is_removed_when_their_grant_is_revoked_and_a_rejoin_is_undone(
     assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
     eprintln!("removed {:?} after revocation", revoked_at.elapsed());
 
-    // Rejoining with the cached token does not bring them back.
-    let mut again = LiveKitClient::start(&url, &old_token, "stay", 15).await;
+    // Rejoining with the cached token: LiveKit refuses it (revoked on removal).
+    let mut again = LiveKitClient::start(&url, &old_token, "stay", 10).await;
     let first = again.next().await;
     if first["connected"] == true {
         let kicked = again.next().await;
         assert_eq!(kicked["disconnected"], true, "a rejoin is undone: {kicked}");
     }
+    // A token LiveKit would accept (as if refreshed by the server before the
+    // revocation took hold) is undone by the app on participant_joined.
+    let fresh = stagepass::livekit::tokens::viewer(
+        &w.app.state.config.livekit,
+        w.viewer_id,
+        "Viewer",
+        &w.stream.room_name,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let mut rejoin = LiveKitClient::start(&url, &fresh, "stay", 10).await;
+    assert_eq!(rejoin.next().await["connected"], true);
+    let rejoined = Instant::now();
+    let kicked = rejoin.next().await;
+    assert_eq!(kicked["reason"], "PARTICIPANT_REMOVED", "{kicked}");
+    eprintln!("a rejoin was undone {:?} after connecting", rejoined.elapsed());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let people = w.app.state.livekit.rooms.list_participants(&w.stream.room_name).await.unwrap();
