@@ -146,7 +146,8 @@ pub struct Reconciled {
 }
 
 /// Compares live streams with LiveKit's rooms: a live stream whose room is gone
-/// is ended; a room of ours (by prefix) whose stream is not live is deleted.
+/// is ended; a room of ours (by prefix) whose stream is not live is deleted; the
+/// participants of live rooms are recorded in presence (lost webhooks).
 #[instrument(skip_all)]
 pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     let prefix = &state.config.livekit.room_prefix;
@@ -167,6 +168,28 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     drop(conn);
 
     let mut done = Reconciled::default();
+    // Presence comes from webhooks, which LiveKit drops after 30 s of failure
+    // (say, while the app restarts): take it from the rooms themselves too, so
+    // the enforcer knows everyone who is in.
+    for stream in live.iter().filter(|s| rooms.contains(&s.room_name)) {
+        match state.livekit.rooms.list_participants(&stream.room_name).await {
+            Ok(people) => {
+                let mut conn = state.db.get().await?;
+                for p in people {
+                    let joined = db::presence::Joined {
+                        stream_id: stream.id,
+                        room_name: &stream.room_name,
+                        user_id: crate::livekit::user_of(&p.identity),
+                        identity: &p.identity,
+                        participant_sid: &p.sid,
+                        at: timestamp(p.joined_at),
+                    };
+                    db::presence::joined(&mut conn, &joined).await?;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, stream = %stream.id, "reconciler: listing participants"),
+        }
+    }
     for stream in live.iter().filter(|s| !rooms.contains(&s.room_name)) {
         // A room can be created a moment before its stream is marked live; a
         // stream that went live seconds ago gets the benefit of the doubt.

@@ -752,3 +752,22 @@ async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_e
         assert_eq!(claims(body["token"].as_str().unwrap()).video.room, stream.room_name);
     }
 }
+
+#[tokio::test]
+async fn the_reconciler_recovers_presence_lost_with_webhooks_so_enforcement_still_holds() {
+    let live = setup("pass").await;
+    live.go_live().await;
+    // LiveKit's webhooks don't reach this app (it was restarting, say).
+    live.app.services.webhook_targets.lock().unwrap().retain(|u| u != &live.app.url);
+    let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
+    let g = grant(&live.app, viewer_id, live.channel.id, None, "-1 minute", "1 hour").await;
+    let (_, body) = viewer_token(&viewer, &live.stream).await;
+    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 20).await;
+    assert_eq!(client.next().await["connected"], true);
+    revoke(&live.app, g).await;
+
+    // The reconciler finds them in the room; the enforcer then removes them.
+    stagepass::lifecycle::reconcile(&live.app.state).await.unwrap();
+    let gone = client.next().await;
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+}
