@@ -104,6 +104,17 @@ pub async fn ban(app: &TestApp, channel: ChannelId, user: UserId) {
     .unwrap();
 }
 
+fn client_log() -> std::process::Stdio {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-services");
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("lk_client.log"))
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null())
+}
+
 /// A real LiveKit participant (LiveKit's Python SDK, installed by scripts/setup).
 pub struct LiveKitClient {
     child: tokio::process::Child,
@@ -126,6 +137,9 @@ impl LiveKitClient {
         let mut child = tokio::process::Command::new(python)
             .args([script, url, token, mode, &seconds.to_string()])
             .stdout(std::process::Stdio::piped())
+            // The SDK's native core logs (and, when killed mid-call, panics) on
+            // stderr: keep that out of the test output, in a log for post-mortems.
+            .stderr(client_log())
             .kill_on_drop(true)
             .spawn()
             .expect("starting the LiveKit client");
