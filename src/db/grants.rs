@@ -120,6 +120,9 @@ pub async fn set_expiry(
 
 /// When a new grant for the same scope should start: at the end of the user's
 /// latest active one (buying again extends), else now. Evaluated in SQL.
+/// Call it inside the transaction that inserts the grant: it takes a per
+/// (user, channel) lock until commit, so purchases, redemptions and comps
+/// that happen at once still stack one after the other.
 pub async fn next_start(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -132,6 +135,10 @@ pub async fn next_start(
         #[diesel(sql_type = Timestamptz)]
         at: DateTime<Utc>,
     }
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(format!("stagepass:grant-stacking:{user}:{channel}"))
+        .execute(conn)
+        .await?;
     let row: Start = diesel::sql_query(
         "SELECT greatest(now(), coalesce(max(expires_at), now())) AS at FROM access_grants \
          WHERE user_id = $1 AND channel_id = $2 AND stream_id IS NOT DISTINCT FROM $3 \

@@ -192,7 +192,8 @@ pub async fn complete_order(
         let stream = if pass.scope == "stream" { pass.stream_id } else { None };
 
         // Two purchases of the same user and channel completing at once must
-        // still stack one after the other: serialize them.
+        // still stack one after the other: serialize them (next_start also
+        // locks, but a fixed-window pass doesn't call it).
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind::<Text, _>(format!("stagepass:grant-stacking:{}:{}", order.user_id, pass.channel_id))
             .execute(conn)
