@@ -12,6 +12,9 @@
 //! - anyone else signed in, not banned from the channel: watch with an active
 //!   grant covering the stream (or the whole channel), or when the stream is public
 //! - anonymous: nothing (sign in first)
+//!
+//! Replays (`may_replay`): the team always; a viewer only when `may` says
+//! watch *and* an active grant covering the stream includes replays.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
@@ -92,6 +95,10 @@ mod sql {
     pub const ENDED_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
         AND (g.stream_id IS NULL OR g.stream_id = $s) \
         AND (g.revoked_at IS NOT NULL OR g.expires_at <= now())";
+    /// An active grant of $u covering $s whose pass includes replays.
+    pub const REPLAY_GRANT: &str = "g.includes_replays AND g.user_id = $u AND g.channel_id = $c \
+        AND (g.stream_id IS NULL OR g.stream_id = $s) \
+        AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at";
     /// An active ban of $u from channel $c.
     pub const ACTIVE_BAN: &str = "b.channel_id = $c AND b.user_id = $u AND b.kind = 'ban' \
         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)";
@@ -259,4 +266,57 @@ pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     .get_result(conn)
     .await?;
     Ok(next.seconds)
+}
+
+/// May `user` play the recordings of `stream`?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayAccess {
+    Allowed,
+    /// Why not, in words for the viewer.
+    Denied(&'static str),
+}
+
+/// The replay rule: `may` says watch (or more), and for viewers an active
+/// grant covering the stream includes replays — the same SQL fragments as
+/// `may`, evaluated now.
+pub async fn may_replay(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    stream: &Stream,
+) -> diesel::QueryResult<ReplayAccess> {
+    let access = may(conn, user, stream).await?;
+    if let Access::Denied(d) = access {
+        return Ok(ReplayAccess::Denied(match d {
+            Denial::SignInRequired => "Sign in to watch the replays.",
+            Denial::PassRequired | Denial::PassEnded => {
+                "Replays are for holders of a pass that includes replays."
+            }
+            Denial::Banned => Denial::Banned.reason(),
+        }));
+    }
+    if access.may_moderate() {
+        return Ok(ReplayAccess::Allowed);
+    }
+    let Some(user) = user else {
+        return Ok(ReplayAccess::Denied(Denial::SignInRequired.reason()));
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Replays {
+        #[diesel(sql_type = Bool)]
+        included: bool,
+    }
+    let r: Replays = diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM access_grants g WHERE {replay}) AS included",
+        replay = sql::with(sql::REPLAY_GRANT, "$2", "$1", "$3"),
+    ))
+    .bind::<BigInt, _>(stream.channel_id.0)
+    .bind::<BigInt, _>(user.0)
+    .bind::<BigInt, _>(stream.id.0)
+    .get_result(conn)
+    .await?;
+    Ok(if r.included {
+        ReplayAccess::Allowed
+    } else {
+        ReplayAccess::Denied("Your pass does not include replays. Get a pass with replays to watch them.")
+    })
 }

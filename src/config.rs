@@ -46,6 +46,8 @@ pub struct LiveKitConfig {
     /// Every room this deployment creates starts with it; the reconciler only
     /// touches rooms with it, so several deployments can share one LiveKit.
     pub room_prefix: String,
+    /// Layout of recorded (room composite) video: `speaker`, `grid`, `single-speaker`.
+    pub recording_layout: String,
     pub max_participants: u32,
     /// How long a room waits for its first participant before LiveKit closes it.
     pub empty_timeout: Duration,
@@ -159,6 +161,7 @@ impl Config {
                 http_url(v).map(Some)
             }
         });
+        let recording_layout = env.string("RECORDING_LAYOUT", "speaker");
         let s3_region = env.string("S3_REGION", "us-east-1");
         let s3_bucket = env.parse("S3_BUCKET", "stagepass", |v| {
             let ok = (3..=63).contains(&v.len())
@@ -241,6 +244,7 @@ impl Config {
                 api_key: livekit_key,
                 api_secret: livekit_secret,
                 room_prefix,
+                recording_layout,
                 max_participants,
                 empty_timeout,
                 departure_timeout,

@@ -1,6 +1,7 @@
 //! Background loops: the LiveKit reconciler (at start-up and every minute)
 //! and the cleanup of expired sessions and old sign-in attempts, the
-//! grant-expiry enforcer, and the chat bridge (LISTEN + held-message releaser).
+//! grant-expiry enforcer, the chat bridge (LISTEN + held-message releaser), and
+//! recording retention (hourly; it also checks the S3 bucket at start-up).
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::state::AppState;
 
 pub const CLEANUP_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+pub const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Starts every background loop; abort the handles to stop them.
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
@@ -21,7 +23,8 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
         tokio::spawn(cleanup(state.clone())),
         tokio::spawn(reconcile(state.clone())),
         tokio::spawn(crate::enforcement::run(state.clone())),
-        tokio::spawn(crate::chat::bridge::run(state)),
+        tokio::spawn(crate::chat::bridge::run(state.clone())),
+        tokio::spawn(retention(state)),
     ]
 }
 
@@ -34,6 +37,10 @@ async fn reconcile(state: AppState) {
         if let Err(e) = crate::lifecycle::reconcile(&state).await {
             metrics::counter!("reconciler_failures_total").increment(1);
             tracing::warn!(error = %e, "reconciling with LiveKit");
+        }
+        if let Err(e) = crate::recording::reconcile(&state, crate::recording::QUIET_BEFORE_RECONCILE).await {
+            metrics::counter!("reconciler_failures_total").increment(1);
+            tracing::warn!(error = %e, "reconciling recordings with LiveKit");
         }
     }
 }
@@ -53,6 +60,21 @@ async fn cleanup(state: AppState) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cleanup: database unavailable"),
+        }
+    }
+}
+
+/// Checks the recordings bucket once at start-up (a warning, never a crash),
+/// then hourly deletes recordings older than their channel's retention period.
+async fn retention(state: AppState) {
+    crate::storage::warn_if_unusable(&state.storage).await;
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        match crate::recording::apply_retention(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention: old recordings deleted"),
+            Err(e) => tracing::warn!(error = %e, "retention: deleting old recordings"),
         }
     }
 }

@@ -16,7 +16,9 @@ pub mod lifecycle;
 pub mod livekit;
 pub mod payments;
 pub mod router;
+pub mod recording;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod web;
 

@@ -1,7 +1,7 @@
 //! The stream lifecycle: go live, end, and the reconciler — keeping the
 //! database and LiveKit's rooms in step. Order matters: LiveKit first, then
 //! the database, so a LiveKit failure changes nothing and the page can say why;
-//! ending deletes the room first, which disconnects everyone.
+//! ending stops the recording, then deletes the room, which disconnects everyone.
 
 use livekit_api::services::room::CreateRoomOptions;
 use tracing::instrument;
@@ -76,6 +76,14 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
     .await?;
     metrics::counter!("streams_gone_live_total").increment(1);
     tracing::info!("stream is live");
+    drop(conn);
+    if live.record_on_live {
+        // Going live stands even when recording cannot start: the broadcast
+        // page shows the recording's status (and failure) to the owner.
+        if let Err(e) = crate::recording::start(state, &live).await {
+            tracing::warn!(error = %e, "record on live: recording did not start");
+        }
+    }
     Ok(live)
 }
 
@@ -94,6 +102,10 @@ pub async fn end_stream(
         return Ok(None);
     }
     drop(conn);
+    // The recording first: deleting the room would end it as an abort.
+    if let Err(e) = crate::recording::stop(state, &stream).await {
+        tracing::warn!(error = %e, "ending: stopping the recording");
+    }
     match state.livekit.rooms.delete_room(&stream.room_name).await {
         Ok(()) => {}
         // The room is already gone (it finished on its own): end the stream all the same.
@@ -237,6 +249,16 @@ pub async fn apply_event(
     state: &AppState,
     event: &livekit_protocol::WebhookEvent,
 ) -> Result<(), AppError> {
+    if let Some(info) = &event.ingress_info
+        && event.event.starts_with("ingress_")
+    {
+        return apply_ingress_event(state, &event.event, info).await;
+    }
+    if let Some(egress) = &event.egress_info
+        && event.event.starts_with("egress_")
+    {
+        return crate::recording::apply_egress(state, &event.event, egress).await;
+    }
     let Some(room) = event.room.as_ref() else {
         return Ok(());
     };
@@ -374,4 +396,97 @@ pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &st
             Err("LiveKit did not answer in time".to_owned())
         }
     }
+}
+
+/// The room an event is about: `room` for room and participant events, the
+/// room named in `egress_info` / `ingress_info` for egress and ingress events.
+pub fn room_of(event: &livekit_protocol::WebhookEvent) -> Option<&str> {
+    event
+        .room
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .or_else(|| event.egress_info.as_ref().map(|e| e.room_name.as_str()))
+        .or_else(|| event.ingress_info.as_ref().map(|i| i.room_name.as_str()))
+        .filter(|name| !name.is_empty())
+}
+
+/// OBS started or stopped publishing through the stream's ingress.
+///
+/// `ingress_started` makes the stream live. LiveKit's Ingress creates the room
+/// as it joins; we create it too (idempotent, with our timeouts), so the room
+/// exists whatever the order and the reconciler does not end the stream.
+/// `ingress_ended` ends the stream as "End stream" does (the room is deleted,
+/// everyone leaves): streams have no "offline but resumable" state, and a
+/// live stream without its only source would show viewers a black room.
+async fn apply_ingress_event(
+    state: &AppState,
+    kind: &str,
+    info: &livekit_protocol::IngressInfo,
+) -> Result<(), AppError> {
+    let mut conn = state.db.get().await?;
+    // By the stream's current ingress; an ingress started for one of our rooms
+    // some other way is found by its room. An old ingress (replaced by a reset)
+    // ending must not end the stream its successor serves.
+    let stream = match streams::find_by_ingress(&mut conn, &info.ingress_id).await? {
+        Some(stream) => Some(stream),
+        None if kind == "ingress_started" && !info.room_name.is_empty() => {
+            streams::find_by_room(&mut conn, &info.room_name).await?
+        }
+        None => None,
+    };
+    drop(conn);
+    let Some(stream) = stream else {
+        return Ok(());
+    };
+    match kind {
+        "ingress_started" => {
+            if stream.status() == streams::Status::Ended {
+                tracing::info!(stream = %stream.id, "ingress started on an ended stream: ignored");
+                return Ok(());
+            }
+            let lk = &state.config.livekit;
+            let options = CreateRoomOptions {
+                empty_timeout: lk.empty_timeout.as_secs() as u32,
+                departure_timeout: lk.departure_timeout.as_secs() as u32,
+                max_participants: lk.max_participants,
+                metadata: serde_json::json!({ "stream_id": stream.id.0 }).to_string(),
+                ..Default::default()
+            };
+            state
+                .livekit
+                .rooms
+                .create_room(&stream.room_name, options)
+                .await
+                .map_err(|e| AppError::Unavailable(format!("LiveKit: {}", short(&e.to_string()))))?;
+            let mut conn = state.db.get().await?;
+            if streams::mark_live(&mut conn, stream.id).await?.is_some() && !stream.is_live() {
+                db::audit::record(
+                    &mut conn,
+                    None,
+                    Some(stream.channel_id),
+                    "stream.live_by_ingress",
+                    Some(&stream.id.to_string()),
+                    serde_json::json!({ "ingress_id": info.ingress_id }),
+                )
+                .await?;
+                metrics::counter!("streams_gone_live_total").increment(1);
+                tracing::info!(stream = %stream.id, "stream is live (OBS ingress)");
+            }
+        }
+        "ingress_ended" if stream.is_live() => {
+            end_stream(state, stream.id).await.map_err(into_app)?;
+            let mut conn = state.db.get().await?;
+            db::audit::record(
+                &mut conn,
+                None,
+                Some(stream.channel_id),
+                "stream.offline_by_ingress",
+                Some(&stream.id.to_string()),
+                serde_json::json!({ "ingress_id": info.ingress_id }),
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }

@@ -18,7 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
-use crate::web::{account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation, passes, studio, watch, webhooks};
+use crate::web::{account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation, passes, recordings, studio, watch, webhooks};
 
 pub const SESSION_COOKIE: &str = "stagepass_session";
 
@@ -64,6 +64,18 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/streams/{id}/broadcast", get(live::broadcast))
         .route("/studio/streams/{id}/token", post(live::host_token))
         .route("/studio/streams/{id}/stats", get(live::stats))
+        // Recording and replays.
+        .route("/studio/streams/{id}/recording", get(recordings::panel))
+        .route("/studio/streams/{id}/recording/start", post(recordings::start))
+        .route("/studio/streams/{id}/recording/stop", post(recordings::stop))
+        .route("/studio/streams/{id}/recording/settings", post(recordings::settings))
+        .route("/studio/streams/{id}/recording/retention", post(recordings::retention))
+        .route("/studio/recordings/{id}/delete", post(recordings::delete))
+        .route("/s/{id}/replays", get(recordings::replays))
+        // OBS ingress (the stream key is shown on the studio page only).
+        .route("/studio/streams/{id}/ingress", post(crate::web::ingress::create))
+        .route("/studio/streams/{id}/ingress/reset", post(crate::web::ingress::reset))
+        .route("/studio/streams/{id}/ingress/delete", post(crate::web::ingress::delete))
         // Watching.
         .route("/s/{id}", get(watch::show))
         .route("/s/{id}/token", post(watch::token))
@@ -178,13 +190,15 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
         .public_url
         .origin()
         .ascii_serialization();
+    // Replays play from presigned S3 URLs: the bucket's endpoint is a media source.
+    let s3 = state.config.s3.endpoint.as_ref().map(|u| format!(" {}", u.origin().ascii_serialization())).unwrap_or_else(|| " https://*.amazonaws.com".to_owned());
     let form_action = match state.config.payments {
         crate::config::PaymentsConfig::Stripe(_) => "'self' https://checkout.stripe.com",
         crate::config::PaymentsConfig::Dev => "'self'",
     };
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob:; connect-src 'self' {livekit}; frame-ancestors 'none'; \
+         media-src 'self' blob:{s3}; connect-src 'self' {livekit}; frame-ancestors 'none'; \
          base-uri 'self'; form-action {form_action}; object-src 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::db::DbPool;
 use crate::livekit::LiveKit;
 use crate::payments::{self, PaymentProvider};
+use crate::storage::Storage;
 
 #[derive(Clone)]
 pub struct AppState(Arc<App>);
@@ -24,6 +25,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// This instance's chat subscribers by stream (fed by `chat::bridge`).
     pub chat: Hub,
+    /// The recordings bucket.
+    pub storage: Storage,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
         let livekit = LiveKit::new(&config.livekit);
         let payments = payments::from_config(&config);
         let metrics = crate::telemetry::metrics_handle();
+        let storage = Storage::new(&config.s3);
         Self(Arc::new(App {
             config,
             db,
@@ -38,6 +42,7 @@ impl AppState {
             payments,
             metrics,
             chat: Hub::new(),
+            storage,
         }))
     }
 }

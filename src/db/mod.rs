@@ -13,6 +13,7 @@ pub mod grants;
 pub mod orders;
 pub mod passes;
 pub mod presence;
+pub mod recordings;
 pub mod schema;
 pub mod sessions;
 pub mod streams;

@@ -338,3 +338,114 @@ pub async fn update_while(
     .await
     .optional()
 }
+
+/// A stream's OBS ingress (LiveKit Ingress): all four columns or none. The
+/// stream key is a credential: `Debug` leaves it out, and it is never logged.
+#[derive(Clone, Queryable)]
+pub struct StreamIngress {
+    pub ingress_id: String,
+    pub kind: String,
+    pub url: String,
+    pub stream_key: String,
+}
+
+impl std::fmt::Debug for StreamIngress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamIngress")
+            .field("ingress_id", &self.ingress_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn ingress_of(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+) -> QueryResult<Option<StreamIngress>> {
+    type Columns = (Option<String>, Option<String>, Option<String>, Option<String>);
+    let row: Option<Columns> =
+        streams::table
+            .find(id)
+            .select((
+                streams::ingress_id,
+                streams::ingress_kind,
+                streams::ingress_url,
+                streams::ingress_stream_key,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+    Ok(match row {
+        Some((Some(ingress_id), Some(kind), Some(url), Some(stream_key))) => Some(StreamIngress {
+            ingress_id,
+            kind,
+            url,
+            stream_key,
+        }),
+        _ => None,
+    })
+}
+
+/// Stores `new` as the stream's ingress if its current one is still
+/// `replacing` (None: if it has none). False when someone else changed it first.
+pub async fn set_ingress(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    replacing: Option<&str>,
+    new: &StreamIngress,
+) -> QueryResult<bool> {
+    let values = (
+        streams::ingress_id.eq(Some(&new.ingress_id)),
+        streams::ingress_kind.eq(Some(&new.kind)),
+        streams::ingress_url.eq(Some(&new.url)),
+        streams::ingress_stream_key.eq(Some(&new.stream_key)),
+        streams::updated_at.eq(diesel::dsl::now),
+    );
+    let n = match replacing {
+        Some(old) => {
+            diesel::update(streams::table.find(id).filter(streams::ingress_id.eq(old)))
+                .set(values)
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(streams::table.find(id).filter(streams::ingress_id.is_null()))
+                .set(values)
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// Forgets the stream's ingress if it is still `ingress_id`.
+pub async fn clear_ingress(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    ingress_id: &str,
+) -> QueryResult<bool> {
+    let none: Option<String> = None;
+    let n = diesel::update(streams::table.find(id).filter(streams::ingress_id.eq(ingress_id)))
+        .set((
+            streams::ingress_id.eq(none.clone()),
+            streams::ingress_kind.eq(none.clone()),
+            streams::ingress_url.eq(none.clone()),
+            streams::ingress_stream_key.eq(none),
+            streams::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn find_by_ingress(
+    conn: &mut AsyncPgConnection,
+    ingress_id: &str,
+) -> QueryResult<Option<Stream>> {
+    streams::table
+        .filter(streams::ingress_id.eq(ingress_id))
+        .select(Stream::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -2,6 +2,7 @@
 //! ingress and webhook verification grow here; nothing in this module decides
 //! who may do what (that is `access.rs`).
 
+pub mod ingress;
 pub mod tokens;
 
 use crate::db::UserId;
@@ -25,6 +26,8 @@ pub fn user_of(identity: &str) -> Option<UserId> {
     identity.strip_prefix("host-").unwrap_or(identity).parse().ok()
 }
 
+use livekit_api::services::egress::EgressClient;
+use livekit_api::services::ingress::IngressClient;
 use livekit_api::services::room::RoomClient;
 use secrecy::ExposeSecret;
 
@@ -33,17 +36,20 @@ use crate::config::LiveKitConfig;
 /// The LiveKit API clients the app uses.
 pub struct LiveKit {
     pub rooms: RoomClient,
+    /// Recordings (LiveKit's Egress service, behind the same URL).
+    pub egress: EgressClient,
+    /// OBS ingress (LiveKit's Ingress service, behind the same URL).
+    pub ingress: IngressClient,
 }
 
 impl LiveKit {
     pub fn new(config: &LiveKitConfig) -> Self {
         let host = config.url.as_str().trim_end_matches('/');
+        let secret = config.api_secret.expose_secret();
         Self {
-            rooms: RoomClient::with_api_key(
-                host,
-                &config.api_key,
-                config.api_secret.expose_secret(),
-            ),
+            rooms: RoomClient::with_api_key(host, &config.api_key, secret),
+            egress: EgressClient::with_api_key(host, &config.api_key, secret),
+            ingress: IngressClient::with_api_key(host, &config.api_key, secret),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::livekit::tokens;
 use crate::state::AppState;
 
 /// Loads the stream and checks that `user` owns its channel (404 before 403).
-async fn owned_stream(
+pub(super) async fn owned_stream(
     state: &AppState,
     user: UserId,
     raw_id: &str,
@@ -111,6 +111,7 @@ pub struct BroadcastPage {
     pub started_at: String,
     pub watch_url: String,
     pub chat: crate::chat::view::ChatPanel,
+    pub recording: super::recordings::RecordingPanel,
 }
 
 pub async fn broadcast(
@@ -126,7 +127,8 @@ pub async fn broadcast(
         .unwrap_or_default();
     let watch_url = format!("{}s/{}", state.config.public_url, stream.id);
     let chat = crate::chat::view::ChatPanel::load(&state, Some(user.id), &stream).await?;
-    render(&BroadcastPage { layout, stream, channel, started_at, watch_url, chat })
+    let recording = super::recordings::RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
+    render(&BroadcastPage { layout, stream, channel, started_at, watch_url, chat, recording })
 }
 
 #[derive(serde::Serialize)]

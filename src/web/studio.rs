@@ -477,6 +477,10 @@ pub struct StreamPage {
     pub saved: bool,
     /// The stream's chat settings form (full page only).
     pub chat_settings: Option<crate::chat::view::ChatSettingsForm>,
+    /// "Record when going live".
+    pub record_on_live: bool,
+    /// The OBS ingress panel (full page only).
+    pub ingress: Option<super::ingress::IngressView>,
 }
 
 impl StreamPage {
@@ -497,6 +501,8 @@ impl StreamPage {
             editable: Editable::for_status(stream.status()),
             saved: false,
             chat_settings: None,
+            record_on_live: stream.record_on_live,
+            ingress: None,
         }
     }
 }
@@ -511,8 +517,10 @@ pub async fn stream_page(
     let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
     drop(conn);
     let chat_settings = crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
+    let ingress = super::ingress::IngressView::load(&state, &stream, &layout.csrf_token).await?;
     let mut page = StreamPage::new(&state, layout, &stream, channel);
     page.chat_settings = Some(chat_settings);
+    page.ingress = Some(ingress);
     render_with(StatusCode::OK, &page)
 }
 

@@ -44,16 +44,17 @@ pub async fn livekit(
             return Ok(StatusCode::UNAUTHORIZED);
         }
     };
-    let room = event
-        .room
-        .as_ref()
-        .map(|r| r.name.as_str())
-        .unwrap_or_default();
+    // Egress and ingress events name their room in their info, not in `room`.
+    let room = lifecycle::room_of(&event).unwrap_or_default();
     if !room.starts_with(config.room_prefix.as_str()) {
         return Ok(StatusCode::OK);
     }
-    let payload: serde_json::Value =
+    let mut payload: serde_json::Value =
         serde_json::from_str(body).map_err(|e| AppError::Internal(e.into()))?;
+    // Ingress events carry the stream key: a credential is not kept in the event log.
+    if let Some(info) = payload.get_mut("ingressInfo").and_then(|i| i.as_object_mut()) {
+        info.remove("streamKey");
+    }
     let mut conn = state.db.get().await?;
     if !crate::db::events::record(&mut conn, &event.id, &event.event, &payload).await? {
         metrics::counter!("livekit_webhooks_total", "outcome" => "duplicate").increment(1);

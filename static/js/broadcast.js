@@ -316,3 +316,19 @@ function tickElapsed() {
   const pad = (n) => String(n).padStart(2, "0");
   ui.elapsed.textContent = `${pad(Math.floor(s / 3600))}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
 }
+
+// --- Recording duration ---------------------------------------------------------
+// The recording panel is re-rendered by htmx every few seconds; the running
+// duration ticks here from its data-since attribute.
+
+function tickRecording() {
+  const el = document.getElementById("recording-elapsed");
+  if (!el) return;
+  const since = Date.parse(el.dataset.since);
+  if (Number.isNaN(since)) return;
+  const s = Math.max(0, Math.floor((Date.now() - since) / 1000));
+  const pad = (n) => String(n).padStart(2, "0");
+  el.textContent = `${pad(Math.floor(s / 3600))}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+}
+tickRecording();
+setInterval(tickRecording, 1000);

@@ -6,6 +6,7 @@
 pub mod builders;
 pub mod browser;
 pub mod services;
+pub mod standin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +49,13 @@ impl TestApp {
             ("PUBLIC_URL", url.clone()),
             ("DATABASE_URL", database_url),
             ("DATABASE_POOL_SIZE", "5".to_owned()),
+            // API calls go through the stand-in (Egress, Ingress); browsers
+            // connect to the real server.
             ("LIVEKIT_URL", services.livekit_url.clone()),
+            (
+                "LIVEKIT_PUBLIC_URL",
+                services.livekit_direct_url.replacen("http://", "ws://", 1),
+            ),
             ("LIVEKIT_API_KEY", services::LIVEKIT_KEY.to_owned()),
             ("LIVEKIT_API_SECRET", services::LIVEKIT_SECRET.to_owned()),
             // Every app under test shares the run's LiveKit: its own prefix keeps

@@ -29,7 +29,12 @@ pub struct Services {
     /// `postgres://…/` without a database name.
     pub pg_base: String,
     pub template: String,
+    /// The URL apps under test call LiveKit's APIs at: the stand-in proxy
+    /// (see standin.rs), which answers Egress and Ingress itself.
     pub livekit_url: String,
+    /// The real livekit-server (http://…), for clients and checks that must
+    /// bypass the stand-in; browsers connect to its `ws://` form.
+    pub livekit_direct_url: String,
     pub s3_url: String,
     /// Base URLs of the apps under test; LiveKit's webhooks are relayed to each.
     pub webhook_targets: Arc<Mutex<Vec<String>>>,
@@ -69,13 +74,16 @@ async fn start() -> Services {
     let template = prepare_template(&admin).await;
     let webhook_targets = Arc::new(Mutex::new(Vec::new()));
     let relay_port = start_webhook_relay(webhook_targets.clone());
-    let (livekit_url, s3_url) = tokio::task::spawn_blocking(move || start_processes(relay_port))
-        .await
-        .expect("starting services");
+    let (livekit_direct_url, s3_url) =
+        tokio::task::spawn_blocking(move || start_processes(relay_port))
+            .await
+            .expect("starting services");
+    let livekit_url = super::standin::start(livekit_direct_url.clone(), webhook_targets.clone());
     Services {
         pg_base,
         template,
         livekit_url,
+        livekit_direct_url,
         s3_url,
         webhook_targets,
     }

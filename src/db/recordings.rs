@@ -1,0 +1,293 @@
+//! Recordings: one row per egress, from "starting" to "complete" or "failed".
+//! Egress webhooks may arrive in any order or twice: a terminal status
+//! (complete, failed) is never overwritten by an earlier one.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::StreamId;
+use super::schema::{channels, recordings, streams};
+
+/// Placeholder egress ids start with this until LiveKit answers the start
+/// request (the row is inserted first, so that racing starts start one egress).
+pub const PENDING_PREFIX: &str = "pending-";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Active,
+    Ending,
+    Complete,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Active => "active",
+            Status::Ending => "ending",
+            Status::Complete => "complete",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = recordings, check_for_backend(diesel::pg::Pg))]
+pub struct Recording {
+    pub id: i64,
+    pub stream_id: StreamId,
+    pub egress_id: String,
+    pub status: String,
+    pub object_key: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub size_bytes: Option<i64>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Recording {
+    pub fn is_running(&self) -> bool {
+        matches!(self.status.as_str(), "starting" | "active")
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = recordings)]
+pub struct NewRecording<'a> {
+    pub stream_id: StreamId,
+    pub egress_id: &'a str,
+    pub object_key: Option<&'a str>,
+}
+
+/// The constraint that allows one running recording per stream.
+pub const ONE_RUNNING: &str = "recordings_one_running_per_stream_key";
+
+/// Inserts a "starting" row; `Ok(None)` when the stream already has one running.
+pub async fn insert_starting(
+    conn: &mut AsyncPgConnection,
+    new: &NewRecording<'_>,
+) -> QueryResult<Option<Recording>> {
+    match diesel::insert_into(recordings::table)
+        .values(new)
+        .returning(Recording::as_returning())
+        .get_result(conn)
+        .await
+    {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if super::is_unique_violation(&e, Some(ONE_RUNNING)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Recording>> {
+    recordings::table
+        .find(id)
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn by_egress(
+    conn: &mut AsyncPgConnection,
+    egress_id: &str,
+) -> QueryResult<Option<Recording>> {
+    recordings::table
+        .filter(recordings::egress_id.eq(egress_id))
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The stream's recording that is starting or running, if any.
+pub async fn running(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+) -> QueryResult<Option<Recording>> {
+    recordings::table
+        .filter(recordings::stream_id.eq(stream))
+        .filter(recordings::status.eq_any(["starting", "active"]))
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The stream's most recent recording (for the broadcast page's status).
+pub async fn latest(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+) -> QueryResult<Option<Recording>> {
+    recordings::table
+        .filter(recordings::stream_id.eq(stream))
+        .order((recordings::created_at.desc(), recordings::id.desc()))
+        .select(Recording::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The stream's finished recordings, newest first (the replays).
+pub async fn complete_for(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+) -> QueryResult<Vec<Recording>> {
+    recordings::table
+        .filter(recordings::stream_id.eq(stream))
+        .filter(recordings::status.eq("complete"))
+        .order((recordings::created_at.desc(), recordings::id.desc()))
+        .select(Recording::as_select())
+        .load(conn)
+        .await
+}
+
+/// LiveKit answered the start request: the real egress id replaces the placeholder.
+pub async fn set_egress_id(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    egress_id: &str,
+) -> QueryResult<()> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::egress_id.like(format!("{PENDING_PREFIX}%")))
+        .set(recordings::egress_id.eq(egress_id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Marks a recording failed (unless it already finished).
+pub async fn fail(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryResult<()> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::status.ne_all(["complete", "failed"]))
+        .set((
+            recordings::status.eq("failed"),
+            recordings::error.eq(error),
+            recordings::ended_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Stop was asked: a running recording is now ending.
+pub async fn mark_ending(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::status.eq_any(["starting", "active"]))
+        .set(recordings::status.eq("ending"))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// What an egress webhook says about a recording.
+pub struct EgressReport<'a> {
+    pub status: Status,
+    pub object_key: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+    pub size_bytes: Option<i64>,
+    pub error: Option<&'a str>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Applies a webhook's report: never moves a finished recording, and never
+/// moves an ending one back to active.
+pub async fn report(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    r: &EgressReport<'_>,
+) -> QueryResult<()> {
+    let allowed_from: &[&str] = match r.status {
+        Status::Starting => &["starting"],
+        Status::Active => &["starting"],
+        Status::Ending => &["starting", "active"],
+        Status::Complete | Status::Failed => &["starting", "active", "ending"],
+    };
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::status.eq_any(allowed_from))
+        .set((
+            recordings::status.eq(r.status.as_str()),
+            r.object_key.map(|k| recordings::object_key.eq(k)),
+            r.duration_ms.map(|d| recordings::duration_ms.eq(d)),
+            r.size_bytes.map(|s| recordings::size_bytes.eq(s)),
+            r.error.map(|e| recordings::error.eq(e)),
+            r.started_at.map(|t| recordings::started_at.eq(t)),
+            r.ended_at.map(|t| recordings::ended_at.eq(t)),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::delete(recordings::table.find(id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Finished recordings older than their channel's retention period.
+pub async fn past_retention(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Recording>> {
+    recordings::table
+        .inner_join(streams::table.inner_join(channels::table))
+        .filter(recordings::status.eq_any(["complete", "failed"]))
+        .filter(channels::recording_retention_days.is_not_null())
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "recordings.created_at < now() - make_interval(days => channels.recording_retention_days)",
+            ),
+        )
+        .select(Recording::as_select())
+        .load(conn)
+        .await
+}
+
+/// The channel's retention period in days (`None`: keep forever).
+pub async fn retention_days(
+    conn: &mut AsyncPgConnection,
+    channel: super::ChannelId,
+) -> QueryResult<Option<i32>> {
+    channels::table
+        .find(channel)
+        .select(channels::recording_retention_days)
+        .first(conn)
+        .await
+}
+
+pub async fn set_retention_days(
+    conn: &mut AsyncPgConnection,
+    channel: super::ChannelId,
+    days: Option<i32>,
+) -> QueryResult<()> {
+    diesel::update(channels::table.find(channel))
+        .set(channels::recording_retention_days.eq(days))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Recordings not finished whose row has not changed for `quiet_seconds`:
+/// their webhooks may have been lost (the reconciler asks LiveKit).
+pub async fn unsettled(
+    conn: &mut AsyncPgConnection,
+    quiet_seconds: i64,
+) -> QueryResult<Vec<Recording>> {
+    recordings::table
+        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "recordings.updated_at <= now() - make_interval(secs => ",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(quiet_seconds)
+            .sql(")"),
+        )
+        .select(Recording::as_select())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,342 @@
+//! Recording a stream: RoomComposite egress to the S3 bucket as MP4, and the
+//! recordings rows kept in step with egress webhooks. The row is inserted
+//! before LiveKit is asked, so racing or repeated starts start one egress (the
+//! partial unique index answers the others); stopping twice is harmless.
+//! Who may start, stop or play is decided by the callers through `access.rs`.
+
+use livekit_api::services::egress::{EgressOutput, RoomCompositeOptions};
+use livekit_protocol as proto;
+use secrecy::ExposeSecret;
+use tracing::instrument;
+
+use crate::db::recordings::{self, EgressReport, NewRecording, Recording, Status};
+use crate::db::streams::Stream;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Why a recording could not start or stop, in words for the owner.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("This stream is already being recorded.")]
+    AlreadyRecording,
+    #[error("This stream is not live: go live first, then record.")]
+    NotLive,
+    #[error("Recording is unavailable: {0}. Ask the operator to check the S3 settings.")]
+    Storage(String),
+    #[error("The media server (LiveKit Egress) refused to record: {0}")]
+    Egress(String),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<diesel::result::Error> for RecordingError {
+    fn from(e: diesel::result::Error) -> Self {
+        RecordingError::App(e.into())
+    }
+}
+
+/// Where a recording of `stream` started now goes in the bucket.
+pub fn object_key(stream: &Stream) -> String {
+    format!(
+        "recordings/{}/{}.mp4",
+        stream.id,
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    )
+}
+
+/// Starts recording a live stream.
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, RecordingError> {
+    if !stream.is_live() {
+        return Err(RecordingError::NotLive);
+    }
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    if recordings::running(&mut conn, stream.id).await?.is_some() {
+        return Err(RecordingError::AlreadyRecording);
+    }
+    drop(conn);
+    state
+        .storage
+        .check()
+        .await
+        .map_err(|e| RecordingError::Storage(e.to_string()))?;
+
+    let key = object_key(stream);
+    let placeholder = format!(
+        "{}{}",
+        recordings::PENDING_PREFIX,
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let new = NewRecording {
+        stream_id: stream.id,
+        egress_id: &placeholder,
+        object_key: Some(&key),
+    };
+    let Some(row) = recordings::insert_starting(&mut conn, &new).await? else {
+        return Err(RecordingError::AlreadyRecording);
+    };
+    drop(conn);
+
+    let s3 = &state.config.s3;
+    let upload = proto::S3Upload {
+        access_key: s3.access_key_id.clone(),
+        secret: s3.secret_access_key.expose_secret().to_owned(),
+        region: s3.region.clone(),
+        endpoint: s3
+            .endpoint
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default(),
+        bucket: s3.bucket.clone(),
+        force_path_style: s3.force_path_style,
+        ..Default::default()
+    };
+    let output = proto::EncodedFileOutput {
+        file_type: proto::EncodedFileType::Mp4 as i32,
+        filepath: key.clone(),
+        output: Some(proto::encoded_file_output::Output::S3(upload)),
+        ..Default::default()
+    };
+    let options = RoomCompositeOptions {
+        layout: state.config.livekit.recording_layout.clone(),
+        ..Default::default()
+    };
+    let answer = state
+        .livekit
+        .egress
+        .start_room_composite_egress(&stream.room_name, vec![EgressOutput::File(output)], options)
+        .await;
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    match answer {
+        Ok(info) => {
+            recordings::set_egress_id(&mut conn, row.id, &info.egress_id).await?;
+            metrics::counter!("recordings_started_total").increment(1);
+            tracing::info!(recording = row.id, "recording started");
+            Ok(recordings::find(&mut conn, row.id).await?.unwrap_or(row))
+        }
+        Err(e) => {
+            let reason = short(&e.to_string());
+            recordings::fail(&mut conn, row.id, &reason).await?;
+            tracing::warn!(error = %reason, "starting a recording failed");
+            Err(RecordingError::Egress(reason))
+        }
+    }
+}
+
+/// Stops the stream's running recording; `Ok(None)` when none was running.
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn stop(state: &AppState, stream: &Stream) -> Result<Option<Recording>, RecordingError> {
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let Some(row) = recordings::running(&mut conn, stream.id).await? else {
+        return Ok(None);
+    };
+    drop(conn);
+    if row.egress_id.starts_with(recordings::PENDING_PREFIX) {
+        // Its start request is still in flight: nothing to stop yet.
+        return Err(RecordingError::Egress(
+            "the recording is still starting; try again in a moment".into(),
+        ));
+    }
+    match state.livekit.egress.stop_egress(&row.egress_id).await {
+        Ok(_) => {}
+        // Already over on LiveKit's side: its egress_ended webhook settles the row.
+        Err(e) if is_finished(&e.to_string()) => {}
+        Err(e) => return Err(RecordingError::Egress(short(&e.to_string()))),
+    }
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    recordings::mark_ending(&mut conn, row.id).await?;
+    tracing::info!(recording = row.id, "recording stopping");
+    Ok(recordings::find(&mut conn, row.id).await?)
+}
+
+fn is_finished(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not found")
+        || m.contains("not_found")
+        || m.contains("cannot be stopped")
+        || m.contains("failed_precondition")
+}
+
+fn short(message: &str) -> String {
+    message.chars().take(200).collect()
+}
+
+/// Applies an egress_started / egress_updated / egress_ended webhook.
+#[instrument(skip_all, fields(event = %event))]
+pub async fn apply_egress(
+    state: &AppState,
+    event: &str,
+    info: &proto::EgressInfo,
+) -> Result<(), AppError> {
+    let mut conn = state.db.get().await?;
+    let mut row = recordings::by_egress(&mut conn, &info.egress_id).await?;
+    if row.is_none() {
+        // The webhook overtook the answer to our start request: adopt the
+        // stream's pending row.
+        if let Some(stream) = crate::db::streams::find_by_room(&mut conn, &info.room_name).await?
+            && let Some(running) = recordings::running(&mut conn, stream.id).await?
+            && running.egress_id.starts_with(recordings::PENDING_PREFIX)
+        {
+            recordings::set_egress_id(&mut conn, running.id, &info.egress_id).await?;
+            row = recordings::find(&mut conn, running.id).await?;
+        }
+    }
+    let Some(row) = row else {
+        return Ok(());
+    };
+    use proto::EgressStatus as S;
+    let status = match S::try_from(info.status).unwrap_or(S::EgressStarting) {
+        S::EgressStarting => Status::Starting,
+        S::EgressActive => Status::Active,
+        S::EgressEnding => Status::Ending,
+        S::EgressComplete => Status::Complete,
+        S::EgressFailed | S::EgressAborted | S::EgressLimitReached => Status::Failed,
+    };
+    let status = if event == "egress_ended" && status != Status::Complete {
+        Status::Failed
+    } else {
+        status
+    };
+    let file = info.file_results.first();
+    let ns_to_time = |ns: i64| chrono::DateTime::from_timestamp_nanos(ns);
+    let error = match status {
+        Status::Failed if info.error.is_empty() => Some("The recording stopped unexpectedly."),
+        Status::Failed => Some(info.error.as_str()),
+        _ => None,
+    };
+    let key = file
+        .map(|f| object_key_of(&f.filename, &f.location))
+        .filter(|k| !k.is_empty());
+    let report = EgressReport {
+        status: status.clone(),
+        object_key: key.as_deref(),
+        duration_ms: file.map(|f| f.duration / 1_000_000).filter(|d| *d > 0),
+        size_bytes: file.map(|f| f.size).filter(|s| *s > 0),
+        error,
+        started_at: (info.started_at > 0).then(|| ns_to_time(info.started_at)),
+        ended_at: (info.ended_at > 0).then(|| ns_to_time(info.ended_at)),
+    };
+    recordings::report(&mut conn, row.id, &report).await?;
+    if matches!(status, Status::Complete | Status::Failed) {
+        metrics::counter!("recordings_finished_total", "status" => status.as_str()).increment(1);
+        tracing::info!(
+            recording = row.id,
+            status = status.as_str(),
+            "recording finished"
+        );
+    }
+    Ok(())
+}
+
+/// The object key inside our bucket from egress's file result: the filename
+/// when it is a key, else the path of the location URL after the bucket.
+fn object_key_of(filename: &str, location: &str) -> String {
+    if filename.starts_with("recordings/") {
+        return filename.to_owned();
+    }
+    match location.find("recordings/") {
+        Some(i) => location[i..]
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => filename.to_owned(),
+    }
+}
+
+/// Deletes a recording: the object first, then the row (a row is the only
+/// handle on its object, so it goes last).
+pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), AppError> {
+    if let Some(key) = &recording.object_key {
+        state.storage.delete(key).await.map_err(|e| {
+            AppError::Unavailable(format!(
+                "The recording could not be deleted from storage: {e}"
+            ))
+        })?;
+    }
+    let mut conn = state.db.get().await?;
+    recordings::delete(&mut conn, recording.id).await?;
+    Ok(())
+}
+
+/// Deletes recordings past their channel's retention period; answers how many.
+pub async fn apply_retention(state: &AppState) -> anyhow::Result<usize> {
+    let mut conn = state.db.get().await?;
+    let old = recordings::past_retention(&mut conn).await?;
+    drop(conn);
+    let mut deleted = 0;
+    for r in old {
+        match delete(state, &r).await {
+            Ok(()) => deleted += 1,
+            Err(e) => {
+                tracing::warn!(recording = r.id, error = %e, "retention: deleting a recording")
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// How long a recording's row may stay unchanged before the reconciler asks
+/// LiveKit about it (webhooks are dropped after 30 s of failed delivery).
+pub const QUIET_BEFORE_RECONCILE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Settles recordings whose webhooks were lost: asks LiveKit for each
+/// unfinished egress and applies what it says as if the webhook had come; an
+/// egress LiveKit no longer knows (or a start that never got an answer) fails.
+/// Answers how many rows were looked at.
+pub async fn reconcile(state: &AppState, quiet: std::time::Duration) -> anyhow::Result<usize> {
+    use livekit_api::services::egress::{EgressListFilter, EgressListOptions};
+    let mut conn = state.db.get().await?;
+    let unsettled = recordings::unsettled(&mut conn, quiet.as_secs() as i64).await?;
+    drop(conn);
+    let count = unsettled.len();
+    for row in unsettled {
+        if row.egress_id.starts_with(recordings::PENDING_PREFIX) {
+            let mut conn = state.db.get().await?;
+            recordings::fail(
+                &mut conn,
+                row.id,
+                "The recording did not start (no answer from LiveKit Egress).",
+            )
+            .await?;
+            continue;
+        }
+        let options = EgressListOptions {
+            filter: EgressListFilter::Egress(row.egress_id.clone()),
+            ..Default::default()
+        };
+        let listed = match state.livekit.egress.list_egress(options).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(recording = row.id, error = %e, "reconciler: asking LiveKit about a recording");
+                continue;
+            }
+        };
+        match listed.into_iter().find(|i| i.egress_id == row.egress_id) {
+            Some(info) => {
+                use proto::EgressStatus as S;
+                let finished = !matches!(
+                    S::try_from(info.status),
+                    Ok(S::EgressStarting | S::EgressActive | S::EgressEnding)
+                );
+                let event = if finished {
+                    "egress_ended"
+                } else {
+                    "egress_updated"
+                };
+                apply_egress(state, event, &info).await?;
+            }
+            None => {
+                let mut conn = state.db.get().await?;
+                recordings::fail(
+                    &mut conn,
+                    row.id,
+                    "LiveKit Egress no longer knows this recording.",
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(count)
+}

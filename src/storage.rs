@@ -1,0 +1,145 @@
+//! S3 (AWS or any S3-compatible store, s3s-fs in tests): where egress writes
+//! recordings. The app only reads metadata, issues short-lived presigned GET
+//! URLs for playback, and deletes objects; it never streams media itself.
+//! Nothing here decides who may play what (that is `access.rs`), and secrets
+//! never reach a log line (`Credentials`' `Debug` redacts them).
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_smithy_http_client::tls;
+use secrecy::ExposeSecret;
+
+use crate::config::S3Config;
+
+/// How long a playback URL works: long enough to start playing (browsers
+/// fetch ranges as they go, and a paused video resumes with a new page load).
+pub const PLAYBACK_URL_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// The recordings bucket.
+pub struct Storage {
+    client: Client,
+    bucket: String,
+}
+
+/// What went wrong with S3, in words for the owner (never with credentials).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(String);
+
+impl Storage {
+    pub fn new(config: &S3Config) -> Self {
+        // rustls on ring, like reqwest: the SDK's default client brings aws-lc-rs.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let credentials = Credentials::new(
+            config.access_key_id.clone(),
+            config.secret_access_key.expose_secret().to_owned(),
+            None,
+            None,
+            "stagepass-config",
+        );
+        let mut builder = Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(config.force_path_style)
+            .http_client(http);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Whether the bucket exists and the credentials reach it. `Err` says
+    /// which, for the start-up warning and the recording button.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                Err(StorageError(match status {
+                    Some(404) => format!("the bucket \"{}\" does not exist", self.bucket),
+                    Some(401 | 403) => format!(
+                        "the S3 credentials were refused for the bucket \"{}\" (check S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY)",
+                        self.bucket
+                    ),
+                    Some(code) => format!("S3 answered {code} for the bucket \"{}\"", self.bucket),
+                    None => format!("S3 could not be reached ({})", DisplayErrorContext(&e)),
+                }))
+            }
+        }
+    }
+
+    /// A GET URL for `key` that works for `PLAYBACK_URL_TTL`.
+    pub async fn playback_url(&self, key: &str) -> Result<String, StorageError> {
+        let presigning = PresigningConfig::expires_in(PLAYBACK_URL_TTL)
+            .map_err(|e| StorageError(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|e| StorageError(format!("presigning: {}", DisplayErrorContext(&e))))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// The object's size in bytes; `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0))),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(StorageError(format!("head: {}", DisplayErrorContext(&e)))),
+        }
+    }
+
+    /// Deletes the object; deleting a missing object is harmless.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(StorageError(format!("delete: {}", DisplayErrorContext(&e)))),
+        }
+    }
+}
+
+/// The start-up check: a warning an operator can act on, never a crash.
+pub async fn warn_if_unusable(storage: &Storage) {
+    match tokio::time::timeout(Duration::from_secs(10), storage.check()).await {
+        Ok(Ok(())) => tracing::info!(bucket = storage.bucket(), "S3 bucket reachable"),
+        Ok(Err(e)) => tracing::warn!(
+            problem = %e,
+            "S3 is not usable: recordings cannot be started or played until this is fixed"
+        ),
+        Err(_) => tracing::warn!("S3 did not answer within 10 s: recordings may not work"),
+    }
+}

@@ -1,0 +1,171 @@
+//! The studio's OBS panel: create an RTMP or WHIP ingress for a stream, reset
+//! its key, delete it. Owner only (`access::may(..).may_publish()`); the work
+//! is in `livekit::ingress`. The stream key is shown to the owner on the
+//! studio page (masked until revealed) and goes nowhere else.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{FlashKind, Htmx, flash, path_id};
+use crate::access;
+use crate::auth::{self, CurrentUser};
+use crate::db::StreamId;
+use crate::db::streams::{self, Stream, StreamIngress};
+use crate::error::{AppError, AppResult};
+use crate::livekit::ingress::{self, IngressError, Kind};
+use crate::state::AppState;
+
+/// What the panel shows (partials/ingress/panel.html).
+pub struct IngressView {
+    pub stream_id: StreamId,
+    /// The current ingress; None offers the create buttons.
+    pub current: Option<IngressEndpoint>,
+    /// False once the stream has ended (no new ingress).
+    pub open: bool,
+    pub csrf_token: String,
+}
+
+pub struct IngressEndpoint {
+    /// "rtmp" or "whip".
+    pub kind: &'static str,
+    pub url: String,
+    pub stream_key: String,
+}
+
+impl IngressEndpoint {
+    pub fn label(&self) -> &'static str {
+        if self.kind == "whip" { "WHIP" } else { "RTMP" }
+    }
+
+    /// The key with all but its last four characters hidden.
+    pub fn masked_key(&self) -> String {
+        let n = self.stream_key.chars().count();
+        let tail: String = self.stream_key.chars().skip(n.saturating_sub(4)).collect();
+        format!("{}{tail}", "•".repeat(n.saturating_sub(4).max(8)))
+    }
+}
+
+impl IngressView {
+    pub async fn load(state: &AppState, stream: &Stream, csrf_token: &str) -> AppResult<Self> {
+        let mut conn = state.db.get().await?;
+        let current = streams::ingress_of(&mut conn, stream.id)
+            .await?
+            .map(endpoint);
+        Ok(IngressView {
+            stream_id: stream.id,
+            current,
+            open: stream.status() != streams::Status::Ended,
+            csrf_token: csrf_token.to_owned(),
+        })
+    }
+}
+
+fn endpoint(i: StreamIngress) -> IngressEndpoint {
+    IngressEndpoint {
+        kind: Kind::parse(&i.kind).unwrap_or(Kind::Rtmp).as_str(),
+        url: i.url,
+        stream_key: i.stream_key,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    pub kind: String,
+}
+
+async fn owned(state: &AppState, user: crate::db::UserId, id: &str) -> AppResult<Stream> {
+    let mut conn = state.db.get().await?;
+    let stream = streams::find(&mut conn, path_id(id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !access::may(&mut conn, Some(user), &stream)
+        .await?
+        .may_publish()
+    {
+        return Err(AppError::forbidden(
+            "Only the owner of this channel can manage its OBS ingress.",
+        ));
+    }
+    Ok(stream)
+}
+
+/// Back to the studio page, with what happened as a flash.
+async fn done(
+    session: &Session,
+    htmx: &Htmx,
+    stream: &Stream,
+    outcome: Result<&str, IngressError>,
+) -> AppResult<Response> {
+    match outcome {
+        Ok(message) => flash(session, FlashKind::Success, message).await?,
+        Err(IngressError::App(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, stream = %stream.id, "ingress change failed");
+            flash(session, FlashKind::Error, e.to_string()).await?
+        }
+    }
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/studio/streams/{}#ingress-panel", stream.id),
+    ))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<CreateForm>,
+) -> AppResult<Response> {
+    let stream = owned(&state, user.id, &id).await?;
+    let kind = Kind::parse(&form.kind)
+        .ok_or_else(|| AppError::BadRequest("Choose RTMP or WHIP.".into()))?;
+    let outcome = ingress::create(&state, &stream, kind).await;
+    done(
+        &session,
+        &htmx,
+        &stream,
+        outcome.map(|_| "Your OBS ingress is ready: copy the server and the stream key into OBS."),
+    )
+    .await
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let stream = owned(&state, user.id, &id).await?;
+    let outcome = ingress::reset(&state, &stream).await;
+    done(
+        &session,
+        &htmx,
+        &stream,
+        outcome.map(|_| "The stream key was reset: the old key no longer works. Update it in OBS."),
+    )
+    .await
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let stream = owned(&state, user.id, &id).await?;
+    let outcome = ingress::delete(&state, stream.id).await;
+    done(
+        &session,
+        &htmx,
+        &stream,
+        outcome.map(|_| "The OBS ingress was deleted."),
+    )
+    .await
+}

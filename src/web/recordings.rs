@@ -1,0 +1,347 @@
+//! Recordings over HTTP: the owner's start/stop and status panel on the
+//! broadcast page, the record-on-live setting, and the replays page with its
+//! presigned playback URLs, deletion and retention. Authorization: owner
+//! actions through `access::may(...).may_publish()`, playback through
+//! `access::may_replay`; the rules themselves live in `recording.rs` / `access.rs`.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::live::owned_stream;
+use super::{FlashKind, Htmx, Layout, flash, path_id, render, render_with};
+use crate::access::{self, ReplayAccess};
+use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::db::channels::Channel;
+use crate::db::recordings::{self as rec_db, Recording};
+use crate::db::streams::{self, Stream, StreamChanges};
+use crate::db::{StreamId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::recording::{self, RecordingError};
+use crate::state::AppState;
+
+/// The recording controls and status on the broadcast page (its own endpoint
+/// re-renders it; htmx polls it while something is going on).
+pub struct RecordingPanel {
+    pub stream_id: StreamId,
+    pub csrf_token: String,
+    pub live: bool,
+    /// starting | active | ending | complete | failed (the latest recording).
+    pub status: Option<String>,
+    /// RFC 3339, for the running duration the page ticks.
+    pub since: String,
+    pub duration: Option<String>,
+    pub size: Option<String>,
+    pub error: Option<String>,
+    /// The answer to the owner's last click (e.g. "already recording").
+    pub message: Option<String>,
+}
+
+impl RecordingPanel {
+    pub async fn load(state: &AppState, stream: &Stream, csrf_token: &str) -> AppResult<Self> {
+        let mut conn = state.db.get().await?;
+        let latest = rec_db::latest(&mut conn, stream.id).await?;
+        Ok(Self::of(stream, latest.as_ref(), csrf_token))
+    }
+
+    fn of(stream: &Stream, latest: Option<&Recording>, csrf_token: &str) -> Self {
+        RecordingPanel {
+            stream_id: stream.id,
+            csrf_token: csrf_token.to_owned(),
+            live: stream.is_live(),
+            status: latest.map(|r| r.status.clone()),
+            since: latest
+                .map(|r| r.started_at.unwrap_or(r.created_at).to_rfc3339())
+                .unwrap_or_default(),
+            duration: latest.and_then(|r| r.duration_ms).map(duration_label),
+            size: latest.and_then(|r| r.size_bytes).map(size_label),
+            error: latest.and_then(|r| r.error.clone()),
+            message: None,
+        }
+    }
+
+    pub fn recording(&self) -> bool {
+        matches!(self.status.as_deref(), Some("starting" | "active"))
+    }
+
+    /// Poll while the status can still change on its own.
+    pub fn polling(&self) -> bool {
+        matches!(
+            self.status.as_deref(),
+            Some("starting" | "active" | "ending")
+        )
+    }
+}
+
+pub fn duration_label(ms: i64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+pub fn size_label(bytes: i64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partials/recordings/panel.html")]
+pub struct RecordingPanelFragment {
+    pub recording: RecordingPanel,
+}
+
+/// The status fragment (htmx polls it).
+pub async fn panel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    let recording = RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
+    render(&RecordingPanelFragment { recording })
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    let outcome = recording::start(&state, &stream)
+        .await
+        .map(|_| "Recording started.");
+    answer(&state, &stream, session, htmx, layout, outcome).await
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    let outcome = recording::stop(&state, &stream)
+        .await
+        .map(|stopped| match stopped {
+            Some(_) => "Recording stopped; the file is being saved.",
+            None => "Nothing is being recorded.",
+        });
+    answer(&state, &stream, session, htmx, layout, outcome).await
+}
+
+/// htmx: the panel with the outcome in it; otherwise a flash and back to the page.
+async fn answer(
+    state: &AppState,
+    stream: &Stream,
+    session: Session,
+    htmx: Htmx,
+    layout: Layout,
+    outcome: Result<&'static str, RecordingError>,
+) -> AppResult<Response> {
+    let (kind, message) = match outcome {
+        Ok(m) => (FlashKind::Success, m.to_owned()),
+        Err(RecordingError::App(e)) => return Err(e),
+        Err(e) => (FlashKind::Error, e.to_string()),
+    };
+    if htmx.fragment {
+        let mut recording = RecordingPanel::load(state, stream, &layout.csrf_token).await?;
+        recording.message = Some(message);
+        return render(&RecordingPanelFragment { recording });
+    }
+    flash(&session, kind, message).await?;
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/studio/streams/{}/broadcast", stream.id),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    pub record_on_live: Option<String>,
+}
+
+/// "Record when going live" (studio stream page).
+pub async fn settings(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<SettingsForm>,
+) -> AppResult<Response> {
+    let (stream, _) = owned_stream(&state, user.id, &id).await?;
+    let on = form.record_on_live.is_some();
+    let mut conn = state.db.get().await?;
+    let changes = StreamChanges {
+        record_on_live: Some(on),
+        ..Default::default()
+    };
+    streams::update_while(&mut conn, stream.id, stream.status(), changes).await?;
+    let message = if on {
+        "This stream will be recorded when it goes live."
+    } else {
+        "This stream will not be recorded automatically."
+    };
+    flash(&session, FlashKind::Success, message).await?;
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/studio/streams/{}", stream.id),
+    ))
+}
+
+pub struct Replay {
+    pub id: i64,
+    pub recorded: String,
+    pub duration: String,
+    pub size: String,
+    /// The presigned URL; only in pages of those `may_replay` allows.
+    pub src: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/recordings/replays.html")]
+pub struct ReplaysPage {
+    pub layout: Layout,
+    pub stream: Stream,
+    pub channel: Channel,
+    pub replays: Vec<Replay>,
+    /// Why the viewer may not play them.
+    pub denied: Option<&'static str>,
+    pub owner: bool,
+    pub retention_days: Option<i32>,
+}
+
+/// The stream's finished recordings, playable by the team and by holders of
+/// a pass that includes replays; everyone else gets 403 and the reason.
+pub async fn replays(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: StreamId = path_id(&id)?;
+    let user_id: Option<UserId> = user.as_ref().map(|u| u.id);
+    let mut conn = state.db.get().await?;
+    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let replay = access::may_replay(&mut conn, user_id, &stream).await?;
+    let owner = access::may(&mut conn, user_id, &stream)
+        .await?
+        .may_publish();
+    let mut page = ReplaysPage {
+        layout,
+        stream,
+        channel,
+        replays: Vec::new(),
+        denied: None,
+        owner,
+        retention_days: None,
+    };
+    if let ReplayAccess::Denied(why) = replay {
+        page.denied = Some(why);
+        return render_with(StatusCode::FORBIDDEN, &page);
+    }
+    page.retention_days = rec_db::retention_days(&mut conn, page.channel.id).await?;
+    let rows = rec_db::complete_for(&mut conn, page.stream.id).await?;
+    drop(conn);
+    for r in rows {
+        let Some(key) = &r.object_key else { continue };
+        let src = state.storage.playback_url(key).await.map_err(|e| {
+            AppError::Unavailable(format!("Replays cannot be played right now: {e}"))
+        })?;
+        page.replays.push(Replay {
+            id: r.id,
+            recorded: super::utc(&r.started_at.unwrap_or(r.created_at)),
+            duration: r.duration_ms.map(duration_label).unwrap_or_default(),
+            size: r.size_bytes.map(size_label).unwrap_or_default(),
+            src,
+        });
+    }
+    metrics::counter!("replay_urls_issued_total").increment(page.replays.len() as u64);
+    render(&page)
+}
+
+/// Deletes a recording: its object, then its row (owner only).
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: i64 = path_id(&id)?;
+    let mut conn = state.db.get().await?;
+    let recording = rec_db::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    drop(conn);
+    let (stream, _) = owned_stream(&state, user.id, &recording.stream_id.to_string()).await?;
+    if recording.is_running() {
+        return Err(AppError::BadRequest(
+            "Stop the recording before deleting it.".into(),
+        ));
+    }
+    recording::delete(&state, &recording).await?;
+    flash(&session, FlashKind::Success, "The recording was deleted.").await?;
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/s/{}/replays", stream.id),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RetentionForm {
+    /// Days; empty keeps recordings forever.
+    #[serde(default)]
+    pub days: String,
+}
+
+/// Sets the channel's retention period (owner only).
+pub async fn retention(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    session: Session,
+    htmx: Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<RetentionForm>,
+) -> AppResult<Response> {
+    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
+    let days = match form.days.trim() {
+        "" => None,
+        d => match d.parse::<i32>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(n),
+            _ => {
+                return Err(AppError::BadRequest(
+                    "Retention must be a whole number of days from 1 to 3650, or empty to keep recordings forever."
+                        .into(),
+                ));
+            }
+        },
+    };
+    let mut conn = state.db.get().await?;
+    rec_db::set_retention_days(&mut conn, channel.id, days).await?;
+    let message = match days {
+        Some(n) => format!("Recordings of this channel are deleted after {n} days."),
+        None => "Recordings of this channel are kept until you delete them.".to_owned(),
+    };
+    flash(&session, FlashKind::Success, message).await?;
+    Ok(auth::redirect(
+        htmx.request,
+        &format!("/s/{}/replays", stream.id),
+    ))
+}
