@@ -12,6 +12,7 @@ mod chat;
 mod checkout;
 mod codes;
 mod grants;
+mod journey;
 mod ingress;
 mod live;
 mod migrations;

@@ -319,6 +319,19 @@ impl Browser {
         }
     }
 
+    /// Saves what the browser shows now as a PNG at `file` (creating its folder).
+    pub async fn screenshot(&self, file: &Path) {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("taking a screenshot: {e}"));
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(file, png).unwrap();
+    }
+
     pub async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_owned()
     }
