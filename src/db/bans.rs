@@ -198,17 +198,35 @@ pub async fn lift(
     channel: ChannelId,
     by: UserId,
 ) -> QueryResult<Option<Ban>> {
-    diesel::update(
-        bans::table
-            .find(id)
-            .filter(bans::channel_id.eq(channel))
-            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE)),
-    )
-    .set((bans::lifted_at.eq(diesel::dsl::now), bans::lifted_by.eq(by)))
-    .returning(Ban::as_returning())
-    .get_result(conn)
+    conn.transaction(async |conn| {
+        let lifted = diesel::update(
+            bans::table
+                .find(id)
+                .filter(bans::channel_id.eq(channel))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE)),
+        )
+        .set((bans::lifted_at.eq(diesel::dsl::now), bans::lifted_by.eq(by)))
+        .returning(Ban::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+        // Two moderators banning at the same instant can leave two active rows
+        // of one kind: lifting means lifting them all, so "lifted" is true.
+        if let Some(ban) = &lifted {
+            diesel::update(
+                bans::table
+                    .filter(bans::channel_id.eq(channel))
+                    .filter(bans::user_id.eq(ban.user_id))
+                    .filter(bans::kind.eq(&ban.kind))
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE)),
+            )
+            .set((bans::lifted_at.eq(diesel::dsl::now), bans::lifted_by.eq(by)))
+            .execute(conn)
+            .await?;
+        }
+        Ok(lifted)
+    })
     .await
-    .optional()
 }
 
 /// An active ban or timeout as the moderation page lists it.
