@@ -8,17 +8,18 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
 use super::{FlashKind, Htmx, Layout, flash, path_id, render};
-use crate::access;
+
 use crate::auth::{self, CurrentUser};
 use crate::db::channels::{self, Channel};
-use crate::db::streams::{self, Status, Stream};
+use crate::db::streams::{Status, Stream};
 use crate::db::{StreamId, UserId, presence};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle::{self, LifecycleError};
 use crate::livekit::tokens;
 use crate::state::AppState;
 
-/// Loads the stream and checks that `user` owns its channel (404 before 403).
+/// The stream of the path, if `user` owns its channel (404 before 403):
+/// `studio::owned_stream`, with the path id parsed and a connection of its own.
 pub(super) async fn owned_stream(
     state: &AppState,
     user: UserId,
@@ -26,18 +27,7 @@ pub(super) async fn owned_stream(
 ) -> AppResult<(Stream, Channel)> {
     let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
-    let (stream, channel) = streams::find_with_channel(&mut conn, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !access::may(&mut conn, Some(user), &stream)
-        .await?
-        .may_publish()
-    {
-        return Err(AppError::forbidden(
-            "Only the channel's owner can broadcast and manage this stream.",
-        ));
-    }
-    Ok((stream, channel))
+    super::studio::owned_stream(&mut conn, user, id).await
 }
 
 pub async fn go_live(
@@ -127,8 +117,17 @@ pub async fn broadcast(
         .unwrap_or_default();
     let watch_url = format!("{}s/{}", state.config.public_url, stream.id);
     let chat = crate::chat::view::ChatPanel::load(&state, Some(user.id), &stream).await?;
-    let recording = super::recordings::RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
-    render(&BroadcastPage { layout, stream, channel, started_at, watch_url, chat, recording })
+    let recording =
+        super::recordings::RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
+    render(&BroadcastPage {
+        layout,
+        stream,
+        channel,
+        started_at,
+        watch_url,
+        chat,
+        recording,
+    })
 }
 
 #[derive(serde::Serialize)]
@@ -207,5 +206,10 @@ pub async fn stats(
     let viewers = presence::current_viewers(&mut conn, stream.id, &team).await?;
     // The peak is raised by the join webhook; never show it below the current count.
     let peak = stream.peak_viewers.max(viewers as i32);
-    render(&StatsFragment { stream_id: stream.id, status: stream.status.clone(), viewers, peak })
+    render(&StatsFragment {
+        stream_id: stream.id,
+        status: stream.status.clone(),
+        viewers,
+        peak,
+    })
 }

@@ -20,7 +20,7 @@ use crate::access;
 use crate::auth::{self, CurrentUser};
 use crate::db::channels::{self, Channel, Role};
 use crate::db::streams::{self, AccessKind, NewStream, Status, Stream, StreamChanges};
-use crate::db::users::User;
+
 use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle;
@@ -99,18 +99,15 @@ impl StreamState {
 
 /// Loads a stream and checks `user` may publish it (the channel's owner):
 /// 404 when there is no such stream, then 403 for everyone else.
-async fn owned_stream(
+pub(super) async fn owned_stream(
     conn: &mut AsyncPgConnection,
-    user: &User,
+    user: crate::db::UserId,
     id: StreamId,
 ) -> AppResult<(Stream, Channel)> {
     let (stream, channel) = streams::find_with_channel(conn, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(conn, Some(user.id), &stream)
-        .await?
-        .may_publish()
-    {
+    if !access::may(conn, Some(user), &stream).await?.may_publish() {
         return Err(AppError::forbidden(
             "Only the owner of this channel can manage its streams.",
         ));
@@ -514,9 +511,10 @@ pub async fn stream_page(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     drop(conn);
-    let chat_settings = crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
+    let chat_settings =
+        crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
     let ingress = super::ingress::IngressView::load(&state, &stream, &layout.csrf_token).await?;
     let mut page = StreamPage::new(&state, layout, &stream, channel);
     page.chat_settings = Some(chat_settings);
@@ -534,7 +532,7 @@ pub async fn update_stream(
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     let editable = Editable::for_status(stream.status());
     let mut errors = FieldErrors::default();
     let input = check_stream(
@@ -605,7 +603,7 @@ pub async fn delete_stream(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, &user, path_id(&id)?).await?;
+    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     let refused = |status: Status| match status {
         Status::Ended => AppError::forbidden(
             "Only drafts can be deleted; an ended stream stays in the channel's history.",
