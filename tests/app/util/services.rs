@@ -129,7 +129,18 @@ async fn prepare_template(admin: &str) -> String {
     .load(&mut conn)
     .await
     .expect("listing old test databases");
-    for Name { datname } in old.into_iter().filter(|n| !of_running_test(&n.datname)) {
+    // A template of other migrations (another worktree's) may be in use by a
+    // run that is cloning from it right now: templates go only when no other
+    // test run is alive.
+    let others_running = old.iter().any(|n| of_running_test(&n.datname));
+    let stale = old.into_iter().filter(|n| {
+        if n.datname.starts_with("stagepass_tpl_") {
+            !others_running
+        } else {
+            !of_running_test(&n.datname)
+        }
+    });
+    for Name { datname } in stale {
         let _ = diesel::sql_query(format!(
             "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
         ))
