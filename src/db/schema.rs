@@ -65,6 +65,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    channel_links (id) {
+        id -> Int8,
+        channel_id -> Int8,
+        position -> Int4,
+        label -> Text,
+        url -> Text,
+    }
+}
+
+diesel::table! {
     channel_members (channel_id, user_id) {
         channel_id -> Int8,
         user_id -> Int8,
@@ -83,6 +93,7 @@ diesel::table! {
         recording_retention_days -> Nullable<Int4>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        avatar_key -> Nullable<Text>,
     }
 }
 
@@ -102,11 +113,42 @@ diesel::table! {
 }
 
 diesel::table! {
+    follows (user_id, channel_id) {
+        user_id -> Int8,
+        channel_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    funnel_events (id) {
+        id -> Int8,
+        channel_id -> Int8,
+        stream_id -> Nullable<Int8>,
+        step -> Text,
+        visitor -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     livekit_events (event_id) {
         event_id -> Text,
         event -> Text,
         payload -> Jsonb,
         received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Int8,
+        user_id -> Int8,
+        kind -> Text,
+        channel_id -> Int8,
+        stream_id -> Int8,
+        created_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -124,6 +166,8 @@ diesel::table! {
         grant_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stream_id -> Nullable<Int8>,
+        paid_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -224,6 +268,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         chat_seq -> Int8,
+        thumbnail_key -> Nullable<Text>,
     }
 }
 
@@ -238,6 +283,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Int8,
+        attempt -> Int4,
+        started_at -> Timestamptz,
+        duration_ms -> Int4,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Int8,
+        endpoint_id -> Int8,
+        event_id -> Text,
+        event -> Text,
+        subject -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        last_status -> Nullable<Int4>,
+        delivered_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Int8,
+        channel_id -> Int8,
+        url -> Text,
+        secret -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(access_grants -> access_passes (pass_id));
 diesel::joinable!(access_grants -> channels (channel_id));
 diesel::joinable!(access_grants -> streams (stream_id));
@@ -247,12 +332,21 @@ diesel::joinable!(access_passes -> streams (stream_id));
 diesel::joinable!(audit_log -> channels (channel_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(bans -> channels (channel_id));
+diesel::joinable!(channel_links -> channels (channel_id));
 diesel::joinable!(channel_members -> channels (channel_id));
 diesel::joinable!(channel_members -> users (user_id));
 diesel::joinable!(channels -> users (owner_id));
 diesel::joinable!(chat_messages -> streams (stream_id));
+diesel::joinable!(follows -> channels (channel_id));
+diesel::joinable!(follows -> users (user_id));
+diesel::joinable!(funnel_events -> channels (channel_id));
+diesel::joinable!(funnel_events -> streams (stream_id));
+diesel::joinable!(notifications -> channels (channel_id));
+diesel::joinable!(notifications -> streams (stream_id));
+diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(orders -> access_grants (grant_id));
 diesel::joinable!(orders -> access_passes (pass_id));
+diesel::joinable!(orders -> streams (stream_id));
 diesel::joinable!(orders -> users (user_id));
 diesel::joinable!(presence -> streams (stream_id));
 diesel::joinable!(presence -> users (user_id));
@@ -263,16 +357,23 @@ diesel::joinable!(redemptions -> redeem_codes (code_id));
 diesel::joinable!(redemptions -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(streams -> channels (channel_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_endpoints -> channels (channel_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     access_grants,
     access_passes,
     audit_log,
     bans,
+    channel_links,
     channel_members,
     channels,
     chat_messages,
+    follows,
+    funnel_events,
     livekit_events,
+    notifications,
     orders,
     presence,
     recordings,
@@ -282,4 +383,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sign_in_attempts,
     streams,
     users,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
 );

@@ -1,0 +1,10 @@
+DROP INDEX channels_handle_trgm_idx;
+DROP INDEX channels_title_trgm_idx;
+DROP INDEX streams_title_trgm_idx;
+DROP INDEX streams_scheduled_at_idx;
+DROP INDEX streams_live_started_at_idx;
+DROP TABLE channel_links;
+ALTER TABLE streams DROP COLUMN thumbnail_key;
+ALTER TABLE channels DROP COLUMN avatar_key;
+DROP TABLE follows;
+DROP EXTENSION IF EXISTS pg_trgm;
