@@ -29,6 +29,8 @@ pub struct Config {
     pub session_absolute_timeout: Duration,
     /// Trust `X-Forwarded-For` for the client address (only behind a proxy you run).
     pub trust_proxy_headers: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
     pub log_format: LogFormat,
     pub livekit: LiveKitConfig,
     pub s3: S3Config,
@@ -125,6 +127,8 @@ impl Config {
         let session_absolute_timeout =
             env.parse("SESSION_ABSOLUTE_TIMEOUT_MINUTES", "43200", minutes);
         let trust_proxy_headers = env.parse("TRUST_PROXY_HEADERS", "false", boolean);
+        let metrics_token = env.secret("METRICS_TOKEN", "");
+        let metrics_token = (!metrics_token.expose_secret().is_empty()).then_some(metrics_token);
         let log_format = env.parse("LOG_FORMAT", "text", |v| match v {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
@@ -237,6 +241,7 @@ impl Config {
             session_idle_timeout,
             session_absolute_timeout,
             trust_proxy_headers,
+            metrics_token,
             log_format,
             livekit: LiveKitConfig {
                 url: livekit_url,

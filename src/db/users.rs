@@ -94,11 +94,13 @@ pub async fn update(
         .await
 }
 
-/// Failed sign-ins within `window` for an account and for an address.
+/// Failed sign-ins within `window`: for an account from an address, for the
+/// address, and for the account from anywhere.
 #[derive(Debug, Clone, Copy)]
 pub struct RecentFailures {
-    pub for_email: i64,
+    pub for_email_from_ip: i64,
     pub for_ip: i64,
+    pub for_email: i64,
 }
 
 pub async fn recent_sign_in_failures(
@@ -111,8 +113,17 @@ pub async fn recent_sign_in_failures(
     let since = || {
         diesel::dsl::sql::<Timestamptz>(&format!("now() - interval '{} seconds'", window.as_secs()))
     };
+    let email = normalize_email(email);
     let for_email = sign_in_attempts::table
-        .filter(lower(sign_in_attempts::email).eq(normalize_email(email)))
+        .filter(lower(sign_in_attempts::email).eq(&email))
+        .filter(sign_in_attempts::succeeded.eq(false))
+        .filter(sign_in_attempts::created_at.gt(since()))
+        .count()
+        .get_result(conn)
+        .await?;
+    let for_email_from_ip = sign_in_attempts::table
+        .filter(lower(sign_in_attempts::email).eq(&email))
+        .filter(sign_in_attempts::ip.eq(ip))
         .filter(sign_in_attempts::succeeded.eq(false))
         .filter(sign_in_attempts::created_at.gt(since()))
         .count()
@@ -125,7 +136,11 @@ pub async fn recent_sign_in_failures(
         .count()
         .get_result(conn)
         .await?;
-    Ok(RecentFailures { for_email, for_ip })
+    Ok(RecentFailures {
+        for_email_from_ip,
+        for_ip,
+        for_email,
+    })
 }
 
 pub async fn record_sign_in_attempt(

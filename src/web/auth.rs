@@ -18,9 +18,15 @@ use crate::db::{self, users};
 use crate::error::AppResult;
 use crate::state::AppState;
 
-/// Failed sign-ins allowed per account, and per client address, within the window.
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failed sign-ins allowed within the window: for one account from one client
+/// address (a guesser), for one address over all accounts (credential
+/// stuffing), and for one account over all addresses (guessing spread over
+/// many addresses). Counting per account *and* address keeps a stranger who
+/// types wrong passwords from locking the owner out; the account-wide limit is
+/// high for the same reason.
+pub const MAX_FAILURES_PER_ACCOUNT_FROM_IP: i64 = 5;
 pub const MAX_FAILURES_PER_IP: i64 = 30;
+pub const MAX_FAILURES_PER_ACCOUNT: i64 = 100;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Deserialize, Default)]
@@ -245,7 +251,9 @@ pub async fn signin(
         let mut conn = state.db.get().await?;
         let failures =
             users::recent_sign_in_failures(&mut conn, &form.email, &ip, FAILURE_WINDOW).await?;
-        if failures.for_email >= MAX_FAILURES_PER_ACCOUNT || failures.for_ip >= MAX_FAILURES_PER_IP
+        if failures.for_email_from_ip >= MAX_FAILURES_PER_ACCOUNT_FROM_IP
+            || failures.for_ip >= MAX_FAILURES_PER_IP
+            || failures.for_email >= MAX_FAILURES_PER_ACCOUNT
         {
             tracing::info!(%ip, "sign-in throttled");
             status = StatusCode::TOO_MANY_REQUESTS;

@@ -1,13 +1,16 @@
 //! Operator endpoints: `/healthz` (the process answers), `/readyz` (the
-//! database answers; 503 otherwise) and `/metrics` (Prometheus text).
-//! Plain text on purpose: probes and scrapers read these, not people.
+//! database answers; 503 otherwise) and `/metrics` (Prometheus text; behind a
+//! bearer token when `METRICS_TOKEN` is set). Plain text on purpose: probes
+//! and scrapers read these, not people.
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use diesel_async::RunQueryDsl;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
 
 use crate::state::AppState;
 
@@ -39,7 +42,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the bearer token set in METRICS_TOKEN\n",
+            )
+                .into_response();
+        }
+    }
     let pool = state.db.status();
     metrics::gauge!("db_pool_connections").set(pool.size as f64);
     metrics::gauge!("db_pool_connections_idle").set(pool.available as f64);
@@ -49,4 +67,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }

@@ -316,7 +316,7 @@ async fn sign_in_is_throttled_after_repeated_failures() {
     let app = TestApp::spawn().await;
     app.signed_up("gus@example.com", "Gus").await;
     let attacker = app.anonymous();
-    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT {
+    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT_FROM_IP {
         let page = attacker
             .submit(
                 "/signin",
@@ -416,6 +416,49 @@ async fn password_change_signs_out_other_devices_and_the_new_password_works() {
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_does_not_lock_the_owner_out_but_a_spread_out_attack_does() {
+    let app = TestApp::spawn().await;
+    app.signed_up("kit@example.com", "Kit").await;
+    let record = |email: String, ip: String| {
+        let app = &app;
+        async move {
+            stagepass::db::users::record_sign_in_attempt(&mut *app.conn().await, &email, &ip, false)
+                .await
+                .unwrap()
+        }
+    };
+    // Someone elsewhere tried Kit's account until they were stopped.
+    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT_FROM_IP {
+        record("kit@example.com".into(), "203.0.113.9".into()).await;
+    }
+    let sign_in = || async {
+        app.anonymous()
+            .submit(
+                "/signin",
+                "#signin-form",
+                &[("email", "kit@example.com"), ("password", PASSWORD)],
+            )
+            .await
+    };
+    assert_eq!(
+        sign_in().await.status,
+        StatusCode::SEE_OTHER,
+        "Kit, from her own address, still signs in"
+    );
+
+    // Guessing at Kit's account from many addresses hits the account-wide limit.
+    for i in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT {
+        record("kit@example.com".into(), format!("198.51.100.{}", i % 250)).await;
+    }
+    let page = sign_in().await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.text_of(".form-error")
+            .contains("Too many failed sign-in attempts")
+    );
 }
 
 #[tokio::test]

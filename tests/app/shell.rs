@@ -117,6 +117,35 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_can_require_a_bearer_token() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("METRICS_TOKEN".into(), "scrape-me-please".into());
+    })
+    .await;
+    let scraper = reqwest::Client::new();
+    let scrape = |auth: Option<&'static str>| {
+        let mut request = scraper.get(format!("{}/metrics", app.url));
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        async move { crate::util::Browser::read(request.send().await.unwrap()).await }
+    };
+    let none = scrape(None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(none.text.contains("METRICS_TOKEN"));
+    assert!(!none.text.contains("scrape-me-please"));
+    assert_eq!(
+        scrape(Some("Bearer wrong")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let ok = scrape(Some("Bearer scrape-me-please")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.text.contains("http_requests_total"));
+    // Probes stay open.
+    assert_eq!(app.anonymous().get("/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn readyz_answers_503_while_the_database_is_unreachable() {
     let closed = crate::util::services::free_port();
     let app = TestApp::spawn_with(|env| {
