@@ -166,7 +166,7 @@ fn draw(
             .x_desc(x_desc)
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14))
-            .light_line_style(RGBColor(0xEE, 0xEE, 0xEE))
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
             .draw()
             .map_err(|e| err(&e))?;

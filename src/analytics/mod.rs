@@ -29,6 +29,7 @@
 //! - The funnel counts each visitor once per step: watch page without access
 //!   → pass page → checkout started → paid. A visitor is `u:{user id}` when
 //!   signed in, else `a:{random id}` from a long-lived cookie (never an IP).
+//!   The channel's team is left out, as it is of the viewers.
 
 pub mod charts;
 pub mod export;
@@ -432,7 +433,8 @@ impl FunnelStep {
 
 /// The funnel of one stream (`stream` set: events of that stream only) or
 /// of the whole channel (each visitor once per step across its streams and
-/// its channel pass page). Always the four steps, in order.
+/// its channel pass page). Always the four steps, in order. The channel's
+/// team (looking at their own pages) is not counted.
 pub async fn funnel(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
@@ -441,9 +443,13 @@ pub async fn funnel(
     diesel::sql_query(
         "WITH steps(step, pos) AS (VALUES ('denied_visit', 1), ('pass_page', 2), \
                                           ('checkout_started', 3), ('paid', 4)), \
-              counts AS (SELECT step, count(DISTINCT visitor) AS n FROM funnel_events \
-                          WHERE channel_id = $1 AND ($2::int8 IS NULL OR stream_id = $2) \
-                          GROUP BY step) \
+              counts AS (SELECT f.step, count(DISTINCT f.visitor) AS n FROM funnel_events f \
+                          WHERE f.channel_id = $1 AND ($2::int8 IS NULL OR f.stream_id = $2) \
+                            AND NOT EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = f.channel_id \
+                                              AND f.visitor = 'u:' || m.user_id) \
+                            AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = f.channel_id \
+                                              AND f.visitor = 'u:' || c.owner_id) \
+                          GROUP BY f.step) \
          SELECT steps.step, coalesce(counts.n, 0) AS visitors, \
                 (100.0 * coalesce(counts.n, 0) \
                    / nullif(lag(coalesce(counts.n, 0)) OVER (ORDER BY pos), 0))::float8 AS of_previous \

@@ -937,6 +937,17 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
             analytics::Visitor::user(b),
             Some(stream.id),
         ),
+        // The team looking at their own pages is not the audience.
+        (
+            analytics::Step::DeniedVisit,
+            analytics::Visitor::user(m),
+            Some(stream.id),
+        ),
+        (
+            analytics::Step::PassPage,
+            analytics::Visitor::user(owner_id),
+            Some(stream.id),
+        ),
     ] {
         analytics::record(&mut conn, step, channel.id, on, &who)
             .await
