@@ -142,8 +142,8 @@ struct Expected {
     peak: i64,
     watch_seconds: i64,
     average_seconds: Option<i64>,
-    /// Per viewer: merged (from, to) in microseconds.
-    visits: Vec<(i64, i64)>,
+    /// Merged (viewer, from, to), times in microseconds.
+    visits: Vec<(i64, i64, i64)>,
 }
 
 fn expected(rows: &[PresenceRow], team: &[UserId], ended: DateTime<Utc>) -> Expected {
@@ -158,7 +158,7 @@ fn expected(rows: &[PresenceRow], team: &[UserId], ended: DateTime<Utc>) -> Expe
         by_user.entry(u).or_default().push((a, b));
     }
     let mut visits = Vec::new();
-    for sessions in by_user.values_mut() {
+    for (user, sessions) in by_user.iter_mut() {
         sessions.sort();
         let mut merged: Vec<(i64, i64)> = Vec::new();
         for &(a, b) in sessions.iter() {
@@ -167,11 +167,11 @@ fn expected(rows: &[PresenceRow], team: &[UserId], ended: DateTime<Utc>) -> Expe
                 _ => merged.push((a, b)),
             }
         }
-        visits.extend(merged);
+        visits.extend(merged.into_iter().map(|(a, b)| (*user, a, b)));
     }
     let mut events: Vec<(i64, i64)> = visits
         .iter()
-        .flat_map(|&(a, b)| [(a, 1), (b, -1)])
+        .flat_map(|&(_, a, b)| [(a, 1), (b, -1)])
         .collect();
     events.sort();
     let (mut now, mut peak) = (0, 0);
@@ -179,7 +179,7 @@ fn expected(rows: &[PresenceRow], team: &[UserId], ended: DateTime<Utc>) -> Expe
         now += d;
         peak = peak.max(now);
     }
-    let micros: i64 = visits.iter().map(|(a, b)| b - a).sum();
+    let micros: i64 = visits.iter().map(|(_, a, b)| b - a).sum();
     let watch_seconds = (micros + 500_000) / 1_000_000;
     let unique = by_user.len() as i64;
     Expected {
@@ -530,14 +530,17 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     assert_eq!(series_points(&page, "#chat-chart"), vec![minutes as usize]);
     let viewers_table = chart_rows(&page, "#viewers-chart");
     assert_eq!(viewers_table.len(), minutes as usize);
-    // Each minute's viewers as the merged visits say.
+    // Each minute's viewers as the merged visits say: distinct people
+    // present at any time in it (v1 once, even when they left and came back).
     for (i, (_, cells)) in viewers_table.iter().enumerate() {
         let m = first_minute.timestamp_micros() + i as i64 * 60_000_000;
         let present = want
             .visits
             .iter()
-            .filter(|(a, b)| *a < m + 60_000_000 && *b > m)
-            .count();
+            .filter(|(_, a, b)| *a < m + 60_000_000 && *b > m)
+            .map(|(user, _, _)| *user)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         assert_eq!(cells, &vec![present.to_string()], "minute {i}");
     }
     let chat_total: i64 = chart_rows(&page, "#chat-chart")
