@@ -4,6 +4,7 @@
 //! integration tests serve it on random ports. See README.md for the module map.
 
 pub mod access;
+pub mod analytics;
 pub mod auth;
 pub mod chat;
 pub mod config;

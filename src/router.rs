@@ -115,6 +115,11 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/channels/{handle}/timeouts", post(moderation::timeout))
         .route("/studio/channels/{handle}/audit", get(moderation::audit))
         .route("/moderation", get(moderation::dashboard))
+        // Creator analytics (the team; money for the owner only) and their CSV.
+        .route("/studio/streams/{id}/analytics", get(crate::web::analytics::stream_page))
+        .route("/studio/streams/{id}/analytics.csv", get(crate::web::analytics::stream_csv))
+        .route("/studio/channels/{handle}/analytics", get(crate::web::analytics::channel_page))
+        .route("/studio/channels/{handle}/analytics.csv", get(crate::web::analytics::channel_csv))
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).

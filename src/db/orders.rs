@@ -16,7 +16,7 @@ use super::channels::Channel;
 use super::grants::{self, Grant, NewGrant, Source};
 use super::passes::{self, Pass};
 use super::schema::{access_passes, channels, orders};
-use super::{GrantId, OrderId, PassId, UserId};
+use super::{GrantId, OrderId, PassId, StreamId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -35,6 +35,10 @@ pub struct Order {
     pub grant_id: Option<GrantId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The stream the buyer came from (or the pass's own), for analytics.
+    pub stream_id: Option<StreamId>,
+    /// When it was paid (set with the status; a refund keeps it).
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,8 @@ pub struct NewOrder<'a> {
     pub amount_cents: i64,
     pub currency: &'a str,
     pub provider: &'a str,
+    /// The stream the buyer came from, checked to be of the pass's channel.
+    pub stream_id: Option<StreamId>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewOrder<'_>) -> QueryResult<Order> {
@@ -236,6 +242,7 @@ pub async fn complete_order(
         diesel::update(orders::table.find(order.id))
             .set((
                 orders::status.eq(Status::Paid.as_str()),
+                orders::paid_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamptz>>("now()")),
                 orders::grant_id.eq(grant.as_ref().map(|g| g.id)),
                 orders::provider_payment_ref
                     .eq(payment_ref.map(str::to_owned).or(order.provider_payment_ref.clone())),
@@ -257,6 +264,7 @@ pub async fn complete_order(
             }),
         )
         .await?;
+        crate::analytics::record_paid(conn, pass.channel_id, order.stream_id.or(stream), order.user_id).await?;
         Ok(grant)
     })
     .await

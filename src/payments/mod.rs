@@ -137,9 +137,19 @@ pub async fn start_purchase(
             amount_cents: pass.price_cents,
             currency: &pass.currency,
             provider: kind.as_str(),
+            stream_id: destination.stream,
         },
     )
     .await?;
+    crate::analytics::record(
+        &mut conn,
+        crate::analytics::Step::CheckoutStarted,
+        pass.channel_id,
+        destination.stream,
+        &crate::analytics::Visitor::user(buyer),
+    )
+    .await
+    .unwrap_or_else(|error| tracing::warn!(%error, "funnel event 'checkout_started' not recorded"));
     if pass.price_cents == 0 {
         let grant = orders::complete_order(&mut conn, order.id, None).await?;
         count(kind, "free");

@@ -3,6 +3,7 @@
 //! layout context (`Layout`), template rendering, form errors and flashes.
 
 pub mod account;
+pub mod analytics;
 pub mod auth;
 pub mod channels;
 pub mod chat;

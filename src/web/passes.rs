@@ -1050,6 +1050,7 @@ pub struct StreamPassesPage {
 pub async fn for_stream(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visitor: super::analytics::FunnelVisitor,
     layout: Layout,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
@@ -1096,7 +1097,10 @@ pub async fn for_stream(
         stream,
         channel,
     };
-    render_with(StatusCode::OK, &page)
+    let noted = visitor
+        .note(&state, user, crate::analytics::Step::PassPage, page.channel.id, Some(page.stream.id))
+        .await;
+    Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 
 #[derive(Template)]
@@ -1112,6 +1116,7 @@ pub struct ChannelPassesPage {
 pub async fn for_channel(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visitor: super::analytics::FunnelVisitor,
     layout: Layout,
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
@@ -1136,7 +1141,10 @@ pub async fn for_channel(
         return_to: format!("/c/{}", channel.handle),
         channel,
     };
-    render_with(StatusCode::OK, &page)
+    let noted = visitor
+        .note(&state, user.map(|u| u.id), crate::analytics::Step::PassPage, page.channel.id, None)
+        .await;
+    Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 
 // ---------------------------------------------------------------------------

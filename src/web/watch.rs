@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::analytics::{FunnelVisitor, Noted};
 use super::live::{TokenResponse, refuse};
 use super::{Htmx, Layout, path_id, render, utc};
 use crate::access::{self, Access, Denial};
+use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
@@ -80,13 +82,22 @@ async fn page(
 pub async fn show(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visitor: FunnelVisitor,
     layout: Layout,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
     let mut page = page(&state, user, &id, layout).await?;
     page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
-    render(&page)
+    // The funnel's first step: shown the stream without access (not a ban).
+    let noted = if page.denial.is_some() && !page.banned {
+        visitor
+            .note(&state, user, Step::DeniedVisit, page.channel.id, Some(page.stream.id))
+            .await
+    } else {
+        Noted::nothing()
+    };
+    Ok(noted.apply(render(&page)?))
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 mod util;
 
 mod access;
+mod analytics;
 mod accounts;
 mod enforcement;
 mod browser;

@@ -1,0 +1,598 @@
+//! Creator analytics over HTTP: a stream's page and a channel's overview,
+//! their CSV exports, and the funnel's visitor cookie used by the watch and
+//! pass pages.
+//!
+//! Who sees what (decided here, from `access`): the channel's owner sees
+//! everything; its moderators see the audience and chat figures and charts
+//! but no money (sales, revenue, the buying funnel) — the design's "only
+//! owners manage money"; anyone else gets 403. The figures themselves come
+//! from `crate::analytics`; this module only formats them.
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use tower_sessions::cookie::{Cookie, SameSite};
+
+use super::studio::{Moment, StreamState};
+use super::{Layout, path_id, render};
+use crate::access;
+use crate::analytics::charts::{self, Chart, Series, Unit};
+use crate::analytics::export::{self, ChannelMoney, Money};
+use crate::analytics::{
+    self, Bucket, DayRevenue, FunnelStep, Sales, Step, StreamFigures, Visitor, duration_label,
+    money, percent,
+};
+use crate::auth::CurrentUser;
+use crate::db::channels::{self, Channel, Role};
+use crate::db::streams::{self, Stream};
+use crate::db::{ChannelId, StreamId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+// ---------------------------------------------------------------------------
+// The funnel's visitor.
+
+/// The long-lived cookie that tells anonymous visitors apart in the funnel
+/// (a random id; never an IP address).
+pub const VISITOR_COOKIE: &str = "stagepass_visitor";
+
+/// The anonymous visitor id the request's cookie carries, if any.
+pub struct FunnelVisitor {
+    cookie: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FunnelVisitor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let cookie = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(VISITOR_COOKIE)?.strip_prefix('='))
+            .find(|id| analytics::is_anonymous_id(id))
+            .map(str::to_owned);
+        Ok(FunnelVisitor { cookie })
+    }
+}
+
+/// A funnel step recorded for a page; `apply` adds the visitor cookie to the
+/// response when it was just minted.
+#[must_use]
+pub struct Noted {
+    set_cookie: Option<HeaderValue>,
+}
+
+impl Noted {
+    pub fn nothing() -> Self {
+        Noted { set_cookie: None }
+    }
+
+    pub fn apply(self, mut response: Response) -> Response {
+        if let Some(c) = self.set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+        response
+    }
+}
+
+impl FunnelVisitor {
+    /// Records `step` for this visitor: the user when signed in, else the
+    /// cookie's anonymous id (a new one, set by `Noted::apply`, if none).
+    pub async fn note(
+        &self,
+        state: &AppState,
+        user: Option<UserId>,
+        step: Step,
+        channel: ChannelId,
+        stream: Option<StreamId>,
+    ) -> Noted {
+        let (visitor, fresh) = match (user, self.cookie.as_deref().and_then(Visitor::anonymous)) {
+            (Some(u), _) => (Visitor::user(u), None),
+            (None, Some(v)) => (v, None),
+            (None, None) => {
+                let (id, v) = Visitor::new_anonymous();
+                (v, Some(id))
+            }
+        };
+        analytics::note(&state.db, step, channel, stream, &visitor).await;
+        let set_cookie = fresh.and_then(|id| {
+            let cookie = Cookie::build((VISITOR_COOKIE, id))
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(state.config.secure_cookies())
+                .max_age(time::Duration::days(400))
+                .build();
+            HeaderValue::from_str(&cookie.to_string()).ok()
+        });
+        Noted { set_cookie }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared by both pages.
+
+/// The summary figures as shown: words, with the exact seconds for tests and
+/// scripts in `data-seconds`.
+pub struct FigureView {
+    pub peak_viewers: i64,
+    pub unique_viewers: i64,
+    pub watch_seconds: i64,
+    pub watch_label: String,
+    pub average_seconds: Option<i64>,
+    pub average_label: String,
+    pub chat_messages: i64,
+    pub deleted_messages: i64,
+}
+
+impl FigureView {
+    fn new(
+        peak: i64,
+        unique: i64,
+        watch: i64,
+        average: Option<i64>,
+        chat: i64,
+        deleted: i64,
+    ) -> Self {
+        FigureView {
+            peak_viewers: peak,
+            unique_viewers: unique,
+            watch_seconds: watch,
+            watch_label: duration_label(watch),
+            average_seconds: average,
+            average_label: average
+                .map(duration_label)
+                .unwrap_or_else(|| "—".to_owned()),
+            chat_messages: chat,
+            deleted_messages: deleted,
+        }
+    }
+
+    fn of(f: &StreamFigures) -> Self {
+        Self::new(
+            f.peak_viewers,
+            f.unique_viewers,
+            f.watch_seconds,
+            f.average_watch_seconds,
+            f.chat_messages,
+            f.deleted_messages,
+        )
+    }
+}
+
+pub struct SalesRow {
+    pub currency: String,
+    pub sold: i64,
+    pub revenue: String,
+    pub revenue_cents: i64,
+}
+
+fn sales_rows(sales: &[Sales]) -> Vec<SalesRow> {
+    sales
+        .iter()
+        .map(|s| SalesRow {
+            currency: s.currency.clone(),
+            sold: s.sold,
+            revenue: money(s.revenue_cents, &s.currency),
+            revenue_cents: s.revenue_cents,
+        })
+        .collect()
+}
+
+pub struct FunnelRow {
+    pub step: String,
+    pub label: &'static str,
+    pub visitors: i64,
+    pub of_previous: String,
+}
+
+fn funnel_rows(funnel: &[FunnelStep]) -> Vec<FunnelRow> {
+    funnel
+        .iter()
+        .map(|f| FunnelRow {
+            step: f.step.clone(),
+            label: f.step().map(Step::label).unwrap_or("?"),
+            visitors: f.visitors,
+            of_previous: percent(f.of_previous),
+        })
+        .collect()
+}
+
+fn hh_mm(t: &DateTime<Utc>) -> String {
+    t.format("%H:%M").to_string()
+}
+
+/// The viewers and chat charts of a stream's timeline (None: never live).
+fn timeline_charts(timeline: &[Bucket]) -> AppResult<Option<(Chart, Chart)>> {
+    let Some(first) = timeline.first() else {
+        return Ok(None);
+    };
+    let per = if first.minutes == 1 {
+        "minute".to_owned()
+    } else {
+        format!("{} minutes", first.minutes)
+    };
+    // Times on the axis; the table says the day too when the stream crossed midnight.
+    let same_day = timeline.last().map(|b| b.at.date_naive()) == Some(first.at.date_naive());
+    let labels: Vec<String> = timeline
+        .iter()
+        .map(|b| {
+            if same_day {
+                hh_mm(&b.at)
+            } else {
+                b.at.format("%m-%d %H:%M").to_string()
+            }
+        })
+        .collect();
+    let viewers: Vec<f64> = timeline.iter().map(|b| b.viewers as f64).collect();
+    let messages: Vec<f64> = timeline.iter().map(|b| b.messages as f64).collect();
+    let (most, at) = timeline
+        .iter()
+        .max_by_key(|b| (b.viewers, std::cmp::Reverse(b.at)))
+        .map(|b| (b.viewers, hh_mm(&b.at)))
+        .unwrap_or((0, String::new()));
+    let total: i64 = timeline.iter().map(|b| b.messages).sum();
+    let span = format!(
+        "{} points from {} to {} UTC",
+        timeline.len(),
+        labels.first().cloned().unwrap_or_default(),
+        labels.last().cloned().unwrap_or_default()
+    );
+    let viewers_chart = charts::line_chart(
+        "viewers-chart",
+        &format!("Viewers per {per}"),
+        &format!("Viewers present in each {per}: at most {most} (at {at} UTC); {span}."),
+        "Time (UTC)",
+        &labels,
+        &[Series {
+            name: "Viewers".to_owned(),
+            values: viewers,
+        }],
+        Unit::Count,
+    )?;
+    let chat_chart = charts::line_chart(
+        "chat-chart",
+        &format!("Chat messages per {per}"),
+        &format!("{total} chat messages shown during the stream; {span}."),
+        "Time (UTC)",
+        &labels,
+        &[Series {
+            name: "Messages".to_owned(),
+            values: messages,
+        }],
+        Unit::Count,
+    )?;
+    Ok(Some((viewers_chart, chat_chart)))
+}
+
+/// One revenue chart per currency (one with zeros when nothing sold).
+fn revenue_charts(days: &[DayRevenue]) -> AppResult<Vec<Chart>> {
+    let mut currencies: Vec<Option<String>> = days.iter().map(|d| d.currency.clone()).collect();
+    currencies.dedup();
+    let mut out = Vec::new();
+    for currency in currencies {
+        let own: Vec<&DayRevenue> = days.iter().filter(|d| d.currency == currency).collect();
+        let labels: Vec<String> = own
+            .iter()
+            .map(|d| d.day.format("%m-%d").to_string())
+            .collect();
+        let values: Vec<f64> = own.iter().map(|d| d.revenue_cents as f64 / 100.0).collect();
+        let total: i64 = own.iter().map(|d| d.revenue_cents).sum();
+        let (id, title, summary, name) = match &currency {
+            Some(c) => (
+                format!("revenue-chart-{}", c.to_lowercase()),
+                format!(
+                    "Revenue per day in {c}, last {} days",
+                    analytics::REVENUE_DAYS
+                ),
+                format!(
+                    "{} in {} days, one point per day ({} points).",
+                    money(total, c),
+                    analytics::REVENUE_DAYS,
+                    own.len()
+                ),
+                c.clone(),
+            ),
+            None => (
+                "revenue-chart".to_owned(),
+                format!("Revenue per day, last {} days", analytics::REVENUE_DAYS),
+                format!(
+                    "No sales in the last {} days ({} points, all zero).",
+                    analytics::REVENUE_DAYS,
+                    own.len()
+                ),
+                "Revenue".to_owned(),
+            ),
+        };
+        out.push(charts::line_chart(
+            &id,
+            &title,
+            &summary,
+            "Day (UTC)",
+            &labels,
+            &[Series { name, values }],
+            Unit::Money,
+        )?);
+    }
+    Ok(out)
+}
+
+fn csv_response(body: Vec<u8>, filename: &str) -> AppResult<Response> {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).map_err(|e| AppError::Internal(e.into()))?,
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------
+// A stream.
+
+/// Loads a stream and checks `user` is on its channel's team: 404, then 403.
+/// Answers whether they may see money (the owner).
+async fn team_stream(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    raw: &str,
+) -> AppResult<(Stream, Channel, bool)> {
+    let id: StreamId = path_id(raw)?;
+    let (stream, channel) = streams::find_with_channel(conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let access = access::may(conn, Some(user), &stream).await?;
+    if !access.may_moderate() {
+        return Err(AppError::forbidden(
+            "Only the channel's owner and moderators can see its analytics.",
+        ));
+    }
+    Ok((stream, channel, access.may_publish()))
+}
+
+#[derive(Template)]
+#[template(path = "pages/analytics/stream.html")]
+pub struct StreamAnalyticsPage {
+    pub layout: Layout,
+    pub stream_id: StreamId,
+    pub title: String,
+    pub channel: Channel,
+    pub state: StreamState,
+    pub started: Option<Moment>,
+    pub ended: Option<Moment>,
+    /// The owner: sales, revenue and the funnel are shown.
+    pub money: bool,
+    pub figures: FigureView,
+    pub sales: Vec<SalesRow>,
+    pub funnel: Vec<FunnelRow>,
+    pub viewers_chart: Option<Chart>,
+    pub chat_chart: Option<Chart>,
+}
+
+pub async fn stream_page(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (stream, channel, may_see_money) = team_stream(&mut conn, user.id, &id).await?;
+    let figures = analytics::stream_figures(&mut conn, stream.id).await?;
+    let timeline = analytics::timeline(&mut conn, stream.id).await?;
+    let (sales, funnel) = if may_see_money {
+        (
+            analytics::stream_sales(&mut conn, stream.id).await?,
+            analytics::funnel(&mut conn, channel.id, Some(stream.id)).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    drop(conn);
+    let (viewers_chart, chat_chart) = match timeline_charts(&timeline)? {
+        Some((v, c)) => (Some(v), Some(c)),
+        None => (None, None),
+    };
+    render(&StreamAnalyticsPage {
+        layout,
+        stream_id: stream.id,
+        title: stream.title.clone(),
+        state: StreamState::of(&stream),
+        started: stream.started_at.map(Moment::new),
+        ended: stream.ended_at.map(Moment::new),
+        channel,
+        money: may_see_money,
+        figures: FigureView::of(&figures),
+        sales: sales_rows(&sales),
+        funnel: funnel_rows(&funnel),
+        viewers_chart,
+        chat_chart,
+    })
+}
+
+pub async fn stream_csv(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (stream, channel, may_see_money) = team_stream(&mut conn, user.id, &id).await?;
+    let figures = analytics::stream_figures(&mut conn, stream.id).await?;
+    let timeline = analytics::timeline(&mut conn, stream.id).await?;
+    let body = if may_see_money {
+        let sales = analytics::stream_sales(&mut conn, stream.id).await?;
+        let funnel = analytics::funnel(&mut conn, channel.id, Some(stream.id)).await?;
+        export::stream_csv(
+            &figures,
+            &timeline,
+            Some(Money {
+                sales: &sales,
+                funnel: &funnel,
+            }),
+        )?
+    } else {
+        export::stream_csv(&figures, &timeline, None)?
+    };
+    csv_response(body, &format!("stream-{}-analytics.csv", stream.id))
+}
+
+// ---------------------------------------------------------------------------
+// A channel.
+
+/// Loads a channel by handle and checks `user` is on its team: 404, then 403.
+async fn team_channel(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    handle: &str,
+) -> AppResult<(Channel, bool)> {
+    let channel = channels::find_by_handle(conn, handle)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    match access::channel_role(conn, user, channel.id).await? {
+        Some(Role::Owner) => Ok((channel, true)),
+        Some(Role::Moderator) => Ok((channel, false)),
+        None => Err(AppError::forbidden(
+            "Only the channel's owner and moderators can see its analytics.",
+        )),
+    }
+}
+
+/// One stream in the channel overview's table.
+pub struct StreamLine {
+    pub id: i64,
+    pub title: String,
+    pub state: &'static str,
+    pub started: Option<Moment>,
+    pub figures: FigureView,
+    /// "3 sold · $27.00", one per currency.
+    pub sales: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/analytics/channel.html")]
+pub struct ChannelAnalyticsPage {
+    pub layout: Layout,
+    pub channel: Channel,
+    pub money: bool,
+    pub stream_count: i64,
+    pub figures: FigureView,
+    pub sales: Vec<SalesRow>,
+    pub funnel: Vec<FunnelRow>,
+    pub streams: Vec<StreamLine>,
+    pub revenue_charts: Vec<Chart>,
+    pub revenue_days: i32,
+}
+
+fn state_of(status: &str) -> &'static str {
+    match status {
+        "live" => "Live",
+        "ended" => "Ended",
+        _ => "Not live yet",
+    }
+}
+
+pub async fn channel_page(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
+    let totals = analytics::channel_totals(&mut conn, channel.id).await?;
+    let per_stream = analytics::channel_streams(&mut conn, channel.id).await?;
+    let (sales, by_stream, funnel, per_day) = if may_see_money {
+        (
+            analytics::channel_sales(&mut conn, channel.id).await?,
+            analytics::channel_sales_by_stream(&mut conn, channel.id).await?,
+            analytics::funnel(&mut conn, channel.id, None).await?,
+            analytics::revenue_per_day(&mut conn, channel.id).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new())
+    };
+    drop(conn);
+    let streams = per_stream
+        .iter()
+        .map(|f| StreamLine {
+            id: f.stream_id,
+            title: f.title.clone(),
+            state: state_of(&f.status),
+            started: f.started_at.map(Moment::new),
+            figures: FigureView::of(f),
+            sales: by_stream
+                .iter()
+                .filter(|s| s.stream_id == Some(f.stream_id))
+                .map(|s| format!("{} sold · {}", s.sold, money(s.revenue_cents, &s.currency)))
+                .collect(),
+        })
+        .collect();
+    render(&ChannelAnalyticsPage {
+        layout,
+        money: may_see_money,
+        stream_count: totals.streams,
+        figures: FigureView::new(
+            totals.peak_viewers,
+            totals.unique_viewers,
+            totals.watch_seconds,
+            totals.average_watch_seconds,
+            totals.chat_messages,
+            totals.deleted_messages,
+        ),
+        sales: sales_rows(&sales),
+        funnel: funnel_rows(&funnel),
+        streams,
+        revenue_charts: if may_see_money {
+            revenue_charts(&per_day)?
+        } else {
+            Vec::new()
+        },
+        revenue_days: analytics::REVENUE_DAYS,
+        channel,
+    })
+}
+
+pub async fn channel_csv(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(handle): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
+    let totals = analytics::channel_totals(&mut conn, channel.id).await?;
+    let per_stream = analytics::channel_streams(&mut conn, channel.id).await?;
+    let body = if may_see_money {
+        let sales = analytics::channel_sales(&mut conn, channel.id).await?;
+        let by_stream = analytics::channel_sales_by_stream(&mut conn, channel.id).await?;
+        let funnel = analytics::funnel(&mut conn, channel.id, None).await?;
+        let per_day = analytics::revenue_per_day(&mut conn, channel.id).await?;
+        export::channel_csv(
+            &totals,
+            &per_stream,
+            Some(ChannelMoney {
+                sales: &sales,
+                by_stream: &by_stream,
+                funnel: &funnel,
+                per_day: &per_day,
+            }),
+        )?
+    } else {
+        export::channel_csv(&totals, &per_stream, None)?
+    };
+    csv_response(body, &format!("channel-{}-analytics.csv", channel.handle))
+}
