@@ -17,6 +17,8 @@ mod ingress;
 mod live;
 mod migrations;
 mod moderation;
+mod notifications;
+mod outgoing_webhooks;
 mod passes;
 mod recordings;
 mod services;
