@@ -19,12 +19,14 @@ use crate::util::{Browser, Page, TestApp, standin};
 
 /// A follow, as the discover page's button makes it.
 pub async fn follow(app: &TestApp, user: UserId, channel: ChannelId) {
-    diesel::sql_query("INSERT INTO follows (user_id, channel_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind::<BigInt, _>(user.0)
-        .bind::<BigInt, _>(channel.0)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
+    diesel::sql_query(
+        "INSERT INTO follows (user_id, channel_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind::<BigInt, _>(user.0)
+    .bind::<BigInt, _>(channel.0)
+    .execute(&mut *app.conn().await)
+    .await
+    .unwrap();
 }
 
 /// (id, kind, read) of `user`'s notifications, oldest first.
@@ -109,10 +111,7 @@ async fn a_follower_is_notified_once_when_the_channel_goes_live_and_marks_it_rea
     let next = fan.get("/passes").await;
     assert_eq!(
         bell(&next),
-        (
-            "Notifications, 1 unread".to_owned(),
-            Some("1".to_owned())
-        )
+        ("Notifications, 1 unread".to_owned(), Some("1".to_owned()))
     );
     let list = fan.get("/notifications").await;
     assert_eq!(list.status, StatusCode::OK);
@@ -128,7 +127,12 @@ async fn a_follower_is_notified_once_when_the_channel_goes_live_and_marks_it_rea
         assert!(rows(&app, who).await.is_empty());
     }
     assert_eq!(bell(&stranger.get("/").await).1, None);
-    assert!(stranger.get("/notifications").await.has("#notifications-empty"));
+    assert!(
+        stranger
+            .get("/notifications")
+            .await
+            .has("#notifications-empty")
+    );
 
     // Going live again notifies nobody twice.
     go_live(&owner, stream.id).await;
@@ -239,7 +243,11 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         .submit(
             &new_page,
             "#stream-form",
-            &[("title", "Unannounced"), ("access", "pass"), ("scheduled_at", "")],
+            &[
+                ("title", "Unannounced"),
+                ("access", "pass"),
+                ("scheduled_at", ""),
+            ],
         )
         .await;
     assert_eq!(quiet.status, StatusCode::SEE_OTHER, "{}", quiet.text);
@@ -250,7 +258,11 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         .submit(
             &new_page,
             "#stream-form",
-            &[("title", "Album launch"), ("access", "public"), ("scheduled_at", &when)],
+            &[
+                ("title", "Album launch"),
+                ("access", "public"),
+                ("scheduled_at", &when),
+            ],
         )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
@@ -287,7 +299,11 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         .submit(
             &studio,
             "#stream-form",
-            &[("title", "Album launch party"), ("access", "public"), ("scheduled_at", &when)],
+            &[
+                ("title", "Album launch party"),
+                ("access", "public"),
+                ("scheduled_at", &when),
+            ],
         )
         .await;
     assert_eq!(same.status, StatusCode::SEE_OTHER, "{}", same.text);
@@ -299,13 +315,23 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         .submit(
             &studio,
             "#stream-form",
-            &[("title", "Album launch party"), ("access", "public"), ("scheduled_at", &later)],
+            &[
+                ("title", "Album launch party"),
+                ("access", "public"),
+                ("scheduled_at", &later),
+            ],
         )
         .await;
     assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.text);
-    assert_eq!(rows(&app, fan_id).await, vec![(id, "scheduled".to_owned(), false)]);
+    assert_eq!(
+        rows(&app, fan_id).await,
+        vec![(id, "scheduled".to_owned(), false)]
+    );
     let list = fan.get("/notifications").await;
-    assert!(list.text_of(&format!("#notification-{id}")).contains(&later_label));
+    assert!(
+        list.text_of(&format!("#notification-{id}"))
+            .contains(&later_label)
+    );
     assert_eq!(bell(&list).1.as_deref(), Some("1"));
 
     // Taking the schedule away withdraws the announcement.
@@ -313,10 +339,19 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         .submit(
             &studio,
             "#stream-form",
-            &[("title", "Album launch party"), ("access", "public"), ("scheduled_at", "")],
+            &[
+                ("title", "Album launch party"),
+                ("access", "public"),
+                ("scheduled_at", ""),
+            ],
         )
         .await;
-    assert_eq!(unscheduled.status, StatusCode::SEE_OTHER, "{}", unscheduled.text);
+    assert_eq!(
+        unscheduled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        unscheduled.text
+    );
     assert!(rows(&app, fan_id).await.is_empty());
 }
 
@@ -348,7 +383,12 @@ async fn the_list_pages_newest_first_and_mark_all_read_clears_the_bell() {
         .select(&scraper::Selector::parse("#notification-list > li").unwrap())
         .map(|li| li.value().id().unwrap().to_owned())
         .collect();
-    let newest: Vec<String> = ids.iter().rev().take(20).map(|i| format!("notification-{i}")).collect();
+    let newest: Vec<String> = ids
+        .iter()
+        .rev()
+        .take(20)
+        .map(|i| format!("notification-{i}"))
+        .collect();
     assert_eq!(shown, newest, "newest first, 20 a page");
     let older = first
         .attr("#notifications-older", "href")

@@ -85,11 +85,22 @@ struct Receiver {
     script: Arc<Mutex<VecDeque<u16>>>,
 }
 
-async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> (AxumStatus, &'static str) {
+async fn hook(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (AxumStatus, &'static str) {
     r.received.lock().unwrap().push(Received { headers, body });
     let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
     let status = AxumStatus::from_u16(status).unwrap();
-    (status, if status.is_success() { "ok" } else { "receiver is having a bad day" })
+    (
+        status,
+        if status.is_success() {
+            "ok"
+        } else {
+            "receiver is having a bad day"
+        },
+    )
 }
 
 impl Receiver {
@@ -103,7 +114,10 @@ impl Receiver {
             .route("/hook", axum::routing::post(hook))
             .with_state(receiver.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (receiver, url)
     }
@@ -119,7 +133,11 @@ impl Receiver {
             if let Some(r) = self.all().into_iter().find(|r| r.event() == event) {
                 return r;
             }
-            assert!(Instant::now() < deadline, "no {event} arrived: {:?}", self.all());
+            assert!(
+                Instant::now() < deadline,
+                "no {event} arrived: {:?}",
+                self.all()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -197,7 +215,10 @@ impl Setup {
 
     /// Adds an endpoint through the form; answers its id.
     async fn add(&self, fields: &[(&str, &str)]) -> i64 {
-        let added = self.owner.submit(&self.page(), "#webhook-add-form", fields).await;
+        let added = self
+            .owner
+            .submit(&self.page(), "#webhook-add-form", fields)
+            .await;
         assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
         let location = added.location().unwrap();
         let id = location.rsplit("#webhook-").next().unwrap();
@@ -221,7 +242,11 @@ impl Setup {
             if done(&page) {
                 return page;
             }
-            assert!(Instant::now() < deadline, "the log never showed {what}:\n{}", page.text);
+            assert!(
+                Instant::now() < deadline,
+                "the log never showed {what}:\n{}",
+                page.text
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -250,7 +275,10 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     // The secret: generated, masked, revealed on demand.
     let page = t.owner.get(&t.page()).await;
     let secret = page.text_of(&format!("#webhook-secret-{id}"));
-    assert!(secret.starts_with("whsec_") && secret.len() >= 6 + 64, "{secret}");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() >= 6 + 64,
+        "{secret}"
+    );
     let masked = page.text_of(&format!("#webhook-secret-masked-{id}"));
     assert!(!masked.contains(&secret) && masked.ends_with(&secret[secret.len() - 4..]));
     assert_eq!(page.text_of(&format!("#webhook-{id} .webhook-url")), url);
@@ -261,7 +289,13 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
         .post_htmx(&format!("{}/{id}/test", t.page()), &[])
         .await;
     assert_eq!(tested.status, StatusCode::OK, "{}", tested.text);
-    assert!(tested.text_of(&format!("#webhook-test-{id}")).contains("answered 200"), "{}", tested.text);
+    assert!(
+        tested
+            .text_of(".webhook-test-result")
+            .contains("answered 200"),
+        "{}",
+        tested.text
+    );
     let ping = receiver.wait_for("ping").await;
     ping.assert_signed_with(&secret);
 
@@ -271,24 +305,36 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     started.assert_signed_with(&secret);
     assert_eq!(started.header("content-type"), "application/json");
     let body = started.json();
-    assert_eq!(started.header("x-stagepass-delivery"), body["id"].as_str().unwrap());
+    assert_eq!(
+        started.header("x-stagepass-delivery"),
+        body["id"].as_str().unwrap()
+    );
     assert_eq!(body["type"], "stream.started");
     assert!(chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).is_ok());
     assert_eq!(body["channel"]["handle"], "hooked");
     assert_eq!(body["channel"]["title"], "hooked channel");
     assert_eq!(body["stream"]["id"], t.stream.id.0);
     assert_eq!(body["stream"]["title"], "Friday session");
-    assert_eq!(body["stream"]["url"], format!("{}/s/{}", t.app.url, t.stream.id));
+    assert_eq!(
+        body["stream"]["url"],
+        format!("{}/s/{}", t.app.url, t.stream.id)
+    );
     assert!(body["stream"]["started_at"].is_string());
     assert!(body["stream"]["ended_at"].is_null());
     assert!(body.get("recording").is_none());
     let raw = String::from_utf8_lossy(&started.body).into_owned();
-    assert!(!raw.contains(&secret) && !raw.contains(&t.stream.room_name), "{raw}");
+    assert!(
+        !raw.contains(&secret) && !raw.contains(&t.stream.room_name),
+        "{raw}"
+    );
 
     // A recording: recording.ready with its duration and size.
     let start = t
         .owner
-        .post_htmx(&format!("/studio/streams/{}/recording/start", t.stream.id), &[])
+        .post_htmx(
+            &format!("/studio/streams/{}/recording/start", t.stream.id),
+            &[],
+        )
         .await;
     assert_eq!(start.status, StatusCode::OK, "{}", start.text);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -302,13 +348,19 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
         if status.iter().any(|s| s == "active") {
             break;
         }
-        assert!(Instant::now() < deadline, "the recording never became active: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the recording never became active: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let stop = t
         .owner
-        .post_htmx(&format!("/studio/streams/{}/recording/stop", t.stream.id), &[])
+        .post_htmx(
+            &format!("/studio/streams/{}/recording/stop", t.stream.id),
+            &[],
+        )
         .await;
     assert_eq!(stop.status, StatusCode::OK, "{}", stop.text);
     let ready = receiver.wait_for("recording.ready").await;
@@ -316,7 +368,11 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     let body = ready.json();
     let (rec_id, duration, size): (i64, Option<i64>, Option<i64>) = recordings::table
         .filter(recordings::stream_id.eq(t.stream.id))
-        .select((recordings::id, recordings::duration_ms, recordings::size_bytes))
+        .select((
+            recordings::id,
+            recordings::duration_ms,
+            recordings::size_bytes,
+        ))
         .first(&mut *t.app.conn().await)
         .await
         .unwrap();
@@ -337,22 +393,40 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     ended.assert_signed_with(&secret);
     let body = ended.json();
     assert!(body["stream"]["ended_at"].is_string());
-    assert_ne!(body["id"], started.json()["id"], "each event has its own id");
+    assert_ne!(
+        body["id"],
+        started.json()["id"],
+        "each event has its own id"
+    );
 
     // Each event once; the log shows them delivered.
     let log = t
         .log_until("three delivered events", |p| {
-            p.texts(&format!("#webhook-log-{id} tr.delivery[data-status=delivered]")).len() == 3
+            p.texts(&format!(
+                "#webhook-log-{id} tr.delivery[data-status=delivered]"
+            ))
+            .len()
+                == 3
         })
         .await;
     let events = log.texts(&format!("#webhook-log-{id} .delivery-event"));
-    assert_eq!(events, ["stream.ended", "recording.ready", "stream.started"]);
+    assert_eq!(
+        events,
+        ["stream.ended", "recording.ready", "stream.started"]
+    );
     for r in ["stream.started", "recording.ready", "stream.ended"] {
-        assert_eq!(receiver.all().iter().filter(|x| x.event() == r).count(), 1, "{r}");
+        assert_eq!(
+            receiver.all().iter().filter(|x| x.event() == r).count(),
+            1,
+            "{r}"
+        );
     }
 
     let captured = logs.text();
-    assert!(captured.contains("webhook delivered"), "the capture works:\n{captured}");
+    assert!(
+        captured.contains("webhook delivered"),
+        "the capture works:\n{captured}"
+    );
     assert!(!captured.contains(&secret), "the signing secret was logged");
     assert!(!captured.contains(&url), "the receiver's URL was logged");
 }
@@ -367,18 +441,26 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
         .add(&[("url", &url), ("secret_choice", "own"), ("secret", own)])
         .await;
     assert_eq!(
-        t.owner.get(&t.page()).await.text_of(&format!("#webhook-secret-{id}")),
+        t.owner
+            .get(&t.page())
+            .await
+            .text_of(&format!("#webhook-secret-{id}")),
         own
     );
 
     t.go_live().await;
     let log = t
         .log_until("the delivery delivered", |p| {
-            p.has(&format!("#webhook-log-{id} tr.delivery[data-status=delivered]"))
+            p.has(&format!(
+                "#webhook-log-{id} tr.delivery[data-status=delivered]"
+            ))
         })
         .await;
     let row = log.text_of(&format!("#webhook-log-{id} tr.delivery"));
-    assert!(row.contains("stream.started") && row.contains("Delivered"), "{row}");
+    assert!(
+        row.contains("stream.started") && row.contains("Delivered"),
+        "{row}"
+    );
     let codes: Vec<Option<String>> = {
         let html = log.html();
         let sel = scraper::Selector::parse(&format!("#webhook-log-{id} li.attempt")).unwrap();
@@ -388,18 +470,31 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
     };
     assert_eq!(
         codes,
-        [Some("500".to_owned()), Some("500".to_owned()), Some("200".to_owned())],
+        [
+            Some("500".to_owned()),
+            Some("500".to_owned()),
+            Some("200".to_owned())
+        ],
         "all three attempts, in order"
     );
     let attempts = log.texts(&format!("#webhook-log-{id} li.attempt"));
-    assert!(attempts[0].contains("HTTP 500") && attempts[0].contains("bad day"), "{attempts:?}");
+    assert!(
+        attempts[0].contains("HTTP 500") && attempts[0].contains("bad day"),
+        "{attempts:?}"
+    );
     assert!(attempts[2].contains("HTTP 200"), "{attempts:?}");
-    assert_eq!(log.text_of(&format!("#webhook-log-{id} .delivery-attempt-count")), "3");
+    assert_eq!(
+        log.text_of(&format!("#webhook-log-{id} .delivery-attempt-count")),
+        "3"
+    );
 
     // The receiver saw the same event three times, each signed.
     let got = receiver.all();
     assert_eq!(got.len(), 3);
-    let ids: Vec<String> = got.iter().map(|r| r.header("x-stagepass-delivery")).collect();
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| r.header("x-stagepass-delivery"))
+        .collect();
     assert!(ids.iter().all(|i| i == &ids[0]), "one event id: {ids:?}");
     for r in &got {
         r.assert_signed_with(own);
@@ -452,7 +547,10 @@ async fn private_addresses_are_refused_at_delivery_and_a_hopeless_delivery_is_gi
         assert!(row.contains("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES"), "{row}");
     }
     assert_eq!(log.texts("li.attempt").len(), 4, "two attempts each");
-    assert!(receiver.all().is_empty(), "nothing reached the private address");
+    assert!(
+        receiver.all().is_empty(),
+        "nothing reached the private address"
+    );
     let next: Vec<Option<chrono::DateTime<chrono::Utc>>> = webhook_deliveries::table
         .select(webhook_deliveries::next_attempt_at)
         .load(&mut *t.app.conn().await)
@@ -464,39 +562,79 @@ async fn private_addresses_are_refused_at_delivery_and_a_hopeless_delivery_is_gi
         .load(&mut *t.app.conn().await)
         .await
         .unwrap();
-    assert!(errors.iter().all(|e| !e.as_deref().unwrap_or("").contains(&url)));
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.as_deref().unwrap_or("").contains(&url))
+    );
 }
 
 #[tokio::test]
 async fn webhook_urls_and_secrets_are_checked_with_the_message_next_to_the_field() {
     let t = setup(TestApp::spawn().await, "strict").await;
     let page = t.page();
-    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+    // (form fields, where the message is, what it says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 6] = [
         (&[("url", "")], "#webhook-url-error", "Enter the URL"),
-        (&[("url", "ftp://example.com/hook")], "#webhook-url-error", "http:// or https://"),
-        (&[("url", "not a url")], "#webhook-url-error", "http:// or https://"),
-        (&[("url", "http://127.0.0.1:9/hook")], "#webhook-url-error", "private network"),
-        (&[("url", "https://user:pw@example.com/hook")], "#webhook-url-error", "passwords"),
         (
-            &[("url", "http://10.0.0.1/hook"), ("secret_choice", "own"), ("secret", "short")],
+            &[("url", "ftp://example.com/hook")],
+            "#webhook-url-error",
+            "http:// or https://",
+        ),
+        (
+            &[("url", "not a url")],
+            "#webhook-url-error",
+            "http:// or https://",
+        ),
+        (
+            &[("url", "http://127.0.0.1:9/hook")],
+            "#webhook-url-error",
+            "private network",
+        ),
+        (
+            &[("url", "https://user:pw@example.com/hook")],
+            "#webhook-url-error",
+            "passwords",
+        ),
+        (
+            &[
+                ("url", "http://10.0.0.1/hook"),
+                ("secret_choice", "own"),
+                ("secret", "short"),
+            ],
             "#webhook-secret-error",
             "at least 16",
         ),
     ];
     for (fields, selector, message) in cases {
         let answer = t.owner.submit(&page, "#webhook-add-form", fields).await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}: {}", answer.text);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{fields:?}: {}",
+            answer.text
+        );
         let said = answer.text_of(selector);
         assert!(said.contains(message), "{fields:?}: {said}");
         assert_eq!(
-            answer.attr("#webhook-add-form input[name=url]", "value").as_deref(),
+            answer
+                .attr("#webhook-add-form input[name=url]", "value")
+                .as_deref(),
             Some(fields[0].1.trim()),
             "what was typed stays"
         );
     }
     let long = format!("https://example.com/{}", "a".repeat(2000));
-    let answer = t.owner.submit(&page, "#webhook-add-form", &[("url", &long)]).await;
-    assert!(answer.text_of("#webhook-url-error").contains("at most 2,000"));
+    let answer = t
+        .owner
+        .submit(&page, "#webhook-add-form", &[("url", &long)])
+        .await;
+    assert!(
+        answer
+            .text_of("#webhook-url-error")
+            .contains("at most 2,000")
+    );
 
     // htmx gets the form alone, with the message by the field.
     let fragment = t
@@ -504,7 +642,14 @@ async fn webhook_urls_and_secrets_are_checked_with_the_message_next_to_the_field
         .post_htmx(&page, &[("url", "gopher://example.com")])
         .await;
     assert_eq!(fragment.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(fragment.text.trim_start().starts_with("<form id=\"webhook-add-form\""), "{}", fragment.text);
+    assert!(
+        fragment
+            .text
+            .trim_start()
+            .starts_with("<form id=\"webhook-add-form\""),
+        "{}",
+        fragment.text
+    );
     assert!(fragment.has("#webhook-url-error"));
 
     let stored: i64 = webhook_endpoints::table
@@ -537,7 +682,11 @@ async fn a_moderator_cannot_see_or_change_webhooks() {
     for who in [&moderator, &stranger] {
         let page = who.get(&t.page()).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN);
-        assert!(page.text.contains("Only the owner of this channel"), "{}", page.text);
+        assert!(
+            page.text.contains("Only the owner of this channel"),
+            "{}",
+            page.text
+        );
         assert!(!page.text.contains(&secret));
         for path in [
             t.page(),
@@ -549,7 +698,10 @@ async fn a_moderator_cannot_see_or_change_webhooks() {
             assert!(!answer.text.contains(&secret));
         }
     }
-    assert_eq!(count(&t.app, "SELECT count(*) AS n FROM webhook_endpoints").await, 1);
+    assert_eq!(
+        count(&t.app, "SELECT count(*) AS n FROM webhook_endpoints").await,
+        1
+    );
     // Anonymous visitors are sent to sign in.
     let anonymous = t.app.anonymous().get(&t.page()).await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
@@ -560,6 +712,9 @@ async fn a_moderator_cannot_see_or_change_webhooks() {
         .submit(&t.page(), &format!("#webhook-delete-form-{id}"), &[])
         .await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.text);
-    assert_eq!(count(&t.app, "SELECT count(*) AS n FROM webhook_endpoints").await, 0);
+    assert_eq!(
+        count(&t.app, "SELECT count(*) AS n FROM webhook_endpoints").await,
+        0
+    );
     assert!(t.owner.get(&t.page()).await.has("#webhooks-empty"));
 }
