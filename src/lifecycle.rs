@@ -2,6 +2,8 @@
 //! database and LiveKit's rooms in step. Order matters: LiveKit first, then
 //! the database, so a LiveKit failure changes nothing and the page can say why;
 //! ending stops the recording, then deletes the room, which disconnects everyone.
+//! The change of status and what it announces (followers' notifications, the
+//! channel's outgoing webhooks) commit together (`mark_live`, `mark_ended`).
 
 use livekit_api::services::room::CreateRoomOptions;
 use tracing::instrument;

@@ -3,6 +3,8 @@
 //! before LiveKit is asked, so racing or repeated starts start one egress (the
 //! partial unique index answers the others); stopping twice is harmless.
 //! Who may start, stop or play is decided by the callers through `access.rs`.
+//! A recording that completes queues the channel's `recording.ready` webhooks
+//! in the same transaction.
 
 use livekit_api::services::egress::{EgressOutput, RoomCompositeOptions};
 use livekit_protocol as proto;
