@@ -44,6 +44,8 @@ stagepass_env_defaults() {
   export S3_BUCKET="${S3_BUCKET:-stagepass}"
   export S3_ACCESS_KEY_ID="${S3_ACCESS_KEY_ID:-stagepass}"
   export S3_SECRET_ACCESS_KEY="${S3_SECRET_ACCESS_KEY:-stagepass-dev-secret}"
+  # Locally, webhook receivers usually run on this machine too.
+  export WEBHOOKS_ALLOW_PRIVATE_ADDRESSES="${WEBHOOKS_ALLOW_PRIVATE_ADDRESSES:-true}"
 }
 
 # Loads .env from the repo root (if present) into the environment.

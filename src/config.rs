@@ -35,6 +35,21 @@ pub struct Config {
     pub livekit: LiveKitConfig,
     pub s3: S3Config,
     pub payments: PaymentsConfig,
+    pub webhooks: OutgoingWebhooksConfig,
+}
+
+/// Channels' outgoing webhooks (the delivery worker).
+#[derive(Debug, Clone)]
+pub struct OutgoingWebhooksConfig {
+    /// Deliver to URLs whose host is loopback, private or link-local. Off by
+    /// default: owners type these URLs, and the server must not become their
+    /// way into the operator's own network (SSRF). Tests and `make run` turn it on.
+    pub allow_private_addresses: bool,
+    /// The first retry waits this long; later ones wait multiples of it
+    /// (3×, 12×, 60×, 360×…: 10 s, 30 s, 2 min, 10 min, 1 h… by default).
+    pub backoff_base: Duration,
+    /// Attempts before a delivery is given up (status failed).
+    pub max_attempts: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +233,24 @@ impl Config {
             PaymentsConfig::Dev
         };
 
+        // Outgoing webhooks.
+        let webhooks_allow_private =
+            env.parse("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "false", boolean);
+        let webhooks_backoff_base = env.parse("WEBHOOKS_BACKOFF_BASE_MS", "10000", |v| {
+            match v.parse::<u64>() {
+                Ok(n) if (50..=3_600_000).contains(&n) => Ok(Duration::from_millis(n)),
+                _ => Err(format!(
+                    "must be a whole number of milliseconds from 50 to 3600000, got {v:?}"
+                )),
+            }
+        });
+        let webhooks_max_attempts = env.parse("WEBHOOKS_MAX_ATTEMPTS", "8", |v| {
+            match v.parse::<i32>() {
+                Ok(n) if (1..=20).contains(&n) => Ok(n),
+                _ => Err(format!("must be a whole number from 1 to 20, got {v:?}")),
+            }
+        });
+
         if session_idle_timeout > session_absolute_timeout {
             env.errors.push(
                 "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
@@ -263,6 +296,11 @@ impl Config {
                 force_path_style: s3_path_style,
             },
             payments,
+            webhooks: OutgoingWebhooksConfig {
+                allow_private_addresses: webhooks_allow_private,
+                backoff_base: webhooks_backoff_base,
+                max_attempts: webhooks_max_attempts,
+            },
         })
     }
 
@@ -434,6 +472,19 @@ mod tests {
         .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn outgoing_webhooks_refuse_private_addresses_by_default() {
+        let c = config(&[]).unwrap();
+        assert!(!c.webhooks.allow_private_addresses);
+        assert_eq!(c.webhooks.backoff_base, Duration::from_secs(10));
+        assert_eq!(c.webhooks.max_attempts, 8);
+        let err = config(&[("WEBHOOKS_BACKOFF_BASE_MS", "5"), ("WEBHOOKS_MAX_ATTEMPTS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WEBHOOKS_BACKOFF_BASE_MS: must be"), "{err}");
+        assert!(err.contains("WEBHOOKS_MAX_ATTEMPTS: must be"), "{err}");
     }
 
     #[test]

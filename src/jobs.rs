@@ -1,7 +1,8 @@
 //! Background loops: the LiveKit reconciler (at start-up and every minute)
 //! and the cleanup of expired sessions and old sign-in attempts, the
 //! grant-expiry enforcer, the chat bridge (LISTEN + held-message releaser), and
-//! recording retention (hourly; it also checks the S3 bucket at start-up).
+//! recording retention (hourly; it also checks the S3 bucket at start-up),
+//! and the outgoing-webhook delivery worker (`outgoing_webhooks::run`).
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
         tokio::spawn(reconcile(state.clone())),
         tokio::spawn(crate::enforcement::run(state.clone())),
         tokio::spawn(crate::chat::bridge::run(state.clone())),
+        tokio::spawn(crate::outgoing_webhooks::run(state.clone())),
         tokio::spawn(retention(state)),
     ]
 }

@@ -15,6 +15,8 @@ pub mod error;
 pub mod jobs;
 pub mod lifecycle;
 pub mod livekit;
+pub mod notify;
+pub mod outgoing_webhooks;
 pub mod payments;
 pub mod router;
 pub mod recording;

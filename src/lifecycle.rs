@@ -2,6 +2,8 @@
 //! database and LiveKit's rooms in step. Order matters: LiveKit first, then
 //! the database, so a LiveKit failure changes nothing and the page can say why;
 //! ending stops the recording, then deletes the room, which disconnects everyone.
+//! The change of status and what it announces (followers' notifications, the
+//! channel's outgoing webhooks) commit together (`mark_live`, `mark_ended`).
 
 use livekit_api::services::room::CreateRoomOptions;
 use tracing::instrument;
@@ -62,7 +64,7 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
         .map_err(|e| LifecycleError::LiveKit(short(&e.to_string())))?;
 
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    let live = streams::mark_live(&mut conn, stream.id)
+    let live = mark_live(state, &mut conn, stream.id)
         .await?
         .ok_or(LifecycleError::AlreadyEnded)?;
     db::audit::record(
@@ -122,7 +124,7 @@ pub async fn finish(
     action: &str,
 ) -> Result<Option<Stream>, LifecycleError> {
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    let ended = streams::mark_ended(&mut conn, stream_id).await?;
+    let ended = mark_ended(state, &mut conn, stream_id).await?;
     if let Some(stream) = &ended {
         db::presence::close_all(&mut conn, stream_id).await?;
         db::audit::record(
@@ -138,6 +140,73 @@ pub async fn finish(
         tracing::info!(action, "stream ended");
     }
     Ok(ended)
+}
+
+// ---------------------------------------------------------------------------
+// The moments a stream becomes live or ended, with what they announce.
+
+/// draft -> live (live stays live), and in the same transaction what going
+/// live announces: followers' notifications (`notify.rs`) and the channel's
+/// `stream.started` webhooks (`outgoing_webhooks.rs`). The row is locked
+/// first, so only the call that makes the stream live announces it — the
+/// owner's button and OBS racing announce once. None: the stream had ended.
+pub async fn mark_live(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: StreamId,
+) -> diesel::QueryResult<Option<Stream>> {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let public_url = &state.config.public_url;
+    conn.transaction(async |conn| {
+        let before: Option<String> = db::schema::streams::table
+            .find(id)
+            .select(db::schema::streams::status)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let live = streams::mark_live(conn, id).await?;
+        if let Some(live) = &live
+            && before.as_deref() == Some(streams::Status::Draft.as_str())
+        {
+            crate::notify::stream_live(conn, id).await?;
+            crate::outgoing_webhooks::stream_event(
+                conn,
+                public_url,
+                crate::outgoing_webhooks::Event::StreamStarted,
+                live,
+            )
+            .await?;
+        }
+        Ok(live)
+    })
+    .await
+}
+
+/// live -> ended, with the channel's `stream.ended` webhooks in the same
+/// transaction. None: it was not live (only one caller ends a stream).
+pub async fn mark_ended(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: StreamId,
+) -> diesel::QueryResult<Option<Stream>> {
+    use diesel_async::AsyncConnection;
+    let public_url = &state.config.public_url;
+    conn.transaction(async |conn| {
+        let ended = streams::mark_ended(conn, id).await?;
+        if let Some(ended) = &ended {
+            crate::outgoing_webhooks::stream_event(
+                conn,
+                public_url,
+                crate::outgoing_webhooks::Event::StreamEnded,
+                ended,
+            )
+            .await?;
+        }
+        Ok(ended)
+    })
+    .await
 }
 
 fn is_not_found(message: &str) -> bool {
@@ -459,7 +528,7 @@ async fn apply_ingress_event(
                 .await
                 .map_err(|e| AppError::Unavailable(format!("LiveKit: {}", short(&e.to_string()))))?;
             let mut conn = state.db.get().await?;
-            if streams::mark_live(&mut conn, stream.id).await?.is_some() && !stream.is_live() {
+            if mark_live(state, &mut conn, stream.id).await?.is_some() && !stream.is_live() {
                 db::audit::record(
                     &mut conn,
                     None,

@@ -3,6 +3,8 @@
 //! before LiveKit is asked, so racing or repeated starts start one egress (the
 //! partial unique index answers the others); stopping twice is harmless.
 //! Who may start, stop or play is decided by the callers through `access.rs`.
+//! A recording that completes queues the channel's `recording.ready` webhooks
+//! in the same transaction.
 
 use livekit_api::services::egress::{EgressOutput, RoomCompositeOptions};
 use livekit_protocol as proto;
@@ -217,7 +219,21 @@ pub async fn apply_egress(
         started_at: (info.started_at > 0).then(|| ns_to_time(info.started_at)),
         ended_at: (info.ended_at > 0).then(|| ns_to_time(info.ended_at)),
     };
-    recordings::report(&mut conn, row.id, &report).await?;
+    // Completing a recording queues the channel's `recording.ready` webhooks
+    // in the same transaction (once: they are unique per recording).
+    let public_url = &state.config.public_url;
+    let complete = status == Status::Complete;
+    {
+        use diesel_async::AsyncConnection;
+        conn.transaction(async |conn| {
+            recordings::report(conn, row.id, &report).await?;
+            if complete {
+                crate::outgoing_webhooks::recording_ready(conn, public_url, row.id).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await?;
+    }
     if matches!(status, Status::Complete | Status::Failed) {
         metrics::counter!("recordings_finished_total", "status" => status.as_str()).increment(1);
         tracing::info!(

@@ -120,6 +120,18 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/streams/{id}/analytics.csv", get(crate::web::analytics::stream_csv))
         .route("/studio/channels/{handle}/analytics", get(crate::web::analytics::channel_page))
         .route("/studio/channels/{handle}/analytics.csv", get(crate::web::analytics::channel_csv))
+        // Notifications (the bell) and channels' outgoing webhooks.
+        .route("/notifications", get(crate::web::notifications::list))
+        .route("/notifications/bell", get(crate::web::notifications::bell))
+        .route("/notifications/read-all", post(crate::web::notifications::mark_all_read))
+        .route("/notifications/{id}/open", post(crate::web::notifications::open))
+        .route("/notifications/{id}/read", post(crate::web::notifications::mark_read))
+        .route(
+            "/studio/channels/{handle}/webhooks",
+            get(crate::web::channel_webhooks::page).post(crate::web::channel_webhooks::add),
+        )
+        .route("/studio/channels/{handle}/webhooks/{id}/delete", post(crate::web::channel_webhooks::delete))
+        .route("/studio/channels/{handle}/webhooks/{id}/test", post(crate::web::channel_webhooks::send_test))
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod codes;
 pub mod events;
 pub mod grants;
+pub mod notifications;
 pub mod orders;
 pub mod passes;
 pub mod presence;
@@ -18,6 +19,7 @@ pub mod schema;
 pub mod sessions;
 pub mod streams;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -50,6 +50,7 @@ async fn layout_for(session: &Session, user: &User) -> AppResult<Layout> {
         session,
         Some(LayoutUser {
             display_name: user.display_name.clone(),
+            unread_notifications: None,
         }),
     )
     .await

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod analytics;
 pub mod auth;
+pub mod channel_webhooks;
 pub mod channels;
 pub mod chat;
 pub mod checkout;
@@ -15,6 +16,7 @@ pub mod home;
 pub mod ingress;
 pub mod live;
 pub mod moderation;
+pub mod notifications;
 pub mod passes;
 pub mod recordings;
 pub mod studio;
@@ -90,6 +92,18 @@ pub struct Layout {
 
 pub struct LayoutUser {
     pub display_name: String,
+    /// The bell's unread count (capped, see `db::notifications::COUNT_CAP`).
+    /// None when the page did not load it: the bell then loads it itself.
+    pub unread_notifications: Option<i64>,
+}
+
+impl LayoutUser {
+    /// The bell in the navigation.
+    pub fn bell(&self) -> notifications::Bell {
+        notifications::Bell {
+            unread: self.unread_notifications,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Layout {
@@ -101,13 +115,20 @@ impl FromRequestParts<AppState> for Layout {
     ) -> Result<Self, Self::Rejection> {
         let MaybeUser(user) = MaybeUser::from_request_parts(parts, state).await?;
         let session = crate::auth::session_of(parts)?;
-        Layout::for_session(
-            &session,
-            user.map(|u| LayoutUser {
-                display_name: u.display_name,
-            }),
-        )
-        .await
+        let user = match user {
+            // One small query per page: a capped count over the partial
+            // index of unread notifications.
+            Some(u) => {
+                let mut conn = state.db.get().await?;
+                let unread = crate::db::notifications::unread_count(&mut conn, u.id).await?;
+                Some(LayoutUser {
+                    display_name: u.display_name,
+                    unread_notifications: Some(unread),
+                })
+            }
+            None => None,
+        };
+        Layout::for_session(&session, user).await
     }
 }
 

@@ -106,6 +106,7 @@ async fn page_layout(session: &Session, user: &User) -> AppResult<Layout> {
         session,
         Some(LayoutUser {
             display_name: user.display_name.clone(),
+            unread_notifications: None,
         }),
     )
     .await

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -414,7 +414,15 @@ pub async fn create_stream(
             scheduled_at: input.scheduled_at,
             room_name: &room_name,
         };
-        let stream = streams::create(&mut conn, &new).await?;
+        // A scheduled stream is announced to the channel's followers, in the
+        // same transaction (notify.rs decides who hears).
+        let stream = conn
+            .transaction(async |conn| {
+                let stream = streams::create(conn, &new).await?;
+                crate::notify::schedule_changed(conn, &stream, None).await?;
+                Ok::<_, diesel::result::Error>(stream)
+            })
+            .await?;
         db::audit::record(
             &mut conn,
             Some(user.id),
@@ -552,7 +560,18 @@ pub async fn update_stream(
             scheduled_at: editable.schedule.then_some(input.scheduled_at),
             ..Default::default()
         };
-        match streams::update_while(&mut conn, current.id, current.status(), changes).await? {
+        // A new time is announced to followers again (unread), with the change.
+        let (id, status, before) = (current.id, current.status(), current.scheduled_at);
+        let updated = conn
+            .transaction(async |conn| {
+                let updated = streams::update_while(conn, id, status, changes).await?;
+                if let Some(stream) = &updated {
+                    crate::notify::schedule_changed(conn, stream, before).await?;
+                }
+                Ok::<_, diesel::result::Error>(updated)
+            })
+            .await?;
+        match updated {
             Some(updated) => {
                 if !htmx.fragment {
                     flash(&session, FlashKind::Success, "Your changes were saved.").await?;

@@ -18,6 +18,8 @@ mod ingress;
 mod live;
 mod migrations;
 mod moderation;
+mod notifications;
+mod outgoing_webhooks;
 mod passes;
 mod recordings;
 mod services;

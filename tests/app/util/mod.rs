@@ -39,6 +39,7 @@ impl TestApp {
 
     /// Like `spawn`, with settings changed by `tweak` (environment variable names).
     pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+        keep_log_callsites_live();
         let services = services::get().await;
         let database_url = services::create_database(services).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -165,6 +166,22 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Tests that capture log lines (`tracing::subscriber::set_default` on their
+/// thread) need every log callsite to stay enabled: tracing caches a
+/// callsite's interest process-wide, computed by the first thread that hits
+/// it, and a thread without a subscriber would cache "never" (tracing-core's
+/// single-dispatcher shortcut) — the capturing test then misses the line.
+/// A do-nothing global subscriber (DEBUG and up, like the captures) makes
+/// every thread answer "interested".
+fn keep_log_callsites_live() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let quiet = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let _ = tracing::subscriber::set_global_default(quiet);
+    });
 }
 
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -424,8 +424,11 @@ fn start_stripe_mock() -> String {
             let port = free_port();
             let log = target_dir().join("stripe-mock.log");
             let mut cmd = Command::new(find_binary("stripe-mock", "STRIPE_MOCK_BIN"));
-            // Loopback only (-http-port would listen on every interface).
+            // Loopback only (-http-port would listen on every interface). Its
+            // HTTPS listener otherwise takes :12112 on every interface, which a
+            // second test run on this machine would then fail to bind.
             cmd.args(["-http-addr", &format!("127.0.0.1:{port}")]);
+            cmd.args(["-https-addr", &format!("127.0.0.1:{}", free_port())]);
             let _stripe = spawn_tied(cmd, &log);
             let url = format!("http://127.0.0.1:{port}");
             wait_http_ok(&url, "stripe-mock", &log);

@@ -1,0 +1,171 @@
+//! Followers' notifications: reading them (the bell's unread count, the
+//! /notifications list) and marking them read. Who gets one, and when, is
+//! `notify.rs`'s business; every query here is scoped to one user, so a user
+//! can never read or mark someone else's.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{channels, notifications, streams};
+use super::{StreamId, UserId};
+
+/// What a notification says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The channel went live with this stream.
+    Live,
+    /// The channel scheduled (or rescheduled) this stream.
+    Scheduled,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Live => "live",
+            Kind::Scheduled => "scheduled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "live" => Some(Kind::Live),
+            "scheduled" => Some(Kind::Scheduled),
+            _ => None,
+        }
+    }
+}
+
+/// One notification as the list shows it, with its channel and stream.
+#[derive(Debug, Clone, Queryable)]
+pub struct Item {
+    pub id: i64,
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub channel_handle: String,
+    pub channel_title: String,
+    pub stream_id: StreamId,
+    pub stream_title: String,
+    pub stream_status: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// The bell shows "99+" beyond this: counting stops there, so the count costs
+/// the same however many unread notifications someone piled up.
+pub const COUNT_CAP: i64 = 100;
+
+/// How many unread notifications `user` has, at most `COUNT_CAP`. One scan of
+/// the partial index `notifications_unread_idx` (user_id WHERE read_at IS NULL).
+pub async fn unread_count(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM notifications \
+         WHERE user_id = $1 AND read_at IS NULL LIMIT $2) unread",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(user.0)
+    .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
+}
+
+/// A page of `user`'s notifications, newest first, older than `before` (an
+/// id; keyset pagination on `notifications_user_id_id_idx`). Loads `limit`.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Item>> {
+    let mut query = notifications::table
+        .inner_join(channels::table)
+        .inner_join(streams::table)
+        .filter(notifications::user_id.eq(user))
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(notifications::id.lt(before));
+    }
+    query
+        .order(notifications::id.desc())
+        .limit(limit)
+        .select((
+            notifications::id,
+            notifications::kind,
+            notifications::created_at,
+            notifications::read_at,
+            channels::handle,
+            channels::title,
+            streams::id,
+            streams::title,
+            streams::status,
+            streams::scheduled_at,
+        ))
+        .load(conn)
+        .await
+}
+
+/// One of `user`'s notifications (None: no such notification of theirs).
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: i64,
+) -> QueryResult<Option<Item>> {
+    notifications::table
+        .inner_join(channels::table)
+        .inner_join(streams::table)
+        .filter(notifications::user_id.eq(user))
+        .filter(notifications::id.eq(id))
+        .select((
+            notifications::id,
+            notifications::kind,
+            notifications::created_at,
+            notifications::read_at,
+            channels::handle,
+            channels::title,
+            streams::id,
+            streams::title,
+            streams::status,
+            streams::scheduled_at,
+        ))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks one of `user`'s notifications read (reading twice keeps the first
+/// time). Answers its stream, or None when it is not theirs.
+pub async fn mark_read(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: i64,
+) -> QueryResult<Option<StreamId>> {
+    diesel::update(
+        notifications::table
+            .filter(notifications::id.eq(id))
+            .filter(notifications::user_id.eq(user)),
+    )
+    .set(notifications::read_at.eq(diesel::dsl::sql::<
+        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+    >("coalesce(read_at, now())")))
+    .returning(notifications::stream_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Marks every unread notification of `user` read; answers how many.
+pub async fn mark_all_read(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
+    diesel::update(
+        notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::read_at.is_null()),
+    )
+    .set(notifications::read_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}

@@ -1,0 +1,273 @@
+//! The signed-in user's notifications: the bell in the navigation (and the
+//! small fragment it polls), the /notifications list (newest first, paged),
+//! marking one or all read. Every query is scoped to the user; who gets a
+//! notification is `notify.rs`'s business, not this module's.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::studio::Moment;
+use super::{Htmx, Layout, path_id, render};
+use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::db::StreamId;
+use crate::db::notifications::{self, COUNT_CAP, Item, Kind};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// How many notifications one page lists.
+pub const PER_PAGE: i64 = 20;
+/// The htmx event that makes the bell reload (sent as `HX-Trigger`).
+const CHANGED: &str = "notifications-changed";
+
+/// The bell: a link to /notifications with the unread count.
+pub struct Bell {
+    /// None: not loaded with the page; the bell loads it as soon as it shows.
+    pub unread: Option<i64>,
+}
+
+impl Bell {
+    pub fn count(&self) -> i64 {
+        self.unread.unwrap_or(0)
+    }
+
+    /// The number on the bell: "99+" past the cap.
+    pub fn shown(&self) -> String {
+        match self.count() {
+            n if n >= COUNT_CAP => format!("{}+", COUNT_CAP - 1),
+            n => n.to_string(),
+        }
+    }
+
+    /// What screen readers hear for the link.
+    pub fn label(&self) -> String {
+        match self.count() {
+            0 => "Notifications, none unread".to_owned(),
+            n if n >= COUNT_CAP => format!("Notifications, more than {} unread", COUNT_CAP - 1),
+            n => format!("Notifications, {n} unread"),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partials/notifications/bell.html")]
+pub struct BellFragment {
+    pub bell: Bell,
+}
+
+/// The bell alone, for its polling (every 30 s, and when the list changes).
+/// Signed out (the session ended meanwhile): 204, and htmx leaves the page be.
+pub async fn bell(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+) -> AppResult<Response> {
+    let Some(user) = user else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let mut conn = state.db.get().await?;
+    let unread = notifications::unread_count(&mut conn, user.id).await?;
+    let mut response = render(&BellFragment {
+        bell: Bell {
+            unread: Some(unread),
+        },
+    })?;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// One notification as the list shows it.
+pub struct NotificationView {
+    pub id: i64,
+    pub unread: bool,
+    /// "live" or "scheduled".
+    pub kind: &'static str,
+    pub channel_title: String,
+    pub stream_id: StreamId,
+    pub stream_title: String,
+    /// When it was scheduled for (scheduled notifications).
+    pub scheduled_for: Option<Moment>,
+    pub at: Moment,
+}
+
+impl NotificationView {
+    fn new(item: Item) -> Self {
+        let kind = Kind::parse(&item.kind).unwrap_or(Kind::Live);
+        NotificationView {
+            id: item.id,
+            unread: item.read_at.is_none(),
+            kind: kind.as_str(),
+            channel_title: item.channel_title,
+            stream_id: item.stream_id,
+            stream_title: item.stream_title,
+            scheduled_for: match kind {
+                Kind::Scheduled => item.scheduled_at.map(Moment::new),
+                Kind::Live => None,
+            },
+            at: Moment::new(item.created_at),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/notifications/list.html", blocks = ["list"])]
+pub struct NotificationsPage {
+    pub layout: Layout,
+    pub items: Vec<NotificationView>,
+    /// The page shown (`?before=`), kept by "Mark all read".
+    pub before: Option<i64>,
+    /// The id to continue from for older notifications, if there are any.
+    pub older: Option<i64>,
+    pub csrf_token: String,
+}
+
+impl NotificationsPage {
+    pub fn any_unread(&self) -> bool {
+        self.items.iter().any(|n| n.unread)
+    }
+}
+
+/// One item alone (after "Mark read").
+#[derive(Template)]
+#[template(path = "partials/notifications/item.html")]
+pub struct ItemFragment {
+    pub n: NotificationView,
+    pub csrf_token: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+fn before_of(raw: Option<&str>) -> Option<i64> {
+    raw.and_then(|b| b.trim().parse::<i64>().ok())
+        .filter(|b| *b > 0)
+}
+
+async fn load_page(
+    state: &AppState,
+    layout: Layout,
+    user: crate::db::UserId,
+    before: Option<i64>,
+) -> AppResult<NotificationsPage> {
+    let mut conn = state.db.get().await?;
+    let mut rows = notifications::page(&mut conn, user, before, PER_PAGE + 1).await?;
+    let older = if rows.len() as i64 > PER_PAGE {
+        rows.truncate(PER_PAGE as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let csrf_token = layout.csrf_token.clone();
+    Ok(NotificationsPage {
+        layout,
+        items: rows.into_iter().map(NotificationView::new).collect(),
+        before,
+        older,
+        csrf_token,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    layout: Layout,
+    Query(query): Query<PageQuery>,
+) -> AppResult<Response> {
+    let page = load_page(&state, layout, user.id, before_of(query.before.as_deref())).await?;
+    render(&page)
+}
+
+/// Clicking a notification: it is read now, and the watch page opens.
+pub async fn open(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let stream = notifications::mark_read(&mut conn, user.id, path_id(&id)?)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(auth::redirect(htmx.request, &format!("/s/{stream}")))
+}
+
+/// The layout of an htmx answer: the CSRF token its forms need, and no
+/// flashes (the `Layout` extractor would take those from the next full page).
+async fn fragment_layout(session: &Session) -> AppResult<Layout> {
+    Ok(Layout {
+        user: None,
+        csrf_token: auth::csrf::token(session).await?,
+        flashes: Vec::new(),
+    })
+}
+
+fn changed(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert("hx-trigger", HeaderValue::from_static(CHANGED));
+    response
+}
+
+/// "Mark read": the item comes back read (htmx), or the list again.
+pub async fn mark_read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    session: Session,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: i64 = path_id(&id)?;
+    let mut conn = state.db.get().await?;
+    notifications::mark_read(&mut conn, user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !htmx.fragment {
+        return Ok(auth::redirect(htmx.request, "/notifications"));
+    }
+    let item = notifications::find(&mut conn, user.id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let fragment = ItemFragment {
+        n: NotificationView::new(item),
+        csrf_token: auth::csrf::token(&session).await?,
+    };
+    Ok(changed(render(&fragment)?))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReadAllForm {
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+/// "Mark all read": the list comes back read (htmx), or the page again.
+pub async fn mark_all_read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    session: Session,
+    Form(form): Form<ReadAllForm>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    notifications::mark_all_read(&mut conn, user.id).await?;
+    drop(conn);
+    let before = before_of(form.before.as_deref());
+    if !htmx.fragment {
+        let to = match before {
+            Some(b) => format!("/notifications?before={b}"),
+            None => "/notifications".to_owned(),
+        };
+        return Ok(auth::redirect(htmx.request, &to));
+    }
+    let layout = fragment_layout(&session).await?;
+    let page = load_page(&state, layout, user.id, before).await?;
+    Ok(changed(render(&page.as_list())?))
+}
