@@ -158,17 +158,27 @@ pub struct SearchResults {
     pub next_url: Option<String>,
 }
 
+/// One page of a card list and its "More" button: part of the home page,
+/// and returned alone when htmx asks for the next page.
+#[derive(Template, Default)]
+#[template(path = "partials/discover/cards.html")]
+pub struct CardList {
+    pub cards: Vec<CardView>,
+    /// The next page's URL.
+    pub more: Option<String>,
+    pub more_id: &'static str,
+    pub more_label: &'static str,
+}
+
 #[derive(Template)]
-#[template(path = "pages/home.html", blocks = ["live_cards", "soon_cards"])]
+#[template(path = "pages/home.html")]
 pub struct HomePage {
     pub layout: Layout,
     pub query: String,
     pub search: Option<SearchResults>,
     pub followed: Vec<CardView>,
-    pub live: Vec<CardView>,
-    pub live_more: Option<String>,
-    pub soon: Vec<CardView>,
-    pub soon_more: Option<String>,
+    pub live: CardList,
+    pub soon: CardList,
 }
 
 pub async fn show(
@@ -187,10 +197,8 @@ pub async fn show(
         query: query.clone(),
         search: None,
         followed: Vec::new(),
-        live: Vec::new(),
-        live_more: None,
-        soon: Vec::new(),
-        soon_more: None,
+        live: CardList::default(),
+        soon: CardList::default(),
     };
 
     if !query.is_empty() {
@@ -240,10 +248,10 @@ pub async fn show(
     if htmx.fragment && (live_after.is_some() || soon_after.is_some()) {
         if live_after.is_some() {
             load_live(&mut conn, &mut page, user_id, live_after, &csrf).await?;
-            return render(&page.as_live_cards());
+            return render(&page.live);
         }
         load_soon(&mut conn, &mut page, user_id, soon_after, &csrf).await?;
-        return render(&page.as_soon_cards());
+        return render(&page.soon);
     }
 
     if let Some(u) = user_id {
@@ -266,12 +274,16 @@ async fn load_live(
     csrf: &str,
 ) -> AppResult<()> {
     let list = discover::live(conn, user, after).await?;
-    page.live_more = list.next.map(|c| format!("/?live_after={}", c.encode()));
-    page.live = list
-        .items
-        .into_iter()
-        .map(|c| card(c, user, "/", csrf))
-        .collect();
+    page.live = CardList {
+        more: list.next.map(|c| format!("/?live_after={}", c.encode())),
+        cards: list
+            .items
+            .into_iter()
+            .map(|c| card(c, user, "/", csrf))
+            .collect(),
+        more_id: "live-more",
+        more_label: "More live streams",
+    };
     Ok(())
 }
 
@@ -283,12 +295,16 @@ async fn load_soon(
     csrf: &str,
 ) -> AppResult<()> {
     let list = discover::upcoming(conn, user, after).await?;
-    page.soon_more = list.next.map(|c| format!("/?soon_after={}", c.encode()));
-    page.soon = list
-        .items
-        .into_iter()
-        .map(|c| card(c, user, "/", csrf))
-        .collect();
+    page.soon = CardList {
+        more: list.next.map(|c| format!("/?soon_after={}", c.encode())),
+        cards: list
+            .items
+            .into_iter()
+            .map(|c| card(c, user, "/", csrf))
+            .collect(),
+        more_id: "soon-more",
+        more_label: "More upcoming streams",
+    };
     Ok(())
 }
 
