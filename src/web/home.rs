@@ -139,8 +139,9 @@ pub struct ChannelView {
 pub struct HomeQuery {
     #[serde(default)]
     pub q: String,
+    /// The search results page, from 1 (anything else is page 1).
     #[serde(default)]
-    pub page: Option<i64>,
+    pub page: Option<String>,
     /// Cursor of the next page of "Live now".
     #[serde(default)]
     pub live_after: Option<String>,
@@ -202,7 +203,13 @@ pub async fn show(
     };
 
     if !query.is_empty() {
-        let n = q.page.unwrap_or(1).clamp(1, discover::MAX_SEARCH_PAGE + 1) - 1;
+        let n = q
+            .page
+            .as_deref()
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(1)
+            .clamp(1, discover::MAX_SEARCH_PAGE + 1)
+            - 1;
         let here = format!("/?q={}", enc(&query));
         let streams = discover::search_streams(&mut conn, user_id, &query, n).await?;
         let channels = discover::search_channels(&mut conn, user_id, &query, n).await?;

@@ -281,6 +281,38 @@ async fn search_finds_streams_and_channels_by_part_of_their_name_and_escapes_wil
         "No stream matches."
     );
 
+    // Results come in pages of 12.
+    let mut pianos = Vec::new();
+    for i in 0..13 {
+        pianos.push(
+            stream_at(
+                &app,
+                other,
+                &format!("Piano hour {i}"),
+                "live",
+                Some(i + 1),
+                None,
+            )
+            .await
+            .0,
+        );
+    }
+    let first = anon.get("/?q=piano").await;
+    assert_eq!(card_ids(&first, "#stream-results"), pianos[..12].to_vec());
+    assert_eq!(
+        first.attr("#search-next", "href").as_deref(),
+        Some("/?q=piano&page=2")
+    );
+    assert!(!first.has("#search-prev"));
+    let second = anon.get("/?q=piano&page=2").await;
+    assert_eq!(card_ids(&second, "#stream-results"), pianos[12..].to_vec());
+    assert_eq!(
+        second.attr("#search-prev", "href").as_deref(),
+        Some("/?q=piano&page=1")
+    );
+    assert!(!second.has("#search-next"));
+    assert_eq!(anon.get("/?q=piano&page=abc").await.status, StatusCode::OK);
+
     // An overlong term is cut, not an error.
     let long = anon.get(&format!("/?q={}", "j".repeat(5000))).await;
     assert_eq!(long.status, StatusCode::OK);
