@@ -132,6 +132,28 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/studio/channels/{handle}/webhooks/{id}/delete", post(crate::web::channel_webhooks::delete))
         .route("/studio/channels/{handle}/webhooks/{id}/test", post(crate::web::channel_webhooks::send_test))
+        // Discover (the home page above), follow, thumbnails, channel settings.
+        .route("/following", get(crate::web::follow::following))
+        .route("/c/{handle}/follow", post(crate::web::follow::follow))
+        .route("/c/{handle}/unfollow", post(crate::web::follow::unfollow))
+        .route("/c/{handle}/avatar", get(crate::web::settings::avatar))
+        .route("/s/{id}/thumbnail", get(crate::web::images::thumbnail))
+        .route(
+            "/studio/streams/{id}/thumbnail",
+            post(crate::web::images::upload_thumbnail)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::web::images::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/studio/streams/{id}/thumbnail/delete", post(crate::web::images::remove_thumbnail))
+        .route(
+            "/studio/channels/{handle}/settings",
+            get(crate::web::settings::page).post(crate::web::settings::save),
+        )
+        .route(
+            "/studio/channels/{handle}/avatar",
+            post(crate::web::settings::upload_avatar)
+                .layer(axum::extract::DefaultBodyLimit::max(crate::web::images::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/studio/channels/{handle}/avatar/delete", post(crate::web::settings::remove_avatar))
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).

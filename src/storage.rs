@@ -1,6 +1,8 @@
 //! S3 (AWS or any S3-compatible store, s3s-fs in tests): where egress writes
-//! recordings. The app only reads metadata, issues short-lived presigned GET
-//! URLs for playback, and deletes objects; it never streams media itself.
+//! recordings, and where the app keeps the images it re-encoded (thumbnails,
+//! avatars). For recordings the app only reads metadata, issues short-lived
+//! presigned GET URLs for playback, and deletes objects; it never streams
+//! media itself. Images are small: `put` and `get` move them whole.
 //! Nothing here decides who may play what (that is `access.rs`), and secrets
 //! never reach a log line (`Credentials`' `Debug` redacts them).
 
@@ -128,6 +130,51 @@ impl Storage {
             Ok(_) => Ok(()),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
             Err(e) => Err(StorageError(format!("delete: {}", DisplayErrorContext(&e)))),
+        }
+    }
+}
+
+impl Storage {
+    /// Stores `bytes` at `key` with its content type (small objects: images).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError(format!("put: {}", DisplayErrorContext(&e))))
+    }
+
+    /// The object's bytes and content type; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StorageError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => {
+                let content_type = object
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                let bytes = object
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StorageError(format!("get: reading the body: {e}")))?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((bytes, content_type)))
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(StorageError(format!("get: {}", DisplayErrorContext(&e)))),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! `same-origin` or `none`; `Origin`, when sent, is our public origin; and the
 //! per-session token matches — from the `X-CSRF-Token` header (htmx sends it
 //! for every request, see base.html) or the `csrf_token` field of a plain
-//! urlencoded form. Webhooks (`/webhooks/...`) are exempt: they authenticate
+//! urlencoded or multipart (upload) form, so forms work without JavaScript too.
+//! Webhooks (`/webhooks/...`) are exempt: they authenticate
 //! with their own signatures.
 
 use axum::body::{Body, to_bytes};
@@ -21,8 +22,12 @@ use crate::state::AppState;
 const SESSION_KEY: &str = "csrf_token";
 pub const HEADER: &str = "x-csrf-token";
 pub const FIELD: &str = "csrf_token";
-/// Forms larger than this are not read for a token (uploads send the header).
+/// Forms larger than this are not read for a token.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
+/// Uploads (multipart forms) are read up to this for their token field: above
+/// the largest upload a route accepts (images: 5 MiB), so the route's own limit
+/// answers with its message first.
+const MAX_MULTIPART_BYTES: usize = 8 * 1024 * 1024;
 
 fn fresh() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -89,9 +94,21 @@ pub async fn verify(
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (given, body) = match from_header {
-        Some(t) => (Some(t), body),
-        None if is_urlencoded_form(&parts.headers) => {
+    let boundary = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok());
+    let (given, body) = match (from_header, boundary) {
+        (Some(t), _) => (Some(t), body),
+        (None, Some(boundary)) => {
+            let Ok(bytes) = to_bytes(body, MAX_MULTIPART_BYTES).await else {
+                return AppError::BadRequest("The upload is too large.".into()).into_response();
+            };
+            let token = multipart_field(bytes.clone(), boundary, FIELD).await;
+            (token, Body::from(bytes))
+        }
+        (None, None) if is_urlencoded_form(&parts.headers) => {
             let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
                 return AppError::BadRequest("The form is too large.".into()).into_response();
             };
@@ -100,7 +117,7 @@ pub async fn verify(
                 .map(|(_, v)| v.into_owned());
             (token, Body::from(bytes))
         }
-        None => (None, body),
+        (None, None) => (None, body),
     };
 
     match given {
@@ -109,6 +126,18 @@ pub async fn verify(
         }
         _ => refused(),
     }
+}
+
+/// The text of the first field named `name` in a multipart body.
+async fn multipart_field(body: axum::body::Bytes, boundary: String, name: &str) -> Option<String> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if field.name() == Some(name) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 fn is_urlencoded_form(headers: &axum::http::HeaderMap) -> bool {

@@ -202,3 +202,104 @@ pub async fn remove_moderator(
     .await?;
     Ok(n == 1)
 }
+
+// ---------------------------------------------------------------------------
+// Settings: avatar and links (channel_links), edited on the settings page.
+
+/// A link on the channel page (website, socials), in the owner's order.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::channel_links, check_for_backend(diesel::pg::Pg))]
+pub struct ChannelLink {
+    pub position: i32,
+    pub label: String,
+    pub url: String,
+}
+
+pub async fn links(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Vec<ChannelLink>> {
+    use super::schema::channel_links;
+    channel_links::table
+        .filter(channel_links::channel_id.eq(channel))
+        .order(channel_links::position.asc())
+        .select(ChannelLink::as_select())
+        .load(conn)
+        .await
+}
+
+/// Saves the settings form: title, description and the links (replacing
+/// the old ones), in one transaction.
+pub async fn save_settings(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+    title: &str,
+    description: &str,
+    links: &[(String, String)],
+) -> QueryResult<Channel> {
+    use super::schema::channel_links;
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        let channel = diesel::update(channels::table.find(id))
+            .set((
+                channels::title.eq(title),
+                channels::description.eq(description),
+                channels::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(Channel::as_returning())
+            .get_result(conn)
+            .await?;
+        diesel::delete(channel_links::table.filter(channel_links::channel_id.eq(id)))
+            .execute(conn)
+            .await?;
+        let rows: Vec<_> = links
+            .iter()
+            .enumerate()
+            .map(|(i, (label, url))| {
+                (
+                    channel_links::channel_id.eq(id),
+                    channel_links::position.eq(i as i32),
+                    channel_links::label.eq(label),
+                    channel_links::url.eq(url),
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            diesel::insert_into(channel_links::table)
+                .values(rows)
+                .execute(conn)
+                .await?;
+        }
+        Ok(channel)
+    })
+    .await
+}
+
+/// The S3 key of the channel's avatar; `None` when it uses the default.
+pub async fn avatar_key(conn: &mut AsyncPgConnection, id: ChannelId) -> QueryResult<Option<String>> {
+    channels::table
+        .find(id)
+        .select(channels::avatar_key)
+        .first(conn)
+        .await
+}
+
+/// Sets (or with `None` clears) the avatar; answers the key it replaced.
+pub async fn replace_avatar(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+    key: Option<&str>,
+) -> QueryResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Old {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        avatar_key: Option<String>,
+    }
+    let old: Old = diesel::sql_query(
+        "UPDATE channels c SET avatar_key = $2, updated_at = now() \
+         FROM (SELECT id, avatar_key FROM channels WHERE id = $1 FOR UPDATE) old \
+         WHERE c.id = old.id RETURNING old.avatar_key",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(key)
+    .get_result(conn)
+    .await?;
+    Ok(old.avatar_key)
+}

@@ -449,3 +449,39 @@ pub async fn find_by_ingress(
         .await
         .optional()
 }
+
+// ---------------------------------------------------------------------------
+// Thumbnails (the image itself lives in S3; see web/thumbnails.rs).
+
+/// The S3 key of the stream's thumbnail; `None` when it uses the default.
+pub async fn thumbnail_key(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<String>> {
+    streams::table
+        .find(id)
+        .select(streams::thumbnail_key)
+        .first(conn)
+        .await
+}
+
+/// Sets (or with `None` clears) the thumbnail; answers the key it replaced,
+/// so the caller deletes that object. `Err(NotFound)` when the stream is gone.
+pub async fn replace_thumbnail(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    key: Option<&str>,
+) -> QueryResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Old {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        thumbnail_key: Option<String>,
+    }
+    let old: Old = diesel::sql_query(
+        "UPDATE streams s SET thumbnail_key = $2, updated_at = now() \
+         FROM (SELECT id, thumbnail_key FROM streams WHERE id = $1 FOR UPDATE) old \
+         WHERE s.id = old.id RETURNING old.thumbnail_key",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(key)
+    .get_result(conn)
+    .await?;
+    Ok(old.thumbnail_key)
+}

@@ -73,6 +73,10 @@ pub struct ChannelPage {
     pub live: Vec<StreamItem>,
     pub upcoming: Vec<StreamItem>,
     pub past: Vec<StreamItem>,
+    /// Follow button with the follower count.
+    pub follow: super::follow::FollowButton,
+    pub avatar_url: String,
+    pub links: Vec<channels::ChannelLink>,
 }
 
 pub async fn show(
@@ -90,7 +94,20 @@ pub async fn show(
         None => false,
     };
     let listing = streams::listing(&mut conn, channel.id).await?;
+    let follow = super::follow::FollowButton::load(
+        &mut conn,
+        user.as_ref(),
+        &channel,
+        &format!("/c/{}", channel.handle),
+        &layout.csrf_token,
+    )
+    .await?;
+    let links = channels::links(&mut conn, channel.id).await?;
+    let avatar_key = channels::avatar_key(&mut conn, channel.id).await?;
     let page = ChannelPage {
+        follow,
+        links,
+        avatar_url: super::follow::avatar_url(&channel.handle, avatar_key.as_deref()),
         layout,
         is_owner,
         live: listing

@@ -486,6 +486,8 @@ pub struct StreamPage {
     pub record_on_live: bool,
     /// The OBS ingress panel (full page only).
     pub ingress: Option<super::ingress::IngressView>,
+    /// The thumbnail upload panel (full page only).
+    pub thumbnail: Option<super::images::ThumbnailPanel>,
 }
 
 impl StreamPage {
@@ -508,6 +510,7 @@ impl StreamPage {
             chat_settings: None,
             record_on_live: stream.record_on_live,
             ingress: None,
+            thumbnail: None,
         }
     }
 }
@@ -520,13 +523,17 @@ pub async fn stream_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
+    let thumbnail_key = streams::thumbnail_key(&mut conn, stream.id).await?;
     drop(conn);
+    let thumbnail =
+        super::images::ThumbnailPanel::new(stream.id, thumbnail_key.as_deref(), &layout.csrf_token);
     let chat_settings =
         crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
     let ingress = super::ingress::IngressView::load(&state, &stream, &layout.csrf_token).await?;
     let mut page = StreamPage::new(&state, layout, &stream, channel);
     page.chat_settings = Some(chat_settings);
     page.ingress = Some(ingress);
+    page.thumbnail = Some(thumbnail);
     render_with(StatusCode::OK, &page)
 }
 

@@ -41,6 +41,8 @@ pub struct WatchPage {
     pub stage_key: String,
     pub scheduled_at: Option<String>,
     pub scheduled_label: String,
+    /// The follow button of the stream's channel (full page only).
+    pub follow: Option<super::follow::FollowButton>,
 }
 
 async fn page(
@@ -74,6 +76,7 @@ async fn page(
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
         scheduled_label: stream.scheduled_at.as_ref().map(utc).unwrap_or_default(),
+        follow: None,
         stream,
         channel,
     })
@@ -86,9 +89,21 @@ pub async fn show(
     layout: Layout,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
+    let viewer = user.clone();
     let user = user.map(|u| u.id);
     let mut page = page(&state, user, &id, layout).await?;
     page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
+    let next = format!("/s/{}", page.stream.id);
+    page.follow = Some(
+        super::follow::FollowButton::load(
+            &mut *state.db.get().await?,
+            viewer.as_ref(),
+            &page.channel,
+            &next,
+            &page.layout.csrf_token,
+        )
+        .await?,
+    );
     // The funnel's first step: shown the stream without access (not a ban).
     let noted = if page.denial.is_some() && !page.banned {
         visitor

@@ -13,3 +13,13 @@ document.addEventListener("click", async (event) => {
   }
   setTimeout(() => { button.textContent = original; }, 2000);
 });
+
+// Upload progress: forms with data-upload-progress show a <progress> while
+// htmx sends the file (big images on slow links take a while).
+document.addEventListener("htmx:xhr:progress", (event) => {
+  const form = event.target.closest && event.target.closest("form[data-upload-progress]");
+  const bar = form && form.querySelector("progress.upload-progress");
+  if (!bar || !event.detail.lengthComputable) return;
+  bar.hidden = false;
+  bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
+});

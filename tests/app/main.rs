@@ -26,3 +26,9 @@ mod services;
 mod shell;
 mod standin;
 mod studio;
+
+// Discover, follow, thumbnails, channel settings.
+mod channel_settings;
+mod discover;
+mod follow;
+mod thumbnails;
