@@ -1,7 +1,8 @@
 //! Going live and watching in a real browser: headless Chromium with a fake
 //! camera publishes to the real livekit-server from the broadcast page, a pass
 //! holder's Chromium plays it on the watch page, a stranger gets no player,
-//! and ending the stream reaches the viewer without a reload.
+//! and ending the stream reaches the viewer without a reload. A viewer follows
+//! a channel from its page and the bell tells them when it goes live.
 
 use std::time::Duration;
 
@@ -305,14 +306,27 @@ async fn a_viewer_without_a_pass_buys_one_and_the_watch_page_plays() {
     // The owner is live and publishing from the broadcast page.
     let owner = Browser::start().await;
     owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
-    owner.goto(&format!("{}/studio/streams/{}/broadcast", app.url, stream.id)).await;
+    owner
+        .goto(&format!(
+            "{}/studio/streams/{}/broadcast",
+            app.url, stream.id
+        ))
+        .await;
     owner.click("#go-live-form [type=submit]").await;
     owner.wait_for("#broadcast[data-status=live]").await;
-    owner.wait_until("the broadcast to connect", &state_is("#connection-state", "live"), TIMEOUT).await;
+    owner
+        .wait_until(
+            "the broadcast to connect",
+            &state_is("#connection-state", "live"),
+            TIMEOUT,
+        )
+        .await;
 
     // The viewer has no pass: the watch page sends them to the pass page.
     let viewer = Browser::start().await;
-    viewer.sign_in(&app.url, "buyer@example.com", PASSWORD).await;
+    viewer
+        .sign_in(&app.url, "buyer@example.com", PASSWORD)
+        .await;
     viewer.goto(&format!("{}/s/{}", app.url, stream.id)).await;
     assert!(!viewer.has("#player").await);
     viewer.click("#get-pass").await;
@@ -337,7 +351,10 @@ async fn a_viewer_without_a_pass_buys_one_and_the_watch_page_plays() {
     viewer
         .wait_until(
             "the video's currentTime to advance",
-            &format!("return document.getElementById('stream-video').currentTime > {} + 1", started.as_f64().unwrap()),
+            &format!(
+                "return document.getElementById('stream-video').currentTime > {} + 1",
+                started.as_f64().unwrap()
+            ),
             Duration::from_secs(10),
         )
         .await;
@@ -359,7 +376,9 @@ async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_l
     for email in ["ann@example.com", "ben@example.com"] {
         grant(&app, user_id(&app, email).await, stream.channel_id).await;
     }
-    let live = owner_http.post_htmx(&format!("/studio/streams/{}/live", stream.id), &[]).await;
+    let live = owner_http
+        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
+        .await;
     assert_eq!(live.status, reqwest::StatusCode::OK);
     let watch_url = format!("{}/s/{}", app.url, stream.id);
 
@@ -386,7 +405,10 @@ async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_l
 
     // Ann types and presses Enter; the box clears.
     let input = ann.wait_for(".chat-form input[name=body]").await;
-    input.send_keys("Hello from Ann <b>!</b>\u{E007}").await.unwrap();
+    input
+        .send_keys("Hello from Ann <b>!</b>\u{E007}")
+        .await
+        .unwrap();
     ann.wait_until(
         "the box to clear after sending",
         "return document.querySelector('.chat-form input[name=body]').value === ''",
@@ -404,9 +426,18 @@ async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_l
         )
         .await;
     let id = seen.as_str().unwrap().to_owned();
-    assert_eq!(ben.text(&format!("#{id} .chat-body")).await, "Hello from Ann <b>!</b>");
-    assert!(!ben.has(&format!("#{id} .chat-body b")).await, "markup is escaped");
-    assert!(!ben.has(&format!("#{id} .chat-delete")).await, "viewers can't delete");
+    assert_eq!(
+        ben.text(&format!("#{id} .chat-body")).await,
+        "Hello from Ann <b>!</b>"
+    );
+    assert!(
+        !ben.has(&format!("#{id} .chat-body b")).await,
+        "markup is escaped"
+    );
+    assert!(
+        !ben.has(&format!("#{id} .chat-delete")).await,
+        "viewers can't delete"
+    );
 
     // The owner (a moderator of the channel) deletes it; it vanishes from Ben's page.
     ben.js("window.sameDocument = true; return true").await;
@@ -420,9 +451,92 @@ async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_l
         TIMEOUT,
     )
     .await;
-    assert_eq!(ben.js("return window.sameDocument === true").await, true, "Ben's page was reloaded");
+    assert_eq!(
+        ben.js("return window.sameDocument === true").await,
+        true,
+        "Ben's page was reloaded"
+    );
 
     ann.close().await;
     ben.close().await;
     owner.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_follows_from_the_channel_page_and_the_bell_shows_the_go_live() {
+    let app = TestApp::spawn().await;
+    let studio = app.signed_up("host@example.com", "Hana Host").await;
+    app.signed_up("fan@example.com", "Fay Fan").await;
+    let host = user_id(&app, "host@example.com").await;
+    let stream = draft_stream(&app, host).await;
+
+    // The viewer finds the channel and follows it with one click.
+    let viewer = Browser::start().await;
+    viewer.sign_in(&app.url, "fan@example.com", PASSWORD).await;
+    viewer.goto(&format!("{}/c/hana", app.url)).await;
+    viewer.wait_for("#notification-bell").await;
+    assert!(
+        viewer.has("[data-testid=notification-count][hidden]").await,
+        "no unread notifications yet"
+    );
+    assert_eq!(
+        viewer.text("[data-testid=follower-count]").await,
+        "0 followers"
+    );
+    assert_eq!(viewer.text("[data-testid=follow-button]").await, "Follow");
+    viewer.js("window.sameDocument = true; return true").await;
+    viewer.click("[data-testid=follow-button]").await;
+    viewer
+        .wait_until(
+            "the button to say Following",
+            "return document.querySelector('[data-testid=follow-button]').textContent.trim() === 'Following'",
+            TIMEOUT,
+        )
+        .await;
+    assert_eq!(
+        viewer.text("[data-testid=follower-count]").await,
+        "1 follower"
+    );
+    assert_eq!(
+        viewer.js("return window.sameDocument === true").await,
+        true,
+        "following swapped the button in place"
+    );
+
+    // The creator goes live from the studio.
+    let live = studio
+        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
+        .await;
+    assert_eq!(live.status, reqwest::StatusCode::OK, "{}", live.text);
+
+    // The bell on the page the viewer still has open shows it (it refreshes
+    // itself every 30 s), and leads to the notification.
+    viewer
+        .wait_until(
+            "the bell to show 1",
+            "const c = document.querySelector('[data-testid=notification-count]'); \
+             return !!c && !c.hidden && c.textContent.trim() === '1'",
+            Duration::from_secs(45),
+        )
+        .await;
+    assert_eq!(
+        viewer
+            .attr("#notification-bell", "aria-label")
+            .await
+            .as_deref(),
+        Some("Notifications, 1 unread")
+    );
+    assert_eq!(viewer.js("return window.sameDocument === true").await, true);
+    viewer.click("#notification-bell").await;
+    viewer.wait_for(".notification[data-kind=live]").await;
+    let item = viewer.text(".notification[data-kind=live]").await;
+    assert!(
+        item.contains("Hana Live") && item.contains("went live") && item.contains("Opening night"),
+        "{item}"
+    );
+
+    studio
+        .post_htmx(&format!("/studio/streams/{}/end", stream.id), &[])
+        .await;
+    viewer.close().await;
 }
