@@ -8,11 +8,12 @@
 //! Webhooks (`/webhooks/...`) are exempt: they authenticate
 //! with their own signatures.
 
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
@@ -24,10 +25,10 @@ pub const HEADER: &str = "x-csrf-token";
 pub const FIELD: &str = "csrf_token";
 /// Forms larger than this are not read for a token.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
-/// Uploads (multipart forms) are read up to this for their token field: above
-/// the largest upload a route accepts (images: 5 MiB), so the route's own limit
-/// answers with its message first.
-const MAX_MULTIPART_BYTES: usize = 8 * 1024 * 1024;
+/// Uploads (multipart forms) must carry their token field within this many
+/// bytes (our forms put it first); only this much of an upload is read here,
+/// the rest streams on to the handler and its own size limit.
+const MULTIPART_TOKEN_WITHIN: usize = 64 * 1024;
 
 fn fresh() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -102,11 +103,24 @@ pub async fn verify(
     let (given, body) = match (from_header, boundary) {
         (Some(t), _) => (Some(t), body),
         (None, Some(boundary)) => {
-            let Ok(bytes) = to_bytes(body, MAX_MULTIPART_BYTES).await else {
-                return AppError::BadRequest("The upload is too large.".into()).into_response();
-            };
-            let token = multipart_field(bytes.clone(), boundary, FIELD).await;
-            (token, Body::from(bytes))
+            let mut rest = body.into_data_stream();
+            let mut head = Vec::new();
+            while head.len() < MULTIPART_TOKEN_WITHIN {
+                match rest.next().await {
+                    Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                    Some(Err(_)) => {
+                        return AppError::BadRequest("The upload was cut off.".into())
+                            .into_response();
+                    }
+                    None => break,
+                }
+            }
+            let head = Bytes::from(head);
+            let token = multipart_field(head.clone(), boundary, FIELD).await;
+            let body = Body::from_stream(
+                futures_util::stream::once(async move { Ok::<_, axum::Error>(head) }).chain(rest),
+            );
+            (token, body)
         }
         (None, None) if is_urlencoded_form(&parts.headers) => {
             let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
@@ -128,7 +142,7 @@ pub async fn verify(
     }
 }
 
-/// The text of the first field named `name` in a multipart body.
+/// The text of the field named `name` in (the beginning of) a multipart body.
 async fn multipart_field(body: axum::body::Bytes, boundary: String, name: &str) -> Option<String> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);

@@ -429,7 +429,18 @@ async fn a_drafts_thumbnail_is_not_served_to_strangers() {
 async fn without_javascript_the_upload_form_works_with_its_token_field() {
     let (app, ann, stream) = setup().await;
     let path = format!("/studio/streams/{stream}/thumbnail");
-    let file = ("thumbnail", "cover.png", "image/png", &png(64, 36)[..]);
+    // Noise (PNG cannot compress it): larger than the part of an upload the
+    // CSRF check reads for the token, so the rest must stream through.
+    let noise = image::RgbaImage::from_fn(640, 360, |x, y| {
+        let v =
+            (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).wrapping_mul(2_246_822_519);
+        image::Rgba([v as u8, (v >> 8) as u8, (v >> 16) as u8, 255])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    noise.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    let bytes = bytes.into_inner();
+    assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
+    let file = ("thumbnail", "cover.png", "image/png", &bytes[..]);
 
     let forged = upload_without_js(&ann, &path, file, "not-the-token").await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
