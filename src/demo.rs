@@ -1,6 +1,7 @@
 //! `stagepass demo`: loads demo data for `make run` and prints how to sign in.
 //! A creator with a channel and a scheduled stream, a viewer with an active
-//! channel pass, and a moderator. Safe to run again: existing rows are kept,
+//! channel pass who follows the channel (so the bell rings when it goes
+//! live), and a moderator. Safe to run again: existing rows are kept,
 //! passwords reset to the demo password, and the viewer's grant renewed.
 
 use chrono::{Duration, Utc};
@@ -9,7 +10,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::auth::password;
 use crate::config::Config;
-use crate::db::schema::{access_grants, access_passes, channel_members, channels, streams};
+use crate::db::schema::{
+    access_grants, access_passes, channel_members, channels, follows, streams,
+};
 use crate::db::{ChannelId, UserId, users};
 
 pub const DEMO_PASSWORD: &str = "stagepass-demo";
@@ -113,6 +116,14 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
                 channel_members::role.eq("moderator"),
             ),
         ])
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    diesel::insert_into(follows::table)
+        .values((
+            follows::user_id.eq(viewer.0),
+            follows::channel_id.eq(channel.0),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;

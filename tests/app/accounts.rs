@@ -574,4 +574,8 @@ async fn the_printed_demo_accounts_can_sign_in() {
     .await
     .unwrap() as i64;
     assert_eq!(active, 1);
+
+    // ...and they follow the demo channel.
+    let following = viewer.get("/following").await;
+    assert!(following.text.contains("Casey Live"), "{}", following.text);
 }
