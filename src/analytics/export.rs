@@ -110,6 +110,14 @@ impl Sheet {
             self.row(
                 section,
                 s,
+                "free_passes",
+                "",
+                &x.currency,
+                x.free.to_string(),
+            );
+            self.row(
+                section,
+                s,
                 "revenue",
                 "",
                 &x.currency,
@@ -169,7 +177,14 @@ pub fn stream_csv(
     }
     for b in timeline {
         let at = time(&b.at);
-        sheet.row("per_minute", s, "viewers", &at, "", b.viewers.to_string());
+        sheet.row(
+            "per_minute",
+            s,
+            "viewers_during_minute",
+            &at,
+            "",
+            b.viewers.to_string(),
+        );
         sheet.row(
             "per_minute",
             s,

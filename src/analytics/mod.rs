@@ -6,12 +6,18 @@
 //!
 //! This module must not decide who may see the figures (the web layer asks
 //! `access`), and recording the funnel must never make a page or a payment
-//! fail: `note` logs and carries on, `record_paid` runs in a savepoint.
+//! fail or wait: `note` inserts in a task of its own (errors logged),
+//! `record_paid` runs in a savepoint.
 //!
 //! Definitions (the README's analytics section says the same for creators):
 //! - A *viewer* is a participant whose LiveKit identity is a user id (the
 //!   host's `host-{id}`, ingress and egress are not), who is not on the
 //!   channel's team (owner, moderators) — as on the broadcast page's count.
+//!   Viewers are told apart by that identity, not by `presence.user_id`
+//!   (which becomes NULL when the account is deleted), so a stream's figures
+//!   do not change when a viewer deletes their account. The team is the
+//!   team *now*: someone who later becomes a moderator drops out of past
+//!   figures, a former moderator joins them (membership history is not kept).
 //! - A viewer's sessions that overlap or touch are merged first (a reconnect
 //!   replaces a connection; its join can arrive before the old leave), so
 //!   nobody is counted twice at one moment and no second is counted twice.
@@ -26,10 +32,17 @@
 //!   ones are not), attributed to a stream by `orders.stream_id` (the stream
 //!   the buyer came from) or by the pass being for that stream alone; always
 //!   per currency, never added up across currencies.
-//! - The funnel counts each visitor once per step: watch page without access
-//!   → pass page → checkout started → paid. A visitor is `u:{user id}` when
-//!   signed in, else `a:{random id}` from a long-lived cookie (never an IP).
-//!   The channel's team is left out, as it is of the viewers.
+//! - Free passes are orders of 0: they count as passes sold (shown apart as
+//!   "free") with no revenue, and as the funnel's last step.
+//! - The funnel is a funnel: each step counts only visitors who also reached
+//!   the step before, so no step exceeds the one before. Its entry is
+//!   "arrived": shown a pass-only stream's watch page without access, *or*
+//!   opened a pass page (people come straight from a link); then pass page →
+//!   checkout started → paid. A visitor is `u:{user id}` when signed in, else
+//!   `a:{random id}` from a long-lived cookie (never an IP); an anonymous
+//!   request without that cookie only gets one and counts from the next
+//!   request that brings it back (bots without cookies write nothing). The
+//!   channel's team is left out, as it is of the viewers.
 
 pub mod charts;
 pub mod export;
@@ -83,10 +96,10 @@ impl Step {
     /// In words, for the creator.
     pub fn label(self) -> &'static str {
         match self {
-            Step::DeniedVisit => "Visited the stream without access",
+            Step::DeniedVisit => "Arrived: the stream without access, or a pass page",
             Step::PassPage => "Opened a pass page",
-            Step::CheckoutStarted => "Started a checkout",
-            Step::Paid => "Paid",
+            Step::CheckoutStarted => "Then started a checkout",
+            Step::Paid => "Then paid (or took a free pass)",
         }
     }
 }
@@ -153,24 +166,29 @@ pub async fn record(
     Ok(())
 }
 
-/// `record` for pages: a failure is logged, never shown — a visitor's page
-/// does not depend on the creator's statistics.
-pub async fn note(
+/// `record` for pages, off their critical path: the insert runs in a task of
+/// its own with its own pool connection, and a failure is logged, never
+/// shown — a visitor's page neither waits for nor depends on the creator's
+/// statistics.
+pub fn note(
     db: &DbPool,
     step: Step,
     channel: ChannelId,
     stream: Option<StreamId>,
-    visitor: &Visitor,
+    visitor: Visitor,
 ) {
-    let result = match db.get().await {
-        Ok(mut conn) => record(&mut conn, step, channel, stream, visitor)
-            .await
-            .map_err(anyhow::Error::from),
-        Err(e) => Err(anyhow::Error::from(e)),
-    };
-    if let Err(error) = result {
-        tracing::warn!(step = step.as_str(), %channel, %error, "funnel event not recorded");
-    }
+    let db = db.clone();
+    tokio::spawn(async move {
+        let result = match db.get().await {
+            Ok(mut conn) => record(&mut conn, step, channel, stream, &visitor)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        if let Err(error) = result {
+            tracing::warn!(step = step.as_str(), %channel, %error, "funnel event not recorded");
+        }
+    });
 }
 
 /// `record` inside the transaction that marks an order paid, as a savepoint:
@@ -196,31 +214,46 @@ pub async fn record_paid(
 
 /// `s`: the streams measured. Each query below starts `WITH s AS (…)`.
 const ONE_STREAM: &str = "SELECT id, channel_id, title, status, started_at, ended_at, created_at FROM streams WHERE id = $1";
-const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at, ended_at, created_at FROM streams WHERE channel_id = $1";
+/// A channel's streams, unannounced drafts left out (the team's business, and
+/// without figures).
+const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at, ended_at, created_at FROM streams \
+     WHERE channel_id = $1 AND NOT (status = 'draft' AND scheduled_at IS NULL)";
 
 /// The viewers' merged sessions of the streams in `s`: `visits(stream_id,
-/// user_id, a, b)`, one row per stretch of uninterrupted presence.
+/// viewer, a, b)`, one row per stretch of uninterrupted presence. `viewer`
+/// is the user id read from the LiveKit identity (a viewer's identity is
+/// their id; the host's is `host-{id}`, not a viewer), so deleted accounts
+/// (`user_id` NULL) still count. Reads `presence` through
+/// `presence_stream_id_idx`; `OFFSET 0` works `viewer` out once per row (the
+/// regex only for rows without a user); MATERIALIZED so that no query
+/// rescans the sessions.
 const VISITS: &str = "\
 raw AS (
-  SELECT p.stream_id, p.user_id, p.joined_at AS a,
-         greatest(p.joined_at, coalesce(p.left_at, s.ended_at, now())) AS b
-    FROM presence p JOIN s ON s.id = p.stream_id
-   WHERE p.user_id IS NOT NULL AND p.identity = p.user_id::text
+  SELECT p.stream_id, p.viewer, p.a, p.b
+    FROM s CROSS JOIN LATERAL (
+           SELECT q.stream_id, q.joined_at AS a,
+                  greatest(q.joined_at, coalesce(q.left_at, s.ended_at, now())) AS b,
+                  CASE WHEN q.identity = q.user_id::text THEN q.user_id
+                       WHEN q.user_id IS NULL AND q.identity ~ '^[0-9]{1,18}$' THEN q.identity::int8
+                  END AS viewer
+             FROM presence q WHERE q.stream_id = s.id
+           OFFSET 0) p
+   WHERE p.viewer IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM channel_members m
-                      WHERE m.channel_id = s.channel_id AND m.user_id = p.user_id)
-     AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.channel_id AND c.owner_id = p.user_id)),
+                      WHERE m.channel_id = s.channel_id AND m.user_id = p.viewer)
+     AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.channel_id AND c.owner_id = p.viewer)),
 marked AS (
-  SELECT stream_id, user_id, a, b,
-         CASE WHEN a <= max(b) OVER (PARTITION BY stream_id, user_id ORDER BY a, b
+  SELECT stream_id, viewer, a, b,
+         CASE WHEN a <= max(b) OVER (PARTITION BY stream_id, viewer ORDER BY a, b
                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
               THEN 0 ELSE 1 END AS fresh
     FROM raw),
 islands AS (
-  SELECT stream_id, user_id, a, b,
-         sum(fresh) OVER (PARTITION BY stream_id, user_id ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+  SELECT stream_id, viewer, a, b,
+         sum(fresh) OVER (PARTITION BY stream_id, viewer ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
     FROM marked),
-visits AS (
-  SELECT stream_id, user_id, min(a) AS a, max(b) AS b FROM islands GROUP BY stream_id, user_id, island)";
+visits AS MATERIALIZED (
+  SELECT stream_id, viewer, min(a) AS a, max(b) AS b FROM islands GROUP BY stream_id, viewer, island)";
 
 /// Per stream of `s`: peak, unique viewers, watch time, chat.
 const PER_STREAM: &str = "\
@@ -228,7 +261,7 @@ ev AS (SELECT stream_id, a AS t, 1 AS d FROM visits UNION ALL SELECT stream_id, 
 run AS (SELECT stream_id, sum(d) OVER (PARTITION BY stream_id ORDER BY t, d ROWS UNBOUNDED PRECEDING) AS n
           FROM ev),
 peak AS (SELECT stream_id, max(n)::int8 AS peak FROM run GROUP BY stream_id),
-watch AS (SELECT stream_id, count(DISTINCT user_id) AS viewers,
+watch AS (SELECT stream_id, count(DISTINCT viewer) AS viewers,
                  round(sum(extract(epoch FROM b - a)))::int8 AS seconds
             FROM visits GROUP BY stream_id),
 chat AS (SELECT m.stream_id, count(*) FILTER (WHERE m.deleted_at IS NULL) AS messages,
@@ -288,37 +321,26 @@ pub async fn stream_figures(
     .await
 }
 
-/// Every stream of a channel, the latest first.
+/// Every stream of a channel (unannounced drafts left out), the latest
+/// first.
 pub async fn channel_streams(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
 ) -> diesel::QueryResult<Vec<StreamFigures>> {
-    diesel::sql_query(format!(
-        "WITH s AS ({CHANNEL_STREAMS}), {VISITS}, {PER_STREAM} SELECT * FROM per_stream \
-         ORDER BY coalesce(started_at, created_at) DESC, stream_id DESC"
-    ))
-    .bind::<BigInt, _>(channel.0)
-    .load(conn)
-    .await
+    Ok(channel_overview(conn, channel).await?.1)
 }
 
-/// The same figures over all of a channel's streams: the highest peak of
-/// any stream, distinct viewers across them, the sums of the rest.
-#[derive(Debug, Clone, QueryableByName)]
+/// The same figures over all of a channel's streams (unannounced drafts
+/// left out): the highest peak of any stream, distinct viewers across them,
+/// the sums of the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelTotals {
-    #[diesel(sql_type = BigInt)]
     pub streams: i64,
-    #[diesel(sql_type = BigInt)]
     pub peak_viewers: i64,
-    #[diesel(sql_type = BigInt)]
     pub unique_viewers: i64,
-    #[diesel(sql_type = BigInt)]
     pub watch_seconds: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
     pub average_watch_seconds: Option<i64>,
-    #[diesel(sql_type = BigInt)]
     pub chat_messages: i64,
-    #[diesel(sql_type = BigInt)]
     pub deleted_messages: i64,
 }
 
@@ -326,23 +348,46 @@ pub async fn channel_totals(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
 ) -> diesel::QueryResult<ChannelTotals> {
-    diesel::sql_query(format!(
-        "WITH s AS ({CHANNEL_STREAMS}), {VISITS}, {PER_STREAM}, \
-         viewers AS (SELECT count(DISTINCT user_id) AS n FROM visits) \
-         SELECT count(*) AS streams, \
-                coalesce(max(peak_viewers), 0)::int8 AS peak_viewers, \
-                (SELECT n FROM viewers) AS unique_viewers, \
-                coalesce(sum(watch_seconds), 0)::int8 AS watch_seconds, \
-                CASE WHEN (SELECT n FROM viewers) > 0 \
-                     THEN round(coalesce(sum(watch_seconds), 0)::numeric / (SELECT n FROM viewers))::int8 END \
-                  AS average_watch_seconds, \
-                coalesce(sum(chat_messages), 0)::int8 AS chat_messages, \
-                coalesce(sum(deleted_messages), 0)::int8 AS deleted_messages \
-           FROM per_stream"
+    Ok(channel_overview(conn, channel).await?.0)
+}
+
+#[derive(QueryableByName)]
+struct OverviewRow {
+    #[diesel(embed)]
+    figures: StreamFigures,
+    /// Distinct viewers over all the channel's streams (the same on every row).
+    #[diesel(sql_type = BigInt)]
+    channel_viewers: i64,
+}
+
+/// The channel's totals and every stream's figures (the latest first) from
+/// one query, so the viewers' sessions are worked out once.
+pub async fn channel_overview(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+) -> diesel::QueryResult<(ChannelTotals, Vec<StreamFigures>)> {
+    let rows: Vec<OverviewRow> = diesel::sql_query(format!(
+        "WITH s AS ({CHANNEL_STREAMS}), {VISITS}, {PER_STREAM} \
+         SELECT per_stream.*, (SELECT count(DISTINCT viewer) FROM visits) AS channel_viewers \
+           FROM per_stream ORDER BY coalesce(started_at, created_at) DESC, stream_id DESC"
     ))
     .bind::<BigInt, _>(channel.0)
-    .get_result(conn)
-    .await
+    .load(conn)
+    .await?;
+    let unique = rows.as_slice().first().map_or(0, |r| r.channel_viewers);
+    let streams: Vec<StreamFigures> = rows.into_iter().map(|r| r.figures).collect();
+    let watch: i64 = streams.iter().map(|f| f.watch_seconds).sum();
+    let totals = ChannelTotals {
+        streams: streams.len() as i64,
+        peak_viewers: streams.iter().map(|f| f.peak_viewers).max().unwrap_or(0),
+        unique_viewers: unique,
+        watch_seconds: watch,
+        // Rounded half up, as `round(numeric)` does for the streams' averages.
+        average_watch_seconds: (unique > 0).then(|| (2 * watch + unique) / (2 * unique)),
+        chat_messages: streams.iter().map(|f| f.chat_messages).sum(),
+        deleted_messages: streams.iter().map(|f| f.deleted_messages).sum(),
+    };
+    Ok((totals, streams))
 }
 
 /// Paid orders in one currency (of one stream when `stream_id` is set).
@@ -352,8 +397,12 @@ pub struct Sales {
     pub stream_id: Option<i64>,
     #[diesel(sql_type = Text)]
     pub currency: String,
+    /// Paid orders, free passes (orders of 0) included.
     #[diesel(sql_type = BigInt)]
     pub sold: i64,
+    /// Of `sold`, the free passes.
+    #[diesel(sql_type = BigInt)]
+    pub free: i64,
     #[diesel(sql_type = BigInt)]
     pub revenue_cents: i64,
 }
@@ -364,7 +413,7 @@ pub async fn stream_sales(
     stream: StreamId,
 ) -> diesel::QueryResult<Vec<Sales>> {
     diesel::sql_query(
-        "SELECT s.id AS stream_id, o.currency, count(*) AS sold, sum(o.amount_cents)::int8 AS revenue_cents \
+        "SELECT s.id AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
            FROM streams s \
            JOIN access_passes p ON p.channel_id = s.channel_id \
            JOIN orders o ON o.pass_id = p.id AND o.status = 'paid' \
@@ -383,7 +432,7 @@ pub async fn channel_sales_by_stream(
     channel: ChannelId,
 ) -> diesel::QueryResult<Vec<Sales>> {
     diesel::sql_query(
-        "SELECT s.id AS stream_id, o.currency, count(*) AS sold, sum(o.amount_cents)::int8 AS revenue_cents \
+        "SELECT s.id AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
            FROM streams s \
            JOIN access_passes p ON p.channel_id = s.channel_id \
            JOIN orders o ON o.pass_id = p.id AND o.status = 'paid' \
@@ -402,7 +451,7 @@ pub async fn channel_sales(
     channel: ChannelId,
 ) -> diesel::QueryResult<Vec<Sales>> {
     diesel::sql_query(
-        "SELECT NULL::int8 AS stream_id, o.currency, count(*) AS sold, sum(o.amount_cents)::int8 AS revenue_cents \
+        "SELECT NULL::int8 AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
            FROM orders o JOIN access_passes p ON p.id = o.pass_id \
           WHERE p.channel_id = $1 AND o.status = 'paid' \
           GROUP BY o.currency ORDER BY o.currency",
@@ -412,9 +461,9 @@ pub async fn channel_sales(
     .await
 }
 
-/// One step of the funnel: how many visitors reached it, and what share of
-/// the previous step's visitors that is (None for the first step, or when
-/// the previous step had nobody).
+/// One step of the funnel: how many visitors reached it (and every step
+/// before it), and what share of the previous step's visitors that is (None
+/// for the first step, or when the previous step had nobody).
 #[derive(Debug, Clone, QueryableByName)]
 pub struct FunnelStep {
     #[diesel(sql_type = Text)]
@@ -432,28 +481,47 @@ impl FunnelStep {
 }
 
 /// The funnel of one stream (`stream` set: events of that stream only) or
-/// of the whole channel (each visitor once per step across its streams and
-/// its channel pass page). Always the four steps, in order. The channel's
-/// team (looking at their own pages) is not counted.
+/// of the whole channel (its streams and its channel pass page together).
+/// Always the four steps, in order, each counting the visitors who reached
+/// it and the step before (so never more than the step before):
+/// 1. arrived — a denied visit or a pass page (people come straight to a
+///    pass page from a link, without a denied visit);
+/// 2. a pass page;
+/// 3. a checkout started, by someone who opened a pass page;
+/// 4. paid, by someone counted in 3.
+///
+/// The channel's team (looking at their own pages) is not counted.
 pub async fn funnel(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
     stream: Option<StreamId>,
 ) -> diesel::QueryResult<Vec<FunnelStep>> {
     diesel::sql_query(
-        "WITH steps(step, pos) AS (VALUES ('denied_visit', 1), ('pass_page', 2), \
-                                          ('checkout_started', 3), ('paid', 4)), \
-              counts AS (SELECT f.step, count(DISTINCT f.visitor) AS n FROM funnel_events f \
-                          WHERE f.channel_id = $1 AND ($2::int8 IS NULL OR f.stream_id = $2) \
-                            AND NOT EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = f.channel_id \
-                                              AND f.visitor = 'u:' || m.user_id) \
-                            AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = f.channel_id \
-                                              AND f.visitor = 'u:' || c.owner_id) \
-                          GROUP BY f.step) \
-         SELECT steps.step, coalesce(counts.n, 0) AS visitors, \
-                (100.0 * coalesce(counts.n, 0) \
-                   / nullif(lag(coalesce(counts.n, 0)) OVER (ORDER BY pos), 0))::float8 AS of_previous \
-           FROM steps LEFT JOIN counts USING (step) ORDER BY pos",
+        "WITH reached AS ( \
+           SELECT f.visitor, \
+                  bool_or(f.step IN ('denied_visit', 'pass_page')) AS arrived, \
+                  bool_or(f.step = 'pass_page') AS pass_page, \
+                  bool_or(f.step = 'checkout_started') AS checkout, \
+                  bool_or(f.step = 'paid') AS paid \
+             FROM funnel_events f \
+            WHERE f.channel_id = $1 AND ($2::int8 IS NULL OR f.stream_id = $2) \
+              AND NOT EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = f.channel_id \
+                                AND f.visitor = 'u:' || m.user_id) \
+              AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = f.channel_id \
+                                AND f.visitor = 'u:' || c.owner_id) \
+            GROUP BY f.visitor), \
+         n AS (SELECT count(*) FILTER (WHERE arrived) AS n1, \
+                      count(*) FILTER (WHERE pass_page) AS n2, \
+                      count(*) FILTER (WHERE pass_page AND checkout) AS n3, \
+                      count(*) FILTER (WHERE pass_page AND checkout AND paid) AS n4 \
+                 FROM reached) \
+         SELECT steps.step, steps.visitors, \
+                (100.0 * steps.visitors / nullif(steps.previous, 0))::float8 AS of_previous \
+           FROM n CROSS JOIN LATERAL (VALUES (1, 'denied_visit', n1, NULL::int8), \
+                                             (2, 'pass_page', n2, n1), \
+                                             (3, 'checkout_started', n3, n2), \
+                                             (4, 'paid', n4, n3)) AS steps(pos, step, visitors, previous) \
+          ORDER BY steps.pos",
     )
     .bind::<BigInt, _>(channel.0)
     .bind::<Nullable<BigInt>, _>(stream.map(|s| s.0))
@@ -465,7 +533,8 @@ pub async fn funnel(
 pub const MAX_POINTS: i32 = 720;
 
 /// One bucket of a stream's timeline: viewers present at any time during
-/// it, and chat messages (not deleted) posted in it.
+/// it (so a bucket can show more people than were ever there at once: the
+/// peak is the figure for that), and chat messages (not deleted) posted in it.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Bucket {
     #[diesel(sql_type = Timestamptz)]
@@ -483,6 +552,12 @@ pub struct Bucket {
 /// the minute it ended (or now, while live), both included; empty if it
 /// never went live. Longer than `MAX_POINTS` minutes, the buckets widen to
 /// keep at most that many.
+///
+/// One pass over the visits, not one per bucket: each visit covers the
+/// buckets `ka..=kb`; a viewer's later visit starts after the last bucket
+/// their earlier ones covered (so nobody counts twice in a bucket); +1 at
+/// the first bucket, -1 after the last, and a running sum over the buckets.
+/// Chat is one grouped count.
 pub async fn timeline(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
@@ -495,14 +570,28 @@ pub async fn timeline(
          width AS (SELECT first, last, \
                           greatest(1, ceil((extract(epoch FROM last - first) / 60 + 1) / {MAX_POINTS}.0))::int AS w \
                      FROM bounds), \
-         buckets AS (SELECT m, w FROM width, generate_series(first, last, make_interval(mins => w)) AS m) \
-         SELECT b.m AS at, b.w AS minutes, \
-                (SELECT count(DISTINCT v.user_id) FROM visits v \
-                  WHERE v.a < b.m + make_interval(mins => b.w) AND v.b > b.m) AS viewers, \
-                (SELECT count(*) FROM chat_messages c \
-                  WHERE c.stream_id = $1 AND c.deleted_at IS NULL \
-                    AND c.created_at >= b.m AND c.created_at < b.m + make_interval(mins => b.w)) AS messages \
-           FROM buckets b ORDER BY b.m"
+         grid AS (SELECT first, w, floor(extract(epoch FROM last - first) / (60 * w))::int AS top FROM width), \
+         spans AS (SELECT v.viewer, v.a, \
+                          greatest(0, floor(extract(epoch FROM v.a - g.first) / (60 * g.w)))::int AS ka, \
+                          least(g.top, ceil(extract(epoch FROM v.b - g.first) / (60 * g.w)) - 1)::int AS kb \
+                     FROM visits v CROSS JOIN grid g), \
+         own AS (SELECT kb, greatest(ka, coalesce(max(kb) OVER (PARTITION BY viewer ORDER BY a \
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1, ka)) AS k0 \
+                   FROM spans), \
+         steps AS (SELECT k, sum(d)::int8 AS d \
+                     FROM (SELECT k0 AS k, 1 AS d FROM own WHERE k0 <= kb \
+                           UNION ALL SELECT kb + 1, -1 FROM own WHERE k0 <= kb) e GROUP BY k), \
+         chat AS (SELECT floor(extract(epoch FROM c.created_at - g.first) / (60 * g.w))::int AS k, count(*) AS n \
+                    FROM chat_messages c CROSS JOIN grid g \
+                   WHERE c.stream_id = $1 AND c.deleted_at IS NULL AND c.created_at >= g.first \
+                     AND c.created_at < g.first + make_interval(mins => g.w * (g.top + 1)) \
+                   GROUP BY 1) \
+         SELECT g.first + make_interval(mins => g.w * i) AS at, g.w AS minutes, \
+                (sum(coalesce(steps.d, 0)) OVER (ORDER BY i))::int8 AS viewers, \
+                coalesce(chat.n, 0) AS messages \
+           FROM grid g CROSS JOIN generate_series(0, g.top) AS i \
+           LEFT JOIN steps ON steps.k = i LEFT JOIN chat ON chat.k = i \
+          ORDER BY i"
     ))
     .bind::<BigInt, _>(stream.0)
     .load(conn)

@@ -6,7 +6,8 @@
 //! everything; its moderators see the audience and chat figures and charts
 //! but no money (sales, revenue, the buying funnel) — the design's "only
 //! owners manage money"; anyone else gets 403. The figures themselves come
-//! from `crate::analytics`; this module only formats them.
+//! from `crate::analytics`; this module only formats them. The pages and
+//! CSVs are `Cache-Control: no-store` (they show revenue).
 
 use askama::Template;
 use axum::extract::{FromRequestParts, Path, State};
@@ -62,7 +63,7 @@ impl<S: Send + Sync> FromRequestParts<S> for FunnelVisitor {
     }
 }
 
-/// A funnel step recorded for a page; `apply` adds the visitor cookie to the
+/// A funnel step noted for a page; `apply` adds the visitor cookie to the
 /// response when it was just minted.
 #[must_use]
 pub struct Noted {
@@ -83,9 +84,13 @@ impl Noted {
 }
 
 impl FunnelVisitor {
-    /// Records `step` for this visitor: the user when signed in, else the
-    /// cookie's anonymous id (a new one, set by `Noted::apply`, if none).
-    pub async fn note(
+    /// Records `step` for this visitor — the user when signed in, else the
+    /// cookie's anonymous id — in the background (`analytics::note`: the
+    /// page does not wait). An anonymous request without the cookie is not
+    /// counted: it only gets a new cookie (set by `Noted::apply`), and the
+    /// visitor counts from the next request that brings it back, so clients
+    /// that keep no cookies (most bots) never write a row.
+    pub fn note(
         &self,
         state: &AppState,
         user: Option<UserId>,
@@ -94,14 +99,13 @@ impl FunnelVisitor {
         stream: Option<StreamId>,
     ) -> Noted {
         let (visitor, fresh) = match (user, self.cookie.as_deref().and_then(Visitor::anonymous)) {
-            (Some(u), _) => (Visitor::user(u), None),
-            (None, Some(v)) => (v, None),
-            (None, None) => {
-                let (id, v) = Visitor::new_anonymous();
-                (v, Some(id))
-            }
+            (Some(u), _) => (Some(Visitor::user(u)), None),
+            (None, Some(v)) => (Some(v), None),
+            (None, None) => (None, Some(Visitor::new_anonymous().0)),
         };
-        analytics::note(&state.db, step, channel, stream, &visitor).await;
+        if let Some(visitor) = visitor {
+            analytics::note(&state.db, step, channel, stream, visitor);
+        }
         let set_cookie = fresh.and_then(|id| {
             let cookie = Cookie::build((VISITOR_COOKIE, id))
                 .path("/")
@@ -170,6 +174,8 @@ impl FigureView {
 pub struct SalesRow {
     pub currency: String,
     pub sold: i64,
+    /// Of `sold`, free passes (0 revenue).
+    pub free: i64,
     pub revenue: String,
     pub revenue_cents: i64,
 }
@@ -180,6 +186,7 @@ fn sales_rows(sales: &[Sales]) -> Vec<SalesRow> {
         .map(|s| SalesRow {
             currency: s.currency.clone(),
             sold: s.sold,
+            free: s.free,
             revenue: money(s.revenue_cents, &s.currency),
             revenue_cents: s.revenue_cents,
         })
@@ -210,7 +217,10 @@ fn hh_mm(t: &DateTime<Utc>) -> String {
 }
 
 /// The viewers and chat charts of a stream's timeline (None: never live).
-fn timeline_charts(timeline: &[Bucket]) -> AppResult<Option<(Chart, Chart)>> {
+/// `all_messages` is the stream's chat figure, which also counts messages
+/// posted before it started (or after it ended); the chat chart says how
+/// many of those it shows.
+fn timeline_charts(timeline: &[Bucket], all_messages: i64) -> AppResult<Option<(Chart, Chart)>> {
     let Some(first) = timeline.first() else {
         return Ok(None);
     };
@@ -247,8 +257,12 @@ fn timeline_charts(timeline: &[Bucket]) -> AppResult<Option<(Chart, Chart)>> {
     );
     let viewers_chart = charts::line_chart(
         "viewers-chart",
-        &format!("Viewers per {per}"),
-        &format!("Viewers present in each {per}: at most {most} (at {at} UTC); {span}."),
+        &format!("Viewers during each {per}"),
+        &format!(
+            "People present at any time during each {per} (one who left as another joined \
+             counts in both, so a {per} can show more than the peak concurrent viewers): \
+             at most {most} (at {at} UTC); {span}."
+        ),
         "Time (UTC)",
         &labels,
         &[Series {
@@ -260,7 +274,10 @@ fn timeline_charts(timeline: &[Bucket]) -> AppResult<Option<(Chart, Chart)>> {
     let chat_chart = charts::line_chart(
         "chat-chart",
         &format!("Chat messages per {per}"),
-        &format!("{total} chat messages shown during the stream; {span}."),
+        &format!(
+            "{total} of the stream's {all_messages} chat messages were posted between its \
+             first and last {per} (the rest before it started or after it ended); {span}."
+        ),
         "Time (UTC)",
         &labels,
         &[Series {
@@ -322,6 +339,15 @@ fn revenue_charts(days: &[DayRevenue]) -> AppResult<Vec<Chart>> {
         )?);
     }
     Ok(out)
+}
+
+/// The page, not to be kept by browsers or proxies (it shows revenue).
+fn no_store(response: AppResult<Response>) -> AppResult<Response> {
+    let mut response = response?;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 fn csv_response(body: Vec<u8>, filename: &str) -> AppResult<Response> {
@@ -404,11 +430,11 @@ pub async fn stream_page(
         (Vec::new(), Vec::new())
     };
     drop(conn);
-    let (viewers_chart, chat_chart) = match timeline_charts(&timeline)? {
+    let (viewers_chart, chat_chart) = match timeline_charts(&timeline, figures.chat_messages)? {
         Some((v, c)) => (Some(v), Some(c)),
         None => (None, None),
     };
-    render(&StreamAnalyticsPage {
+    no_store(render(&StreamAnalyticsPage {
         layout,
         stream_id: stream.id,
         title: stream.title.clone(),
@@ -422,7 +448,7 @@ pub async fn stream_page(
         funnel: funnel_rows(&funnel),
         viewers_chart,
         chat_chart,
-    })
+    }))
 }
 
 pub async fn stream_csv(
@@ -514,8 +540,7 @@ pub async fn channel_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
-    let totals = analytics::channel_totals(&mut conn, channel.id).await?;
-    let per_stream = analytics::channel_streams(&mut conn, channel.id).await?;
+    let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let (sales, by_stream, funnel, per_day) = if may_see_money {
         (
             analytics::channel_sales(&mut conn, channel.id).await?,
@@ -538,11 +563,22 @@ pub async fn channel_page(
             sales: by_stream
                 .iter()
                 .filter(|s| s.stream_id == Some(f.stream_id))
-                .map(|s| format!("{} sold · {}", s.sold, money(s.revenue_cents, &s.currency)))
+                .map(|s| {
+                    let free = if s.free > 0 {
+                        format!(" ({} free)", s.free)
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "{} sold{free} · {}",
+                        s.sold,
+                        money(s.revenue_cents, &s.currency)
+                    )
+                })
                 .collect(),
         })
         .collect();
-    render(&ChannelAnalyticsPage {
+    no_store(render(&ChannelAnalyticsPage {
         layout,
         money: may_see_money,
         stream_count: totals.streams,
@@ -564,7 +600,7 @@ pub async fn channel_page(
         },
         revenue_days: analytics::REVENUE_DAYS,
         channel,
-    })
+    }))
 }
 
 pub async fn channel_csv(
@@ -574,8 +610,7 @@ pub async fn channel_csv(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
-    let totals = analytics::channel_totals(&mut conn, channel.id).await?;
-    let per_stream = analytics::channel_streams(&mut conn, channel.id).await?;
+    let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let body = if may_see_money {
         let sales = analytics::channel_sales(&mut conn, channel.id).await?;
         let by_stream = analytics::channel_sales_by_stream(&mut conn, channel.id).await?;

@@ -1098,8 +1098,7 @@ pub async fn for_stream(
         channel,
     };
     let noted = visitor
-        .note(&state, user, crate::analytics::Step::PassPage, page.channel.id, Some(page.stream.id))
-        .await;
+        .note(&state, user, crate::analytics::Step::PassPage, page.channel.id, Some(page.stream.id));
     Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 
@@ -1142,8 +1141,7 @@ pub async fn for_channel(
         channel,
     };
     let noted = visitor
-        .note(&state, user.map(|u| u.id), crate::analytics::Step::PassPage, page.channel.id, None)
-        .await;
+        .note(&state, user.map(|u| u.id), crate::analytics::Step::PassPage, page.channel.id, None);
     Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 

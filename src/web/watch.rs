@@ -17,7 +17,7 @@ use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
-use crate::db::streams::{self, Status, Stream};
+use crate::db::streams::{self, AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::livekit::tokens;
 use crate::state::AppState;
@@ -104,11 +104,11 @@ pub async fn show(
         )
         .await?,
     );
-    // The funnel's first step: shown the stream without access (not a ban).
-    let noted = if page.denial.is_some() && !page.banned {
-        visitor
-            .note(&state, user, Step::DeniedVisit, page.channel.id, Some(page.stream.id))
-            .await
+    // The funnel's first step: shown a pass-only stream without access (not
+    // a ban). A public stream only asks people to sign in: not the funnel.
+    let for_pass_holders = page.stream.access_kind() == AccessKind::Pass;
+    let noted = if for_pass_holders && page.denial.is_some() && !page.banned {
+        visitor.note(&state, user, Step::DeniedVisit, page.channel.id, Some(page.stream.id))
     } else {
         Noted::nothing()
     };

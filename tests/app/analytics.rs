@@ -129,6 +129,48 @@ async fn wait_for_presence(
     }
 }
 
+/// The channel's funnel events as (step, stream, visitor), in no order.
+async fn funnel_events(app: &TestApp, channel: &Channel) -> Vec<(String, Option<i64>, String)> {
+    #[derive(QueryableByName)]
+    struct Event {
+        #[diesel(sql_type = Text)]
+        step: String,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        stream_id: Option<i64>,
+        #[diesel(sql_type = Text)]
+        visitor: String,
+    }
+    let rows: Vec<Event> = diesel::sql_query(
+        "SELECT step, stream_id, visitor FROM funnel_events WHERE channel_id = $1 ORDER BY id",
+    )
+    .bind::<BigInt, _>(channel.id.0)
+    .load(&mut *app.conn().await)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|e| (e.step, e.stream_id, e.visitor))
+        .collect()
+}
+
+/// Waits until `done` holds for the channel's funnel events (pages record
+/// their step in the background, after the response).
+async fn wait_for_funnel(
+    app: &TestApp,
+    channel: &Channel,
+    what: &str,
+    done: impl Fn(&[(String, Option<i64>, String)]) -> bool,
+) -> Vec<(String, Option<i64>, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = funnel_events(app, channel).await;
+        if done(&rows) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{what} never recorded: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn open_sessions_of(rows: &[PresenceRow], user: UserId) -> usize {
     rows.iter()
         .filter(|r| r.identity == user.to_string() && r.left_at.is_none())
@@ -370,7 +412,8 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     let stream_passes = format!("/s/{}/pass", stream.id);
     let channel_passes = format!("/c/{}/passes", channel.handle);
 
-    // The funnel. An anonymous visitor, twice on each page: counted once.
+    // The funnel. An anonymous visitor, twice on each page: the first visit
+    // only sets the cookie; from the second on they count, once per step.
     let anonymous = app.anonymous();
     let first = anonymous.get(&watch).await;
     assert_eq!(first.status, StatusCode::OK);
@@ -480,13 +523,36 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     let rows = presence(&app, stream.id).await;
     let want = expected(&rows, &[owner_id, moderator_id], ended.ended_at.unwrap());
     assert_eq!(want.unique, 3, "v1, v2 and v4; not the moderator: {rows:?}");
+    // Every page view's funnel step is in: the anonymous visitor's second
+    // watch page and pass page, v1–v3's watch and pass pages, v4's channel
+    // pass page (the checkouts and payments are recorded in their requests).
+    let events = wait_for_funnel(&app, &channel, "the page views", |e| {
+        e.iter()
+            .filter(|(step, _, _)| step == "denied_visit" || step == "pass_page")
+            .count()
+            >= 9
+    })
+    .await;
+    assert_eq!(events.len(), 16, "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, _, v)| v.starts_with("a:"))
+            .count(),
+        2,
+        "the anonymous visitor once on each page: {events:?}"
+    );
 
     let page = owner
         .get(&format!("/studio/streams/{}/analytics", stream.id))
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(page.text_of("#unique-viewers"), "3");
-    assert_eq!(page.text_of("#peak-viewers"), want.peak.to_string());
+    // v1 (back), v2 and v4 were all connected at once before the end (the
+    // script waited for it), and there are only three viewers.
+    assert_eq!(page.text_of("#peak-viewers"), "3");
+    assert_eq!(want.peak, 3);
     assert_eq!(
         page.attr("#total-watch", "data-seconds"),
         Some(want.watch_seconds.to_string())
@@ -564,9 +630,10 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     );
     let rows = csv_rows(&csv.text);
     assert_eq!(csv_value(&rows, "summary", "unique_viewers", ""), "3");
+    assert_eq!(csv.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(
         csv_value(&rows, "summary", "peak_concurrent_viewers", ""),
-        want.peak.to_string()
+        "3"
     );
     assert_eq!(
         csv_value(&rows, "summary", "total_watch_seconds", ""),
@@ -580,12 +647,13 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     assert_eq!(csv_value(&rows, "funnel", "paid", ""), "2");
     let per_minute = rows
         .iter()
-        .filter(|r| r["section"] == "per_minute" && r["metric"] == "viewers")
+        .filter(|r| r["section"] == "per_minute" && r["metric"] == "viewers_during_minute")
         .count();
     assert_eq!(per_minute as i64, minutes);
 
     // The channel: every sale of its passes, per currency; the funnel adds
-    // v4, who came through the channel's pass page.
+    // v4, who came straight to the channel's pass page (no denied visit:
+    // counted from the pass page on).
     let overview = owner
         .get(&format!("/studio/channels/{}/analytics", channel.handle))
         .await;
@@ -602,9 +670,18 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     assert_eq!(
         funnel(&overview)
             .into_iter()
-            .map(|(_, n, _)| n)
+            .map(|(_, n, p)| (n, p))
             .collect::<Vec<_>>(),
-        vec!["4", "5", "4", "3"]
+        vec![
+            ("5".to_owned(), "—".to_owned()),
+            ("5".to_owned(), "100.0 %".to_owned()),
+            ("4".to_owned(), "80.0 %".to_owned()),
+            ("3".to_owned(), "75.0 %".to_owned()),
+        ]
+    );
+    assert_eq!(
+        overview.header("cache-control").as_deref(),
+        Some("no-store")
     );
     let line = overview.text_of(&format!(
         "#streams tr[data-stream-id=\"{}\"] .sales",
@@ -814,10 +891,12 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
         .await
         .unwrap();
     }
+    // A draft nobody announced yet is the team's business: not counted.
+    builders::stream(&app, &channel, "pass").await;
     let totals = analytics::channel_totals(&mut conn, channel.id)
         .await
         .unwrap();
-    assert_eq!(totals.streams, 2);
+    assert_eq!(totals.streams, 2, "the unannounced draft is left out");
     assert_eq!(totals.peak_viewers, 2, "the highest of any one stream");
     assert_eq!(totals.unique_viewers, 4, "A, B, C, D: B once");
     assert_eq!(totals.watch_seconds, 390 + 1200);
@@ -835,10 +914,13 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
         "the latest first"
     );
 
-    // Orders: paid in two currencies, one refunded, one too old for the chart.
+    // Orders: paid in two currencies, one refunded, one too old for the
+    // chart, and a free pass (a sale at 0).
     let usd = pass(&app, &channel, None, "Day", 900, "USD").await;
     let eur = pass(&app, &channel, Some(stream.id), "Ticket", 1500, "EUR").await;
+    let free = pass(&app, &channel, Some(stream.id), "Guest", 0, "EUR").await;
     for (p, cents, currency, status, paid_days_ago, from) in [
+        (free, 0, "EUR", "paid", Some(0), Some(stream.id)),
         (usd, 900, "USD", "paid", Some(0), Some(stream.id)),
         (usd, 900, "USD", "paid", Some(3), None),
         (usd, 900, "USD", "refunded", Some(1), Some(stream.id)),
@@ -864,19 +946,19 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
     let sold = analytics::stream_sales(&mut conn, stream.id).await.unwrap();
     assert_eq!(
         sold.iter()
-            .map(|s| (s.currency.as_str(), s.sold, s.revenue_cents))
+            .map(|s| (s.currency.as_str(), s.sold, s.free, s.revenue_cents))
             .collect::<Vec<_>>(),
-        vec![("EUR", 1, 1500), ("USD", 1, 900)],
-        "from the stream, or a pass for it alone; refunds and pending excluded"
+        vec![("EUR", 2, 1, 1500), ("USD", 1, 0, 900)],
+        "from the stream, or a pass for it alone; free passes sold at 0; refunds and pending excluded"
     );
     let all = analytics::channel_sales(&mut conn, channel.id)
         .await
         .unwrap();
     assert_eq!(
         all.iter()
-            .map(|s| (s.currency.as_str(), s.sold, s.revenue_cents))
+            .map(|s| (s.currency.as_str(), s.sold, s.free, s.revenue_cents))
             .collect::<Vec<_>>(),
-        vec![("EUR", 1, 1500), ("USD", 3, 2700)]
+        vec![("EUR", 2, 1, 1500), ("USD", 3, 0, 2700)]
     );
     let days = analytics::revenue_per_day(&mut conn, channel.id)
         .await
@@ -917,7 +999,10 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
             .all(|d| d.currency.is_none() && d.revenue_cents == 0)
     );
 
-    // The funnel: each visitor once per step; percentages of the step before.
+    // The funnel: each visitor once per step, and only if they reached the
+    // step before; percentages of the step before. y came straight to the
+    // pass page (a link) and bought; z started a checkout without a pass
+    // page, w was recorded as paid only: neither is counted past the entry.
     let visitor = |s: &str| analytics::Visitor::anonymous(s).unwrap();
     for (step, who, on) in [
         (analytics::Step::DeniedVisit, visitor("x1"), Some(stream.id)),
@@ -940,6 +1025,21 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
             analytics::Visitor::user(b),
             Some(stream.id),
         ),
+        (analytics::Step::PassPage, visitor("y"), Some(stream.id)),
+        (
+            analytics::Step::CheckoutStarted,
+            visitor("y"),
+            Some(stream.id),
+        ),
+        (analytics::Step::Paid, visitor("y"), Some(stream.id)),
+        (analytics::Step::DeniedVisit, visitor("z"), Some(stream.id)),
+        (
+            analytics::Step::CheckoutStarted,
+            visitor("z"),
+            Some(stream.id),
+        ),
+        (analytics::Step::Paid, visitor("z"), Some(stream.id)),
+        (analytics::Step::Paid, visitor("w"), Some(stream.id)),
         // The team looking at their own pages is not the audience.
         (
             analytics::Step::DeniedVisit,
@@ -969,16 +1069,21 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
             ))
             .collect::<Vec<_>>(),
         vec![
-            ("denied_visit", 3, None),
-            ("pass_page", 2, Some(66.7)),
-            ("checkout_started", 1, Some(50.0)),
-            ("paid", 0, Some(0.0)),
-        ]
+            ("denied_visit", 5, None),
+            ("pass_page", 3, Some(60.0)),
+            ("checkout_started", 2, Some(66.7)),
+            ("paid", 1, Some(50.0)),
+        ],
+        "entry: x1, x2, b, y, z; pass page: x1, b, y; checkout: b, y; paid: y"
     );
+    assert!(steps.windows(2).all(|w| w[1].visitors <= w[0].visitors));
     let whole = analytics::funnel(&mut conn, channel.id, None)
         .await
         .unwrap();
-    assert_eq!(whole[1].visitors, 2, "x1 on two pass pages is one visitor");
+    assert_eq!(
+        whole[1].visitors, 3,
+        "x1 on two pass pages is one visitor (with b and y)"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -992,7 +1097,8 @@ async fn only_the_team_sees_analytics_and_only_the_owner_sees_money() {
     let stream = builders::stream(&app, &channel, "pass").await;
     // A title a spreadsheet would run as a formula, and HTML.
     diesel::sql_query(
-        "UPDATE streams SET title = '=HYPERLINK(\"http://evil.example\")<b>' WHERE id = $1",
+        "UPDATE streams SET title = '=HYPERLINK(\"http://evil.example\")<b>', \
+                scheduled_at = now() + interval '1 day' WHERE id = $1",
     )
     .bind::<BigInt, _>(stream.id.0)
     .execute(&mut *app.conn().await)
@@ -1083,12 +1189,64 @@ async fn only_the_team_sees_analytics_and_only_the_owner_sees_money() {
         owner.get(&urls[2]).await.has("#revenue-chart"),
         "zero revenue still charts its 30 days"
     );
-    let csv = moderator.get(&urls[3]).await;
-    let rows = csv_rows(&csv.text);
-    assert!(
-        rows.iter()
-            .all(|r| r["section"] != "channel_sales" && r["section"] != "funnel")
-    );
+
+    // A sale from the stream and a funnel step, so that the owner's CSVs have
+    // money in them: the moderator's have none — no sales or funnel section,
+    // no money metric, no currency on any row.
+    let ticket = pass(&app, &channel, Some(stream.id), "Ticket", 700, "USD").await;
+    diesel::sql_query(
+        "INSERT INTO orders (user_id, pass_id, amount_cents, currency, provider, status, stream_id, paid_at) \
+         VALUES ($1, $2, 700, 'USD', 'dev', 'paid', $3, now())",
+    )
+    .bind::<BigInt, _>(moderator_id.0)
+    .bind::<BigInt, _>(ticket.0)
+    .bind::<BigInt, _>(stream.id.0)
+    .execute(&mut *app.conn().await)
+    .await
+    .unwrap();
+    analytics::record(
+        &mut *app.conn().await,
+        analytics::Step::PassPage,
+        channel.id,
+        Some(stream.id),
+        &analytics::Visitor::anonymous("someone").unwrap(),
+    )
+    .await
+    .unwrap();
+    let money_metrics = ["passes_sold", "free_passes", "revenue"];
+    for url in [&urls[1], &urls[3]] {
+        let owners = csv_rows(&owner.get(url).await.text);
+        assert!(
+            owners
+                .iter()
+                .any(|r| r["metric"] == "revenue" && r["currency"] == "USD"),
+            "{url}: the owner's CSV has the sale: {owners:?}"
+        );
+        assert!(owners.iter().any(|r| r["section"] == "funnel"), "{url}");
+        let csv = moderator.get(url).await;
+        assert_eq!(csv.status, StatusCode::OK, "{url}");
+        let rows = csv_rows(&csv.text);
+        assert!(!rows.is_empty(), "{url}");
+        for r in &rows {
+            assert!(
+                !money_metrics.contains(&r["metric"].as_str())
+                    && r["currency"].is_empty()
+                    && !["sales", "channel_sales", "funnel", "revenue_per_day"]
+                        .contains(&r["section"].as_str()),
+                "{url}: a moderator's CSV shows money: {r:?}"
+            );
+        }
+    }
+    // Pages and CSVs with revenue on them are never cached.
+    for url in &urls {
+        for who in [&owner, &moderator] {
+            assert_eq!(
+                who.get(url).await.header("cache-control").as_deref(),
+                Some("no-store"),
+                "{url}"
+            );
+        }
+    }
 
     // CSV: an attachment, and the title cannot start a formula.
     let csv = owner.get(&urls[3]).await;
@@ -1121,4 +1279,190 @@ async fn only_the_team_sees_analytics_and_only_the_owner_sees_money() {
         "#channel-{} a[href=\"/studio/channels/{}/analytics\"]",
         channel.handle, channel.handle
     )));
+}
+
+// ---------------------------------------------------------------------------
+// Figures that must not change after the fact, and visits that must not count.
+
+#[tokio::test]
+async fn a_viewer_who_deletes_their_account_still_counts() {
+    let app = TestApp::spawn().await;
+    let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let channel = builders::channel(&app, owner_id, "kept").await;
+    let stream = builders::stream(&app, &channel, "public").await;
+    let (_, gone) = builders::user(&app, "gone@example.com", "Gone").await;
+    let (_, stays) = builders::user(&app, "stays@example.com", "Stays").await;
+    let mut conn = app.conn().await;
+    diesel::sql_query(
+        "UPDATE streams SET status = 'ended', started_at = '2026-03-01 10:00:00+00', \
+                ended_at = '2026-03-01 10:10:00+00' WHERE id = $1",
+    )
+    .bind::<BigInt, _>(stream.id.0)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for (i, (u, joined, left)) in [
+        (gone, "10:01:00", "10:05:00"),
+        (stays, "10:02:00", "10:03:00"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        diesel::sql_query(
+            "INSERT INTO presence (stream_id, room_name, user_id, identity, participant_sid, joined_at, left_at) \
+             VALUES ($1, 'r', $2, $3, $4, ('2026-03-01 ' || $5 || '+00')::timestamptz, \
+                     ('2026-03-01 ' || $6 || '+00')::timestamptz)",
+        )
+        .bind::<BigInt, _>(stream.id.0)
+        .bind::<BigInt, _>(u.0)
+        .bind::<Text, _>(u.to_string())
+        .bind::<Text, _>(format!("PD_{i}"))
+        .bind::<Text, _>(joined)
+        .bind::<Text, _>(left)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let figures =
+        |f: &analytics::StreamFigures| (f.unique_viewers, f.peak_viewers, f.watch_seconds);
+    let before = analytics::stream_figures(&mut conn, stream.id)
+        .await
+        .unwrap();
+    assert_eq!(figures(&before), (2, 2, 240 + 60));
+    let timeline_before: Vec<i64> = analytics::timeline(&mut conn, stream.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.viewers)
+        .collect();
+    assert_eq!(timeline_before, vec![0, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0]);
+
+    // The account goes; its presence rows stay, without a user.
+    diesel::sql_query("DELETE FROM users WHERE id = $1")
+        .bind::<BigInt, _>(gone.0)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let rows = presence(&app, stream.id).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.user_id.is_none() && r.identity == gone.to_string()),
+        "{rows:?}"
+    );
+
+    let after = analytics::stream_figures(&mut conn, stream.id)
+        .await
+        .unwrap();
+    assert_eq!(figures(&after), figures(&before));
+    let timeline_after: Vec<i64> = analytics::timeline(&mut conn, stream.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.viewers)
+        .collect();
+    assert_eq!(timeline_after, timeline_before);
+    let totals = analytics::channel_totals(&mut conn, channel.id)
+        .await
+        .unwrap();
+    assert_eq!((totals.unique_viewers, totals.watch_seconds), (2, 300));
+}
+
+#[tokio::test]
+async fn anonymous_visits_count_from_the_cookie_s_return_and_public_streams_are_no_funnel() {
+    let app = TestApp::spawn().await;
+    let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let channel = builders::channel(&app, owner_id, "doors").await;
+    let paid = builders::stream(&app, &channel, "pass").await;
+    let public = builders::stream(&app, &channel, "public").await;
+    diesel::sql_query(
+        "UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE channel_id = $1",
+    )
+    .bind::<BigInt, _>(channel.id.0)
+    .execute(&mut *app.conn().await)
+    .await
+    .unwrap();
+    let (user, user_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
+    let watch_paid = format!("/s/{}", paid.id);
+    let watch_public = format!("/s/{}", public.id);
+
+    // Clients that keep no cookies (bots): each request gets a cookie, none counts.
+    for _ in 0..3 {
+        let hit = app.anonymous().get(&watch_paid).await;
+        assert_eq!(hit.status, StatusCode::OK);
+        assert!(
+            hit.header("set-cookie")
+                .is_some_and(|c| c.starts_with("stagepass_visitor=")),
+        );
+    }
+    // A person: the first visit sets the cookie and is not counted either.
+    let person = app.anonymous();
+    let first = person.get(&watch_paid).await;
+    let cookie = first.header("set-cookie").expect("the visitor cookie");
+    let id = cookie
+        .strip_prefix("stagepass_visitor=")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    // Anonymous and signed-in visits of a public stream are not the funnel
+    // (it only asks people to sign in), and set no cookie.
+    let fresh = app.anonymous().get(&watch_public).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(
+        fresh
+            .header("set-cookie")
+            .is_none_or(|c| !c.starts_with("stagepass_visitor=")),
+        "no visitor cookie on a public stream"
+    );
+    person.get(&watch_public).await;
+    user.get(&watch_public).await;
+    // A signed-in visit of the pass stream counts at once: once it is in,
+    // the visits before it would have been too.
+    user.get(&watch_paid).await;
+    let events = wait_for_funnel(&app, &channel, "the signed-in denied visit", |e| {
+        !e.is_empty()
+    })
+    .await;
+    assert_eq!(
+        events,
+        vec![(
+            "denied_visit".to_owned(),
+            Some(paid.id.0),
+            format!("u:{user_id}")
+        )],
+        "no row for the cookie-less visits or the public stream"
+    );
+
+    // The person comes back with the cookie: now they count.
+    let again = person.get(&watch_paid).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(
+        again
+            .header("set-cookie")
+            .is_none_or(|c| !c.starts_with("stagepass_visitor=")),
+        "the cookie is kept"
+    );
+    person.get(&watch_public).await;
+    person.get(&format!("/s/{}/pass", paid.id)).await;
+    let events = wait_for_funnel(&app, &channel, "the returning visitor", |e| e.len() >= 3).await;
+    let visitor = format!("a:{id}");
+    let mut mine: Vec<(String, Option<i64>)> = events
+        .iter()
+        .filter(|(_, _, v)| *v == visitor)
+        .map(|(step, stream, _)| (step.clone(), *stream))
+        .collect();
+    mine.sort();
+    assert_eq!(
+        mine,
+        vec![
+            ("denied_visit".to_owned(), Some(paid.id.0)),
+            ("pass_page".to_owned(), Some(paid.id.0)),
+        ]
+    );
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(_, stream, _)| *stream != Some(public.id.0)),
+        "{events:?}"
+    );
 }

@@ -1,0 +1,1 @@
+DROP INDEX presence_stream_id_idx;
