@@ -59,7 +59,8 @@ pub struct BellFragment {
     pub bell: Bell,
 }
 
-/// The bell alone, for its polling (every 30 s, and when the list changes).
+/// The bell alone, for its polling (every 30 s while the tab is visible, see
+/// static/js/app.js, and when the list changes).
 /// Signed out (the session ended meanwhile): 204, and htmx leaves the page be.
 pub async fn bell(
     State(state): State<AppState>,
