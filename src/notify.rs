@@ -4,8 +4,10 @@
 //! - Going live notifies once per stream (`UNIQUE (user_id, stream_id, kind)`,
 //!   `ON CONFLICT DO NOTHING`): going live twice, or a retried fan-out, is one
 //!   notification.
-//! - Scheduling notifies; a reschedule refreshes the notification (new time,
-//!   unread again); removing the schedule withdraws it.
+//! - Scheduling notifies; a reschedule replaces the notification with a new
+//!   one (new time, unread, a new id: the list is newest first by id, so it
+//!   comes back to the top, and "Mark all read" on a page shown before does
+//!   not mark it); removing the schedule withdraws it.
 //! - The channel's own team (owner, moderators) is not told about its own
 //!   streams — they made them — and nor is anyone banned from the channel.
 //!
@@ -57,9 +59,10 @@ pub async fn stream_live(
 }
 
 /// The stream's schedule was set or changed (`before`: the schedule it had).
-/// A draft with a new time tells every follower (again, as unread, with the
-/// new time); a schedule taken away withdraws what they were told. Saving
-/// without changing the time tells nobody anything.
+/// A draft with a new time tells every follower (again: what they were told
+/// before is replaced by a new, unread notification); a schedule taken away
+/// withdraws what they were told. Saving without changing the time tells
+/// nobody anything. Call it inside the transaction that changed the stream.
 pub async fn schedule_changed(
     conn: &mut AsyncPgConnection,
     stream: &Stream,
@@ -68,18 +71,19 @@ pub async fn schedule_changed(
     if stream.status() != Status::Draft || stream.scheduled_at == before {
         return Ok(0);
     }
-    if stream.scheduled_at.is_none() {
-        return diesel::sql_query("DELETE FROM notifications WHERE stream_id = $1 AND kind = $2")
+    let withdrawn =
+        diesel::sql_query("DELETE FROM notifications WHERE stream_id = $1 AND kind = $2")
             .bind::<BigInt, _>(stream.id.0)
             .bind::<Text, _>(Kind::Scheduled.as_str())
             .execute(conn)
-            .await;
+            .await?;
+    if stream.scheduled_at.is_none() {
+        return Ok(withdrawn);
     }
     let n = diesel::sql_query(format!(
         "INSERT INTO notifications (user_id, kind, channel_id, stream_id) \
          SELECT f.user_id, $2, s.channel_id, s.id {RECIPIENTS} \
-         ON CONFLICT (user_id, stream_id, kind) \
-         DO UPDATE SET created_at = now(), read_at = NULL"
+         ON CONFLICT (user_id, stream_id, kind) DO NOTHING"
     ))
     .bind::<BigInt, _>(stream.id.0)
     .bind::<Text, _>(Kind::Scheduled.as_str())

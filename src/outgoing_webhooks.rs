@@ -6,9 +6,11 @@
 //!   the transaction that changes the stream or recording: one row per event
 //!   per endpoint (`db::webhooks::enqueue`), so nothing is lost when a
 //!   receiver, or this server, is down.
-//! - The worker (one per app instance; any number can run) claims due rows
-//!   with `FOR UPDATE SKIP LOCKED`, POSTs them (10 s timeout), and logs every
-//!   attempt. 2xx is delivered; anything else is retried after
+//! - The worker (one per app instance; any number can run) keeps up to
+//!   `MAX_IN_FLIGHT` deliveries in flight, claiming more as each finishes:
+//!   due rows, at most one in flight per endpoint across all instances (a
+//!   slow receiver holds one slot, not the queue). It POSTs them (10 s
+//!   timeout) and logs every attempt. 2xx is delivered; anything else is retried after
 //!   `WEBHOOKS_BACKOFF_BASE_MS` × 1, 3, 12, 60, 360, 2160, 4320, until
 //!   `WEBHOOKS_MAX_ATTEMPTS` attempts, then the delivery is failed.
 //! - Signature (Stripe-style): `X-Stagepass-Signature: t=<unix>,v1=<hex
@@ -20,7 +22,8 @@
 //!
 //! Payloads say what happened to the stream, never a secret or anything about
 //! viewers; secrets and URLs (which may carry a receiver's token) never reach
-//! a log line or an error message.
+//! a log line or an error message (errors are described without the URL, TLS
+//! certificate errors in fixed words, and the host is scrubbed from the rest).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -41,7 +44,7 @@ use crate::db::channels::Channel;
 use crate::db::recordings::Recording;
 use crate::db::schema::{channels, recordings, streams};
 use crate::db::streams::Stream;
-use crate::db::webhooks::{self, AttemptResult, Claimed};
+use crate::db::webhooks::{self, AttemptResult, Claimed, Recorded};
 use crate::state::AppState;
 
 /// What a channel's receivers hear about.
@@ -70,8 +73,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A claimed delivery is another instance's to retry after this long without
 /// a report (longer than any attempt can take).
 const LEASE: Duration = Duration::from_secs(60);
-/// Deliveries sent at once by one worker.
-const BATCH: i64 = 10;
+/// Deliveries one worker has in flight at most (each to another endpoint).
+const MAX_IN_FLIGHT: usize = 32;
 /// The worker looks at the queue at least this often, even without a NOTIFY.
 const MAX_IDLE: Duration = Duration::from_secs(2);
 /// How much of a receiver's answer (or of an error) the log keeps.
@@ -213,12 +216,18 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 // ---------------------------------------------------------------------------
 // Where requests may go.
 
-/// False for loopback, private, link-local, shared (CGNAT), multicast,
-/// unspecified, documentation and reserved addresses.
+/// Whether a webhook may go to `ip`. IPv4: everything but loopback, private,
+/// link-local, shared (CGNAT), multicast, unspecified, documentation,
+/// benchmarking and reserved addresses. IPv6: an allowlist — global unicast
+/// (2000::/3) only, minus documentation (2001:db8::/32, 3fff::/20), 6to4
+/// (2002::/16) and the IETF protocol block (2001::/23: Teredo, ORCHID,
+/// benchmarking…); an IPv4-mapped or well-known NAT64 (64:ff9b::/96)
+/// address is judged by the IPv4 address inside. Anything else (::/96
+/// IPv4-compatible, fec0::/10, fc00::/7, 64:ff9b:1::/48, 100::/64, …) is out.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
-            let [o0, o1, ..] = a.octets();
+            let [o0, o1, o2, _] = a.octets();
             !(a.is_loopback()
                 || a.is_private()
                 || a.is_link_local()
@@ -230,7 +239,8 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || o0 >= 240
                 || (o0 == 100 && (o1 & 0xc0) == 64)
                 || (o0 == 198 && (o1 & 0xfe) == 18)
-                || (o0 == 192 && o1 == 0 && a.octets()[2] == 0))
+                || (o0 == 192 && o1 == 0 && o2 == 0)
+                || (o0 == 192 && o1 == 88 && o2 == 99))
         }
         IpAddr::V6(a) => {
             if let Some(v4) = a.to_ipv4_mapped() {
@@ -247,12 +257,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 );
                 return is_public(IpAddr::V4(v4));
             }
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8))
+            (s[0] & 0xe000) == 0x2000
+                && !(s[0] == 0x2002
+                    || (s[0] == 0x2001 && s[1] < 0x0200)
+                    || (s[0] == 0x2001 && s[1] == 0x0db8)
+                    || (s[0] & 0xfff0) == 0x3ff0)
         }
     }
 }
@@ -276,14 +285,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
+            let refused =
+                || Box::new(Refused(PRIVATE_REFUSED)) as Box<dyn std::error::Error + Send + Sync>;
+            let found: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addrs) => addrs
+                    .filter(|a| allow_private || is_public(a.ip()))
+                    .collect(),
+                // A name that does not resolve says the same as one that
+                // resolves privately: no probing the network's DNS.
+                Err(_) if !allow_private => return Err(refused()),
+                Err(e) => return Err(Box::new(e)),
+            };
             if found.is_empty() {
-                return Err(
-                    Box::new(Refused(PRIVATE_REFUSED)) as Box<dyn std::error::Error + Send + Sync>
-                );
+                return Err(refused());
             }
             Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
         })
@@ -304,6 +318,9 @@ pub fn client(config: &OutgoingWebhooksConfig) -> reqwest::Result<reqwest::Clien
         .user_agent(concat!("stagepass-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+const NO_PUBLIC_ADDRESS: &str = "We could not find a public address for that host. Check the \
+     address: webhooks go to public addresses only, not to private networks or this server.";
 
 /// Checks a URL an owner typed; answers it normalised, or what is wrong in
 /// words for the form. Unless private addresses are allowed, the host must
@@ -339,13 +356,15 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
             let lookup = tokio::net::lookup_host((name, 0));
             match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
                 Ok(Ok(addrs)) => addrs.into_iter().any(|a| is_public(a.ip())),
-                _ => return Err("We could not find that host. Check the address.".into()),
+                _ => false,
             }
         }
         None => return Err(bad()),
     };
+    // One message whether the name is unknown or private: which one it is
+    // would tell an owner about the network this server is on.
     if !public {
-        return Err("That address is on a private network (or this server itself). Webhooks go to public addresses only.".into());
+        return Err(NO_PUBLIC_ADDRESS.into());
     }
     Ok(url)
 }
@@ -386,22 +405,48 @@ fn clip(text: &str) -> String {
     }
 }
 
-/// A reqwest error in words, without the URL: the innermost cause says most.
-fn describe(e: reqwest::Error) -> String {
+/// A reqwest error in words, without the URL or its host: the innermost
+/// cause says most, but TLS certificate errors name hosts, so they get fixed
+/// words, and the host is scrubbed from anything else.
+fn describe(e: reqwest::Error, host: &str) -> String {
     if e.is_timeout() {
         return format!("timed out after {} s without an answer", TIMEOUT.as_secs());
     }
     let e = e.without_url();
-    let mut cause: &dyn std::error::Error = &e;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
     let what = if e.is_connect() {
         "could not connect"
     } else {
         "the request failed"
     };
-    clip(&format!("{what}: {cause}"))
+    let causes: Vec<String> =
+        std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source())
+            .map(ToString::to_string)
+            .collect();
+    clip(&format!("{what}: {}", cause_words(&causes, host)))
+}
+
+/// What to say about an error whose causes (outermost first) read `causes`.
+fn cause_words(causes: &[String], host: &str) -> String {
+    if let Some(refused) = causes.iter().find(|c| c.as_str() == PRIVATE_REFUSED) {
+        return refused.clone();
+    }
+    if causes
+        .iter()
+        .any(|c| c.to_ascii_lowercase().contains("certificate"))
+    {
+        return "the receiver's TLS certificate was not accepted (expired, self-signed, or \
+                not issued for this host name)"
+            .to_owned();
+    }
+    let innermost = causes.last().map(String::as_str).unwrap_or_default();
+    if host.is_empty() {
+        return innermost.to_owned();
+    }
+    let mut said = innermost.to_owned();
+    while let Some(at) = said.to_ascii_lowercase().find(&host.to_ascii_lowercase()) {
+        said.replace_range(at..at + host.len(), "[host]");
+    }
+    said
 }
 
 /// Reads at most a little of a receiver's answer, for the log.
@@ -450,6 +495,7 @@ pub async fn send(
     {
         return done(None, Some(PRIVATE_REFUSED.into()));
     }
+    let host = url.host_str().unwrap_or_default().to_owned();
     let t = started_at.timestamp();
     let request = client
         .post(url)
@@ -475,7 +521,7 @@ pub async fn send(
                 done(Some(status.as_u16()), Some(error))
             }
         }
-        Err(e) => done(None, Some(describe(e))),
+        Err(e) => done(None, Some(describe(e, &host))),
     }
 }
 
@@ -536,31 +582,45 @@ pub async fn run(state: AppState) {
         }
     }
     let _listener = AbortOnDrop(tokio::spawn(listen(state.clone(), wake.clone())));
+    // Dropped with the worker: the deliveries in flight end with it (their
+    // leases run out and another instance, or the next start, retries them).
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        let sleep = match deliver_due(&state, &client).await {
-            Ok(Some(sleep)) => sleep,
-            Ok(None) => continue,
-            Err(e) => {
-                metrics::counter!("webhook_worker_failures_total").increment(1);
-                tracing::warn!(error = %e, "outgoing webhooks: delivering");
-                MAX_IDLE
+        let mut sleep = MAX_IDLE;
+        if in_flight.len() < MAX_IN_FLIGHT {
+            match claim_more(&state, &client, &mut in_flight).await {
+                Ok(Some(s)) => sleep = s,
+                Ok(None) => continue,
+                Err(e) => {
+                    metrics::counter!("webhook_worker_failures_total").increment(1);
+                    tracing::warn!(error = %e, "outgoing webhooks: claiming");
+                }
             }
-        };
+        }
         tokio::select! {
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(e) = done {
+                    metrics::counter!("webhook_worker_failures_total").increment(1);
+                    tracing::error!(error = %e, "outgoing webhooks: a delivery task failed");
+                }
+            }
             _ = tokio::time::sleep(sleep) => {}
             _ = wake.notified() => {}
         }
     }
 }
 
-/// Claims and sends one batch of due deliveries. Answers None when it sent
-/// some (look again at once), else how long to sleep until the next is due.
-pub async fn deliver_due(
+/// Claims due deliveries for the free slots and starts sending them. Answers
+/// None when it claimed some (look again at once), else how long to sleep
+/// until the next one is due.
+async fn claim_more(
     state: &AppState,
     client: &reqwest::Client,
+    in_flight: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<Option<Duration>> {
+    let room = MAX_IN_FLIGHT.saturating_sub(in_flight.len()) as i64;
     let mut conn = state.db.get().await?;
-    let claimed = webhooks::claim_due(&mut conn, BATCH, LEASE.as_secs_f64()).await?;
+    let claimed = webhooks::claim_due(&mut conn, room, LEASE.as_secs_f64()).await?;
     if claimed.is_empty() {
         let next = webhooks::next_due_in(&mut conn).await?;
         return Ok(Some(match next {
@@ -569,12 +629,14 @@ pub async fn deliver_due(
             None => MAX_IDLE,
         }));
     }
-    drop(conn);
-    let results =
-        futures_util::future::join_all(claimed.into_iter().map(|d| deliver(state, client, d)))
-            .await;
-    for r in results {
-        r?;
+    for d in claimed {
+        let (state, client) = (state.clone(), client.clone());
+        in_flight.spawn(async move {
+            if let Err(e) = deliver(&state, &client, d).await {
+                metrics::counter!("webhook_worker_failures_total").increment(1);
+                tracing::warn!(error = %e, "outgoing webhooks: recording an attempt");
+            }
+        });
     }
     Ok(None)
 }
@@ -606,7 +668,14 @@ async fn deliver(state: &AppState, client: &reqwest::Client, d: Claimed) -> anyh
         retry_in,
     };
     let mut conn = state.db.get().await?;
-    webhooks::record_attempt(&mut conn, &result).await?;
+    if webhooks::record_attempt(&mut conn, &result).await? == Recorded::Gone {
+        metrics::counter!("webhook_attempts_total", "outcome" => "gone").increment(1);
+        tracing::info!(
+            status = sent.status,
+            "webhook endpoint deleted while delivering; nothing to record"
+        );
+        return Ok(());
+    }
     let outcome = match (delivered, retry_in) {
         (true, _) => "delivered",
         (false, Some(_)) => "retrying",
@@ -700,10 +769,35 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
+            "192.88.99.1",
+            // IPv6 outside global unicast, or special inside it.
+            "::7f00:1",
+            "::a00:1",
+            "2002:7f00:1::1",
+            "2002:5db8:d822::1",
+            "fec0::1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::5db8:d822",
+            "100::1",
+            "2001:db8::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:20::1",
+            "3fff::1",
+            "ff02::1",
+            "4000::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }
-        for a in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for a in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:80b::200e",
+            "2001:4860:4860::8888",
+            "64:ff9b::5db8:d822",
+            "::ffff:93.184.216.34",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a}");
         }
     }
@@ -731,6 +825,42 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:9/hook"
         );
+    }
+
+    #[tokio::test]
+    async fn unknown_and_private_hosts_get_the_same_answer() {
+        let unknown = check_url("https://no-such-host.invalid/hook", false).await;
+        let private = check_url("http://10.0.0.1/hook", false).await;
+        let loopback = check_url("http://localhost:9/hook", false).await;
+        assert_eq!(unknown, Err(NO_PUBLIC_ADDRESS.to_owned()));
+        assert_eq!(private, unknown);
+        assert_eq!(loopback, unknown);
+    }
+
+    #[test]
+    fn errors_name_no_host() {
+        let tls = [
+            "error sending request".to_owned(),
+            "client error (Connect)".to_owned(),
+            "invalid peer certificate: certificate not valid for name \"hooks.example.com\"; \
+             certificate is only valid for DnsName(\"other.example\")"
+                .to_owned(),
+        ];
+        let said = cause_words(&tls, "hooks.example.com");
+        assert!(said.contains("TLS certificate"), "{said}");
+        assert!(!said.contains("example"), "{said}");
+        let other = [
+            "oops".to_owned(),
+            "no route to Hooks.Example.com:443".to_owned(),
+        ];
+        assert_eq!(
+            cause_words(&other, "hooks.example.com"),
+            "no route to [host]:443"
+        );
+        let refused = ["dns error".to_owned(), PRIVATE_REFUSED.to_owned()];
+        assert_eq!(cause_words(&refused, "x"), PRIVATE_REFUSED);
+        let os = ["Connection refused (os error 111)".to_owned()];
+        assert_eq!(cause_words(&os, "h"), os[0]);
     }
 
     #[test]

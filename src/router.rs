@@ -132,6 +132,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/studio/channels/{handle}/webhooks/{id}/delete", post(crate::web::channel_webhooks::delete))
         .route("/studio/channels/{handle}/webhooks/{id}/test", post(crate::web::channel_webhooks::send_test))
+        .route("/studio/channels/{handle}/webhooks/{id}/secret", post(crate::web::channel_webhooks::reveal_secret))
         // Discover (the home page above), follow, thumbnails, channel settings.
         .route("/following", get(crate::web::follow::following))
         .route("/c/{handle}/follow", post(crate::web::follow::follow))

@@ -33,9 +33,23 @@ pub struct MaybeUser(pub Option<User>);
 struct Loaded(Option<User>);
 
 async fn load_user(parts: &mut Parts, state: &AppState) -> Result<Option<User>, AppError> {
+    load_user_keeping_conn(parts, state)
+        .await
+        .map(|(user, _)| user)
+}
+
+/// The session's user, and the pooled connection that loaded it when this
+/// call took one (None when the user came from the per-request cache or
+/// nobody is signed in), so the caller can run its own queries on it
+/// instead of taking a second connection (the layout's unread count).
+pub(crate) async fn load_user_keeping_conn(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(Option<User>, Option<db::DbConn>), AppError> {
     if let Some(Loaded(user)) = parts.extensions.get::<Loaded>() {
-        return Ok(user.clone());
+        return Ok((user.clone(), None));
     }
+    let mut kept = None;
     let session = session_of(parts)?;
     let user = match session.get::<i64>(USER_ID_KEY).await? {
         None => None,
@@ -46,7 +60,9 @@ async fn load_user(parts: &mut Parts, state: &AppState) -> Result<Option<User>, 
                 None
             } else {
                 let mut conn = state.db.get().await?;
-                users::find(&mut conn, UserId(id)).await?
+                let user = users::find(&mut conn, UserId(id)).await?;
+                kept = Some(conn);
+                user
             };
             if user.is_none() {
                 // Past the absolute timeout, or the account is gone: end the session.
@@ -56,7 +72,7 @@ async fn load_user(parts: &mut Parts, state: &AppState) -> Result<Option<User>, 
         }
     };
     parts.extensions.insert(Loaded(user.clone()));
-    Ok(user)
+    Ok((user, kept))
 }
 
 pub fn session_of(parts: &Parts) -> Result<Session, AppError> {

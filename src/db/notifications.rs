@@ -158,12 +158,28 @@ pub async fn mark_read(
     .optional()
 }
 
-/// Marks every unread notification of `user` read; answers how many.
-pub async fn mark_all_read(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
+/// The id of `user`'s newest notification, if any ("Mark all read" marks
+/// up to it: what arrives after the page was shown stays unread).
+pub async fn newest_id(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Option<i64>> {
+    notifications::table
+        .filter(notifications::user_id.eq(user))
+        .select(diesel::dsl::max(notifications::id))
+        .first(conn)
+        .await
+}
+
+/// Marks every unread notification of `user` read, up to id `up_to` (None:
+/// all); answers how many.
+pub async fn mark_all_read(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    up_to: Option<i64>,
+) -> QueryResult<usize> {
     diesel::update(
         notifications::table
             .filter(notifications::user_id.eq(user))
-            .filter(notifications::read_at.is_null()),
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::id.le(up_to.unwrap_or(i64::MAX))),
     )
     .set(notifications::read_at.eq(diesel::dsl::now))
     .execute(conn)

@@ -1,16 +1,17 @@
 //! Channels' outgoing webhooks: endpoints (URL + signing secret), the
 //! delivery queue (one row per event per endpoint) and every attempt. The
-//! worker's claim is `FOR UPDATE SKIP LOCKED` plus a lease, so several app
-//! instances share the queue without delivering one event twice at once.
+//! worker's claim is a lease (claims of all instances take turns), so several
+//! app instances share the queue without delivering one event twice at once,
+//! and never send two deliveries to one endpoint at once.
 //! What is sent, when to retry and how to sign is `outgoing_webhooks.rs`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::ChannelId;
 use super::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints};
+use super::{ChannelId, UserId};
 
 /// NOTIFY channel raised when deliveries are queued (the worker LISTENs).
 pub const NOTIFY_CHANNEL: &str = "stagepass_webhooks";
@@ -125,6 +126,52 @@ pub async fn delete(
     Ok(n == 1)
 }
 
+/// The audit action of "Send test event" (also what its limit counts).
+pub const TESTED: &str = "webhook.tested";
+
+/// "Send test event" may go out when the channel sent fewer than `limit` in
+/// the last minute (counted in the audit log, where this one is recorded
+/// too: one instance or many, the limit holds; the advisory lock keeps two
+/// clicks at once from both taking the last one). Answers whether it may.
+pub async fn allow_test_event(
+    conn: &mut AsyncPgConnection,
+    actor: UserId,
+    channel: ChannelId,
+    endpoint: i64,
+    limit: i64,
+) -> QueryResult<bool> {
+    use super::schema::audit_log;
+    conn.transaction(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>(format!("stagepass:webhook-test:{channel}"))
+            .execute(conn)
+            .await?;
+        let recent: i64 = audit_log::table
+            .filter(audit_log::channel_id.eq(channel))
+            .filter(audit_log::action.eq(TESTED))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "created_at > now() - interval '1 minute'",
+            ))
+            .count()
+            .get_result(conn)
+            .await?;
+        if recent >= limit {
+            return Ok(false);
+        }
+        super::audit::record(
+            conn,
+            Some(actor),
+            Some(channel),
+            TESTED,
+            Some(&endpoint.to_string()),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
 /// An endpoint's most recent deliveries, newest first.
 pub async fn recent_deliveries(
     conn: &mut AsyncPgConnection,
@@ -218,45 +265,67 @@ impl std::fmt::Debug for Claimed {
     }
 }
 
-/// Claims up to `limit` due deliveries: counts the attempt and leases the row
-/// for `lease_seconds` (pushes its next attempt that far), so another
-/// instance skips it now, and takes it over only if this one never reports
-/// (it crashed). Committed at once: no transaction stays open while sending.
+/// `d`'s endpoint has a delivery in flight: claimed (its lease, the future
+/// `next_attempt_at`, still runs) and that attempt not recorded yet.
+const ENDPOINT_BUSY: &str = "EXISTS (SELECT 1 FROM webhook_deliveries f \
+       WHERE f.endpoint_id = d.endpoint_id AND f.status = 'pending' AND f.attempts > 0 \
+         AND f.next_attempt_at > now() \
+         AND NOT EXISTS (SELECT 1 FROM webhook_attempts a \
+                         WHERE a.delivery_id = f.id AND a.attempt = f.attempts))";
+
+/// Claims up to `limit` due deliveries, at most one per endpoint and none for
+/// an endpoint with a delivery in flight, so a slow receiver holds at most one
+/// of the workers' slots and gets its events one at a time. Counts the
+/// attempt and leases the row for `lease_seconds` (pushes its next attempt
+/// that far), so another instance skips it now, and takes it over only if
+/// this one never reports (it crashed). Claims of all instances take turns
+/// (a transaction-scoped advisory lock, held for this one statement), so
+/// each sees the others' leases. Committed at once: no transaction stays
+/// open while sending.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     limit: i64,
     lease_seconds: f64,
 ) -> QueryResult<Vec<Claimed>> {
-    diesel::sql_query(
-        "WITH due AS ( \
-           SELECT id FROM webhook_deliveries \
-           WHERE status = 'pending' AND next_attempt_at <= now() \
-           ORDER BY next_attempt_at, id LIMIT $1 \
-           FOR UPDATE SKIP LOCKED) \
-         UPDATE webhook_deliveries d \
-         SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2) \
-         FROM due, webhook_endpoints e \
-         WHERE d.id = due.id AND e.id = d.endpoint_id \
-         RETURNING d.id, d.event_id, d.event, d.payload::text AS body, d.attempts, \
-                   e.id AS endpoint_id, e.url, e.secret",
-    )
-    .bind::<BigInt, _>(limit)
-    .bind::<Double, _>(lease_seconds)
-    .load(conn)
+    conn.transaction(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>("stagepass:webhook-claim")
+            .execute(conn)
+            .await?;
+        diesel::sql_query(format!(
+            "WITH due AS ( \
+               SELECT DISTINCT ON (d.endpoint_id) d.id, d.next_attempt_at \
+               FROM webhook_deliveries d \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT {ENDPOINT_BUSY} \
+               ORDER BY d.endpoint_id, d.next_attempt_at, d.id), \
+             picked AS (SELECT id FROM due ORDER BY next_attempt_at, id LIMIT $1) \
+             UPDATE webhook_deliveries d \
+             SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2) \
+             FROM picked, webhook_endpoints e \
+             WHERE d.id = picked.id AND e.id = d.endpoint_id AND d.status = 'pending' \
+             RETURNING d.id, d.event_id, d.event, d.payload::text AS body, d.attempts, \
+                       e.id AS endpoint_id, e.url, e.secret"
+        ))
+        .bind::<BigInt, _>(limit)
+        .bind::<Double, _>(lease_seconds)
+        .load(conn)
+        .await
+    })
     .await
 }
 
-/// Seconds until the next pending delivery is due (≤ 0: due now), if any.
+/// Seconds until the next delivery `claim_due` could take is due (≤ 0: due
+/// now), if any: pending, and its endpoint has nothing in flight.
 pub async fn next_due_in(conn: &mut AsyncPgConnection) -> QueryResult<Option<f64>> {
     #[derive(QueryableByName)]
     struct Next {
         #[diesel(sql_type = Nullable<Double>)]
         seconds: Option<f64>,
     }
-    let row: Next = diesel::sql_query(
-        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 AS seconds \
-         FROM webhook_deliveries WHERE status = 'pending'",
-    )
+    let row: Next = diesel::sql_query(format!(
+        "SELECT EXTRACT(EPOCH FROM min(d.next_attempt_at) - now())::float8 AS seconds \
+         FROM webhook_deliveries d WHERE d.status = 'pending' AND NOT {ENDPOINT_BUSY}"
+    ))
     .get_result(conn)
     .await?;
     Ok(row.seconds)
@@ -276,46 +345,70 @@ pub struct AttemptResult<'a> {
     pub retry_in: Option<f64>,
 }
 
+/// What became of an attempt's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Logged, and the delivery moved on (or it was already another claim's).
+    Settled,
+    /// The delivery is gone: its endpoint was deleted while it was in flight.
+    Gone,
+}
+
 /// Logs the attempt and moves the delivery on: delivered, due again after
 /// the backoff, or failed for good. Only while it is still this attempt's
 /// (a lease that ran out and was claimed again is the new claim's to settle).
+/// One transaction: the log and the delivery never disagree, and the row
+/// lock makes an endpoint's deletion wait for it (or come first: `Gone`).
 pub async fn record_attempt(
     conn: &mut AsyncPgConnection,
     r: &AttemptResult<'_>,
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
-    )
-    .bind::<BigInt, _>(r.delivery)
-    .bind::<Integer, _>(r.attempt)
-    .bind::<Timestamptz, _>(r.started_at)
-    .bind::<Integer, _>(r.duration_ms)
-    .bind::<Nullable<Integer>, _>(r.status_code)
-    .bind::<Nullable<Text>, _>(r.error)
-    .execute(conn)
-    .await?;
-    let (status, retry_in) = match (r.delivered, r.retry_in) {
-        (true, _) => ("delivered", None),
-        (false, Some(s)) => ("pending", Some(s)),
-        (false, None) => ("failed", None),
-    };
-    diesel::sql_query(
-        "UPDATE webhook_deliveries SET \
-           status = $3, \
-           last_status = $4, \
-           last_error = $5, \
-           delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, \
-           next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6) END \
-         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
-    )
-    .bind::<BigInt, _>(r.delivery)
-    .bind::<Integer, _>(r.attempt)
-    .bind::<Text, _>(status)
-    .bind::<Nullable<Integer>, _>(r.status_code)
-    .bind::<Nullable<Text>, _>(r.error)
-    .bind::<Nullable<Double>, _>(retry_in)
-    .execute(conn)
-    .await?;
-    Ok(())
+) -> QueryResult<Recorded> {
+    conn.transaction(async |conn| {
+        let still_there: Option<i64> = webhook_deliveries::table
+            .find(r.delivery)
+            .select(webhook_deliveries::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if still_there.is_none() {
+            return Ok(Recorded::Gone);
+        }
+        diesel::sql_query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        )
+        .bind::<BigInt, _>(r.delivery)
+        .bind::<Integer, _>(r.attempt)
+        .bind::<Timestamptz, _>(r.started_at)
+        .bind::<Integer, _>(r.duration_ms)
+        .bind::<Nullable<Integer>, _>(r.status_code)
+        .bind::<Nullable<Text>, _>(r.error)
+        .execute(conn)
+        .await?;
+        let (status, retry_in) = match (r.delivered, r.retry_in) {
+            (true, _) => ("delivered", None),
+            (false, Some(s)) => ("pending", Some(s)),
+            (false, None) => ("failed", None),
+        };
+        diesel::sql_query(
+            "UPDATE webhook_deliveries SET \
+               status = $3, \
+               last_status = $4, \
+               last_error = $5, \
+               delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, \
+               next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6) END \
+             WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+        )
+        .bind::<BigInt, _>(r.delivery)
+        .bind::<Integer, _>(r.attempt)
+        .bind::<Text, _>(status)
+        .bind::<Nullable<Integer>, _>(r.status_code)
+        .bind::<Nullable<Text>, _>(r.error)
+        .bind::<Nullable<Double>, _>(retry_in)
+        .execute(conn)
+        .await?;
+        Ok(Recorded::Settled)
+    })
+    .await
 }

@@ -1,13 +1,14 @@
 //! A channel's outgoing webhooks page (owner only; moderators get 403 with
 //! the reason): add an endpoint (URL + a secret the app generates, or the
-//! owner's own), see its secret (masked, reveal, copy), send a test event,
+//! owner's own), see its secret (masked; revealed and copied on request, a
+//! POST: the page itself never carries a secret, and is `no-store`), send a test event,
 //! delete it, and read its delivery log with every attempt. Validation and
 //! sending are `outgoing_webhooks.rs`'s; this module renders and routes.
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -30,6 +31,9 @@ const OWNER_ONLY: &str =
 pub const MAX_ENDPOINTS: usize = 10;
 /// Deliveries the log shows per endpoint (newest first).
 pub const LOG_LENGTH: i64 = 25;
+/// "Send test event"s per channel per minute (each waits up to 10 s on the
+/// receiver: this keeps an owner from keeping the server busy with them).
+pub const TESTS_PER_MINUTE: i64 = 10;
 const MIN_SECRET: usize = 16;
 const MAX_SECRET: usize = 200;
 
@@ -150,6 +154,9 @@ pub struct WebhooksPage {
     pub form: WebhookFields,
     pub errors: FieldErrors,
     pub allow_private: bool,
+    /// The endpoint whose secret is shown ("Reveal" without JavaScript); the
+    /// page carries no secret otherwise.
+    pub revealed: Option<i64>,
 }
 
 impl WebhooksPage {
@@ -177,6 +184,7 @@ impl WebhooksPage {
             },
             errors: FieldErrors::default(),
             allow_private: state.config.webhooks.allow_private_addresses,
+            revealed: None,
         })
     }
 }
@@ -209,7 +217,47 @@ pub async fn page(
     let mut conn = state.db.get().await?;
     let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
     drop(conn);
-    render(&WebhooksPage::load(&state, layout, channel).await?)
+    Ok(no_store(render(
+        &WebhooksPage::load(&state, layout, channel).await?,
+    )?))
+}
+
+/// Pages about secrets are not kept by browsers or proxies.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An endpoint's secret, revealed.
+#[derive(Template)]
+#[template(path = "partials/webhooks/secret.html")]
+pub struct SecretFragment {
+    pub e: Endpoint,
+}
+
+/// "Reveal and copy": the secret, fetched only when asked for (a CSRF-checked
+/// POST), for htmx alone or as the page with it shown.
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    htmx: Htmx,
+    layout: Layout,
+    Path((handle, id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let mut conn = state.db.get().await?;
+    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
+    let endpoint = webhooks::find(&mut conn, channel.id, path_id(&id)?)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    drop(conn);
+    if htmx.fragment {
+        return Ok(no_store(render(&SecretFragment { e: endpoint })?));
+    }
+    let mut page = WebhooksPage::load(&state, layout, channel).await?;
+    page.revealed = Some(endpoint.id);
+    Ok(no_store(render(&page)?))
 }
 
 #[derive(Deserialize, Default)]
@@ -381,7 +429,36 @@ pub async fn send_test(
     let endpoint = webhooks::find(&mut conn, channel.id, path_id(&id)?)
         .await?
         .ok_or(crate::error::AppError::NotFound)?;
+    let allowed = webhooks::allow_test_event(
+        &mut conn,
+        user.id,
+        channel.id,
+        endpoint.id,
+        TESTS_PER_MINUTE,
+    )
+    .await?;
     drop(conn);
+    if !allowed {
+        let message = format!(
+            "This channel sent {TESTS_PER_MINUTE} test events in the last minute, the most it may. Wait a minute and try again."
+        );
+        if htmx.fragment {
+            let fragment = TestResult {
+                endpoint_id: endpoint.id,
+                delivered: false,
+                message,
+            };
+            return render_with(StatusCode::TOO_MANY_REQUESTS, &fragment);
+        }
+        flash(&session, FlashKind::Error, message).await?;
+        return Ok(auth::redirect(
+            htmx.request,
+            &format!(
+                "/studio/channels/{}/webhooks#webhook-{}",
+                channel.handle, endpoint.id
+            ),
+        ));
+    }
     let sent = outgoing_webhooks::send_test(&state, &endpoint, &channel).await;
     let message = match (&sent.error, sent.status) {
         (None, Some(status)) => format!(

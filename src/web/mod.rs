@@ -37,7 +37,6 @@ use axum_htmx::{HxBoosted, HxHistoryRestoreRequest, HxRequest};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use crate::auth::MaybeUser;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -116,22 +115,44 @@ impl FromRequestParts<AppState> for Layout {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let MaybeUser(user) = MaybeUser::from_request_parts(parts, state).await?;
+        let (user, conn) = crate::auth::load_user_keeping_conn(parts, state).await?;
         let session = crate::auth::session_of(parts)?;
         let user = match user {
-            // One small query per page: a capped count over the partial
-            // index of unread notifications.
-            Some(u) => {
-                let mut conn = state.db.get().await?;
-                let unread = crate::db::notifications::unread_count(&mut conn, u.id).await?;
-                Some(LayoutUser {
-                    display_name: u.display_name,
-                    unread_notifications: Some(unread),
-                })
-            }
+            Some(u) => Some(LayoutUser {
+                unread_notifications: layout_unread(state, conn, u.id).await,
+                display_name: u.display_name,
+            }),
             None => None,
         };
         Layout::for_session(&session, user).await
+    }
+}
+
+/// The bell's count for the layout: one small query (a capped count over the
+/// partial index of unread notifications), on the connection that loaded the
+/// user when there is one. A failure costs the page nothing: the bell is
+/// rendered without a count and loads it itself.
+async fn layout_unread(
+    state: &AppState,
+    conn: Option<crate::db::DbConn>,
+    user: crate::db::UserId,
+) -> Option<i64> {
+    let mut conn = match conn {
+        Some(conn) => conn,
+        None => match state.db.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "layout: no connection for the unread count; the bell loads it itself");
+                return None;
+            }
+        },
+    };
+    match crate::db::notifications::unread_count(&mut conn, user).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "layout: unread count failed; the bell loads it itself");
+            None
+        }
     }
 }
 

@@ -59,7 +59,8 @@ pub struct BellFragment {
     pub bell: Bell,
 }
 
-/// The bell alone, for its polling (every 30 s, and when the list changes).
+/// The bell alone, for its polling (every 30 s while the tab is visible, see
+/// static/js/app.js, and when the list changes).
 /// Signed out (the session ended meanwhile): 204, and htmx leaves the page be.
 pub async fn bell(
     State(state): State<AppState>,
@@ -123,6 +124,9 @@ pub struct NotificationsPage {
     pub before: Option<i64>,
     /// The id to continue from for older notifications, if there are any.
     pub older: Option<i64>,
+    /// The user's newest notification when the page was made: "Mark all
+    /// read" marks up to it, not what arrived after.
+    pub newest: Option<i64>,
     pub csrf_token: String,
 }
 
@@ -158,6 +162,8 @@ async fn load_page(
     before: Option<i64>,
 ) -> AppResult<NotificationsPage> {
     let mut conn = state.db.get().await?;
+    // Before the page: one that arrives in between is listed, but not marked.
+    let newest = notifications::newest_id(&mut conn, user).await?;
     let mut rows = notifications::page(&mut conn, user, before, PER_PAGE + 1).await?;
     let older = if rows.len() as i64 > PER_PAGE {
         rows.truncate(PER_PAGE as usize);
@@ -171,6 +177,7 @@ async fn load_page(
         items: rows.into_iter().map(NotificationView::new).collect(),
         before,
         older,
+        newest,
         csrf_token,
     })
 }
@@ -246,9 +253,13 @@ pub async fn mark_read(
 pub struct ReadAllForm {
     #[serde(default)]
     pub before: Option<String>,
+    /// The newest notification the page knew of (absent: mark all).
+    #[serde(default)]
+    pub up_to: Option<String>,
 }
 
-/// "Mark all read": the list comes back read (htmx), or the page again.
+/// "Mark all read": everything up to the newest notification the page knew
+/// of is read; the list comes back (htmx), or the page again.
 pub async fn mark_all_read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -257,7 +268,8 @@ pub async fn mark_all_read(
     Form(form): Form<ReadAllForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    notifications::mark_all_read(&mut conn, user.id).await?;
+    let up_to = before_of(form.up_to.as_deref());
+    notifications::mark_all_read(&mut conn, user.id, up_to).await?;
     drop(conn);
     let before = before_of(form.before.as_deref());
     if !htmx.fragment {

@@ -23,3 +23,19 @@ document.addEventListener("htmx:xhr:progress", (event) => {
   bar.hidden = false;
   bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
 });
+
+// The notification bell refreshes itself every 30 s, but only while the tab
+// is visible (a tab in the background costs the server nothing), and at once
+// when the tab comes back after 30 s or more. htmx runs with allowEval off,
+// so its trigger filters ([…]) would be ignored: the check lives here, and
+// the bell listens for `notifications-poll` (partials/notifications/bell.html).
+const BELL_EVERY_MS = 30000;
+let bellPolledAt = Date.now();
+function pollBell() {
+  if (document.visibilityState !== "visible" || !document.getElementById("notification-bell")) return;
+  if (Date.now() - bellPolledAt < BELL_EVERY_MS - 1000) return;
+  bellPolledAt = Date.now();
+  document.body.dispatchEvent(new CustomEvent("notifications-poll"));
+}
+setInterval(pollBell, BELL_EVERY_MS);
+document.addEventListener("visibilitychange", pollBell);

@@ -309,7 +309,7 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
     assert_eq!(same.status, StatusCode::SEE_OTHER, "{}", same.text);
     assert!(rows(&app, fan_id).await[0].2, "still read");
 
-    // A new time: the same notification, unread again, with the new time.
+    // A new time: a new notification in its place, unread, with the new time.
     let (later, later_label) = in_days(3);
     let moved = owner
         .submit(
@@ -323,10 +323,11 @@ async fn scheduling_notifies_followers_and_a_new_time_makes_it_unread_again() {
         )
         .await;
     assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.text);
-    assert_eq!(
-        rows(&app, fan_id).await,
-        vec![(id, "scheduled".to_owned(), false)]
-    );
+    let listed = rows(&app, fan_id).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].1.as_str(), listed[0].2), ("scheduled", false));
+    assert!(listed[0].0 > id, "a new id: {listed:?}");
+    let id = listed[0].0;
     let list = fan.get("/notifications").await;
     assert!(
         list.text_of(&format!("#notification-{id}"))
@@ -409,4 +410,113 @@ async fn the_list_pages_newest_first_and_mark_all_read_clears_the_bell() {
     assert!(!all.has("[data-read=false]"));
     assert!(rows(&app, fan_id).await.iter().all(|r| r.2));
     assert_eq!(bell(&fan.get("/").await).1, None);
+}
+
+#[tokio::test]
+async fn the_fan_out_tells_each_follower_once_per_stream_even_when_run_twice() {
+    let app = TestApp::spawn().await;
+    let (_owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let (_fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
+    let channel = builders::channel(&app, owner_id, "twice").await;
+    let stream = builders::stream(&app, &channel, "public").await;
+    follow(&app, fan_id, channel.id).await;
+    // The lifecycle announces only the draft → live step; a retried fan-out
+    // (or two racing ones) relies on the unique constraint.
+    let mut conn = app.conn().await;
+    let first = stagepass::notify::stream_live(&mut conn, stream.id)
+        .await
+        .unwrap();
+    let second = stagepass::notify::stream_live(&mut conn, stream.id)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!((first, second), (1, 0));
+    assert_eq!(rows(&app, fan_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rescheduled_stream_comes_first_and_mark_all_read_spares_what_came_after() {
+    let app = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let (fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
+    let (stranger, _) = builders::user(&app, "stranger@example.com", "Stranger").await;
+    let channel = builders::channel(&app, owner_id, "moving").await;
+    follow(&app, fan_id, channel.id).await;
+    let new_page = format!("/studio/channels/{}/streams/new", channel.handle);
+    let (when, _) = in_days(2);
+    let mut studios = Vec::new();
+    for title in ["First show", "Second show"] {
+        let created = owner
+            .submit(
+                &new_page,
+                "#stream-form",
+                &[
+                    ("title", title),
+                    ("access", "public"),
+                    ("scheduled_at", &when),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
+        studios.push(created.location().unwrap());
+    }
+    let texts = |page: &Page| page.texts("#notification-list > li");
+    let list = fan.get("/notifications").await;
+    assert!(
+        texts(&list)[0].contains("Second show"),
+        "{:?}",
+        texts(&list)
+    );
+
+    // The first show moves: its announcement is news again, at the top.
+    let (later, later_label) = in_days(4);
+    let moved = owner
+        .submit(
+            &studios[0],
+            "#stream-form",
+            &[
+                ("title", "First show"),
+                ("access", "public"),
+                ("scheduled_at", &later),
+            ],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.text);
+    let shown = fan.get("/notifications").await;
+    let items = texts(&shown);
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        items[0].contains("First show") && items[0].contains(&later_label),
+        "{items:?}"
+    );
+
+    // Someone else's notification does not open for them (and stays unread).
+    let first_id = rows(&app, fan_id).await.last().unwrap().0;
+    let other = stranger
+        .post_htmx(&format!("/notifications/{first_id}/open"), &[])
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert!(rows(&app, fan_id).await.iter().all(|r| !r.2));
+
+    // A notification arrives after the page was shown; "Mark all read" on
+    // that page marks only what it showed.
+    let up_to = shown
+        .attr("#mark-all-read-form input[name=up_to]", "value")
+        .expect("the newest id the page knew");
+    let stream = builders::stream(&app, &channel, "public").await;
+    stagepass::notify::stream_live(&mut *app.conn().await, stream.id)
+        .await
+        .unwrap();
+    let marked = fan
+        .post_htmx("/notifications/read-all", &[("up_to", &up_to)])
+        .await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
+    let after = rows(&app, fan_id).await;
+    assert_eq!(
+        after.iter().map(|r| r.2).collect::<Vec<_>>(),
+        [true, true, false],
+        "{after:?}"
+    );
+    assert_eq!(marked.texts("[data-read=false]").len(), 1);
+    assert_eq!(bell(&fan.get("/").await).1.as_deref(), Some("1"));
 }

@@ -272,13 +272,39 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     let (receiver, url) = Receiver::start(&[]).await;
     let id = t.add(&[("url", &url), ("secret_choice", "generate")]).await;
 
-    // The secret: generated, masked, revealed on demand.
+    // The secret: generated, masked, revealed on request (a POST) — the page
+    // itself carries no secret and is not stored by the browser.
     let page = t.owner.get(&t.page()).await;
-    let secret = page.text_of(&format!("#webhook-secret-{id}"));
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+    assert!(!page.has(&format!("#webhook-secret-{id}")));
+    let revealed = t
+        .owner
+        .post_htmx(&format!("{}/{id}/secret", t.page()), &[])
+        .await;
+    assert_eq!(revealed.status, StatusCode::OK, "{}", revealed.text);
+    assert_eq!(
+        revealed.header("cache-control").as_deref(),
+        Some("no-store")
+    );
+    let secret = revealed.text_of(&format!("#webhook-secret-{id}"));
     assert!(
         secret.starts_with("whsec_") && secret.len() >= 6 + 64,
         "{secret}"
     );
+    assert_eq!(
+        revealed.attr("[data-copy]", "data-copy").as_deref(),
+        Some(secret.as_str()),
+        "the copy button copies it"
+    );
+    assert!(!page.text.contains(&secret), "the page shows no secret");
+    // Without JavaScript, the form shows the page with the secret.
+    let no_js = t
+        .owner
+        .submit(&t.page(), &format!("#webhook-reveal-form-{id}"), &[])
+        .await;
+    assert_eq!(no_js.status, StatusCode::OK, "{}", no_js.text);
+    assert_eq!(no_js.text_of(&format!("#webhook-secret-{id}")), secret);
+    assert_eq!(no_js.header("cache-control").as_deref(), Some("no-store"));
     let masked = page.text_of(&format!("#webhook-secret-masked-{id}"));
     assert!(!masked.contains(&secret) && masked.ends_with(&secret[secret.len() - 4..]));
     assert_eq!(page.text_of(&format!("#webhook-{id} .webhook-url")), url);
@@ -442,7 +468,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
         .await;
     assert_eq!(
         t.owner
-            .get(&t.page())
+            .post_htmx(&format!("{}/{id}/secret", t.page()), &[])
             .await
             .text_of(&format!("#webhook-secret-{id}")),
         own
@@ -692,6 +718,7 @@ async fn a_moderator_cannot_see_or_change_webhooks() {
             t.page(),
             format!("{}/{id}/delete", t.page()),
             format!("{}/{id}/test", t.page()),
+            format!("{}/{id}/secret", t.page()),
         ] {
             let answer = who.post_htmx(&path, &[("url", &url)]).await;
             assert_eq!(answer.status, StatusCode::FORBIDDEN, "POST {path}");
@@ -717,4 +744,252 @@ async fn a_moderator_cannot_see_or_change_webhooks() {
         0
     );
     assert!(t.owner.get(&t.page()).await.has("#webhooks-empty"));
+}
+
+#[tokio::test]
+async fn another_owner_cannot_reach_an_endpoint_through_their_own_channel() {
+    let t = setup(app_for_receivers("8").await, "first").await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let id = t.add(&[("url", &url), ("secret_choice", "generate")]).await;
+    let (other, other_id) = builders::user(&t.app, "other@example.com", "Other").await;
+    builders::channel(&t.app, other_id, "second").await;
+    for action in ["delete", "test", "secret"] {
+        let path = format!("/studio/channels/second/webhooks/{id}/{action}");
+        let answer = other.post_htmx(&path, &[]).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "POST {path}");
+    }
+    assert_eq!(
+        count(&t.app, "SELECT count(*) AS n FROM webhook_endpoints").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &t.app,
+            "SELECT count(*) AS n FROM audit_log WHERE action LIKE 'webhook.%' AND action <> 'webhook.added'"
+        )
+        .await,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.all().is_empty(), "no test event went out");
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_counts_as_a_failed_attempt() {
+    let t = setup(app_for_receivers("1").await, "redirected").await;
+    let (elsewhere, elsewhere_url) = Receiver::start(&[]).await;
+    let hits = Arc::new(Mutex::new(0));
+    let counted = hits.clone();
+    let redirector = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            let to = elsewhere_url.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                (AxumStatus::FOUND, [(axum::http::header::LOCATION, to)])
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+    let id = t.add(&[("url", &url), ("secret_choice", "generate")]).await;
+
+    t.go_live().await;
+    let log = t
+        .log_until("the delivery failed", |p| {
+            p.has(&format!(
+                "#webhook-log-{id} tr.delivery[data-status=failed]"
+            ))
+        })
+        .await;
+    let codes: Vec<Option<String>> = {
+        let html = log.html();
+        let sel = scraper::Selector::parse(&format!("#webhook-log-{id} li.attempt")).unwrap();
+        html.select(&sel)
+            .map(|li| li.value().attr("data-status-code").map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(codes, [Some("302".to_owned())]);
+    assert_eq!(*hits.lock().unwrap(), 1);
+    assert!(elsewhere.all().is_empty(), "the redirect was not followed");
+}
+
+/// A receiver that holds every request until the test opens the gate, and
+/// counts how many it holds at once.
+#[derive(Clone)]
+struct SlowReceiver {
+    open: tokio::sync::watch::Sender<bool>,
+    now: Arc<Mutex<usize>>,
+    most: Arc<Mutex<usize>>,
+    received: Arc<Mutex<usize>>,
+}
+
+impl SlowReceiver {
+    async fn start() -> (SlowReceiver, String) {
+        let r = SlowReceiver {
+            open: tokio::sync::watch::channel(false).0,
+            now: Arc::default(),
+            most: Arc::default(),
+            received: Arc::default(),
+        };
+        let state = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let r = state.clone();
+                async move {
+                    *r.received.lock().unwrap() += 1;
+                    {
+                        let mut now = r.now.lock().unwrap();
+                        *now += 1;
+                        let mut most = r.most.lock().unwrap();
+                        *most = (*most).max(*now);
+                    }
+                    let mut open = r.open.subscribe();
+                    let _ = open.wait_for(|o| *o).await;
+                    *r.now.lock().unwrap() -= 1;
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, url)
+    }
+
+    fn received(&self) -> usize {
+        *self.received.lock().unwrap()
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.send_replace(open);
+    }
+
+    async fn wait_for_requests(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.received() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} requests arrived",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Queues `n` deliveries for `endpoint` directly (as past events would have).
+async fn plant(app: &TestApp, endpoint: i64, n: usize) {
+    for i in 0..n {
+        diesel::sql_query(
+            "INSERT INTO webhook_deliveries (endpoint_id, event, subject, payload) \
+             VALUES ($1, 'stream.ended', $2, '{}')",
+        )
+        .bind::<BigInt, _>(endpoint)
+        .bind::<Text, _>(format!("stream:planted-{}-{i}", uuid::Uuid::new_v4()))
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_slow_receiver_gets_one_delivery_at_a_time_and_holds_up_no_one_else() {
+    let (logs, _guard) = Logs::capture();
+    let t = setup(app_for_receivers("8").await, "patient").await;
+    let (slow, slow_url) = SlowReceiver::start().await;
+    let (fast, fast_url) = Receiver::start(&[]).await;
+    let slow_id = t
+        .add(&[("url", &slow_url), ("secret_choice", "generate")])
+        .await;
+    t.add(&[("url", &fast_url), ("secret_choice", "generate")])
+        .await;
+    plant(&t.app, slow_id, 4).await;
+    slow.wait_for_requests(1).await;
+
+    // The slow receiver holds one delivery; the other endpoint's event goes
+    // out meanwhile.
+    t.go_live().await;
+    fast.wait_for("stream.started").await;
+    assert_eq!(
+        slow.received(),
+        1,
+        "one request at a time to the slow receiver"
+    );
+
+    // Opened, it gets the rest (its four and stream.started), one by one.
+    slow.set_open(true);
+    slow.wait_for_requests(5).await;
+    t.log_until("all of the slow receiver's deliveries delivered", |p| {
+        p.texts(&format!(
+            "#webhook-log-{slow_id} tr.delivery[data-status=delivered]"
+        ))
+        .len()
+            == 5
+    })
+    .await;
+    assert_eq!(*slow.most.lock().unwrap(), 1, "never two at once");
+
+    // Deleted while a delivery is in flight: the attempt is dropped quietly,
+    // not counted as a failure of the worker.
+    slow.set_open(false);
+    plant(&t.app, slow_id, 1).await;
+    slow.wait_for_requests(6).await;
+    let deleted = t
+        .owner
+        .submit(&t.page(), &format!("#webhook-delete-form-{slow_id}"), &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.text);
+    slow.set_open(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs
+        .text()
+        .contains("webhook endpoint deleted while delivering")
+    {
+        assert!(Instant::now() < deadline, "{}", logs.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !logs.text().contains("recording an attempt"),
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn test_events_are_limited_per_channel() {
+    let t = setup(app_for_receivers("8").await, "chatty").await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let id = t.add(&[("url", &url), ("secret_choice", "generate")]).await;
+    let path = format!("{}/{id}/test", t.page());
+    for _ in 0..10 {
+        let sent = t.owner.post_htmx(&path, &[]).await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
+    }
+    let limited = t.owner.post_htmx(&path, &[]).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        limited
+            .text_of(".webhook-test-result")
+            .contains("Wait a minute"),
+        "{}",
+        limited.text
+    );
+    assert_eq!(
+        receiver
+            .all()
+            .iter()
+            .filter(|r| r.event() == "ping")
+            .count(),
+        10
+    );
 }
