@@ -41,6 +41,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import logging
+
 import aiohttp
 from livekit import api, rtc
 
@@ -55,6 +57,8 @@ S3S_FS = TOOLS / "bin" / "s3s-fs"
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgres://stagepass:stagepass@127.0.0.1:5432")
 DB_NAME = "stagepass_bench"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# For working on the bench: BENCH_ONLY=media,enforcement runs only those phases.
+ONLY = {p for p in os.environ.get("BENCH_ONLY", "").split(",") if p}
 
 GOALS = {
     "token_p99_ms_at_2000": 10.0,
@@ -649,7 +653,9 @@ async def inbound_video(room: rtc.Room) -> dict:
         stats = await room.get_rtc_stats()
     except Exception:
         return out
-    for s in stats.subscriber_stats:
+    # With one peer connection for both directions (the SDK's default), inbound
+    # streams may be reported on either side.
+    for s in list(stats.subscriber_stats) + list(stats.publisher_stats):
         if s.HasField("inbound_rtp") and s.inbound_rtp.stream.kind == "video":
             i = s.inbound_rtp.inbound
             out["frames_received"] += i.frames_received
@@ -847,24 +853,32 @@ async def run(plan: Plan, procs: Processes) -> dict:
     note(f"app RSS idle: {report['rss_idle_kib']} KiB")
 
     phases = report["phases"] = {}
+    if ONLY:
+        report["only_phases"] = ", ".join(sorted(ONLY))
     loads = report["load_average"]["phases"] = {}
 
-    loads["token"] = loadavg()
-    phases["token"] = http_phase(plan, world, "token endpoint", f"{world.base}/s/{world.stream_id}/token", "POST")
-    loads["watch"] = loadavg()
-    phases["watch"] = http_phase(plan, world, "watch page", f"{world.base}/s/{world.stream_id}", "GET")
-    loads["storm"] = loadavg()
-    phases["storm"] = storm_phase(plan, world)
-    loads["fanout"] = loadavg()
-    phases["fanout"] = fanout_phase(plan, world)
-    lk = api.LiveKitAPI(world.lk_url, world.lk_key, world.lk_secret)
-    try:
-        loads["enforcement"] = loadavg()
-        phases["enforcement"] = await enforcement_phase(plan, world, lk)
-    finally:
-        await lk.aclose()
-    loads["media"] = loadavg()
-    phases["media"] = await media_phase(plan, world, host_room)
+    def wanted(name: str) -> bool:
+        if ONLY and name not in ONLY:
+            return False
+        loads[name] = loadavg()
+        return True
+
+    if wanted("token"):
+        phases["token"] = http_phase(plan, world, "token endpoint", f"{world.base}/s/{world.stream_id}/token", "POST")
+    if wanted("watch"):
+        phases["watch"] = http_phase(plan, world, "watch page", f"{world.base}/s/{world.stream_id}", "GET")
+    if wanted("storm"):
+        phases["storm"] = storm_phase(plan, world)
+    if wanted("fanout"):
+        phases["fanout"] = fanout_phase(plan, world)
+    if wanted("enforcement"):
+        lk = api.LiveKitAPI(world.lk_url, world.lk_key, world.lk_secret)
+        try:
+            phases["enforcement"] = await enforcement_phase(plan, world, lk)
+        finally:
+            await lk.aclose()
+    if wanted("media"):
+        phases["media"] = await media_phase(plan, world, host_room)
 
     report["load_average"]["after"] = loadavg()
     report["duration_s"] = round(time.time() - t_start)
@@ -875,6 +889,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.log"):
         old.unlink()
+    # The SDK's own logs (its native core's warnings when rooms close) go to a file.
+    logging.basicConfig(filename=OUT / "lk_clients.log", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     plan = Plan(QUICK)
     procs = Processes()
 

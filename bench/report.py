@@ -9,6 +9,9 @@ from __future__ import annotations
 import statistics
 
 
+ONLY_NOTE_KEY = "only_phases"
+
+
 def _median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -63,6 +66,8 @@ def markdown(r: dict, goals: dict) -> str:
     la = r["load_average"]
     w(f"| load average (1/5/15 min) before | {' / '.join(map(str, la['before']))} |")
     w(f"| load average after | {' / '.join(map(str, la['after']))} |")
+    if ONLY_NOTE_KEY in r:
+        w(f"| phases run | {r[ONLY_NOTE_KEY]} (BENCH_ONLY) |")
     w(f"| load average (1 min) at each phase's start | "
       + ", ".join(f"{k} {v[0]}" for k, v in la.get("phases", {}).items()) + " |")
     w(f"| stagepass commit | {m['app_commit']} (release build) |")
@@ -77,15 +82,15 @@ def markdown(r: dict, goals: dict) -> str:
     w("")
 
     # ---- goals
-    tok = ph["token"]["runs"].get("2000", [])
+    tok = ph.get("token", {}).get("runs", {}).get("2000", [])
     tok_p99 = _median([x["p99_ms"] for x in tok])
-    fan = ph["fanout"]["runs"]
+    fan = ph.get("fanout", {}).get("runs", {})
     top_n = str(max(int(k) for k in fan)) if fan else None
     fan_top = fan.get(top_n, []) if top_n else []
     fan_p99 = _median([x["latency"]["p99_ms"] for x in fan_top])
     per_sub = {n: _median([x["rss_per_subscriber_bytes"] for x in runs]) for n, runs in fan.items()}
     per_sub_top = per_sub.get(top_n) if top_n else None
-    enf = ph["enforcement"]["runs"]
+    enf = ph.get("enforcement", {}).get("runs", [])
     enf_p99 = _median([x["latency_s"]["p99"] for x in enf])
     w("## Goals")
     w("")
@@ -104,6 +109,8 @@ def markdown(r: dict, goals: dict) -> str:
 
     # ---- HTTP
     for key, title in (("token", "Token endpoint"), ("watch", "Watch page")):
+        if key not in ph:
+            continue
         p = ph[key]
         w(f"## {title}: `{p['method']} {p['url']}`")
         w("")
@@ -130,106 +137,112 @@ def markdown(r: dict, goals: dict) -> str:
         w("")
 
     # ---- storm
-    s = ph["storm"]["runs"]
-    w("## Join storm")
-    w("")
-    w(f"{plan['storm_n']:,} distinct viewers (each with a session and a pass, seeded in the database) each "
-      f"ask once for a token, on a connection of their own, at moments spread evenly over "
-      f"{plan['storm_within_ms'] / 1000:.0f} s. Latency runs from each viewer's scheduled moment.")
-    w("")
-    w("| tokens issued | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | all done after (s) | other answers |")
-    w("| --- | --- | --- | --- | --- | --- | --- |")
-    other = sorted({k for x in s for k in x["statuses"] if k != "200"})
-    others = ", ".join(f"{k}: {sum(x['statuses'].get(k, 0) for x in s)}" for k in other) or "none"
-    w(f"| {_spread([x['ok'] for x in s], 0)} of {plan['storm_n']:,} | {_spread([x['latency']['p50_ms'] for x in s])} | "
-      f"{_spread([x['latency']['p90_ms'] for x in s])} | {_spread([x['latency']['p99_ms'] for x in s])} | "
-      f"{_spread([x['latency']['max_ms'] for x in s], 1)} | {_spread([x['elapsed_seconds'] for x in s], 1)} | "
-      f"{others} |")
-    w("")
+    if "storm" in ph:
+        s = ph.get("storm", {}).get("runs", [])
+        w("## Join storm")
+        w("")
+        w(f"{plan['storm_n']:,} distinct viewers (each with a session and a pass, seeded in the database) each "
+          f"ask once for a token, on a connection of their own, at moments spread evenly over "
+          f"{plan['storm_within_ms'] / 1000:.0f} s. Latency runs from each viewer's scheduled moment.")
+        w("")
+        w("| tokens issued | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | all done after (s) | other answers |")
+        w("| --- | --- | --- | --- | --- | --- | --- |")
+        other = sorted({k for x in s for k in x["statuses"] if k != "200"})
+        others = ", ".join(f"{k}: {sum(x['statuses'].get(k, 0) for x in s)}" for k in other) or "none"
+        w(f"| {_spread([x['ok'] for x in s], 0)} of {plan['storm_n']:,} | {_spread([x['latency']['p50_ms'] for x in s])} | "
+          f"{_spread([x['latency']['p90_ms'] for x in s])} | {_spread([x['latency']['p99_ms'] for x in s])} | "
+          f"{_spread([x['latency']['max_ms'] for x in s], 1)} | {_spread([x['elapsed_seconds'] for x in s], 1)} | "
+          f"{others} |")
+        w("")
 
     # ---- fan-out
-    w("## Chat fan-out")
-    w("")
-    w(f"N viewers (distinct users with passes) hold `GET /s/{{id}}/chat/events` (SSE) open; one more viewer "
-      f"posts {plan['fanout_messages']} messages {plan['fanout_interval_ms']} ms apart through the chat form "
-      "(the chat allows 5 per 10 s). Latency runs from sending the POST until a subscriber has read the "
-      "message off its connection: the post (access rule, limits, insert, NOTIFY), the LISTEN bridge, the "
-      "hub, every subscriber's task and the socket. A message not read within 3 s of the last post counts "
-      "as not delivered. Each run starts a fresh app process; memory per subscriber = (app RSS with all N "
-      "connected − RSS before) / N.")
-    w("")
-    w("| N | subscribed | connect all (s) | delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | per subscriber (KiB) |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for n, runs in fan.items():
-        w(f"| {int(n):,} | {_spread([x['subscribed'] for x in runs], 0)} | "
-          f"{_spread([x['connect_seconds'] for x in runs], 1)} | "
-          f"{sum(x['delivered'] for x in runs):,} of {sum(x['expected_deliveries'] for x in runs):,} | "
-          f"{_spread([x['latency']['p50_ms'] for x in runs])} | {_spread([x['latency']['p90_ms'] for x in runs])} | "
-          f"{_spread([x['latency']['p99_ms'] for x in runs])} | {_spread([x['latency']['max_ms'] for x in runs], 1)} | "
-          f"{_f(_median([x['rss_before_kib'] for x in runs]) / 1024, 1)} → "
-          f"{_f(_median([x['rss_connected_kib'] for x in runs]) / 1024, 1)} | "
-          f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in runs if x['rss_per_subscriber_bytes'] is not None], 2)} |")
-    w("")
+    if fan:
+        w("## Chat fan-out")
+        w("")
+        w(f"N viewers (distinct users with passes) hold `GET /s/{{id}}/chat/events` (SSE) open; one more viewer "
+          f"posts {plan['fanout_messages']} messages {plan['fanout_interval_ms']} ms apart through the chat form "
+          "(the chat allows 5 per 10 s). Latency runs from sending the POST until a subscriber has read the "
+          "message off its connection: the post (access rule, limits, insert, NOTIFY), the LISTEN bridge, the "
+          "hub, every subscriber's task and the socket. A message not read within 3 s of the last post counts "
+          "as not delivered. Each run starts a fresh app process; memory per subscriber = (app RSS with all N "
+          "connected − RSS before) / N.")
+        w("")
+        w("| N | subscribed | connect all (s) | delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | per subscriber (KiB) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n, runs in fan.items():
+            w(f"| {int(n):,} | {_spread([x['subscribed'] for x in runs], 0)} | "
+              f"{_spread([x['connect_seconds'] for x in runs], 1)} | "
+              f"{sum(x['delivered'] for x in runs):,} of {sum(x['expected_deliveries'] for x in runs):,} | "
+              f"{_spread([x['latency']['p50_ms'] for x in runs])} | {_spread([x['latency']['p90_ms'] for x in runs])} | "
+              f"{_spread([x['latency']['p99_ms'] for x in runs])} | {_spread([x['latency']['max_ms'] for x in runs], 1)} | "
+              f"{_f(_median([x['rss_before_kib'] for x in runs]) / 1024, 1)} → "
+              f"{_f(_median([x['rss_connected_kib'] for x in runs]) / 1024, 1)} | "
+              f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in runs if x['rss_per_subscriber_bytes'] is not None], 2)} |")
+        w("")
 
     # ---- memory
-    w("## App memory")
-    w("")
-    w("| | RSS (MiB) |")
-    w("| --- | --- |")
-    w(f"| idle (started, seeded, stream live) | {_f(r['rss_idle_kib'] / 1024, 1)} |")
-    for key, title in (("token", "after the token endpoint phase"), ("watch", "after the watch page phase")):
-        w(f"| {title} | {_f(ph[key]['rss_after_kib'] / 1024, 1)} |")
-    if top_n:
-        w(f"| {int(top_n):,} SSE subscribers connected (fresh process) | "
-          f"{_f(_median([x['rss_connected_kib'] for x in fan_top]) / 1024, 1)} |")
-    w("")
+    if "rss_idle_kib" in r:
+        w("## App memory")
+        w("")
+        w("| | RSS (MiB) |")
+        w("| --- | --- |")
+        w(f"| idle (started, seeded, stream live) | {_f(r['rss_idle_kib'] / 1024, 1)} |")
+        for key, title in (("token", "after the token endpoint phase"), ("watch", "after the watch page phase")):
+            if key in ph:
+                w(f"| {title} | {_f(ph[key]['rss_after_kib'] / 1024, 1)} |")
+        if top_n:
+            w(f"| {int(top_n):,} SSE subscribers connected (fresh process) | "
+              f"{_f(_median([x['rss_connected_kib'] for x in fan_top]) / 1024, 1)} |")
+        w("")
 
     # ---- enforcement
-    w("## Enforcement")
-    w("")
-    w(f"{plan['enforce_viewers']} viewers join the live room with LiveKit's Python SDK, with tokens from the "
-      "app's token endpoint; once the app has them in presence (participant_joined webhooks), their grants "
-      f"are set to end 2 s later, {ph['enforcement']['spacing_ms']} ms apart, by the database's clock. "
-      "Latency = from each grant's end until LiveKit's ListParticipants no longer lists the viewer "
-      f"(polled every {ph['enforcement']['poll_interval_ms']} ms, so figures can be up to one poll late). "
-      "Different viewers in each run.")
-    w("")
-    w("| removed | p50 (s) | p99 (s) | max (s) | client saw its disconnect, p50 (s) |")
-    w("| --- | --- | --- | --- | --- |")
-    w(f"| {sum(x['removed'] for x in enf)} of {sum(x['viewers'] for x in enf)} | "
-      f"{_spread([x['latency_s']['p50'] for x in enf], 3)} | {_spread([x['latency_s']['p99'] for x in enf], 3)} | "
-      f"{_spread([x['latency_s']['max'] for x in enf], 3)} | "
-      f"{_spread([x['client_disconnected_s']['p50'] for x in enf], 3)} |")
-    w("")
+    if enf:
+        w("## Enforcement")
+        w("")
+        w(f"{plan['enforce_viewers']} viewers join the live room with LiveKit's Python SDK, with tokens from the "
+          "app's token endpoint; once the app has them in presence (participant_joined webhooks), their grants "
+          f"are set to end 2 s later, {ph['enforcement']['spacing_ms']} ms apart, by the database's clock. "
+          "Latency = from each grant's end until LiveKit's ListParticipants no longer lists the viewer "
+          f"(polled every {ph['enforcement']['poll_interval_ms']} ms, so figures can be up to one poll late). "
+          "Different viewers in each run.")
+        w("")
+        w("| removed | p50 (s) | p99 (s) | max (s) | client saw its disconnect, p50 (s) |")
+        w("| --- | --- | --- | --- | --- |")
+        w(f"| {sum(x['removed'] for x in enf)} of {sum(x['viewers'] for x in enf)} | "
+          f"{_spread([x['latency_s']['p50'] for x in enf], 3)} | {_spread([x['latency_s']['p99'] for x in enf], 3)} | "
+          f"{_spread([x['latency_s']['max'] for x in enf], 3)} | "
+          f"{_spread([x['client_disconnected_s']['p50'] for x in enf], 3)} |")
+        w("")
 
     # ---- media
-    md = ph["media"]
-    pub = md["publisher"]
-    w("## Real media")
-    w("")
-    w("`lk load-test` (LiveKit's CLI) is not available here — the Go module proxy does not serve "
-      "livekit-cli — so LiveKit's Python SDK stands in for it. One publisher (the host, token from "
-      f"`POST /studio/streams/{{id}}/token`) sends {pub['width']}x{pub['height']} {pub['codec']} video at "
-      f"{pub['fps']} fps (at most {pub['max_bitrate_kbps']} kbps, no simulcast; a textured pattern scrolling "
-      f"sideways) and {pub['audio']}. Subscribers join in steps, each with its own viewer token from "
-      "`POST /s/{id}/token`, all in one Python process that also decodes their video; each step is "
-      f"measured over {plan['media_window_s']} s after they receive video. The ramp stops at the first step "
-      f"where fewer than 95 % of subscribers receive 90 % of {pub['fps']} fps. CPU % is of one core "
-      "(200 % = the whole machine).")
-    w("")
-    w(f"**Subscribers reached: {md['subscribers_reached']}** (the largest step that held).")
-    w("")
-    w("| subscribers | received fps, median (min) | decoded fps, median | received kbps, median (min) | publisher sent fps | livekit-server CPU | subscribers' process CPU | machine CPU |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for st in md["steps"]:
-        if "error" in st:
-            w(f"| {st['subscribers']} | connecting failed: {st['error']} | | | | | | |")
-            continue
-        w(f"| {st['subscribers']} | {_f(st['received_fps']['median'], 1)} ({_f(st['received_fps']['min'], 1)}) | "
-          f"{_f(st['decoded_fps']['median'], 1)} | {_f(st['received_kbps']['median'], 0)} "
-          f"({_f(st['received_kbps']['min'], 0)}) | {st['publisher_sent_fps']} | {st['livekit_cpu_pct']} % | "
-          f"{st['subscriber_process_cpu_pct']} % | {st['machine_cpu_pct']} % |")
-    w("")
+    if "media" in ph:
+        md = ph["media"]
+        pub = md["publisher"]
+        w("## Real media")
+        w("")
+        w("`lk load-test` (LiveKit's CLI) is not available here — the Go module proxy does not serve "
+          "livekit-cli — so LiveKit's Python SDK stands in for it. One publisher (the host, token from "
+          f"`POST /studio/streams/{{id}}/token`) sends {pub['width']}x{pub['height']} {pub['codec']} video at "
+          f"{pub['fps']} fps (at most {pub['max_bitrate_kbps']} kbps, no simulcast; a textured pattern scrolling "
+          f"sideways) and {pub['audio']}. Subscribers join in steps, each with its own viewer token from "
+          "`POST /s/{id}/token`, all in one Python process that also decodes their video; each step is "
+          f"measured over {plan['media_window_s']} s after they receive video. The ramp stops at the first step "
+          f"where fewer than 95 % of subscribers receive 90 % of {pub['fps']} fps. CPU % is of one core "
+          "(200 % = the whole machine).")
+        w("")
+        w(f"**Subscribers reached: {md['subscribers_reached']}** (the largest step that held).")
+        w("")
+        w("| subscribers | received fps, median (min) | decoded fps, median | received kbps, median (min) | publisher sent fps | livekit-server CPU | subscribers' process CPU | machine CPU |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for st in md["steps"]:
+            if "error" in st:
+                w(f"| {st['subscribers']} | connecting failed: {st['error']} | | | | | | |")
+                continue
+            w(f"| {st['subscribers']} | {_f(st['received_fps']['median'], 1)} ({_f(st['received_fps']['min'], 1)}) | "
+              f"{_f(st['decoded_fps']['median'], 1)} | {_f(st['received_kbps']['median'], 0)} "
+              f"({_f(st['received_kbps']['min'], 0)}) | {st['publisher_sent_fps']} | {st['livekit_cpu_pct']} % | "
+              f"{st['subscriber_process_cpu_pct']} % | {st['machine_cpu_pct']} % |")
+        w("")
 
     # ---- settings
     w("## Settings")
