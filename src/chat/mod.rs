@@ -321,11 +321,14 @@ struct Reader {
     out: mpsc::Sender<Outgoing>,
 }
 
+// The rare paths (catching up, asking the access rule again, the held list)
+// are awaited boxed: their database futures take a few KiB, and awaited
+// inline they would make every idle subscriber's task that large too.
 impl Reader {
     async fn run(&mut self, mut sub: hub::Subscription) -> Result<(), Stop> {
-        self.catch_up().await?;
+        Box::pin(self.catch_up()).await?;
         if self.team {
-            self.send_held().await?;
+            Box::pin(self.send_held()).await?;
         }
         let start = tokio::time::Instant::now() + RECHECK_EVERY;
         let mut recheck = tokio::time::interval_at(start, RECHECK_EVERY);
@@ -333,7 +336,7 @@ impl Reader {
             let event = tokio::select! {
                 _ = self.out.closed() => return Err(Stop::Gone),
                 _ = recheck.tick() => {
-                    self.check_access().await?;
+                    Box::pin(self.check_access()).await?;
                     continue;
                 }
                 event = sub.recv() => event,
@@ -343,9 +346,9 @@ impl Reader {
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::info!(missed = n, stream = %self.stream.id, "chat reader lagged; catching up");
                     metrics::counter!("chat_reader_lagged_total").increment(1);
-                    self.catch_up().await?;
+                    Box::pin(self.catch_up()).await?;
                     if self.team {
-                        self.send_held().await?;
+                        Box::pin(self.send_held()).await?;
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -384,13 +387,13 @@ impl Reader {
             }
             ChatEvent::Recheck { user } => {
                 if *user == self.user {
-                    self.check_access().await?;
+                    Box::pin(self.check_access()).await?;
                 }
             }
             ChatEvent::CatchUp => {
-                self.catch_up().await?;
+                Box::pin(self.catch_up()).await?;
                 if self.team {
-                    self.send_held().await?;
+                    Box::pin(self.send_held()).await?;
                 }
             }
         }
@@ -405,7 +408,7 @@ impl Reader {
             return Ok(false);
         }
         if seq > self.last + 1 {
-            self.catch_up().await?;
+            Box::pin(self.catch_up()).await?;
             return Ok(seq > self.last);
         }
         Ok(true)
