@@ -553,8 +553,17 @@ def fanout_phase(plan: Plan, world: World) -> dict:
                  f"p99 {fmt(lat['p99_ms'])} ms, max {fmt(lat['max_ms'])} ms; RSS {r['rss_before_kib']} -> "
                  f"{r['rss_connected_kib']} KiB ({fmt(per and per / 1024)} KiB per subscriber); "
                  f"posts {r['post_statuses']}")
+    # What a plain keep-alive connection costs the app, chat or not (hyper gives
+    # every HTTP/1 connection an 8 KiB read and an 8 KiB write buffer): the
+    # floor under the memory per subscriber.
+    n = max(plan.fanout_ns)
+    pid = world.start_app()
+    time.sleep(1.0)
+    idle = client(["idle", "--addr", f"127.0.0.1:{world.app_port}", "--n", n, "--app-pid", pid])
+    note(f"{n} idle keep-alive connections (one GET /healthz each): RSS {idle['rss_before_kib']} -> "
+         f"{idle['rss_connected_kib']} KiB ({fmt(idle['rss_per_connection_bytes'] / 1024)} KiB per connection)")
     world.start_app()
-    return {"runs": results}
+    return {"runs": results, "idle_connections": idle}
 
 
 def fmt(x, digits=2):

@@ -179,6 +179,14 @@ def markdown(r: dict, goals: dict) -> str:
               f"{_f(_median([x['rss_connected_kib'] for x in runs]) / 1024, 1)} | "
               f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in runs if x['rss_per_subscriber_bytes'] is not None], 2)} |")
         w("")
+        idle = ph["fanout"].get("idle_connections")
+        if idle and idle.get("rss_per_connection_bytes") is not None:
+            w(f"For comparison, {idle['n']:,} idle keep-alive connections that each made one `GET /healthz` "
+              f"cost the app {_f(idle['rss_per_connection_bytes'] / 1024)} KiB each (one run, fresh process): "
+              "hyper, axum's HTTP server, allocates an 8 KiB read buffer and an 8 KiB write buffer for every "
+              "HTTP/1 connection. That is the floor under the memory per SSE subscriber; the rest is the "
+              "subscriber's chat task, its channel and its share of the response stream.")
+            w("")
 
     # ---- memory
     if "rss_idle_kib" in r:

@@ -41,6 +41,7 @@ async fn main() {
     let result = match command.as_str() {
         "fanout" => fanout(&flags).await,
         "storm" => storm(&flags).await,
+        "idle" => idle(&flags).await,
         _ => usage(),
     };
     match result {
@@ -56,7 +57,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  stagepass-bench fanout --addr HOST:PORT --stream ID --sessions FILE --n N \\\n      \
          --sender 'COOKIE CSRF' --messages M --interval-ms MS --app-pid PID --tag TAG\n  \
-         stagepass-bench storm --addr HOST:PORT --stream ID --sessions FILE --n N --within-ms MS\n\
+         stagepass-bench storm --addr HOST:PORT --stream ID --sessions FILE --n N --within-ms MS\n  \
+         stagepass-bench idle --addr HOST:PORT --n N --app-pid PID\n\
          SESSIONS: one viewer a line, `COOKIE CSRF` (session cookie value, its CSRF token)"
     );
     std::process::exit(2);
@@ -382,6 +384,38 @@ async fn read_events(
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---- idle ------------------------------------------------------------------------
+
+/// The app's memory per idle keep-alive HTTP connection (one GET /healthz
+/// each, then held open): what any connection costs before chat adds to it.
+async fn idle(flags: &Flags) -> Result<serde_json::Value, Error> {
+    let addr = flags.get("addr");
+    let n: usize = flags.num("n");
+    let app_pid: u32 = flags.num("app-pid");
+    let before = rss_kib(app_pid);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut sender = connect(&addr).await?;
+        let req = Request::get("/healthz").header(HOST, &addr).body(empty())?;
+        let resp = sender.send_request(req).await?;
+        let _ = resp.into_body().collect().await?;
+        held.push(sender);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(app_pid);
+    let per = match (before, after) {
+        (Some(b), Some(a)) => Some((a as f64 - b as f64) * 1024.0 / n as f64),
+        _ => None,
+    };
+    drop(held);
+    Ok(json!({
+        "n": n,
+        "rss_before_kib": before,
+        "rss_connected_kib": after,
+        "rss_per_connection_bytes": per,
+    }))
 }
 
 // ---- storm ------------------------------------------------------------------------
