@@ -889,6 +889,8 @@ async def run(plan: Plan, procs: Processes) -> dict:
     if wanted("media"):
         phases["media"] = await media_phase(plan, world, host_room)
 
+    if "media" not in phases:  # the media phase hands the host's place to its publisher
+        await host_room.disconnect()
     report["load_average"]["after"] = loadavg()
     report["duration_s"] = round(time.time() - t_start)
     return report
