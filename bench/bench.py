@@ -84,11 +84,15 @@ class Plan:
         self.fanout_messages = 3 if quick else 5
         # The chat allows everyone 5 messages per 10 s: one every 2.2 s stays under it.
         self.fanout_interval_ms = 2200
+        # Posting starts 2 s + this after the last subscriber connected, so that the
+        # subscribers' access re-checks (every 15 s, chat::RECHECK_EVERY) fall
+        # among the messages, as they would in a chat that has been open a while.
+        self.fanout_wait_ms = 6000
         self.enforce_viewers = 10 if quick else 50
         self.enforce_spacing_ms = 100
-        self.media_steps = [1, 5] if quick else [1, 5, 10, 20, 30, 40, 60, 80, 100]
+        self.media_steps = [1, 5] if quick else [1, 5, 10, 20, 40, 60, 80, 100, 125, 150, 200]
         self.media_window_s = 5 if quick else 10
-        self.media_budget_s = 60 if quick else 300
+        self.media_budget_s = 60 if quick else 360
         self.width, self.height, self.fps = 640, 360, 30
 
     def as_dict(self) -> dict:
@@ -544,7 +548,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
             r = client(["fanout", "--addr", f"127.0.0.1:{world.app_port}", "--stream", world.stream_id,
                         "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
                         "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
-                        "--app-pid", pid, "--tag", f"{n}x{rep}"])
+                        "--app-pid", pid, "--tag", f"{n}x{rep}", "--wait-ms", plan.fanout_wait_ms])
             results[str(n)].append(r)
             lat = r["latency"]
             per = r["rss_per_subscriber_bytes"]

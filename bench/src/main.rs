@@ -56,7 +56,7 @@ async fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage:\n  stagepass-bench fanout --addr HOST:PORT --stream ID --sessions FILE --n N \\\n      \
-         --sender 'COOKIE CSRF' --messages M --interval-ms MS --app-pid PID --tag TAG\n  \
+         --sender 'COOKIE CSRF' --messages M --interval-ms MS --app-pid PID --tag TAG [--wait-ms MS]\n  \
          stagepass-bench storm --addr HOST:PORT --stream ID --sessions FILE --n N --within-ms MS\n  \
          stagepass-bench idle --addr HOST:PORT --n N --app-pid PID\n\
          SESSIONS: one viewer a line, `COOKIE CSRF` (session cookie value, its CSRF token)"
@@ -85,6 +85,14 @@ impl Flags {
             eprintln!("missing --{name}");
             usage()
         })
+    }
+
+    fn num_or<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        if self.0.contains_key(name) {
+            self.num(name)
+        } else {
+            default
+        }
     }
 
     fn num<T: std::str::FromStr>(&self, name: &str) -> T {
@@ -123,7 +131,12 @@ fn read_sessions(path: &str, n: usize) -> Result<Vec<Viewer>, Error> {
 /// Opens a fresh HTTP/1.1 connection.
 async fn connect(
     addr: &str,
-) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>, Error> {
+) -> Result<
+    hyper::client::conn::http1::SendRequest<
+        http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>,
+    >,
+    Error,
+> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
@@ -180,9 +193,7 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
     let tag = flags.get("tag");
     let viewers = read_sessions(&flags.get("sessions"), n)?;
     let sender = flags.get("sender");
-    let (sender_cookie, sender_csrf) = sender
-        .split_once(' ')
-        .ok_or("--sender is `COOKIE CSRF`")?;
+    let (sender_cookie, sender_csrf) = sender.split_once(' ').ok_or("--sender is `COOKIE CSRF`")?;
 
     let rss_before = rss_kib(app_pid);
     let path = format!("/s/{stream}/chat/events");
@@ -248,6 +259,9 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
     // reads) before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = rss_kib(app_pid);
+    // Optionally wait before posting, e.g. so that the subscribers' periodic
+    // access re-checks fall within the messages.
+    tokio::time::sleep(Duration::from_millis(flags.num_or("wait-ms", 0))).await;
 
     // The sender: one viewer posting through the chat form, as htmx does.
     let mut sent: Vec<Option<Instant>> = Vec::with_capacity(messages);
@@ -297,7 +311,9 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
         failures.push(f);
     }
     let rss_per_subscriber = match (rss_before, rss_connected) {
-        (Some(b), Some(c)) if subscribed > 0 => Some((c as f64 - b as f64) * 1024.0 / subscribed as f64),
+        (Some(b), Some(c)) if subscribed > 0 => {
+            Some((c as f64 - b as f64) * 1024.0 / subscribed as f64)
+        }
         _ => None,
     };
     let mut distinct_failures: Vec<String> = failures.iter().take(5).cloned().collect();
