@@ -88,6 +88,10 @@ class Plan:
         # subscribers' access re-checks (every 15 s, chat::RECHECK_EVERY) fall
         # among the messages, as they would in a chat that has been open a while.
         self.fanout_wait_ms = 6000
+        # For working on the bench: BENCH_FANOUT_NS=10000 BENCH_FANOUT_WAIT_MS=0.
+        if os.environ.get("BENCH_FANOUT_NS"):
+            self.fanout_ns = [int(n) for n in os.environ["BENCH_FANOUT_NS"].split(",")]
+        self.fanout_wait_ms = int(os.environ.get("BENCH_FANOUT_WAIT_MS", self.fanout_wait_ms))
         self.enforce_viewers = 10 if quick else 50
         self.enforce_spacing_ms = 100
         self.media_steps = [1, 5] if quick else [1, 5, 10, 20, 40, 60, 80, 100, 125, 150, 200]
