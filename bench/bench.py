@@ -13,10 +13,10 @@ Phases, each repeated (3 times unless BENCH_QUICK=1):
   storm      2,000 distinct viewers each asking for a token, spread over 10 s
   fanout     one viewer posts chat messages while N viewers hold the SSE stream
              (a fresh app process per run, for its memory)
-  enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
-             apart: time from each grant's end until LiveKit no longer lists them
   media      1 publisher (synthetic video + audio) and a growing number of
              subscribers until the machine no longer holds the frame rate
+  enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
+             apart: time from each grant's end until LiveKit no longer lists them
 
 Writes target/bench/report.json and target/bench/report.md.
 """
@@ -261,6 +261,7 @@ class World:
         self.s3_port = free_port()
         self.app: subprocess.Popen | None = None
         self.settings: dict = {}
+        self.stop_publisher = None
 
     # -- services
 
@@ -782,13 +783,19 @@ async def media_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
                 await room.disconnect()
             except Exception:
                 pass
+
+    # The publisher goes on (the room stays live, with video) until the run
+    # stops it, after the enforcement phase.
+    def stop_publisher() -> None:
         pub.stdin.close()
         try:
             pub.wait(15)
         except subprocess.TimeoutExpired:
             pub.kill()
         reader.cancel()
-    world.procs.procs.pop("publisher", None)
+        world.procs.procs.pop("publisher", None)
+
+    world.stop_publisher = stop_publisher
     return {
         "publisher": {"width": plan.width, "height": plan.height, "fps": plan.fps, "codec": "VP8",
                       "max_bitrate_kbps": 1000, "simulcast": False, "audio": "48 kHz mono Opus, 440 Hz tone"},
@@ -888,15 +895,19 @@ async def run(plan: Plan, procs: Processes) -> dict:
         phases["storm"] = storm_phase(plan, world)
     if wanted("fanout"):
         phases["fanout"] = fanout_phase(plan, world)
+    # Media before enforcement: the enforcement phase's 150 LiveKit clients,
+    # removed by the server, would otherwise still cost this process CPU while
+    # its subscribers decode video. The publisher stays for the enforcement phase.
+    if wanted("media"):
+        phases["media"] = await media_phase(plan, world, host_room)
     if wanted("enforcement"):
         lk = api.LiveKitAPI(world.lk_url, world.lk_key, world.lk_secret)
         try:
             phases["enforcement"] = await enforcement_phase(plan, world, lk)
         finally:
             await lk.aclose()
-    if wanted("media"):
-        phases["media"] = await media_phase(plan, world, host_room)
-
+    if world.stop_publisher:
+        world.stop_publisher()
     if "media" not in phases:  # the media phase hands the host's place to its publisher
         await host_room.disconnect()
     report["load_average"]["after"] = loadavg()

@@ -215,7 +215,8 @@ def markdown(r: dict, goals: dict) -> str:
           f"are set to end 2 s later, {ph['enforcement']['spacing_ms']} ms apart, by the database's clock. "
           "Latency = from each grant's end until LiveKit's ListParticipants no longer lists the viewer "
           f"(polled every {ph['enforcement']['poll_interval_ms']} ms, so figures can be up to one poll late). "
-          "Different viewers in each run.")
+          "Different viewers in each run"
+          + (", while the host's publisher from the media phase still sends video." if "media" in ph else "."))
         w("")
         w("| removed | p50 (s) | p99 (s) | max (s) | client saw its disconnect, p50 (s) |")
         w("| --- | --- | --- | --- | --- |")
