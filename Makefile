@@ -2,6 +2,8 @@
 #
 #   make run      set up, start LiveKit and S3 if needed, migrate, load demo data, serve
 #   make test     set up, then the whole test suite (make test TEST_ARGS="-- accounts")
+#   make bench    benchmark a release build against the real services (about 15 minutes);
+#                 the report goes to target/bench/report.md and report.json
 #   make setup    install and start what the app and its tests need (idempotent)
 #   make fmt      format the Rust code
 #   make lint     clippy, warnings are errors
@@ -16,13 +18,16 @@ export PATH := $(TOOLS)/bin:$(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
 DATABASE_URL ?= postgres://stagepass:stagepass@localhost:5432/stagepass
 TEST_ARGS ?=
 
-.PHONY: run test setup fmt lint schema
+.PHONY: run test bench setup fmt lint schema
 
 run:
 	scripts/run
 
 test: setup
 	cargo test --locked $(TEST_ARGS)
+
+bench:
+	scripts/bench
 
 setup:
 	scripts/setup

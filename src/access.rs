@@ -132,28 +132,83 @@ async fn facts(
     channel: ChannelId,
     stream: Option<i64>,
 ) -> diesel::QueryResult<Facts> {
-    let (u, c, st) = ("$2", "$1", "$3");
-    diesel::sql_query(format!(
-        "SELECT \
-           (SELECT m.role FROM channel_members m WHERE m.channel_id = $1 AND m.user_id = $2) AS role, \
-           EXISTS (SELECT 1 FROM channels c WHERE c.id = $1 AND c.owner_id = $2) AS owner, \
-           EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
-           (WITH RECURSIVE chain(until) AS ( \
-               SELECT max(g.expires_at) FROM access_grants g WHERE {active} \
-               UNION SELECT g.expires_at FROM access_grants g JOIN chain \
-                 ON {covering} AND g.starts_at <= chain.until AND g.expires_at > chain.until) \
-            SELECT max(until) FROM chain) AS grant_until, \
-           EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) AS had_grant",
-        ban = sql::with(sql::ACTIVE_BAN, u, c, st),
-        active = sql::with(sql::ACTIVE_GRANT, u, c, st),
-        covering = sql::with(sql::COVERING, u, c, st),
-        ended = sql::with(sql::ENDED_GRANT, u, c, st),
-    ))
-    .bind::<BigInt, _>(channel.0)
-    .bind::<BigInt, _>(user.0)
-    .bind::<Nullable<BigInt>, _>(stream)
+    FactsQuery {
+        channel: channel.0,
+        user: user.0,
+        stream,
+    }
     .get_result(conn)
     .await
+}
+
+/// The facts query as a statement each connection prepares once. Every
+/// token, watch page, chat post and open chat stream asks the rule, and
+/// planning this query costs about three times as much as running it: diesel
+/// never caches the statements of `sql_query`, so this type writes its SQL
+/// itself (the same text every time, hence `HAS_STATIC_QUERY_ID`). The binds
+/// come once each, as the columns of `p`; Postgres folds them back into the
+/// conditions, so the plans use the same indexes as with literal values.
+struct FactsQuery {
+    channel: i64,
+    user: i64,
+    stream: Option<i64>,
+}
+
+/// The query around `p(c, u, s)`, built once: what comes before the binds, and after.
+static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let (u, c, st) = ("p.u", "p.c", "p.s");
+    // `had_grant` only matters without an active grant (pass ended, or never
+    // had one), and no index serves it: CASE leaves it unevaluated otherwise.
+    let head = format!(
+        "SELECT \
+           (SELECT m.role FROM channel_members m WHERE m.channel_id = p.c AND m.user_id = p.u) AS role, \
+           EXISTS (SELECT 1 FROM channels o WHERE o.id = p.c AND o.owner_id = p.u) AS owner, \
+           EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
+           chain.until AS grant_until, \
+           CASE WHEN chain.until IS NULL \
+                THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant \
+         FROM (SELECT ",
+        ban = sql::with(sql::ACTIVE_BAN, u, c, st),
+        ended = sql::with(sql::ENDED_GRANT, u, c, st),
+    );
+    // OFFSET 0 keeps the chain a subquery of its own, evaluated once.
+    let tail = format!(
+        " CROSS JOIN LATERAL (WITH RECURSIVE chain(until) AS ( \
+             SELECT max(g.expires_at) FROM access_grants g WHERE {active} \
+             UNION SELECT g.expires_at FROM access_grants g JOIN chain \
+               ON {covering} AND g.starts_at <= chain.until AND g.expires_at > chain.until) \
+           SELECT max(until) AS until FROM chain OFFSET 0) chain",
+        active = sql::with(sql::ACTIVE_GRANT, u, c, st),
+        covering = sql::with(sql::COVERING, u, c, st),
+    );
+    (head, tail)
+});
+
+impl diesel::query_builder::QueryId for FactsQuery {
+    type QueryId = FactsQuery;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for FactsQuery {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FactsQuery {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        let (head, tail) = &*FACTS_SQL;
+        out.push_sql(head);
+        out.push_bind_param::<BigInt, _>(&self.channel)?;
+        out.push_sql("::int8 AS c, ");
+        out.push_bind_param::<BigInt, _>(&self.user)?;
+        out.push_sql("::int8 AS u, ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.stream)?;
+        out.push_sql("::int8 AS s) p");
+        out.push_sql(tail);
+        Ok(())
+    }
 }
 
 /// May `user` watch, moderate or publish `stream`?

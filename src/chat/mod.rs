@@ -5,7 +5,7 @@
 //! Fan-out: a post inserts the message and NOTIFYs `stagepass_chat` with ids
 //! only, in one transaction; every app instance's `bridge` loads it once,
 //! renders it once per audience and publishes it on its `hub`; each SSE
-//! client's task (`events`) forwards what its reader may see. Messages are a
+//! client's stream (`events`) forwards what its reader may see. Messages are a
 //! per-stream event log (`db::chat`): clients resume from Last-Event-ID out of
 //! the database, and a client that lags or misses an event re-reads the
 //! database from its last event instead of skipping (no gaps, no repeats).
@@ -20,12 +20,13 @@ pub mod hub;
 pub mod limits;
 pub mod view;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::access::{self, Access};
 use crate::db::chat::{self as chat_db, Event, NewMessage, RecentQuery, Settings};
@@ -268,32 +269,38 @@ pub async fn events(
     let cursor = chat_db::cursor(&mut *state.db.get().await?, stream.id).await?;
     let after = after.map_or(cursor, |after| after.clamp(0, cursor));
     let subscription = state.chat.subscribe(stream.id, stream.channel_id);
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut reader = Reader {
-            state,
-            stream,
-            user,
-            team: access.may_moderate(),
-            last: after,
-            out: tx,
-        };
-        if let Err(e) = reader.run(subscription).await {
-            tracing::debug!(error = %e, "chat stream ended");
-        }
-    });
-    Ok(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (Ok(item), rx))
-    }))
+    // The first access re-check comes at a random moment of the first period,
+    // so that a crowd that joined together does not re-check together.
+    let first = RECHECK_EVERY.mul_f64(rand::random::<f64>());
+    let reader = Reader {
+        state,
+        stream,
+        user,
+        team: access.may_moderate(),
+        last: after,
+        sub: subscription,
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + first, RECHECK_EVERY),
+        started: false,
+        out: VecDeque::new(),
+        stopped: false,
+    };
+    // The response stream drives its reader itself: no task and no channel
+    // per client, so a message reaches each subscriber with one wake-up less,
+    // and a client that stops reading is not polled (its subscription lags
+    // and catches up from the database, as before).
+    Ok(futures_util::stream::unfold(
+        reader,
+        |mut reader| async move { reader.next().await.map(|item| (Ok(item), reader)) },
+    ))
 }
 
 /// Why a reader stopped (none of these is an error the user sees).
 #[derive(Debug, thiserror::Error)]
 enum Stop {
-    #[error("the client went away")]
-    Gone,
     #[error("the reader may no longer read this chat")]
     Denied,
+    #[error("the stream's chat channel closed")]
+    Ended,
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -310,46 +317,74 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Stop {
     }
 }
 
-/// One client's task: `last` is the last chat event it was given (or never
-/// needs); everything after it is delivered exactly once, in order.
+/// One client's chat stream: `last` is the last chat event it was given (or
+/// never needs); everything after it is delivered exactly once, in order.
 struct Reader {
     state: AppState,
     stream: Stream,
     user: UserId,
     team: bool,
     last: i64,
-    out: mpsc::Sender<Outgoing>,
+    sub: hub::Subscription,
+    recheck: tokio::time::Interval,
+    /// Whether the backlog has been read.
+    started: bool,
+    /// Events ready for the client, oldest first.
+    out: VecDeque<Outgoing>,
+    /// Nothing more after `out`: the client lost access, or the reader failed.
+    stopped: bool,
 }
 
+// The rare paths (catching up, asking the access rule again, the held list)
+// are awaited boxed: their database futures take a few KiB, and awaited
+// inline they would make every idle subscriber's stream that large too.
 impl Reader {
-    async fn run(&mut self, mut sub: hub::Subscription) -> Result<(), Stop> {
-        self.catch_up().await?;
-        if self.team {
-            self.send_held().await?;
-        }
-        let start = tokio::time::Instant::now() + RECHECK_EVERY;
-        let mut recheck = tokio::time::interval_at(start, RECHECK_EVERY);
+    /// The client's next event; None when the stream ends.
+    async fn next(&mut self) -> Option<Outgoing> {
         loop {
-            let event = tokio::select! {
-                _ = self.out.closed() => return Err(Stop::Gone),
-                _ = recheck.tick() => {
-                    self.check_access().await?;
-                    continue;
-                }
-                event = sub.recv() => event,
-            };
-            match event {
-                Ok(event) => self.forward(&event).await?,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::info!(missed = n, stream = %self.stream.id, "chat reader lagged; catching up");
-                    metrics::counter!("chat_reader_lagged_total").increment(1);
-                    self.catch_up().await?;
-                    if self.team {
-                        self.send_held().await?;
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            if let Some(out) = self.out.pop_front() {
+                return Some(out);
             }
+            if self.stopped {
+                return None;
+            }
+            if let Err(e) = self.step().await {
+                tracing::debug!(error = %e, "chat stream ended");
+                self.stopped = true;
+            }
+        }
+    }
+
+    /// Reads the backlog first, then waits for one live event or re-check.
+    async fn step(&mut self) -> Result<(), Stop> {
+        if !self.started {
+            self.started = true;
+            Box::pin(self.catch_up()).await?;
+            if self.team {
+                Box::pin(self.send_held()).await?;
+            }
+            return Ok(());
+        }
+        let event = tokio::select! {
+            // After a stall (a client that stopped reading), access first.
+            biased;
+            _ = self.recheck.tick() => {
+                return Box::pin(self.check_access()).await;
+            }
+            event = self.sub.recv() => event,
+        };
+        match event {
+            Ok(event) => self.forward(&event).await,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::info!(missed = n, stream = %self.stream.id, "chat reader lagged; catching up");
+                metrics::counter!("chat_reader_lagged_total").increment(1);
+                Box::pin(self.catch_up()).await?;
+                if self.team {
+                    Box::pin(self.send_held()).await?;
+                }
+                Ok(())
+            }
+            Err(broadcast::error::RecvError::Closed) => Err(Stop::Ended),
         }
     }
 
@@ -361,7 +396,7 @@ impl Reader {
                 }
                 if let Some(html) = html {
                     let data = if self.team { &html.team } else { &html.viewer };
-                    self.send("chat", Some(*seq), data.clone()).await?;
+                    self.send("chat", Some(*seq), data.clone());
                 }
                 self.last = *seq;
             }
@@ -373,24 +408,23 @@ impl Reader {
                     "delete",
                     Some(*seq),
                     view::delete_fragment(*message_seq).into(),
-                )
-                .await?;
+                );
                 self.last = *seq;
             }
             ChatEvent::Held { team } => {
                 if self.team {
-                    self.send("held", None, team.clone()).await?;
+                    self.send("held", None, team.clone());
                 }
             }
             ChatEvent::Recheck { user } => {
                 if *user == self.user {
-                    self.check_access().await?;
+                    Box::pin(self.check_access()).await?;
                 }
             }
             ChatEvent::CatchUp => {
-                self.catch_up().await?;
+                Box::pin(self.catch_up()).await?;
                 if self.team {
-                    self.send_held().await?;
+                    Box::pin(self.send_held()).await?;
                 }
             }
         }
@@ -405,7 +439,7 @@ impl Reader {
             return Ok(false);
         }
         if seq > self.last + 1 {
-            self.catch_up().await?;
+            Box::pin(self.catch_up()).await?;
             return Ok(seq > self.last);
         }
         Ok(true)
@@ -421,15 +455,14 @@ impl Reader {
                 Event::Message(m) => {
                     let html = view::render_message(&MessageView::new(m), self.team)
                         .map_err(anyhow::Error::from)?;
-                    self.send("chat", Some(event.seq()), html.into()).await?;
+                    self.send("chat", Some(event.seq()), html.into());
                 }
                 Event::Deleted { seq, message_seq } => {
                     self.send(
                         "delete",
                         Some(*seq),
                         view::delete_fragment(*message_seq).into(),
-                    )
-                    .await?;
+                    );
                 }
                 Event::Skip { .. } => {}
             }
@@ -440,7 +473,8 @@ impl Reader {
 
     async fn send_held(&mut self) -> Result<(), Stop> {
         let html = bridge::render_held(&self.state, self.stream.id).await?;
-        self.send("held", None, html.into()).await
+        self.send("held", None, html.into());
+        Ok(())
     }
 
     /// Asks the access rule again. A reader who may no longer watch gets the
@@ -456,7 +490,7 @@ impl Reader {
             panel.oob = true;
             let html = askama::Template::render(&PanelFragment { chat: panel })
                 .map_err(anyhow::Error::from)?;
-            self.send("denied", None, html.into()).await?;
+            self.send("denied", None, html.into());
             return Err(Stop::Denied);
         }
         if access.may_moderate() != self.team {
@@ -465,10 +499,7 @@ impl Reader {
         Ok(())
     }
 
-    async fn send(&self, event: &'static str, id: Option<i64>, data: Arc<str>) -> Result<(), Stop> {
-        self.out
-            .send(Outgoing { event, id, data })
-            .await
-            .map_err(|_| Stop::Gone)
+    fn send(&mut self, event: &'static str, id: Option<i64>, data: Arc<str>) {
+        self.out.push_back(Outgoing { event, id, data });
     }
 }

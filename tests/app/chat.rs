@@ -412,10 +412,16 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
     .await
     .unwrap();
     let mut events = std::pin::pin!(events);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client reads once (nothing there yet, so the reader now waits for
+    // live events), then nothing for now.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.next())
+            .await
+            .is_err()
+    );
 
-    // Far more messages than the hub buffers (256) plus the reader's queue (64),
-    // made visible and announced the way posting does, in one go.
+    // Far more messages than the hub buffers (256), made visible and
+    // announced the way posting does, in one go.
     let total: usize = 600;
     diesel::sql_query(format!(
         "DO $$ DECLARE n BIGINT; BEGIN FOR i IN 1..{total} LOOP \

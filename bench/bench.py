@@ -1,0 +1,949 @@
+"""make bench: measures a release build of stagepass against the real services.
+
+Run by scripts/bench (which installs the tools, builds the release binary and the
+load client, and raises the open-file limit) with the LiveKit Python SDK's venv.
+Everything it starts is its own: a database `stagepass_bench` (dropped and created
+again), a livekit-server and an s3s-fs on free ports, and the app itself; all of
+it is stopped when the run ends, however it ends.
+
+Phases, each repeated (3 times unless BENCH_QUICK=1):
+  token      POST /s/{id}/token (session, CSRF, the access rule, minting) at fixed
+             rates from oha
+  watch      GET /s/{id} (signed in, with a grant) at the same rates
+  storm      2,000 distinct viewers each asking for a token, spread over 10 s
+  fanout     one viewer posts chat messages while N viewers hold the SSE stream
+             (a fresh app process per run, for its memory)
+  media      1 publisher (synthetic video + audio) and a growing number of
+             subscribers until the machine no longer holds the frame rate
+  enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
+             apart: time from each grant's end until LiveKit no longer lists them
+
+Writes target/bench/report.json and target/bench/report.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import ctypes
+import io
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import logging
+
+import aiohttp
+from livekit import api, rtc
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "target" / "bench"
+TOOLS = Path(os.environ.get("STAGEPASS_TOOLS", "/root/.cache/stagepass"))
+APP_BIN = Path(os.environ.get("BENCH_APP_BIN", OUT / "stagepass"))
+CLIENT_BIN = Path(os.environ.get("BENCH_CLIENT_BIN", OUT / "stagepass-bench"))
+OHA = TOOLS / "bin" / "oha"
+LIVEKIT_SERVER = TOOLS / "bin" / "livekit-server"
+S3S_FS = TOOLS / "bin" / "s3s-fs"
+PG_BASE = os.environ.get("BENCH_PG_BASE", "postgres://stagepass:stagepass@127.0.0.1:5432")
+DB_NAME = "stagepass_bench"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+# For working on the bench: BENCH_ONLY=media,enforcement runs only those phases.
+ONLY = {p for p in os.environ.get("BENCH_ONLY", "").split(",") if p}
+
+GOALS = {
+    "token_p99_ms_at_2000": 10.0,
+    "fanout_p99_ms_at_10000": 100.0,
+    "sse_bytes_per_subscriber": 8 * 1024,
+    "enforcement_p99_s": 2.0,
+}
+
+
+class Plan:
+    """How much of everything; the quick plan is for working on the bench itself."""
+
+    def __init__(self, quick: bool):
+        self.quick = quick
+        self.reps = 1 if quick else 3
+        self.rates = [500, 1000, 2000]
+        self.http_seconds = 3 if quick else 10
+        self.warmup_seconds = 2 if quick else 3
+        self.oha_connections = 100
+        self.storm_n = 2000
+        self.storm_within_ms = 10_000
+        self.fanout_ns = [1000] if quick else [1000, 5000, 10_000]
+        self.fanout_messages = 3 if quick else 5
+        # The chat allows everyone 5 messages per 10 s: one every 2.2 s stays under it.
+        self.fanout_interval_ms = 2200
+        # Posting starts 2 s + this after the last subscriber connected, so that the
+        # subscribers' access re-checks (every 15 s, chat::RECHECK_EVERY) fall
+        # among the messages, as they would in a chat that has been open a while.
+        self.fanout_wait_ms = 6000
+        # For working on the bench: BENCH_FANOUT_NS=10000 BENCH_FANOUT_WAIT_MS=0.
+        if os.environ.get("BENCH_FANOUT_NS"):
+            self.fanout_ns = [int(n) for n in os.environ["BENCH_FANOUT_NS"].split(",")]
+        self.fanout_wait_ms = int(os.environ.get("BENCH_FANOUT_WAIT_MS", self.fanout_wait_ms))
+        self.enforce_viewers = 10 if quick else 50
+        self.enforce_spacing_ms = 100
+        self.media_steps = [1, 5] if quick else [1, 5, 10, 20, 40, 60, 80, 100, 125, 150, 200]
+        self.media_window_s = 5 if quick else 10
+        self.media_budget_s = 60 if quick else 360
+        self.width, self.height, self.fps = 640, 360, 30
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+
+# ---- output -------------------------------------------------------------------------
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def note(msg: str) -> None:
+    print(f"    {msg}", flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, q):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    rank = min(len(xs), max(1, int(-(-q * len(xs) // 1))))
+    return xs[rank - 1]
+
+
+# ---- processes ----------------------------------------------------------------------
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _die_with_parent() -> None:
+    # PR_SET_PDEATHSIG: the child gets SIGKILL if this driver dies without cleaning up.
+    _libc.prctl(1, signal.SIGKILL)
+
+
+class Processes:
+    """What this run started, and only that; stopped in reverse order."""
+
+    def __init__(self):
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list, env: dict | None = None, **kw) -> subprocess.Popen:
+        log = open(OUT / f"{name}.log", "ab")
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", log)
+        kw.setdefault("stderr", log if kw["stdout"] is log else subprocess.STDOUT)
+        p = subprocess.Popen([str(a) for a in argv], env=env, preexec_fn=_die_with_parent, **kw)
+        self.procs[name] = p
+        return p
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    tail = (OUT / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
+    raise SystemExit(f"{name} did not come up on port {port}:\n" + "\n".join(tail))
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    total = sum(parts[:8])
+    return (total - idle) / _TICK, total / _TICK
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ---- Postgres -------------------------------------------------------------------------
+
+
+def psql(db: str, sql: str, stdin: str | None = None) -> str:
+    r = subprocess.run(
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", f"{PG_BASE}/{db}", "-c", sql],
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"psql failed: {r.stderr.strip()}\nSQL: {sql[:500]}")
+    return r.stdout.strip()
+
+
+# ---- the world ------------------------------------------------------------------------
+
+
+class Viewer:
+    def __init__(self, user_id: int, cookie: str, csrf: str):
+        self.user_id, self.cookie, self.csrf = user_id, cookie, csrf
+
+    def line(self) -> str:
+        return f"{self.cookie} {self.csrf}"
+
+
+class World:
+    """The services, the app and the seeded data of this run."""
+
+    def __init__(self, plan: Plan, procs: Processes):
+        self.plan = plan
+        self.procs = procs
+        self.app_port = free_port()
+        self.base = f"http://127.0.0.1:{self.app_port}"
+        self.lk_port = free_port()
+        self.lk_url = f"http://127.0.0.1:{self.lk_port}"
+        self.lk_ws = f"ws://127.0.0.1:{self.lk_port}"
+        self.lk_key = "stagepass-bench"
+        self.lk_secret = secrets.token_urlsafe(32)
+        self.s3_port = free_port()
+        self.app: subprocess.Popen | None = None
+        self.settings: dict = {}
+        self.stop_publisher = None
+
+    # -- services
+
+    def start_services(self) -> None:
+        rtc_tcp, rtc_udp = free_port(), free_port()
+        config = OUT / "livekit.yaml"
+        config.write_text(
+            f"""# Generated by bench/bench.py for one run.
+port: {self.lk_port}
+bind_addresses: ["127.0.0.1"]
+rtc:
+  tcp_port: {rtc_tcp}
+  udp_port: {rtc_udp}
+  use_external_ip: false
+  node_ip: 127.0.0.1
+keys:
+  {self.lk_key}: {self.lk_secret}
+webhook:
+  api_key: {self.lk_key}
+  urls:
+    - {self.base}/webhooks/livekit
+logging:
+  level: warn
+"""
+        )
+        config.chmod(0o600)
+        p = self.procs.start("livekit-server", [LIVEKIT_SERVER, "--config", config])
+        wait_port(self.lk_port, p, "livekit-server")
+        self.lk_pid = p.pid
+        note(f"livekit-server on {self.lk_url} (pid {p.pid})")
+
+        root = OUT / "s3"
+        (root / "stagepass").mkdir(parents=True, exist_ok=True)
+        p = self.procs.start(
+            "s3s-fs",
+            [S3S_FS, "--host", "127.0.0.1", "--port", self.s3_port,
+             "--access-key", "stagepass-bench", "--secret-key", "stagepass-bench-secret", root],
+        )
+        wait_port(self.s3_port, p, "s3s-fs")
+        note(f"s3s-fs on http://127.0.0.1:{self.s3_port}")
+
+    def app_env(self) -> dict:
+        # As an operator would run it on this machine: production log format, the
+        # default pool (16 connections for 2 cores), default rate limits and
+        # timeouts. Nothing is switched off for the benchmark.
+        self.settings = {
+            "BIND_ADDR": f"127.0.0.1:{self.app_port}",
+            "PUBLIC_URL": self.base,
+            "DATABASE_URL": f"{PG_BASE}/{DB_NAME}",
+            "DATABASE_POOL_SIZE": "16",
+            "LOG_FORMAT": "json",
+            "RUST_LOG": "info,stagepass=info,tower_http=info",
+            "LIVEKIT_URL": self.lk_url,
+            "LIVEKIT_API_KEY": self.lk_key,
+            "LIVEKIT_API_SECRET": self.lk_secret,
+            "S3_ENDPOINT": f"http://127.0.0.1:{self.s3_port}",
+            "S3_BUCKET": "stagepass",
+            "S3_ACCESS_KEY_ID": "stagepass-bench",
+            "S3_SECRET_ACCESS_KEY": "stagepass-bench-secret",
+            "PAYMENTS_PROVIDER": "dev",
+        }
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env.update(self.settings)
+        return env
+
+    def migrate(self) -> None:
+        psql("postgres", f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        psql("postgres", f'CREATE DATABASE "{DB_NAME}"')
+        r = subprocess.run([APP_BIN, "migrate"], env=self.app_env(), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"stagepass migrate failed:\n{r.stdout}\n{r.stderr}")
+
+    def start_app(self) -> int:
+        self.procs.stop("stagepass")
+        p = self.procs.start("stagepass", [APP_BIN, "serve"], env=self.app_env())
+        wait_port(self.app_port, p, "stagepass")
+        self.app = p
+        return p.pid
+
+    @property
+    def app_pid(self) -> int:
+        assert self.app is not None
+        return self.app.pid
+
+    # -- data
+
+    def seed(self) -> None:
+        plan = self.plan
+        self.n_senders = plan.reps * len(plan.fanout_ns)
+        n_subscribers = max(max(plan.fanout_ns), plan.storm_n)
+        n_enforce = plan.reps * plan.enforce_viewers
+        n_media = max(plan.media_steps)
+        total = self.n_senders + 1 + n_subscribers + n_enforce + n_media
+        psql(
+            DB_NAME,
+            f"""
+            BEGIN;
+            INSERT INTO users (email, display_name, password_hash)
+              VALUES ('creator@bench.invalid', 'Bench Creator', '!no-sign-in');
+            INSERT INTO users (email, display_name, password_hash)
+              SELECT 'viewer' || g || '@bench.invalid', 'Viewer ' || g, '!no-sign-in'
+              FROM generate_series(1, {total}) g;
+            INSERT INTO channels (handle, title, owner_id)
+              SELECT 'bench', 'Bench channel', id FROM users WHERE email = 'creator@bench.invalid';
+            INSERT INTO channel_members (channel_id, user_id, role)
+              SELECT id, owner_id, 'owner' FROM channels WHERE handle = 'bench';
+            INSERT INTO streams (channel_id, title, description, access)
+              SELECT id, 'Bench night', 'A stream for the benchmark.', 'pass' FROM channels WHERE handle = 'bench';
+            -- Everyone holds a channel pass, as if bought an hour ago.
+            INSERT INTO access_grants (user_id, channel_id, source, starts_at, expires_at)
+              SELECT u.id, c.id, 'comp', now() - interval '1 hour', now() + interval '1 day'
+              FROM users u CROSS JOIN channels c
+              WHERE c.handle = 'bench' AND u.email LIKE 'viewer%';
+            COMMIT;
+            """,
+        )
+        self.owner_id = int(psql(DB_NAME, "SELECT id FROM users WHERE email = 'creator@bench.invalid'"))
+        self.channel_id = int(psql(DB_NAME, "SELECT id FROM channels WHERE handle = 'bench'"))
+        self.stream_id = int(psql(DB_NAME, "SELECT id FROM streams"))
+        self.room_name = psql(DB_NAME, "SELECT room_name FROM streams")
+        viewer_ids = [
+            int(x)
+            for x in psql(DB_NAME, "SELECT id FROM users WHERE email LIKE 'viewer%' ORDER BY id").split()
+        ]
+
+        # Sessions exactly as our tower-sessions store writes them (auth/session_store.rs):
+        # the id is tower-sessions' (16 random bytes, base64url without padding, which is
+        # also the cookie's value); data is the session's key-value map as JSONB.
+        now = int(time.time())
+        expires = datetime.fromtimestamp(now + 7 * 24 * 3600, timezone.utc).isoformat()  # the idle timeout
+        rows = io.StringIO()
+        out = csv.writer(rows)
+        sessions = []
+        for uid in [self.owner_id] + viewer_ids:
+            cookie = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+            csrf = secrets.token_hex(32)
+            data = {"user_id": uid, "signed_in_at": now, "csrf_token": csrf}
+            out.writerow([cookie, json.dumps(data), expires, uid])
+            sessions.append(Viewer(uid, cookie, csrf))
+        psql(
+            DB_NAME,
+            "\\copy sessions (id, data, expires_at, user_id) FROM pstdin WITH (FORMAT csv)",
+            stdin=rows.getvalue(),
+        )
+        self.owner = sessions[0]
+        viewers = sessions[1:]
+        self.senders, viewers = viewers[: self.n_senders], viewers[self.n_senders :]
+        self.http_viewer, viewers = viewers[0], viewers[1:]
+        self.subscribers, viewers = viewers[:n_subscribers], viewers[n_subscribers:]
+        self.enforce_viewers, viewers = viewers[:n_enforce], viewers[n_enforce:]
+        self.media_viewers = viewers[:n_media]
+        (OUT / "sessions").mkdir(exist_ok=True)
+        self.subscribers_file = OUT / "sessions" / "subscribers.txt"
+        self.subscribers_file.write_text("\n".join(v.line() for v in self.subscribers) + "\n")
+        note(f"{total} viewers with a channel pass and a session, stream {self.stream_id}")
+
+    # -- HTTP as a viewer or the owner
+
+    def headers(self, who: Viewer, csrf: bool = True) -> dict:
+        h = {"Cookie": f"stagepass_session={who.cookie}"}
+        if csrf:
+            h["X-CSRF-Token"] = who.csrf
+        return h
+
+    async def go_live(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{self.base}/studio/streams/{self.stream_id}/live",
+                headers=self.headers(self.owner),
+                allow_redirects=False,
+            ) as r:
+                if r.status != 303:
+                    raise SystemExit(f"going live answered {r.status}: {await r.text()}")
+        status = psql(DB_NAME, f"SELECT status FROM streams WHERE id = {self.stream_id}")
+        if status != "live":
+            raise SystemExit(f"the stream is {status} after going live; see {OUT}/stagepass.log")
+
+    async def token(self, http: aiohttp.ClientSession, who: Viewer, host: bool = False) -> dict:
+        path = f"/studio/streams/{self.stream_id}/token" if host else f"/s/{self.stream_id}/token"
+        async with http.post(self.base + path, headers=self.headers(who)) as r:
+            body = await r.json(content_type=None)
+            if r.status != 200:
+                raise RuntimeError(f"POST {path}: {r.status} {body}")
+            return body
+
+
+# ---- phases ---------------------------------------------------------------------------
+
+
+def oha(plan: Plan, url: str, rate: int, seconds: int, method: str, headers: dict) -> dict:
+    argv = [OHA, "-z", f"{seconds}s", "-q", str(rate), "-c", str(plan.oha_connections),
+            "--latency-correction", "--no-tui", "--output-format", "json", "-m", method]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    argv.append(url)
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=seconds + 120)
+    if r.returncode != 0:
+        raise SystemExit(f"oha failed: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict:
+    j = oha(plan, url, rate, plan.http_seconds, method, world.headers(world.http_viewer, csrf=method == "POST"))
+    s = j["summary"]
+    codes = {str(k): v for k, v in (j.get("statusCodeDistribution") or {}).items()}
+    errors = {k: v for k, v in (j.get("errorDistribution") or {}).items() if "deadline" not in k}
+    lat = j.get("latencyPercentiles") or {}
+    ms = lambda v: None if v is None else v * 1000  # noqa: E731
+    ok = codes.get("200", 0)
+    return {
+        "rate": rate,
+        "seconds": plan.http_seconds,
+        "requests_per_second": s.get("requestsPerSec"),
+        "ok_per_second": ok / plan.http_seconds,
+        "status_codes": codes,
+        "errors": errors,
+        "p50_ms": ms(lat.get("p50")),
+        "p90_ms": ms(lat.get("p90")),
+        "p99_ms": ms(lat.get("p99")),
+        "p99_9_ms": ms(lat.get("p99.9")),
+        "max_ms": ms(s.get("slowest")),
+    }
+
+
+def http_phase(plan: Plan, world: World, name: str, url: str, method: str) -> dict:
+    say(f"{name}: {method} {url.replace(world.base, '')} at {', '.join(map(str, plan.rates))} req/s, "
+        f"{plan.reps} x {plan.http_seconds} s each")
+    warm = http_run_warmup(plan, world, url, method)
+    note(f"warm-up: {warm}")
+    runs = {}
+    for rate in plan.rates:
+        runs[rate] = []
+        for rep in range(plan.reps):
+            r = http_run(plan, world, url, method, rate)
+            runs[rate].append(r)
+            note(f"{rate:>5} req/s run {rep + 1}: {r['ok_per_second']:.0f} ok/s, p50 {r['p50_ms']:.2f} ms, "
+                 f"p99 {r['p99_ms']:.2f} ms, codes {r['status_codes']}, errors {r['errors'] or 'none'}")
+    return {"url": url.replace(world.base, ""), "method": method, "runs": {str(k): v for k, v in runs.items()},
+            "rss_after_kib": rss_kib(world.app_pid)}
+
+
+def http_run_warmup(plan: Plan, world: World, url: str, method: str) -> str:
+    j = oha(plan, url, plan.rates[0], plan.warmup_seconds, method,
+            world.headers(world.http_viewer, csrf=method == "POST"))
+    codes = j.get("statusCodeDistribution") or {}
+    if set(codes) != {"200"}:
+        raise SystemExit(f"{method} {url} does not answer 200 during warm-up: {codes}")
+    return f"{sum(codes.values())} requests, all 200"
+
+
+def client(args: list) -> dict:
+    r = subprocess.run([str(CLIENT_BIN)] + [str(a) for a in args], capture_output=True, text=True, timeout=900)
+    if r.stderr.strip():
+        for line in r.stderr.strip().splitlines():
+            note(line.strip())
+    if r.returncode != 0:
+        raise SystemExit(f"stagepass-bench {args[0]} failed ({r.returncode})")
+    return json.loads(r.stdout)
+
+
+def storm_phase(plan: Plan, world: World) -> dict:
+    say(f"join storm: {plan.storm_n} distinct viewers ask for a token within {plan.storm_within_ms / 1000:.0f} s, "
+        f"{plan.reps} runs")
+    runs = []
+    for rep in range(plan.reps):
+        r = client(["storm", "--addr", f"127.0.0.1:{world.app_port}", "--stream", world.stream_id,
+                    "--sessions", world.subscribers_file, "--n", plan.storm_n, "--within-ms", plan.storm_within_ms])
+        runs.append(r)
+        lat = r["latency"]
+        note(f"run {rep + 1}: {r['ok']}/{r['n']} tokens in {r['elapsed_seconds']:.1f} s, p50 {lat['p50_ms']:.2f} ms, "
+             f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.1f} ms, statuses {r['statuses']}")
+        time.sleep(1)
+    return {"runs": runs}
+
+
+def fanout_phase(plan: Plan, world: World) -> dict:
+    say(f"chat fan-out: one sender, N SSE subscribers (N = {', '.join(map(str, plan.fanout_ns))}), "
+        f"{plan.fanout_messages} messages {plan.fanout_interval_ms} ms apart, {plan.reps} runs each, "
+        "a fresh app process per run")
+    results = {}
+    i = 0
+    for n in plan.fanout_ns:
+        results[str(n)] = []
+        for rep in range(plan.reps):
+            pid = world.start_app()
+            time.sleep(1.0)
+            sender = world.senders[i]
+            i += 1
+            r = client(["fanout", "--addr", f"127.0.0.1:{world.app_port}", "--stream", world.stream_id,
+                        "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
+                        "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
+                        "--app-pid", pid, "--tag", f"{n}x{rep}", "--wait-ms", plan.fanout_wait_ms])
+            results[str(n)].append(r)
+            lat = r["latency"]
+            per = r["rss_per_subscriber_bytes"]
+            note(f"N={n} run {rep + 1}: {r['subscribed']}/{n} subscribed in {r['connect_seconds']:.1f} s, "
+                 f"delivered {r['delivered']}/{r['expected_deliveries']}, p50 {fmt(lat['p50_ms'])} ms, "
+                 f"p99 {fmt(lat['p99_ms'])} ms, max {fmt(lat['max_ms'])} ms; RSS {r['rss_before_kib']} -> "
+                 f"{r['rss_connected_kib']} KiB ({fmt(per and per / 1024)} KiB per subscriber); "
+                 f"posts {r['post_statuses']}")
+    # What a plain keep-alive connection costs the app, chat or not (hyper gives
+    # every HTTP/1 connection an 8 KiB read and an 8 KiB write buffer): the
+    # floor under the memory per subscriber.
+    n = max(plan.fanout_ns)
+    pid = world.start_app()
+    time.sleep(1.0)
+    idle = client(["idle", "--addr", f"127.0.0.1:{world.app_port}", "--n", n, "--app-pid", pid])
+    note(f"{n} idle keep-alive connections (one GET /healthz each): RSS {idle['rss_before_kib']} -> "
+         f"{idle['rss_connected_kib']} KiB ({fmt(idle['rss_per_connection_bytes'] / 1024)} KiB per connection)")
+    world.start_app()
+    return {"runs": results, "idle_connections": idle}
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+async def connect_viewers(world: World, http: aiohttp.ClientSession, who: list, subscribe: bool):
+    """Tokens from the app's endpoint, then one LiveKit connection each."""
+    tokens = await asyncio.gather(*(world.token(http, v) for v in who))
+    rooms = []
+    for t in tokens:
+        room = rtc.Room()
+        rooms.append((room, t["identity"]))
+    await asyncio.gather(
+        *(room.connect(t["url"], t["token"], rtc.RoomOptions(auto_subscribe=subscribe))
+          for (room, _), t in zip(rooms, tokens))
+    )
+    return rooms
+
+
+async def enforcement_phase(plan: Plan, world: World, lk: api.LiveKitAPI) -> dict:
+    say(f"enforcement: {plan.enforce_viewers} viewers in the room (LiveKit Python SDK), grants ending "
+        f"{plan.enforce_spacing_ms} ms apart; {plan.reps} runs")
+    runs = []
+    async with aiohttp.ClientSession() as http:
+        for rep in range(plan.reps):
+            group = world.enforce_viewers[rep * plan.enforce_viewers : (rep + 1) * plan.enforce_viewers]
+            rooms = await connect_viewers(world, http, group, subscribe=False)
+            left_at: dict[str, float] = {}
+            for room, ident in rooms:
+                room.on("disconnected", lambda *_, ident=ident: left_at.setdefault(ident, time.time()))
+            ids = ",".join(str(v.user_id) for v in group)
+            # The app knows they are there once LiveKit's participant_joined webhooks land.
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                n = int(psql(DB_NAME, f"SELECT count(DISTINCT user_id) FROM presence WHERE stream_id = "
+                                      f"{world.stream_id} AND left_at IS NULL AND user_id IN ({ids})"))
+                if n == len(group):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise SystemExit(f"only {n} of {len(group)} viewers are in presence after 30 s")
+            # Their passes end 2 s from now, one every spacing ms, by the database's clock.
+            rows = psql(
+                DB_NAME,
+                f"""WITH v AS (SELECT u, k FROM unnest(ARRAY[{ids}]::bigint[]) WITH ORDINALITY AS t(u, k))
+                    UPDATE access_grants g
+                       SET expires_at = now() + interval '2 seconds' + (v.k - 1) * interval '{plan.enforce_spacing_ms} milliseconds'
+                      FROM v WHERE g.user_id = v.u AND g.channel_id = {world.channel_id}
+                 RETURNING g.user_id, extract(epoch FROM g.expires_at)""",
+            )
+            expires = {uid: float(at) for uid, at in (line.split("|") for line in rows.splitlines())}
+            expected = {ident for _, ident in rooms}
+            gone: dict[str, float] = {}
+            polls = []
+            deadline = time.time() + 2 + len(group) * plan.enforce_spacing_ms / 1000 + 30
+            while len(gone) < len(expected) and time.time() < deadline:
+                t0 = time.time()
+                resp = await lk.room.list_participants(api.ListParticipantsRequest(room=world.room_name))
+                t1 = time.time()
+                polls.append(t1 - t0)
+                present = {p.identity for p in resp.participants}
+                for ident in expected - present - set(gone):
+                    gone[ident] = t1
+                await asyncio.sleep(0.05)
+            server = [gone[i] - expires[i] for i in expected if i in gone]
+            client_seen = [left_at[i] - expires[i] for i in expected if i in left_at]
+            r = {
+                "viewers": len(group),
+                "removed": len(gone),
+                "not_removed": sorted(expected - set(gone)),
+                "latency_s": {"p50": pct(server, 0.5), "p99": pct(server, 0.99), "max": max(server, default=None),
+                              "min": min(server, default=None)},
+                "client_disconnected_s": {"p50": pct(client_seen, 0.5), "p99": pct(client_seen, 0.99),
+                                          "count": len(client_seen)},
+                "poll_ms": {"p50": pct([p * 1000 for p in polls], 0.5), "max": max(polls, default=0) * 1000},
+            }
+            runs.append(r)
+            note(f"run {rep + 1}: {r['removed']}/{r['viewers']} removed; grant end -> gone from ListParticipants "
+                 f"p50 {fmt(r['latency_s']['p50'], 3)} s, p99 {fmt(r['latency_s']['p99'], 3)} s, "
+                 f"max {fmt(r['latency_s']['max'], 3)} s (client saw p50 {fmt(r['client_disconnected_s']['p50'], 3)} s)")
+            for room, _ in rooms:
+                try:
+                    await room.disconnect()
+                except Exception:
+                    pass
+            await asyncio.sleep(1)
+    return {"runs": runs, "spacing_ms": plan.enforce_spacing_ms, "poll_interval_ms": 50}
+
+
+async def inbound_video(room: rtc.Room) -> dict:
+    out = {"frames_received": 0, "frames_decoded": 0, "bytes_received": 0, "frame_width": 0}
+    try:
+        stats = await room.get_rtc_stats()
+    except Exception:
+        return out
+    # With one peer connection for both directions (the SDK's default), inbound
+    # streams may be reported on either side.
+    for s in list(stats.subscriber_stats) + list(stats.publisher_stats):
+        if s.HasField("inbound_rtp") and s.inbound_rtp.stream.kind == "video":
+            i = s.inbound_rtp.inbound
+            out["frames_received"] += i.frames_received
+            out["frames_decoded"] += i.frames_decoded
+            out["bytes_received"] += i.bytes_received
+            out["frame_width"] = max(out["frame_width"], i.frame_width)
+    return out
+
+
+async def media_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
+    say(f"real media: 1 publisher ({plan.width}x{plan.height} VP8 at {plan.fps} fps + 48 kHz audio), "
+        f"subscribers in steps of {plan.media_steps} until the frame rate no longer holds")
+    started = time.time()
+    # The publisher takes the host's identity: its connection replaces the idle host's.
+    await host_room.disconnect()
+    async with aiohttp.ClientSession() as http:
+        host = await world.token(http, world.owner, host=True)
+        pub = world.procs.start(
+            "publisher",
+            [sys.executable, REPO / "bench" / "publisher.py", host["url"], host["token"],
+             plan.width, plan.height, plan.fps],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(OUT / "publisher.log", "ab"),
+        )
+        latest: dict = {}
+
+        async def read_publisher():
+            loop = asyncio.get_running_loop()
+            while True:
+                line = await loop.run_in_executor(None, pub.stdout.readline)
+                if not line:
+                    return
+                latest.update(json.loads(line))
+
+        reader = asyncio.create_task(read_publisher())
+        deadline = time.time() + 30
+        while not latest.get("published") and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        if not latest.get("published"):
+            raise SystemExit(f"the publisher did not publish; see {OUT}/publisher.log")
+
+        subs: list[tuple[rtc.Room, str]] = []
+        steps = []
+        reached = 0
+        for target in plan.media_steps:
+            if time.time() - started > plan.media_budget_s:
+                note("time budget of the media phase spent; stopping the ramp")
+                break
+            new = world.media_viewers[len(subs) : target]
+            try:
+                subs += await connect_viewers(world, http, new, subscribe=True)
+            except Exception as e:
+                steps.append({"subscribers": target, "error": str(e)})
+                note(f"{target} subscribers: connecting failed: {e}")
+                break
+            # Until each has the video track (or 15 s).
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                w = await asyncio.gather(*(inbound_video(r) for r, _ in subs))
+                if all(x["frames_received"] > 0 for x in w):
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(3)
+            s0 = await asyncio.gather(*(inbound_video(r) for r, _ in subs))
+            t0, lk0, me0, m0 = time.time(), cpu_seconds(world.lk_pid), cpu_seconds(os.getpid()), machine_busy()
+            p0 = dict(latest)
+            await asyncio.sleep(plan.media_window_s)
+            s1 = await asyncio.gather(*(inbound_video(r) for r, _ in subs))
+            t1, lk1, me1, m1 = time.time(), cpu_seconds(world.lk_pid), cpu_seconds(os.getpid()), machine_busy()
+            p1 = dict(latest)
+            dt = t1 - t0
+            fps = [(b["frames_received"] - a["frames_received"]) / dt for a, b in zip(s0, s1)]
+            decoded = [(b["frames_decoded"] - a["frames_decoded"]) / dt for a, b in zip(s0, s1)]
+            kbps = [(b["bytes_received"] - a["bytes_received"]) * 8 / dt / 1000 for a, b in zip(s0, s1)]
+            pdt = (p1.get("t", 0) - p0.get("t", 0)) or dt
+            sent_fps = (p1.get("frames_sent", 0) - p0.get("frames_sent", 0)) / pdt
+            sent_kbps = (p1.get("bytes_sent", 0) - p0.get("bytes_sent", 0)) * 8 / pdt / 1000
+            holding = sum(1 for f in fps if f >= 0.9 * plan.fps)
+            step = {
+                "subscribers": len(subs),
+                "window_s": round(dt, 2),
+                "publisher_sent_fps": round(sent_fps, 1),
+                "publisher_sent_kbps": round(sent_kbps),
+                "received_fps": {"median": median(fps), "min": min(fps), "p5": pct(fps, 0.05)},
+                "decoded_fps": {"median": median(decoded), "min": min(decoded)},
+                "received_kbps": {"median": median(kbps), "min": min(kbps)},
+                "frame_width": median([b["frame_width"] for b in s1]),
+                "holding_90pct_fps": holding,
+                "livekit_cpu_pct": round((lk1 - lk0) / dt * 100, 1),
+                "subscriber_process_cpu_pct": round((me1 - me0) / dt * 100, 1),
+                "machine_cpu_pct": round((m1[0] - m0[0]) / (m1[1] - m0[1]) * 100, 1) if m1[1] > m0[1] else None,
+            }
+            steps.append(step)
+            holds = holding >= 0.95 * len(subs)
+            if holds:
+                reached = len(subs)
+            note(f"{len(subs):>3} subscribers: received {fmt(step['received_fps']['median'], 1)} fps median "
+                 f"(min {fmt(step['received_fps']['min'], 1)}), {fmt(step['received_kbps']['median'], 0)} kbps median; "
+                 f"publisher sent {step['publisher_sent_fps']} fps; livekit-server CPU {step['livekit_cpu_pct']} %, "
+                 f"subscribers' process {step['subscriber_process_cpu_pct']} %, machine {step['machine_cpu_pct']} %"
+                 + ("" if holds else "  <- no longer holds"))
+            if not holds:
+                break
+        for room, _ in subs:
+            try:
+                await room.disconnect()
+            except Exception:
+                pass
+
+    # The publisher goes on (the room stays live, with video) until the run
+    # stops it, after the enforcement phase.
+    def stop_publisher() -> None:
+        pub.stdin.close()
+        try:
+            pub.wait(15)
+        except subprocess.TimeoutExpired:
+            pub.kill()
+        reader.cancel()
+        world.procs.procs.pop("publisher", None)
+
+    world.stop_publisher = stop_publisher
+    return {
+        "publisher": {"width": plan.width, "height": plan.height, "fps": plan.fps, "codec": "VP8",
+                      "max_bitrate_kbps": 1000, "simulcast": False, "audio": "48 kHz mono Opus, 440 Hz tone"},
+        "steps": steps,
+        "subscribers_reached": reached,
+        "criterion": "at least 95 % of subscribers receive at least 90 % of the published frame rate",
+    }
+
+
+# ---- machine --------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+
+    def run(*argv):
+        try:
+            return subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=REPO).stdout.strip()
+        except OSError:
+            return "unknown"
+
+    commit = run("git", "rev-parse", "--short=12", "HEAD")
+    if run("git", "status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    import importlib.metadata as md
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": run("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+        "app_commit": commit,
+        "livekit_server": run(LIVEKIT_SERVER, "--version").split()[-1],
+        "postgres": psql("postgres", "SHOW server_version"),
+        "oha": run(OHA, "--version").split()[-1],
+        "rustc": run("rustc", "--version"),
+        "livekit_python_sdk": md.version("livekit"),
+        "open_files_limit": run("sh", "-c", "ulimit -n"),
+    }
+
+
+# ---- main -----------------------------------------------------------------------------
+
+
+async def run(plan: Plan, procs: Processes) -> dict:
+    report: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "plan": plan.as_dict(), "load_average": {"before": loadavg()}}
+    t_start = time.time()
+    say("machine")
+    report["machine"] = machine_info()
+    for k, v in report["machine"].items():
+        note(f"{k}: {v}")
+    note(f"load average before: {report['load_average']['before']}")
+
+    world = World(plan, procs)
+    say("services")
+    world.start_services()
+    world.migrate()
+    world.seed()
+    pid = world.start_app()
+    note(f"stagepass on {world.base} (pid {pid})")
+    report["settings"] = {k: v for k, v in world.settings.items() if "SECRET" not in k}
+    report["settings"]["DATABASE_URL"] = f"postgres://…/{DB_NAME}"
+    await world.go_live()
+    note(f"stream {world.stream_id} is live in room {world.room_name}")
+
+    # The host stays in the room (without publishing) until the media phase, as a
+    # creator would: an empty room would close after LIVEKIT_EMPTY_TIMEOUT_SECONDS.
+    async with aiohttp.ClientSession() as http:
+        host = await world.token(http, world.owner, host=True)
+    host_room = rtc.Room()
+    await host_room.connect(host["url"], host["token"], rtc.RoomOptions(auto_subscribe=False))
+    time.sleep(1)
+    report["rss_idle_kib"] = rss_kib(world.app_pid)
+    note(f"app RSS idle: {report['rss_idle_kib']} KiB")
+
+    phases = report["phases"] = {}
+    if ONLY:
+        report["only_phases"] = ", ".join(sorted(ONLY))
+    loads = report["load_average"]["phases"] = {}
+
+    def wanted(name: str) -> bool:
+        if ONLY and name not in ONLY:
+            return False
+        loads[name] = loadavg()
+        return True
+
+    if wanted("token"):
+        phases["token"] = http_phase(plan, world, "token endpoint", f"{world.base}/s/{world.stream_id}/token", "POST")
+    if wanted("watch"):
+        phases["watch"] = http_phase(plan, world, "watch page", f"{world.base}/s/{world.stream_id}", "GET")
+    if wanted("storm"):
+        phases["storm"] = storm_phase(plan, world)
+    if wanted("fanout"):
+        phases["fanout"] = fanout_phase(plan, world)
+    # Media before enforcement: the enforcement phase's 150 LiveKit clients,
+    # removed by the server, would otherwise still cost this process CPU while
+    # its subscribers decode video. The publisher stays for the enforcement phase.
+    if wanted("media"):
+        phases["media"] = await media_phase(plan, world, host_room)
+    if wanted("enforcement"):
+        lk = api.LiveKitAPI(world.lk_url, world.lk_key, world.lk_secret)
+        try:
+            phases["enforcement"] = await enforcement_phase(plan, world, lk)
+        finally:
+            await lk.aclose()
+    if world.stop_publisher:
+        world.stop_publisher()
+    if "media" not in phases:  # the media phase hands the host's place to its publisher
+        await host_room.disconnect()
+    report["load_average"]["after"] = loadavg()
+    report["duration_s"] = round(time.time() - t_start)
+    return report
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.log"):
+        old.unlink()
+    # The SDK's own logs (its native core's warnings when rooms close) go to a file.
+    logging.basicConfig(filename=OUT / "lk_clients.log", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    plan = Plan(QUICK)
+    procs = Processes()
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        report = asyncio.run(run(plan, procs))
+    except KeyboardInterrupt:
+        print("interrupted; stopping what the bench started", file=sys.stderr)
+        raise SystemExit(130)
+    finally:
+        procs.stop_all()
+    import report as report_md  # bench/report.py
+
+    (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (OUT / "report.md").write_text(report_md.markdown(report, GOALS))
+    say(f"report: {OUT / 'report.md'} and {OUT / 'report.json'} ({report['duration_s']} s)")
+    print()
+    print((OUT / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The Markdown of make bench's report, from the JSON one (bench/bench.py writes both).
+
+Every figure of a phase that is repeated is the median over its runs; the range
+over the runs follows in brackets, so a reader sees how much the runs agree.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+
+ONLY_NOTE_KEY = "only_phases"
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def _f(x, digits=2, unit=""):
+    if x is None:
+        return "n/a"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def _spread(xs, digits=2):
+    """`median [min–max]` of the runs' values (just the value for one run)."""
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    if len(xs) == 1:
+        return _f(xs[0], digits)
+    return f"{_f(_median(xs), digits)} [{_f(min(xs), digits)}–{_f(max(xs), digits)}]"
+
+
+def _verdict(value, goal, lower_is_better=True):
+    if value is None:
+        return "not measured"
+    ok = value < goal if lower_is_better else value > goal
+    return "met" if ok else "**missed**"
+
+
+def markdown(r: dict, goals: dict) -> str:
+    m = r["machine"]
+    plan = r["plan"]
+    reps = plan["reps"]
+    ph = r["phases"]
+    out = []
+    w = out.append
+
+    w("# stagepass benchmark report")
+    w("")
+    w(f"Run {r['started_at']}, {r['duration_s'] // 60} min {r['duration_s'] % 60} s"
+      + (" — **quick mode (BENCH_QUICK=1): fewer, shorter runs; not for publishing**" if plan["quick"] else "")
+      + f". Every phase ran **{reps} time{'s' if reps != 1 else ''}**; a figure is the median over the runs"
+      + (", with [min–max] over the runs after it." if reps > 1 else "."))
+    w("")
+    w("## Machine")
+    w("")
+    w("| | |")
+    w("| --- | --- |")
+    w(f"| CPU | {m['cpu']} |")
+    w(f"| cores | {m['cores']} |")
+    w(f"| memory | {m['memory_gib']} GiB |")
+    w(f"| OS, kernel | {m['os']}, Linux {m['kernel']} |")
+    la = r["load_average"]
+    w(f"| load average (1/5/15 min) before | {' / '.join(map(str, la['before']))} |")
+    w(f"| load average after | {' / '.join(map(str, la['after']))} |")
+    if ONLY_NOTE_KEY in r:
+        w(f"| phases run | {r[ONLY_NOTE_KEY]} (BENCH_ONLY) |")
+    w(f"| load average (1 min) at each phase's start | "
+      + ", ".join(f"{k} {v[0]}" for k, v in la.get("phases", {}).items()) + " |")
+    w(f"| stagepass commit | {m['app_commit']} (release build) |")
+    w(f"| livekit-server | {m['livekit_server']} |")
+    w(f"| PostgreSQL | {m['postgres']} |")
+    w(f"| load generators | oha {m['oha']}; stagepass-bench (bench/, Rust); LiveKit Python SDK {m['livekit_python_sdk']} |")
+    w(f"| rustc | {m['rustc']} |")
+    w(f"| open files limit | {m['open_files_limit']} |")
+    w("")
+    w("Everything — the app, Postgres, livekit-server and the load generators — shares these "
+      "cores, so every figure includes the load generator's own cost.")
+    w("")
+
+    # ---- goals
+    tok = ph.get("token", {}).get("runs", {}).get("2000", [])
+    tok_p99 = _median([x["p99_ms"] for x in tok])
+    fan = ph.get("fanout", {}).get("runs", {})
+    top_n = str(max(int(k) for k in fan)) if fan else None
+    fan_top = fan.get(top_n, []) if top_n else []
+    fan_p99 = _median([x["latency"]["p99_ms"] for x in fan_top])
+    per_sub = {n: _median([x["rss_per_subscriber_bytes"] for x in runs]) for n, runs in fan.items()}
+    per_sub_top = per_sub.get(top_n) if top_n else None
+    enf = ph.get("enforcement", {}).get("runs", [])
+    enf_p99 = _median([x["latency_s"]["p99"] for x in enf])
+    w("## Goals")
+    w("")
+    w("| goal | measured | |")
+    w("| --- | --- | --- |")
+    w(f"| token endpoint p99 < {goals['token_p99_ms_at_2000']:.0f} ms at 2,000 req/s | {_f(tok_p99)} ms | "
+      f"{_verdict(tok_p99, goals['token_p99_ms_at_2000'])} |")
+    w(f"| chat fan-out p99 < {goals['fanout_p99_ms_at_10000']:.0f} ms to 10,000 subscribers | "
+      f"{_f(fan_p99)} ms (N = {top_n}) | "
+      f"{_verdict(fan_p99, goals['fanout_p99_ms_at_10000']) if top_n == '10000' else 'not measured at 10,000'} |")
+    w(f"| under 8 KiB per SSE subscriber | {_f(per_sub_top and per_sub_top / 1024)} KiB (N = {top_n}) | "
+      f"{_verdict(per_sub_top, goals['sse_bytes_per_subscriber'])} |")
+    w(f"| enforcement p99 < {goals['enforcement_p99_s']:.0f} s | {_f(enf_p99, 3)} s | "
+      f"{_verdict(enf_p99, goals['enforcement_p99_s'])} |")
+    w("")
+
+    # ---- HTTP
+    for key, title in (("token", "Token endpoint"), ("watch", "Watch page")):
+        if key not in ph:
+            continue
+        p = ph[key]
+        w(f"## {title}: `{p['method']} {p['url']}`")
+        w("")
+        if key == "token":
+            w("A signed-in viewer with a channel pass asks for a LiveKit token: session load, CSRF check, "
+              "the access rule (one SQL query), minting a subscribe-only JWT. ")
+        else:
+            w("A signed-in viewer with a channel pass loads the whole watch page (access rule, stream, chat "
+              "panel with the last 100 messages, layout). ")
+        w(f"oha {m['oha']} holds each rate for {plan['http_seconds']} s over {plan['oha_connections']} keep-alive "
+          "connections (after a warm-up), with `--latency-correction` so that a stall counts against "
+          "every request that should have been sent during it (no coordinated omission). "
+          "One viewer's session for every request.")
+        w("")
+        w("| rate (req/s) | achieved (200/s) | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | not 200 |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for rate, runs in p["runs"].items():
+            bad = [sum(v for c, v in x["status_codes"].items() if c != "200") + sum(x["errors"].values())
+                   for x in runs]
+            w(f"| {int(rate):,} | {_spread([x['ok_per_second'] for x in runs], 0)} | "
+              f"{_spread([x['p50_ms'] for x in runs])} | {_spread([x['p90_ms'] for x in runs])} | "
+              f"{_spread([x['p99_ms'] for x in runs])} | {_spread([x['p99_9_ms'] for x in runs])} | "
+              f"{_spread([x['max_ms'] for x in runs], 1)} | {sum(bad)} |")
+        w("")
+
+    # ---- storm
+    if "storm" in ph:
+        s = ph.get("storm", {}).get("runs", [])
+        w("## Join storm")
+        w("")
+        w(f"{plan['storm_n']:,} distinct viewers (each with a session and a pass, seeded in the database) each "
+          f"ask once for a token, on a connection of their own, at moments spread evenly over "
+          f"{plan['storm_within_ms'] / 1000:.0f} s. Latency runs from each viewer's scheduled moment.")
+        w("")
+        w("| tokens issued | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | all done after (s) | other answers |")
+        w("| --- | --- | --- | --- | --- | --- | --- |")
+        other = sorted({k for x in s for k in x["statuses"] if k != "200"})
+        others = ", ".join(f"{k}: {sum(x['statuses'].get(k, 0) for x in s)}" for k in other) or "none"
+        w(f"| {_spread([x['ok'] for x in s], 0)} of {plan['storm_n']:,} | {_spread([x['latency']['p50_ms'] for x in s])} | "
+          f"{_spread([x['latency']['p90_ms'] for x in s])} | {_spread([x['latency']['p99_ms'] for x in s])} | "
+          f"{_spread([x['latency']['max_ms'] for x in s], 1)} | {_spread([x['elapsed_seconds'] for x in s], 1)} | "
+          f"{others} |")
+        w("")
+
+    # ---- fan-out
+    if fan:
+        w("## Chat fan-out")
+        w("")
+        w(f"N viewers (distinct users with passes) hold `GET /s/{{id}}/chat/events` (SSE) open; one more viewer "
+          f"posts {plan['fanout_messages']} messages {plan['fanout_interval_ms']} ms apart through the chat form "
+          "(the chat allows 5 per 10 s). Latency runs from sending the POST until a subscriber has read the "
+          "message off its connection: the post (access rule, limits, insert, NOTIFY), the LISTEN bridge, the "
+          "hub, every subscriber's task and the socket. Posting starts about "
+          f"{(plan.get('fanout_wait_ms', 0) + 2000) / 1000:.0f} s after the last subscriber connected, so that the "
+          "subscribers' access re-checks (every 15 s each) fall among the messages. A message not read within "
+          "3 s of the last post counts "
+          "as not delivered. Each run starts a fresh app process; memory per subscriber = (app RSS with all N "
+          "connected − RSS before) / N.")
+        w("")
+        w("| N | subscribed | connect all (s) | delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | per subscriber (KiB) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n, runs in fan.items():
+            w(f"| {int(n):,} | {_spread([x['subscribed'] for x in runs], 0)} | "
+              f"{_spread([x['connect_seconds'] for x in runs], 1)} | "
+              f"{sum(x['delivered'] for x in runs):,} of {sum(x['expected_deliveries'] for x in runs):,} | "
+              f"{_spread([x['latency']['p50_ms'] for x in runs])} | {_spread([x['latency']['p90_ms'] for x in runs])} | "
+              f"{_spread([x['latency']['p99_ms'] for x in runs])} | {_spread([x['latency']['max_ms'] for x in runs], 1)} | "
+              f"{_f(_median([x['rss_before_kib'] for x in runs]) / 1024, 1)} → "
+              f"{_f(_median([x['rss_connected_kib'] for x in runs]) / 1024, 1)} | "
+              f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in runs if x['rss_per_subscriber_bytes'] is not None], 2)} |")
+        w("")
+        idle = ph["fanout"].get("idle_connections")
+        if idle and idle.get("rss_per_connection_bytes") is not None:
+            w(f"For comparison, {idle['n']:,} idle keep-alive connections that each made one `GET /healthz` "
+              f"cost the app {_f(idle['rss_per_connection_bytes'] / 1024)} KiB each (one run, fresh process): "
+              "hyper, axum's HTTP server, allocates an 8 KiB read buffer and an 8 KiB write buffer for every "
+              "HTTP/1 connection. That is the floor under the memory per SSE subscriber; the rest is the "
+              "subscriber's chat task, its channel and its share of the response stream.")
+            w("")
+
+    # ---- memory
+    if "rss_idle_kib" in r:
+        w("## App memory")
+        w("")
+        w("| | RSS (MiB) |")
+        w("| --- | --- |")
+        w(f"| idle (started, seeded, stream live) | {_f(r['rss_idle_kib'] / 1024, 1)} |")
+        for key, title in (("token", "after the token endpoint phase"), ("watch", "after the watch page phase")):
+            if key in ph:
+                w(f"| {title} | {_f(ph[key]['rss_after_kib'] / 1024, 1)} |")
+        if top_n:
+            w(f"| {int(top_n):,} SSE subscribers connected (fresh process) | "
+              f"{_f(_median([x['rss_connected_kib'] for x in fan_top]) / 1024, 1)} |")
+        w("")
+
+    # ---- enforcement
+    if enf:
+        w("## Enforcement")
+        w("")
+        w(f"{plan['enforce_viewers']} viewers join the live room with LiveKit's Python SDK, with tokens from the "
+          "app's token endpoint; once the app has them in presence (participant_joined webhooks), their grants "
+          f"are set to end 2 s later, {ph['enforcement']['spacing_ms']} ms apart, by the database's clock. "
+          "Latency = from each grant's end until LiveKit's ListParticipants no longer lists the viewer "
+          f"(polled every {ph['enforcement']['poll_interval_ms']} ms, so figures can be up to one poll late). "
+          "Different viewers in each run"
+          + (", while the host's publisher from the media phase still sends video." if "media" in ph else "."))
+        w("")
+        w("| removed | p50 (s) | p99 (s) | max (s) | client saw its disconnect, p50 (s) |")
+        w("| --- | --- | --- | --- | --- |")
+        w(f"| {sum(x['removed'] for x in enf)} of {sum(x['viewers'] for x in enf)} | "
+          f"{_spread([x['latency_s']['p50'] for x in enf], 3)} | {_spread([x['latency_s']['p99'] for x in enf], 3)} | "
+          f"{_spread([x['latency_s']['max'] for x in enf], 3)} | "
+          f"{_spread([x['client_disconnected_s']['p50'] for x in enf], 3)} |")
+        w("")
+
+    # ---- media
+    if "media" in ph:
+        md = ph["media"]
+        pub = md["publisher"]
+        w("## Real media")
+        w("")
+        w("`lk load-test` (LiveKit's CLI) is not available here — the Go module proxy does not serve "
+          "livekit-cli — so LiveKit's Python SDK stands in for it. One publisher (the host, token from "
+          f"`POST /studio/streams/{{id}}/token`) sends {pub['width']}x{pub['height']} {pub['codec']} video at "
+          f"{pub['fps']} fps (at most {pub['max_bitrate_kbps']} kbps, no simulcast; a textured pattern scrolling "
+          f"sideways) and {pub['audio']}. Subscribers join in steps, each with its own viewer token from "
+          "`POST /s/{id}/token`, all in one Python process that also decodes their video; each step is "
+          f"measured over {plan['media_window_s']} s after they receive video. The ramp stops at the first step "
+          f"where fewer than 95 % of subscribers receive 90 % of {pub['fps']} fps. CPU % is of one core "
+          "(200 % = the whole machine).")
+        w("")
+        w(f"**Subscribers reached: {md['subscribers_reached']}** (the largest step that held).")
+        w("")
+        w("| subscribers | received fps, median (min) | decoded fps, median | received kbps, median (min) | publisher sent fps | livekit-server CPU | subscribers' process CPU | machine CPU |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for st in md["steps"]:
+            if "error" in st:
+                w(f"| {st['subscribers']} | connecting failed: {st['error']} | | | | | | |")
+                continue
+            w(f"| {st['subscribers']} | {_f(st['received_fps']['median'], 1)} ({_f(st['received_fps']['min'], 1)}) | "
+              f"{_f(st['decoded_fps']['median'], 1)} | {_f(st['received_kbps']['median'], 0)} "
+              f"({_f(st['received_kbps']['min'], 0)}) | {st['publisher_sent_fps']} | {st['livekit_cpu_pct']} % | "
+              f"{st['subscriber_process_cpu_pct']} % | {st['machine_cpu_pct']} % |")
+        w("")
+
+    # ---- settings
+    w("## Settings")
+    w("")
+    w("The app runs as an operator would run it on this machine, from the release build, with nothing "
+      "disabled for the benchmark (rate limits, CSRF, sessions, the access rule, logging all on):")
+    w("")
+    w("| variable | value |")
+    w("| --- | --- |")
+    for k, v in r["settings"].items():
+        w(f"| `{k}` | `{v}` |")
+    w("")
+    w("livekit-server runs without `--dev`, from a config file: one node, loopback only, UDP and TCP on "
+      "one port each, webhooks to the app, log level warn. The only per-IP limit in the app is on "
+      "failed sign-ins, which the benchmark never does (viewers' sessions are seeded in the database in "
+      "the session store's own format, so that 10,000 argon2 sign-ins are not what is measured).")
+    w("")
+    return "\n".join(out)
