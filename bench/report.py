@@ -163,7 +163,7 @@ def markdown(r: dict, goals: dict) -> str:
           f"posts {plan['fanout_messages']} messages {plan['fanout_interval_ms']} ms apart through the chat form "
           "(the chat allows 5 per 10 s). Latency runs from sending the POST until a subscriber has read the "
           "message off its connection: the post (access rule, limits, insert, NOTIFY), the LISTEN bridge, the "
-          "hub, every subscriber's task and the socket. Posting starts about "
+          "hub, each subscriber's response stream and the socket. Posting starts about "
           f"{(plan.get('fanout_wait_ms', 0) + 2000) / 1000:.0f} s after the last subscriber connected, so that the "
           "subscribers' access re-checks (every 15 s each) fall among the messages. A message not read within "
           "3 s of the last post counts "
@@ -188,7 +188,7 @@ def markdown(r: dict, goals: dict) -> str:
               f"cost the app {_f(idle['rss_per_connection_bytes'] / 1024)} KiB each (one run, fresh process): "
               "hyper, axum's HTTP server, allocates an 8 KiB read buffer and an 8 KiB write buffer for every "
               "HTTP/1 connection. That is the floor under the memory per SSE subscriber; the rest is the "
-              "subscriber's chat task, its channel and its share of the response stream.")
+              "subscriber's chat reader (its broadcast receiver, timer and queue) inside the response stream.")
             w("")
 
     # ---- memory
