@@ -159,10 +159,29 @@ async fn layout_unread(
 impl Layout {
     pub async fn for_session(session: &Session, user: Option<LayoutUser>) -> AppResult<Self> {
         let csrf_token = crate::auth::csrf::token(session).await?;
-        let flashes = session
-            .remove::<Vec<Flash>>(FLASH_KEY)
-            .await?
-            .unwrap_or_default();
+        // Reading a session never writes it (a write per page view is what
+        // capped the watch page's throughput): flashes are removed only when
+        // there are some, and the idle timeout is pushed out (by saving the
+        // session) at most once per `SESSION_TOUCH_EVERY`.
+        let flashes = match session.get::<Vec<Flash>>(FLASH_KEY).await? {
+            Some(_) => session
+                .remove::<Vec<Flash>>(FLASH_KEY)
+                .await?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let every = match session.expiry() {
+            // A short idle timeout is renewed more often (a quarter of it).
+            Some(tower_sessions::Expiry::OnInactivity(idle)) => {
+                (idle.whole_seconds() / 4).clamp(1, SESSION_TOUCH_EVERY.as_secs() as i64)
+            }
+            _ => SESSION_TOUCH_EVERY.as_secs() as i64,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let touched = session.get::<i64>(TOUCHED_KEY).await?.unwrap_or(0);
+        if now - touched >= every {
+            session.insert(TOUCHED_KEY, now).await?;
+        }
         Ok(Layout {
             user,
             csrf_token,
@@ -172,6 +191,11 @@ impl Layout {
 }
 
 const FLASH_KEY: &str = "flash";
+/// When a page view last saved the session (unix seconds).
+const TOUCHED_KEY: &str = "touched";
+/// Page views save the session (extending its idle timeout) at most this
+/// often, or every quarter of the idle timeout if that is shorter.
+pub const SESSION_TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Flash {

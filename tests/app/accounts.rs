@@ -489,6 +489,41 @@ async fn sign_in_is_throttled_per_address_too() {
 }
 
 #[tokio::test]
+async fn reading_pages_renews_the_session_at_most_once_an_hour_without_a_write_per_view() {
+    let app = TestApp::spawn().await;
+    let lu = app.signed_up("lu@example.com", "Lu").await;
+    let cookie = lu.session_cookie().unwrap();
+    let expires = || async {
+        sessions::table
+            .find(&cookie)
+            .select(sessions::expires_at)
+            .first::<chrono::DateTime<chrono::Utc>>(&mut app.conn().await)
+            .await
+            .unwrap()
+    };
+    assert_eq!(lu.get("/account").await.status, StatusCode::OK);
+    let first = expires().await;
+    assert_eq!(lu.get("/account").await.status, StatusCode::OK);
+    assert_eq!(lu.get("/").await.status, StatusCode::OK);
+    assert_eq!(
+        expires().await,
+        first,
+        "page views within the hour write nothing"
+    );
+
+    // As if the last renewal was over an hour ago: the next view renews it.
+    diesel::sql_query(
+        "UPDATE sessions SET data = jsonb_set(data, '{touched}', to_jsonb(extract(epoch FROM now())::bigint - 3601)) WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(&cookie)
+    .execute(&mut app.conn().await)
+    .await
+    .unwrap();
+    assert_eq!(lu.get("/account").await.status, StatusCode::OK);
+    assert!(expires().await > first, "the idle timeout was pushed out");
+}
+
+#[tokio::test]
 async fn idle_sessions_expire_and_are_cleaned_up() {
     use tower_sessions::session_store::ExpiredDeletion;
     let app = TestApp::spawn().await;
