@@ -1,0 +1,1 @@
+DROP INDEX access_grants_user_id_channel_id_idx;
