@@ -41,13 +41,10 @@ impl From<diesel::result::Error> for LifecycleError {
     }
 }
 
-/// Creates the LiveKit room, then marks the stream live. Idempotent: going
-/// live twice keeps the first `started_at` (LiveKit answers the existing room).
-#[instrument(skip_all, fields(stream = %stream.id))]
-pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, LifecycleError> {
-    if stream.status() == streams::Status::Ended {
-        return Err(LifecycleError::AlreadyEnded);
-    }
+/// Creates the stream's LiveKit room with this deployment's timeouts, limit
+/// and the stream id in its metadata (LiveKit answers an existing room as
+/// it is). The error is LiveKit's, shortened for the page.
+async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
     let lk = &state.config.livekit;
     let options = CreateRoomOptions {
         empty_timeout: lk.empty_timeout.as_secs() as u32,
@@ -61,7 +58,20 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
         .rooms
         .create_room(&stream.room_name, options)
         .await
-        .map_err(|e| LifecycleError::LiveKit(short(&e.to_string())))?;
+        .map(|_| ())
+        .map_err(|e| short(&e.to_string()))
+}
+
+/// Creates the LiveKit room, then marks the stream live. Idempotent: going
+/// live twice keeps the first `started_at` (LiveKit answers the existing room).
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, LifecycleError> {
+    if stream.status() == streams::Status::Ended {
+        return Err(LifecycleError::AlreadyEnded);
+    }
+    open_room(state, stream)
+        .await
+        .map_err(LifecycleError::LiveKit)?;
 
     let mut conn = state.db.get().await.map_err(AppError::from)?;
     let live = mark_live(state, &mut conn, stream.id)
@@ -253,7 +263,12 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     // (say, while the app restarts): take it from the rooms themselves too, so
     // the enforcer knows everyone who is in.
     for stream in live.iter().filter(|s| rooms.contains(&s.room_name)) {
-        match state.livekit.rooms.list_participants(&stream.room_name).await {
+        match state
+            .livekit
+            .rooms
+            .list_participants(&stream.room_name)
+            .await
+        {
             Ok(people) => {
                 let mut conn = state.db.get().await?;
                 for p in people {
@@ -268,7 +283,9 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
                     db::presence::joined(&mut conn, &joined).await?;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, stream = %stream.id, "reconciler: listing participants"),
+            Err(e) => {
+                tracing::warn!(error = %e, stream = %stream.id, "reconciler: listing participants")
+            }
         }
     }
     for stream in live.iter().filter(|s| !rooms.contains(&s.room_name)) {
@@ -408,7 +425,10 @@ async fn participant_joined(
         let access = crate::access::may(&mut conn, Some(user), stream).await?;
         if !access.may_watch() {
             drop(conn);
-            if remove_participant(state, stream, &p.identity, "participant.removed_on_join").await.is_ok() {
+            if remove_participant(state, stream, &p.identity, "participant.removed_on_join")
+                .await
+                .is_ok()
+            {
                 let mut conn = state.db.get().await?;
                 db::presence::close_identity(&mut conn, stream.id, &p.identity).await?;
             }
@@ -431,14 +451,24 @@ const REMOVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Removes a participant from a stream's room and revokes the tokens they hold.
 /// Answers `Ok(true)` when removed, `Ok(false)` when they were already gone,
 /// and `Err` (with LiveKit's reason) when it did not happen — callers retry.
-pub async fn remove_participant(state: &AppState, stream: &Stream, identity: &str, action: &str) -> Result<bool, String> {
+pub async fn remove_participant(
+    state: &AppState,
+    stream: &Stream,
+    identity: &str,
+    action: &str,
+) -> Result<bool, String> {
     let options = livekit_api::services::room::RemoveParticipantOptions {
         revoke_token_ts: chrono::Utc::now().timestamp_millis(),
     };
-    let call = state.livekit.rooms.remove_participant_with_options(&stream.room_name, identity, options);
+    let call =
+        state
+            .livekit
+            .rooms
+            .remove_participant_with_options(&stream.room_name, identity, options);
     match tokio::time::timeout(REMOVE_TIMEOUT, call).await {
         Ok(Ok(())) => {
-            metrics::counter!("participants_removed_total", "why" => action.to_owned()).increment(1);
+            metrics::counter!("participants_removed_total", "why" => action.to_owned())
+                .increment(1);
             tracing::info!(stream = %stream.id, action, "participant removed");
             if let Ok(mut conn) = state.db.get().await {
                 let _ = db::audit::record(
@@ -513,20 +543,9 @@ async fn apply_ingress_event(
                 tracing::info!(stream = %stream.id, "ingress started on an ended stream: ignored");
                 return Ok(());
             }
-            let lk = &state.config.livekit;
-            let options = CreateRoomOptions {
-                empty_timeout: lk.empty_timeout.as_secs() as u32,
-                departure_timeout: lk.departure_timeout.as_secs() as u32,
-                max_participants: lk.max_participants,
-                metadata: serde_json::json!({ "stream_id": stream.id.0 }).to_string(),
-                ..Default::default()
-            };
-            state
-                .livekit
-                .rooms
-                .create_room(&stream.room_name, options)
+            open_room(state, &stream)
                 .await
-                .map_err(|e| AppError::Unavailable(format!("LiveKit: {}", short(&e.to_string()))))?;
+                .map_err(|e| AppError::Unavailable(format!("LiveKit: {e}")))?;
             let mut conn = state.db.get().await?;
             if mark_live(state, &mut conn, stream.id).await?.is_some() && !stream.is_live() {
                 db::audit::record(

@@ -2,8 +2,6 @@
 //! stand-in's ingress webhooks take the stream live and offline; owner only;
 //! the stream key never reaches a log line.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -14,40 +12,9 @@ use stagepass::db::schema::audit_log;
 use stagepass::db::streams::{self, Status, StreamIngress};
 
 use crate::util::builders;
+use crate::util::logs::Logs;
 use crate::util::standin;
 use crate::util::{Browser, TestApp};
-
-/// Every log line written on this test's thread (the app under test runs on
-/// it: `#[tokio::test]` is a current-thread runtime), at DEBUG and above.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 async fn ingress_row(app: &TestApp, id: StreamId) -> Option<StreamIngress> {
     streams::ingress_of(&mut *app.conn().await, id)

@@ -6,7 +6,6 @@
 //! validation next to the field, owner only, and no secret in any log line.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use stagepass::db::schema::{recordings, webhook_attempts, webhook_deliveries, we
 use stagepass::db::streams::Stream;
 
 use crate::util::builders;
+use crate::util::logs::Logs;
 use crate::util::{Browser, Page, TestApp};
 
 // ---------------------------------------------------------------------------
@@ -140,39 +140,6 @@ impl Receiver {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Logs of this test's thread (the app under test runs on it), as in ingress.rs.
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 

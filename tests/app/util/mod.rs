@@ -5,6 +5,7 @@
 
 pub mod builders;
 pub mod browser;
+pub mod logs;
 pub mod services;
 pub mod standin;
 
