@@ -237,6 +237,21 @@ pub struct SecretFragment {
     pub e: Endpoint,
 }
 
+/// One of the owner's channel's endpoints, by the ids in the URL: 404 for an
+/// endpoint of another channel.
+async fn owned_endpoint(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: crate::db::UserId,
+    handle: &str,
+    id: &str,
+) -> AppResult<(Channel, Endpoint)> {
+    let channel = owned_channel(conn, user, handle, OWNER_ONLY).await?;
+    let endpoint = webhooks::find(conn, channel.id, path_id(id)?)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)?;
+    Ok((channel, endpoint))
+}
+
 /// "Reveal and copy": the secret, fetched only when asked for (a CSRF-checked
 /// POST), for htmx alone or as the page with it shown.
 pub async fn reveal_secret(
@@ -247,10 +262,7 @@ pub async fn reveal_secret(
     Path((handle, id)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
-    let endpoint = webhooks::find(&mut conn, channel.id, path_id(&id)?)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    let (channel, endpoint) = owned_endpoint(&mut conn, user.id, &handle, &id).await?;
     drop(conn);
     if htmx.fragment {
         return Ok(no_store(render(&SecretFragment { e: endpoint })?));
@@ -425,10 +437,7 @@ pub async fn send_test(
     Path((handle, id)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
-    let endpoint = webhooks::find(&mut conn, channel.id, path_id(&id)?)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
+    let (channel, endpoint) = owned_endpoint(&mut conn, user.id, &handle, &id).await?;
     let allowed = webhooks::allow_test_event(
         &mut conn,
         user.id,
