@@ -286,7 +286,9 @@ pub struct Intruder {
 
 /// Everyone present in a live room whom the rule denies right now — the same
 /// rule as `may`, over all present viewers at once (for the enforcer).
-pub async fn present_but_denied(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Intruder>> {
+pub async fn present_but_denied(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<Vec<Intruder>> {
     let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
     diesel::sql_query(format!(
         "SELECT DISTINCT s.id AS stream_id, s.room_name, p.identity FROM presence p \
@@ -372,6 +374,8 @@ pub async fn may_replay(
     Ok(if r.included {
         ReplayAccess::Allowed
     } else {
-        ReplayAccess::Denied("Your pass does not include replays. Get a pass with replays to watch them.")
+        ReplayAccess::Denied(
+            "Your pass does not include replays. Get a pass with replays to watch them.",
+        )
     })
 }

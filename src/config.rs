@@ -65,12 +65,27 @@ pub struct LiveKitConfig {
     pub room_prefix: String,
     /// Layout of recorded (room composite) video: `speaker`, `grid`, `single-speaker`.
     pub recording_layout: String,
+    /// Who records: the built-in recorder (default) or LiveKit's Egress service.
+    pub recorder: Recorder,
     pub max_participants: u32,
     /// How long a room waits for its first participant before LiveKit closes it.
     pub empty_timeout: Duration,
     /// How long a room stays after the last participant left (a host refreshing
     /// the broadcast page must not end the stream).
     pub departure_timeout: Duration,
+    /// LiveKit's Ingress service runs beside the server (`LIVEKIT_INGRESS`):
+    /// only then can OBS stream over RTMP. WHIP needs nothing else.
+    pub ingress: bool,
+}
+
+/// Who records streams (`RECORDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorder {
+    /// The app joins the room as a hidden participant and writes the host's
+    /// tracks, as they arrive, to S3 (`src/recorder/`). Needs nothing else.
+    Builtin,
+    /// LiveKit's Egress service (RoomComposite, MP4), for operators who run it.
+    Egress,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +187,7 @@ impl Config {
         });
         let empty_timeout = env.parse("LIVEKIT_EMPTY_TIMEOUT_SECONDS", "600", seconds);
         let departure_timeout = env.parse("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "120", seconds);
+        let livekit_ingress = env.parse("LIVEKIT_INGRESS", "false", boolean);
 
         let s3_endpoint = env.parse("S3_ENDPOINT", "", |v| {
             if v.is_empty() {
@@ -181,6 +197,11 @@ impl Config {
             }
         });
         let recording_layout = env.string("RECORDING_LAYOUT", "speaker");
+        let recorder = env.parse("RECORDER", "builtin", |v| match v {
+            "builtin" => Ok(Recorder::Builtin),
+            "egress" => Ok(Recorder::Egress),
+            _ => Err("must be `builtin` (the app records) or `egress` (LiveKit Egress)".into()),
+        });
         let s3_region = env.string("S3_REGION", "us-east-1");
         let s3_bucket = env.parse("S3_BUCKET", "stagepass", |v| {
             let ok = (3..=63).contains(&v.len())
@@ -244,12 +265,11 @@ impl Config {
                 )),
             }
         });
-        let webhooks_max_attempts = env.parse("WEBHOOKS_MAX_ATTEMPTS", "8", |v| {
-            match v.parse::<i32>() {
+        let webhooks_max_attempts =
+            env.parse("WEBHOOKS_MAX_ATTEMPTS", "8", |v| match v.parse::<i32>() {
                 Ok(n) if (1..=20).contains(&n) => Ok(n),
                 _ => Err(format!("must be a whole number from 1 to 20, got {v:?}")),
-            }
-        });
+            });
 
         if session_idle_timeout > session_absolute_timeout {
             env.errors.push(
@@ -283,9 +303,11 @@ impl Config {
                 api_secret: livekit_secret,
                 room_prefix,
                 recording_layout,
+                recorder,
                 max_participants,
                 empty_timeout,
                 departure_timeout,
+                ingress: livekit_ingress,
             },
             s3: S3Config {
                 endpoint: s3_endpoint,
@@ -480,9 +502,12 @@ mod tests {
         assert!(!c.webhooks.allow_private_addresses);
         assert_eq!(c.webhooks.backoff_base, Duration::from_secs(10));
         assert_eq!(c.webhooks.max_attempts, 8);
-        let err = config(&[("WEBHOOKS_BACKOFF_BASE_MS", "5"), ("WEBHOOKS_MAX_ATTEMPTS", "0")])
-            .unwrap_err()
-            .to_string();
+        let err = config(&[
+            ("WEBHOOKS_BACKOFF_BASE_MS", "5"),
+            ("WEBHOOKS_MAX_ATTEMPTS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("WEBHOOKS_BACKOFF_BASE_MS: must be"), "{err}");
         assert!(err.contains("WEBHOOKS_MAX_ATTEMPTS: must be"), "{err}");
     }

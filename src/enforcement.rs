@@ -60,25 +60,34 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Duration> {
     let next = access::next_expiry_in(&mut conn).await?;
     drop(conn);
     // All at once, each with a short timeout: one slow call must not delay the rest.
-    let results = futures_util::future::join_all(intruders.into_iter().map(|intruder| async move {
-        let mut conn = state.db.get().await?;
-        let Some(stream) = streams::find(&mut conn, StreamId(intruder.stream_id)).await? else {
-            return anyhow::Ok(true);
-        };
-        drop(conn);
-        match lifecycle::remove_participant(state, &stream, &intruder.identity, "participant.removed_access_ended").await {
-            Ok(_) => {
-                // Removed (or already gone): until LiveKit's participant_left
-                // arrives, don't remove them again.
-                let mut conn = state.db.get().await?;
-                crate::db::presence::close_identity(&mut conn, stream.id, &intruder.identity).await?;
-                Ok(true)
+    let results =
+        futures_util::future::join_all(intruders.into_iter().map(|intruder| async move {
+            let mut conn = state.db.get().await?;
+            let Some(stream) = streams::find(&mut conn, StreamId(intruder.stream_id)).await? else {
+                return anyhow::Ok(true);
+            };
+            drop(conn);
+            match lifecycle::remove_participant(
+                state,
+                &stream,
+                &intruder.identity,
+                "participant.removed_access_ended",
+            )
+            .await
+            {
+                Ok(_) => {
+                    // Removed (or already gone): until LiveKit's participant_left
+                    // arrives, don't remove them again.
+                    let mut conn = state.db.get().await?;
+                    crate::db::presence::close_identity(&mut conn, stream.id, &intruder.identity)
+                        .await?;
+                    Ok(true)
+                }
+                // Still there: they stay in presence and the next sweep retries.
+                Err(_) => Ok(false),
             }
-            // Still there: they stay in presence and the next sweep retries.
-            Err(_) => Ok(false),
-        }
-    }))
-    .await;
+        }))
+        .await;
     let failed = results.iter().any(|r| !matches!(r, Ok(true)));
     if failed {
         return Ok(RETRY_AFTER);
@@ -96,7 +105,10 @@ async fn listen(state: AppState, changed: std::sync::Arc<Notify>) {
     loop {
         match AsyncPgConnection::establish(state.config.database_url.expose_secret()).await {
             Ok(mut conn) => {
-                if let Err(e) = diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn).await {
+                if let Err(e) = diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                    .execute(&mut conn)
+                    .await
+                {
                     tracing::warn!(error = %e, "enforcer: LISTEN failed");
                 } else {
                     let mut stream = std::pin::pin!(conn.notifications_stream());

@@ -2,7 +2,9 @@
 //! and the cleanup of expired sessions and old sign-in attempts, the
 //! grant-expiry enforcer, the chat bridge (LISTEN + held-message releaser), and
 //! recording retention (hourly; it also checks the S3 bucket at start-up),
-//! and the outgoing-webhook delivery worker (`outgoing_webhooks::run`).
+//! the outgoing-webhook delivery worker (`outgoing_webhooks::run`), and the
+//! built-in recorder's supervisor (`recorder::supervise`: takes over
+//! recordings whose instance died).
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -26,6 +28,7 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
         tokio::spawn(crate::enforcement::run(state.clone())),
         tokio::spawn(crate::chat::bridge::run(state.clone())),
         tokio::spawn(crate::outgoing_webhooks::run(state.clone())),
+        tokio::spawn(crate::recorder::supervise(state.clone())),
         tokio::spawn(retention(state)),
     ]
 }
@@ -40,7 +43,9 @@ async fn reconcile(state: AppState) {
             metrics::counter!("reconciler_failures_total").increment(1);
             tracing::warn!(error = %e, "reconciling with LiveKit");
         }
-        if let Err(e) = crate::recording::reconcile(&state, crate::recording::QUIET_BEFORE_RECONCILE).await {
+        if let Err(e) =
+            crate::recording::reconcile(&state, crate::recording::QUIET_BEFORE_RECONCILE).await
+        {
             metrics::counter!("reconciler_failures_total").increment(1);
             tracing::warn!(error = %e, "reconciling recordings with LiveKit");
         }

@@ -19,8 +19,9 @@ pub mod livekit;
 pub mod notify;
 pub mod outgoing_webhooks;
 pub mod payments;
-pub mod router;
+pub mod recorder;
 pub mod recording;
+pub mod router;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -48,8 +49,11 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let server = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signal);
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     let deadline = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;

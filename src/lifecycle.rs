@@ -4,6 +4,14 @@
 //! ending stops the recording, then deletes the room, which disconnects everyone.
 //! The change of status and what it announces (followers' notifications, the
 //! channel's outgoing webhooks) commit together (`mark_live`, `mark_ended`).
+//!
+//! A stream goes live from the studio (`go_live`) or when its encoder starts
+//! publishing (`live_by_encoder`): OBS over WHIP straight into livekit-server
+//! (`participant_joined` / `track_published` of the current key's identity),
+//! or LiveKit's Ingress service (`ingress_started`). An encoder leaving does
+//! not end the stream: viewers see it interrupted until it comes back, and it
+//! ends when the owner ends it or LiveKit closes the room (`room_finished`).
+//! LiveKit's own error texts go to the log, never to a page.
 
 use livekit_api::services::room::CreateRoomOptions;
 use tracing::instrument;
@@ -11,6 +19,7 @@ use tracing::instrument;
 use crate::db::streams::{self, Stream};
 use crate::db::{self, StreamId};
 use crate::error::AppError;
+use crate::livekit::Participant;
 use crate::state::AppState;
 
 /// An unguessable room name with this deployment's prefix.
@@ -27,8 +36,9 @@ pub fn new_room_name(state: &AppState) -> String {
 pub enum LifecycleError {
     #[error("This stream has ended. Create a new stream to go live again.")]
     AlreadyEnded,
+    /// LiveKit's error (for the log; the page gets the sentence).
     #[error(
-        "The media server (LiveKit) could not be reached or refused: {0}. Nothing was changed; try again in a moment."
+        "The media server (LiveKit) could not be reached or refused the request. Nothing was changed; try again in a moment."
     )]
     LiveKit(String),
     #[error(transparent)]
@@ -41,16 +51,34 @@ impl From<diesel::result::Error> for LifecycleError {
     }
 }
 
-/// Creates the stream's LiveKit room with this deployment's timeouts, limit
-/// and the stream id in its metadata (LiveKit answers an existing room as
-/// it is). The error is LiveKit's, shortened for the page.
-async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
-    let lk = &state.config.livekit;
-    let options = CreateRoomOptions {
+/// The stream's room as this deployment creates it: its timeouts, limit and
+/// the stream id in its metadata. Going live creates it with these; an
+/// encoder's stream key carries them too, because livekit-server creates the
+/// room itself when OBS connects over WHIP first.
+pub fn room_configuration(
+    lk: &crate::config::LiveKitConfig,
+    stream: &Stream,
+) -> livekit_protocol::RoomConfiguration {
+    livekit_protocol::RoomConfiguration {
+        name: stream.room_name.clone(),
         empty_timeout: lk.empty_timeout.as_secs() as u32,
         departure_timeout: lk.departure_timeout.as_secs() as u32,
         max_participants: lk.max_participants,
         metadata: serde_json::json!({ "stream_id": stream.id.0 }).to_string(),
+        ..Default::default()
+    }
+}
+
+/// Creates the stream's LiveKit room (LiveKit answers an existing room as
+/// it is). The error is LiveKit's, shortened and logged here: it is for the
+/// log, not for a page.
+async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
+    let room = room_configuration(&state.config.livekit, stream);
+    let options = CreateRoomOptions {
+        empty_timeout: room.empty_timeout,
+        departure_timeout: room.departure_timeout,
+        max_participants: room.max_participants,
+        metadata: room.metadata,
         ..Default::default()
     };
     state
@@ -59,7 +87,10 @@ async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
         .create_room(&stream.room_name, options)
         .await
         .map(|_| ())
-        .map_err(|e| short(&e.to_string()))
+        .map_err(|e| {
+            tracing::warn!(error = %e, stream = %stream.id, "LiveKit: creating the room failed");
+            short(&e.to_string())
+        })
 }
 
 /// Creates the LiveKit room, then marks the stream live. Idempotent: going
@@ -74,7 +105,7 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
         .map_err(LifecycleError::LiveKit)?;
 
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    let live = mark_live(state, &mut conn, stream.id)
+    let (live, _) = mark_live(state, &mut conn, stream.id)
         .await?
         .ok_or(LifecycleError::AlreadyEnded)?;
     db::audit::record(
@@ -122,7 +153,10 @@ pub async fn end_stream(
         Ok(()) => {}
         // The room is already gone (it finished on its own): end the stream all the same.
         Err(e) if is_not_found(&e.to_string()) => {}
-        Err(e) => return Err(LifecycleError::LiveKit(short(&e.to_string()))),
+        Err(e) => {
+            tracing::warn!(error = %e, "LiveKit: deleting the room failed");
+            return Err(LifecycleError::LiveKit(short(&e.to_string())));
+        }
     }
     finish(state, stream_id, "stream.ended").await
 }
@@ -159,12 +193,13 @@ pub async fn finish(
 /// live announces: followers' notifications (`notify.rs`) and the channel's
 /// `stream.started` webhooks (`outgoing_webhooks.rs`). The row is locked
 /// first, so only the call that makes the stream live announces it — the
-/// owner's button and OBS racing announce once. None: the stream had ended.
+/// owner's button and OBS racing announce once. Answers the stream and
+/// whether this call made it live; None: the stream had ended.
 pub async fn mark_live(
     state: &AppState,
     conn: &mut diesel_async::AsyncPgConnection,
     id: StreamId,
-) -> diesel::QueryResult<Option<Stream>> {
+) -> diesel::QueryResult<Option<(Stream, bool)>> {
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let public_url = &state.config.public_url;
@@ -176,20 +211,21 @@ pub async fn mark_live(
             .first(conn)
             .await
             .optional()?;
-        let live = streams::mark_live(conn, id).await?;
-        if let Some(live) = &live
-            && before.as_deref() == Some(streams::Status::Draft.as_str())
-        {
+        let Some(live) = streams::mark_live(conn, id).await? else {
+            return Ok(None);
+        };
+        let made_live = before.as_deref() == Some(streams::Status::Draft.as_str());
+        if made_live {
             crate::notify::stream_live(conn, id).await?;
             crate::outgoing_webhooks::stream_event(
                 conn,
                 public_url,
                 crate::outgoing_webhooks::Event::StreamStarted,
-                live,
+                &live,
             )
             .await?;
         }
-        Ok(live)
+        Ok(Some((live, made_live)))
     })
     .await
 }
@@ -365,6 +401,16 @@ pub async fn apply_event(
                 participant_joined(state, &stream, p, event.created_at).await?;
             }
         }
+        // An encoder publishing is what "OBS started streaming" means; its
+        // join usually says so first, this covers a join whose webhook was lost.
+        "track_published" => {
+            if let Some(p) = &event.participant
+                && matches!(Participant::parse(&p.identity), Participant::Encoder { .. })
+                && encoder_admitted(state, &stream, &p.identity).await?
+            {
+                live_by_encoder(state, &stream, &p.identity).await?;
+            }
+        }
         "participant_left" => {
             if let Some(p) = &event.participant {
                 let mut conn = state.db.get().await?;
@@ -401,7 +447,9 @@ fn timestamp(unix_seconds: i64) -> chrono::DateTime<chrono::Utc> {
 
 /// Someone joined the room: if the access rule no longer lets them be there
 /// (their token outlived their right), they are removed at once, and their
-/// older tokens revoked so a reconnect does not bring them back.
+/// older tokens revoked so a reconnect does not bring them back. An encoder
+/// with the stream's current key makes the stream live; one with a reset
+/// key (or on an ended stream) is removed the same way.
 async fn participant_joined(
     state: &AppState,
     stream: &Stream,
@@ -421,6 +469,20 @@ async fn participant_joined(
         at: timestamp(created_at),
     };
     db::presence::joined(&mut conn, &joined).await?;
+    if matches!(Participant::parse(&p.identity), Participant::Encoder { .. }) {
+        drop(conn);
+        if encoder_admitted(state, stream, &p.identity).await? {
+            return live_by_encoder(state, stream, &p.identity).await;
+        }
+        if remove_participant(state, stream, &p.identity, "participant.encoder_refused")
+            .await
+            .is_ok()
+        {
+            let mut conn = state.db.get().await?;
+            db::presence::close_identity(&mut conn, stream.id, &p.identity).await?;
+        }
+        return Ok(());
+    }
     if let Some(user) = user {
         let access = crate::access::may(&mut conn, Some(user), stream).await?;
         if !access.may_watch() {
@@ -511,12 +573,11 @@ pub fn room_of(event: &livekit_protocol::WebhookEvent) -> Option<&str> {
 
 /// OBS started or stopped publishing through the stream's ingress.
 ///
-/// `ingress_started` makes the stream live. LiveKit's Ingress creates the room
-/// as it joins; we create it too (idempotent, with our timeouts), so the room
-/// exists whatever the order and the reconciler does not end the stream.
-/// `ingress_ended` ends the stream as "End stream" does (the room is deleted,
-/// everyone leaves): streams have no "offline but resumable" state, and a
-/// live stream without its only source would show viewers a black room.
+/// `ingress_started` makes the stream live (`live_from_obs`, as an encoder
+/// over WHIP does). `ingress_ended` ends the stream as "End stream" does (the
+/// room is deleted, everyone leaves). Unlike an encoder over WHIP leaving,
+/// which only interrupts the stream until it comes back, an RTMP ingress
+/// ending is taken as OBS's "Stop Streaming".
 async fn apply_ingress_event(
     state: &AppState,
     kind: &str,
@@ -539,27 +600,13 @@ async fn apply_ingress_event(
     };
     match kind {
         "ingress_started" => {
-            if stream.status() == streams::Status::Ended {
-                tracing::info!(stream = %stream.id, "ingress started on an ended stream: ignored");
-                return Ok(());
-            }
-            open_room(state, &stream)
-                .await
-                .map_err(|e| AppError::Unavailable(format!("LiveKit: {e}")))?;
-            let mut conn = state.db.get().await?;
-            if mark_live(state, &mut conn, stream.id).await?.is_some() && !stream.is_live() {
-                db::audit::record(
-                    &mut conn,
-                    None,
-                    Some(stream.channel_id),
-                    "stream.live_by_ingress",
-                    Some(&stream.id.to_string()),
-                    serde_json::json!({ "ingress_id": info.ingress_id }),
-                )
-                .await?;
-                metrics::counter!("streams_gone_live_total").increment(1);
-                tracing::info!(stream = %stream.id, "stream is live (OBS ingress)");
-            }
+            live_from_obs(
+                state,
+                &stream,
+                "stream.live_by_ingress",
+                serde_json::json!({ "ingress_id": info.ingress_id }),
+            )
+            .await?;
         }
         "ingress_ended" if stream.is_live() => {
             end_stream(state, stream.id).await.map_err(into_app)?;
@@ -575,6 +622,94 @@ async fn apply_ingress_event(
             .await?;
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Whether `identity` (an encoder's) may publish into `stream`: it is the
+/// identity of the stream's current WHIP key, and the stream has not ended.
+/// A reset or deleted key, another stream's key, or any key once the stream
+/// has ended is refused.
+async fn encoder_admitted(
+    state: &AppState,
+    stream: &Stream,
+    identity: &str,
+) -> Result<bool, AppError> {
+    let mut conn = state.db.get().await?;
+    let Some(now) = streams::find(&mut conn, stream.id).await? else {
+        return Ok(false);
+    };
+    if now.status() == streams::Status::Ended {
+        tracing::info!(stream = %stream.id, "an encoder joined an ended stream: refused");
+        return Ok(false);
+    }
+    let current = streams::is_current_encoder(&mut conn, stream.id, identity).await?;
+    if !current {
+        tracing::info!(stream = %stream.id, identity, "an encoder with a reset key joined: refused");
+        metrics::counter!("encoders_refused_total").increment(1);
+    }
+    Ok(current)
+}
+
+/// The stream's current encoder (OBS over WHIP) is publishing.
+async fn live_by_encoder(
+    state: &AppState,
+    stream: &Stream,
+    identity: &str,
+) -> Result<(), AppError> {
+    live_from_obs(
+        state,
+        stream,
+        "stream.live_by_encoder",
+        serde_json::json!({ "identity": identity }),
+    )
+    .await
+}
+
+/// OBS is publishing (over WHIP, or through LiveKit's Ingress service): the
+/// room is opened as going live opens it (idempotent, with our timeouts, so
+/// the reconciler does not take it for an orphan), then the stream is marked
+/// live by `mark_live`, which tells followers once. An encoder coming back to
+/// a live stream resumes it (same stream, same `started_at`); an ended stream
+/// stays ended. `action` is audited only when this made the stream live.
+async fn live_from_obs(
+    state: &AppState,
+    stream: &Stream,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    if stream.status() == streams::Status::Ended {
+        tracing::info!(stream = %stream.id, action, "OBS started on an ended stream: ignored");
+        return Ok(());
+    }
+    open_room(state, stream).await.map_err(|_| {
+        AppError::Unavailable(
+            "The media server (LiveKit) could not be reached; the stream goes live when it answers."
+                .into(),
+        )
+    })?;
+    let mut conn = state.db.get().await?;
+    let Some((live, true)) = mark_live(state, &mut conn, stream.id).await? else {
+        // Ended meanwhile, or live already (the encoder came back, or the
+        // owner went live first): nothing to announce.
+        return Ok(());
+    };
+    db::audit::record(
+        &mut conn,
+        None,
+        Some(stream.channel_id),
+        action,
+        Some(&stream.id.to_string()),
+        details,
+    )
+    .await?;
+    drop(conn);
+    metrics::counter!("streams_gone_live_total").increment(1);
+    tracing::info!(stream = %stream.id, action, "stream is live (OBS)");
+    if live.record_on_live
+        && let Err(e) = crate::recording::start(state, &live).await
+    {
+        tracing::warn!(error = %e, "record on live: recording did not start");
     }
     Ok(())
 }

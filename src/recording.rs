@@ -1,7 +1,9 @@
-//! Recording a stream: RoomComposite egress to the S3 bucket as MP4, and the
-//! recordings rows kept in step with egress webhooks. The row is inserted
-//! before LiveKit is asked, so racing or repeated starts start one egress (the
-//! partial unique index answers the others); stopping twice is harmless.
+//! Recording a stream, by whichever recorder `RECORDER` chose: the built-in
+//! one (`src/recorder/`, WebM written by the app itself, the default) or
+//! LiveKit's Egress service (RoomComposite to the S3 bucket as MP4, the rows
+//! kept in step with egress webhooks). The row is inserted before recording
+//! starts, so racing or repeated starts start one recording (the partial
+//! unique index answers the others); stopping twice is harmless.
 //! Who may start, stop or play is decided by the callers through `access.rs`.
 //! A recording that completes queues the channel's `recording.ready` webhooks
 //! in the same transaction.
@@ -23,10 +25,16 @@ pub enum RecordingError {
     AlreadyRecording,
     #[error("This stream is not live: go live first, then record.")]
     NotLive,
+    /// The bucket check's words (never a transport error: see `Storage::check`).
     #[error("Recording is unavailable: {0}. Ask the operator to check the S3 settings.")]
     Storage(String),
-    #[error("The media server (LiveKit Egress) refused to record: {0}")]
-    Egress(String),
+    /// The detail went to the log: a page never shows a transport error.
+    #[error(
+        "LiveKit Egress could not start or stop the recording. Ask the operator to check that the Egress service runs beside LiveKit, or to use the built-in recorder (RECORDER=builtin)."
+    )]
+    Egress,
+    #[error("The recording is still starting; try again in a moment.")]
+    StillStarting,
     #[error(transparent)]
     App(#[from] AppError),
 }
@@ -62,6 +70,9 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         .check()
         .await
         .map_err(|e| RecordingError::Storage(e.to_string()))?;
+    if state.config.livekit.recorder == crate::config::Recorder::Builtin {
+        return crate::recorder::start(state, stream).await;
+    }
 
     let key = object_key(stream);
     let placeholder = format!(
@@ -74,6 +85,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         stream_id: stream.id,
         egress_id: &placeholder,
         object_key: Some(&key),
+        backend: "egress",
     };
     let Some(row) = recordings::insert_starting(&mut conn, &new).await? else {
         return Err(RecordingError::AlreadyRecording);
@@ -118,10 +130,9 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
             Ok(recordings::find(&mut conn, row.id).await?.unwrap_or(row))
         }
         Err(e) => {
-            let reason = short(&e.to_string());
-            recordings::fail(&mut conn, row.id, &reason).await?;
-            tracing::warn!(error = %reason, "starting a recording failed");
-            Err(RecordingError::Egress(reason))
+            tracing::warn!(error = %short(&e.to_string()), "starting a recording failed");
+            recordings::fail(&mut conn, row.id, EGRESS_FAILED).await?;
+            Err(RecordingError::Egress)
         }
     }
 }
@@ -133,24 +144,35 @@ pub async fn stop(state: &AppState, stream: &Stream) -> Result<Option<Recording>
     let Some(row) = recordings::running(&mut conn, stream.id).await? else {
         return Ok(None);
     };
+    if row.backend == "builtin" {
+        recordings::mark_ending(&mut conn, row.id).await?;
+        crate::recorder::stop(state, row.id);
+        tracing::info!(recording = row.id, "recording stopping");
+        return Ok(recordings::find(&mut conn, row.id).await?);
+    }
     drop(conn);
     if row.egress_id.starts_with(recordings::PENDING_PREFIX) {
         // Its start request is still in flight: nothing to stop yet.
-        return Err(RecordingError::Egress(
-            "the recording is still starting; try again in a moment".into(),
-        ));
+        return Err(RecordingError::StillStarting);
     }
     match state.livekit.egress.stop_egress(&row.egress_id).await {
         Ok(_) => {}
         // Already over on LiveKit's side: its egress_ended webhook settles the row.
         Err(e) if is_finished(&e.to_string()) => {}
-        Err(e) => return Err(RecordingError::Egress(short(&e.to_string()))),
+        Err(e) => {
+            tracing::warn!(error = %short(&e.to_string()), "stopping a recording failed");
+            return Err(RecordingError::Egress);
+        }
     }
     let mut conn = state.db.get().await.map_err(AppError::from)?;
     recordings::mark_ending(&mut conn, row.id).await?;
     tracing::info!(recording = row.id, "recording stopping");
     Ok(recordings::find(&mut conn, row.id).await?)
 }
+
+/// What the owner reads on a recording LiveKit Egress would not start.
+const EGRESS_FAILED: &str =
+    "LiveKit Egress could not start the recording (is the Egress service running?).";
 
 fn is_finished(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -219,16 +241,27 @@ pub async fn apply_egress(
         started_at: (info.started_at > 0).then(|| ns_to_time(info.started_at)),
         ended_at: (info.ended_at > 0).then(|| ns_to_time(info.ended_at)),
     };
-    // Completing a recording queues the channel's `recording.ready` webhooks
-    // in the same transaction (once: they are unique per recording).
+    settle(state, row.id, &report).await
+}
+
+/// Writes what a recorder reports about a recording into its row. Completing
+/// a recording queues the channel's `recording.ready` webhooks in the same
+/// transaction (once: they are unique per recording).
+pub async fn settle(
+    state: &AppState,
+    recording: i64,
+    report: &EgressReport<'_>,
+) -> Result<(), AppError> {
+    let mut conn = state.db.get().await?;
     let public_url = &state.config.public_url;
+    let status = report.status.clone();
     let complete = status == Status::Complete;
     {
         use diesel_async::AsyncConnection;
         conn.transaction(async |conn| {
-            recordings::report(conn, row.id, &report).await?;
+            recordings::report(conn, recording, report).await?;
             if complete {
-                crate::outgoing_webhooks::recording_ready(conn, public_url, row.id).await?;
+                crate::outgoing_webhooks::recording_ready(conn, public_url, recording).await?;
             }
             Ok::<_, diesel::result::Error>(())
         })
@@ -236,11 +269,7 @@ pub async fn apply_egress(
     }
     if matches!(status, Status::Complete | Status::Failed) {
         metrics::counter!("recordings_finished_total", "status" => status.as_str()).increment(1);
-        tracing::info!(
-            recording = row.id,
-            status = status.as_str(),
-            "recording finished"
-        );
+        tracing::info!(recording, status = status.as_str(), "recording finished");
     }
     Ok(())
 }
@@ -264,11 +293,24 @@ fn object_key_of(filename: &str, location: &str) -> String {
 /// Deletes a recording: the object first, then the row (a row is the only
 /// handle on its object, so it goes last).
 pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), AppError> {
-    if let Some(key) = &recording.object_key {
+    let mut conn = state.db.get().await?;
+    let mut keys: Vec<String> = recordings::parts(&mut conn, recording.id)
+        .await?
+        .into_iter()
+        .map(|p| p.object_key)
+        .collect();
+    drop(conn);
+    if let Some(key) = &recording.object_key
+        && !keys.contains(key)
+    {
+        keys.push(key.clone());
+    }
+    for key in &keys {
         state.storage.delete(key).await.map_err(|e| {
-            AppError::Unavailable(format!(
-                "The recording could not be deleted from storage: {e}"
-            ))
+            tracing::warn!(error = %e, "deleting a recording's object");
+            AppError::Unavailable(
+                "The recording could not be deleted from storage. Try again in a moment.".into(),
+            )
         })?;
     }
     let mut conn = state.db.get().await?;

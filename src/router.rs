@@ -18,7 +18,10 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
-use crate::web::{account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation, passes, recordings, studio, watch, webhooks};
+use crate::web::{
+    account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation,
+    passes, recordings, studio, watch, webhooks,
+};
 
 pub const SESSION_COOKIE: &str = "stagepass_session";
 
@@ -66,24 +69,51 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/streams/{id}/stats", get(live::stats))
         // Recording and replays.
         .route("/studio/streams/{id}/recording", get(recordings::panel))
-        .route("/studio/streams/{id}/recording/start", post(recordings::start))
-        .route("/studio/streams/{id}/recording/stop", post(recordings::stop))
-        .route("/studio/streams/{id}/recording/settings", post(recordings::settings))
-        .route("/studio/streams/{id}/recording/retention", post(recordings::retention))
+        .route(
+            "/studio/streams/{id}/recording/start",
+            post(recordings::start),
+        )
+        .route(
+            "/studio/streams/{id}/recording/stop",
+            post(recordings::stop),
+        )
+        .route(
+            "/studio/streams/{id}/recording/settings",
+            post(recordings::settings),
+        )
+        .route(
+            "/studio/streams/{id}/recording/retention",
+            post(recordings::retention),
+        )
         .route("/studio/recordings/{id}/delete", post(recordings::delete))
         .route("/s/{id}/replays", get(recordings::replays))
         // OBS ingress (the stream key is shown on the studio page only).
-        .route("/studio/streams/{id}/ingress", post(crate::web::ingress::create))
-        .route("/studio/streams/{id}/ingress/reset", post(crate::web::ingress::reset))
-        .route("/studio/streams/{id}/ingress/delete", post(crate::web::ingress::delete))
+        .route(
+            "/studio/streams/{id}/ingress",
+            post(crate::web::ingress::create),
+        )
+        .route(
+            "/studio/streams/{id}/ingress/reset",
+            post(crate::web::ingress::reset),
+        )
+        .route(
+            "/studio/streams/{id}/ingress/delete",
+            post(crate::web::ingress::delete),
+        )
         // Watching.
         .route("/s/{id}", get(watch::show))
         .route("/s/{id}/token", post(watch::token))
         .route("/s/{id}/status", get(watch::status))
         .route("/s/{id}/time-left", get(watch::time_left))
         // Passes: the owner's, the pages viewers buy from, the viewer's own.
-        .route("/studio/channels/{handle}/passes", get(passes::studio_list).post(passes::create))
-        .route("/studio/passes/{id}", get(passes::edit_page).post(passes::update))
+        .route(
+            "/studio/channels/{handle}/passes",
+            get(passes::studio_list).post(passes::create),
+        )
+        .route(
+            "/studio/passes/{id}",
+            get(passes::edit_page).post(passes::update),
+        )
         .route("/studio/passes/{id}/archive", post(passes::archive))
         .route("/s/{id}/pass", get(passes::for_stream))
         .route("/c/{handle}/passes", get(passes::for_channel))
@@ -94,10 +124,16 @@ pub fn app(state: AppState) -> Router {
         .route("/checkout/dev/{order}/confirm", post(checkout::dev_confirm))
         .route("/checkout/{order}/return", get(checkout::returned))
         // Grants and redeem codes.
-        .route("/studio/channels/{handle}/grants", get(grants::list).post(grants::comp))
+        .route(
+            "/studio/channels/{handle}/grants",
+            get(grants::list).post(grants::comp),
+        )
         .route("/studio/grants/{id}/extend", post(grants::extend))
         .route("/studio/grants/{id}/revoke", post(grants::revoke))
-        .route("/studio/passes/{id}/codes", get(grants::codes_page).post(grants::generate_codes))
+        .route(
+            "/studio/passes/{id}/codes",
+            get(grants::codes_page).post(grants::generate_codes),
+        )
         .route("/studio/passes/{id}/codes.csv", get(grants::export_codes))
         .route("/redeem", post(grants::redeem))
         // Chat.
@@ -107,32 +143,77 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/streams/{id}/chat-settings", post(chat::settings))
         // Moderation.
         .route("/studio/streams/{id}/moderate", get(moderation::page))
-        .route("/studio/streams/{id}/participants", get(moderation::participants))
-        .route("/studio/streams/{id}/participants/{identity}/mute", post(moderation::mute))
-        .route("/studio/streams/{id}/participants/{identity}/remove", post(moderation::remove))
+        .route(
+            "/studio/streams/{id}/participants",
+            get(moderation::participants),
+        )
+        .route(
+            "/studio/streams/{id}/participants/{identity}/mute",
+            post(moderation::mute),
+        )
+        .route(
+            "/studio/streams/{id}/participants/{identity}/remove",
+            post(moderation::remove),
+        )
         .route("/studio/channels/{handle}/bans", post(moderation::ban))
-        .route("/studio/channels/{handle}/bans/{ban}/lift", post(moderation::lift_ban))
-        .route("/studio/channels/{handle}/timeouts", post(moderation::timeout))
+        .route(
+            "/studio/channels/{handle}/bans/{ban}/lift",
+            post(moderation::lift_ban),
+        )
+        .route(
+            "/studio/channels/{handle}/timeouts",
+            post(moderation::timeout),
+        )
         .route("/studio/channels/{handle}/audit", get(moderation::audit))
         .route("/moderation", get(moderation::dashboard))
         // Creator analytics (the team; money for the owner only) and their CSV.
-        .route("/studio/streams/{id}/analytics", get(crate::web::analytics::stream_page))
-        .route("/studio/streams/{id}/analytics.csv", get(crate::web::analytics::stream_csv))
-        .route("/studio/channels/{handle}/analytics", get(crate::web::analytics::channel_page))
-        .route("/studio/channels/{handle}/analytics.csv", get(crate::web::analytics::channel_csv))
+        .route(
+            "/studio/streams/{id}/analytics",
+            get(crate::web::analytics::stream_page),
+        )
+        .route(
+            "/studio/streams/{id}/analytics.csv",
+            get(crate::web::analytics::stream_csv),
+        )
+        .route(
+            "/studio/channels/{handle}/analytics",
+            get(crate::web::analytics::channel_page),
+        )
+        .route(
+            "/studio/channels/{handle}/analytics.csv",
+            get(crate::web::analytics::channel_csv),
+        )
         // Notifications (the bell) and channels' outgoing webhooks.
         .route("/notifications", get(crate::web::notifications::list))
         .route("/notifications/bell", get(crate::web::notifications::bell))
-        .route("/notifications/read-all", post(crate::web::notifications::mark_all_read))
-        .route("/notifications/{id}/open", post(crate::web::notifications::open))
-        .route("/notifications/{id}/read", post(crate::web::notifications::mark_read))
+        .route(
+            "/notifications/read-all",
+            post(crate::web::notifications::mark_all_read),
+        )
+        .route(
+            "/notifications/{id}/open",
+            post(crate::web::notifications::open),
+        )
+        .route(
+            "/notifications/{id}/read",
+            post(crate::web::notifications::mark_read),
+        )
         .route(
             "/studio/channels/{handle}/webhooks",
             get(crate::web::channel_webhooks::page).post(crate::web::channel_webhooks::add),
         )
-        .route("/studio/channels/{handle}/webhooks/{id}/delete", post(crate::web::channel_webhooks::delete))
-        .route("/studio/channels/{handle}/webhooks/{id}/test", post(crate::web::channel_webhooks::send_test))
-        .route("/studio/channels/{handle}/webhooks/{id}/secret", post(crate::web::channel_webhooks::reveal_secret))
+        .route(
+            "/studio/channels/{handle}/webhooks/{id}/delete",
+            post(crate::web::channel_webhooks::delete),
+        )
+        .route(
+            "/studio/channels/{handle}/webhooks/{id}/test",
+            post(crate::web::channel_webhooks::send_test),
+        )
+        .route(
+            "/studio/channels/{handle}/webhooks/{id}/secret",
+            post(crate::web::channel_webhooks::reveal_secret),
+        )
         // Discover (the home page above), follow, thumbnails, channel settings.
         .route("/following", get(crate::web::follow::following))
         .route("/c/{handle}/follow", post(crate::web::follow::follow))
@@ -141,20 +222,28 @@ pub fn app(state: AppState) -> Router {
         .route("/s/{id}/thumbnail", get(crate::web::images::thumbnail))
         .route(
             "/studio/streams/{id}/thumbnail",
-            post(crate::web::images::upload_thumbnail)
-                .layer(axum::extract::DefaultBodyLimit::max(crate::web::images::UPLOAD_BODY_LIMIT)),
+            post(crate::web::images::upload_thumbnail).layer(axum::extract::DefaultBodyLimit::max(
+                crate::web::images::UPLOAD_BODY_LIMIT,
+            )),
         )
-        .route("/studio/streams/{id}/thumbnail/delete", post(crate::web::images::remove_thumbnail))
+        .route(
+            "/studio/streams/{id}/thumbnail/delete",
+            post(crate::web::images::remove_thumbnail),
+        )
         .route(
             "/studio/channels/{handle}/settings",
             get(crate::web::settings::page).post(crate::web::settings::save),
         )
         .route(
             "/studio/channels/{handle}/avatar",
-            post(crate::web::settings::upload_avatar)
-                .layer(axum::extract::DefaultBodyLimit::max(crate::web::images::UPLOAD_BODY_LIMIT)),
+            post(crate::web::settings::upload_avatar).layer(axum::extract::DefaultBodyLimit::max(
+                crate::web::images::UPLOAD_BODY_LIMIT,
+            )),
         )
-        .route("/studio/channels/{handle}/avatar/delete", post(crate::web::settings::remove_avatar))
+        .route(
+            "/studio/channels/{handle}/avatar/delete",
+            post(crate::web::settings::remove_avatar),
+        )
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(checkout::stripe_webhook))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).
@@ -231,7 +320,13 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
         .origin()
         .ascii_serialization();
     // Replays play from presigned S3 URLs: the bucket's endpoint is a media source.
-    let s3 = state.config.s3.endpoint.as_ref().map(|u| format!(" {}", u.origin().ascii_serialization())).unwrap_or_else(|| " https://*.amazonaws.com".to_owned());
+    let s3 = state
+        .config
+        .s3
+        .endpoint
+        .as_ref()
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_else(|| " https://*.amazonaws.com".to_owned());
     let form_action = match state.config.payments {
         crate::config::PaymentsConfig::Stripe(_) => "'self' https://checkout.stripe.com",
         crate::config::PaymentsConfig::Dev => "'self'",

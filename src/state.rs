@@ -1,5 +1,6 @@
 //! `AppState`: the one state every handler takes — config, database pool,
-//! LiveKit clients, the payment provider, the metrics handle and the chat hub. Cheap to clone (an `Arc`).
+//! LiveKit clients, the payment provider, the metrics handle, the chat hub and
+//! this instance's recorders. Cheap to clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct App {
     pub chat: Hub,
     /// The recordings bucket.
     pub storage: Storage,
+    /// This instance's built-in recorders (`src/recorder/`).
+    pub recorders: crate::recorder::Recorders,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             metrics,
             chat: Hub::new(),
             storage,
+            recorders: Default::default(),
         }))
     }
 }

@@ -32,6 +32,12 @@ pub struct Storage {
 #[error("{0}")]
 pub struct StorageError(String);
 
+impl StorageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 impl Storage {
     pub fn new(config: &S3Config) -> Self {
         // rustls on ring, like reqwest: the SDK's default client brings aws-lc-rs.
@@ -80,7 +86,10 @@ impl Storage {
                         self.bucket
                     ),
                     Some(code) => format!("S3 answered {code} for the bucket \"{}\"", self.bucket),
-                    None => format!("S3 could not be reached ({})", DisplayErrorContext(&e)),
+                    None => {
+                        tracing::warn!(error = %DisplayErrorContext(&e), "S3: checking the bucket");
+                        "S3 could not be reached (check S3_ENDPOINT)".to_owned()
+                    }
                 }))
             }
         }
@@ -136,7 +145,12 @@ impl Storage {
 
 impl Storage {
     /// Stores `bytes` at `key` with its content type (small objects: images).
-    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -175,6 +189,143 @@ impl Storage {
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(StorageError(format!("get: {}", DisplayErrorContext(&e)))),
+        }
+    }
+}
+
+/// Multipart uploads: how the built-in recorder streams a recording to the
+/// bucket while it records (parts of at least 5 MiB, except the last).
+impl Storage {
+    /// Starts a multipart upload of `key`; answers its upload id.
+    pub async fn start_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| {
+                StorageError(format!(
+                    "create multipart upload: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| {
+            StorageError("create multipart upload: no upload id in the answer".into())
+        })
+    }
+
+    /// Uploads part `number` (1-based; uploading a number again replaces it);
+    /// answers the part's ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| {
+                StorageError(format!("upload part {number}: {}", DisplayErrorContext(&e)))
+            })?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// Completes the upload from its parts (number, ETag) in order.
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), StorageError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = parts
+            .iter()
+            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                StorageError(format!(
+                    "complete multipart upload: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })
+    }
+
+    /// The parts uploaded so far: (number, ETag, size), in order.
+    pub async fn uploaded_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(i32, String, i64)>, StorageError> {
+        let out = self
+            .client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| StorageError(format!("list parts: {}", DisplayErrorContext(&e))))?;
+        let mut parts: Vec<(i32, String, i64)> = out
+            .parts()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.part_number()?,
+                    p.e_tag()?.to_owned(),
+                    p.size().unwrap_or(0),
+                ))
+            })
+            .collect();
+        parts.sort_by_key(|(n, _, _)| *n);
+        Ok(parts)
+    }
+
+    /// Gives up an upload and frees its parts; a missing upload is harmless.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(StorageError(format!(
+                "abort multipart upload: {}",
+                DisplayErrorContext(&e)
+            ))),
         }
     }
 }

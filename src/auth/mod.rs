@@ -215,7 +215,14 @@ mod tests {
 
     #[test]
     fn next_never_leaves_the_site() {
-        for evil in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil", "https://evil.example", "evil"] {
+        for evil in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil",
+            "https://evil.example",
+            "evil",
+        ] {
             assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
         }
         assert_eq!(safe_next(Some("/s/12?x=1")), "/s/12?x=1");

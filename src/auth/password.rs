@@ -33,12 +33,17 @@ pub fn check_strength(password: &str, email: &str) -> Result<(), &'static str> {
 /// At most this many hashes run at once (each takes 19 MiB and a core for
 /// tens of milliseconds); a flood of sign-ups queues instead of exhausting memory.
 static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     tokio::sync::Semaphore::new(cores * 2)
 });
 
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    let _permit = HASHING.acquire().await.context("password hashing limiter")?;
+    let _permit = HASHING
+        .acquire()
+        .await
+        .context("password hashing limiter")?;
     tokio::task::spawn_blocking(move || {
         argon2()
             .hash_password(password.as_bytes())
@@ -52,7 +57,10 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 /// Checks `password` against a stored PHC string. With `None` it still does the
 /// work of a verification, so an unknown email takes as long as a wrong password.
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    let _permit = HASHING.acquire().await.context("password hashing limiter")?;
+    let _permit = HASHING
+        .acquire()
+        .await
+        .context("password hashing limiter")?;
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.clone());

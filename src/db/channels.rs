@@ -215,7 +215,10 @@ pub struct ChannelLink {
     pub url: String,
 }
 
-pub async fn links(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Vec<ChannelLink>> {
+pub async fn links(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+) -> QueryResult<Vec<ChannelLink>> {
     use super::schema::channel_links;
     channel_links::table
         .filter(channel_links::channel_id.eq(channel))
@@ -273,7 +276,10 @@ pub async fn save_settings(
 }
 
 /// The S3 key of the channel's avatar; `None` when it uses the default.
-pub async fn avatar_key(conn: &mut AsyncPgConnection, id: ChannelId) -> QueryResult<Option<String>> {
+pub async fn avatar_key(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+) -> QueryResult<Option<String>> {
     channels::table
         .find(id)
         .select(channels::avatar_key)

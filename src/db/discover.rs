@@ -80,6 +80,7 @@ const CARD_COLUMNS: &str = "s.id AS stream_id, s.title, s.access, s.status, s.sc
     CASE WHEN s.status = 'live' THEN ( \
         SELECT count(DISTINCT p.identity) FROM presence p \
         WHERE p.stream_id = s.id AND p.left_at IS NULL \
+          AND p.identity ~ '^[0-9]{1,18}$' \
           AND (p.user_id IS NULL OR NOT EXISTS ( \
               SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
           AND p.user_id IS DISTINCT FROM c.owner_id) \

@@ -369,7 +369,11 @@ pub async fn pass_choices(
 }
 
 /// Whether `user` holds a grant from `pass` that has not ended (active or upcoming), by SQL's clock.
-pub async fn holds_active_from_pass(conn: &mut AsyncPgConnection, user: UserId, pass: PassId) -> QueryResult<bool> {
+pub async fn holds_active_from_pass(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    pass: PassId,
+) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         access_grants::table
             .filter(access_grants::user_id.eq(user))

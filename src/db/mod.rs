@@ -106,7 +106,9 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(UserId, ChannelId, StreamId, PassId, GrantId, OrderId, CodeId);
+id_type!(
+    UserId, ChannelId, StreamId, PassId, GrantId, OrderId, CodeId
+);
 
 /// True when `err` is a unique-constraint violation (optionally of `constraint`).
 pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>) -> bool {

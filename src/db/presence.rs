@@ -69,6 +69,11 @@ pub async fn current_viewers(
     presence::table
         .filter(presence::stream_id.eq(stream))
         .filter(presence::left_at.is_null())
+        // Viewers only (`livekit::Participant::Viewer`: the identity is a user
+        // id): not the host, an encoder, ingress, egress or the recorder.
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "presence.identity ~ '^[0-9]{1,18}$'",
+        ))
         .filter(
             presence::user_id
                 .is_null()
@@ -110,7 +115,11 @@ pub async fn close_all(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryR
 }
 
 /// Closes a participant's open presence (they were removed from the room).
-pub async fn close_identity(conn: &mut AsyncPgConnection, stream: StreamId, identity: &str) -> QueryResult<usize> {
+pub async fn close_identity(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+    identity: &str,
+) -> QueryResult<usize> {
     diesel::update(
         presence::table
             .filter(presence::stream_id.eq(stream))

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::StreamId;
-use super::schema::{channels, recordings, streams};
+use super::schema::{channels, recording_parts, recordings, streams};
 
 /// Placeholder egress ids start with this until LiveKit answers the start
 /// request (the row is inserted first, so that racing starts start one egress).
@@ -48,6 +48,8 @@ pub struct Recording {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// `egress` (LiveKit Egress) or `builtin` (`src/recorder/`).
+    pub backend: String,
 }
 
 impl Recording {
@@ -62,6 +64,7 @@ pub struct NewRecording<'a> {
     pub stream_id: StreamId,
     pub egress_id: &'a str,
     pub object_key: Option<&'a str>,
+    pub backend: &'a str,
 }
 
 /// The constraint that allows one running recording per stream.
@@ -280,6 +283,7 @@ pub async fn unsettled(
 ) -> QueryResult<Vec<Recording>> {
     recordings::table
         .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(recordings::backend.eq("egress"))
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>(
                 "recordings.updated_at <= now() - make_interval(secs => ",
@@ -288,6 +292,213 @@ pub async fn unsettled(
             .sql(")"),
         )
         .select(Recording::as_select())
+        .load(conn)
+        .await
+}
+
+// ---- The built-in recorder's lease (src/recorder/) ----
+
+/// `now() + seconds` in SQL, so that every lease is judged by the database's clock.
+fn lease_end(
+    lease: std::time::Duration,
+) -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
+    diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(&format!(
+        "now() + make_interval(secs => {})",
+        lease.as_secs_f64()
+    ))
+}
+
+/// Takes the lease of an unfinished built-in recording when nobody holds it
+/// (or `owner` already does); answers its status, `None` when another holds it.
+pub async fn claim_lease(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    owner: uuid::Uuid,
+    lease: std::time::Duration,
+) -> QueryResult<Option<String>> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::backend.eq("builtin"))
+        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(
+            recordings::lease_owner
+                .is_null()
+                .or(recordings::lease_owner.eq(owner))
+                .or(recordings::lease_until.lt(diesel::dsl::now)),
+        )
+        .set((
+            recordings::lease_owner.eq(owner),
+            recordings::lease_until.eq(lease_end(lease)),
+        ))
+        .returning(recordings::status)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Renews a lease `owner` holds; answers the recording's status (`ending`
+/// when stop was asked), `None` when the lease is no longer `owner`'s.
+pub async fn renew_lease(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    owner: uuid::Uuid,
+    lease: std::time::Duration,
+) -> QueryResult<Option<String>> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::lease_owner.eq(owner))
+        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .set(recordings::lease_until.eq(lease_end(lease)))
+        .returning(recordings::status)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Unfinished built-in recordings whose lease lapsed (or was never taken).
+pub async fn unheld_builtin(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
+    recordings::table
+        .filter(recordings::backend.eq("builtin"))
+        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        // A row just inserted is claimed by its instance a moment later.
+        .filter(
+            recordings::lease_until
+                .is_null()
+                .and(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "recordings.created_at < now() - interval '5 seconds'",
+                ))
+                .or(recordings::lease_until.lt(diesel::dsl::now)),
+        )
+        .select(recordings::id)
+        .order(recordings::id)
+        .limit(100)
+        .load(conn)
+        .await
+}
+
+/// The recorder wrote its first frame.
+pub async fn mark_active(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::status.eq("starting"))
+        .set((
+            recordings::status.eq("active"),
+            recordings::started_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+// ---- Parts: the files of a built-in recording, in playing order ----
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = recording_parts, check_for_backend(diesel::pg::Pg))]
+pub struct Part {
+    pub id: i64,
+    pub recording_id: i64,
+    pub part_no: i32,
+    pub object_key: String,
+    /// The multipart upload while the part is being written.
+    pub upload_id: Option<String>,
+    /// `writing`, `complete` or `lost` (nothing of it reached the bucket).
+    pub status: String,
+    /// Written: the whole part; while writing: what is safely in the bucket.
+    pub duration_ms: Option<i64>,
+    pub size_bytes: Option<i64>,
+}
+
+/// Starts the recording's next part; `key_of(n)` names part `n`'s object.
+/// Only the lease holder adds parts, so numbers do not race.
+pub async fn new_part(
+    conn: &mut AsyncPgConnection,
+    recording: i64,
+    key_of: impl Fn(i32) -> String,
+) -> QueryResult<Part> {
+    let last: Option<i32> = recording_parts::table
+        .filter(recording_parts::recording_id.eq(recording))
+        .select(diesel::dsl::max(recording_parts::part_no))
+        .first(conn)
+        .await?;
+    let part_no = last.unwrap_or(0) + 1;
+    diesel::insert_into(recording_parts::table)
+        .values((
+            recording_parts::recording_id.eq(recording),
+            recording_parts::part_no.eq(part_no),
+            recording_parts::object_key.eq(key_of(part_no)),
+        ))
+        .returning(Part::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The part's multipart upload started.
+pub async fn set_part_upload(
+    conn: &mut AsyncPgConnection,
+    part: i64,
+    upload_id: &str,
+) -> QueryResult<()> {
+    diesel::update(recording_parts::table.find(part))
+        .set(recording_parts::upload_id.eq(upload_id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Another piece of the part is safely in the bucket: its duration so far.
+pub async fn set_part_stored(
+    conn: &mut AsyncPgConnection,
+    part: i64,
+    duration_ms: i64,
+) -> QueryResult<()> {
+    diesel::update(recording_parts::table.find(part))
+        .filter(recording_parts::status.eq("writing"))
+        .set(recording_parts::duration_ms.eq(duration_ms))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The part's object is complete (`Some` sizes) or lost (`None`).
+pub async fn finish_part(
+    conn: &mut AsyncPgConnection,
+    part: i64,
+    written: Option<(Option<i64>, i64)>,
+) -> QueryResult<()> {
+    let (status, duration, size) = match written {
+        Some((duration, size)) => ("complete", duration, Some(size)),
+        None => ("lost", None, None),
+    };
+    diesel::update(recording_parts::table.find(part))
+        .filter(recording_parts::status.eq("writing"))
+        .set((
+            recording_parts::status.eq(status),
+            recording_parts::upload_id.eq(None::<String>),
+            duration.map(|d| recording_parts::duration_ms.eq(d)),
+            recording_parts::size_bytes.eq(size),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The recording's parts in playing order (all of them, whatever their status).
+pub async fn parts(conn: &mut AsyncPgConnection, recording: i64) -> QueryResult<Vec<Part>> {
+    recording_parts::table
+        .filter(recording_parts::recording_id.eq(recording))
+        .order(recording_parts::part_no)
+        .select(Part::as_select())
+        .load(conn)
+        .await
+}
+
+/// The complete parts of several recordings, for the replays page.
+pub async fn complete_parts(
+    conn: &mut AsyncPgConnection,
+    recordings: &[i64],
+) -> QueryResult<Vec<Part>> {
+    recording_parts::table
+        .filter(recording_parts::recording_id.eq_any(recordings))
+        .filter(recording_parts::status.eq("complete"))
+        .order((recording_parts::recording_id, recording_parts::part_no))
+        .select(Part::as_select())
         .load(conn)
         .await
 }

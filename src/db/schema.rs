@@ -198,6 +198,23 @@ diesel::table! {
         ended_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        backend -> Text,
+        lease_owner -> Nullable<Uuid>,
+        lease_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    recording_parts (id) {
+        id -> Int8,
+        recording_id -> Int8,
+        part_no -> Int4,
+        object_key -> Text,
+        upload_id -> Nullable<Text>,
+        status -> Text,
+        duration_ms -> Nullable<Int8>,
+        size_bytes -> Nullable<Int8>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -269,6 +286,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         chat_seq -> Int8,
         thumbnail_key -> Nullable<Text>,
+        ingress_generation -> Int4,
     }
 }
 
@@ -350,6 +368,7 @@ diesel::joinable!(orders -> streams (stream_id));
 diesel::joinable!(orders -> users (user_id));
 diesel::joinable!(presence -> streams (stream_id));
 diesel::joinable!(presence -> users (user_id));
+diesel::joinable!(recording_parts -> recordings (recording_id));
 diesel::joinable!(recordings -> streams (stream_id));
 diesel::joinable!(redeem_codes -> access_passes (pass_id));
 diesel::joinable!(redemptions -> access_grants (grant_id));
@@ -376,6 +395,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     orders,
     presence,
+    recording_parts,
     recordings,
     redeem_codes,
     redemptions,

@@ -339,8 +339,12 @@ pub async fn update_while(
     .optional()
 }
 
-/// A stream's OBS ingress (LiveKit Ingress): all four columns or none. The
-/// stream key is a credential: `Debug` leaves it out, and it is never logged.
+/// A stream's OBS ingress: all four columns or none. `kind` "rtmp" is
+/// LiveKit's Ingress service (`ingress_id` is its id); "whip" is
+/// livekit-server's own WHIP endpoint, where the stream key is a LiveKit token
+/// and `ingress_id` the encoder identity it carries (`obs-{stream}-{generation}`,
+/// see `livekit::Participant::Encoder`). The stream key is a credential:
+/// `Debug` leaves it out, and it is never logged.
 #[derive(Clone, Queryable)]
 pub struct StreamIngress {
     pub ingress_id: String,
@@ -358,84 +362,131 @@ impl std::fmt::Debug for StreamIngress {
     }
 }
 
+/// A stream's OBS key as one read: its generation (bumped by every change,
+/// so a change made from this read applies only if nothing changed since)
+/// and the current ingress, if any.
+#[derive(Debug, Clone)]
+pub struct IngressSlot {
+    pub generation: i32,
+    pub current: Option<StreamIngress>,
+}
+
+/// The stream's ingress and key generation, read together; None when there
+/// is no such stream.
+pub async fn ingress_slot(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+) -> QueryResult<Option<IngressSlot>> {
+    type Columns = (
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Columns> = streams::table
+        .find(id)
+        .select((
+            streams::ingress_generation,
+            streams::ingress_id,
+            streams::ingress_kind,
+            streams::ingress_url,
+            streams::ingress_stream_key,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(generation, id, kind, url, key)| {
+        let current = match (id, kind, url, key) {
+            (Some(ingress_id), Some(kind), Some(url), Some(stream_key)) => Some(StreamIngress {
+                ingress_id,
+                kind,
+                url,
+                stream_key,
+            }),
+            _ => None,
+        };
+        IngressSlot {
+            generation,
+            current,
+        }
+    }))
+}
+
 pub async fn ingress_of(
     conn: &mut AsyncPgConnection,
     id: StreamId,
 ) -> QueryResult<Option<StreamIngress>> {
-    type Columns = (Option<String>, Option<String>, Option<String>, Option<String>);
-    let row: Option<Columns> =
-        streams::table
-            .find(id)
-            .select((
-                streams::ingress_id,
-                streams::ingress_kind,
-                streams::ingress_url,
-                streams::ingress_stream_key,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
-    Ok(match row {
-        Some((Some(ingress_id), Some(kind), Some(url), Some(stream_key))) => Some(StreamIngress {
-            ingress_id,
-            kind,
-            url,
-            stream_key,
-        }),
-        _ => None,
-    })
+    Ok(ingress_slot(conn, id).await?.and_then(|slot| slot.current))
 }
 
-/// Stores `new` as the stream's ingress if its current one is still
-/// `replacing` (None: if it has none). False when someone else changed it first.
+/// Stores `new` as the stream's ingress, at generation `generation + 1`, if
+/// the stream is still at `generation`. False when someone changed it first.
 pub async fn set_ingress(
     conn: &mut AsyncPgConnection,
     id: StreamId,
-    replacing: Option<&str>,
+    generation: i32,
     new: &StreamIngress,
 ) -> QueryResult<bool> {
-    let values = (
+    let n = diesel::update(
+        streams::table
+            .find(id)
+            .filter(streams::ingress_generation.eq(generation)),
+    )
+    .set((
         streams::ingress_id.eq(Some(&new.ingress_id)),
         streams::ingress_kind.eq(Some(&new.kind)),
         streams::ingress_url.eq(Some(&new.url)),
         streams::ingress_stream_key.eq(Some(&new.stream_key)),
+        streams::ingress_generation.eq(generation + 1),
         streams::updated_at.eq(diesel::dsl::now),
-    );
-    let n = match replacing {
-        Some(old) => {
-            diesel::update(streams::table.find(id).filter(streams::ingress_id.eq(old)))
-                .set(values)
-                .execute(conn)
-                .await?
-        }
-        None => {
-            diesel::update(streams::table.find(id).filter(streams::ingress_id.is_null()))
-                .set(values)
-                .execute(conn)
-                .await?
-        }
-    };
+    ))
+    .execute(conn)
+    .await?;
     Ok(n == 1)
 }
 
-/// Forgets the stream's ingress if it is still `ingress_id`.
+/// Forgets the stream's ingress (and moves to the next generation) if the
+/// stream is still at `generation`.
 pub async fn clear_ingress(
     conn: &mut AsyncPgConnection,
     id: StreamId,
-    ingress_id: &str,
+    generation: i32,
 ) -> QueryResult<bool> {
     let none: Option<String> = None;
-    let n = diesel::update(streams::table.find(id).filter(streams::ingress_id.eq(ingress_id)))
-        .set((
-            streams::ingress_id.eq(none.clone()),
-            streams::ingress_kind.eq(none.clone()),
-            streams::ingress_url.eq(none.clone()),
-            streams::ingress_stream_key.eq(none),
-            streams::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    let n = diesel::update(
+        streams::table
+            .find(id)
+            .filter(streams::ingress_generation.eq(generation)),
+    )
+    .set((
+        streams::ingress_id.eq(none.clone()),
+        streams::ingress_kind.eq(none.clone()),
+        streams::ingress_url.eq(none.clone()),
+        streams::ingress_stream_key.eq(none),
+        streams::ingress_generation.eq(generation + 1),
+        streams::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
     Ok(n == 1)
+}
+
+/// Whether `identity` is the encoder the stream's current WHIP key names:
+/// false for a reset or deleted key's identity, and for any other stream's.
+pub async fn is_current_encoder(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+    identity: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        streams::table
+            .find(id)
+            .filter(streams::ingress_kind.eq("whip"))
+            .filter(streams::ingress_id.eq(identity)),
+    ))
+    .get_result(conn)
+    .await
 }
 
 pub async fn find_by_ingress(
@@ -454,7 +505,10 @@ pub async fn find_by_ingress(
 // Thumbnails (the image itself lives in S3; see web/thumbnails.rs).
 
 /// The S3 key of the stream's thumbnail; `None` when it uses the default.
-pub async fn thumbnail_key(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<String>> {
+pub async fn thumbnail_key(
+    conn: &mut AsyncPgConnection,
+    id: StreamId,
+) -> QueryResult<Option<String>> {
     streams::table
         .find(id)
         .select(streams::thumbnail_key)

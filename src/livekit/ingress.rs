@@ -1,15 +1,29 @@
-//! OBS ingress: one LiveKit Ingress (RTMP or WHIP) per stream, stored in the
-//! stream's row. Creating, resetting (the old ingress is deleted first, so its
-//! key stops working) and deleting. Who may do this is decided by the caller
-//! (`access.rs`). The stream key is a credential: it goes to the database and
-//! the owner's studio page only — never into a log line, an error or a metric.
+//! OBS ingress: how an encoder streams into a stream's room, stored in the
+//! stream's row (`db::streams::StreamIngress`). Two kinds:
+//!
+//! - **WHIP** (the default; needs nothing beside livekit-server, which serves
+//!   WHIP itself at `/whip/v1` and creates the room on the fly). The stream key
+//!   is a publish-only LiveKit token for the stream's room whose identity names
+//!   the key's generation (`obs-{stream}-{generation}`). A reset or delete
+//!   moves to a new generation: the old key's encoder is removed at once, and
+//!   refused whenever it joins again (`lifecycle::participant_joined`), since
+//!   LiveKit itself would still accept the token until it expires.
+//! - **RTMP**, through LiveKit's Ingress service, only when the operator runs it
+//!   (`LIVEKIT_INGRESS`). A reset deletes the old ingress, so its key stops working.
+//!
+//! Who may do this is decided by the caller (`access.rs`). The stream key is a
+//! credential: it goes to the database and the owner's studio page only —
+//! never into a log line, an error or a metric. LiveKit's own error texts go to
+//! the log; the page gets a sentence.
 
 use livekit_api::services::ingress::CreateIngressOptions;
 use livekit_protocol::IngressInput;
 use tracing::instrument;
 
+use super::Participant;
+use crate::config::LiveKitConfig;
 use crate::db::StreamId;
-use crate::db::streams::{self, Stream, StreamIngress};
+use crate::db::streams::{self, IngressSlot, Stream, StreamIngress};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -42,7 +56,16 @@ pub enum IngressError {
     #[error("This stream has ended: it cannot take an OBS ingress any more.")]
     Ended,
     #[error(
-        "The media server (LiveKit Ingress) refused or could not be reached: {0}. Try again in a moment."
+        "RTMP needs LiveKit's Ingress service, which this server does not run: use WHIP (OBS 30 or newer) instead."
+    )]
+    RtmpNeedsIngress,
+    #[error(
+        "The stream key was changed meanwhile (in another tab?): reload the page and try again."
+    )]
+    Changed,
+    /// LiveKit's error (for the log; the page gets the sentence).
+    #[error(
+        "The media server (LiveKit Ingress) could not be reached or refused the request. Nothing was changed; try again in a moment."
     )]
     LiveKit(String),
     #[error(transparent)]
@@ -55,12 +78,23 @@ impl From<diesel::result::Error> for IngressError {
     }
 }
 
-/// The participant identity the ingress publishes as (not a user: see `user_of`).
-fn identity(stream: StreamId) -> String {
-    format!("ingress-{stream}")
+/// Where OBS sends WHIP: livekit-server's own endpoint, at the address
+/// browsers reach it (`LIVEKIT_PUBLIC_URL`, as http(s)).
+pub fn whip_url(config: &LiveKitConfig) -> String {
+    let mut url = config.public_url.clone();
+    let scheme = if url.scheme() == "wss" {
+        "https"
+    } else {
+        "http"
+    };
+    // ws(s) -> http(s) is allowed between these special schemes.
+    let _ = url.set_scheme(scheme);
+    url.set_query(None);
+    url.set_fragment(None);
+    format!("{}/whip/v1", url.as_str().trim_end_matches('/'))
 }
 
-/// Creates an ingress for `stream` unless it has one (then answers that one).
+/// Creates an OBS key of `kind` for `stream` unless it has one (then answers that one).
 #[instrument(skip_all, fields(stream = %stream.id, kind = kind.as_str()))]
 pub async fn create(
     state: &AppState,
@@ -70,101 +104,198 @@ pub async fn create(
     if stream.status() == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
-    if let Some(existing) = streams::ingress_of(&mut conn, stream.id).await? {
+    if kind == Kind::Rtmp && !state.config.livekit.ingress {
+        return Err(IngressError::RtmpNeedsIngress);
+    }
+    let slot = slot(state, stream.id).await?;
+    if let Some(existing) = slot.current {
         return Ok(existing);
     }
-    drop(conn);
-    let new = create_at_livekit(state, stream, kind).await?;
+    let new = new_ingress(state, stream, kind, slot.generation).await?;
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    if streams::set_ingress(&mut conn, stream.id, None, &new).await? {
+    if streams::set_ingress(&mut conn, stream.id, slot.generation, &new).await? {
         tracing::info!(ingress = %new.ingress_id, "ingress created");
         metrics::counter!("ingresses_created_total", "kind" => kind.as_str()).increment(1);
         return Ok(new);
     }
     // A concurrent request stored its own first: keep that one, drop ours.
     drop(conn);
-    delete_at_livekit(state, &new.ingress_id).await?;
+    retire(state, stream, &new).await?;
     let mut conn = state.db.get().await.map_err(AppError::from)?;
     streams::ingress_of(&mut conn, stream.id)
         .await?
-        .ok_or_else(|| IngressError::LiveKit("the ingress changed meanwhile".into()))
+        .ok_or(IngressError::Changed)
 }
 
-/// Deletes the current ingress (its key stops working), then creates a new
-/// one of the same kind.
+/// Replaces the key with a new one of the same kind: the old one stops
+/// working (its encoder, if streaming, is disconnected). Without a key, creates a WHIP one.
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn reset(state: &AppState, stream: &Stream) -> Result<StreamIngress, IngressError> {
     if stream.status() == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
-    let Some(old) = streams::ingress_of(&mut conn, stream.id).await? else {
-        return create(state, stream, Kind::Rtmp).await;
+    let slot = slot(state, stream.id).await?;
+    let Some(old) = slot.current else {
+        return create(state, stream, Kind::Whip).await;
     };
-    drop(conn);
-    let kind = Kind::parse(&old.kind).unwrap_or(Kind::Rtmp);
-    delete_at_livekit(state, &old.ingress_id).await?;
-    let new = create_at_livekit(state, stream, kind).await?;
+    let kind = Kind::parse(&old.kind).unwrap_or(Kind::Whip);
+    if kind == Kind::Rtmp && !state.config.livekit.ingress {
+        return Err(IngressError::RtmpNeedsIngress);
+    }
+    // LiveKit Ingress first (its key stops working before a new one exists);
+    // a WHIP key is retired after the new generation is stored, so that the
+    // old encoder, if it reconnects at once, is already refused.
+    if !is_encoder(&old) {
+        retire(state, stream, &old).await?;
+    }
+    let new = new_ingress(state, stream, kind, slot.generation).await?;
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    if !streams::set_ingress(&mut conn, stream.id, Some(&old.ingress_id), &new).await? {
+    if !streams::set_ingress(&mut conn, stream.id, slot.generation, &new).await? {
         drop(conn);
-        delete_at_livekit(state, &new.ingress_id).await?;
-        return Err(IngressError::LiveKit(
-            "the ingress changed meanwhile; reload the page".into(),
-        ));
+        retire(state, stream, &new).await?;
+        return Err(IngressError::Changed);
+    }
+    drop(conn);
+    if is_encoder(&old) {
+        retire(state, stream, &old).await?;
     }
     tracing::info!(old = %old.ingress_id, ingress = %new.ingress_id, "ingress reset");
     metrics::counter!("ingresses_reset_total").increment(1);
     Ok(new)
 }
 
-/// Deletes the stream's ingress, if it has one.
-#[instrument(skip_all, fields(stream = %stream_id))]
-pub async fn delete(state: &AppState, stream_id: StreamId) -> Result<(), IngressError> {
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
-    let Some(old) = streams::ingress_of(&mut conn, stream_id).await? else {
+/// Deletes the stream's key, if it has one (its encoder is disconnected).
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn delete(state: &AppState, stream: &Stream) -> Result<(), IngressError> {
+    let slot = slot(state, stream.id).await?;
+    let Some(old) = slot.current else {
         return Ok(());
     };
-    drop(conn);
-    delete_at_livekit(state, &old.ingress_id).await?;
+    // As for a reset: a LiveKit Ingress goes first, a WHIP key's encoder after.
+    if !is_encoder(&old) {
+        retire(state, stream, &old).await?;
+    }
     let mut conn = state.db.get().await.map_err(AppError::from)?;
-    streams::clear_ingress(&mut conn, stream_id, &old.ingress_id).await?;
+    if !streams::clear_ingress(&mut conn, stream.id, slot.generation).await? {
+        return Err(IngressError::Changed);
+    }
+    drop(conn);
+    if is_encoder(&old) {
+        retire(state, stream, &old).await?;
+    }
     tracing::info!(ingress = %old.ingress_id, "ingress deleted");
     metrics::counter!("ingresses_deleted_total").increment(1);
     Ok(())
 }
 
-async fn create_at_livekit(
+async fn slot(state: &AppState, stream: StreamId) -> Result<IngressSlot, IngressError> {
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    streams::ingress_slot(&mut conn, stream)
+        .await?
+        .ok_or(IngressError::App(AppError::NotFound))
+}
+
+/// A key of `kind` for the generation after `generation`.
+async fn new_ingress(
     state: &AppState,
     stream: &Stream,
     kind: Kind,
+    generation: i32,
 ) -> Result<StreamIngress, IngressError> {
-    let input = match kind {
-        Kind::Rtmp => IngressInput::RtmpInput,
-        Kind::Whip => IngressInput::WhipInput,
-    };
+    match kind {
+        Kind::Whip => whip_key(state, stream, generation + 1),
+        Kind::Rtmp => create_at_livekit(state, stream).await,
+    }
+}
+
+/// A WHIP stream key: a long-lived, publish-only token for the stream's room
+/// as the identity of `generation` (`obs-{stream}-{generation}`).
+fn whip_key(
+    state: &AppState,
+    stream: &Stream,
+    generation: i32,
+) -> Result<StreamIngress, IngressError> {
+    let lk = &state.config.livekit;
+    let room = crate::lifecycle::room_configuration(lk, stream);
+    let token = super::tokens::encoder(lk, stream.id, generation, room)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("minting an encoder token: {e}")))?;
+    Ok(StreamIngress {
+        ingress_id: Participant::Encoder {
+            stream: stream.id,
+            generation,
+        }
+        .identity(),
+        kind: Kind::Whip.as_str().to_owned(),
+        url: whip_url(lk),
+        stream_key: token,
+    })
+}
+
+/// A WHIP key of ours (an encoder identity), rather than a LiveKit Ingress.
+fn is_encoder(ingress: &StreamIngress) -> bool {
+    matches!(
+        Participant::parse(&ingress.ingress_id),
+        Participant::Encoder { .. }
+    )
+}
+
+/// Makes a key that is no longer the stream's stop working now: a WHIP
+/// key's encoder is removed from the room (it would be refused on its next
+/// join anyway); a LiveKit Ingress is deleted.
+async fn retire(
+    state: &AppState,
+    stream: &Stream,
+    old: &StreamIngress,
+) -> Result<(), IngressError> {
+    if is_encoder(old) {
+        // Not in the room is the usual case; a failure leaves it to the
+        // refusal on its next join, so it does not undo the reset.
+        if let Err(e) = crate::lifecycle::remove_participant(
+            state,
+            stream,
+            &old.ingress_id,
+            "participant.encoder_key_reset",
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "disconnecting the old key's encoder");
+        }
+        return Ok(());
+    }
+    if !state.config.livekit.ingress {
+        // Made while LiveKit Ingress was configured; without it there is
+        // nothing to reach (and nothing that still accepts its key).
+        return Ok(());
+    }
+    delete_at_livekit(state, &old.ingress_id).await
+}
+
+async fn create_at_livekit(
+    state: &AppState,
+    stream: &Stream,
+) -> Result<StreamIngress, IngressError> {
     let options = CreateIngressOptions {
         name: format!("stream-{}", stream.id),
         room_name: stream.room_name.clone(),
-        participant_identity: identity(stream.id),
+        participant_identity: Participant::Ingress(stream.id).identity(),
         participant_name: "OBS".to_owned(),
         ..Default::default()
     };
     let info = state
         .livekit
         .ingress
-        .create_ingress(input, options)
+        .create_ingress(IngressInput::RtmpInput, options)
         .await
-        .map_err(|e| IngressError::LiveKit(short(&e.to_string())))?;
+        .map_err(|e| livekit_error("creating an ingress", &e.to_string()))?;
     if info.ingress_id.is_empty() || info.url.is_empty() || info.stream_key.is_empty() {
-        return Err(IngressError::LiveKit(
-            "an incomplete ingress came back".into(),
+        return Err(livekit_error(
+            "creating an ingress",
+            "an incomplete ingress came back",
         ));
     }
     Ok(StreamIngress {
         ingress_id: info.ingress_id,
-        kind: kind.as_str().to_owned(),
+        kind: Kind::Rtmp.as_str().to_owned(),
         url: info.url,
         stream_key: info.stream_key,
     })
@@ -175,8 +306,15 @@ async fn delete_at_livekit(state: &AppState, ingress_id: &str) -> Result<(), Ing
     match state.livekit.ingress.delete_ingress(ingress_id).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e.to_string()) => Ok(()),
-        Err(e) => Err(IngressError::LiveKit(short(&e.to_string()))),
+        Err(e) => Err(livekit_error("deleting an ingress", &e.to_string())),
     }
+}
+
+/// LiveKit's error goes to the log (it names no key); the page gets the sentence.
+fn livekit_error(doing: &str, message: &str) -> IngressError {
+    let message: String = message.chars().take(200).collect();
+    tracing::warn!(error = %message, doing, "LiveKit Ingress failed");
+    IngressError::LiveKit(message)
 }
 
 fn is_not_found(message: &str) -> bool {
@@ -184,6 +322,32 @@ fn is_not_found(message: &str) -> bool {
     m.contains("not_found") || m.contains("not found") || m.contains("does not exist")
 }
 
-fn short(message: &str) -> String {
-    message.chars().take(200).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(public_url: &str) -> LiveKitConfig {
+        crate::config::Config::from_lookup(|k| match k {
+            "LIVEKIT_PUBLIC_URL" => Some(public_url.to_owned()),
+            _ => None,
+        })
+        .unwrap()
+        .livekit
+    }
+
+    #[test]
+    fn the_whip_url_is_the_public_livekit_url_over_http() {
+        assert_eq!(
+            whip_url(&config("ws://localhost:7880")),
+            "http://localhost:7880/whip/v1"
+        );
+        assert_eq!(
+            whip_url(&config("wss://live.example.com/")),
+            "https://live.example.com/whip/v1"
+        );
+        assert_eq!(
+            whip_url(&config("https://example.com/livekit/")),
+            "https://example.com/livekit/whip/v1"
+        );
+    }
 }

@@ -8,12 +8,16 @@ use livekit_api::access_token::{AccessToken, AccessTokenError, VideoGrants};
 use secrecy::ExposeSecret;
 
 use crate::config::LiveKitConfig;
-use crate::db::UserId;
+use crate::db::{StreamId, UserId};
 
 /// The longest a viewer token lives; it is also cut at the grant's end.
 pub const VIEWER_TTL: Duration = Duration::from_secs(10 * 60);
 /// Hosts publish for hours; LiveKit refreshes connected participants' tokens.
 pub const HOST_TTL: Duration = Duration::from_secs(60 * 60);
+/// An encoder's stream key is stored in OBS, so it lives long: a year. What
+/// ends it sooner is a reset (a new generation: the old identity is refused
+/// on participant_joined), not its expiry.
+pub const ENCODER_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Subscribe-only: a viewer can neither publish media nor send data.
 pub fn viewer(
@@ -33,7 +37,13 @@ pub fn viewer(
         can_update_own_metadata: Some(false),
         ..Default::default()
     };
-    mint(config, &super::viewer_identity(user), name, grants, ttl.min(VIEWER_TTL))
+    mint(
+        config,
+        &super::viewer_identity(user),
+        name,
+        grants,
+        ttl.min(VIEWER_TTL),
+    )
 }
 
 /// The channel owner on the broadcast page: publish, subscribe, data, room admin.
@@ -54,6 +64,62 @@ pub fn host(
         ..Default::default()
     };
     mint(config, &super::host_identity(user), name, grants, HOST_TTL)
+}
+
+/// The built-in recorder: a hidden participant that only subscribes (it
+/// is left out of the participant lists other clients see) and is marked
+/// as a recorder. Short-lived: it is used at once, and a reconnect mints anew.
+pub fn recorder(
+    config: &LiveKitConfig,
+    stream: crate::db::StreamId,
+    room: &str,
+) -> Result<String, AccessTokenError> {
+    let grants = VideoGrants {
+        room_join: true,
+        room: room.to_owned(),
+        can_subscribe: Some(true),
+        can_publish: Some(false),
+        can_publish_data: Some(false),
+        can_publish_sources: Vec::new(),
+        can_update_own_metadata: Some(false),
+        hidden: true,
+        recorder: true,
+        ..Default::default()
+    };
+    let identity = super::Participant::Recorder(stream).identity();
+    mint(config, &identity, "Recorder", grants, RECORDER_TTL)
+}
+
+/// The recorder joins right after minting its token.
+pub const RECORDER_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// An encoder's stream key (OBS over WHIP, the bearer token livekit-server's
+/// `/whip/v1` takes): publish-only into one room, as the identity of this key's
+/// generation. It carries the room's settings (`room`), because the room may
+/// be created by the encoder's join rather than by going live.
+pub fn encoder(
+    config: &LiveKitConfig,
+    stream: StreamId,
+    generation: i32,
+    room: livekit_protocol::RoomConfiguration,
+) -> Result<String, AccessTokenError> {
+    let grants = VideoGrants {
+        room_join: true,
+        room: room.name.clone(),
+        can_subscribe: Some(false),
+        can_publish: Some(true),
+        can_publish_data: Some(false),
+        can_update_own_metadata: Some(false),
+        ..Default::default()
+    };
+    let identity = super::Participant::Encoder { stream, generation }.identity();
+    AccessToken::with_api_key(&config.api_key, config.api_secret.expose_secret())
+        .with_identity(&identity)
+        .with_name("OBS")
+        .with_ttl(ENCODER_TTL)
+        .with_grants(grants)
+        .with_room_config(room)
+        .to_jwt()
 }
 
 fn mint(

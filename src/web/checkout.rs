@@ -113,12 +113,18 @@ pub async fn buy(
             .await?
             .is_some_and(|s| s.status() == crate::db::streams::Status::Ended);
         if ended && !pass.includes_replays {
-            return Err(AppError::forbidden("This stream has ended, and this pass does not include its replay."));
+            return Err(AppError::forbidden(
+                "This stream has ended, and this pass does not include its replay.",
+            ));
         }
     }
     // Free passes don't stack: one at a time.
-    if pass.price_cents == 0 && crate::db::grants::holds_active_from_pass(&mut conn, user.id, pass.id).await? {
-        return Err(AppError::forbidden("You already have this free pass. You can take it again once it has ended."));
+    if pass.price_cents == 0
+        && crate::db::grants::holds_active_from_pass(&mut conn, user.id, pass.id).await?
+    {
+        return Err(AppError::forbidden(
+            "You already have this free pass. You can take it again once it has ended.",
+        ));
     }
     let route = route(&mut conn, &pass, &channel, form.stream_id.as_deref()).await?;
     drop(conn);

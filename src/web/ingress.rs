@@ -1,7 +1,8 @@
-//! The studio's OBS panel: create an RTMP or WHIP ingress for a stream, reset
-//! its key, delete it. Owner only (`access::may(..).may_publish()`); the work
-//! is in `livekit::ingress`. The stream key is shown to the owner on the
-//! studio page (masked until revealed) and goes nowhere else.
+//! The studio's OBS panel: create a WHIP stream key (or, where LiveKit's
+//! Ingress service runs, an RTMP ingress) for a stream, reset it, delete it.
+//! Owner only (`access::may(..).may_publish()`); the work is in
+//! `livekit::ingress`. The stream key is shown to the owner on the studio
+//! page (masked until revealed) and goes nowhere else.
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -25,6 +26,8 @@ pub struct IngressView {
     pub current: Option<IngressEndpoint>,
     /// False once the stream has ended (no new ingress).
     pub open: bool,
+    /// LiveKit's Ingress service runs (`LIVEKIT_INGRESS`): RTMP is offered.
+    pub rtmp_available: bool,
     pub csrf_token: String,
 }
 
@@ -40,15 +43,25 @@ impl IngressEndpoint {
         if self.kind == "whip" { "WHIP" } else { "RTMP" }
     }
 
-    /// The key with all but its last four characters hidden.
+    /// The key with all but its last four characters hidden (a WHIP key is
+    /// a token of several hundred characters: the dots stop at 24).
     pub fn masked_key(&self) -> String {
         let n = self.stream_key.chars().count();
         let tail: String = self.stream_key.chars().skip(n.saturating_sub(4)).collect();
-        format!("{}{tail}", "•".repeat(n.saturating_sub(4).max(8)))
+        format!("{}{tail}", "•".repeat(n.saturating_sub(4).clamp(8, 24)))
+    }
+
+    pub fn is_whip(&self) -> bool {
+        self.kind == "whip"
     }
 }
 
 impl IngressView {
+    /// Why RTMP is not offered (the same sentence as choosing it anyway).
+    pub fn rtmp_unavailable(&self) -> String {
+        IngressError::RtmpNeedsIngress.to_string()
+    }
+
     pub async fn load(state: &AppState, stream: &Stream, csrf_token: &str) -> AppResult<Self> {
         let mut conn = state.db.get().await?;
         let current = streams::ingress_of(&mut conn, stream.id)
@@ -58,6 +71,7 @@ impl IngressView {
             stream_id: stream.id,
             current,
             open: stream.status() != streams::Status::Ended,
+            rtmp_available: state.config.livekit.ingress,
             csrf_token: csrf_token.to_owned(),
         })
     }
@@ -129,7 +143,7 @@ pub async fn create(
         &session,
         &htmx,
         &stream,
-        outcome.map(|_| "Your OBS ingress is ready: copy the server and the stream key into OBS."),
+        outcome.map(|_| "Your stream key is ready: copy the server and the key into OBS."),
     )
     .await
 }
@@ -160,12 +174,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let stream = owned(&state, user.id, &id).await?;
-    let outcome = ingress::delete(&state, stream.id).await;
+    let outcome = ingress::delete(&state, &stream).await;
     done(
         &session,
         &htmx,
         &stream,
-        outcome.map(|_| "The OBS ingress was deleted."),
+        outcome.map(|_| "The stream key was deleted: OBS can no longer stream here."),
     )
     .await
 }

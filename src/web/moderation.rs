@@ -9,8 +9,10 @@
 //! remove banned viewers from rooms: the trigger on `bans` wakes the enforcer
 //! on every app instance, which does. Removing goes through
 //! `lifecycle::remove_participant` (which also revokes the participant's
-//! tokens); muting is LiveKit's MutePublishedTrack. Every action is written
-//! to the audit log with who did it and to whom.
+//! tokens); muting is LiveKit's MutePublishedTrack. Who is in the room is read
+//! from their identity by `livekit::Participant` only, never by comparing
+//! strings here. Every action is written to the audit log with who did it and
+//! to whom.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,12 +42,18 @@ use crate::db::users::{self, User};
 use crate::db::{ChannelId, StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle;
+use crate::livekit::Participant;
 use crate::state::AppState;
 
 const TEAM_ONLY_STREAM: &str = "Only the channel's owner and moderators can moderate this stream.";
 const TEAM_ONLY_CHANNEL: &str =
     "Only the channel's owner and moderators can moderate this channel.";
 const OWNER_ONLY_AUDIT: &str = "Only the owner of this channel can read its audit log.";
+const OWNER_ONLY_BROADCAST: &str = "Only the channel's owner can remove or mute the broadcast.";
+const OWNER_ONLY_OWNER: &str = "A moderator can't remove or mute the channel's owner.";
+const NOT_THE_RECORDER: &str =
+    "The recorder is not a viewer: stop the recording from the studio instead.";
+const NOT_YOURSELF: &str = "That's you: leave the room instead.";
 /// How long the panel waits for LiveKit before saying it did not answer.
 const LIVEKIT_WAIT: Duration = Duration::from_secs(4);
 /// The lengths of a chat timeout, in minutes.
@@ -88,6 +96,25 @@ async fn moderated_channel(
     match access::channel_role(conn, user, channel.id).await? {
         Some(role) => Ok((channel, role)),
         None => Err(AppError::forbidden(TEAM_ONLY_CHANNEL)),
+    }
+}
+
+/// Why `actor` (on the team of a channel `owner` owns) may not mute or
+/// remove `who` in one of its streams, or `None` when they may. The
+/// broadcast — the owner's host, an encoder, LiveKit Ingress — and the owner
+/// watching are the owner's alone: a moderator taking them off the air would
+/// end the show. The recorder is nobody's to kick: it is not a viewer, and
+/// stopping it is the studio's recording control. Asked by the panel (which
+/// buttons to show) and by the actions, so the two cannot disagree.
+fn refusal(owner: UserId, actor: UserId, who: Participant) -> Option<(StatusCode, &'static str)> {
+    match who {
+        Participant::Recorder(_) => Some((StatusCode::UNPROCESSABLE_ENTITY, NOT_THE_RECORDER)),
+        _ if actor == owner => None,
+        who if who.is_publisher() => Some((StatusCode::FORBIDDEN, OWNER_ONLY_BROADCAST)),
+        Participant::Viewer(user) if user == owner => {
+            Some((StatusCode::FORBIDDEN, OWNER_ONLY_OWNER))
+        }
+        _ => None,
     }
 }
 
@@ -157,6 +184,7 @@ pub struct TrackRow {
 
 pub struct ParticipantRow {
     pub identity: String,
+    pub who: Participant,
     /// The identity, percent-encoded for the action URLs.
     pub path: String,
     /// The identity, made safe for element ids.
@@ -169,8 +197,10 @@ pub struct ParticipantRow {
     pub tracks: Vec<TrackRow>,
     pub joined: Option<Moment>,
     pub timed_out: Option<Moment>,
-    /// Anyone but yourself and the channel's owner can be removed.
+    /// See `refusal`; and nobody removes themselves.
     pub may_remove: bool,
+    /// See `refusal`.
+    pub may_mute: bool,
     /// Viewers (not the team) can be timed out and banned.
     pub may_sanction: bool,
 }
@@ -178,6 +208,18 @@ pub struct ParticipantRow {
 impl ParticipantRow {
     pub fn publishing(&self) -> bool {
         !self.tracks.is_empty()
+    }
+
+    /// What they are doing in the room: the broadcast (however it is sent),
+    /// or publishing, or watching.
+    pub fn activity(&self) -> &'static str {
+        match self.who {
+            Participant::Host(_) => "Broadcast from the browser",
+            Participant::Encoder { .. } => "Broadcast from an encoder",
+            Participant::Ingress(_) => "Broadcast through LiveKit Ingress",
+            _ if self.publishing() => "Publishing",
+            _ => "Watching",
+        }
     }
 
     pub fn role_label(&self) -> &'static str {
@@ -277,22 +319,32 @@ fn dom_id(identity: &str) -> String {
         .collect()
 }
 
-/// The participants as the panel lists them: the team first, then by
-/// arrival; LiveKit's hidden participants (recorders) are left out.
+/// A participant's name when no account of ours names them: encoders and
+/// ingress by what they are, anyone else by LiveKit's name or identity.
+fn unnamed(who: Participant, p: &ParticipantInfo) -> String {
+    match who {
+        Participant::Encoder { .. } | Participant::Ingress(_) => "Encoder".to_owned(),
+        _ if !p.name.is_empty() => p.name.clone(),
+        _ => p.identity.clone(),
+    }
+}
+
+/// The participants as the panel lists them: the broadcast, then the team,
+/// then by arrival. The recorder and LiveKit's other hidden participants
+/// (egress) are left out: nobody is watching there.
 async fn participant_rows(
     conn: &mut AsyncPgConnection,
     channel: &Channel,
     viewer: UserId,
     people: Vec<ParticipantInfo>,
 ) -> AppResult<Vec<ParticipantRow>> {
-    let people: Vec<ParticipantInfo> = people
+    let people: Vec<(Participant, ParticipantInfo)> = people
         .into_iter()
         .filter(|p| !p.permission.as_ref().is_some_and(|perm| perm.hidden))
+        .map(|p| (Participant::parse(&p.identity), p))
+        .filter(|(who, _)| !matches!(who, Participant::Recorder(_)))
         .collect();
-    let ids: Vec<UserId> = people
-        .iter()
-        .filter_map(|p| crate::livekit::user_of(&p.identity))
-        .collect();
+    let ids: Vec<UserId> = people.iter().filter_map(|(who, _)| who.user()).collect();
     let standing: HashMap<i64, bans::Standing> = bans::standing(conn, channel.id, &ids)
         .await?
         .into_iter()
@@ -300,16 +352,16 @@ async fn participant_rows(
         .collect();
     let mut rows: Vec<(i64, ParticipantRow)> = people
         .into_iter()
-        .map(|p| {
-            let user_id: Option<UserId> = crate::livekit::user_of(&p.identity);
+        .map(|(who, p)| {
+            let user_id = who.user();
             let known = user_id.and_then(|u| standing.get(&u.0));
             let role = known.and_then(|s| s.role.as_deref()).and_then(Role::parse);
             let name = match known {
                 Some(s) => s.display_name.clone(),
-                None if !p.name.is_empty() => p.name.clone(),
-                None => p.identity.clone(),
+                None => unnamed(who, &p),
             };
             let is_you = user_id == Some(viewer);
+            let may_act = refusal(channel.owner_id, viewer, who).is_none();
             let joined_ms = if p.joined_at_ms > 0 {
                 p.joined_at_ms
             } else {
@@ -334,18 +386,21 @@ async fn participant_rows(
                     .filter(|_| joined_ms > 0)
                     .map(Moment::new),
                 timed_out: known.and_then(|s| s.timed_out_until).map(Moment::new),
-                may_remove: !is_you && role != Some(Role::Owner),
+                may_remove: may_act && who != Participant::Viewer(viewer),
+                may_mute: may_act,
                 may_sanction: known.is_some_and(|s| !s.banned) && role.is_none(),
                 role,
+                who,
                 identity: p.identity,
             };
             (joined_ms, row)
         })
         .collect();
     let rank = |r: &ParticipantRow| match r.role {
-        Some(Role::Owner) => 0,
-        Some(Role::Moderator) => 1,
-        None => 2,
+        _ if r.who.is_publisher() => 0,
+        Some(Role::Owner) => 1,
+        Some(Role::Moderator) => 2,
+        None => 3,
     };
     rows.sort_by(|(a_at, a), (b_at, b)| rank(a).cmp(&rank(b)).then(a_at.cmp(b_at)));
     Ok(rows.into_iter().map(|(_, r)| r).collect())
@@ -418,6 +473,10 @@ async fn answer_panel(
         }
         return Ok(page);
     }
+    if status == StatusCode::FORBIDDEN {
+        // Not a slip to correct on the page: the answer is no, with why.
+        return Err(AppError::forbidden(note.text));
+    }
     let kind = if note.ok {
         FlashKind::Success
     } else {
@@ -457,18 +516,22 @@ async fn present(
     }
 }
 
-/// Their name in our words: the account's display name, else LiveKit's.
+/// Whom an action was done to, for the audit log: the user behind the
+/// identity (the host is its owner), else the identity itself.
+fn audit_subject(who: Participant, identity: &str) -> String {
+    who.user()
+        .map_or_else(|| identity.to_owned(), |u| u.to_string())
+}
+
+/// Their name in our words, as the panel shows it.
 async fn name_of(conn: &mut AsyncPgConnection, p: &ParticipantInfo) -> AppResult<String> {
-    if let Some(id) = crate::livekit::user_of(&p.identity)
+    let who = Participant::parse(&p.identity);
+    if let Some(id) = who.user()
         && let Some(u) = users::find(conn, id).await?
     {
         return Ok(u.display_name);
     }
-    Ok(if p.name.is_empty() {
-        p.identity.clone()
-    } else {
-        p.name.clone()
-    })
+    Ok(unnamed(who, p))
 }
 
 #[derive(Deserialize, Default)]
@@ -478,9 +541,10 @@ pub struct MuteForm {
     pub track: String,
 }
 
-/// POST …/participants/{identity}/mute: mutes a published track (the host's
-/// too) through LiveKit's MutePublishedTrack. They may unmute it again
-/// themselves; removing or banning is the stronger step.
+/// POST …/participants/{identity}/mute: mutes a published track through
+/// LiveKit's MutePublishedTrack (the broadcast's only when the owner asks:
+/// see `refusal`). They may unmute it again themselves; removing or banning
+/// is the stronger step.
 pub async fn mute(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -499,6 +563,10 @@ pub async fn mute(
         user: &user,
     };
     let answer = |status, note| answer_panel(&ask, &stream, &channel, status, note);
+    let who = Participant::parse(&identity);
+    if let Some((status, why)) = refusal(channel.owner_id, user.id, who) {
+        return answer(status, Note::refused(why)).await;
+    }
     let participant = match present(&state, &stream, &identity).await {
         Ok(p) => p,
         Err((status, note)) => return answer(status, note).await,
@@ -561,8 +629,7 @@ pub async fn mute(
             Some(user.id),
             Some(channel.id),
             "moderation.track_muted",
-            // The user behind the identity (a host publishes as `host-{id}`).
-            Some(&crate::livekit::user_of(&identity).map(|u| u.to_string()).unwrap_or_else(|| identity.clone())),
+            Some(&audit_subject(who, &identity)),
             serde_json::json!({
                 "stream_id": stream.id,
                 "track_sid": track.sid,
@@ -578,8 +645,9 @@ pub async fn mute(
 }
 
 /// POST …/participants/{identity}/remove: removes them from the room now and
-/// revokes the tokens they hold. It is a kick, not a ban: someone who may
-/// watch can come back with a new token; ban them to keep them out.
+/// revokes the tokens they hold (the broadcast only when the owner asks: see
+/// `refusal`). It is a kick, not a ban: someone who may watch can come back
+/// with a new token; ban them to keep them out.
 pub async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -597,13 +665,13 @@ pub async fn remove(
         user: &user,
     };
     let answer = |status, note| answer_panel(&ask, &stream, &channel, status, note);
-    if identity == user.id.to_string() {
-        let note = Note::refused("That's you: leave the room instead.");
+    let who = Participant::parse(&identity);
+    if who == Participant::Viewer(user.id) {
+        let note = Note::refused(NOT_YOURSELF);
         return answer(StatusCode::UNPROCESSABLE_ENTITY, note).await;
     }
-    if identity == channel.owner_id.to_string() {
-        let note = Note::refused("The channel's owner can't be removed from their own stream.");
-        return answer(StatusCode::UNPROCESSABLE_ENTITY, note).await;
+    if let Some((status, why)) = refusal(channel.owner_id, user.id, who) {
+        return answer(status, Note::refused(why)).await;
     }
     let participant = match present(&state, &stream, &identity).await {
         Ok(p) => p,
@@ -612,10 +680,17 @@ pub async fn remove(
     let mut conn = state.db.get().await?;
     let name = name_of(&mut conn, &participant).await?;
     drop(conn);
-    if let Err(why) =
-        lifecycle::remove_participant(&state, &stream, &identity, "participant.removed_by_moderator").await
+    if let Err(why) = lifecycle::remove_participant(
+        &state,
+        &stream,
+        &identity,
+        "participant.removed_by_moderator",
+    )
+    .await
     {
-        return Err(AppError::Unavailable(format!("LiveKit did not remove them ({why}).")));
+        return Err(AppError::Unavailable(format!(
+            "LiveKit did not remove them ({why})."
+        )));
     }
     let mut conn = state.db.get().await?;
     crate::db::audit::record(
@@ -623,7 +698,7 @@ pub async fn remove(
         Some(user.id),
         Some(channel.id),
         "moderation.participant_removed",
-        Some(&identity),
+        Some(&audit_subject(who, &identity)),
         serde_json::json!({ "stream_id": stream.id, "name": name }),
     )
     .await?;
@@ -1825,6 +1900,42 @@ mod tests {
         );
         assert_eq!(compact(&details), "reason: spam · stream id: 4 · until: —");
         assert_eq!(compact(&later), "until: 2026-11-22 18:00 UTC");
+    }
+
+    #[test]
+    fn the_broadcast_and_the_owner_are_the_owners_to_mute_or_remove() {
+        let (owner, moderator, viewer) = (UserId(8), UserId(9), UserId(10));
+        let broadcast = [
+            Participant::Host(owner),
+            Participant::Encoder {
+                stream: StreamId(4),
+                generation: 2,
+            },
+            Participant::Ingress(StreamId(4)),
+        ];
+        for who in broadcast {
+            assert_eq!(
+                refusal(owner, moderator, who),
+                Some((StatusCode::FORBIDDEN, OWNER_ONLY_BROADCAST)),
+                "{who:?}"
+            );
+            assert_eq!(refusal(owner, owner, who), None, "{who:?}");
+        }
+        assert_eq!(
+            refusal(owner, moderator, Participant::Viewer(owner)),
+            Some((StatusCode::FORBIDDEN, OWNER_ONLY_OWNER))
+        );
+        for actor in [owner, moderator] {
+            assert_eq!(
+                refusal(owner, actor, Participant::Recorder(StreamId(4))),
+                Some((StatusCode::UNPROCESSABLE_ENTITY, NOT_THE_RECORDER))
+            );
+            assert_eq!(refusal(owner, actor, Participant::Viewer(viewer)), None);
+        }
+        assert_eq!(
+            refusal(owner, moderator, Participant::Viewer(moderator)),
+            None
+        );
     }
 
     #[test]

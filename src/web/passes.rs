@@ -1097,8 +1097,13 @@ pub async fn for_stream(
         stream,
         channel,
     };
-    let noted = visitor
-        .note(&state, user, crate::analytics::Step::PassPage, page.channel.id, Some(page.stream.id));
+    let noted = visitor.note(
+        &state,
+        user,
+        crate::analytics::Step::PassPage,
+        page.channel.id,
+        Some(page.stream.id),
+    );
     Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 
@@ -1140,8 +1145,13 @@ pub async fn for_channel(
         return_to: format!("/c/{}", channel.handle),
         channel,
     };
-    let noted = visitor
-        .note(&state, user.map(|u| u.id), crate::analytics::Step::PassPage, page.channel.id, None);
+    let noted = visitor.note(
+        &state,
+        user.map(|u| u.id),
+        crate::analytics::Step::PassPage,
+        page.channel.id,
+        None,
+    );
     Ok(noted.apply(render_with(StatusCode::OK, &page)?))
 }
 

@@ -210,6 +210,9 @@ pub struct Replay {
     pub size: String,
     /// The presigned URL; only in pages of those `may_replay` allows.
     pub src: String,
+    /// The URLs of the parts after the first (a recording taken over by
+    /// another instance), played on in order by `static/js/replays.js`.
+    pub next: Vec<String>,
 }
 
 #[derive(Template)]
@@ -258,18 +261,44 @@ pub async fn replays(
     }
     page.retention_days = rec_db::retention_days(&mut conn, page.channel.id).await?;
     let rows = rec_db::complete_for(&mut conn, page.stream.id).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let parts = rec_db::complete_parts(&mut conn, &ids).await?;
     drop(conn);
+    let presign = async |key: &str| {
+        state.storage.playback_url(key).await.map_err(|e| {
+            tracing::warn!(error = %e, "presigning a replay");
+            AppError::Unavailable(
+                "Replays cannot be played right now: the recordings bucket did not answer. Try again in a moment.".into(),
+            )
+        })
+    };
     for r in rows {
-        let Some(key) = &r.object_key else { continue };
-        let src = state.storage.playback_url(key).await.map_err(|e| {
-            AppError::Unavailable(format!("Replays cannot be played right now: {e}"))
-        })?;
+        // A built-in recording's files are its parts; an egress one is its object.
+        let mut keys: Vec<&str> = parts
+            .iter()
+            .filter(|p| p.recording_id == r.id)
+            .map(|p| p.object_key.as_str())
+            .collect();
+        if keys.is_empty()
+            && let Some(key) = &r.object_key
+        {
+            keys.push(key);
+        }
+        let Some((first, rest)) = keys.split_first() else {
+            continue;
+        };
+        let src = presign(first).await?;
+        let mut next = Vec::with_capacity(rest.len());
+        for key in rest {
+            next.push(presign(key).await?);
+        }
         page.replays.push(Replay {
             id: r.id,
             recorded: super::utc(&r.started_at.unwrap_or(r.created_at)),
             duration: r.duration_ms.map(duration_label).unwrap_or_default(),
             size: r.size_bytes.map(size_label).unwrap_or_default(),
             src,
+            next,
         });
     }
     metrics::counter!("replay_urls_issued_total").increment(page.replays.len() as u64);

@@ -484,6 +484,8 @@ pub struct StreamPage {
     pub chat_settings: Option<crate::chat::view::ChatSettingsForm>,
     /// "Record when going live".
     pub record_on_live: bool,
+    /// Whether the built-in recorder records (WebM), else LiveKit Egress (MP4).
+    pub recorder_builtin: bool,
     /// The OBS ingress panel (full page only).
     pub ingress: Option<super::ingress::IngressView>,
     /// The thumbnail upload panel (full page only).
@@ -509,6 +511,7 @@ impl StreamPage {
             saved: false,
             chat_settings: None,
             record_on_live: stream.record_on_live,
+            recorder_builtin: state.config.livekit.recorder == crate::config::Recorder::Builtin,
             ingress: None,
             thumbnail: None,
         }

@@ -70,9 +70,17 @@ async fn page(
         denial: access.denial().map(|d| d.reason()),
         pass_ended: access.denial() == Some(Denial::PassEnded),
         banned: access.denial() == Some(Denial::Banned),
-        time_left: until.map(|t| TimeLeft { stream_id: stream.id, until: t.to_rfc3339(), label: utc(&t) }),
+        time_left: until.map(|t| TimeLeft {
+            stream_id: stream.id,
+            until: t.to_rfc3339(),
+            label: utc(&t),
+        }),
         chat: None,
-        stage_key: format!("{}-{}", stream.status, if access.may_watch() { "in" } else { "out" }),
+        stage_key: format!(
+            "{}-{}",
+            stream.status,
+            if access.may_watch() { "in" } else { "out" }
+        ),
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
         scheduled_label: stream.scheduled_at.as_ref().map(utc).unwrap_or_default(),
@@ -108,7 +116,13 @@ pub async fn show(
     // a ban). A public stream only asks people to sign in: not the funnel.
     let for_pass_holders = page.stream.access_kind() == AccessKind::Pass;
     let noted = if for_pass_holders && page.denial.is_some() && !page.banned {
-        visitor.note(&state, user, Step::DeniedVisit, page.channel.id, Some(page.stream.id))
+        visitor.note(
+            &state,
+            user,
+            Step::DeniedVisit,
+            page.channel.id,
+            Some(page.stream.id),
+        )
     } else {
         Noted::nothing()
     };

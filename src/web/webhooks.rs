@@ -52,7 +52,10 @@ pub async fn livekit(
     let mut payload: serde_json::Value =
         serde_json::from_str(body).map_err(|e| AppError::Internal(e.into()))?;
     // Ingress events carry the stream key: a credential is not kept in the event log.
-    if let Some(info) = payload.get_mut("ingressInfo").and_then(|i| i.as_object_mut()) {
+    if let Some(info) = payload
+        .get_mut("ingressInfo")
+        .and_then(|i| i.as_object_mut())
+    {
         info.remove("streamKey");
     }
     let mut conn = state.db.get().await?;

@@ -3,10 +3,16 @@
 // htmx swaps the whole #stage (outerHTML) when the stream's status changes, so
 // a player may appear (scheduled → live) or go away (live → ended) at any time.
 // Each #player gets its own LiveKit room, disconnected when it leaves the page.
+// The host's video going away while the stream stays live (OBS dropped, the
+// broadcast page reloading) is shown as an interruption, and playing resumes
+// when a video track comes back: LiveKit's track events say so, no reload.
 
 import { DisconnectReason, Room, RoomEvent, Track } from "/static/vendor/livekit-client.esm.mjs";
 
 const players = new Map(); // #player element → its Viewer
+
+const WAITING = "Waiting for the host's video…";
+const INTERRUPTED = "The broadcast was interrupted, waiting for the host…";
 
 class Viewer {
   constructor(player) {
@@ -22,6 +28,7 @@ class Viewer {
     player.append(this.audio);
     this.room = null;
     this.shown = null; // the remote video track playing in #stream-video
+    this.hadVideo = false; // a video played since connecting: its loss is an interruption
     this.closed = false;
 
     this.video.muted = true; // sound comes from the audio elements: video autoplay is always allowed
@@ -45,6 +52,7 @@ class Viewer {
     await this.room?.disconnect();
     this.shown?.detach(this.video);
     this.shown = null;
+    this.hadVideo = false;
     this.audio.replaceChildren();
     this.setState("connecting", "Connecting…");
     let grant;
@@ -63,7 +71,7 @@ class Viewer {
       .on(RoomEvent.TrackUnsubscribed, (track) => this.offTrack(room, track))
       .on(RoomEvent.AudioPlaybackStatusChanged, () => this.reflectAudio())
       .on(RoomEvent.Reconnecting, () => this.setState("reconnecting", "Reconnecting…"))
-      .on(RoomEvent.Reconnected, () => this.setState(this.shown ? "playing" : "connecting", this.shown ? "Live" : "Waiting for the host's video…"))
+      .on(RoomEvent.Reconnected, () => (this.shown ? this.setState("playing", "Live") : this.showWaiting()))
       .on(RoomEvent.Disconnected, (reason) => this.onDisconnected(room, reason));
     try {
       await room.connect(grant.url, grant.token, { autoSubscribe: true });
@@ -73,7 +81,7 @@ class Viewer {
     }
     if (this.closed) return room.disconnect();
     this.reflectAudio();
-    if (!this.shown) this.setState("connecting", "Waiting for the host's video…");
+    if (!this.shown) this.showWaiting();
   }
 
   onTrack(room, track) {
@@ -92,7 +100,13 @@ class Viewer {
     this.shown = null;
     // livekit-client fires this while the track is still on its publication.
     this.showBestVideo(track);
-    if (!this.shown) this.setState("connecting", "Waiting for the host's video…");
+    if (!this.shown) this.showWaiting();
+  }
+
+  // No video to show: the host has not started yet, or was interrupted.
+  showWaiting() {
+    if (this.hadVideo) this.setState("interrupted", INTERRUPTED);
+    else this.setState("connecting", WAITING);
   }
 
   // A shared screen is what the host wants seen; otherwise their camera.
@@ -104,6 +118,7 @@ class Viewer {
     if (!best || best.videoTrack === this.shown) return;
     this.shown?.detach(this.video);
     this.shown = best.videoTrack;
+    this.hadVideo = true;
     this.shown.attach(this.video);
     this.video.muted = true; // attach() decides muting from the stream; keep ours silent
   }

@@ -787,14 +787,24 @@ async fn a_free_pass_is_granted_at_once() {
     // Free passes don't stack: taking it again while it runs is refused.
     let again = buy(&shop.viewer, pass.id, None).await;
     assert_eq!(again.status, StatusCode::FORBIDDEN);
-    assert!(again.text.contains("You already have this free pass"), "{}", again.text);
+    assert!(
+        again.text.contains("You already have this free pass"),
+        "{}",
+        again.text
+    );
     assert_eq!(shop.grants(shop.viewer_id).await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_stream_pass_without_replays_is_not_sold_after_the_stream_ended() {
     let shop = open_shop(TestApp::spawn().await).await;
-    let live_only = Terms { stream: Some(shop.stream.id), price_cents: 500, duration_seconds: Some(3600), window: None, includes_replays: false };
+    let live_only = Terms {
+        stream: Some(shop.stream.id),
+        price_cents: 500,
+        duration_seconds: Some(3600),
+        window: None,
+        includes_replays: false,
+    };
     let pass = shop.pass("Tonight only", live_only).await;
     diesel::sql_query("UPDATE streams SET status = 'ended', started_at = now() - interval '1 hour', ended_at = now() WHERE id = $1")
         .bind::<BigInt, _>(shop.stream.id.0)
@@ -803,7 +813,11 @@ async fn a_stream_pass_without_replays_is_not_sold_after_the_stream_ended() {
         .unwrap();
     let page = buy(&shop.viewer, pass.id, None).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(page.text.contains("does not include its replay"), "{}", page.text);
+    assert!(
+        page.text.contains("does not include its replay"),
+        "{}",
+        page.text
+    );
     assert!(shop.orders().await.is_empty());
 }
 
@@ -849,7 +863,10 @@ async fn a_session_that_is_not_ours_or_charged_another_amount_grants_nothing() {
         }},
     })
     .to_string();
-    assert_eq!(shop.send_webhook(&foreign, signed_now(&foreign)).await, StatusCode::OK);
+    assert_eq!(
+        shop.send_webhook(&foreign, signed_now(&foreign)).await,
+        StatusCode::OK
+    );
 
     // Our session, but it charged something else than the order says.
     let wrong_amount = serde_json::json!({
@@ -861,7 +878,11 @@ async fn a_session_that_is_not_ours_or_charged_another_amount_grants_nothing() {
         }},
     })
     .to_string();
-    assert_eq!(shop.send_webhook(&wrong_amount, signed_now(&wrong_amount)).await, StatusCode::OK);
+    assert_eq!(
+        shop.send_webhook(&wrong_amount, signed_now(&wrong_amount))
+            .await,
+        StatusCode::OK
+    );
 
     assert!(shop.grants(shop.viewer_id).await.is_empty());
     assert_ne!(shop.order(order.id).await.status, "paid");

@@ -22,21 +22,43 @@ async fn live_stream() -> Watching {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "timed").await;
     let stream = builders::stream(&app, &channel, "pass").await;
-    let live = owner.post_htmx(&format!("/studio/streams/{}/live", stream.id), &[]).await;
+    let live = owner
+        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
+        .await;
     assert_eq!(live.status, StatusCode::OK);
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
-    Watching { app, stream, viewer, channel, viewer_id }
+    Watching {
+        app,
+        stream,
+        viewer,
+        channel,
+        viewer_id,
+    }
 }
 
 async fn token(w: &Watching) -> (StatusCode, serde_json::Value) {
-    let page = w.viewer.post_htmx(&format!("/s/{}/token", w.stream.id), &[]).await;
-    (page.status, serde_json::from_str(&page.text).unwrap_or_default())
+    let page = w
+        .viewer
+        .post_htmx(&format!("/s/{}/token", w.stream.id), &[])
+        .await;
+    (
+        page.status,
+        serde_json::from_str(&page.text).unwrap_or_default(),
+    )
 }
 
 #[tokio::test]
 async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
     let w = live_stream().await;
-    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "5 seconds").await;
+    let g = grant(
+        &w.app,
+        w.viewer_id,
+        w.channel.id,
+        None,
+        "-1 minute",
+        "5 seconds",
+    )
+    .await;
     let ends = stagepass::db::grants::find(&mut *w.app.conn().await, stagepass::db::GrantId(g))
         .await
         .unwrap()
@@ -46,7 +68,13 @@ async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // The client waits 12 s at most: removal must come from the timer set for
     // the grant's end (~5 s), not from the enforcer's 30 s safety sweep.
-    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 12).await;
+    let mut client = LiveKitClient::start(
+        body["url"].as_str().unwrap(),
+        body["token"].as_str().unwrap(),
+        "stay",
+        12,
+    )
+    .await;
     assert_eq!(client.next().await["connected"], true);
     let connected = Instant::now();
 
@@ -61,9 +89,16 @@ async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
 
     // The viewer's page now says what happened and how to renew.
     let page = w.viewer.get(&format!("/s/{}", w.stream.id)).await;
-    assert!(page.text_of("#no-access").contains("Your pass has ended"), "{}", page.text);
+    assert!(
+        page.text_of("#no-access").contains("Your pass has ended"),
+        "{}",
+        page.text
+    );
     assert_eq!(page.text_of("#get-pass"), "Renew your pass");
-    assert_eq!(page.attr("#get-pass", "href"), Some(format!("/s/{}/pass", w.stream.id)));
+    assert_eq!(
+        page.attr("#get-pass", "href"),
+        Some(format!("/s/{}/pass", w.stream.id))
+    );
     assert!(!page.has("#player"));
     let (status, body) = token(&w).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -72,9 +107,20 @@ async fn a_viewer_is_removed_when_their_grant_expires_mid_stream() {
 #[tokio::test]
 async fn a_viewer_is_removed_when_their_grant_is_revoked_and_a_rejoin_is_undone() {
     let w = live_stream().await;
-    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "1 hour").await;
+    let g = grant(
+        &w.app,
+        w.viewer_id,
+        w.channel.id,
+        None,
+        "-1 minute",
+        "1 hour",
+    )
+    .await;
     let (_, body) = token(&w).await;
-    let (url, old_token) = (body["url"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned());
+    let (url, old_token) = (
+        body["url"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    );
     let mut client = LiveKitClient::start(&url, &old_token, "stay", 30).await;
     assert_eq!(client.next().await["connected"], true);
 
@@ -107,10 +153,20 @@ async fn a_viewer_is_removed_when_their_grant_is_revoked_and_a_rejoin_is_undone(
     let rejoined = Instant::now();
     let kicked = rejoin.next().await;
     assert_eq!(kicked["reason"], "PARTICIPANT_REMOVED", "{kicked}");
-    eprintln!("a rejoin was undone {:?} after connecting", rejoined.elapsed());
+    eprintln!(
+        "a rejoin was undone {:?} after connecting",
+        rejoined.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let people = w.app.state.livekit.rooms.list_participants(&w.stream.room_name).await.unwrap();
+        let people = w
+            .app
+            .state
+            .livekit
+            .rooms
+            .list_participants(&w.stream.room_name)
+            .await
+            .unwrap();
         if !people.iter().any(|p| p.identity == w.viewer_id.to_string()) {
             break;
         }
@@ -122,9 +178,23 @@ async fn a_viewer_is_removed_when_their_grant_is_revoked_and_a_rejoin_is_undone(
 #[tokio::test]
 async fn a_banned_viewer_is_removed_and_gets_no_new_token() {
     let w = live_stream().await;
-    grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "1 hour").await;
+    grant(
+        &w.app,
+        w.viewer_id,
+        w.channel.id,
+        None,
+        "-1 minute",
+        "1 hour",
+    )
+    .await;
     let (_, body) = token(&w).await;
-    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 30).await;
+    let mut client = LiveKitClient::start(
+        body["url"].as_str().unwrap(),
+        body["token"].as_str().unwrap(),
+        "stay",
+        30,
+    )
+    .await;
     assert_eq!(client.next().await["connected"], true);
     builders::ban(&w.app, w.channel.id, w.viewer_id).await;
     let gone = client.next().await;
@@ -137,29 +207,67 @@ async fn a_banned_viewer_is_removed_and_gets_no_new_token() {
 #[tokio::test]
 async fn a_viewer_whose_grant_is_extended_keeps_watching() {
     let w = live_stream().await;
-    let g = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "4 seconds").await;
+    let g = grant(
+        &w.app,
+        w.viewer_id,
+        w.channel.id,
+        None,
+        "-1 minute",
+        "4 seconds",
+    )
+    .await;
     let (_, body) = token(&w).await;
-    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 8).await;
+    let mut client = LiveKitClient::start(
+        body["url"].as_str().unwrap(),
+        body["token"].as_str().unwrap(),
+        "stay",
+        8,
+    )
+    .await;
     assert_eq!(client.next().await["connected"], true);
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    stagepass::db::grants::set_expiry(&mut *w.app.conn().await, stagepass::db::GrantId(g), later).await.unwrap();
+    stagepass::db::grants::set_expiry(&mut *w.app.conn().await, stagepass::db::GrantId(g), later)
+        .await
+        .unwrap();
     let report = client.next().await;
-    assert_eq!(report["disconnected"], false, "still watching after the old end: {report}");
+    assert_eq!(
+        report["disconnected"], false,
+        "still watching after the old end: {report}"
+    );
 }
 
 #[tokio::test]
 async fn the_watch_page_shows_the_time_left_and_an_extension_link() {
     let w = live_stream().await;
-    let first = grant(&w.app, w.viewer_id, w.channel.id, None, "-1 minute", "4 minutes").await;
+    let first = grant(
+        &w.app,
+        w.viewer_id,
+        w.channel.id,
+        None,
+        "-1 minute",
+        "4 minutes",
+    )
+    .await;
     let page = w.viewer.get(&format!("/s/{}", w.stream.id)).await;
     assert!(page.has("#player"));
-    let expires = page.attr("#time-left", "data-expires-at").expect("the time left is shown");
+    let expires = page
+        .attr("#time-left", "data-expires-at")
+        .expect("the time left is shown");
     let expires = chrono::DateTime::parse_from_rfc3339(&expires).unwrap();
     let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    assert!(left > chrono::Duration::minutes(3) && left <= chrono::Duration::minutes(4), "{left}");
+    assert!(
+        left > chrono::Duration::minutes(3) && left <= chrono::Duration::minutes(4),
+        "{left}"
+    );
     // The extension opens the pass page in a new tab: playback here goes on.
-    assert_eq!(page.attr("#extend-pass", "href"), Some(format!("/s/{}/pass", w.stream.id)));
-    assert_eq!(page.attr("#extend-pass", "target").as_deref(), Some("_blank"));
+    assert_eq!(
+        page.attr("#extend-pass", "href"),
+        Some(format!("/s/{}/pass", w.stream.id))
+    );
+    assert_eq!(
+        page.attr("#extend-pass", "target").as_deref(),
+        Some("_blank")
+    );
 
     // An extension bought elsewhere (it starts when the current grant ends)
     // shows up in the refreshed fragment.
@@ -175,10 +283,19 @@ async fn the_watch_page_shows_the_time_left_and_an_extension_link() {
         .await
         .unwrap();
     }
-    let fragment = w.viewer.get_htmx(&format!("/s/{}/time-left", w.stream.id)).await;
-    let later = fragment.attr("#time-left", "data-expires-at").unwrap_or_else(|| panic!("{} {}", fragment.status, fragment.text));
+    let fragment = w
+        .viewer
+        .get_htmx(&format!("/s/{}/time-left", w.stream.id))
+        .await;
+    let later = fragment
+        .attr("#time-left", "data-expires-at")
+        .unwrap_or_else(|| panic!("{} {}", fragment.status, fragment.text));
     let later = chrono::DateTime::parse_from_rfc3339(&later).unwrap();
-    assert_eq!(later - expires, chrono::Duration::hours(2), "the chain of grants ends two hours later");
+    assert_eq!(
+        later - expires,
+        chrono::Duration::hours(2),
+        "the chain of grants ends two hours later"
+    );
 
     // Someone without a pass is sent to the pass page.
     let (stranger, _) = builders::user(&w.app, "stranger@example.com", "Stranger").await;

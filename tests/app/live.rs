@@ -244,7 +244,11 @@ async fn viewer_tokens_are_subscribe_only_short_lived_and_the_real_server_refuse
     assert_eq!(host.status, StatusCode::OK);
     let host: serde_json::Value = serde_json::from_str(&host.text).unwrap();
     let h = claims(host["token"].as_str().unwrap());
-    assert_eq!(h.sub, stagepass::livekit::host_identity(live.owner_id), "the host has an identity of its own");
+    assert_eq!(
+        h.sub,
+        stagepass::livekit::host_identity(live.owner_id),
+        "the host has an identity of its own"
+    );
     assert!(
         h.video.room_admin
             && h.video.can_publish == Some(true)
@@ -577,7 +581,12 @@ async fn the_reconciler_ends_orphans_on_both_sides() {
     let live = setup("pass").await;
     live.go_live().await;
     // A live stream whose room vanished while its room_finished webhook was lost ...
-    live.app.services.webhook_targets.lock().unwrap().retain(|u| u != &live.app.url);
+    live.app
+        .services
+        .webhook_targets
+        .lock()
+        .unwrap()
+        .retain(|u| u != &live.app.url);
     live.app
         .state
         .livekit
@@ -644,11 +653,19 @@ async fn the_reconciler_ends_orphans_on_both_sides() {
         .unwrap();
 }
 
-fn participant_event(kind: &str, room: &str, identity: &str, sid: &str) -> livekit_protocol::WebhookEvent {
+fn participant_event(
+    kind: &str,
+    room: &str,
+    identity: &str,
+    sid: &str,
+) -> livekit_protocol::WebhookEvent {
     livekit_protocol::WebhookEvent {
         event: kind.into(),
         id: format!("EV_{}", uuid::Uuid::new_v4().simple()),
-        room: Some(livekit_protocol::Room { name: room.to_owned(), ..Default::default() }),
+        room: Some(livekit_protocol::Room {
+            name: room.to_owned(),
+            ..Default::default()
+        }),
         participant: Some(livekit_protocol::ParticipantInfo {
             sid: sid.to_owned(),
             identity: identity.to_owned(),
@@ -664,7 +681,12 @@ async fn participant_events_are_order_tolerant() {
     let live = setup("public").await;
     live.go_live().await;
     // Keep the real server's own webhooks out of this test's counts.
-    live.app.services.webhook_targets.lock().unwrap().retain(|u| u != &live.app.url);
+    live.app
+        .services
+        .webhook_targets
+        .lock()
+        .unwrap()
+        .retain(|u| u != &live.app.url);
     let (_, viewer) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
     let room = &live.stream.room_name;
     let left = participant_event("participant_left", room, &viewer.to_string(), "PA_late");
@@ -689,7 +711,11 @@ async fn participant_events_are_order_tolerant() {
     .get_result(&mut live.app.conn().await)
     .await
     .unwrap();
-    assert_eq!((counts.rows, counts.open), (1, 0), "one row, and the late join does not reopen it");
+    assert_eq!(
+        (counts.rows, counts.open),
+        (1, 0),
+        "one row, and the late join does not reopen it"
+    );
 }
 
 #[tokio::test]
@@ -712,17 +738,33 @@ async fn the_watch_page_shows_scheduled_live_and_ended_states() {
     assert!(page.attr("#countdown", "datetime").is_some());
     assert!(!page.has("#player"));
     // While nothing changes, the status poll swaps nothing.
-    assert_eq!(viewer.get_htmx(&format!("{path}/status?since=draft-in")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        viewer
+            .get_htmx(&format!("{path}/status?since=draft-in"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
 
     live.go_live().await;
     let stage = viewer.get_htmx(&format!("{path}/status?since=draft")).await;
     assert_eq!(stage.status, StatusCode::OK);
-    assert!(stage.has("section#stage #player video#stream-video"), "{}", stage.text);
+    assert!(
+        stage.has("section#stage #player video#stream-video"),
+        "{}",
+        stage.text
+    );
     assert!(!stage.text.contains("<html"));
 
-    live.owner.post_htmx(&format!("/studio/streams/{}/end", live.stream.id), &[]).await;
+    live.owner
+        .post_htmx(&format!("/studio/streams/{}/end", live.stream.id), &[])
+        .await;
     let stage = viewer.get_htmx(&format!("{path}/status?since=live")).await;
-    assert!(stage.text_of("#ended-notice").contains("This stream has ended."));
+    assert!(
+        stage
+            .text_of("#ended-notice")
+            .contains("This stream has ended.")
+    );
     assert!(!stage.has("#player"));
 }
 
@@ -731,7 +773,10 @@ async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_e
     let live = setup("pass").await;
     live.go_live().await;
     let second = builders::stream(&live.app, &live.channel, "pass").await;
-    let go = live.owner.post_htmx(&format!("/studio/streams/{}/live", second.id), &[]).await;
+    let go = live
+        .owner
+        .post_htmx(&format!("/studio/streams/{}/live", second.id), &[])
+        .await;
     assert_eq!(go.status, StatusCode::OK);
 
     // A pass for someone else's channel opens nothing here.
@@ -745,11 +790,22 @@ async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_e
     }
 
     // A channel-wide grant here: a token for every stream of the channel.
-    grant(&live.app, viewer_id, live.channel.id, None, "-1 minute", "1 hour").await;
+    grant(
+        &live.app,
+        viewer_id,
+        live.channel.id,
+        None,
+        "-1 minute",
+        "1 hour",
+    )
+    .await;
     for stream in [&live.stream, &second] {
         let (status, body) = viewer_token(&viewer, stream).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(claims(body["token"].as_str().unwrap()).video.room, stream.room_name);
+        assert_eq!(
+            claims(body["token"].as_str().unwrap()).video.room,
+            stream.room_name
+        );
     }
 }
 
@@ -758,16 +814,37 @@ async fn the_reconciler_recovers_presence_lost_with_webhooks_so_enforcement_stil
     let live = setup("pass").await;
     live.go_live().await;
     // LiveKit's webhooks don't reach this app (it was restarting, say).
-    live.app.services.webhook_targets.lock().unwrap().retain(|u| u != &live.app.url);
+    live.app
+        .services
+        .webhook_targets
+        .lock()
+        .unwrap()
+        .retain(|u| u != &live.app.url);
     let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
-    let g = grant(&live.app, viewer_id, live.channel.id, None, "-1 minute", "1 hour").await;
+    let g = grant(
+        &live.app,
+        viewer_id,
+        live.channel.id,
+        None,
+        "-1 minute",
+        "1 hour",
+    )
+    .await;
     let (_, body) = viewer_token(&viewer, &live.stream).await;
-    let mut client = LiveKitClient::start(body["url"].as_str().unwrap(), body["token"].as_str().unwrap(), "stay", 20).await;
+    let mut client = LiveKitClient::start(
+        body["url"].as_str().unwrap(),
+        body["token"].as_str().unwrap(),
+        "stay",
+        20,
+    )
+    .await;
     assert_eq!(client.next().await["connected"], true);
     revoke(&live.app, g).await;
 
     // The reconciler finds them in the room; the enforcer then removes them.
-    stagepass::lifecycle::reconcile(&live.app.state).await.unwrap();
+    stagepass::lifecycle::reconcile(&live.app.state)
+        .await
+        .unwrap();
     let gone = client.next().await;
     assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
 }

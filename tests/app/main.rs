@@ -4,23 +4,24 @@
 mod util;
 
 mod access;
-mod analytics;
 mod accounts;
-mod enforcement;
+mod analytics;
 mod browser;
 mod channels;
 mod chat;
 mod checkout;
 mod codes;
+mod enforcement;
 mod grants;
-mod journey;
 mod ingress;
+mod journey;
 mod live;
 mod migrations;
 mod moderation;
 mod notifications;
 mod outgoing_webhooks;
 mod passes;
+mod recorder;
 mod recordings;
 mod services;
 mod shell;

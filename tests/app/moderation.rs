@@ -10,11 +10,14 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double};
 use diesel_async::RunQueryDsl;
+use livekit_api::access_token::{AccessToken, VideoGrants};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, bans};
 use stagepass::db::streams::Stream;
+use stagepass::livekit::Participant;
 
 use crate::util::builders::{self, LiveKitClient, grant};
 use crate::util::{Browser, Page, TestApp, services};
@@ -562,7 +565,7 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
     );
     assert!(!page.has("#audit-link"), "the audit log is the owner's");
 
-    // The owner can't be removed from their own stream; she can.
+    // A moderator can't remove the owner (watching, as a viewer); she can.
     let refused = s
         .moderator
         .post_htmx(
@@ -573,11 +576,10 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
             &[],
         )
         .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        refused
-            .text_of("#participants-note")
-            .contains("owner can't be removed")
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.text_of("#participants-note"),
+        "A moderator can't remove or mute the channel's owner."
     );
 
     let removed = s
@@ -675,11 +677,26 @@ async fn when_livekit_is_unreachable_the_panel_says_so_instead_of_failing() {
     );
 }
 
-#[tokio::test]
-async fn a_published_track_is_muted_through_livekit() {
-    let s = setup().await;
-    s.go_live().await;
-    // The host publishes a microphone track with their real host token and stays.
+/// LiveKit's own view of the participant `identity`, now.
+async fn livekit_view(
+    app: &TestApp,
+    stream: &Stream,
+    identity: &str,
+) -> Option<livekit_protocol::ParticipantInfo> {
+    app.state
+        .livekit
+        .rooms
+        .list_participants(&stream.room_name)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.identity == identity)
+}
+
+/// The owner broadcasting: a microphone track published with their real host
+/// token from the studio, staying for `seconds`; answers the client and the
+/// track once LiveKit lists it.
+async fn broadcast(s: &Setup, seconds: u32) -> (LiveKitClient, livekit_protocol::TrackInfo) {
     let host = s
         .owner
         .post_htmx(&format!("/studio/streams/{}/token", s.stream.id), &[])
@@ -690,26 +707,201 @@ async fn a_published_track_is_muted_through_livekit() {
         host["url"].as_str().unwrap(),
         host["token"].as_str().unwrap(),
         "publish-stay",
-        30,
+        seconds,
     )
     .await;
-    assert_eq!(client.next().await["connected"], true);
+    let hello = client.next().await;
+    assert_eq!(hello["connected"], true, "{hello}");
+    assert_eq!(hello["identity"], format!("host-{}", s.owner_id), "{hello}");
     let published = client.next().await;
     assert_eq!(published["published"], true, "{published}");
-
+    let identity = Participant::Host(s.owner_id).identity();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let track = loop {
-        let p = in_room(&s.app, &s.stream, s.owner_id).await;
-        if let Some(t) = <[_]>::first(&p.tracks) {
-            break t.clone();
+    loop {
+        if let Some(track) = livekit_view(&s.app, &s.stream, &identity)
+            .await
+            .and_then(|p| p.tracks.iter().next().cloned())
+        {
+            return (client, track);
         }
         assert!(Instant::now() < deadline, "the track never showed up");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(!track.muted);
+    }
+}
 
-    let row = format!("#participant-{}", stagepass::livekit::host_identity(s.owner_id));
+/// A participant that is not a user, joining with a token minted here the
+/// way the app mints it (`identity`, `name`, its grants) and staying for
+/// `seconds`; `publish` publishes a microphone track.
+async fn join_as(
+    s: &Setup,
+    (identity, name): (&str, &str),
+    grants: VideoGrants,
+    publish: bool,
+    seconds: u32,
+) -> LiveKitClient {
+    let config = &s.app.state.config.livekit;
+    let token = AccessToken::with_api_key(&config.api_key, config.api_secret.expose_secret())
+        .with_identity(identity)
+        .with_name(name)
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: s.stream.room_name.clone(),
+            ..grants
+        })
+        .to_jwt()
+        .unwrap();
+    let mode = if publish { "publish-stay" } else { "stay" };
+    let mut client = LiveKitClient::start(config.public_url.as_str(), &token, mode, seconds).await;
+    let hello = client.next().await;
+    assert_eq!(hello["connected"], true, "{hello}");
+    if publish {
+        let published = client.next().await;
+        assert_eq!(published["published"], true, "{published}");
+    }
+    client
+}
+
+/// Waits (10 s at most) until LiveKit lists `identity` with as many tracks.
+async fn wait_listed(
+    s: &Setup,
+    identity: &str,
+    tracks: usize,
+) -> livekit_protocol::ParticipantInfo {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(p) = livekit_view(&s.app, &s.stream, identity).await
+            && p.tracks.len() == tracks
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "LiveKit never listed {identity}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_moderator_cannot_take_the_owners_broadcast_off_the_air_and_the_owner_can() {
+    let s = setup().await;
+    s.go_live().await;
+    let (mut client, track) = broadcast(&s, 40).await;
+    assert!(!track.muted);
+    let host = Participant::Host(s.owner_id).identity();
+    let participant = |action: &str| {
+        format!(
+            "/studio/streams/{}/participants/{host}/{action}",
+            s.stream.id
+        )
+    };
+    let row = format!("#participant-{host}");
+    const REFUSED: &str = "Only the channel's owner can remove or mute the broadcast.";
+
+    // A moderator asks to remove or mute the broadcast, through the panel
+    // (htmx), with and without a track, and as a plain form post: 403, with
+    // why, where the moderator is looking.
+    let removed = post_from_panel(&s.moderator, &participant("remove"), &[]).await;
+    assert_eq!(removed.status, StatusCode::FORBIDDEN, "{}", removed.text);
+    assert_eq!(removed.text_of("#participants-note"), REFUSED);
+    assert!(removed.has(&row), "the panel still lists the broadcast");
+    for fields in [vec![("track", track.sid.as_str())], vec![]] {
+        let muted = post_from_panel(&s.moderator, &participant("mute"), &fields).await;
+        assert_eq!(muted.status, StatusCode::FORBIDDEN, "{}", muted.text);
+        assert_eq!(muted.text_of("#participants-note"), REFUSED);
+    }
+    let csrf = s.moderator.csrf_token().await;
+    let plain = s
+        .moderator
+        .post_raw(&participant("remove"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(plain.status, StatusCode::FORBIDDEN, "{}", plain.text);
+    assert_eq!(plain.text_of(".alert-error p"), REFUSED);
+
+    // Their panel shows the broadcast, without buttons to stop it.
     let panel = s.moderator.get_htmx(&s.panel()).await;
+    assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
+    assert_eq!(
+        panel.text_of(&format!("{row} .participant-name")),
+        "Olive Owner"
+    );
+    assert_eq!(
+        panel.text_of(&format!("{row} .participant-activity")),
+        "Broadcast from the browser"
+    );
+    assert!(!panel.has(&format!("{row} .remove-form")), "{}", panel.text);
+    assert!(!panel.has(&format!("{row} .mute-form")), "{}", panel.text);
+
+    // LiveKit saw nothing of it: the broadcast is there, its track on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = livekit_view(&s.app, &s.stream, &host)
+        .await
+        .expect("the broadcast is still in the room");
+    let still_track = still.tracks.iter().find(|t| t.sid == track.sid);
+    assert!(
+        still_track.is_some_and(|t| !t.muted),
+        "the broadcast's track was touched: {still:?}"
+    );
+    assert!(
+        audited(&s.app, "moderation.participant_removed")
+            .await
+            .is_empty()
+    );
+    assert!(audited(&s.app, "moderation.track_muted").await.is_empty());
+
+    // The owner may: her panel offers both, and mute mutes in LiveKit.
+    let panel = s.owner.get_htmx(&s.panel()).await;
+    let track_sel = format!("{row} .track[data-track-sid=\"{}\"]", track.sid);
+    assert!(
+        panel.has(&format!("{track_sel} .mute-form")),
+        "{}",
+        panel.text
+    );
+    assert!(panel.has(&format!("{row} .remove-form")), "{}", panel.text);
+    let muted = post_from_panel(&s.owner, &participant("mute"), &[("track", &track.sid)]).await;
+    assert_eq!(muted.status, StatusCode::OK, "{}", muted.text);
+    assert!(
+        muted
+            .text_of("#participants-note")
+            .contains("Muted Olive Owner's microphone"),
+        "{}",
+        muted.text
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !livekit_view(&s.app, &s.stream, &host)
+        .await
+        .is_some_and(|p| p.tracks.iter().any(|t| t.sid == track.sid && t.muted))
+    {
+        assert!(Instant::now() < deadline, "LiveKit never muted the track");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // And remove: the broadcast leaves the room.
+    let removed = post_from_panel(&s.owner, &participant("remove"), &[]).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    assert!(
+        removed
+            .text_of("#participants-note")
+            .contains("Olive Owner was removed from the room"),
+        "{}",
+        removed.text
+    );
+    let gone = client.next().await;
+    assert_eq!(gone["disconnected"], true, "{gone}");
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    let entries = audited(&s.app, "moderation.participant_removed").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, Some(s.owner_id.0));
+    assert_eq!(entries[0].1, Some(s.owner_id.to_string()));
+}
+
+#[tokio::test]
+async fn the_owner_mutes_a_published_track_through_livekit() {
+    let s = setup().await;
+    s.go_live().await;
+    let (client, track) = broadcast(&s, 30).await;
+    assert!(!track.muted);
+    let host = Participant::Host(s.owner_id).identity();
+
+    let row = format!("#participant-{host}");
+    let panel = s.owner.get_htmx(&s.panel()).await;
     assert_eq!(
         panel.attr(&row, "data-publishing").as_deref(),
         Some("true"),
@@ -728,23 +920,10 @@ async fn a_published_track_is_muted_through_livekit() {
     );
     assert!(panel.text_of(&track_sel).contains("Microphone"));
     assert!(panel.has(&format!("{track_sel} .mute-form")));
-    assert!(
-        !panel.has(&format!("{row} .remove-form")),
-        "the owner can't be removed"
-    );
     assert!(!panel.has(&format!("{row} .ban-button")), "nor banned");
 
-    let muted = s
-        .moderator
-        .post_htmx(
-            &format!(
-                "/studio/streams/{}/participants/{}/mute",
-                s.stream.id,
-                stagepass::livekit::host_identity(s.owner_id)
-            ),
-            &[("track", &track.sid)],
-        )
-        .await;
+    let mute = format!("/studio/streams/{}/participants/{host}/mute", s.stream.id);
+    let muted = s.owner.post_htmx(&mute, &[("track", &track.sid)]).await;
     assert_eq!(muted.status, StatusCode::OK, "{}", muted.text);
     assert!(
         muted
@@ -756,7 +935,7 @@ async fn a_published_track_is_muted_through_livekit() {
     // LiveKit's own ListParticipants shows the track muted.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let p = in_room(&s.app, &s.stream, s.owner_id).await;
+        let p = livekit_view(&s.app, &s.stream, &host).await.unwrap();
         if p.tracks.iter().any(|t| t.sid == track.sid && t.muted) {
             break;
         }
@@ -766,7 +945,7 @@ async fn a_published_track_is_muted_through_livekit() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let panel = s.moderator.get_htmx(&s.panel()).await;
+    let panel = s.owner.get_htmx(&s.panel()).await;
     assert_eq!(
         panel.attr(&track_sel, "data-muted").as_deref(),
         Some("true")
@@ -774,23 +953,13 @@ async fn a_published_track_is_muted_through_livekit() {
     assert!(!panel.has(&format!("{track_sel} .mute-form")));
     let entries = audited(&s.app, "moderation.track_muted").await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].0, Some(s.moderator_id.0));
+    assert_eq!(entries[0].0, Some(s.owner_id.0));
     assert_eq!(entries[0].1, Some(s.owner_id.to_string()));
     assert_eq!(entries[0].2["track_sid"], track.sid.as_str());
     assert_eq!(entries[0].2["source"], "Microphone");
 
     // Nothing left to mute.
-    let again = s
-        .moderator
-        .post_htmx(
-            &format!(
-                "/studio/streams/{}/participants/{}/mute",
-                s.stream.id,
-                stagepass::livekit::host_identity(s.owner_id)
-            ),
-            &[],
-        )
-        .await;
+    let again = s.owner.post_htmx(&mute, &[]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(
         again
@@ -798,6 +967,132 @@ async fn a_published_track_is_muted_through_livekit() {
             .contains("no unmuted track")
     );
     client.stop().await;
+}
+
+#[tokio::test]
+async fn the_recorder_is_never_listed_and_ingress_is_the_owners_to_stop() {
+    let s = setup().await;
+    s.go_live().await;
+    let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
+    let watcher = connect(&viewer, &s.stream, 40).await;
+    in_room(&s.app, &s.stream, viewer_id).await;
+    // The built-in recorder: hidden, subscribe-only, marked a recorder.
+    let recorder = Participant::Recorder(s.stream.id).identity();
+    let recording = join_as(
+        &s,
+        (&recorder, "Recorder"),
+        VideoGrants {
+            can_subscribe: Some(true),
+            can_publish: Some(false),
+            can_publish_data: Some(false),
+            hidden: true,
+            recorder: true,
+            ..Default::default()
+        },
+        false,
+        40,
+    )
+    .await;
+    // OBS through LiveKit Ingress, publishing.
+    let ingress = Participant::Ingress(s.stream.id).identity();
+    let obs = join_as(
+        &s,
+        (&ingress, "OBS"),
+        VideoGrants {
+            can_subscribe: Some(false),
+            can_publish: Some(true),
+            can_publish_data: Some(false),
+            ..Default::default()
+        },
+        true,
+        40,
+    )
+    .await;
+    wait_listed(&s, &ingress, 1).await;
+    wait_listed(&s, &recorder, 0).await;
+
+    let panel = s.moderator.get_htmx(&s.panel()).await;
+    assert_eq!(panel.status, StatusCode::OK, "{}", panel.text);
+    let identities: Vec<String> = panel
+        .html()
+        .select(&scraper::Selector::parse(".participant[data-identity]").unwrap())
+        .filter_map(|e| e.value().attr("data-identity").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        identities,
+        [ingress.clone(), viewer_id.to_string()],
+        "the broadcast first, then the viewer; never the recorder"
+    );
+    assert_eq!(panel.text_of("#participants .participant-count"), "(2)");
+    let row = format!("#participant-{ingress}");
+    assert_eq!(
+        panel.text_of(&format!("{row} .participant-name")),
+        "Encoder"
+    );
+    assert_eq!(
+        panel.text_of(&format!("{row} .participant-activity")),
+        "Broadcast through LiveKit Ingress"
+    );
+    assert!(!panel.has(&format!("{row} .remove-form")));
+    assert!(!panel.has(&format!("{row} .mute-form")));
+    assert!(!panel.has(&format!("{row} .ban-button")));
+    // The moderation page's pickers don't offer the recorder either.
+    let page = s.moderator.get(&s.moderate()).await;
+    assert!(!page.text.contains(&recorder), "{}", page.text);
+
+    let at = |who: &str, action: &str| {
+        format!(
+            "/studio/streams/{}/participants/{who}/{action}",
+            s.stream.id
+        )
+    };
+    for action in ["remove", "mute"] {
+        let refused = post_from_panel(&s.moderator, &at(&ingress, action), &[]).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{action}: {}",
+            refused.text
+        );
+        assert_eq!(
+            refused.text_of("#participants-note"),
+            "Only the channel's owner can remove or mute the broadcast."
+        );
+    }
+    for asker in [&s.moderator, &s.owner] {
+        let refused = post_from_panel(asker, &at(&recorder, "remove"), &[]).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text
+        );
+        assert!(
+            refused
+                .text_of("#participants-note")
+                .contains("The recorder is not a viewer"),
+            "{}",
+            refused.text
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ingress_now = livekit_view(&s.app, &s.stream, &ingress)
+        .await
+        .expect("the ingress is still in the room");
+    assert!(
+        ingress_now.tracks.iter().all(|t| !t.muted),
+        "{ingress_now:?}"
+    );
+    assert!(livekit_view(&s.app, &s.stream, &recorder).await.is_some());
+    assert!(
+        audited(&s.app, "moderation.participant_removed")
+            .await
+            .is_empty()
+    );
+    assert!(audited(&s.app, "moderation.track_muted").await.is_empty());
+    for client in [watcher, recording, obs] {
+        client.stop().await;
+    }
 }
 
 #[tokio::test]

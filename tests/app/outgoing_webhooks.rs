@@ -152,6 +152,8 @@ async fn app_for_receivers(max_attempts: &str) -> TestApp {
         env.insert("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES".into(), "true".into());
         env.insert("WEBHOOKS_BACKOFF_BASE_MS".into(), "200".into());
         env.insert("WEBHOOKS_MAX_ATTEMPTS".into(), max_attempts);
+        // Its recordings come from the stand-in's Egress (no media here).
+        env.insert("RECORDER".into(), "egress".into());
     })
     .await
 }

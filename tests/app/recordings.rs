@@ -15,6 +15,12 @@ use stagepass::db::streams::{self, NewStream, Stream};
 use crate::util::builders::{self, grant};
 use crate::util::{Browser, TestApp, standin};
 
+/// These tests record through the stand-in's Egress (`RECORDER=egress`);
+/// the built-in recorder's tests are in `recorder.rs`.
+fn egress(env: &mut std::collections::HashMap<String, String>) {
+    env.insert("RECORDER".into(), "egress".into());
+}
+
 struct Rec {
     app: TestApp,
     owner: Browser,
@@ -23,7 +29,7 @@ struct Rec {
 }
 
 async fn setup() -> Rec {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(egress).await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "rec-channel").await;
     let stream = builders::stream(&app, &channel, "pass").await;

@@ -4,6 +4,9 @@ Usage: lk_client.py URL TOKEN MODE [SECONDS]
   publish  connect, try to publish a microphone track, print the outcome
   publish-stay  publish a microphone track like "publish", then stay like "stay"
   stay     connect, print "connected", then wait until disconnected (or SECONDS)
+  watch    connect, subscribe, and count the video frames received: print
+           {"frames": N, "width": W, "height": H, "from": IDENTITY} after 30
+           frames (or SECONDS)
 Every outcome is one JSON object per line on stdout.
 """
 
@@ -28,12 +31,40 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
         reason["value"] = rtc.DisconnectReason.Name(why) if isinstance(why, int) else str(why)
         gone.set()
 
+    video = {"frames": 0, "width": 0, "height": 0, "from": None}
+    enough = asyncio.Event()
+    readers = []
+
+    async def count_frames(track, identity):
+        async for event in rtc.VideoStream(track):
+            video["frames"] += 1
+            video["width"], video["height"] = event.frame.width, event.frame.height
+            video["from"] = identity
+            if video["frames"] >= 30:
+                enough.set()
+
+    @room.on("track_subscribed")
+    def _on_track_subscribed(track, publication, participant):
+        if mode == "watch" and track.kind == rtc.TrackKind.KIND_VIDEO:
+            readers.append(asyncio.ensure_future(count_frames(track, participant.identity)))
+
     try:
         await room.connect(url, token)
     except Exception as e:  # the server refused the token
         say(connected=False, error=str(e))
         return
     say(connected=True, identity=room.local_participant.identity)
+
+    if mode == "watch":
+        try:
+            await asyncio.wait_for(enough.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+        say(**video)
+        for reader in readers:
+            reader.cancel()
+        await room.disconnect()
+        return
 
     if mode in ("publish", "publish-stay"):
         source = rtc.AudioSource(48000, 1)

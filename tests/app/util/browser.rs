@@ -332,6 +332,13 @@ impl Browser {
         std::fs::write(file, png).unwrap();
     }
 
+    /// Resizes the window (the page's viewport), e.g. to a phone's 390 px.
+    pub async fn resize(&self, width: u32, height: u32) {
+        if let Err(e) = self.client.set_window_size(width, height).await {
+            panic!("resizing the window to {width}x{height}: {e}");
+        }
+    }
+
     pub async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_owned()
     }

@@ -123,7 +123,8 @@ pub struct LiveKitClient {
 
 impl LiveKitClient {
     /// `mode`: "publish" (try to publish a microphone track), "stay" (wait to be
-    /// disconnected) or "publish-stay" (publish a microphone track, then stay).
+    /// disconnected), "publish-stay" (publish a microphone track, then stay) or
+    /// "watch" (count the video frames received).
     pub async fn start(url: &str, token: &str, mode: &str, seconds: u32) -> LiveKitClient {
         use tokio::io::AsyncBufReadExt;
         let tools =

@@ -3,11 +3,13 @@
 //! LiveKit and S3 servers; `Browser` is a persona — an HTTP client with its
 //! own cookie jar — that reads pages the way a user does (CSS selectors).
 
-pub mod builders;
 pub mod browser;
+pub mod builders;
+pub mod instance;
 pub mod logs;
 pub mod services;
 pub mod standin;
+pub mod whip;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub use services::Services;
 pub struct TestApp {
     pub url: String,
     pub state: AppState,
+    /// The settings it runs with (environment variable names), so that a
+    /// test can start another instance of the same deployment.
+    pub env: HashMap<String, String>,
     pub services: &'static Services,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -60,6 +65,9 @@ impl TestApp {
             ),
             ("LIVEKIT_API_KEY", services::LIVEKIT_KEY.to_owned()),
             ("LIVEKIT_API_SECRET", services::LIVEKIT_SECRET.to_owned()),
+            // The stand-in answers LiveKit Ingress, so RTMP is offered (a test
+            // of the default install turns it off).
+            ("LIVEKIT_INGRESS", "true".to_owned()),
             // Every app under test shares the run's LiveKit: its own prefix keeps
             // its reconciler and webhooks to its own rooms.
             (
@@ -97,6 +105,7 @@ impl TestApp {
         TestApp {
             url,
             state,
+            env,
             services,
             shutdown: Some(tx),
             server: Some(server),
@@ -180,7 +189,8 @@ fn keep_log_callsites_live() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use tracing_subscriber::layer::SubscriberExt;
-        let quiet = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let quiet =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
         let _ = tracing::subscriber::set_global_default(quiet);
     });
 }

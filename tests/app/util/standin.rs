@@ -8,8 +8,9 @@
 //! in the real Twirp wire format (protobuf, or JSON when asked), writes a real
 //! MP4 into s3s-fs (SigV4-signed) and sends correctly signed webhooks to every
 //! app under test. Everything else (RoomService, …) is forwarded byte for byte
-//! to the real server. Browsers and SDK clients connect to the real server
-//! directly (WebSocket), never through here.
+//! to the real server, WebSocket upgrades too (the app's built-in recorder
+//! signals through its `LIVEKIT_URL`, as it would in production). Browsers and
+//! SDK clients connect to the real server directly.
 //!
 //! The contract tests rely on:
 //! - Egress: Start{RoomComposite,}Egress answers EGRESS_STARTING, then sends
@@ -210,7 +211,90 @@ async fn handle(state: Arc<Shared>, req: Request<Body>) -> Response {
             };
         }
     }
+    if req.headers().contains_key(header::UPGRADE) {
+        return tunnel(&state, req).await;
+    }
     forward(&state, req).await
+}
+
+/// A WebSocket (or any upgrade) to the real server: the request head is sent
+/// as it came, the server's answer head comes back, and after a 101 the two
+/// connections are joined byte for byte.
+async fn tunnel(state: &Arc<Shared>, mut req: Request<Body>) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = state.upstream.trim_start_matches("http://").to_owned();
+    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "stand-in: livekit-server is not there",
+        )
+            .into_response();
+    };
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\n",
+        req.method(),
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    for (name, value) in req.headers() {
+        let value = if name == header::HOST {
+            upstream.as_str()
+        } else {
+            value.to_str().unwrap_or_default()
+        };
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    if server.write_all(head.as_bytes()).await.is_err() {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "stand-in: livekit-server went away",
+        )
+            .into_response();
+    }
+    // The server's answer head (and whatever followed it in the same reads).
+    let mut answer = Vec::new();
+    let end = loop {
+        let mut buf = [0u8; 4096];
+        match server.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                return (StatusCode::BAD_GATEWAY, "stand-in: no answer").into_response();
+            }
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+        if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let text = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::builder().status(status);
+    for line in lines.filter(|l| !l.is_empty()) {
+        if let Some((name, value)) = line.split_once(':') {
+            response = response.header(name.trim(), value.trim());
+        }
+    }
+    let rest = answer[end..].to_vec();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(client) = upgrade.await else { return };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            if client.write_all(&rest).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+        return response.body(Body::empty()).unwrap();
+    }
+    response.body(Body::from(rest)).unwrap()
 }
 
 /// Byte-for-byte to the real server, and its answer back.

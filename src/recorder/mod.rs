@@ -1,0 +1,481 @@
+//! The built-in recorder (`RECORDER=builtin`, the default): the app itself
+//! joins a live room as a hidden, subscribe-only participant and writes the
+//! host's tracks, without re-encoding, into a WebM file that streams to the
+//! bucket while it records. Nothing else has to run beside LiveKit.
+//!
+//! One app instance records a stream at a time: it holds a lease on the
+//! recording's row and renews it every few seconds (`session::CHECK_EVERY`).
+//! Stop is a status (`ending`) any instance can set; the holder sees it at
+//! its next renewal, or at once when it is the instance that was asked.
+//! When an instance dies its lease lapses, and the supervisor of another
+//! (or of the same one, restarted) takes the recording over.
+//!
+//! Who may record was decided before (`web/recordings.rs` asks `access`);
+//! this module never checks it, and never starts a recording by itself
+//! except one it takes over.
+//!
+//! - `session`: one recording session (signalling, WebRTC, picking tracks).
+//! - `webm`: the muxer (frames in, WebM clusters out).
+//! - `upload`: the multipart upload the clusters stream into.
+//!
+//! A recording is one file per recorder session (`recording_parts`): one,
+//! or more when an instance took over from one that died; the new holder
+//! first completes what the dead one had uploaded (`salvage`), and replays
+//! play the parts in order.
+
+mod session;
+mod upload;
+pub mod webm;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::instrument;
+
+use crate::db::recordings::{self, NewRecording, Recording};
+use crate::db::streams::{self, Stream};
+use crate::error::AppError;
+use crate::recording::RecordingError;
+use crate::state::AppState;
+
+/// How long a lease holds without renewal: another instance takes a
+/// recording over at most this long (plus `SUPERVISE_EVERY`) after its
+/// recorder died.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// How often each instance looks for recordings nobody holds.
+pub const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
+
+/// This instance's recorders.
+pub struct Recorders {
+    /// Who holds a lease: one id per process.
+    instance: uuid::Uuid,
+    /// Recording id -> how to stop it at once.
+    running: Mutex<HashMap<i64, Arc<Notify>>>,
+}
+
+impl Default for Recorders {
+    fn default() -> Self {
+        Self {
+            instance: uuid::Uuid::new_v4(),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Recorders {
+    /// Wakes this instance's recorder of `recording`, if it runs here, so
+    /// that it sees the stop at once instead of at its next renewal.
+    pub fn wake(&self, recording: i64) {
+        if let Some(stop) = self.running.lock().expect("recorders").get(&recording) {
+            stop.notify_one();
+        }
+    }
+
+    /// How many recordings this instance is writing now.
+    pub fn active(&self) -> usize {
+        self.running.lock().expect("recorders").len()
+    }
+
+    fn register(&self, recording: i64) -> Option<Arc<Notify>> {
+        let mut running = self.running.lock().expect("recorders");
+        if running.contains_key(&recording) {
+            return None;
+        }
+        let stop = Arc::new(Notify::new());
+        running.insert(recording, stop.clone());
+        Some(stop)
+    }
+
+    fn unregister(&self, recording: i64) {
+        self.running.lock().expect("recorders").remove(&recording);
+    }
+}
+
+/// Where a recording of `stream` started now goes in the bucket.
+fn object_key(stream: &Stream) -> String {
+    format!(
+        "recordings/{}/{}.webm",
+        stream.id,
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    )
+}
+
+/// Starts recording a live stream on this instance.
+#[instrument(skip_all, fields(stream = %stream.id))]
+pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, RecordingError> {
+    let key = object_key(stream);
+    let handle = format!("builtin-{}", uuid::Uuid::new_v4().simple());
+    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let new = NewRecording {
+        stream_id: stream.id,
+        egress_id: &handle,
+        object_key: Some(&key),
+        backend: "builtin",
+    };
+    let Some(row) = recordings::insert_starting(&mut conn, &new).await? else {
+        return Err(RecordingError::AlreadyRecording);
+    };
+    drop(conn);
+    metrics::counter!("recordings_started_total").increment(1);
+    take(state, row.id).await;
+    Ok(row)
+}
+
+/// Asks the recorder of `recording` to finish (the caller marked it ending).
+pub fn stop(state: &AppState, recording: i64) {
+    state.recorders.wake(recording);
+}
+
+/// Looks for built-in recordings nobody holds (their instance died, or this
+/// one restarted) and takes them over, every `SUPERVISE_EVERY`.
+pub async fn supervise(state: AppState) {
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    loop {
+        tick.tick().await;
+        let unheld = match state.db.get().await {
+            Ok(mut conn) => recordings::unheld_builtin(&mut conn).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "recorder supervisor: no database connection");
+                continue;
+            }
+        };
+        match unheld {
+            Ok(ids) => {
+                for id in ids {
+                    take(&state, id).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recorder supervisor: listing recordings"),
+        }
+    }
+}
+
+/// Takes the lease of `recording` and records it in a task of its own;
+/// does nothing when another instance holds it.
+async fn take(state: &AppState, recording: i64) {
+    let Some(stop) = state.recorders.register(recording) else {
+        return;
+    };
+    let claimed = match state.db.get().await {
+        Ok(mut conn) => {
+            recordings::claim_lease(&mut conn, recording, state.recorders.instance, LEASE).await
+        }
+        Err(e) => Err(diesel::result::Error::QueryBuilderError(
+            e.to_string().into(),
+        )),
+    };
+    match claimed {
+        Ok(Some(_)) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                run(&state, recording, stop).await;
+                state.recorders.unregister(recording);
+            });
+        }
+        Ok(None) => state.recorders.unregister(recording),
+        Err(e) => {
+            state.recorders.unregister(recording);
+            tracing::warn!(recording, error = %e, "recorder: taking a recording");
+        }
+    }
+}
+
+/// Reports the session's progress into the recording's row.
+struct RowProgress {
+    state: AppState,
+    recording: i64,
+}
+
+impl session::Progress for RowProgress {
+    async fn started(&mut self) {
+        match self.state.db.get().await {
+            Ok(mut conn) => {
+                if let Err(e) = recordings::mark_active(&mut conn, self.recording).await {
+                    tracing::warn!(error = %e, "recorder: marking a recording active");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recorder: marking a recording active"),
+        }
+        tracing::info!(recording = self.recording, "recording started");
+    }
+
+    async fn keep_going(&mut self) -> Result<bool, ()> {
+        let renewed = match self.state.db.get().await {
+            Ok(mut conn) => {
+                recordings::renew_lease(
+                    &mut conn,
+                    self.recording,
+                    self.state.recorders.instance,
+                    LEASE,
+                )
+                .await
+            }
+            // The database is away for a moment: keep recording; the lease
+            // lapses only if it stays away.
+            Err(_) => return Ok(true),
+        };
+        match renewed {
+            Ok(Some(status)) => Ok(status == "starting" || status == "active"),
+            Ok(None) => Err(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "recorder: renewing the lease");
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// One recording, from its lease to its final row.
+#[instrument(skip_all, fields(recording))]
+async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
+    let loaded = async {
+        let mut conn = state.db.get().await?;
+        let Some(row) = recordings::find(&mut conn, recording).await? else {
+            return Ok(None);
+        };
+        let stream = streams::find(&mut conn, row.stream_id).await?;
+        Ok::<_, AppError>(stream.map(|s| (row, s)))
+    }
+    .await;
+    let (row, stream) = match loaded {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "recorder: loading a recording");
+            return;
+        }
+    };
+    // What a recorder that died had uploaded is kept.
+    salvage(state, recording).await;
+    if row.status == "ending" {
+        // Its recorder died after stop was asked: what it had uploaded is the recording.
+        settle_from_parts(
+            state,
+            recording,
+            "The recorder stopped before the recording was saved.",
+        )
+        .await;
+        return;
+    }
+    if !stream.is_live() {
+        settle_from_parts(
+            state,
+            recording,
+            "The stream ended before the recording started.",
+        )
+        .await;
+        return;
+    }
+    let base = row
+        .object_key
+        .clone()
+        .unwrap_or_else(|| object_key(&stream));
+    let part = match state.db.get().await {
+        Ok(mut conn) => recordings::new_part(&mut conn, recording, |n| part_key(&base, n))
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(AppError::from(e)),
+    };
+    let part = match part {
+        Ok(part) => part,
+        Err(e) => {
+            // The lease lapses and the supervisor tries again.
+            tracing::warn!(error = %e, "recorder: starting a part");
+            return;
+        }
+    };
+    let token =
+        match crate::livekit::tokens::recorder(&state.config.livekit, stream.id, &stream.room_name)
+        {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "recorder: minting its token");
+                fail(
+                    state,
+                    recording,
+                    "The recorder could not be admitted to the room.",
+                )
+                .await;
+                return;
+            }
+        };
+    let join = session::Join {
+        url: state
+            .config
+            .livekit
+            .url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+        token,
+        upload: upload::Upload::start(state, part.id, &part.object_key),
+        stop,
+    };
+    let mut progress = RowProgress {
+        state: state.clone(),
+        recording,
+    };
+    let failure = match session::record(join, &mut progress).await {
+        Ok(session::Ended::Complete {
+            duration_ms,
+            size_bytes,
+        }) => {
+            if let Ok(mut conn) = state.db.get().await
+                && let Err(e) = recordings::finish_part(
+                    &mut conn,
+                    part.id,
+                    Some((Some(duration_ms as i64), size_bytes as i64)),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "recorder: saving a finished part");
+            }
+            None
+        }
+        Ok(session::Ended::LeaseLost) => {
+            // The new holder completes what this one uploaded.
+            tracing::warn!("recorder: another instance holds this recording now");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "recording failed");
+            Some(e.to_string())
+        }
+    };
+    salvage(state, recording).await;
+    settle_from_parts(
+        state,
+        recording,
+        failure.as_deref().unwrap_or("Nothing was recorded."),
+    )
+    .await;
+}
+
+/// Part `n`'s object: the recording's key for the first, a sibling after.
+fn part_key(base: &str, n: i32) -> String {
+    if n == 1 {
+        return base.to_owned();
+    }
+    match base.strip_suffix(".webm") {
+        Some(stem) => format!("{stem}-part{n}.webm"),
+        None => format!("{base}-part{n}"),
+    }
+}
+
+/// Completes the parts a recorder left `writing` (it died, or failed) from
+/// what reached the bucket: the uploaded pieces become the part's object (it
+/// plays like a live stream's recording, without a seek index); a part of
+/// which nothing was uploaded is lost.
+async fn salvage(state: &AppState, recording: i64) {
+    let parts = match state.db.get().await {
+        Ok(mut conn) => recordings::parts(&mut conn, recording).await,
+        Err(e) => Err(diesel::result::Error::QueryBuilderError(
+            e.to_string().into(),
+        )),
+    };
+    let parts = match parts {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::warn!(error = %e, "recorder: listing parts to salvage");
+            return;
+        }
+    };
+    for part in parts.into_iter().filter(|p| p.status == "writing") {
+        let written = match &part.upload_id {
+            Some(upload_id) => match state
+                .storage
+                .uploaded_parts(&part.object_key, upload_id)
+                .await
+            {
+                Ok(pieces) if !pieces.is_empty() => {
+                    let size: i64 = pieces.iter().map(|(_, _, size)| size).sum();
+                    let etags: Vec<(i32, String)> =
+                        pieces.into_iter().map(|(n, etag, _)| (n, etag)).collect();
+                    match state
+                        .storage
+                        .complete_upload(&part.object_key, upload_id, &etags)
+                        .await
+                    {
+                        Ok(()) => Some((part.duration_ms, size)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "recorder: completing a salvaged part");
+                            continue;
+                        }
+                    }
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recorder: listing a salvaged part's pieces");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Ok(mut conn) = state.db.get().await
+            && let Err(e) = recordings::finish_part(&mut conn, part.id, written).await
+        {
+            tracing::warn!(error = %e, "recorder: saving a salvaged part");
+        }
+        tracing::info!(
+            recording,
+            part = part.part_no,
+            kept = written.is_some(),
+            "recorder: salvaged a part"
+        );
+    }
+}
+
+/// Ends the recording from its complete parts: complete with their total
+/// duration and size (the first part's key is the recording's), or failed
+/// with `reason` when none has anything.
+async fn settle_from_parts(state: &AppState, recording: i64, reason: &str) {
+    let parts = match state.db.get().await {
+        Ok(mut conn) => recordings::parts(&mut conn, recording).await,
+        Err(e) => Err(diesel::result::Error::QueryBuilderError(
+            e.to_string().into(),
+        )),
+    };
+    let complete: Vec<_> = match parts {
+        Ok(parts) => parts
+            .into_iter()
+            .filter(|p| p.status == "complete")
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "recorder: listing parts");
+            return;
+        }
+    };
+    let Some(first) = complete.first() else {
+        fail(state, recording, reason).await;
+        return;
+    };
+    let report = recordings::EgressReport {
+        status: recordings::Status::Complete,
+        object_key: Some(&first.object_key),
+        duration_ms: Some(complete.iter().filter_map(|p| p.duration_ms).sum()),
+        size_bytes: Some(complete.iter().filter_map(|p| p.size_bytes).sum()),
+        error: None,
+        started_at: None,
+        ended_at: Some(chrono::Utc::now()),
+    };
+    if let Err(e) = crate::recording::settle(state, recording, &report).await {
+        tracing::warn!(error = %e, "recorder: saving a finished recording");
+    }
+}
+
+async fn fail(state: &AppState, recording: i64, reason: &str) {
+    let report = recordings::EgressReport {
+        status: recordings::Status::Failed,
+        object_key: None,
+        duration_ms: None,
+        size_bytes: None,
+        error: Some(reason),
+        started_at: None,
+        ended_at: Some(chrono::Utc::now()),
+    };
+    if let Err(e) = crate::recording::settle(state, recording, &report).await {
+        tracing::warn!(error = %e, "recorder: saving a failed recording");
+    }
+}

@@ -1,0 +1,481 @@
+//! The built-in recorder against the real things: Chromium broadcasts its fake
+//! camera and microphone to the real livekit-server, the app records the room
+//! as a hidden participant, the file lands in s3s-fs, ffprobe reads it, and
+//! the replay plays and seeks in Chromium.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use stagepass::db::recordings::Recording;
+use stagepass::db::schema::recordings;
+use stagepass::db::streams::Stream;
+
+use crate::util::browser::{Browser, TIMEOUT};
+use crate::util::{PASSWORD, TestApp, builders};
+
+/// Media and uploads take their time on a small machine.
+const LONG: Duration = Duration::from_secs(60);
+
+struct Studio {
+    app: TestApp,
+    /// The owner in Chromium, and the same owner over plain HTTP.
+    owner: Browser,
+    owner_http: crate::util::Browser,
+    stream: Stream,
+}
+
+/// A live stream broadcast from Chromium's fake camera by its owner.
+async fn broadcasting() -> Studio {
+    let app = TestApp::spawn().await;
+    let (owner_http, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
+    let channel = builders::channel(&app, owner_id, "hana").await;
+    let stream = builders::stream(&app, &channel, "pass").await;
+    let owner = Browser::start().await;
+    owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
+    owner
+        .goto(&format!(
+            "{}/studio/streams/{}/broadcast",
+            app.url, stream.id
+        ))
+        .await;
+    owner
+        .wait_until(
+            "the camera preview",
+            "return document.getElementById('preview').videoWidth > 0",
+            TIMEOUT,
+        )
+        .await;
+    owner.click("#go-live-form [type=submit]").await;
+    owner.wait_for("#broadcast[data-status=live]").await;
+    owner
+        .wait_until(
+            "the broadcast to connect",
+            "return document.getElementById('connection-state')?.dataset.state === 'live'",
+            LONG,
+        )
+        .await;
+    Studio {
+        app,
+        owner,
+        owner_http,
+        stream,
+    }
+}
+
+impl Studio {
+    async fn latest(&self) -> Option<Recording> {
+        recordings::table
+            .filter(recordings::stream_id.eq(self.stream.id))
+            .order(recordings::id.desc())
+            .select(Recording::as_select())
+            .first(&mut *self.app.conn().await)
+            .await
+            .optional()
+            .unwrap()
+    }
+
+    async fn wait_status(&self, status: &str) -> Recording {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let latest = self.latest().await;
+            if let Some(r) = &latest
+                && r.status == status
+            {
+                return r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the recording did not become {status} within {LONG:?}: {latest:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The frame rate the owner's camera captures at.
+    async fn camera_fps(&self) -> f64 {
+        self.owner
+            .js("return document.getElementById('preview').srcObject.getVideoTracks()[0].getSettings().frameRate")
+            .await
+            .as_f64()
+            .expect("the camera's frame rate")
+    }
+
+    /// Records from the broadcast page's panel for `seconds`; answers the
+    /// finished recording and how long it was active.
+    async fn record_for(&self, seconds: u64) -> (Recording, Duration) {
+        self.owner
+            .click("#recording-start-form [type=submit]")
+            .await;
+        self.owner.wait_for("#recording-stop-form").await;
+        self.wait_status("active").await;
+        let active = Instant::now();
+        self.recorder_is_no_viewer().await;
+        tokio::time::sleep(Duration::from_secs(seconds).saturating_sub(active.elapsed())).await;
+        self.owner.click("#recording-stop-form [type=submit]").await;
+        let recorded = active.elapsed();
+        (self.wait_status("complete").await, recorded)
+    }
+
+    /// The recorder is in the room, hidden and marked as a recorder, and
+    /// nobody counts it: not the owner's viewer count, not the participants panel.
+    async fn recorder_is_no_viewer(&self) {
+        let participants = self
+            .app
+            .state
+            .livekit
+            .rooms
+            .list_participants(&self.stream.room_name)
+            .await
+            .unwrap();
+        let recorder = participants
+            .iter()
+            .find(|p| p.identity == format!("recorder-{}", self.stream.id))
+            .unwrap_or_else(|| panic!("no recorder in the room: {participants:?}"));
+        let permission = recorder.permission.as_ref().unwrap();
+        assert!(permission.hidden && permission.recorder, "{permission:?}");
+        assert!(
+            !permission.can_publish && !permission.can_publish_data,
+            "{permission:?}"
+        );
+        let owner = &self.owner_http;
+        let stats = owner
+            .get_htmx(&format!("/studio/streams/{}/stats", self.stream.id))
+            .await;
+        assert_eq!(stats.text_of("#viewer-count"), "0", "{}", stats.text);
+        let panel = owner
+            .get_htmx(&format!("/studio/streams/{}/participants", self.stream.id))
+            .await;
+        assert!(!panel.text.contains("recorder-"), "{}", panel.text);
+        assert!(!panel.text.contains("Recorder"), "{}", panel.text);
+    }
+
+    /// The recording's object, fetched from the bucket into a file.
+    async fn object(&self, recording: &Recording) -> PathBuf {
+        let key = recording.object_key.as_deref().expect("an object key");
+        assert!(key.ends_with(".webm"), "{key}");
+        let (bytes, content_type) = self
+            .app
+            .state
+            .storage
+            .get(key)
+            .await
+            .unwrap()
+            .expect("the object is in the bucket");
+        assert_eq!(content_type, "video/webm");
+        assert_eq!(Some(bytes.len() as i64), recording.size_bytes);
+        let path =
+            std::env::temp_dir().join(format!("stagepass-rec-{}.webm", uuid::Uuid::new_v4()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// What ffprobe says of a file's streams (`-count_frames`).
+fn ffprobe(path: &PathBuf) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stream_of<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} stream: {probe}"))
+}
+
+fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= expected * tolerance
+}
+
+#[tokio::test]
+async fn a_browser_broadcast_is_recorded_as_webm_that_ffprobe_reads_and_chromium_plays_and_seeks() {
+    let t = broadcasting().await;
+    let fps = t.camera_fps().await;
+    let (done, recorded) = t.record_for(20).await;
+    let seconds = recorded.as_secs_f64();
+
+    // The row: complete with its duration and size, as the owner sees it.
+    let duration_ms = done.duration_ms.expect("a duration") as f64;
+    assert!(
+        within(duration_ms / 1000.0, seconds, 0.10),
+        "duration {duration_ms} ms for {seconds:.1} s recorded"
+    );
+
+    // The object itself.
+    let path = t.object(&done).await;
+    let probe = ffprobe(&path);
+    let video = stream_of(&probe, "video");
+    assert_eq!(video["codec_name"], "vp8", "{video}");
+    assert!(video["width"].as_u64().unwrap() >= 320, "{video}");
+    assert!(video["height"].as_u64().unwrap() >= 180, "{video}");
+    let frames: f64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(
+        within(frames, fps * seconds, 0.10),
+        "{frames} frames in {seconds:.1} s at {fps} fps"
+    );
+    let audio = stream_of(&probe, "audio");
+    assert_eq!(audio["codec_name"], "opus", "{audio}");
+    let file_seconds: f64 = probe["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(within(file_seconds, seconds, 0.10), "{probe}");
+    // Seeking to the middle decodes (the file has its seek index).
+    let seek = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{:.1}", seconds / 2.0), "-i"])
+        .arg(&path)
+        .args(["-frames:v", "5", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        seek.status.success() && seek.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&seek.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
+
+    // The replay plays in Chromium, and plays on after a seek to the middle.
+    t.owner
+        .goto(&format!("{}/s/{}/replays", t.app.url, t.stream.id))
+        .await;
+    t.owner
+        .wait_until(
+            "the replay's metadata",
+            "const v = document.querySelector('video.replay-video'); \
+             return v && v.readyState >= 1 && v.videoWidth > 0 && Number.isFinite(v.duration)",
+            LONG,
+        )
+        .await;
+    let duration = t
+        .owner
+        .js("return document.querySelector('video.replay-video').duration")
+        .await
+        .as_f64()
+        .unwrap();
+    assert!(
+        within(duration, seconds, 0.10),
+        "the replay lasts {duration} s for {seconds:.1} s recorded"
+    );
+    let middle = duration / 2.0;
+    t.owner
+        .js(&format!(
+            "const v = document.querySelector('video.replay-video'); \
+             v.muted = true; v.currentTime = {middle}; v.play(); return true"
+        ))
+        .await;
+    t.owner
+        .wait_until(
+            "the replay to play on from the middle",
+            &format!(
+                "const v = document.querySelector('video.replay-video'); \
+                 return !v.seeking && v.currentTime > {middle} + 1 && v.videoWidth > 0"
+            ),
+            LONG,
+        )
+        .await;
+
+    t.owner.close().await;
+    t.app.stop().await;
+}
+
+/// The parts of the stream's latest recording, in order.
+async fn parts(app: &TestApp, stream: &Stream) -> Vec<stagepass::db::recordings::Part> {
+    use stagepass::db::schema::recording_parts;
+    recording_parts::table
+        .inner_join(recordings::table)
+        .filter(recordings::stream_id.eq(stream.id))
+        .order(recording_parts::part_no)
+        .select(stagepass::db::recordings::Part::as_select())
+        .load(&mut *app.conn().await)
+        .await
+        .unwrap()
+}
+
+async fn wait_parts(
+    app: &TestApp,
+    stream: &Stream,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[stagepass::db::recordings::Part]) -> bool,
+) -> Vec<stagepass::db::recordings::Part> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let parts = parts(app, stream).await;
+        if done(&parts) {
+            return parts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {timeout:?}: {parts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_the_recording_instance_is_killed_the_other_continues_and_the_replay_holds_both_parts()
+{
+    // Instance A runs in the test; instance B is the real binary beside it.
+    let a = TestApp::spawn().await;
+    let (owner_at_a, owner_id) = builders::user(&a, "host@example.com", "Hana Host").await;
+    let channel = builders::channel(&a, owner_id, "hana").await;
+    let stream = builders::stream(&a, &channel, "pass").await;
+    let b = crate::util::instance::Instance::start(&a).await;
+
+    // The owner broadcasts from B and records there: B holds the recording.
+    let owner = Browser::start().await;
+    owner.sign_in(&b.url, "host@example.com", PASSWORD).await;
+    owner
+        .goto(&format!("{}/studio/streams/{}/broadcast", b.url, stream.id))
+        .await;
+    owner
+        .wait_until(
+            "the camera preview",
+            "return document.getElementById('preview').videoWidth > 0",
+            TIMEOUT,
+        )
+        .await;
+    owner.click("#go-live-form [type=submit]").await;
+    owner.wait_for("#broadcast[data-status=live]").await;
+    owner
+        .wait_until(
+            "the broadcast to connect",
+            "return document.getElementById('connection-state')?.dataset.state === 'live'",
+            LONG,
+        )
+        .await;
+    owner.click("#recording-start-form [type=submit]").await;
+    owner.wait_for("#recording-stop-form").await;
+
+    // Once a piece of the first file is in the bucket, B dies.
+    wait_parts(
+        &a,
+        &stream,
+        "a piece of part 1 uploaded",
+        Duration::from_secs(150),
+        |p| p.len() == 1 && p[0].upload_id.is_some() && p[0].duration_ms.unwrap_or(0) > 0,
+    )
+    .await;
+    b.kill().await;
+    let killed = Instant::now();
+
+    // A takes the recording over within 15 s, in a second part.
+    wait_parts(&a, &stream, "a second part", Duration::from_secs(15), |p| {
+        p.len() == 2
+    })
+    .await;
+    assert!(killed.elapsed() <= Duration::from_secs(15));
+    let first = parts(&a, &stream).await.remove(0);
+    assert_eq!(
+        first.status, "complete",
+        "what B uploaded is kept: {first:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // The owner stops it from A; the recording holds both parts.
+    let stopped = owner_at_a
+        .post_htmx(
+            &format!("/studio/streams/{}/recording/stop", stream.id),
+            &[],
+        )
+        .await;
+    assert_eq!(stopped.status, reqwest::StatusCode::OK, "{}", stopped.text);
+    let parts = wait_parts(&a, &stream, "both parts complete", LONG, |p| {
+        p.len() == 2 && p.iter().all(|p| p.status == "complete")
+    })
+    .await;
+    let done = recordings::table
+        .filter(recordings::stream_id.eq(stream.id))
+        .select(Recording::as_select())
+        .first(&mut *a.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(done.status, "complete", "{done:?}");
+    assert_eq!(
+        done.object_key.as_deref(),
+        Some(parts[0].object_key.as_str())
+    );
+    for part in &parts {
+        let (bytes, _) = a
+            .state
+            .storage
+            .get(&part.object_key)
+            .await
+            .unwrap()
+            .expect("the part is in the bucket");
+        assert_eq!(Some(bytes.len() as i64), part.size_bytes);
+        let path =
+            std::env::temp_dir().join(format!("stagepass-part-{}.webm", uuid::Uuid::new_v4()));
+        std::fs::write(&path, bytes).unwrap();
+        let probe = ffprobe(&path);
+        let video = stream_of(&probe, "video");
+        let frames: u64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
+        assert!(frames > 100, "part {}: {frames} frames", part.part_no);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    // The replay plays the parts in order: the first, then the second.
+    owner.sign_in(&a.url, "host@example.com", PASSWORD).await;
+    owner
+        .goto(&format!("{}/s/{}/replays", a.url, stream.id))
+        .await;
+    let src = owner
+        .attr("video.replay-video", "src")
+        .await
+        .expect("a replay");
+    let next = owner
+        .attr("video.replay-video", "data-next")
+        .await
+        .expect("the second part follows");
+    assert!(src.contains(&parts[0].object_key), "{src}");
+    assert!(next.contains(&parts[1].object_key), "{next}");
+    owner
+        .wait_until(
+            "the first part to play",
+            "const v = document.querySelector('video.replay-video'); \
+             v.muted = true; v.play(); return v.videoWidth > 0 && v.currentTime > 1",
+            LONG,
+        )
+        .await;
+    // At the end of the first part, the second plays in the same player.
+    owner
+        .js("document.querySelector('video.replay-video').dispatchEvent(new Event('ended')); return true")
+        .await;
+    owner
+        .wait_until(
+            "the second part to play",
+            &format!(
+                "const v = document.querySelector('video.replay-video'); \
+                 return v.currentSrc.includes('{}') && v.videoWidth > 0 && v.currentTime > 1",
+                parts[1].object_key
+            ),
+            LONG,
+        )
+        .await;
+
+    owner.close().await;
+    a.stop().await;
+}
