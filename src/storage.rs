@@ -256,7 +256,12 @@ impl Storage {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
         let parts = parts
             .iter()
-            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .map(|(n, etag)| {
+                CompletedPart::builder()
+                    .part_number(*n)
+                    .set_e_tag((!etag.is_empty()).then(|| etag.clone()))
+                    .build()
+            })
             .collect();
         self.client
             .complete_multipart_upload()
@@ -279,32 +284,39 @@ impl Storage {
             })
     }
 
-    /// The parts uploaded so far: (number, ETag, size), in order.
+    /// The parts uploaded so far: (number, ETag, size), in order. (Some
+    /// S3-compatible stores, s3s-fs among them, list no ETags; they do not
+    /// check them on completion either.)
     pub async fn uploaded_parts(
         &self,
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<(i32, String, i64)>, StorageError> {
-        let out = self
-            .client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| StorageError(format!("list parts: {}", DisplayErrorContext(&e))))?;
-        let mut parts: Vec<(i32, String, i64)> = out
-            .parts()
-            .iter()
-            .filter_map(|p| {
+        let mut parts: Vec<(i32, String, i64)> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| StorageError(format!("list parts: {}", DisplayErrorContext(&e))))?;
+            parts.extend(out.parts().iter().filter_map(|p| {
                 Some((
                     p.part_number()?,
-                    p.e_tag()?.to_owned(),
+                    p.e_tag().unwrap_or_default().to_owned(),
                     p.size().unwrap_or(0),
                 ))
-            })
-            .collect();
+            }));
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
         parts.sort_by_key(|(n, _, _)| *n);
         Ok(parts)
     }

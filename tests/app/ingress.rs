@@ -323,6 +323,15 @@ async fn obs_over_whip_takes_the_stream_live_a_viewer_gets_frames_and_followers_
     assert_eq!(encoder.publish(&url, &key).await, 201);
     encoder.wait_connected().await;
     wait_status(&app, stream.id, Status::Live).await;
+    // Audited right after the stream is marked live.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while audited(&app, "stream.live_by_encoder").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "going live by OBS was not audited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(audited(&app, "stream.live_by_encoder").await, 1);
 
     // LiveKit's view: the encoder publishes video and audio in the room.
