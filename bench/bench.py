@@ -15,6 +15,8 @@ Phases, each repeated (3 times unless BENCH_QUICK=1):
              (a fresh app process per run, for its memory)
   media      1 publisher (synthetic video + audio) and a growing number of
              subscribers until the machine no longer holds the frame rate
+  recording  one built-in recording of the publisher's stream, started and stopped
+             through the owner's endpoints: the app's CPU and RSS without and with it
   enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
              apart: time from each grant's end until LiveKit no longer lists them
 
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -65,6 +68,8 @@ GOALS = {
     "fanout_p99_ms_at_10000": 100.0,
     "sse_bytes_per_subscriber": 8 * 1024,
     "enforcement_p99_s": 2.0,
+    "recording_cpu_pct": 5.0,  # of one core
+    "recording_rss_mib": 20.0,
 }
 
 
@@ -98,6 +103,14 @@ class Plan:
         self.media_window_s = 5 if quick else 10
         self.media_budget_s = 60 if quick else 360
         self.width, self.height, self.fps = 640, 360, 30
+        # One built-in recording: the app's CPU and RSS over a window without it and
+        # one with it (after the recorder has joined and written for a few seconds).
+        self.recording_window_s = 10 if quick else 30
+        self.recording_warmup_s = 5
+        # Then one long recording, held until the upload has sent two 5 MiB parts
+        # (part 1 stays in memory until the end, for its final header) or this many
+        # seconds: the 30 s windows end before the first part fills. 0: skipped.
+        self.recording_long_max_s = int(os.environ.get("BENCH_RECORDING_LONG_S", 0 if quick else 300))
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items()}
@@ -261,7 +274,8 @@ class World:
         self.s3_port = free_port()
         self.app: subprocess.Popen | None = None
         self.settings: dict = {}
-        self.stop_publisher = None
+        # The host's publisher, once a phase needs video in the room (World.publish).
+        self.publisher: Publisher | None = None
 
     # -- services
 
@@ -322,6 +336,8 @@ logging:
             "S3_ACCESS_KEY_ID": "stagepass-bench",
             "S3_SECRET_ACCESS_KEY": "stagepass-bench-secret",
             "PAYMENTS_PROVIDER": "dev",
+            # The default, said here so that the report shows it.
+            "RECORDER": "builtin",
         }
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
         env.update(self.settings)
@@ -446,6 +462,83 @@ logging:
             if r.status != 200:
                 raise RuntimeError(f"POST {path}: {r.status} {body}")
             return body
+
+    async def publish(self, host_room: rtc.Room) -> "Publisher":
+        """The host publishing video and audio (bench/publisher.py), started by the first
+        phase that needs it and left running (the room stays live, with video) until
+        the run ends. It takes the host's identity: its connection replaces the idle
+        host's."""
+        if self.publisher is None:
+            await host_room.disconnect()
+            self.publisher = await Publisher.start(self)
+        return self.publisher
+
+
+class Publisher:
+    """bench/publisher.py in a process of its own, with a host token from the app;
+    `latest` holds the last of the statistics lines it prints every 2 s."""
+
+    def __init__(self, world: World, proc: subprocess.Popen):
+        self.world, self.proc = world, proc
+        self.latest: dict = {}
+        self.reader = asyncio.create_task(self.read())
+
+    @staticmethod
+    def describe(plan: Plan) -> dict:
+        return {"width": plan.width, "height": plan.height, "fps": plan.fps, "codec": "VP8",
+                "max_bitrate_kbps": 1000, "simulcast": False, "audio": "48 kHz mono Opus, 440 Hz tone"}
+
+    @classmethod
+    async def start(cls, world: World) -> "Publisher":
+        plan = world.plan
+        async with aiohttp.ClientSession() as http:
+            host = await world.token(http, world.owner, host=True)
+        proc = world.procs.start(
+            "publisher",
+            [sys.executable, REPO / "bench" / "publisher.py", host["url"], host["token"],
+             plan.width, plan.height, plan.fps],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(OUT / "publisher.log", "ab"),
+        )
+        pub = cls(world, proc)
+        deadline = time.time() + 30
+        while not pub.latest.get("published") and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        if not pub.latest.get("published"):
+            raise SystemExit(f"the publisher did not publish; see {OUT}/publisher.log")
+        note(f"publisher: {plan.width}x{plan.height} VP8 at {plan.fps} fps + Opus as {pub.latest.get('identity')}")
+        return pub
+
+    async def read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, self.proc.stdout.readline)
+            if not line:
+                return
+            self.latest.update(json.loads(line))
+
+    def snapshot(self) -> dict:
+        return dict(self.latest)
+
+    def sent_since(self, before: dict, dt: float) -> tuple[float, float]:
+        """Video frames per second and kbps sent between `before` (a snapshot) and now,
+        by the publisher's own clock (its lines come every 2 s; `dt` if none came)."""
+        now = self.snapshot()
+        pdt = (now.get("t", 0) - before.get("t", 0)) or dt
+        fps = (now.get("frames_sent", 0) - before.get("frames_sent", 0)) / pdt
+        kbps = (now.get("bytes_sent", 0) - before.get("bytes_sent", 0)) * 8 / pdt / 1000
+        return fps, kbps
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.reader.cancel()
+        self.world.procs.procs.pop("publisher", None)
+        self.world.publisher = None
 
 
 # ---- phases ---------------------------------------------------------------------------
@@ -687,35 +780,8 @@ async def media_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
     say(f"real media: 1 publisher ({plan.width}x{plan.height} VP8 at {plan.fps} fps + 48 kHz audio), "
         f"subscribers in steps of {plan.media_steps} until the frame rate no longer holds")
     started = time.time()
-    # The publisher takes the host's identity: its connection replaces the idle host's.
-    await host_room.disconnect()
+    pub = await world.publish(host_room)
     async with aiohttp.ClientSession() as http:
-        host = await world.token(http, world.owner, host=True)
-        pub = world.procs.start(
-            "publisher",
-            [sys.executable, REPO / "bench" / "publisher.py", host["url"], host["token"],
-             plan.width, plan.height, plan.fps],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(OUT / "publisher.log", "ab"),
-        )
-        latest: dict = {}
-
-        async def read_publisher():
-            loop = asyncio.get_running_loop()
-            while True:
-                line = await loop.run_in_executor(None, pub.stdout.readline)
-                if not line:
-                    return
-                latest.update(json.loads(line))
-
-        reader = asyncio.create_task(read_publisher())
-        deadline = time.time() + 30
-        while not latest.get("published") and time.time() < deadline:
-            await asyncio.sleep(0.1)
-        if not latest.get("published"):
-            raise SystemExit(f"the publisher did not publish; see {OUT}/publisher.log")
-
         subs: list[tuple[rtc.Room, str]] = []
         steps = []
         reached = 0
@@ -740,18 +806,15 @@ async def media_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
             await asyncio.sleep(3)
             s0 = await asyncio.gather(*(inbound_video(r) for r, _ in subs))
             t0, lk0, me0, m0 = time.time(), cpu_seconds(world.lk_pid), cpu_seconds(os.getpid()), machine_busy()
-            p0 = dict(latest)
+            p0 = pub.snapshot()
             await asyncio.sleep(plan.media_window_s)
             s1 = await asyncio.gather(*(inbound_video(r) for r, _ in subs))
             t1, lk1, me1, m1 = time.time(), cpu_seconds(world.lk_pid), cpu_seconds(os.getpid()), machine_busy()
-            p1 = dict(latest)
             dt = t1 - t0
+            sent_fps, sent_kbps = pub.sent_since(p0, dt)
             fps = [(b["frames_received"] - a["frames_received"]) / dt for a, b in zip(s0, s1)]
             decoded = [(b["frames_decoded"] - a["frames_decoded"]) / dt for a, b in zip(s0, s1)]
             kbps = [(b["bytes_received"] - a["bytes_received"]) * 8 / dt / 1000 for a, b in zip(s0, s1)]
-            pdt = (p1.get("t", 0) - p0.get("t", 0)) or dt
-            sent_fps = (p1.get("frames_sent", 0) - p0.get("frames_sent", 0)) / pdt
-            sent_kbps = (p1.get("bytes_sent", 0) - p0.get("bytes_sent", 0)) * 8 / pdt / 1000
             holding = sum(1 for f in fps if f >= 0.9 * plan.fps)
             step = {
                 "subscribers": len(subs),
@@ -784,25 +847,297 @@ async def media_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
             except Exception:
                 pass
 
-    # The publisher goes on (the room stays live, with video) until the run
-    # stops it, after the enforcement phase.
-    def stop_publisher() -> None:
-        pub.stdin.close()
-        try:
-            pub.wait(15)
-        except subprocess.TimeoutExpired:
-            pub.kill()
-        reader.cancel()
-        world.procs.procs.pop("publisher", None)
-
-    world.stop_publisher = stop_publisher
     return {
-        "publisher": {"width": plan.width, "height": plan.height, "fps": plan.fps, "codec": "VP8",
-                      "max_bitrate_kbps": 1000, "simulcast": False, "audio": "48 kHz mono Opus, 440 Hz tone"},
+        "publisher": Publisher.describe(plan),
         "steps": steps,
         "subscribers_reached": reached,
         "criterion": "at least 95 % of subscribers receive at least 90 % of the published frame rate",
     }
+
+
+# ---- recording ------------------------------------------------------------------------
+
+
+async def app_window(world: World, seconds: float, pub: Publisher | None = None, every: float = 1.0,
+                     tick=None) -> dict:
+    """The app's CPU (utime + stime, % of one core) and RSS (sampled every `every` s)
+    over `seconds`, with livekit-server's CPU, the machine's and what the publisher
+    sent. `tick(elapsed_s, rss_kib)` is called at each sample; True ends the window."""
+    app = world.app_pid
+    rss = []
+    p0 = pub.snapshot() if pub else {}
+    t0, a0, l0, m0 = time.time(), cpu_seconds(app), cpu_seconds(world.lk_pid), machine_busy()
+    while True:
+        now = time.time()
+        kib = rss_kib(app)
+        rss.append((round(now - t0, 1), kib))
+        if tick and tick(now - t0, kib):
+            break
+        left = t0 + seconds - now
+        if left <= 0:
+            break
+        await asyncio.sleep(min(every, left))
+    t1, a1, l1, m1 = time.time(), cpu_seconds(app), cpu_seconds(world.lk_pid), machine_busy()
+    dt = t1 - t0
+    values = [k for _, k in rss if k is not None]
+    out = {
+        "seconds": round(dt, 1),
+        "app_cpu_pct": (a1 - a0) / dt * 100,
+        "livekit_cpu_pct": (l1 - l0) / dt * 100,
+        "machine_cpu_pct": (m1[0] - m0[0]) / (m1[1] - m0[1]) * 100 if m1[1] > m0[1] else None,
+        "rss_kib": {"median": median(values), "min": min(values), "max": max(values), "last": values[-1]},
+        "rss_series": rss,
+    }
+    if pub:
+        out["publisher_sent_fps"], out["publisher_sent_kbps"] = pub.sent_since(p0, dt)
+    return out
+
+
+class AppLog:
+    """The app's log lines written since `mark()` that say something about recording,
+    or warn: what the report shows when a recording does not go as it should."""
+
+    def __init__(self):
+        self.path = OUT / "stagepass.log"
+        self.offset = 0
+
+    def mark(self) -> None:
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def lines(self, limit: int = 20) -> list[str]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode(errors="replace")
+        keep = []
+        for line in text.splitlines():
+            low = line.lower()
+            if "record" in low or '"warn' in low or '"error' in low:
+                keep.append(line[:600])
+        return keep[-limit:]
+
+
+def latest_recording(world: World) -> dict | None:
+    row = psql(
+        DB_NAME,
+        f"""SELECT id, status, coalesce(error, ''), coalesce(duration_ms, -1), coalesce(size_bytes, -1),
+                   coalesce(object_key, ''), coalesce(extract(epoch FROM started_at), 0),
+                   (SELECT count(*) FROM recording_parts p WHERE p.recording_id = r.id),
+                   coalesce((SELECT upload_id IS NOT NULL FROM recording_parts p
+                             WHERE p.recording_id = r.id ORDER BY part_no DESC LIMIT 1), false),
+                   coalesce((SELECT duration_ms FROM recording_parts p
+                             WHERE p.recording_id = r.id ORDER BY part_no DESC LIMIT 1), -1)
+              FROM recordings r WHERE stream_id = {world.stream_id} ORDER BY id DESC LIMIT 1""",
+    )
+    if not row:
+        return None
+    f = row.split("|")
+    return {"id": int(f[0]), "status": f[1], "error": f[2] or None,
+            "duration_ms": int(f[3]) if int(f[3]) >= 0 else None,
+            "size_bytes": int(f[4]) if int(f[4]) >= 0 else None,
+            "object_key": f[5] or None, "started_at": float(f[6]) or None, "parts": int(f[7]),
+            "multipart": f[8] == "t", "stored_ms": int(f[9]) if int(f[9]) >= 0 else None}
+
+
+async def wait_recording(world: World, rid: int | None, statuses: set, timeout: float) -> dict | None:
+    """Polls the latest recording (newer than `rid`, when given) until its status is
+    one of `statuses` or `failed`; None if none appears within `timeout`."""
+    deadline = time.time() + timeout
+    row = None
+    while time.time() < deadline:
+        row = latest_recording(world)
+        if row and (rid is None or row["id"] != rid) and row["status"] in statuses | {"failed"}:
+            return row
+        await asyncio.sleep(0.2)
+    return row if row and (rid is None or row["id"] != rid) else None
+
+
+async def owner_post(world: World, path: str) -> int:
+    """A form POST of the owner's, as the broadcast page's buttons send it (session
+    cookie and CSRF token); the app answers with a flash and a redirect."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(world.base + path, headers=world.headers(world.owner),
+                             allow_redirects=False) as r:
+            return r.status
+
+
+def object_path(key: str) -> Path | None:
+    """Where s3s-fs keeps the object `key` of the bucket (a file under its root)."""
+    path = OUT / "s3" / "stagepass" / key
+    return path if path.is_file() else None
+
+
+def ffprobe(path: Path) -> dict | None:
+    """Codec, resolution, frames and duration of each stream, decoding every frame
+    (`-count_frames`), and what ffprobe had to say about the file (errors)."""
+    if not shutil.which("ffprobe"):
+        return None
+    r = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-of", "json",
+         "-show_entries", "format=format_name,duration,size:stream=codec_type,codec_name,width,height,"
+         "nb_read_frames,sample_rate,channels", str(path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    try:
+        j = json.loads(r.stdout or "{}")
+    except ValueError:
+        j = {}
+    out = {"format": j.get("format", {}).get("format_name"),
+           "duration_s": float(j["format"]["duration"]) if j.get("format", {}).get("duration") else None,
+           "errors": [line for line in r.stderr.splitlines() if line.strip()][:10]}
+    for st in j.get("streams", []):
+        kind = st.get("codec_type")
+        if kind in ("video", "audio") and kind not in out:
+            out[kind] = {k: st[k] for k in ("codec_name", "width", "height", "sample_rate", "channels") if k in st}
+            out[kind]["frames"] = int(st["nb_read_frames"]) if st.get("nb_read_frames") else None
+    return out
+
+
+async def record_once(world: World, pub: Publisher, log: AppLog, hold, label: str) -> dict:
+    """Starts a recording through the owner's endpoint, waits until it is active,
+    runs `hold(t_active)` (the measurement while it records), stops it, waits until
+    it is complete, and describes the result."""
+    base = f"/studio/streams/{world.stream_id}/recording"
+    before = latest_recording(world)
+    log.mark()
+    t_req = time.time()
+    status = await owner_post(world, f"{base}/start")
+    row = await wait_recording(world, before and before["id"], {"active"}, 30)
+    if status != 303 or not row or row["status"] != "active":
+        lines = log.lines()
+        note(f"{label}: start answered {status}; recording {row}")
+        for line in lines:
+            note(f"  app: {line}")
+        return {"failed": f"start answered {status}; recording {row and row['status']}: "
+                          f"{row and row['error']}", "app_log": lines}
+    t_active = time.time()
+    measured = await hold(t_active)
+    t_stop = time.time()
+    status = await owner_post(world, f"{base}/stop")
+    done = await wait_recording(world, None, {"complete"}, 60)
+    t_done = time.time()
+    r = {
+        "recording_id": row["id"],
+        "start_answer": 303,
+        "active_after_s": round(t_active - t_req, 2),
+        "recorded_wall_s": round(t_stop - t_active, 1),
+        "stop_answer": status,
+        "complete_after_s": round(t_done - t_stop, 2),
+        "status": done and done["status"],
+        "recording_error": done and done["error"],
+        "duration_ms": done and done["duration_ms"],
+        "size_bytes": done and done["size_bytes"],
+        "object_key": done and done["object_key"],
+        "parts": done and done["parts"],
+        **measured,
+    }
+    if not done or done["status"] != "complete":
+        r["app_log"] = log.lines()
+        for line in r["app_log"]:
+            note(f"  app: {line}")
+    path = object_path(r["object_key"]) if r["object_key"] else None
+    r["object_bytes"] = path.stat().st_size if path else None
+    r["ffprobe"] = ffprobe(path) if path else None
+    warnings = [line for line in log.lines(50) if '"warn' in line.lower() or '"error' in line.lower()]
+    if warnings:
+        r["app_warnings"] = warnings[-10:]
+    return r
+
+
+def describe_probe(pr: dict | None) -> str:
+    if not pr:
+        return "no ffprobe"
+    v, a = pr.get("video", {}), pr.get("audio", {})
+    s = (f"{pr.get('format')}, {fmt(pr.get('duration_s'), 1)} s; video {v.get('codec_name')} "
+         f"{v.get('width')}x{v.get('height')} {v.get('frames')} frames; audio {a.get('codec_name')} "
+         f"{a.get('sample_rate')} Hz {a.get('frames')} frames")
+    return s + (f"; ffprobe errors: {pr['errors'][:2]}" if pr.get("errors") else "")
+
+
+async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
+    say(f"built-in recording: the app's CPU and RSS over {plan.recording_window_s} s without and with one "
+        f"recording of the publisher's {plan.width}x{plan.height} {plan.fps} fps stream; {plan.reps} runs"
+        + (f", then one recording held up to {plan.recording_long_max_s} s" if plan.recording_long_max_s else ""))
+    pub = await world.publish(host_room)
+    log = AppLog()
+    # The publisher's encoder ramps its bitrate up over its first seconds.
+    await asyncio.sleep(5)
+    runs = []
+    for rep in range(plan.reps):
+        idle = await app_window(world, plan.recording_window_s, pub)
+
+        async def hold(t_active):
+            # Joining, ICE, DTLS and the first keyframe are behind; then the window.
+            await asyncio.sleep(max(0.0, t_active + plan.recording_warmup_s - time.time()))
+            return {"with": await app_window(world, plan.recording_window_s, pub)}
+
+        r = await record_once(world, pub, log, hold, f"run {rep + 1}")
+        r["without"] = idle
+        if "failed" not in r:
+            await asyncio.sleep(3)
+            r["after"] = await app_window(world, 5, pub)
+            w, wo, af = r["with"], r["without"], r["after"]
+            r["cpu_pct_delta"] = w["app_cpu_pct"] - wo["app_cpu_pct"]
+            r["livekit_cpu_pct_delta"] = w["livekit_cpu_pct"] - wo["livekit_cpu_pct"]
+            r["rss_kib_delta"] = w["rss_kib"]["median"] - wo["rss_kib"]["median"]
+            note(f"run {rep + 1}: app CPU {fmt(wo['app_cpu_pct'])} % without, {fmt(w['app_cpu_pct'])} % with "
+                 f"(+{fmt(r['cpu_pct_delta'])} % of one core); RSS {fmt(wo['rss_kib']['median'] / 1024, 1)} -> "
+                 f"{fmt(w['rss_kib']['median'] / 1024, 1)} (max {fmt(w['rss_kib']['max'] / 1024, 1)}) -> "
+                 f"{fmt(af['rss_kib']['median'] / 1024, 1)} MiB after; livekit-server "
+                 f"{fmt(wo['livekit_cpu_pct'], 1)} -> {fmt(w['livekit_cpu_pct'], 1)} %; publisher "
+                 f"{fmt(w.get('publisher_sent_fps'), 1)} fps {fmt(w.get('publisher_sent_kbps'), 0)} kbps")
+            note(f"       active after {r['active_after_s']} s, complete {r['complete_after_s']} s after stop: "
+                 f"{r['status']}, {fmt((r['duration_ms'] or 0) / 1000, 1)} s, {r['size_bytes']} bytes, "
+                 f"{r['parts']} part(s); {describe_probe(r['ffprobe'])}")
+        runs.append(r)
+        for x in ("with", "without", "after"):
+            if x in r:
+                r[x].pop("rss_series", None)
+    out = {"runs": runs, "window_s": plan.recording_window_s, "warmup_s": plan.recording_warmup_s,
+           "publisher": Publisher.describe(plan)}
+
+    if plan.recording_long_max_s:
+        base_rss = await app_window(world, 10, pub)
+        pieces: list[dict] = []
+
+        async def hold_long(t_active):
+            await asyncio.sleep(max(0.0, t_active + plan.recording_warmup_s - time.time()))
+            last = {"stored_ms": None, "done_at": None}
+
+            def tick(elapsed, kib):
+                row = latest_recording(world)
+                if row and row["stored_ms"] is not None and row["stored_ms"] != last["stored_ms"]:
+                    last["stored_ms"] = row["stored_ms"]
+                    pieces.append({"at_s": round(time.time() - t_active, 1), "stored_ms": row["stored_ms"],
+                                   "rss_kib": kib})
+                    note(f"long recording: a 5 MiB part is in the bucket at {pieces[-1]['at_s']} s "
+                         f"(RSS {fmt(kib / 1024, 1)} MiB)")
+                    if len(pieces) >= 2 and last["done_at"] is None:
+                        last["done_at"] = time.time()
+                # 10 s past the second part's upload.
+                return last["done_at"] is not None and time.time() > last["done_at"] + 10
+
+            w = await app_window(world, plan.recording_long_max_s - plan.recording_warmup_s, pub, every=2, tick=tick)
+            return {"with": w}
+
+        r = await record_once(world, pub, log, hold_long, "long recording")
+        r["without"] = base_rss
+        r["parts_uploaded_while_recording"] = pieces
+        if "failed" not in r:
+            await asyncio.sleep(3)
+            r["after"] = await app_window(world, 5, pub)
+            r["after"].pop("rss_series", None)
+            w = r["with"]
+            r["rss_peak_delta_kib"] = w["rss_kib"]["max"] - base_rss["rss_kib"]["median"]
+            r["cpu_pct_delta"] = w["app_cpu_pct"] - base_rss["app_cpu_pct"]
+            note(f"long recording: {r['recorded_wall_s']} s; RSS {fmt(base_rss['rss_kib']['median'] / 1024, 1)} MiB "
+                 f"before, peak {fmt(w['rss_kib']['max'] / 1024, 1)} MiB (+{fmt(r['rss_peak_delta_kib'] / 1024, 1)}); "
+                 f"app CPU {fmt(w['app_cpu_pct'])} % over the recording ({fmt(base_rss['app_cpu_pct'])} % before); "
+                 f"{r['status']}, {r['size_bytes']} bytes, {r['parts']} part(s); {describe_probe(r['ffprobe'])}")
+        base_rss.pop("rss_series", None)
+        out["long"] = r
+    return out
 
 
 # ---- machine --------------------------------------------------------------------------
@@ -900,15 +1235,19 @@ async def run(plan: Plan, procs: Processes) -> dict:
     # its subscribers decode video. The publisher stays for the enforcement phase.
     if wanted("media"):
         phases["media"] = await media_phase(plan, world, host_room)
+    # After media (its subscribers are gone) and before enforcement (its 150 clients
+    # joining and being removed would cost the app CPU in the windows).
+    if wanted("recording"):
+        phases["recording"] = await recording_phase(plan, world, host_room)
     if wanted("enforcement"):
         lk = api.LiveKitAPI(world.lk_url, world.lk_key, world.lk_secret)
         try:
             phases["enforcement"] = await enforcement_phase(plan, world, lk)
         finally:
             await lk.aclose()
-    if world.stop_publisher:
-        world.stop_publisher()
-    if "media" not in phases:  # the media phase hands the host's place to its publisher
+    if world.publisher:
+        world.publisher.stop()
+    else:  # a publisher takes the host's place (World.publish)
         await host_room.disconnect()
     report["load_average"]["after"] = loadavg()
     report["duration_s"] = round(time.time() - t_start)

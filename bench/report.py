@@ -23,6 +23,10 @@ def _f(x, digits=2, unit=""):
     return f"{x:,.{digits}f}{unit}"
 
 
+def _signed(x, digits=2):
+    return "n/a" if x is None else f"{x:+,.{digits}f}"
+
+
 def _spread(xs, digits=2):
     """`median [min–max]` of the runs' values (just the value for one run)."""
     xs = [x for x in xs if x is not None]
@@ -31,6 +35,20 @@ def _spread(xs, digits=2):
     if len(xs) == 1:
         return _f(xs[0], digits)
     return f"{_f(_median(xs), digits)} [{_f(min(xs), digits)}–{_f(max(xs), digits)}]"
+
+
+def _probe(pr, fps, duration_ms) -> str:
+    """ffprobe's summary of a recording's object, with the frames fps × duration expects."""
+    if not pr:
+        return "not probed (no ffprobe, or no object)"
+    v, a = pr.get("video") or {}, pr.get("audio") or {}
+    expected = f" (≈ {fps * duration_ms / 1000:,.0f} expected)" if duration_ms else ""
+    s = (f"{pr.get('format')}, {_f(pr.get('duration_s'), 1)} s; {v.get('codec_name', 'no video')} "
+         f"{v.get('width')}x{v.get('height')}, {_f(v.get('frames'), 0)} frames{expected}; "
+         f"{a.get('codec_name', 'no audio')} {a.get('sample_rate', '')} Hz")
+    if pr.get("errors"):
+        s += f"; ffprobe reported {len(pr['errors'])} error line(s), e.g. `{pr['errors'][0][:120]}`"
+    return s
 
 
 def _verdict(value, goal, lower_is_better=True):
@@ -105,6 +123,20 @@ def markdown(r: dict, goals: dict) -> str:
       f"{_verdict(per_sub_top, goals['sse_bytes_per_subscriber'])} |")
     w(f"| enforcement p99 < {goals['enforcement_p99_s']:.0f} s | {_f(enf_p99, 3)} s | "
       f"{_verdict(enf_p99, goals['enforcement_p99_s'])} |")
+    rec = ph.get("recording")
+    if rec:
+        ok = [x for x in rec["runs"] if "failed" not in x]
+        cpu = _median([x["cpu_pct_delta"] for x in ok])
+        rss = _median([x["rss_kib_delta"] / 1024 for x in ok])
+        long = rec.get("long")
+        long_peak = long["rss_peak_delta_kib"] / 1024 if long and "rss_peak_delta_kib" in long else None
+        worst = max([x for x in (rss, long_peak) if x is not None], default=None)
+        w(f"| one built-in recording (640x360 30 fps) under {goals['recording_cpu_pct']:.0f} % of one core | "
+          f"{_signed(cpu)} % | {_verdict(cpu, goals['recording_cpu_pct'])} |")
+        w(f"| one built-in recording under {goals['recording_rss_mib']:.0f} MiB | {_signed(rss, 1)} MiB over "
+          f"{rec['window_s']} s" + (f"; peak {_signed(long_peak, 1)} MiB over a {_f(long['recorded_wall_s'], 0)} s "
+                                     "recording" if long_peak is not None else "")
+          + f" | {_verdict(worst, goals['recording_rss_mib'])} |")
     w("")
 
     # ---- HTTP
@@ -255,6 +287,90 @@ def markdown(r: dict, goals: dict) -> str:
               f"({_f(st['received_kbps']['min'], 0)}) | {st['publisher_sent_fps']} | {st['livekit_cpu_pct']} % | "
               f"{st['subscriber_process_cpu_pct']} % | {st['machine_cpu_pct']} % |")
         w("")
+
+    # ---- recording
+    if "recording" in ph:
+        rec = ph["recording"]
+        pub = rec["publisher"]
+        runs = rec["runs"]
+        ok = [x for x in runs if "failed" not in x]
+        w("## Built-in recording")
+        w("")
+        w(f"The host's publisher (as in the real-media phase: {pub['width']}x{pub['height']} {pub['codec']} at "
+          f"{pub['fps']} fps, at most {pub['max_bitrate_kbps']} kbps, and {pub['audio']}) is in the live room "
+          "with nobody else. Each run measures the app process over "
+          f"{rec['window_s']} s without a recording, then the owner starts one through the app "
+          "(`POST /studio/streams/{id}/recording/start`, session cookie and CSRF token, as the broadcast page's "
+          "button does); once its row is `active` (the recorder joined the room and wrote its first frame) and "
+          f"{rec['warmup_s']} s more have passed, the same {rec['window_s']} s window is measured again; then "
+          "`POST …/recording/stop`, and the row is awaited until `complete`. CPU = utime + stime of the app "
+          "process (all its threads, from /proc/<pid>/stat) over the window, in % of one core; RSS is sampled "
+          "every second (the median of the window). \"After\" is 3 s after the recording completed. The object is "
+          "read back from s3s-fs's directory and checked with ffprobe (`-count_frames`: every frame decoded).")
+        w("")
+        if ok:
+            def row(title, key, scale=1.0, digits=2, pick=None):
+                get = pick or (lambda x, k: x[k])
+                wo = [get(x["without"], key) / scale for x in ok]
+                wi = [get(x["with"], key) / scale for x in ok]
+                d = [b - a for a, b in zip(wo, wi)]
+                af = [get(x["after"], key) / scale for x in ok if "after" in x]
+                w(f"| {title} | {_spread(wo, digits)} | {_spread(wi, digits)} | {_spread(d, digits)} | "
+                  f"{_spread(af, digits)} |")
+
+            rss = lambda x, k: x["rss_kib"][k]  # noqa: E731
+            w("| app process | without a recording | with one recording | difference | after it |")
+            w("| --- | --- | --- | --- | --- |")
+            row("CPU, % of one core", "app_cpu_pct")
+            row("RSS, median of the window (MiB)", "median", 1024, 1, rss)
+            row("RSS, highest sample (MiB)", "max", 1024, 1, rss)
+            row("livekit-server CPU, % of one core", "livekit_cpu_pct", digits=1)
+            row("machine CPU, % of both cores", "machine_cpu_pct", digits=1)
+            row("publisher sent, fps", "publisher_sent_fps", digits=1)
+            row("publisher sent, kbps", "publisher_sent_kbps", digits=0)
+            w("")
+            w("| run | start → active (s) | recorded (s) | stop → complete (s) | duration in the row (s) | size | object (ffprobe) |")
+            w("| --- | --- | --- | --- | --- | --- | --- |")
+        for i, x in enumerate(runs, 1):
+            if "failed" in x:
+                w(f"| {i} | failed: {x['failed']} | | | | | |")
+                continue
+            w(f"| {i} | {_f(x['active_after_s'])} | {_f(x['recorded_wall_s'], 1)} | {_f(x['complete_after_s'])} | "
+              f"{_f(x['duration_ms'] and x['duration_ms'] / 1000, 1)} | {_f(x['size_bytes'] and x['size_bytes'] / 1024, 0)} KiB "
+              f"({x['parts']} part{'s' if x['parts'] != 1 else ''}) | {_probe(x.get('ffprobe'), pub['fps'], x['duration_ms'])} |")
+        w("")
+        long = rec.get("long")
+        if long and "failed" not in long:
+            pieces = long.get("parts_uploaded_while_recording", [])
+            w(f"**A longer recording.** The {rec['window_s']} s windows end before the upload's first 5 MiB part "
+              "fills (at the publisher's bitrate that takes minutes), and the upload holds part 1 in memory until "
+              "the end (its header is written last) beside the part being filled. So one recording is held until "
+              "two parts have gone up, with RSS sampled every 2 s: "
+              f"recorded {_f(long['recorded_wall_s'], 0)} s, RSS {_f(long['without']['rss_kib']['median'] / 1024, 1)} MiB "
+              f"before, peak {_f(long['with']['rss_kib']['max'] / 1024, 1)} MiB "
+              f"(**{_signed(long['rss_peak_delta_kib'] / 1024, 1)} MiB**), "
+              f"{_f(long['with']['rss_kib']['last'] / 1024, 1)} MiB at the end, "
+              f"{_f(long['after']['rss_kib']['median'] / 1024, 1) if 'after' in long else 'n/a'} MiB after; "
+              f"app CPU {_f(long['with']['app_cpu_pct'])} % of one core over it "
+              f"({_f(long['without']['app_cpu_pct'])} % over 10 s before); "
+              + (", ".join(f"a part up at {_f(pc['at_s'], 0)} s (RSS {_f(pc['rss_kib'] / 1024, 1)} MiB)" for pc in pieces)
+                 or "no part went up while recording")
+              + f". The object: {_f(long['size_bytes'] and long['size_bytes'] / 1024 / 1024, 1)} MiB, "
+              f"{_probe(long.get('ffprobe'), pub['fps'], long['duration_ms'])}.")
+            w("")
+        elif long:
+            w(f"The longer recording failed: {long['failed']}")
+            w("")
+        bad = [x for x in runs + ([long] if long else []) if x.get("app_log") or x.get("app_warnings")]
+        if bad:
+            w("The app's log said, during the recordings:")
+            w("")
+            w("```")
+            for x in bad:
+                for line in (x.get("app_log") or x.get("app_warnings"))[-5:]:
+                    w(line)
+            w("```")
+            w("")
 
     # ---- settings
     w("## Settings")

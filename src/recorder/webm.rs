@@ -218,7 +218,7 @@ impl Muxer {
     ///
     /// Video before the first video keyframe is dropped; with a video track, the file
     /// starts at the first video keyframe (time 0) and earlier audio is dropped.
-    /// A timestamp below the track's previous one is raised to it. Frames of a track
+    /// A timestamp not after the track's previous one is raised to just after it. Frames of a track
     /// the muxer was not given, and empty frames, are ignored.
     ///
     /// Frames wait 500 ms (of `at_ms`) to be put in time order across tracks, so
@@ -243,8 +243,10 @@ impl Muxer {
             }
             self.video_keyframe_seen = true;
         }
+        // Strictly after the track's previous frame: two frames at one time
+        // are an error to demuxers (a switch or jitter can bring one early).
         let last = &mut self.last_pushed_ms[track as usize];
-        let at_ms = at_ms.max(last.unwrap_or(0));
+        let at_ms = at_ms.max(last.map_or(0, |l| l + 1));
         *last = Some(at_ms);
         self.newest_ms = self.newest_ms.max(at_ms);
 

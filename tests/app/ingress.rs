@@ -524,9 +524,9 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
     assert_eq!(notified(&app, fan_id).await, vec!["live".to_owned()]);
 
     // A reset while streaming disconnects the encoder at once; the stream stays live.
-    let asked = Instant::now();
     let reset = owner.submit(&studio, "#ingress-reset-form", &[]).await;
     assert_eq!(reset.status, StatusCode::SEE_OTHER, "{}", reset.text);
+    let asked = Instant::now();
     while in_room(&app, &stream.room_name).await.contains(&identity) {
         assert!(
             asked.elapsed() <= Duration::from_secs(2),

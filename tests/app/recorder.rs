@@ -114,9 +114,22 @@ impl Studio {
         let active = Instant::now();
         self.recorder_is_no_viewer().await;
         tokio::time::sleep(Duration::from_secs(seconds).saturating_sub(active.elapsed())).await;
-        self.owner.click("#recording-stop-form [type=submit]").await;
+        self.stop_recording().await;
         let recorded = active.elapsed();
         (self.wait_status("complete").await, recorded)
+    }
+
+    /// Stops from the recording panel, which htmx re-renders every few
+    /// seconds (a click through JavaScript finds the button of the moment).
+    async fn stop_recording(&self) {
+        self.owner
+            .wait_until(
+                "the stop button to be clicked",
+                "const b = document.querySelector('#recording-stop-form [type=submit]'); \
+                 if (b) b.click(); return b !== null",
+                TIMEOUT,
+            )
+            .await;
     }
 
     /// The recorder is in the room, hidden and marked as a recorder, and
@@ -478,4 +491,140 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
 
     owner.close().await;
     a.stop().await;
+}
+
+/// Per-frame (time, width) of the file's video, from ffprobe.
+fn frame_sizes(path: &PathBuf) -> Vec<(f64, u64)> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=best_effort_timestamp_time,width",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let a = fields.next()?;
+            let b = fields.next()?;
+            // ffprobe orders the entries its own way: the width is the integer.
+            match (a.parse::<u64>(), b.parse::<f64>()) {
+                (Ok(width), Ok(t)) => Some((t, width)),
+                _ => Some((a.parse().ok()?, b.parse().ok()?)),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
+    let t = broadcasting().await;
+    t.owner.click("#recording-start-form [type=submit]").await;
+    t.owner.wait_for("#recording-stop-form").await;
+    t.wait_status("active").await;
+    let active = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // The host shares their screen: viewers see it, and so does the recording.
+    t.owner.click("#toggle-screen").await;
+    t.owner
+        .wait_until(
+            "the screen share to publish",
+            "return document.getElementById('toggle-screen').getAttribute('aria-pressed') === 'true'",
+            TIMEOUT,
+        )
+        .await;
+    let shared_at = active.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    t.owner.click("#toggle-screen").await;
+    let unshared_at = active.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    t.stop_recording().await;
+    let done = t.wait_status("complete").await;
+
+    let path = t.object(&done).await;
+    let frames = frame_sizes(&path);
+    // The camera and the screen come in sizes of their own (the camera's
+    // simulcast layers vary with the publisher's load; the screen is not
+    // simulcast at those sizes), so the frames' widths tell them apart.
+    let widths_in = |from: f64, to: f64| -> std::collections::BTreeSet<u64> {
+        frames
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .map(|(_, w)| *w)
+            .collect()
+    };
+    let camera = widths_in(0.0, shared_at - 1.0);
+    let screen = widths_in(shared_at + 2.0, unshared_at - 1.0);
+    let camera_again = widths_in(unshared_at + 2.0, f64::MAX);
+    assert!(
+        !camera.is_empty() && !screen.is_empty() && !camera_again.is_empty(),
+        "{frames:?}"
+    );
+    assert!(
+        camera.is_disjoint(&screen),
+        "the screen share is not in the recording: camera {camera:?}, then {screen:?}"
+    );
+    assert!(
+        camera_again.is_disjoint(&screen),
+        "the camera did not come back: {screen:?}, then {camera_again:?}"
+    );
+    // Every frame of the file decodes, across both switches (framecrc
+    // decodes each frame and keeps the file's timestamps as they are).
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-y", "-f", "framecrc", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
+
+    // Chromium plays on from the middle of the screen share.
+    t.owner
+        .goto(&format!("{}/s/{}/replays", t.app.url, t.stream.id))
+        .await;
+    let from = (shared_at + unshared_at) / 2.0;
+    t.owner
+        .wait_until(
+            "the replay's metadata",
+            "const v = document.querySelector('video.replay-video'); return v && v.readyState >= 1",
+            LONG,
+        )
+        .await;
+    t.owner
+        .js(&format!(
+            "const v = document.querySelector('video.replay-video'); \
+             v.muted = true; v.currentTime = {from}; v.play(); return true"
+        ))
+        .await;
+    t.owner
+        .wait_until(
+            "the replay to play across the switch back to the camera",
+            &format!(
+                "const v = document.querySelector('video.replay-video'); \
+                 return v.currentTime > {unshared_at} + 1 && v.videoWidth > 0"
+            ),
+            LONG,
+        )
+        .await;
+    t.owner.close().await;
+    t.app.stop().await;
 }
