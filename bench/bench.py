@@ -17,6 +17,8 @@ Phases, each repeated (3 times unless BENCH_QUICK=1):
              subscribers until the machine no longer holds the frame rate
   recording  one built-in recording of the publisher's stream, started and stopped
              through the owner's endpoints: the app's CPU and RSS without and with it
+             (3 x 30 s), then one recording held until two 5 MiB upload parts went up
+             (BENCH_RECORDING_LONG_S caps it; 0 skips it, the default with BENCH_QUICK)
   enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
              apart: time from each grant's end until LiveKit no longer lists them
 

@@ -49,6 +49,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
+    let recorders = state.clone();
     let server = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -68,5 +69,6 @@ pub async fn serve(
     for job in jobs {
         job.abort();
     }
+    recorders.recorders.hand_over(DRAIN_TIMEOUT).await;
     result
 }

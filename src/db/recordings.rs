@@ -353,6 +353,23 @@ pub async fn renew_lease(
         .optional()
 }
 
+/// Lets go of a lease `owner` holds, so that another instance takes the
+/// recording over at once.
+pub async fn release_lease(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    owner: uuid::Uuid,
+) -> QueryResult<()> {
+    diesel::update(recordings::table.find(id))
+        .filter(recordings::lease_owner.eq(owner))
+        .set(recordings::lease_until.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("now() - interval '1 second'")))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Unfinished built-in recordings whose lease lapsed (or was never taken).
 pub async fn unheld_builtin(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
     recordings::table

@@ -53,6 +53,9 @@ pub struct Recorders {
     instance: uuid::Uuid,
     /// Recording id -> how to stop it at once.
     running: Mutex<HashMap<i64, Arc<Notify>>>,
+    /// The instance is shutting down: recorders finish their file and let
+    /// go of their recording instead of ending it.
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Recorders {
@@ -60,11 +63,38 @@ impl Default for Recorders {
         Self {
             instance: uuid::Uuid::new_v4(),
             running: Mutex::new(HashMap::new()),
+            handing_over: Default::default(),
         }
     }
 }
 
 impl Recorders {
+    /// On shutdown: every recorder of this instance finishes its file (so
+    /// nothing recorded is lost) and lets go of its recording, which another
+    /// instance (or this one, restarted) continues in a new part. Waits for
+    /// them at most `within`.
+    pub async fn hand_over(&self, within: Duration) {
+        self.handing_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for stop in self.running.lock().expect("recorders").values() {
+            stop.notify_one();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while self.active() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.active() > 0 {
+            tracing::warn!(
+                recordings = self.active(),
+                "shutdown: recordings still finishing; another instance salvages what was uploaded"
+            );
+        }
+    }
+
+    fn handing_over(&self) -> bool {
+        self.handing_over.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Wakes this instance's recorder of `recording`, if it runs here, so
     /// that it sees the stop at once instead of at its next renewal.
     pub fn wake(&self, recording: i64) {
@@ -331,6 +361,18 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
                 .await
             {
                 tracing::warn!(error = %e, "recorder: saving a finished part");
+            }
+            if state.recorders.handing_over() {
+                // Shutting down mid-stream: the recording goes on elsewhere.
+                if let Ok(mut conn) = state.db.get().await
+                    && let Err(e) =
+                        recordings::release_lease(&mut conn, recording, state.recorders.instance)
+                            .await
+                {
+                    tracing::warn!(error = %e, "recorder: letting go of a recording");
+                }
+                tracing::info!(recording, "recorder: handed over at shutdown");
+                return;
             }
             None
         }

@@ -95,11 +95,14 @@ async fn discover_lists_live_streams_before_scheduled_ones_and_hides_drafts_and_
     let draft = stream_at(&app, ch, "Secret draft", "draft", None, None).await;
     let ended = stream_at(&app, ch, "Last week's show", "ended", Some(120), None).await;
 
-    // Two viewers and the host in the newer room: the host does not count.
+    // Two viewers (one of whom has since deleted their account), the host,
+    // and the built-in recorder in the newer room: the host and the recorder
+    // do not count.
     let (_bob, bob_id) = builders::user(&app, "bob@example.com", "Bob").await;
     in_room(&app, newer_live, Some(ann_id), &ann_id.to_string()).await;
     in_room(&app, newer_live, Some(bob_id), &bob_id.to_string()).await;
-    in_room(&app, newer_live, None, "guest-1").await;
+    in_room(&app, newer_live, None, "987654").await;
+    in_room(&app, newer_live, None, &format!("recorder-{newer_live}")).await;
 
     let page = app.anonymous().get("/").await;
     assert_eq!(page.status, StatusCode::OK);

@@ -448,7 +448,12 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(audited(&app, "participant.encoder_refused").await >= 1);
+    // The audit row is written once LiveKit has answered the removal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while audited(&app, "participant.encoder_refused").await == 0 {
+        assert!(Instant::now() < deadline, "the refusal was not audited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !in_room(&app, &stream.room_name)

@@ -420,13 +420,21 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
         p.len() == 2 && p.iter().all(|p| p.status == "complete")
     })
     .await;
-    let done = recordings::table
-        .filter(recordings::stream_id.eq(stream.id))
-        .select(Recording::as_select())
-        .first(&mut *a.conn().await)
-        .await
-        .unwrap();
-    assert_eq!(done.status, "complete", "{done:?}");
+    // The row follows its parts.
+    let deadline = Instant::now() + LONG;
+    let done = loop {
+        let done = recordings::table
+            .filter(recordings::stream_id.eq(stream.id))
+            .select(Recording::as_select())
+            .first(&mut *a.conn().await)
+            .await
+            .unwrap();
+        if done.status == "complete" {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "{done:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(
         done.object_key.as_deref(),
         Some(parts[0].object_key.as_str())
@@ -451,10 +459,12 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     }
 
     // The replay plays the parts in order: the first, then the second.
-    owner.sign_in(&a.url, "host@example.com", PASSWORD).await;
+    // (The owner's session lives in the shared database and its cookie is
+    // the host's, so Chromium is signed in at A too.)
     owner
         .goto(&format!("{}/s/{}/replays", a.url, stream.id))
         .await;
+    owner.wait_for("video.replay-video").await;
     let src = owner
         .attr("video.replay-video", "src")
         .await
