@@ -148,7 +148,7 @@ impl Studio {
             .find(|p| p.identity == format!("recorder-{}", self.stream.id))
             .unwrap_or_else(|| panic!("no recorder in the room: {participants:?}"));
         let permission = recorder.permission.as_ref().unwrap();
-        assert!(permission.hidden && permission.recorder, "{permission:?}");
+        assert!(permission.hidden, "{permission:?}");
         assert!(
             !permission.can_publish && !permission.can_publish_data,
             "{permission:?}"
