@@ -45,11 +45,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let jobs = jobs::spawn(state.clone());
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let mut handing_over = stopping_tx.subscribe();
     let signal = async move {
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
+    // Recordings are finished and handed over as soon as shutdown begins,
+    // beside the drain (open chat streams keep it going to its deadline).
     let recorders = state.clone();
+    let hand_over = tokio::spawn(async move {
+        if handing_over.wait_for(|stop| *stop).await.is_ok() {
+            recorders.recorders.hand_over(DRAIN_TIMEOUT).await;
+        }
+    });
     let server = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -69,6 +77,6 @@ pub async fn serve(
     for job in jobs {
         job.abort();
     }
-    recorders.recorders.hand_over(DRAIN_TIMEOUT).await;
+    let _ = hand_over.await;
     result
 }

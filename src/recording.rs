@@ -294,12 +294,20 @@ fn object_key_of(filename: &str, location: &str) -> String {
 /// handle on its object, so it goes last).
 pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), AppError> {
     let mut conn = state.db.get().await?;
-    let mut keys: Vec<String> = recordings::parts(&mut conn, recording.id)
-        .await?
-        .into_iter()
-        .map(|p| p.object_key)
-        .collect();
+    let parts = recordings::parts(&mut conn, recording.id).await?;
     drop(conn);
+    for part in &parts {
+        // An upload never completed (its recorder died) holds parts too.
+        if let Some(upload_id) = &part.upload_id
+            && let Err(e) = state
+                .storage
+                .abort_upload(&part.object_key, upload_id)
+                .await
+        {
+            tracing::warn!(error = %e, "deleting a recording's open upload");
+        }
+    }
+    let mut keys: Vec<String> = parts.into_iter().map(|p| p.object_key).collect();
     if let Some(key) = &recording.object_key
         && !keys.contains(key)
     {

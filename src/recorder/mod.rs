@@ -212,10 +212,13 @@ async fn take(state: &AppState, recording: i64) {
     }
 }
 
-/// Reports the session's progress into the recording's row.
+/// Reports the session's progress into the recording's row, and holds the
+/// lease: when it cannot renew it for longer than is safe (the database is
+/// away, or another instance took over), the session must stop writing.
 struct RowProgress {
     state: AppState,
     recording: i64,
+    renewed: std::time::Instant,
 }
 
 impl session::Progress for RowProgress {
@@ -232,32 +235,60 @@ impl session::Progress for RowProgress {
     }
 
     async fn keep_going(&mut self) -> Result<bool, ()> {
-        let renewed = match self.state.db.get().await {
-            Ok(mut conn) => {
-                recordings::renew_lease(
-                    &mut conn,
-                    self.recording,
-                    self.state.recorders.instance,
-                    LEASE,
-                )
-                .await
+        match renew(&self.state, self.recording).await {
+            Renewed::Held(status) => {
+                self.renewed = std::time::Instant::now();
+                Ok(status == "starting" || status == "active")
             }
-            // The database is away for a moment: keep recording; the lease
-            // lapses only if it stays away.
-            Err(_) => return Ok(true),
-        };
-        match renewed {
-            Ok(Some(status)) => Ok(status == "starting" || status == "active"),
-            Ok(None) => Err(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "recorder: renewing the lease");
-                Ok(true)
-            }
+            Renewed::Lost => Err(()),
+            // The database is away for a moment: go on while the lease
+            // surely holds, stop before another instance may take over.
+            Renewed::Unknown if self.renewed.elapsed() + session::CHECK_EVERY < LEASE => Ok(true),
+            Renewed::Unknown => Err(()),
         }
     }
 }
 
-/// One recording, from its lease to its final row.
+enum Renewed {
+    /// Still ours; the recording's status.
+    Held(String),
+    /// Another instance holds it, or it is finished.
+    Lost,
+    /// The database did not answer.
+    Unknown,
+}
+
+async fn renew(state: &AppState, recording: i64) -> Renewed {
+    let Ok(mut conn) = state.db.get().await else {
+        return Renewed::Unknown;
+    };
+    match recordings::renew_lease(&mut conn, recording, state.recorders.instance, LEASE).await {
+        Ok(Some(status)) => Renewed::Held(status),
+        Ok(None) => Renewed::Lost,
+        Err(e) => {
+            tracing::warn!(error = %e, "recorder: renewing the lease");
+            Renewed::Unknown
+        }
+    }
+}
+
+/// Whether the stream is still live (a recording outlives no stream).
+async fn still_live(state: &AppState, stream: crate::db::StreamId) -> bool {
+    match state.db.get().await {
+        Ok(mut conn) => {
+            matches!(streams::find(&mut conn, stream).await, Ok(Some(s)) if s.is_live())
+        }
+        Err(_) => true,
+    }
+}
+
+/// Sessions after a dropped connection start again this long after the last.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Sessions that fail before recording anything are tried this often.
+const ATTEMPTS: u32 = 5;
+
+/// One recording, from its lease to its final row: one session per part,
+/// a new part when the connection drops while the stream goes on.
 #[instrument(skip_all, fields(recording))]
 async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
     let loaded = async {
@@ -277,7 +308,7 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
             return;
         }
     };
-    // What a recorder that died had uploaded is kept.
+    // What a recorder that died had uploaded is kept (the lease is ours now).
     salvage(state, recording).await;
     if row.status == "ending" {
         // Its recorder died after stop was asked: what it had uploaded is the recording.
@@ -289,110 +320,134 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
         .await;
         return;
     }
-    if !stream.is_live() {
-        settle_from_parts(
-            state,
-            recording,
-            "The stream ended before the recording started.",
-        )
-        .await;
-        return;
-    }
     let base = row
         .object_key
         .clone()
         .unwrap_or_else(|| object_key(&stream));
-    let part = match state.db.get().await {
-        Ok(mut conn) => recordings::new_part(&mut conn, recording, |n| part_key(&base, n))
-            .await
-            .map_err(AppError::from),
-        Err(e) => Err(AppError::from(e)),
-    };
-    let part = match part {
-        Ok(part) => part,
-        Err(e) => {
-            // The lease lapses and the supervisor tries again.
-            tracing::warn!(error = %e, "recorder: starting a part");
-            return;
+    let mut failures = 0;
+    let failure: Option<String> = loop {
+        if !still_live(state, stream.id).await {
+            break None;
         }
-    };
-    let token =
-        match crate::livekit::tokens::recorder(&state.config.livekit, stream.id, &stream.room_name)
-        {
-            Ok(token) => token,
+        let part = match state.db.get().await {
+            Ok(mut conn) => recordings::new_part(&mut conn, recording, |n| part_key(&base, n))
+                .await
+                .map_err(AppError::from),
+            Err(e) => Err(AppError::from(e)),
+        };
+        let part = match part {
+            Ok(part) => part,
             Err(e) => {
-                tracing::warn!(error = %e, "recorder: minting its token");
-                fail(
-                    state,
-                    recording,
-                    "The recorder could not be admitted to the room.",
-                )
-                .await;
+                // The lease lapses and the supervisor tries again.
+                tracing::warn!(error = %e, "recorder: starting a part");
                 return;
             }
         };
-    let join = session::Join {
-        url: state
-            .config
-            .livekit
-            .url
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned(),
-        token,
-        upload: upload::Upload::start(state, part.id, &part.object_key),
-        stop,
-    };
-    let mut progress = RowProgress {
-        state: state.clone(),
-        recording,
-    };
-    let failure = match session::record(join, &mut progress).await {
-        Ok(session::Ended::Complete {
-            duration_ms,
-            size_bytes,
-        }) => {
-            if let Ok(mut conn) = state.db.get().await
-                && let Err(e) = recordings::finish_part(
-                    &mut conn,
+        let token = match crate::livekit::tokens::recorder(
+            &state.config.livekit,
+            stream.id,
+            &stream.room_name,
+        ) {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(error = %e, "recorder: minting its token");
+                break Some("The recorder could not be admitted to the room.".into());
+            }
+        };
+        let join = session::Join {
+            url: state
+                .config
+                .livekit
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            token,
+            upload: upload::Upload::start(state, part.id, &part.object_key),
+            stop: stop.clone(),
+        };
+        let mut progress = RowProgress {
+            state: state.clone(),
+            recording,
+            renewed: std::time::Instant::now(),
+        };
+        let outcome = session::record(join, &mut progress).await;
+        // Nothing final is written unless the recording is still ours.
+        let status = match renew(state, recording).await {
+            Renewed::Held(status) => status,
+            Renewed::Lost | Renewed::Unknown => {
+                tracing::warn!("recorder: another instance holds this recording now");
+                return;
+            }
+        };
+        let stopped = match outcome {
+            Ok(session::Ended::Complete {
+                duration_ms,
+                size_bytes,
+                stopped,
+            }) => {
+                finish_part(
+                    state,
                     part.id,
                     Some((Some(duration_ms as i64), size_bytes as i64)),
                 )
-                .await
-            {
-                tracing::warn!(error = %e, "recorder: saving a finished part");
+                .await;
+                failures = 0;
+                stopped
             }
-            if state.recorders.handing_over() {
-                // Shutting down mid-stream: the recording goes on elsewhere.
-                if let Ok(mut conn) = state.db.get().await
-                    && let Err(e) =
-                        recordings::release_lease(&mut conn, recording, state.recorders.instance)
-                            .await
-                {
-                    tracing::warn!(error = %e, "recorder: letting go of a recording");
+            Ok(session::Ended::LeaseLost) => return,
+            Err(e) => {
+                // What this session uploaded before it failed is kept.
+                salvage_part(state, &part).await;
+                failures += 1;
+                tracing::warn!(error = %e, attempt = failures, "recording session failed");
+                let hopeless = matches!(
+                    e,
+                    session::SessionError::Codec(_) | session::SessionError::NothingReceived
+                );
+                if hopeless || failures >= ATTEMPTS {
+                    break Some(e.to_string());
                 }
-                tracing::info!(recording, "recorder: handed over at shutdown");
-                return;
+                false
             }
-            None
-        }
-        Ok(session::Ended::LeaseLost) => {
-            // The new holder completes what this one uploaded.
-            tracing::warn!("recorder: another instance holds this recording now");
+        };
+        if state.recorders.handing_over() {
+            // Shutting down mid-stream: the recording goes on elsewhere.
+            if let Ok(mut conn) = state.db.get().await
+                && let Err(e) =
+                    recordings::release_lease(&mut conn, recording, state.recorders.instance).await
+            {
+                tracing::warn!(error = %e, "recorder: letting go of a recording");
+            }
+            tracing::info!(recording, "recorder: handed over at shutdown");
             return;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "recording failed");
-            Some(e.to_string())
+        if stopped || status == "ending" {
+            break None;
         }
+        // The connection dropped while the stream goes on: a new part.
+        tokio::time::sleep(RETRY_AFTER).await;
     };
-    salvage(state, recording).await;
     settle_from_parts(
         state,
         recording,
         failure.as_deref().unwrap_or("Nothing was recorded."),
     )
     .await;
+}
+
+/// Saves a part's end, trying again while the database is away (a part
+/// left `writing` would be salvaged as if its recorder had died).
+async fn finish_part(state: &AppState, part: i64, written: Option<(Option<i64>, i64)>) {
+    for attempt in 0..5 {
+        if let Ok(mut conn) = state.db.get().await {
+            match recordings::finish_part(&mut conn, part, written).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, attempt, "recorder: saving a part"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Part `n`'s object: the recording's key for the first, a sibling after.
@@ -412,60 +467,67 @@ fn part_key(base: &str, n: i32) -> String {
 /// which nothing was uploaded is lost.
 async fn salvage(state: &AppState, recording: i64) {
     let parts = match state.db.get().await {
-        Ok(mut conn) => recordings::parts(&mut conn, recording).await,
-        Err(e) => Err(diesel::result::Error::QueryBuilderError(
-            e.to_string().into(),
-        )),
+        Ok(mut conn) => recordings::parts(&mut conn, recording)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
-    let parts = match parts {
-        Ok(parts) => parts,
-        Err(e) => {
-            tracing::warn!(error = %e, "recorder: listing parts to salvage");
-            return;
+    match parts {
+        Ok(parts) => {
+            for part in parts.iter().filter(|p| p.status == "writing") {
+                salvage_part(state, part).await;
+            }
         }
-    };
-    for part in parts.into_iter().filter(|p| p.status == "writing") {
-        let written = match &part.upload_id {
-            Some(upload_id) => match state
-                .storage
-                .uploaded_parts(&part.object_key, upload_id)
-                .await
-            {
-                Ok(pieces) if !pieces.is_empty() => {
-                    let size: i64 = pieces.iter().map(|(_, _, size)| size).sum();
-                    let etags: Vec<(i32, String)> =
-                        pieces.into_iter().map(|(n, etag, _)| (n, etag)).collect();
-                    match state
-                        .storage
-                        .complete_upload(&part.object_key, upload_id, &etags)
-                        .await
-                    {
-                        Ok(()) => Some((part.duration_ms, size)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "recorder: completing a salvaged part");
-                            continue;
-                        }
+        Err(e) => tracing::warn!(error = %e, "recorder: listing parts to salvage"),
+    }
+}
+
+/// Salvages one part (see `salvage`). A part whose upload is gone but
+/// whose object is there (it was completed) is complete.
+async fn salvage_part(state: &AppState, part: &recordings::Part) {
+    let written = match &part.upload_id {
+        Some(upload_id) => match state
+            .storage
+            .uploaded_parts(&part.object_key, upload_id)
+            .await
+        {
+            Ok(pieces) if !pieces.is_empty() => {
+                let size: i64 = pieces.iter().map(|(_, _, size)| size).sum();
+                let etags: Vec<(i32, String)> =
+                    pieces.into_iter().map(|(n, etag, _)| (n, etag)).collect();
+                match state
+                    .storage
+                    .complete_upload(&part.object_key, upload_id, &etags)
+                    .await
+                {
+                    Ok(()) => Some((part.duration_ms, size)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recorder: completing a salvaged part");
+                        existing(state, part).await
                     }
                 }
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "recorder: listing a salvaged part's pieces");
-                    continue;
-                }
-            },
-            None => None,
-        };
-        if let Ok(mut conn) = state.db.get().await
-            && let Err(e) = recordings::finish_part(&mut conn, part.id, written).await
-        {
-            tracing::warn!(error = %e, "recorder: saving a salvaged part");
-        }
-        tracing::info!(
-            recording,
-            part = part.part_no,
-            kept = written.is_some(),
-            "recorder: salvaged a part"
-        );
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "recorder: listing a salvaged part's pieces");
+                existing(state, part).await
+            }
+        },
+        None => existing(state, part).await,
+    };
+    finish_part(state, part.id, written).await;
+    tracing::info!(
+        part = part.part_no,
+        kept = written.is_some(),
+        "recorder: salvaged a part"
+    );
+}
+
+/// The part's object, when it is in the bucket already.
+async fn existing(state: &AppState, part: &recordings::Part) -> Option<(Option<i64>, i64)> {
+    match state.storage.size(&part.object_key).await {
+        Ok(Some(size)) if size > 0 => Some((part.duration_ms, size)),
+        _ => None,
     }
 }
 

@@ -9,7 +9,7 @@
 //! recording's row except through the callbacks of `Progress`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,22 @@ const KEYFRAME_EVERY: Duration = Duration::from_secs(4);
 /// Why a session ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// Stop was asked (or the stream ended): the file is complete.
-    Complete { duration_ms: u64, size_bytes: u64 },
+    /// The file is complete. `stopped`: stop was asked (or the room closed
+    /// for good); otherwise the connection dropped while the stream may go
+    /// on, and the caller records on in a new part.
+    Complete {
+        duration_ms: u64,
+        size_bytes: u64,
+        stopped: bool,
+    },
     /// Another instance holds the recording now: this one wrote nothing final.
+    LeaseLost,
+}
+
+/// How the loop of one session ended.
+enum Exit {
+    Stop,
+    Dropped,
     LeaseLost,
 }
 
@@ -108,7 +121,9 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
             SessionError::Join
         })?;
 
-    let local_ip = local_ip_towards(&url).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let local_ip = local_ip_towards(&url)
+        .await
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
         .await
         .map_err(|e| {
@@ -140,7 +155,7 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
     let mut buf = vec![0u8; 2000];
     let mut sent_candidate = false;
 
-    let outcome: Result<bool, SessionError> = 'session: loop {
+    let outcome: Result<Exit, SessionError> = 'session: loop {
         // Drain str0m until it has nothing more to say but when to wake it.
         let deadline = loop {
             let output = match rtc.poll_output() {
@@ -163,14 +178,17 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                     let _ = socket.send_to(&t.contents, t.destination).await;
                 }
                 Output::Event(Event::MediaAdded(added)) => {
+                    let name = added.mid.to_string();
+                    room.mids.insert(name.clone(), added.mid);
                     if let Some(media) = rtc.media(added.mid) {
                         let track = media.track_id();
                         let track = track.rsplit('|').next().unwrap_or(track);
-                        room.mids.insert(added.mid, track.to_owned());
+                        room.by_mid.entry(name).or_insert_with(|| track.to_owned());
                     }
                 }
                 Output::Event(Event::MediaData(data)) => {
                     last_media = Instant::now();
+                    room.mids.entry(data.mid.to_string()).or_insert(data.mid);
                     match recording.frame(&room, data, &mut rtc) {
                         Ok(Some(first)) => {
                             if first {
@@ -202,8 +220,14 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
             event = events.recv() => match event {
                 Some(SignalEvent::Message(message)) => match *message {
                     proto::signal_response::Message::Offer(offer) => {
-                        for (mid, track) in &offer.mid_to_track_id {
-                            room.mids_by_name.insert(mid.clone(), track.clone());
+                        // The SFU reuses media lines for new tracks (a host
+                        // reloading, a second screen share): each offer says
+                        // anew which track each line carries.
+                        for (mid, track) in tracks_by_mid(&offer.sdp).into_iter().chain(offer.mid_to_track_id.clone()) {
+                            if room.by_mid.get(&mid) != Some(&track) {
+                                recording.line_changed(&mid);
+                            }
+                            room.by_mid.insert(mid, track);
                         }
                         let answer = SdpOffer::from_sdp_string(&offer.sdp)
                             .map_err(|e| e.to_string())
@@ -251,14 +275,14 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                     proto::signal_response::Message::TrackUnpublished(gone) => {
                         room.tracks.remove(&gone.track_sid);
                     }
-                    proto::signal_response::Message::Leave(_) => break 'session Ok(true),
+                    proto::signal_response::Message::Leave(_) => break 'session Ok(Exit::Dropped),
                     _ => {}
                 },
                 Some(SignalEvent::Close(reason)) => {
                     tracing::info!(reason = %reason, "recorder: signal connection closed");
-                    break 'session Ok(true);
+                    break 'session Ok(Exit::Dropped);
                 }
-                None => break 'session Ok(true),
+                None => break 'session Ok(Exit::Dropped),
             },
             received = socket.recv_from(&mut buf) => {
                 if let Ok((n, source)) = received
@@ -281,15 +305,15 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                     break 'session Err(SessionError::Connection);
                 }
             }
-            _ = stop.notified() => break 'session Ok(true),
+            _ = stop.notified() => break 'session Ok(Exit::Stop),
             _ = check.tick() => {
                 match progress.keep_going().await {
                     Ok(true) => {}
-                    Ok(false) => break 'session Ok(true),
-                    Err(()) => break 'session Ok(false),
+                    Ok(false) => break 'session Ok(Exit::Stop),
+                    Err(()) => break 'session Ok(Exit::LeaseLost),
                 }
-                if !recording.started() && joined_at.elapsed() >= FIRST_VIDEO_WAIT && !room.has_video() {
-                    // No video published at all: record the sound.
+                if !recording.started() && joined_at.elapsed() >= FIRST_VIDEO_WAIT && room.wanted_video().is_none() {
+                    // No video to show (none published, or the camera is off): record the sound.
                     recording.start_audio_only(&room);
                 }
                 if last_media.elapsed() >= NOTHING_RECEIVED && !recording.started() {
@@ -302,13 +326,14 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
     rtc.disconnect();
     signal.close().await;
     match outcome {
-        Ok(true) => recording.finish().await,
-        Ok(false) => Ok(Ended::LeaseLost),
+        Ok(Exit::Stop) => recording.finish(true).await,
+        Ok(Exit::Dropped) => recording.finish(false).await,
+        Ok(Exit::LeaseLost) => Ok(Ended::LeaseLost),
         Err(e) => {
             // What was recorded so far is kept when it can be.
             if recording.started() {
                 tracing::warn!(error = %e, "recorder: keeping what was recorded before the failure");
-                recording.finish().await
+                recording.finish(false).await
             } else {
                 Err(e)
             }
@@ -329,13 +354,16 @@ fn ws_url(url: &str) -> String {
 
 /// The local address the system would use to reach LiveKit: the address the
 /// media server can send our media to. (Connecting a UDP socket sends nothing.)
-fn local_ip_towards(url: &str) -> Option<IpAddr> {
+async fn local_ip_towards(url: &str) -> Option<IpAddr> {
     let parsed = url::Url::parse(url).ok()?;
-    let host = parsed.host_str()?;
+    let host = parsed.host_str()?.to_owned();
     let port = parsed.port_or_known_default().unwrap_or(7880);
-    let target = (host, port).to_socket_addrs().ok()?.find(|a| a.is_ipv4())?;
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    probe.connect(target).ok()?;
+    let target = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()?
+        .find(|a| a.is_ipv4())?;
+    let probe = UdpSocket::bind("0.0.0.0:0").await.ok()?;
+    probe.connect(target).await.ok()?;
     Some(probe.local_addr().ok()?.ip())
 }
 
@@ -350,15 +378,42 @@ fn parse_candidate(init: &str) -> Option<Candidate> {
     Candidate::from_sdp_string(line).ok()
 }
 
+/// `a=mid` -> the track id of its `a=msid` (LiveKit writes
+/// `{participant}|{track} {track}`), for every media line of an SDP.
+fn tracks_by_mid(sdp: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut mid: Option<String> = None;
+    let mut track: Option<String> = None;
+    let mut flush = |mid: &mut Option<String>, track: &mut Option<String>| {
+        if let (Some(m), Some(t)) = (mid.take(), track.take()) {
+            out.push((m, t));
+        }
+    };
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            flush(&mut mid, &mut track);
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_owned());
+        } else if let Some(msid) = line.strip_prefix("a=msid:") {
+            let mut parts = msid.split_whitespace();
+            let stream = parts.next().unwrap_or_default();
+            let id = parts.next().unwrap_or(stream);
+            track = Some(id.rsplit('|').next().unwrap_or(id).to_owned());
+        }
+    }
+    flush(&mut mid, &mut track);
+    out
+}
+
 /// What the recorder knows of the room's tracks.
 #[derive(Default)]
 struct Room {
     /// Track sid -> what it is.
     tracks: HashMap<String, Track>,
-    /// Media line -> track sid (from str0m's view of the SDP).
-    mids: HashMap<Mid, String>,
-    /// Media line (as text) -> track sid, when the offer says so.
-    mids_by_name: HashMap<String, String>,
+    /// Media line (its mid as text) -> the track it carries now.
+    by_mid: HashMap<String, String>,
+    /// Media line (as text) -> str0m's id for it.
+    mids: HashMap<String, Mid>,
 }
 
 #[derive(Debug, Clone)]
@@ -392,10 +447,7 @@ impl Room {
     }
 
     fn track_of(&self, mid: Mid) -> Option<&str> {
-        self.mids
-            .get(&mid)
-            .or_else(|| self.mids_by_name.get(&mid.to_string()))
-            .map(String::as_str)
+        self.by_mid.get(&mid.to_string()).map(String::as_str)
     }
 
     /// The video viewers see: a screen share while there is one, else the
@@ -423,15 +475,11 @@ impl Room {
             .min()
     }
 
-    fn has_video(&self) -> bool {
-        self.tracks.values().any(|t| t.video)
-    }
-
     fn mid_of(&self, sid: &str) -> Option<Mid> {
-        self.mids
+        self.by_mid
             .iter()
             .find(|(_, s)| s.as_str() == sid)
-            .map(|(m, _)| *m)
+            .and_then(|(m, _)| self.mids.get(m).copied())
     }
 }
 
@@ -453,6 +501,9 @@ struct Recording {
     needs_keyframe: bool,
     asked_keyframe: Option<Instant>,
     has_audio: bool,
+    /// The video codec the file was started with (a track in another codec
+    /// cannot join it: its frames are left out, a gap).
+    codec: Option<webm::VideoCodec>,
     /// Bytes for the uploader (and how far they reach, in ms), sent between
     /// two turns of the loop.
     pending: Vec<(Vec<u8>, u64)>,
@@ -470,6 +521,7 @@ impl Recording {
             needs_keyframe: true,
             asked_keyframe: None,
             has_audio: false,
+            codec: None,
             pending: Vec::new(),
             upload_failed: false,
         }
@@ -477,6 +529,14 @@ impl Recording {
 
     fn started(&self) -> bool {
         self.muxer.is_some()
+    }
+
+    /// A media line now carries another track: its clock starts anew, and
+    /// if it is the video being written, it needs a keyframe.
+    fn line_changed(&mut self, mid: &str) {
+        self.anchors.retain(|m, _| m.to_string() != mid);
+        self.needs_keyframe = true;
+        self.asked_keyframe = None;
     }
 
     /// Switches to the video viewers see now, asking for a keyframe; answers
@@ -565,8 +625,14 @@ impl Recording {
             let codec = match data.params.spec().codec {
                 str0m::format::Codec::Vp8 => webm::VideoCodec::Vp8,
                 str0m::format::Codec::Vp9 => webm::VideoCodec::Vp9,
-                other => return Err(SessionError::Codec(format!("{other:?}"))),
+                other if self.muxer.is_none() => {
+                    return Err(SessionError::Codec(format!("{other:?}")));
+                }
+                _ => return Ok(None),
             };
+            if self.codec.is_some_and(|c| c != codec) {
+                return Ok(None);
+            }
             let keyframe = data.is_keyframe();
             if !data.contiguous && !keyframe {
                 // Packets were lost: what follows cannot be decoded until a keyframe.
@@ -594,6 +660,7 @@ impl Recording {
                     _ => (0, 0),
                 };
                 let audio = room.wanted_audio().is_some();
+                self.codec = Some(codec);
                 self.begin(
                     Some(webm::VideoTrack {
                         codec,
@@ -652,7 +719,7 @@ impl Recording {
         }
     }
 
-    async fn finish(mut self) -> Result<Ended, SessionError> {
+    async fn finish(mut self, stopped: bool) -> Result<Ended, SessionError> {
         let Some(upload) = self.upload.take() else {
             return Err(SessionError::Storage("the upload was lost".into()));
         };
@@ -666,6 +733,7 @@ impl Recording {
             Ok(size_bytes) => Ok(Ended::Complete {
                 duration_ms,
                 size_bytes,
+                stopped,
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "recorder: completing the upload");

@@ -124,9 +124,8 @@ async fn run(state: AppState, part: i64, key: String, mut commands: mpsc::Receiv
                     Some(e) => Err(e),
                     None => parts.finish(&state, header, tail).await,
                 };
-                if result.is_err() {
-                    parts.abort(&state).await;
-                }
+                // On failure the upload stays open: what reached the bucket is
+                // completed by `recorder::salvage`, never thrown away.
                 let _ = done.send(result);
                 return;
             }
@@ -246,13 +245,5 @@ impl Parts {
             .await?;
         self.upload_id = None;
         Ok(self.size)
-    }
-
-    async fn abort(&mut self, state: &AppState) {
-        if let Some(upload_id) = self.upload_id.take()
-            && let Err(e) = state.storage.abort_upload(&self.key, &upload_id).await
-        {
-            tracing::warn!(error = %e, "recorder: giving up an upload");
-        }
     }
 }

@@ -114,6 +114,8 @@ fn refusal(owner: UserId, actor: UserId, who: Participant) -> Option<(StatusCode
         Participant::Viewer(user) if user == owner => {
             Some((StatusCode::FORBIDDEN, OWNER_ONLY_OWNER))
         }
+        // Not ours to judge (LiveKit Egress, another service): the owner's.
+        Participant::Other => Some((StatusCode::FORBIDDEN, OWNER_ONLY_BROADCAST)),
         _ => None,
     }
 }
@@ -278,7 +280,10 @@ async fn room_participants(
         Err(_) => Err("it did not answer in time".to_owned()),
         Ok(Ok(people)) => Ok(people),
         Ok(Err(e)) if is_not_found(&e.to_string()) => Ok(Vec::new()),
-        Ok(Err(e)) => Err(short(&e.to_string())),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %short(&e.to_string()), stream = %stream.id, "listing the room's participants");
+            Err("it answered with an error".to_owned())
+        }
     }
 }
 
@@ -612,9 +617,8 @@ pub async fn mute(
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, stream = %stream.id, "muting a track failed");
                 let text = format!(
-                    "{name}'s {} could not be muted: {}",
+                    "{name}'s {} could not be muted: the media server (LiveKit) refused. Try again in a moment.",
                     label.to_lowercase(),
-                    short(&e.to_string())
                 );
                 return answer(StatusCode::SERVICE_UNAVAILABLE, Note::refused(text)).await;
             }
@@ -688,9 +692,10 @@ pub async fn remove(
     )
     .await
     {
-        return Err(AppError::Unavailable(format!(
-            "LiveKit did not remove them ({why})."
-        )));
+        tracing::warn!(error = %why, stream = %stream.id, "removing a participant");
+        return Err(AppError::Unavailable(
+            "The media server (LiveKit) did not remove them. Try again in a moment.".into(),
+        ));
     }
     let mut conn = state.db.get().await?;
     crate::db::audit::record(

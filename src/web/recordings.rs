@@ -158,7 +158,13 @@ async fn answer(
     };
     if htmx.fragment {
         let mut recording = RecordingPanel::load(state, stream, &layout.csrf_token).await?;
-        recording.message = Some(message);
+        // A failed recording's reason is on the panel already: once is enough.
+        let said = kind == FlashKind::Error
+            && recording.status.as_deref() == Some("failed")
+            && recording.error.as_deref() == Some(message.as_str());
+        if !said {
+            recording.message = Some(message);
+        }
         return render(&RecordingPanelFragment { recording });
     }
     flash(&session, kind, message).await?;
