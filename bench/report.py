@@ -329,6 +329,13 @@ def markdown(r: dict, goals: dict) -> str:
             row("publisher sent, fps", "publisher_sent_fps", digits=1)
             row("publisher sent, kbps", "publisher_sent_kbps", digits=0)
             w("")
+            first = ok[0]["without"]["rss_kib"]["median"]
+            growth = [x["with"]["rss_kib"]["median"] - first for x in ok]
+            w(f"Against the app's RSS before the phase's first recording ({_f(first / 1024, 1)} MiB), its RSS with a "
+              f"recording was {'; '.join(f'run {i}: {_signed(g / 1024, 1)} MiB' for i, g in enumerate(growth, 1))}. "
+              "A difference within one run can be smaller in later runs than in the first: the allocator keeps "
+              "what a finished recording freed (see \"after it\") and the next recording reuses it.")
+            w("")
             w("| run | start → active (s) | recorded (s) | stop → complete (s) | duration in the row (s) | size | object (ffprobe) |")
             w("| --- | --- | --- | --- | --- | --- | --- |")
         for i, x in enumerate(runs, 1):

@@ -638,3 +638,50 @@ async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
     t.owner.close().await;
     t.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_host_reloading_the_broadcast_page_mid_recording_is_recorded_on_both_sides() {
+    let t = broadcasting().await;
+    t.owner.click("#recording-start-form [type=submit]").await;
+    t.owner.wait_for("#recording-stop-form").await;
+    t.wait_status("active").await;
+    let active = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // The host reloads: new tracks (new sids) on the media lines the SFU
+    // reuses for the recorder.
+    let reloaded_at = active.elapsed().as_secs_f64();
+    t.owner
+        .goto(&format!(
+            "{}/studio/streams/{}/broadcast",
+            t.app.url, t.stream.id
+        ))
+        .await;
+    t.owner
+        .wait_until(
+            "the broadcast to connect again",
+            "return document.getElementById('connection-state')?.dataset.state === 'live'",
+            LONG,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    t.stop_recording().await;
+    let recorded = active.elapsed().as_secs_f64();
+    let done = t.wait_status("complete").await;
+
+    let path = t.object(&done).await;
+    let frames = frame_sizes(&path);
+    let after: Vec<_> = frames
+        .iter()
+        .filter(|(at, _)| *at > reloaded_at + 4.0)
+        .collect();
+    // About 30 fps for the last seconds: the host's new camera was recorded.
+    assert!(
+        after.len() as f64 >= (recorded - reloaded_at - 6.0) * 10.0,
+        "{} frames after the reload at {reloaded_at:.1} s of {recorded:.1} s: {frames:?}",
+        after.len()
+    );
+    let _ = std::fs::remove_file(&path);
+    t.owner.close().await;
+    t.app.stop().await;
+}
