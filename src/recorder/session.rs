@@ -36,6 +36,9 @@ const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 /// WebRTC senders send keyframes only when asked; the file's seek index
 /// points at keyframes, so the recorder asks this often to keep seeks short.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(4);
+/// A track whose last frame is older than this no longer holds its place
+/// in the file against another that flows.
+const STILL_HEARD: Duration = Duration::from_secs(2);
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -189,6 +192,9 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                 Output::Event(Event::MediaData(data)) => {
                     last_media = Instant::now();
                     room.mids.entry(data.mid.to_string()).or_insert(data.mid);
+                    if let Some(sid) = room.track_of(data.mid).map(str::to_owned) {
+                        room.heard.insert(sid, last_media);
+                    }
                     match recording.frame(&room, data, &mut rtc) {
                         Ok(Some(first)) => {
                             if first {
@@ -224,11 +230,12 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                         // reloading, a second screen share): each offer says
                         // anew which track each line carries.
                         for (mid, track) in tracks_by_mid(&offer.sdp).into_iter().chain(offer.mid_to_track_id.clone()) {
-                            if room.by_mid.get(&mid) != Some(&track) {
+                            if room.by_mid.get(&mid).is_some_and(|old| *old != track) {
                                 recording.line_changed(&mid);
                             }
                             room.by_mid.insert(mid, track);
                         }
+                        tracing::debug!(lines = ?room.by_mid, "recorder: offer");
                         let answer = SdpOffer::from_sdp_string(&offer.sdp)
                             .map_err(|e| e.to_string())
                             .and_then(|offer| rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string()));
@@ -271,6 +278,7 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                         for p in &update.participants {
                             room.update(p);
                         }
+                        tracing::debug!(tracks = ?room.tracks.keys().collect::<Vec<_>>(), "recorder: participants");
                     }
                     proto::signal_response::Message::TrackUnpublished(gone) => {
                         room.tracks.remove(&gone.track_sid);
@@ -312,9 +320,9 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                     Ok(false) => break 'session Ok(Exit::Stop),
                     Err(()) => break 'session Ok(Exit::LeaseLost),
                 }
-                if !recording.started() && joined_at.elapsed() >= FIRST_VIDEO_WAIT && room.wanted_video().is_none() {
+                if !recording.started() && joined_at.elapsed() >= FIRST_VIDEO_WAIT && room.wanted_video(None).is_none() {
                     // No video to show (none published, or the camera is off): record the sound.
-                    recording.start_audio_only(&room);
+                    recording.start_audio_only();
                 }
                 if last_media.elapsed() >= NOTHING_RECEIVED && !recording.started() {
                     break 'session Err(SessionError::NothingReceived);
@@ -414,6 +422,8 @@ struct Room {
     by_mid: HashMap<String, String>,
     /// Media line (as text) -> str0m's id for it.
     mids: HashMap<String, Mid>,
+    /// Track sid -> when a frame of it last arrived.
+    heard: HashMap<String, Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -452,27 +462,53 @@ impl Room {
 
     /// The video viewers see: a screen share while there is one, else the
     /// camera (an encoder's tracks may come without a source: its video).
-    fn wanted_video(&self) -> Option<&str> {
+    /// `current` stays while it still fits and flows.
+    fn wanted_video(&self, current: Option<&str>) -> Option<String> {
         use proto::TrackSource as S;
         [S::ScreenShare, S::Camera, S::Unknown]
             .into_iter()
-            .find_map(|source| self.pick(source, true, false))
+            .find_map(|source| self.pick(source, true, false, current))
     }
 
     /// The host's microphone (or an encoder's sound).
-    fn wanted_audio(&self) -> Option<&str> {
+    fn wanted_audio(&self, current: Option<&str>) -> Option<String> {
         use proto::TrackSource as S;
         [S::Microphone, S::Unknown]
             .into_iter()
-            .find_map(|source| self.pick(source, false, true))
+            .find_map(|source| self.pick(source, false, true, current))
     }
 
-    fn pick(&self, source: proto::TrackSource, video: bool, muted_too: bool) -> Option<&str> {
-        self.tracks
+    /// Among the tracks of one kind and source, the one to write. A track
+    /// can outlive its sender in the recorder's view (a host reloading
+    /// publishes new tracks before the old ones are gone), so the one heard
+    /// most recently wins; the current one stays while it is still heard, so
+    /// that two senders at once do not make the file flap between them.
+    fn pick(
+        &self,
+        source: proto::TrackSource,
+        video: bool,
+        muted_too: bool,
+        current: Option<&str>,
+    ) -> Option<String> {
+        let candidates: Vec<&str> = self
+            .tracks
             .iter()
             .filter(|(_, t)| t.source == source && t.video == video && (muted_too || !t.muted))
             .map(|(sid, _)| sid.as_str())
-            .min()
+            .collect();
+        if let Some(current) = current
+            && candidates.contains(&current)
+            && self
+                .heard
+                .get(current)
+                .is_some_and(|at| at.elapsed() < STILL_HEARD)
+        {
+            return Some(current.to_owned());
+        }
+        candidates
+            .into_iter()
+            .max_by(|a, b| self.heard.get(*a).cmp(&self.heard.get(*b)).then(b.cmp(a)))
+            .map(str::to_owned)
     }
 
     fn mid_of(&self, sid: &str) -> Option<Mid> {
@@ -498,6 +534,8 @@ struct Recording {
     anchors: HashMap<Mid, Anchor>,
     /// The video track being written, and whether it still needs a keyframe.
     video: Option<String>,
+    /// The audio track being written.
+    audio: Option<String>,
     needs_keyframe: bool,
     asked_keyframe: Option<Instant>,
     has_audio: bool,
@@ -518,6 +556,7 @@ impl Recording {
             t0: None,
             anchors: HashMap::new(),
             video: None,
+            audio: None,
             needs_keyframe: true,
             asked_keyframe: None,
             has_audio: false,
@@ -542,8 +581,10 @@ impl Recording {
     /// Switches to the video viewers see now, asking for a keyframe; answers
     /// whether it asked (a change to `rtc`).
     fn follow(&mut self, room: &Room, rtc: &mut Rtc) -> bool {
-        let wanted = room.wanted_video().map(str::to_owned);
+        self.audio = room.wanted_audio(self.audio.as_deref());
+        let wanted = room.wanted_video(self.video.as_deref());
         if wanted != self.video {
+            tracing::debug!(video = ?wanted, audio = ?self.audio, "recorder: follows");
             self.video = wanted;
             self.needs_keyframe = true;
             self.asked_keyframe = None;
@@ -568,8 +609,8 @@ impl Recording {
         false
     }
 
-    fn start_audio_only(&mut self, room: &Room) {
-        if self.muxer.is_none() && room.wanted_audio().is_some() {
+    fn start_audio_only(&mut self) {
+        if self.muxer.is_none() && self.audio.is_some() {
             self.begin(None, true, Instant::now());
         }
     }
@@ -616,7 +657,7 @@ impl Recording {
             return Ok(None);
         };
         let is_video = self.video.as_deref() == Some(sid.as_str());
-        let is_audio = !is_video && room.wanted_audio() == Some(sid.as_str());
+        let is_audio = !is_video && self.audio.as_deref() == Some(sid.as_str());
         if !is_video && !is_audio {
             return Ok(None);
         }
@@ -659,7 +700,7 @@ impl Recording {
                     }
                     _ => (0, 0),
                 };
-                let audio = room.wanted_audio().is_some();
+                let audio = self.audio.is_some();
                 self.codec = Some(codec);
                 self.begin(
                     Some(webm::VideoTrack {

@@ -27,19 +27,32 @@ struct Studio {
     stream: Stream,
 }
 
+/// The recorder's tests encode and record real video: one at a time, so
+/// that the publishing browser's frame rate is not what is measured.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A live stream broadcast from Chromium's fake camera by its owner.
 async fn broadcasting() -> Studio {
     let app = TestApp::spawn().await;
     let (owner_http, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&app, owner_id, "hana").await;
     let stream = builders::stream(&app, &channel, "pass").await;
+    let owner = go_live_at(&app.url, &stream).await;
+    Studio {
+        app,
+        owner,
+        owner_http,
+        stream,
+    }
+}
+
+/// The owner, in Chromium, signs in at `url` and goes live from the
+/// broadcast page with the fake camera.
+async fn go_live_at(url: &str, stream: &Stream) -> Browser {
     let owner = Browser::start().await;
-    owner.sign_in(&app.url, "host@example.com", PASSWORD).await;
+    owner.sign_in(url, "host@example.com", PASSWORD).await;
     owner
-        .goto(&format!(
-            "{}/studio/streams/{}/broadcast",
-            app.url, stream.id
-        ))
+        .goto(&format!("{url}/studio/streams/{}/broadcast", stream.id))
         .await;
     owner
         .wait_until(
@@ -57,12 +70,7 @@ async fn broadcasting() -> Studio {
             LONG,
         )
         .await;
-    Studio {
-        app,
-        owner,
-        owner_http,
-        stream,
-    }
+    owner
 }
 
 impl Studio {
@@ -224,6 +232,7 @@ fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
 
 #[tokio::test]
 async fn a_browser_broadcast_is_recorded_as_webm_that_ffprobe_reads_and_chromium_plays_and_seeks() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = broadcasting().await;
     let fps = t.camera_fps().await;
     let (done, recorded) = t.record_for(20).await;
@@ -352,6 +361,7 @@ async fn wait_parts(
 async fn when_the_recording_instance_is_killed_the_other_continues_and_the_replay_holds_both_parts()
 {
     // Instance A runs in the test; instance B is the real binary beside it.
+    let _one = ONE_AT_A_TIME.lock().await;
     let a = TestApp::spawn().await;
     let (owner_at_a, owner_id) = builders::user(&a, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&a, owner_id, "hana").await;
@@ -359,27 +369,7 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     let b = crate::util::instance::Instance::start(&a).await;
 
     // The owner broadcasts from B and records there: B holds the recording.
-    let owner = Browser::start().await;
-    owner.sign_in(&b.url, "host@example.com", PASSWORD).await;
-    owner
-        .goto(&format!("{}/studio/streams/{}/broadcast", b.url, stream.id))
-        .await;
-    owner
-        .wait_until(
-            "the camera preview",
-            "return document.getElementById('preview').videoWidth > 0",
-            TIMEOUT,
-        )
-        .await;
-    owner.click("#go-live-form [type=submit]").await;
-    owner.wait_for("#broadcast[data-status=live]").await;
-    owner
-        .wait_until(
-            "the broadcast to connect",
-            "return document.getElementById('connection-state')?.dataset.state === 'live'",
-            LONG,
-        )
-        .await;
+    let owner = go_live_at(&b.url, &stream).await;
     owner.click("#recording-start-form [type=submit]").await;
     owner.wait_for("#recording-stop-form").await;
 
@@ -541,6 +531,7 @@ fn frame_sizes(path: &PathBuf) -> Vec<(f64, u64)> {
 
 #[tokio::test]
 async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = broadcasting().await;
     t.owner.click("#recording-start-form [type=submit]").await;
     t.owner.wait_for("#recording-stop-form").await;
@@ -635,53 +626,6 @@ async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
             LONG,
         )
         .await;
-    t.owner.close().await;
-    t.app.stop().await;
-}
-
-#[tokio::test]
-async fn a_host_reloading_the_broadcast_page_mid_recording_is_recorded_on_both_sides() {
-    let t = broadcasting().await;
-    t.owner.click("#recording-start-form [type=submit]").await;
-    t.owner.wait_for("#recording-stop-form").await;
-    t.wait_status("active").await;
-    let active = Instant::now();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-
-    // The host reloads: new tracks (new sids) on the media lines the SFU
-    // reuses for the recorder.
-    let reloaded_at = active.elapsed().as_secs_f64();
-    t.owner
-        .goto(&format!(
-            "{}/studio/streams/{}/broadcast",
-            t.app.url, t.stream.id
-        ))
-        .await;
-    t.owner
-        .wait_until(
-            "the broadcast to connect again",
-            "return document.getElementById('connection-state')?.dataset.state === 'live'",
-            LONG,
-        )
-        .await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    t.stop_recording().await;
-    let recorded = active.elapsed().as_secs_f64();
-    let done = t.wait_status("complete").await;
-
-    let path = t.object(&done).await;
-    let frames = frame_sizes(&path);
-    let after: Vec<_> = frames
-        .iter()
-        .filter(|(at, _)| *at > reloaded_at + 4.0)
-        .collect();
-    // About 30 fps for the last seconds: the host's new camera was recorded.
-    assert!(
-        after.len() as f64 >= (recorded - reloaded_at - 6.0) * 10.0,
-        "{} frames after the reload at {reloaded_at:.1} s of {recorded:.1} s: {frames:?}",
-        after.len()
-    );
-    let _ = std::fs::remove_file(&path);
     t.owner.close().await;
     t.app.stop().await;
 }
