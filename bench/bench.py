@@ -924,10 +924,9 @@ def latest_recording(world: World) -> dict | None:
     row = psql(
         DB_NAME,
         f"""SELECT id, status, coalesce(error, ''), coalesce(duration_ms, -1), coalesce(size_bytes, -1),
-                   coalesce(object_key, ''), coalesce(extract(epoch FROM started_at), 0),
+                   coalesce(object_key, ''),
                    (SELECT count(*) FROM recording_parts p WHERE p.recording_id = r.id),
-                   coalesce((SELECT upload_id IS NOT NULL FROM recording_parts p
-                             WHERE p.recording_id = r.id ORDER BY part_no DESC LIMIT 1), false),
+                   -- How much of the part being written is in the bucket (set as its pieces go up).
                    coalesce((SELECT duration_ms FROM recording_parts p
                              WHERE p.recording_id = r.id ORDER BY part_no DESC LIMIT 1), -1)
               FROM recordings r WHERE stream_id = {world.stream_id} ORDER BY id DESC LIMIT 1""",
@@ -938,8 +937,8 @@ def latest_recording(world: World) -> dict | None:
     return {"id": int(f[0]), "status": f[1], "error": f[2] or None,
             "duration_ms": int(f[3]) if int(f[3]) >= 0 else None,
             "size_bytes": int(f[4]) if int(f[4]) >= 0 else None,
-            "object_key": f[5] or None, "started_at": float(f[6]) or None, "parts": int(f[7]),
-            "multipart": f[8] == "t", "stored_ms": int(f[9]) if int(f[9]) >= 0 else None}
+            "object_key": f[5] or None, "parts": int(f[6]),
+            "stored_ms": int(f[7]) if int(f[7]) >= 0 else None}
 
 
 async def wait_recording(world: World, rid: int | None, statuses: set, timeout: float) -> dict | None:
@@ -996,7 +995,7 @@ def ffprobe(path: Path) -> dict | None:
     return out
 
 
-async def record_once(world: World, pub: Publisher, log: AppLog, hold, label: str) -> dict:
+async def record_once(world: World, log: AppLog, hold, label: str) -> dict:
     """Starts a recording through the owner's endpoint, waits until it is active,
     runs `hold(t_active)` (the measurement while it records), stops it, waits until
     it is complete, and describes the result."""
@@ -1057,9 +1056,25 @@ def describe_probe(pr: dict | None) -> str:
     return s + (f"; ffprobe errors: {pr['errors'][:2]}" if pr.get("errors") else "")
 
 
+async def fresh_app(world: World) -> int:
+    """A fresh app process (as the fan-out phase's runs have), so that each recording's
+    memory is measured from the same start, not on top of what an earlier one left
+    in the allocator; warmed up by one owner's page (session, database, templates),
+    then left to settle."""
+    pid = world.start_app()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{world.base}/studio/streams/{world.stream_id}/recording",
+                            headers=world.headers(world.owner, csrf=False)) as r:
+            if r.status != 200:
+                raise SystemExit(f"the recording panel answered {r.status}: {(await r.text())[:300]}")
+    await asyncio.sleep(5)
+    return pid
+
+
 async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict:
     say(f"built-in recording: the app's CPU and RSS over {plan.recording_window_s} s without and with one "
-        f"recording of the publisher's {plan.width}x{plan.height} {plan.fps} fps stream; {plan.reps} runs"
+        f"recording of the publisher's {plan.width}x{plan.height} {plan.fps} fps stream; {plan.reps} runs, "
+        "a fresh app process each"
         + (f", then one recording held up to {plan.recording_long_max_s} s" if plan.recording_long_max_s else ""))
     pub = await world.publish(host_room)
     log = AppLog()
@@ -1067,6 +1082,7 @@ async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict
     await asyncio.sleep(5)
     runs = []
     for rep in range(plan.reps):
+        pid = await fresh_app(world)
         idle = await app_window(world, plan.recording_window_s, pub)
 
         async def hold(t_active):
@@ -1074,8 +1090,8 @@ async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict
             await asyncio.sleep(max(0.0, t_active + plan.recording_warmup_s - time.time()))
             return {"with": await app_window(world, plan.recording_window_s, pub)}
 
-        r = await record_once(world, pub, log, hold, f"run {rep + 1}")
-        r["without"] = idle
+        r = await record_once(world, log, hold, f"run {rep + 1}")
+        r["without"], r["app_pid"] = idle, pid
         if "failed" not in r:
             await asyncio.sleep(3)
             r["after"] = await app_window(world, 5, pub)
@@ -1100,6 +1116,7 @@ async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict
            "publisher": Publisher.describe(plan)}
 
     if plan.recording_long_max_s:
+        await fresh_app(world)
         base_rss = await app_window(world, 10, pub)
         pieces: list[dict] = []
 
@@ -1123,7 +1140,7 @@ async def recording_phase(plan: Plan, world: World, host_room: rtc.Room) -> dict
             w = await app_window(world, plan.recording_long_max_s - plan.recording_warmup_s, pub, every=2, tick=tick)
             return {"with": w}
 
-        r = await record_once(world, pub, log, hold_long, "long recording")
+        r = await record_once(world, log, hold_long, "long recording")
         r["without"] = base_rss
         r["parts_uploaded_while_recording"] = pieces
         if "failed" not in r:

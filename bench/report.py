@@ -248,7 +248,7 @@ def markdown(r: dict, goals: dict) -> str:
           "Latency = from each grant's end until LiveKit's ListParticipants no longer lists the viewer "
           f"(polled every {ph['enforcement']['poll_interval_ms']} ms, so figures can be up to one poll late). "
           "Different viewers in each run"
-          + (", while the host's publisher from the media phase still sends video." if "media" in ph else "."))
+          + (", while the host's publisher still sends video." if "media" in ph or "recording" in ph else "."))
         w("")
         w("| removed | p50 (s) | p99 (s) | max (s) | client saw its disconnect, p50 (s) |")
         w("| --- | --- | --- | --- | --- |")
@@ -298,8 +298,10 @@ def markdown(r: dict, goals: dict) -> str:
         w("")
         w(f"The host's publisher (as in the real-media phase: {pub['width']}x{pub['height']} {pub['codec']} at "
           f"{pub['fps']} fps, at most {pub['max_bitrate_kbps']} kbps, and {pub['audio']}) is in the live room "
-          "with nobody else. Each run measures the app process over "
-          f"{rec['window_s']} s without a recording, then the owner starts one through the app "
+          "with nobody else. Each run starts a fresh app process (so that every recording's memory is measured "
+          "from the same start, not on top of what an earlier one left in the allocator), loads the owner's "
+          "recording panel once, waits 5 s, and measures the app process over "
+          f"{rec['window_s']} s without a recording; then the owner starts one through the app "
           "(`POST /studio/streams/{id}/recording/start`, session cookie and CSRF token, as the broadcast page's "
           "button does); once its row is `active` (the recorder joined the room and wrote its first frame) and "
           f"{rec['warmup_s']} s more have passed, the same {rec['window_s']} s window is measured again; then "
@@ -329,13 +331,6 @@ def markdown(r: dict, goals: dict) -> str:
             row("publisher sent, fps", "publisher_sent_fps", digits=1)
             row("publisher sent, kbps", "publisher_sent_kbps", digits=0)
             w("")
-            first = ok[0]["without"]["rss_kib"]["median"]
-            growth = [x["with"]["rss_kib"]["median"] - first for x in ok]
-            w(f"Against the app's RSS before the phase's first recording ({_f(first / 1024, 1)} MiB), its RSS with a "
-              f"recording was {'; '.join(f'run {i}: {_signed(g / 1024, 1)} MiB' for i, g in enumerate(growth, 1))}. "
-              "A difference within one run can be smaller in later runs than in the first: the allocator keeps "
-              "what a finished recording freed (see \"after it\") and the next recording reuses it.")
-            w("")
             w("| run | start → active (s) | recorded (s) | stop → complete (s) | duration in the row (s) | size | object (ffprobe) |")
             w("| --- | --- | --- | --- | --- | --- | --- |")
         for i, x in enumerate(runs, 1):
@@ -351,8 +346,9 @@ def markdown(r: dict, goals: dict) -> str:
             pieces = long.get("parts_uploaded_while_recording", [])
             w(f"**A longer recording.** The {rec['window_s']} s windows end before the upload's first 5 MiB part "
               "fills (at the publisher's bitrate that takes minutes), and the upload holds part 1 in memory until "
-              "the end (its header is written last) beside the part being filled. So one recording is held until "
-              "two parts have gone up, with RSS sampled every 2 s: "
+              "the end (its header is written last) beside the part being filled. So one recording, in a fresh app "
+              f"process, is held until two parts have gone up (at most {plan['recording_long_max_s']} s), with RSS "
+              "sampled every 2 s: "
               f"recorded {_f(long['recorded_wall_s'], 0)} s, RSS {_f(long['without']['rss_kib']['median'] / 1024, 1)} MiB "
               f"before, peak {_f(long['with']['rss_kib']['max'] / 1024, 1)} MiB "
               f"(**{_signed(long['rss_peak_delta_kib'] / 1024, 1)} MiB**), "
