@@ -45,10 +45,11 @@ impl From<diesel::result::Error> for RecordingError {
     }
 }
 
-/// Where a recording of `stream` started now goes in the bucket.
-pub fn object_key(stream: &Stream) -> String {
+/// Where a recording of `stream` started now goes in the bucket, as a file
+/// of type `extension` (`mp4` from Egress, `webm` from the built-in recorder).
+pub fn object_key(stream: &Stream, extension: &str) -> String {
     format!(
-        "recordings/{}/{}.mp4",
+        "recordings/{}/{}.{extension}",
         stream.id,
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     )
@@ -74,7 +75,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         return crate::recorder::start(state, stream).await;
     }
 
-    let key = object_key(stream);
+    let key = object_key(stream, "mp4");
     let placeholder = format!(
         "{}{}",
         recordings::PENDING_PREFIX,

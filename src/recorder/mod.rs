@@ -123,19 +123,10 @@ impl Recorders {
     }
 }
 
-/// Where a recording of `stream` started now goes in the bucket.
-fn object_key(stream: &Stream) -> String {
-    format!(
-        "recordings/{}/{}.webm",
-        stream.id,
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-    )
-}
-
 /// Starts recording a live stream on this instance.
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, RecordingError> {
-    let key = object_key(stream);
+    let key = crate::recording::object_key(stream, "webm");
     let handle = format!("builtin-{}", uuid::Uuid::new_v4().simple());
     let mut conn = state.db.get().await.map_err(AppError::from)?;
     let new = NewRecording {
@@ -190,11 +181,11 @@ async fn take(state: &AppState, recording: i64) {
     };
     let claimed = match state.db.get().await {
         Ok(mut conn) => {
-            recordings::claim_lease(&mut conn, recording, state.recorders.instance, LEASE).await
+            recordings::claim_lease(&mut conn, recording, state.recorders.instance, LEASE)
+                .await
+                .map_err(|e| e.to_string())
         }
-        Err(e) => Err(diesel::result::Error::QueryBuilderError(
-            e.to_string().into(),
-        )),
+        Err(e) => Err(e.to_string()),
     };
     match claimed {
         Ok(Some(_)) => {
@@ -323,7 +314,7 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
     let base = row
         .object_key
         .clone()
-        .unwrap_or_else(|| object_key(&stream));
+        .unwrap_or_else(|| crate::recording::object_key(&stream, "webm"));
     let mut failures = 0;
     let failure: Option<String> = loop {
         if !still_live(state, stream.id).await {
@@ -536,10 +527,10 @@ async fn existing(state: &AppState, part: &recordings::Part) -> Option<(Option<i
 /// with `reason` when none has anything.
 async fn settle_from_parts(state: &AppState, recording: i64, reason: &str) {
     let parts = match state.db.get().await {
-        Ok(mut conn) => recordings::parts(&mut conn, recording).await,
-        Err(e) => Err(diesel::result::Error::QueryBuilderError(
-            e.to_string().into(),
-        )),
+        Ok(mut conn) => recordings::parts(&mut conn, recording)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
     let complete: Vec<_> = match parts {
         Ok(parts) => parts
