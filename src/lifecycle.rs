@@ -314,7 +314,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
                         user_id: crate::livekit::user_of(&p.identity),
                         identity: &p.identity,
                         participant_sid: &p.sid,
-                        at: timestamp(p.joined_at),
+                        at: joined_time(&p, timestamp(p.joined_at)),
                     };
                     db::presence::joined(&mut conn, &joined).await?;
                 }
@@ -414,7 +414,7 @@ pub async fn apply_event(
         "participant_left" => {
             if let Some(p) = &event.participant {
                 let mut conn = state.db.get().await?;
-                let at = timestamp(event.created_at);
+                let at = event_time(event.created_at);
                 let user = crate::livekit::user_of(&p.identity);
                 let left = db::presence::Joined {
                     stream_id: stream.id,
@@ -445,6 +445,32 @@ fn timestamp(unix_seconds: i64) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(chrono::Utc::now)
 }
 
+/// When a webhook's event happened. LiveKit stamps events to the second; a
+/// leave and a join stamped in the same second would sort in the wrong order
+/// and hide an overlap (a peak of 2 where 3 watched at once). An event that
+/// arrives within its own second is stamped with its arrival instead; a late
+/// one (a retry) keeps LiveKit's second.
+fn event_time(created_at: i64) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    let stamped = timestamp(created_at);
+    if now >= stamped && now - stamped < chrono::Duration::seconds(1) {
+        now
+    } else {
+        stamped
+    }
+}
+
+/// When a participant joined: LiveKit's millisecond time when it gives one,
+/// else `otherwise`.
+fn joined_time(
+    p: &livekit_protocol::ParticipantInfo,
+    otherwise: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(p.joined_at_ms)
+        .filter(|_| p.joined_at_ms > 0)
+        .unwrap_or(otherwise)
+}
+
 /// Someone joined the room: if the access rule no longer lets them be there
 /// (their token outlived their right), they are removed at once, and their
 /// older tokens revoked so a reconnect does not bring them back. An encoder
@@ -466,7 +492,7 @@ async fn participant_joined(
         user_id: user,
         identity: &p.identity,
         participant_sid: &p.sid,
-        at: timestamp(created_at),
+        at: joined_time(p, event_time(created_at)),
     };
     db::presence::joined(&mut conn, &joined).await?;
     if matches!(Participant::parse(&p.identity), Participant::Encoder { .. }) {
