@@ -141,6 +141,16 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
         .enable_vp9(true)
         .enable_h264(true)
         .enable_opus(true, false)
+        // No hold-back for reordering: str0m keeps one depacketizer per media
+        // line and drops packets numbered before the last it emitted. The SFU
+        // reuses a line for a new track (a host reloading the page) under a
+        // new SSRC whose numbering starts anywhere, and str0m resets the line
+        // only for SSRCs it discovers, not for those an offer announces: with
+        // a hold-back, half the time nothing of the new track came through.
+        // Without it, a lost packet loses its frame at once (the recorder then
+        // asks for a keyframe): a short gap, as the module doc promises.
+        .set_reordering_size_video(0)
+        .set_reordering_size_audio(0)
         .build(Instant::now());
     let candidate = Candidate::host(local_addr, "udp").map_err(|_| SessionError::Connection)?;
     rtc.add_local_candidate(candidate.clone());

@@ -493,6 +493,25 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     a.stop().await;
 }
 
+/// The times of one stream's packets (`a:0`, `v:0`), from ffprobe.
+fn packet_times(path: &PathBuf, stream: &str) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
 /// Per-frame (time, width) of the file's video, from ffprobe.
 fn frame_sizes(path: &PathBuf) -> Vec<(f64, u64)> {
     let out = Command::new("ffprobe")
@@ -626,6 +645,83 @@ async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
             LONG,
         )
         .await;
+    t.owner.close().await;
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_reloading_the_broadcast_page_is_recorded_on_after_the_reload() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let t = broadcasting().await;
+    t.owner.click("#recording-start-form [type=submit]").await;
+    t.owner.wait_for("#recording-stop-form").await;
+    t.wait_status("active").await;
+    let active = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // The host reloads the page: the browser publishes new tracks, which
+    // the media server sends the recorder on the media lines it had.
+    t.owner
+        .goto(&format!(
+            "{}/studio/streams/{}/broadcast",
+            t.app.url, t.stream.id
+        ))
+        .await;
+    t.owner
+        .wait_until(
+            "the broadcast to connect again",
+            "return document.getElementById('connection-state')?.dataset.state === 'live'",
+            LONG,
+        )
+        .await;
+    let back_at = active.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    t.stop_recording().await;
+    let done = t.wait_status("complete").await;
+    let recorded = active.elapsed().as_secs_f64();
+
+    let path = t.object(&done).await;
+    let frames = frame_sizes(&path);
+    let before: Vec<_> = frames
+        .iter()
+        .filter(|(at, _)| *at < back_at - 2.0)
+        .collect();
+    let after: Vec<_> = frames
+        .iter()
+        .filter(|(at, _)| *at > back_at + 2.0)
+        .collect();
+    let fps = t.camera_fps().await;
+    assert!(!before.is_empty(), "nothing before the reload: {frames:?}");
+    // From two seconds after the reload to the end, at least half the frames
+    // the camera made (keyframes are asked at once; the rest is load).
+    let expected_after = (recorded - back_at - 2.0).max(0.0) * fps;
+    assert!(
+        after.len() as f64 >= expected_after * 0.5,
+        "{} frames after the reload (at {back_at:.1} s of {recorded:.1} s), expected about {expected_after:.0}: {frames:?}",
+        after.len()
+    );
+    // And the sound of the new microphone track (20 ms Opus packets).
+    let sound_after = packet_times(&path, "a:0")
+        .into_iter()
+        .filter(|at| *at > back_at + 2.0)
+        .count();
+    let expected_sound = (recorded - back_at - 2.0).max(0.0) * 50.0;
+    assert!(
+        sound_after as f64 >= expected_sound * 0.5,
+        "{sound_after} audio packets after the reload, expected about {expected_sound:.0}"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-y", "-f", "framecrc", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
     t.owner.close().await;
     t.app.stop().await;
 }
