@@ -402,13 +402,13 @@ pub async fn apply_event(
             }
         }
         // An encoder publishing is what "OBS started streaming" means; its
-        // join usually says so first, this covers a join whose webhook was lost.
+        // join usually says so first, this covers a join whose webhook was
+        // lost (a reset key is refused here the same way).
         "track_published" => {
             if let Some(p) = &event.participant
                 && matches!(Participant::parse(&p.identity), Participant::Encoder { .. })
-                && encoder_admitted(state, &stream, &p.identity).await?
             {
-                live_by_encoder(state, &stream, &p.identity).await?;
+                admit_encoder(state, &stream, &p.identity).await?;
             }
         }
         "participant_left" => {
@@ -497,17 +497,7 @@ async fn participant_joined(
     db::presence::joined(&mut conn, &joined).await?;
     if matches!(Participant::parse(&p.identity), Participant::Encoder { .. }) {
         drop(conn);
-        if encoder_admitted(state, stream, &p.identity).await? {
-            return live_by_encoder(state, stream, &p.identity).await;
-        }
-        if remove_participant(state, stream, &p.identity, "participant.encoder_refused")
-            .await
-            .is_ok()
-        {
-            let mut conn = state.db.get().await?;
-            db::presence::close_identity(&mut conn, stream.id, &p.identity).await?;
-        }
-        return Ok(());
+        return admit_encoder(state, stream, &p.identity).await;
     }
     if let Some(user) = user {
         let access = crate::access::may(&mut conn, Some(user), stream).await?;
@@ -656,6 +646,22 @@ async fn apply_ingress_event(
 /// identity of the stream's current WHIP key, and the stream has not ended.
 /// A reset or deleted key, another stream's key, or any key once the stream
 /// has ended is refused.
+/// An encoder joined or published: with the stream's current key it makes
+/// the stream live; with a reset key (or on an ended stream) it is removed.
+async fn admit_encoder(state: &AppState, stream: &Stream, identity: &str) -> Result<(), AppError> {
+    if encoder_admitted(state, stream, identity).await? {
+        return live_by_encoder(state, stream, identity).await;
+    }
+    if remove_participant(state, stream, identity, "participant.encoder_refused")
+        .await
+        .is_ok()
+    {
+        let mut conn = state.db.get().await?;
+        db::presence::close_identity(&mut conn, stream.id, identity).await?;
+    }
+    Ok(())
+}
+
 async fn encoder_admitted(
     state: &AppState,
     stream: &Stream,
