@@ -38,7 +38,7 @@
 //! so every keyframe a seek lands on decodes on its own. Samples are in AVCC form
 //! (4-byte lengths); access unit delimiters are dropped. Timestamps come from RTP,
 //! which has no composition offsets: B-frames (never sent over WebRTC) are not
-//! supported. Video timescale 90 kHz, audio 48 kHz; a sample lasts until the next
+//! supported. Both tracks run at 48 kHz (see `VIDEO_TIMESCALE`); a sample lasts until the next
 //! one of its track, so each track is held back by one sample, and the last one lasts
 //! as long as the gap before it (as in webm.rs).
 //!
@@ -121,7 +121,10 @@ const SIDX_REFERENCE_LEN: usize = 12;
 const BOX_HEAD_LEN: usize = 8;
 
 const MOVIE_TIMESCALE: u64 = 1_000;
-const VIDEO_TIMESCALE: u64 = 90_000;
+/// The audio's, rather than the usual 90 kHz: FFmpeg before 6.1 seeks a track the
+/// `sidx` does not index (the audio) by comparing its target with the indexed
+/// track's times without converting timescales, and lands seconds early.
+const VIDEO_TIMESCALE: u64 = AUDIO_TIMESCALE;
 /// Opus in ISO BMFF always runs at 48 kHz.
 const AUDIO_TIMESCALE: u64 = 48_000;
 const DEFAULT_VIDEO_FRAME_MS: u64 = 33;
@@ -828,7 +831,7 @@ fn references(fragments: &[WrittenFragment], room: usize) -> Vec<Reference> {
     // referenced_size has 31 bits, subsegment_duration 32.
     const MAX_SIZE: u64 = (1 << 31) - 1;
     const MAX_DURATION: u64 = u32::MAX as u64;
-    let mut per_reference = fragments.len().div_ceil(room.max(1)).max(1);
+    let mut per_reference = 1;
     loop {
         let mut out: Vec<(Reference, usize)> = Vec::new();
         for fragment in fragments {
@@ -1109,5 +1112,1120 @@ fn put_full_box(
 fn put_matrix(out: &mut Vec<u8>) {
     for value in [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000u32] {
         put_u32(out, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::process::{Command, Output};
+
+    // ---- a small box reader, to check what the muxer wrote -----------------------
+
+    #[derive(Clone, Copy, Debug)]
+    struct Atom {
+        kind: [u8; 4],
+        start: usize,
+        body: usize,
+        end: usize,
+    }
+
+    impl Atom {
+        fn is(&self, kind: &[u8; 4]) -> bool {
+            &self.kind == kind
+        }
+    }
+
+    fn atoms(b: &[u8], from: usize, to: usize) -> Vec<Atom> {
+        let mut out = Vec::new();
+        let mut pos = from;
+        while pos < to {
+            assert!(pos + 8 <= to, "box header at {pos} overruns {to}");
+            let size = u32::from_be_bytes(b[pos..pos + 4].try_into().unwrap()) as usize;
+            assert!(size >= 8 && pos + size <= to, "box at {pos}: size {size}");
+            out.push(Atom {
+                kind: b[pos + 4..pos + 8].try_into().unwrap(),
+                start: pos,
+                body: pos + 8,
+                end: pos + size,
+            });
+            pos += size;
+        }
+        out
+    }
+
+    fn children(b: &[u8], parent: &Atom) -> Vec<Atom> {
+        atoms(b, parent.body, parent.end)
+    }
+
+    fn find(b: &[u8], parent: &Atom, path: &[&[u8; 4]]) -> Atom {
+        let mut atom = *parent;
+        for kind in path {
+            atom = *children(b, &atom)
+                .iter()
+                .find(|a| a.is(kind))
+                .unwrap_or_else(|| panic!("no {}", String::from_utf8_lossy(*kind)));
+        }
+        atom
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    #[derive(Debug)]
+    struct Parsed {
+        top: Vec<Atom>,
+        /// (size, duration, starts with SAP)
+        sidx: Vec<(u64, u64, bool)>,
+        sidx_timescale: u32,
+        /// Where the first reference starts.
+        sidx_first: usize,
+        movie_ms: u64,
+        mehd_ms: u64,
+        /// tkhd (track ID, width, height, duration ms), mdhd (timescale, duration)
+        tracks: Vec<ParsedTrack>,
+        fragments: Vec<Fragment>,
+    }
+
+    #[derive(Debug)]
+    struct ParsedTrack {
+        id: u32,
+        entry: [u8; 4],
+        width: u32,
+        height: u32,
+        duration_ms: u64,
+        timescale: u32,
+        media_duration: u64,
+        config: Vec<u8>,
+    }
+
+    #[derive(Debug)]
+    struct Fragment {
+        start: usize,
+        size: usize,
+        sequence: u32,
+        runs: Vec<ParsedRun>,
+    }
+
+    #[derive(Debug)]
+    struct ParsedRun {
+        track: u32,
+        base: u64,
+        /// (duration, flags, data)
+        samples: Vec<(u32, u32, Vec<u8>)>,
+    }
+
+    fn parse(b: &[u8]) -> Parsed {
+        let top = atoms(b, 0, b.len());
+        let kinds: Vec<&[u8; 4]> = top.iter().map(|a| &a.kind).collect();
+        assert_eq!(kinds[0], b"ftyp");
+        assert_eq!(kinds[1], b"moov");
+        let moov = top[1];
+        let mvhd = find(b, &moov, &[b"mvhd"]);
+        assert_eq!(b[mvhd.body], 1, "mvhd version 1");
+        assert_eq!(u32_at(b, mvhd.body + 20), 1000);
+        let mehd = find(b, &moov, &[b"mvex", b"mehd"]);
+        let mut parsed = Parsed {
+            top: top.clone(),
+            sidx: Vec::new(),
+            sidx_timescale: 0,
+            sidx_first: 0,
+            movie_ms: u64_at(b, mvhd.body + 24),
+            mehd_ms: u64_at(b, mehd.body + 4),
+            tracks: Vec::new(),
+            fragments: Vec::new(),
+        };
+        for trak in children(b, &moov).iter().filter(|a| a.is(b"trak")) {
+            let tkhd = find(b, trak, &[b"tkhd"]);
+            let mdhd = find(b, trak, &[b"mdia", b"mdhd"]);
+            let stsd = find(b, trak, &[b"mdia", b"minf", b"stbl", b"stsd"]);
+            let entry = atoms(b, stsd.body + 8, stsd.end)[0];
+            let config = *children(
+                b,
+                &Atom {
+                    body: entry.body + if entry.is(b"Opus") { 28 } else { 78 },
+                    ..entry
+                },
+            )
+            .first()
+            .expect("codec configuration box");
+            parsed.tracks.push(ParsedTrack {
+                id: u32_at(b, tkhd.body + 20),
+                entry: entry.kind,
+                width: u32_at(b, tkhd.end - 8) >> 16,
+                height: u32_at(b, tkhd.end - 4) >> 16,
+                duration_ms: u64_at(b, tkhd.body + 28),
+                timescale: u32_at(b, mdhd.body + 20),
+                media_duration: u64_at(b, mdhd.body + 24),
+                config: b[config.start..config.end].to_vec(),
+            });
+        }
+        for (i, atom) in top.iter().enumerate() {
+            match &atom.kind {
+                b"sidx" => {
+                    let at = atom.body;
+                    parsed.sidx_timescale = u32_at(b, at + 8);
+                    let first_offset = u64_at(b, at + 20) as usize;
+                    parsed.sidx_first = atom.end + first_offset;
+                    let count = u16::from_be_bytes([b[at + 30], b[at + 31]]) as usize;
+                    assert_eq!(atom.end - atom.start, 40 + 12 * count);
+                    for r in 0..count {
+                        let at = at + 32 + 12 * r;
+                        let size = u32_at(b, at);
+                        assert_eq!(size >> 31, 0, "references media");
+                        parsed.sidx.push((
+                            u64::from(size),
+                            u64::from(u32_at(b, at + 4)),
+                            u32_at(b, at + 8) >> 31 == 1,
+                        ));
+                    }
+                }
+                b"moof" => {
+                    let mdat = top[i + 1];
+                    assert!(mdat.is(b"mdat"));
+                    let mfhd = find(b, atom, &[b"mfhd"]);
+                    let mut fragment = Fragment {
+                        start: atom.start,
+                        size: mdat.end - atom.start,
+                        sequence: u32_at(b, mfhd.body + 4),
+                        runs: Vec::new(),
+                    };
+                    for traf in children(b, atom).iter().filter(|a| a.is(b"traf")) {
+                        let tfhd = find(b, traf, &[b"tfhd"]);
+                        assert_eq!(u32_at(b, tfhd.body) & 0x02_0000, 0x02_0000);
+                        let tfdt = find(b, traf, &[b"tfdt"]);
+                        assert_eq!(b[tfdt.body], 1);
+                        let trun = find(b, traf, &[b"trun"]);
+                        assert_eq!(u32_at(b, trun.body), 0x701);
+                        let count = u32_at(b, trun.body + 4) as usize;
+                        let mut data = atom.start + u32_at(b, trun.body + 8) as usize;
+                        let mut samples = Vec::new();
+                        for s in 0..count {
+                            let at = trun.body + 12 + 12 * s;
+                            let size = u32_at(b, at + 4) as usize;
+                            assert!(data >= mdat.body && data + size <= mdat.end);
+                            samples.push((
+                                u32_at(b, at),
+                                u32_at(b, at + 8),
+                                b[data..data + size].to_vec(),
+                            ));
+                            data += size;
+                        }
+                        fragment.runs.push(ParsedRun {
+                            track: u32_at(b, tfhd.body + 4),
+                            base: u64_at(b, tfdt.body + 4),
+                            samples,
+                        });
+                    }
+                    parsed.fragments.push(fragment);
+                }
+                b"ftyp" | b"moov" | b"free" | b"mdat" => {}
+                other => panic!("unexpected box {}", String::from_utf8_lossy(other)),
+            }
+        }
+        parsed
+    }
+
+    impl Parsed {
+        fn runs(&self, track: u32) -> impl Iterator<Item = &ParsedRun> {
+            self.fragments
+                .iter()
+                .flat_map(|f| &f.runs)
+                .filter(move |r| r.track == track)
+        }
+
+        fn samples(&self, track: u32) -> usize {
+            self.runs(track).map(|r| r.samples.len()).sum()
+        }
+
+        /// Start of each fragment in the index track's ms.
+        fn fragment_times(&self) -> Vec<u64> {
+            self.fragments
+                .iter()
+                .map(|f| {
+                    let run = &f.runs[0];
+                    run.base / 48
+                })
+                .collect()
+        }
+
+        /// What every file we write must satisfy.
+        fn assert_well_formed(&self) {
+            for (i, f) in self.fragments.iter().enumerate() {
+                assert_eq!(f.sequence as usize, i + 1);
+            }
+            // Each track's decode times run on without gaps or overlaps.
+            for track in &self.tracks {
+                let mut next = None;
+                for run in self.runs(track.id) {
+                    if let Some(next) = next {
+                        assert_eq!(run.base, next, "track {} jumps", track.id);
+                    }
+                    assert!(run.samples.iter().all(|s| s.0 > 0), "zero duration");
+                    next = Some(run.base + run.samples.iter().map(|s| u64::from(s.0)).sum::<u64>());
+                }
+            }
+            // The index covers every fragment, each reference starting at a keyframe.
+            if !self.sidx.is_empty() {
+                assert_eq!(self.sidx_first, self.fragments[0].start);
+                let total: u64 = self.sidx.iter().map(|r| r.0).sum();
+                let fragments: usize = self.fragments.iter().map(|f| f.size).sum();
+                assert_eq!(total as usize, fragments);
+                let mut at = self.sidx_first;
+                for &(size, _, sap) in &self.sidx {
+                    let fragment = self
+                        .fragments
+                        .iter()
+                        .find(|f| f.start == at)
+                        .expect("a reference starts at a fragment");
+                    assert!(sap);
+                    assert_eq!(fragment.runs[0].samples[0].1, SYNC_SAMPLE);
+                    at += size as usize;
+                }
+            }
+        }
+    }
+
+    // ---- synthetic frames -------------------------------------------------------
+
+    /// x264's SPS and PPS for 640x360 baseline (360 is 23 macroblocks, cropped).
+    const SPS_640X360: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+        0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2e, 0x48,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    fn annex_b(nals: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for nal in nals {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+        out
+    }
+
+    fn access_unit(keyframe: bool, len: usize) -> Vec<u8> {
+        let mut slice = vec![0x5a; len.max(2)];
+        slice[0] = if keyframe { 0x65 } else { 0x41 };
+        if keyframe {
+            annex_b(&[&[0x09, 0x10], SPS_640X360, PPS, &slice])
+        } else {
+            annex_b(&[&[0x09, 0x30], &slice])
+        }
+    }
+
+    fn video_track() -> VideoTrack {
+        VideoTrack::from_keyframe(&access_unit(true, 10)).expect("SPS and PPS")
+    }
+
+    fn audio_track() -> AudioTrack {
+        AudioTrack {
+            channels: 2,
+            sample_rate: 48_000,
+        }
+    }
+
+    fn video_and_audio() -> Tracks {
+        Tracks {
+            video: Some(video_track()),
+            audio: Some(audio_track()),
+        }
+    }
+
+    #[derive(Clone)]
+    struct Frame {
+        track: TrackKind,
+        at_ms: u64,
+        keyframe: bool,
+        data: Vec<u8>,
+    }
+
+    fn video(at_ms: u64, keyframe: bool) -> Frame {
+        Frame {
+            track: TrackKind::Video,
+            at_ms,
+            keyframe,
+            data: access_unit(keyframe, 200),
+        }
+    }
+
+    fn audio(at_ms: u64) -> Frame {
+        Frame {
+            track: TrackKind::Audio,
+            at_ms,
+            keyframe: false,
+            data: vec![0xfc; 60],
+        }
+    }
+
+    fn times(from_ms: u64, every_ms: u64, count: u64) -> impl Iterator<Item = u64> {
+        (0..count).map(move |i| from_ms + i * every_ms)
+    }
+
+    fn arrival_order(mut frames: Vec<Frame>, audio_lag_ms: u64) -> Vec<Frame> {
+        frames.sort_by_key(|f| {
+            f.at_ms
+                + if f.track == TrackKind::Audio {
+                    audio_lag_ms
+                } else {
+                    0
+                }
+        });
+        frames
+    }
+
+    struct Muxed {
+        header_len: usize,
+        /// As uploaded before `finish` patched the header.
+        unpatched: Vec<u8>,
+        /// The header and the chunks `push` returned: a recording cut short.
+        cut_short: Vec<u8>,
+        file: Vec<u8>,
+        finished: Finished,
+    }
+
+    fn mux_into(mut muxer: Muxer, frames: &[Frame]) -> Muxed {
+        let mut unpatched = muxer.header();
+        let header_len = unpatched.len();
+        for f in frames {
+            if let Some(chunk) = muxer.push(f.track, f.at_ms, f.keyframe, &f.data) {
+                unpatched.extend_from_slice(&chunk);
+            }
+        }
+        let cut_short = unpatched.clone();
+        let finished = muxer.finish();
+        unpatched.extend_from_slice(&finished.tail);
+        assert_eq!(finished.header.len(), header_len);
+        let mut file = finished.header.clone();
+        file.extend_from_slice(&unpatched[header_len..]);
+        Muxed {
+            header_len,
+            unpatched,
+            cut_short,
+            file,
+            finished,
+        }
+    }
+
+    fn mux(tracks: Tracks, frames: &[Frame]) -> Muxed {
+        mux_into(Muxer::new(tracks), frames)
+    }
+
+    #[test]
+    fn sps_gives_the_cropped_size() {
+        let track = video_track();
+        assert_eq!((track.width(), track.height()), (640, 360));
+        assert!(!track.info.high_profile);
+        assert!(VideoTrack::from_keyframe(&access_unit(false, 10)).is_none());
+        assert!(VideoTrack::from_keyframe(&annex_b(&[SPS_640X360])).is_none());
+        assert!(h264_is_keyframe(&access_unit(true, 10)));
+        assert!(!h264_is_keyframe(&access_unit(false, 10)));
+        // 3-byte start codes, and emulation prevention inside the SPS.
+        let short: Vec<u8> = [&[0, 0, 1][..], SPS_640X360, &[0, 0, 1], PPS].concat();
+        assert_eq!(VideoTrack::from_keyframe(&short).unwrap().height(), 360);
+    }
+
+    #[test]
+    fn finished_file_has_seekable_layout() {
+        let mut frames: Vec<Frame> = times(0, 33, 300).map(|t| video(t, t % 1980 == 0)).collect();
+        frames.extend(times(0, 20, 500).map(audio));
+        let muxed = mux(video_and_audio(), &arrival_order(frames, 40));
+
+        // Only the header changes, and it keeps its length.
+        assert_eq!(muxed.file.len(), muxed.unpatched.len());
+        assert_eq!(
+            muxed.file[muxed.header_len..],
+            muxed.unpatched[muxed.header_len..]
+        );
+
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        let kinds: Vec<&[u8; 4]> = parsed.top.iter().take(4).map(|a| &a.kind).collect();
+        assert_eq!(kinds, [b"ftyp", b"moov", b"sidx", b"free"]);
+        assert_eq!(parsed.movie_ms, 10_000); // last audio packet 9980 + 20
+        assert_eq!(parsed.mehd_ms, 10_000);
+        assert_eq!(muxed.finished.duration_ms, 10_000);
+        assert_eq!(muxed.finished.frames, 800);
+        assert_eq!(muxed.finished.started_at_ms, Some(0));
+
+        let (v, a) = (&parsed.tracks[0], &parsed.tracks[1]);
+        assert_eq!((v.id, &v.entry, v.width, v.height), (1, b"avc3", 640, 360));
+        assert_eq!((v.timescale, v.duration_ms), (48_000, 9_867 + 33));
+        assert_eq!(v.media_duration, 9_900 * 48);
+        assert_eq!(&v.config[4..8], b"avcC");
+        assert_eq!(&v.config[8..12], &[1, 0x42, 0xc0, 0x1e]);
+        assert_eq!((a.id, &a.entry, a.timescale), (2, b"Opus", 48_000));
+        assert_eq!(a.duration_ms, 10_000);
+        assert_eq!(&a.config[4..8], b"dOps");
+        assert_eq!(a.config.len(), 8 + 11);
+
+        // A fragment per keyframe (every 1980 ms), each indexed.
+        assert_eq!(parsed.fragment_times(), [0, 1980, 3960, 5940, 7920]);
+        assert_eq!(parsed.sidx.len(), 5);
+        assert_eq!(parsed.sidx_timescale, 48_000);
+        assert_eq!(parsed.sidx[0].1, 1980 * 48);
+        assert_eq!(parsed.samples(1), 300);
+        assert_eq!(parsed.samples(2), 500);
+        let first = &parsed.fragments[0].runs[0].samples[0];
+        assert_eq!(first.1, SYNC_SAMPLE);
+        // AVCC: the delimiter gone, SPS, PPS and the IDR slice with 4-byte lengths.
+        assert_eq!(
+            first.2[..4 + SPS_640X360.len()],
+            [&(SPS_640X360.len() as u32).to_be_bytes()[..], SPS_640X360].concat()
+        );
+        assert_eq!(first.2.len(), 3 * 4 + SPS_640X360.len() + PPS.len() + 200);
+        let second = &parsed.fragments[0].runs[0].samples[1];
+        assert_eq!(
+            (second.0, second.1, second.2.len()),
+            (33 * 48, NON_SYNC_SAMPLE, 204)
+        );
+        assert!(
+            parsed
+                .runs(2)
+                .flat_map(|r| &r.samples)
+                .all(|s| s.1 == SYNC_SAMPLE && s.0 == 960)
+        );
+
+        // Cut short before `finish`, the upload still reads: no index, no durations.
+        let live = parse(&muxed.unpatched);
+        live.assert_well_formed();
+        assert!(live.sidx.is_empty());
+        assert_eq!((live.movie_ms, live.tracks[0].duration_ms), (0, 0));
+        assert_eq!(live.samples(1) + live.samples(2), 800);
+        assert!(parse(&muxed.cut_short).fragments.len() >= 3);
+    }
+
+    #[test]
+    fn recording_starts_at_first_video_keyframe() {
+        let mut frames: Vec<Frame> = times(0, 33, 10).map(|t| video(t, false)).collect();
+        frames.extend(times(330, 33, 60).map(|t| video(t, t == 330)));
+        frames.extend(times(0, 20, 100).map(audio));
+        let muxed = mux(video_and_audio(), &arrival_order(frames, 0));
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(muxed.finished.started_at_ms, Some(330));
+        assert_eq!(parsed.samples(1), 60);
+        // Audio from 340 ms on: 83 packets; the 17 before the keyframe are dropped.
+        assert_eq!(parsed.samples(2), 83);
+        assert_eq!(parsed.runs(2).next().unwrap().base, 10 * 48);
+    }
+
+    #[test]
+    fn nothing_is_written_without_a_keyframe() {
+        let mut frames: Vec<Frame> = times(0, 33, 100).map(|t| video(t, false)).collect();
+        frames.extend(times(0, 20, 100).map(audio));
+        let muxed = mux(video_and_audio(), &arrival_order(frames, 0));
+        assert!(muxed.finished.tail.is_empty());
+        assert_eq!(muxed.file.len(), muxed.header_len);
+        assert_eq!((muxed.finished.frames, muxed.finished.duration_ms), (0, 0));
+        let parsed = parse(&muxed.file);
+        assert!(parsed.fragments.is_empty() && parsed.sidx.is_empty());
+    }
+
+    #[test]
+    fn fragments_wait_a_second_for_the_next_keyframe() {
+        let frames: Vec<Frame> = times(0, 100, 50).map(|t| video(t, t % 500 == 0)).collect();
+        let parsed = parse(&mux(video_and_audio(), &frames).file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.fragment_times(), [0, 1000, 2000, 3000, 4000]);
+    }
+
+    #[test]
+    fn fragments_without_keyframes_end_after_five_seconds() {
+        let mut frames: Vec<Frame> = times(0, 100, 120).map(|t| video(t, t == 0)).collect();
+        frames.extend(times(60_000, 100, 5).map(|t| video(t, false)));
+        let muxed = mux(video_and_audio(), &frames);
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.fragment_times(), [0, 5000, 10_000, 60_000]);
+        // The fragments without a keyframe are part of the first reference.
+        assert_eq!(parsed.sidx.len(), 1);
+        assert_eq!(parsed.sidx[0].1, 60_500 * 48);
+        assert_eq!(muxed.finished.duration_ms, 60_500);
+    }
+
+    #[test]
+    fn fragments_stay_under_four_mebibytes() {
+        let frames: Vec<Frame> = times(0, 100, 10)
+            .map(|t| Frame {
+                data: access_unit(t == 0, 1_500_000),
+                ..video(t, t == 0)
+            })
+            .collect();
+        let parsed = parse(&mux(video_and_audio(), &frames).file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.fragment_times(), [0, 200, 400, 600, 800]);
+        assert!(
+            parsed
+                .fragments
+                .iter()
+                .all(|f| f.size <= MAX_FRAGMENT_BYTES + 4096)
+        );
+    }
+
+    #[test]
+    fn audio_only_fragments_every_two_seconds() {
+        let tracks = Tracks {
+            video: None,
+            audio: Some(audio_track()),
+        };
+        let frames: Vec<Frame> = times(5_000, 20, 350).map(audio).collect();
+        let muxed = mux(tracks, &frames);
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.tracks.len(), 1);
+        assert_eq!((parsed.tracks[0].id, &parsed.tracks[0].entry), (1, b"Opus"));
+        assert_eq!(parsed.fragment_times(), [0, 2000, 4000, 6000]);
+        assert_eq!(parsed.sidx.len(), 4);
+        assert_eq!(parsed.sidx_timescale, 48_000);
+        assert_eq!(muxed.finished.duration_ms, 7_000);
+        assert_eq!(muxed.finished.started_at_ms, Some(5_000));
+    }
+
+    #[test]
+    fn jitter_and_time_going_backwards_are_absorbed() {
+        let mut frames: Vec<Frame> = times(0, 33, 120).map(|t| video(t, t % 990 == 0)).collect();
+        frames[60].at_ms -= 50;
+        frames[61].at_ms -= 50;
+        // Audio arrives 800 ms behind video: later than the reorder window.
+        frames.extend(times(0, 20, 200).map(audio));
+        let muxed = mux(video_and_audio(), &arrival_order(frames, 800));
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.samples(1), 120);
+        assert_eq!(parsed.samples(2), 200);
+    }
+
+    #[test]
+    fn keyframes_without_parameter_sets_get_them() {
+        let mut frames: Vec<Frame> = times(0, 100, 30).map(|t| video(t, t % 1000 == 0)).collect();
+        for frame in frames.iter_mut().filter(|f| f.keyframe && f.at_ms > 0) {
+            frame.data = annex_b(&[&[0x65; 50]]);
+        }
+        let parsed = parse(&mux(video_and_audio(), &frames).file);
+        for run in parsed.runs(1).skip(1) {
+            let key = &run.samples[0].2;
+            assert_eq!(&key[4..4 + SPS_640X360.len()], SPS_640X360);
+            assert_eq!(key.len(), 3 * 4 + SPS_640X360.len() + PPS.len() + 50);
+        }
+    }
+
+    #[test]
+    fn index_merges_references_when_out_of_room() {
+        let fragment = |sap| WrittenFragment {
+            size: 100,
+            duration: 10,
+            sap,
+        };
+        let fragments: Vec<WrittenFragment> =
+            [true, false, true, true, false, false, true, true, true]
+                .into_iter()
+                .map(fragment)
+                .collect();
+        let sizes = |room| {
+            references(&fragments, room)
+                .iter()
+                .inspect(|r| assert!(r.sap))
+                .map(|r| r.size / 100)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(INDEX_ROOM), [2, 1, 3, 1, 1, 1]);
+        assert_eq!(sizes(6), [2, 1, 3, 1, 1, 1]);
+        assert_eq!(sizes(5), [2, 4, 2, 1]);
+        assert_eq!(sizes(3), [3, 3, 3]);
+        assert_eq!(sizes(2), [6, 3]);
+        assert_eq!(sizes(1), [9]);
+    }
+
+    #[test]
+    fn six_hours_fit_the_index_and_longer_recordings_merge() {
+        // One keyframe a second, two frames a second: a fragment a second.
+        let fragments = INDEX_ROOM as u64 + 100;
+        let frames: Vec<Frame> = times(0, 500, 2 * fragments)
+            .map(|t| Frame {
+                data: access_unit(t % 1000 == 0, 20),
+                ..video(t, t % 1000 == 0)
+            })
+            .collect();
+        let muxed = mux(
+            Tracks {
+                video: Some(video_track()),
+                audio: None,
+            },
+            &frames,
+        );
+        let parsed = parse(&muxed.file);
+        assert_eq!(parsed.fragments.len() as u64, fragments);
+        parsed.assert_well_formed();
+        assert!(parsed.sidx.len() <= INDEX_ROOM && parsed.sidx.len() > INDEX_ROOM / 2);
+        let total: u64 = parsed.sidx.iter().map(|r| r.1).sum();
+        assert_eq!(total, fragments * 1000 * 48);
+        assert_eq!(
+            parsed.top[3].end - parsed.top[3].start,
+            8 + 12 * (INDEX_ROOM - parsed.sidx.len())
+        );
+    }
+
+    // ---- real frames, checked by FFmpeg -----------------------------------------
+
+    fn run(program: &str, args: &[&str]) -> Output {
+        match Command::new(program).args(args).output() {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("{program} not found: run scripts/setup (it installs ffmpeg)")
+            }
+            Err(e) => panic!("could not run {program}: {e}"),
+        }
+    }
+
+    fn run_ok(program: &str, args: &[&str]) -> Output {
+        let output = run(program, args);
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Removed at the end unless the test failed, to leave the files to look at.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "stagepass-mp4-{name}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn path(&self, file: &str) -> String {
+            self.0.join(file).to_str().unwrap().to_owned()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    /// A test pattern as raw H.264 (Annex B, 30 fps, a keyframe a second with its
+    /// SPS and PPS, an access unit delimiter before each frame, as WebRTC senders
+    /// do) and a 48 kHz stereo Opus stream in Ogg.
+    fn encode(dir: &TempDir, name: &str, size: &str, profile: &str, seconds: u32) -> Vec<Frame> {
+        let (h264, ogg) = (
+            dir.path(&format!("{name}.h264")),
+            dir.path(&format!("{name}.ogg")),
+        );
+        let video = format!("testsrc=size={size}:rate=30");
+        let seconds = seconds.to_string();
+        run_ok(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                &video,
+                "-t",
+                &seconds,
+                "-pix_fmt",
+                "yuv420p",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                profile,
+                "-bf",
+                "0",
+                "-g",
+                "30",
+                "-x264-params",
+                "aud=1:repeat-headers=1",
+                "-f",
+                "h264",
+                &h264,
+            ],
+        );
+        run_ok(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &seconds,
+                "-c:a",
+                "libopus",
+                "-ac",
+                "2",
+                "-f",
+                "ogg",
+                &ogg,
+            ],
+        );
+        let mut frames: Vec<Frame> = access_units(&std::fs::read(&h264).unwrap())
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| Frame {
+                track: TrackKind::Video,
+                at_ms: (i as u64 * 1000).div_ceil(30),
+                keyframe: h264_is_keyframe(&data),
+                data,
+            })
+            .collect();
+        frames.extend(
+            ogg_packets(&std::fs::read(&ogg).unwrap())
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| Frame {
+                    track: TrackKind::Audio,
+                    at_ms: i as u64 * 20,
+                    keyframe: false,
+                    data,
+                }),
+        );
+        frames
+    }
+
+    /// An Annex B stream cut before each access unit delimiter.
+    fn access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+        let starts: Vec<usize> = start_codes(stream)
+            .into_iter()
+            .filter(|&(_, nal)| stream.get(nal).is_some_and(|b| b & 0x1F == NAL_AUD))
+            .map(|(code, _)| {
+                if code > 0 && stream[code - 1] == 0 {
+                    code - 1
+                } else {
+                    code
+                }
+            })
+            .collect();
+        assert!(!starts.is_empty(), "no access unit delimiters");
+        let ends = starts.iter().skip(1).copied().chain([stream.len()]);
+        starts
+            .iter()
+            .zip(ends)
+            .map(|(&a, b)| stream[a..b].to_vec())
+            .collect()
+    }
+
+    /// The audio packets of an Ogg Opus stream (the two header packets skipped).
+    fn ogg_packets(ogg: &[u8]) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        let mut packet = Vec::new();
+        let mut pos = 0;
+        while pos < ogg.len() {
+            assert_eq!(&ogg[pos..pos + 4], b"OggS");
+            let segments = ogg[pos + 26] as usize;
+            let lacing = &ogg[pos + 27..pos + 27 + segments];
+            let mut data = pos + 27 + segments;
+            for &len in lacing {
+                packet.extend_from_slice(&ogg[data..data + len as usize]);
+                data += len as usize;
+                if len < 255 {
+                    packets.push(std::mem::take(&mut packet));
+                }
+            }
+            pos = data;
+        }
+        assert_eq!(&packets[0][..8], b"OpusHead");
+        packets.split_off(2)
+    }
+
+    fn shifted(frames: Vec<Frame>, by_ms: u64) -> Vec<Frame> {
+        frames
+            .into_iter()
+            .map(|f| Frame {
+                at_ms: f.at_ms + by_ms,
+                ..f
+            })
+            .collect()
+    }
+
+    fn tracks_for(frames: &[Frame]) -> Tracks {
+        let key = frames
+            .iter()
+            .find(|f| f.keyframe && f.track == TrackKind::Video)
+            .unwrap();
+        Tracks {
+            video: Some(VideoTrack::from_keyframe(&key.data).expect("SPS and PPS")),
+            audio: Some(audio_track()),
+        }
+    }
+
+    /// `ffprobe -of flat`: `streams.stream.0.codec_name="h264"` -> key, value.
+    fn probe(path: &str) -> HashMap<String, String> {
+        let output = run_ok(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_streams",
+                "-show_format",
+                "-of",
+                "flat",
+                path,
+            ],
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect()
+    }
+
+    fn number(probe: &HashMap<String, String>, key: &str) -> f64 {
+        probe
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("ffprobe gave no number for {key}: {probe:#?}"))
+    }
+
+    fn assert_near(what: &str, value: f64, expected: f64) {
+        let tolerance = expected * 0.1;
+        assert!(
+            (value - expected).abs() <= tolerance,
+            "{what}: {value}, expected {expected} ± 10 %"
+        );
+    }
+
+    /// Decoding the whole file prints nothing: no corrupt frame, no bad timestamp.
+    fn assert_decodes_cleanly(path: &str, seek_to: Option<&str>) {
+        let mut args = vec!["-v", "error"];
+        if let Some(seconds) = seek_to {
+            args.extend(["-ss", seconds]);
+        }
+        args.extend(["-i", path, "-f", "null", "-"]);
+        let output = run_ok("ffmpeg", &args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.trim().is_empty(),
+            "ffmpeg {args:?} complained: {stderr}"
+        );
+    }
+
+    /// The first video frame FFmpeg shows after seeking to `seconds`.
+    fn frame_after_seek(path: &str, seconds: &str) -> String {
+        let interval = format!("{seconds}%+#1");
+        let output = run_ok(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-read_intervals",
+                &interval,
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "frame=pts_time,key_frame,width",
+                "-of",
+                "flat",
+                path,
+            ],
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// How many `moof` boxes FFmpeg parses to open the file and show one frame at
+    /// `seconds` (its trace log names each box it reads).
+    fn moofs_read_to_seek(path: &str, seconds: &str) -> usize {
+        let interval = format!("{seconds}%+#1");
+        let output = run_ok(
+            "ffprobe",
+            &[
+                "-v",
+                "trace",
+                "-read_intervals",
+                &interval,
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "frame=pts_time",
+                "-of",
+                "flat",
+                path,
+            ],
+        );
+        String::from_utf8_lossy(&output.stderr)
+            .matches("type:'moof'")
+            .count()
+    }
+
+    fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> String {
+        let path = dir.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn real_h264_and_opus_play_and_seek() {
+        let dir = TempDir::new("real");
+        // As if the recording had been going for 1.2 s when the first keyframe came,
+        // with audio delivered 30 ms after video.
+        let frames = arrival_order(
+            shifted(encode(&dir, "source", "640x360", "baseline", 10), 1_200),
+            30,
+        );
+        let tracks = tracks_for(&frames);
+        assert_eq!(
+            (
+                tracks.video.as_ref().unwrap().width(),
+                tracks.video.as_ref().unwrap().height()
+            ),
+            (640, 360)
+        );
+        let muxed = mux(tracks, &frames);
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.fragments.len(), 10, "a fragment per keyframe second");
+        let file = write(&dir, "out.mp4", &muxed.file);
+        let live = write(&dir, "live.mp4", &muxed.unpatched);
+        let cut = write(&dir, "cut.mp4", &muxed.cut_short);
+
+        let p = probe(&file);
+        eprintln!(
+            "h264: ffprobe {}x{}, {} video frames, {} audio frames, {} s",
+            p["streams.stream.0.width"],
+            p["streams.stream.0.height"],
+            p["streams.stream.0.nb_read_frames"],
+            p["streams.stream.1.nb_read_frames"],
+            p["format.duration"],
+        );
+        assert_eq!(p["streams.stream.0.codec_name"], "h264");
+        assert_eq!(
+            (
+                p["streams.stream.0.width"].as_str(),
+                p["streams.stream.0.height"].as_str()
+            ),
+            ("640", "360")
+        );
+        assert_near(
+            "video frames",
+            number(&p, "streams.stream.0.nb_read_frames"),
+            300.0,
+        );
+        assert_near("duration", number(&p, "format.duration"), 10.0);
+        assert_eq!(p["streams.stream.1.codec_name"], "opus");
+        assert_eq!(p["streams.stream.1.channels"], "2");
+        assert_near(
+            "audio frames",
+            number(&p, "streams.stream.1.nb_read_frames"),
+            500.0,
+        );
+
+        assert_decodes_cleanly(&file, None);
+        assert_decodes_cleanly(&file, Some("5"));
+        let shown = frame_after_seek(&file, "5");
+        assert!(
+            shown.contains("pts_time=\"5.000000\"") && shown.contains("key_frame=1"),
+            "{shown}"
+        );
+        // FFmpeg finds the fragment through the sidx; without it (the file as it
+        // was before the patch) it reads every moof before it can seek.
+        let (indexed, walked) = (
+            moofs_read_to_seek(&file, "8"),
+            moofs_read_to_seek(&live, "8"),
+        );
+        eprintln!("moofs read to seek to 8 s: {indexed} with the index, {walked} without");
+        assert!(indexed <= 3 && walked >= 10, "{indexed} / {walked}");
+
+        // The upload as it stood before the header was patched still plays, and so
+        // does one cut short before `finish`, as far as it got.
+        let p = probe(&live);
+        assert_near(
+            "frames of the unpatched file",
+            number(&p, "streams.stream.0.nb_read_frames"),
+            300.0,
+        );
+        let got = parse(&muxed.cut_short).samples(1);
+        assert!(got >= 200, "{got} frames before the tail");
+        let p = probe(&cut);
+        assert_eq!(number(&p, "streams.stream.0.nb_read_frames") as usize, got);
+        assert_decodes_cleanly(&cut, None);
+    }
+
+    #[test]
+    fn real_resolution_switch_decodes_cleanly() {
+        let dir = TempDir::new("switch");
+        let mut frames = encode(&dir, "camera", "640x360", "baseline", 2);
+        let screen = shifted(encode(&dir, "screen", "1280x720", "high", 2), 2_000);
+        let first = screen.iter().find(|f| f.track == TrackKind::Video).unwrap();
+        let high = VideoTrack::from_keyframe(&first.data).unwrap();
+        assert_eq!(
+            (high.width(), high.height(), high.info.high_profile),
+            (1280, 720, true)
+        );
+        frames.extend(screen);
+        let frames = arrival_order(frames, 0);
+        let muxed = mux(tracks_for(&frames), &frames);
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(
+            (parsed.tracks[0].width, parsed.tracks[0].height),
+            (640, 360)
+        );
+        let file = write(&dir, "out.mp4", &muxed.file);
+
+        assert_decodes_cleanly(&file, None);
+        let p = probe(&file);
+        assert_near(
+            "video frames",
+            number(&p, "streams.stream.0.nb_read_frames"),
+            120.0,
+        );
+        assert_near("duration", number(&p, "format.duration"), 4.0);
+        assert!(frame_after_seek(&file, "1").contains("width=640"));
+        let shown = frame_after_seek(&file, "3");
+        assert!(shown.contains("width=1280"), "{shown}");
+        assert_decodes_cleanly(&file, Some("3"));
+    }
+
+    #[test]
+    fn real_file_with_merged_index_seeks() {
+        let dir = TempDir::new("merged");
+        let frames = arrival_order(encode(&dir, "source", "640x360", "baseline", 10), 0);
+        let muxed = mux_into(Muxer::with_index_room(tracks_for(&frames), 3), &frames);
+        let parsed = parse(&muxed.file);
+        parsed.assert_well_formed();
+        assert_eq!(parsed.fragments.len(), 10);
+        assert_eq!(parsed.sidx.len(), 3);
+        let file = write(&dir, "out.mp4", &muxed.file);
+        let p = probe(&file);
+        assert_near(
+            "video frames",
+            number(&p, "streams.stream.0.nb_read_frames"),
+            300.0,
+        );
+        assert_near("duration", number(&p, "format.duration"), 10.0);
+        assert_decodes_cleanly(&file, None);
+        assert_decodes_cleanly(&file, Some("5"));
+        let shown = frame_after_seek(&file, "5");
+        assert!(shown.contains("key_frame=1"), "{shown}");
     }
 }
