@@ -33,24 +33,26 @@
 //!
 //! H.264: sample entry `avc3`, whose `avcC` holds the first SPS and PPS and whose
 //! samples carry their parameter sets in band. The resolution can change mid-recording
-//! (a simulcast layer switch, a screen share), and `avc1` would forbid the new SPS in
-//! the samples. Keyframes that come without SPS/PPS get the latest ones put in front,
+//! (a simulcast layer switch, a screen share), and `avc1` wants every parameter set in
+//! the sample entry, which cannot change once `moov` is written. Keyframes that come without SPS/PPS get the latest ones put in front,
 //! so every keyframe a seek lands on decodes on its own. Samples are in AVCC form
 //! (4-byte lengths); access unit delimiters are dropped. Timestamps come from RTP,
 //! which has no composition offsets: B-frames (never sent over WebRTC) are not
-//! supported. Both tracks run at 48 kHz (see `VIDEO_TIMESCALE`); a sample lasts until the next
-//! one of its track, so each track is held back by one sample, and the last one lasts
-//! as long as the gap before it (as in webm.rs).
+//! supported. Both tracks run at 48 kHz (see `VIDEO_TIMESCALE`). A sample lasts until
+//! the next one of its track, so each track is held back by one sample, and the last
+//! one lasts as long as the gap before it (as in webm.rs); decode times therefore run
+//! on without gaps, and each `tfdt` equals the previous fragment's end.
 //!
 //! Opus: `Opus` sample entry with `dOps` (the Opus-in-ISOBMFF mapping), pre-skip 0
 //! for the reason webm.rs gives: the recording joins a running encoder and RTP
 //! timestamps already date each packet's first sample.
 //!
-//! Boxes are written by hand, like webm.rs: the few dozen boxes of this subset are
-//! less code than the glue to a box crate, the fixed-size patching needs control of
-//! every field's width (a crate picking version 0 or 1 by value would change the
-//! header's length), and the SPS parser needed for the track size is forty lines (the
-//! `h264-reader` crate would bring a NAL-handling framework for one function).
+//! Boxes are written by hand, like webm.rs, and no crate is added: the thirty-odd
+//! boxes of this subset are little more code than the glue to a box crate
+//! (`mp4-atom`), and the in-place patch depends on every field keeping its width,
+//! which is easiest to guarantee when each width is written here. The SPS parser the
+//! track size needs is a hundred lines; `h264-reader` would bring its NAL push-parser
+//! machinery for that one function.
 
 use std::collections::VecDeque;
 
