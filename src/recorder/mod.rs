@@ -23,6 +23,7 @@
 //! first completes what the dead one had uploaded (`salvage`), and replays
 //! play the parts in order.
 
+pub mod mp4;
 mod session;
 mod upload;
 pub mod webm;
