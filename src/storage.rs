@@ -228,7 +228,7 @@ impl Storage {
         key: &str,
         upload_id: &str,
         number: i32,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<String, StorageError> {
         let out = self
             .client

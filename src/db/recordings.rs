@@ -446,6 +446,17 @@ pub async fn new_part(
         .await
 }
 
+/// The part's object is named anew (its file type is known once its first
+/// frame is; nothing of it is in the bucket yet).
+pub async fn set_part_key(conn: &mut AsyncPgConnection, part: i64, key: &str) -> QueryResult<()> {
+    diesel::update(recording_parts::table.find(part))
+        .filter(recording_parts::status.eq("writing"))
+        .set(recording_parts::object_key.eq(key))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// The part's multipart upload started.
 pub async fn set_part_upload(
     conn: &mut AsyncPgConnection,

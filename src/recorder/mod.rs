@@ -1,7 +1,9 @@
 //! The built-in recorder (`RECORDER=builtin`, the default): the app itself
 //! joins a live room as a hidden, subscribe-only participant and writes the
-//! host's tracks, without re-encoding, into a WebM file that streams to the
-//! bucket while it records. Nothing else has to run beside LiveKit.
+//! host's tracks, without re-encoding, into a file that streams to the
+//! bucket while it records: WebM for VP8/VP9 (and sound alone), fragmented
+//! MP4 for H.264. The part's object is named `.webm` and renamed `.mp4` by
+//! the upload when the first frame says so. Nothing else has to run beside LiveKit.
 //!
 //! One app instance records a stream at a time: it holds a lease on the
 //! recording's row and renews it every few seconds (`session::CHECK_EVERY`).
@@ -15,8 +17,8 @@
 //! except one it takes over.
 //!
 //! - `session`: one recording session (signalling, WebRTC, picking tracks).
-//! - `webm`: the muxer (frames in, WebM clusters out).
-//! - `upload`: the multipart upload the clusters stream into.
+//! - `webm`, `mp4`: the muxers (frames in, WebM clusters or MP4 fragments out).
+//! - `upload`: the multipart upload their output streams into.
 //!
 //! A recording is one file per recorder session (`recording_parts`): one,
 //! or more when an instance took over from one that died; the new holder
@@ -448,6 +450,7 @@ fn part_key(base: &str, n: i32) -> String {
         return base.to_owned();
     }
     match base.strip_suffix(".webm") {
+        // Renamed `.mp4` by its upload if it turns out to be one.
         Some(stem) => format!("{stem}-part{n}.webm"),
         None => format!("{base}-part{n}"),
     }

@@ -3,7 +3,10 @@
 //! str0m for the WebRTC peer connection), picks the tracks viewers see — the
 //! host's screen share while there is one, else their camera, and their
 //! microphone — and hands their frames, as they arrive and without
-//! re-encoding, to the WebM muxer, whose clusters stream to the bucket.
+//! re-encoding, to a muxer whose output streams to the bucket: WebM for VP8
+//! and VP9 (what browsers send) and for sound alone, fragmented MP4 for
+//! H.264 (what OBS sends over WHIP). The file's type is settled by the first
+//! video frame written; a track in another codec later is left out (a gap).
 //!
 //! It never decides who may record (the caller did) and never touches the
 //! recording's row except through the callbacks of `Progress`.
@@ -22,8 +25,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
-use super::upload::Upload;
-use super::webm::{self, Muxer, TrackKind};
+use super::mp4;
+use super::upload::{FileType, Upload};
+use super::webm::{self, TrackKind};
 use crate::livekit::Participant;
 
 /// How long the recorder waits for the host's first video keyframe before it
@@ -72,7 +76,7 @@ pub enum SessionError {
     #[error("Nothing was recorded: the host sent no video or audio while recording.")]
     NothingReceived,
     #[error(
-        "The host's video is {0}, which the built-in recorder cannot write yet (it writes VP8 and VP9)."
+        "The host's video is {0}, which the built-in recorder cannot write yet (it writes VP8, VP9 and H.264)."
     )]
     Codec(String),
     #[error("Storage refused the recording: {0}. Ask the operator to check the S3 settings.")]
@@ -529,6 +533,62 @@ impl Room {
     }
 }
 
+/// The video codecs the recorder writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Vp8,
+    Vp9,
+    H264,
+}
+
+/// The file being written: WebM or fragmented MP4, one interface.
+enum Muxer {
+    Webm(Box<webm::Muxer>),
+    Mp4(Box<mp4::Muxer>),
+}
+
+impl Muxer {
+    fn file_type(&self) -> FileType {
+        match self {
+            Muxer::Webm(_) => FileType::Webm,
+            Muxer::Mp4(_) => FileType::Mp4,
+        }
+    }
+
+    fn header(&self) -> Vec<u8> {
+        match self {
+            Muxer::Webm(m) => m.header(),
+            Muxer::Mp4(m) => m.header(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        kind: TrackKind,
+        at_ms: u64,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        match self {
+            Muxer::Webm(m) => m.push(kind, at_ms, keyframe, data),
+            Muxer::Mp4(m) => m.push(kind, at_ms, keyframe, data),
+        }
+    }
+
+    fn finish(self) -> webm::Finished {
+        match self {
+            Muxer::Webm(m) => m.finish(),
+            Muxer::Mp4(m) => m.finish(),
+        }
+    }
+}
+
+/// What the file's video track is made from.
+enum Video {
+    Webm(webm::VideoTrack),
+    Mp4(mp4::VideoTrack),
+}
+
 /// Per media line: where its RTP clock sits on the recording's clock.
 struct Anchor {
     at_ms: u64,
@@ -551,10 +611,12 @@ struct Recording {
     has_audio: bool,
     /// The video codec the file was started with (a track in another codec
     /// cannot join it: its frames are left out, a gap).
-    codec: Option<webm::VideoCodec>,
+    codec: Option<Codec>,
     /// Bytes for the uploader (and how far they reach, in ms), sent between
     /// two turns of the loop.
     pending: Vec<(Vec<u8>, u64)>,
+    /// The file's type, for the uploader before its first bytes.
+    begin_file: Option<FileType>,
     upload_failed: bool,
 }
 
@@ -572,6 +634,7 @@ impl Recording {
             has_audio: false,
             codec: None,
             pending: Vec::new(),
+            begin_file: None,
             upload_failed: false,
         }
     }
@@ -625,16 +688,28 @@ impl Recording {
         }
     }
 
-    fn begin(&mut self, video: Option<webm::VideoTrack>, audio: bool, t0: Instant) {
+    fn begin(&mut self, video: Option<Video>, audio: bool, t0: Instant) {
         self.has_audio = audio;
-        let muxer = Muxer::new(webm::Tracks {
-            video,
-            audio: audio.then_some(webm::AudioTrack {
-                channels: 2,
-                sample_rate: 48_000,
-            }),
+        let audio = audio.then_some(webm::AudioTrack {
+            channels: 2,
+            sample_rate: 48_000,
         });
+        let muxer = match video {
+            Some(Video::Mp4(video)) => Muxer::Mp4(Box::new(mp4::Muxer::new(mp4::Tracks {
+                video: Some(video),
+                audio,
+            }))),
+            Some(Video::Webm(video)) => Muxer::Webm(Box::new(webm::Muxer::new(webm::Tracks {
+                video: Some(video),
+                audio,
+            }))),
+            None => Muxer::Webm(Box::new(webm::Muxer::new(webm::Tracks {
+                video: None,
+                audio,
+            }))),
+        };
         let header = muxer.header();
+        self.begin_file = Some(muxer.file_type());
         self.muxer = Some(muxer);
         self.t0 = Some(t0);
         self.send(header, 0);
@@ -647,6 +722,12 @@ impl Recording {
 
     /// Hands the queued bytes to the uploader; waits when it is behind.
     async fn flush(&mut self) {
+        if let Some(file_type) = self.begin_file.take()
+            && let Some(upload) = &self.upload
+            && upload.begin(file_type).await.is_err()
+        {
+            self.upload_failed = true;
+        }
         for (bytes, upto_ms) in std::mem::take(&mut self.pending) {
             if let Some(upload) = &self.upload
                 && upload.write(bytes, upto_ms).await.is_err()
@@ -674,8 +755,9 @@ impl Recording {
         let mut first = false;
         if is_video {
             let codec = match data.params.spec().codec {
-                str0m::format::Codec::Vp8 => webm::VideoCodec::Vp8,
-                str0m::format::Codec::Vp9 => webm::VideoCodec::Vp9,
+                str0m::format::Codec::Vp8 => Codec::Vp8,
+                str0m::format::Codec::Vp9 => Codec::Vp9,
+                str0m::format::Codec::H264 => Codec::H264,
                 other if self.muxer.is_none() => {
                     return Err(SessionError::Codec(format!("{other:?}")));
                 }
@@ -689,7 +771,24 @@ impl Recording {
                 // Packets were lost: what follows cannot be decoded until a keyframe.
                 self.needs_keyframe = true;
             }
-            if self.needs_keyframe && !keyframe {
+            // An H.264 file starts from a keyframe that carries its
+            // parameter sets (the MP4 header needs them).
+            let video = match codec {
+                _ if self.muxer.is_some() || !keyframe => None,
+                Codec::H264 => mp4::VideoTrack::from_keyframe(&data.data).map(Video::Mp4),
+                Codec::Vp8 => Some(Video::Webm(webm::VideoTrack {
+                    codec: webm::VideoCodec::Vp8,
+                    width: webm::vp8_keyframe_size(&data.data).map_or(640, |s| s.0),
+                    height: webm::vp8_keyframe_size(&data.data).map_or(360, |s| s.1),
+                })),
+                Codec::Vp9 => Some(Video::Webm(webm::VideoTrack {
+                    codec: webm::VideoCodec::Vp9,
+                    width: 0,
+                    height: 0,
+                })),
+            };
+            let unusable = self.muxer.is_none() && video.is_none();
+            if (self.needs_keyframe && !keyframe) || unusable {
                 if self
                     .asked_keyframe
                     .is_none_or(|t| t.elapsed() >= KEYFRAME_RETRY)
@@ -703,24 +802,10 @@ impl Recording {
                 return Ok(None);
             }
             self.needs_keyframe = false;
-            if self.muxer.is_none() {
-                let (width, height) = match codec {
-                    webm::VideoCodec::Vp8 => {
-                        webm::vp8_keyframe_size(&data.data).unwrap_or((640, 360))
-                    }
-                    _ => (0, 0),
-                };
+            if let Some(video) = video {
                 let audio = self.audio.is_some();
                 self.codec = Some(codec);
-                self.begin(
-                    Some(webm::VideoTrack {
-                        codec,
-                        width,
-                        height,
-                    }),
-                    audio,
-                    data.network_time,
-                );
+                self.begin(Some(video), audio, data.network_time);
                 first = true;
             }
         } else if self.muxer.is_none() || !self.has_audio {

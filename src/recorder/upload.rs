@@ -23,13 +23,50 @@ use crate::storage::StorageError;
 
 /// S3's smallest part (every part but the last must reach it).
 const PART_SIZE: usize = 5 * 1024 * 1024;
+/// A part is cut after the chunk that takes it past `PART_SIZE`: room for
+/// that chunk up front, so the buffer is allocated once, not doubled.
+const PART_CAPACITY: usize = PART_SIZE + 1024 * 1024;
 /// Chunks waiting for the uploader; past this the media loop waits (a
 /// stalled bucket holds back at most this many clusters of a few MiB).
 const QUEUE: usize = 16;
 
-pub const CONTENT_TYPE: &str = "video/webm";
+/// The kind of file a session writes, known at its first frame: WebM for
+/// VP8/VP9 (and sound alone), MP4 for H.264.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Webm,
+    Mp4,
+}
+
+impl FileType {
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileType::Webm => "webm",
+            FileType::Mp4 => "mp4",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FileType::Webm => "video/webm",
+            FileType::Mp4 => "video/mp4",
+        }
+    }
+
+    /// `key` with this type's extension in place of the one it has.
+    fn rename(self, key: &str) -> String {
+        let stem = [FileType::Webm, FileType::Mp4]
+            .iter()
+            .find_map(|t| key.strip_suffix(&format!(".{}", t.extension())))
+            .unwrap_or(key);
+        format!("{stem}.{}", self.extension())
+    }
+}
 
 enum Command {
+    /// The file's type, before its first bytes: the object is named and
+    /// typed after it.
+    Begin(FileType),
     /// Bytes, and how far into the recording (ms) they reach.
     Write(Vec<u8>, u64),
     Finish {
@@ -51,6 +88,14 @@ impl Upload {
         let (commands, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(state.clone(), part, key.to_owned(), rx));
         Self { commands }
+    }
+
+    /// Says what kind of file follows; before the first `write`.
+    pub async fn begin(&self, file_type: FileType) -> Result<(), ()> {
+        self.commands
+            .send(Command::Begin(file_type))
+            .await
+            .map_err(drop)
     }
 
     /// Appends bytes that reach `upto_ms` into the recording. `Err` when the
@@ -84,10 +129,13 @@ struct Parts {
     /// The recording part's row.
     part: i64,
     key: String,
+    file_type: FileType,
     upload_id: Option<String>,
-    /// Part 1: the header and what follows it, held until the end.
+    /// Part 1 while it fills.
     first: Vec<u8>,
-    first_uploaded: bool,
+    /// Part 1 once uploaded, held until the end to go up again patched
+    /// (shared with the request that uploaded it, not copied).
+    first_uploaded: Option<bytes::Bytes>,
     current: Vec<u8>,
     /// Uploaded parts: number -> ETag.
     done: std::collections::BTreeMap<i32, String>,
@@ -98,9 +146,10 @@ async fn run(state: AppState, part: i64, key: String, mut commands: mpsc::Receiv
     let mut parts = Parts {
         part,
         key,
+        file_type: FileType::Webm,
         upload_id: None,
-        first: Vec::new(),
-        first_uploaded: false,
+        first: Vec::with_capacity(PART_CAPACITY),
+        first_uploaded: None,
         current: Vec::new(),
         done: Default::default(),
         size: 0,
@@ -108,6 +157,15 @@ async fn run(state: AppState, part: i64, key: String, mut commands: mpsc::Receiv
     let mut failed: Option<StorageError> = None;
     while let Some(command) = commands.recv().await {
         match command {
+            Command::Begin(file_type) => {
+                if failed.is_none()
+                    && let Err(e) = parts.begin(&state, file_type).await
+                {
+                    tracing::warn!(error = %e, "recorder: naming the part's object");
+                    failed = Some(e);
+                    commands.close();
+                }
+            }
             Command::Write(bytes, upto_ms) => {
                 if failed.is_some() {
                     continue;
@@ -136,6 +194,25 @@ async fn run(state: AppState, part: i64, key: String, mut commands: mpsc::Receiv
 }
 
 impl Parts {
+    /// Names the object after its type (nothing of it is in the bucket yet).
+    async fn begin(&mut self, state: &AppState, file_type: FileType) -> Result<(), StorageError> {
+        self.file_type = file_type;
+        let key = file_type.rename(&self.key);
+        if key == self.key || self.upload_id.is_some() || self.size > 0 {
+            return Ok(());
+        }
+        let mut conn = state
+            .db
+            .get()
+            .await
+            .map_err(|_| StorageError::new("the database is unavailable"))?;
+        crate::db::recordings::set_part_key(&mut conn, self.part, &key)
+            .await
+            .map_err(|_| StorageError::new("the database is unavailable"))?;
+        self.key = key;
+        Ok(())
+    }
+
     async fn write(
         &mut self,
         state: &AppState,
@@ -143,20 +220,23 @@ impl Parts {
         upto_ms: u64,
     ) -> Result<(), StorageError> {
         self.size += bytes.len() as u64;
-        if !self.first_uploaded {
+        if self.first_uploaded.is_none() {
             self.first.extend_from_slice(&bytes);
             if self.first.len() >= PART_SIZE {
-                self.first_uploaded = true;
-                let first = self.first.clone();
+                let first = bytes::Bytes::from(std::mem::take(&mut self.first));
+                self.first_uploaded = Some(first.clone());
                 self.upload(state, 1, first).await?;
                 self.stored(state, upto_ms).await;
             }
             return Ok(());
         }
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(PART_CAPACITY);
+        }
         self.current.extend_from_slice(&bytes);
         if self.current.len() >= PART_SIZE {
             let part = std::mem::take(&mut self.current);
-            self.upload(state, self.next_number(), part).await?;
+            self.upload(state, self.next_number(), part.into()).await?;
             self.stored(state, upto_ms).await;
         }
         Ok(())
@@ -180,12 +260,15 @@ impl Parts {
         &mut self,
         state: &AppState,
         number: i32,
-        part: Vec<u8>,
+        part: bytes::Bytes,
     ) -> Result<(), StorageError> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
-                let id = state.storage.start_upload(&self.key, CONTENT_TYPE).await?;
+                let id = state
+                    .storage
+                    .start_upload(&self.key, self.file_type.content_type())
+                    .await?;
                 let mut conn = state
                     .db
                     .get()
@@ -213,27 +296,38 @@ impl Parts {
         tail: Vec<u8>,
     ) -> Result<u64, StorageError> {
         self.size += tail.len() as u64;
-        if header.len() > self.first.len() {
+        // Part 1 back in hand (the request that uploaded it is long done, so
+        // this is no copy unless something still shares it).
+        let mut first = match self.first_uploaded.take() {
+            Some(uploaded) => uploaded
+                .try_into_mut()
+                .map(Vec::from)
+                .unwrap_or_else(|shared| shared.to_vec()),
+            None => std::mem::take(&mut self.first),
+        };
+        if header.len() > first.len() {
             return Err(StorageError::new(
                 "the file's header is longer than its first part",
             ));
         }
-        self.first[..header.len()].copy_from_slice(&header);
+        first[..header.len()].copy_from_slice(&header);
         self.current.extend_from_slice(&tail);
         let Some(upload_id) = self.upload_id.clone() else {
             // Short: one object, one request.
-            let mut whole = std::mem::take(&mut self.first);
+            let mut whole = first;
             whole.append(&mut self.current);
-            state.storage.put(&self.key, whole, CONTENT_TYPE).await?;
+            state
+                .storage
+                .put(&self.key, whole, self.file_type.content_type())
+                .await?;
             return Ok(self.size);
         };
         if !self.current.is_empty() {
             let last = std::mem::take(&mut self.current);
-            self.upload(state, self.next_number(), last).await?;
+            self.upload(state, self.next_number(), last.into()).await?;
         }
         // Part 1 again, now with its final header.
-        let first = std::mem::take(&mut self.first);
-        self.upload(state, 1, first).await?;
+        self.upload(state, 1, first.into()).await?;
         let all: Vec<(i32, String)> = self
             .done
             .iter()
@@ -245,5 +339,19 @@ impl Parts {
             .await?;
         self.upload_id = None;
         Ok(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileType;
+
+    #[test]
+    fn a_part_is_named_after_its_type() {
+        assert_eq!(FileType::Mp4.rename("r/1/a.webm"), "r/1/a.mp4");
+        assert_eq!(FileType::Mp4.rename("r/1/a-part2.webm"), "r/1/a-part2.mp4");
+        assert_eq!(FileType::Webm.rename("r/1/a.webm"), "r/1/a.webm");
+        assert_eq!(FileType::Webm.rename("r/1/a.mp4"), "r/1/a.webm");
+        assert_eq!(FileType::Mp4.rename("r/1/a"), "r/1/a.mp4");
     }
 }

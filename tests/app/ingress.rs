@@ -22,7 +22,7 @@ use crate::util::builders::{self, LiveKitClient};
 use crate::util::logs::Logs;
 use crate::util::services::{LIVEKIT_KEY, LIVEKIT_SECRET};
 use crate::util::standin;
-use crate::util::whip::Encoder;
+use crate::util::whip::{Encoder, whip_key};
 use crate::util::{Browser, PASSWORD, TestApp};
 
 /// What the watch page says while the host's video is away.
@@ -237,20 +237,6 @@ async fn stream_row(app: &TestApp, id: StreamId) -> Stream {
         .await
         .unwrap()
         .unwrap()
-}
-
-/// The owner's WHIP stream key from the studio page (created if there is
-/// none): the server URL and the key, as OBS gets them.
-async fn whip_key(owner: &Browser, stream: StreamId) -> (String, String) {
-    let studio = format!("/studio/streams/{stream}");
-    if owner.get(&studio).await.has("#ingress-create-form") {
-        let created = owner
-            .submit(&studio, "#ingress-create-form", &[("kind", "whip")])
-            .await;
-        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.text);
-    }
-    let page = owner.get(&studio).await;
-    (page.text_of("#ingress-url"), page.text_of("#ingress-key"))
 }
 
 /// The identities in the room, as LiveKit lists them (none without a room).

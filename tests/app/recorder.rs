@@ -725,3 +725,141 @@ async fn a_host_reloading_the_broadcast_page_is_recorded_on_after_the_reload() {
     t.owner.close().await;
     t.app.stop().await;
 }
+
+#[tokio::test]
+async fn obs_sending_h264_over_whip_is_recorded_as_mp4_that_ffprobe_reads_and_chromium_plays_and_seeks()
+ {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
+    let channel = builders::channel(&app, owner_id, "hana").await;
+    let stream = builders::stream(&app, &channel, "public").await;
+    let (url, key) = crate::util::whip::whip_key(&owner, stream.id).await;
+    let encoder = crate::util::whip::Encoder::start().await;
+    assert_eq!(
+        encoder.publish_as(&url, &key, Some("video/H264")).await,
+        201
+    );
+    encoder.wait_connected().await;
+    let t = Studio {
+        app,
+        owner: Browser::start().await,
+        owner_http: owner,
+        stream,
+    };
+    let deadline = Instant::now() + LONG;
+    loop {
+        let live: Stream = stagepass::db::streams::find(&mut *t.app.conn().await, t.stream.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if live.status == "live" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the encoder never took the stream live"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let recording = format!("/studio/streams/{}/recording", t.stream.id);
+    let started = t
+        .owner_http
+        .post_htmx(&format!("{recording}/start"), &[])
+        .await;
+    assert!(started.status.is_success(), "{}", started.text);
+    t.wait_status("active").await;
+    let active = Instant::now();
+    let sent_before = encoder.frames_sent().await;
+    t.recorder_is_no_viewer().await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let sent = encoder.frames_sent().await - sent_before;
+    let stopped = t
+        .owner_http
+        .post_htmx(&format!("{recording}/stop"), &[])
+        .await;
+    assert!(stopped.status.is_success(), "{}", stopped.text);
+    let recorded = active.elapsed().as_secs_f64();
+    let done = t.wait_status("complete").await;
+
+    // The object: an MP4 of H.264 and Opus, as long as the recording.
+    let key = done.object_key.as_deref().expect("an object key");
+    assert!(key.ends_with(".mp4"), "{key}");
+    let (bytes, content_type) = t.app.state.storage.get(key).await.unwrap().unwrap();
+    assert_eq!(content_type, "video/mp4");
+    assert_eq!(Some(bytes.len() as i64), done.size_bytes);
+    let path = std::env::temp_dir().join(format!("stagepass-rec-{}.mp4", uuid::Uuid::new_v4()));
+    std::fs::write(&path, bytes).unwrap();
+    let probe = ffprobe(&path);
+    let video = stream_of(&probe, "video");
+    assert_eq!(video["codec_name"], "h264", "{probe}");
+    assert_eq!(stream_of(&probe, "audio")["codec_name"], "opus", "{probe}");
+    assert!(video["width"].as_u64().unwrap_or(0) > 0, "{probe}");
+    let duration: f64 = probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no duration: {probe}"));
+    assert!(
+        within(duration, recorded, 0.10),
+        "the file lasts {duration:.1} s, recorded {recorded:.1} s"
+    );
+    let frames: f64 = video["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    // As many frames as the encoder sent while recording (its frame rate
+    // is what the machine's load lets OpenH264 make).
+    assert!(
+        within(frames, sent as f64, 0.10),
+        "{frames} frames in the file, the encoder sent {sent}"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
+
+    // Chromium plays it from the middle.
+    t.owner
+        .sign_in(&t.app.url, "host@example.com", PASSWORD)
+        .await;
+    t.owner
+        .goto(&format!("{}/s/{}/replays", t.app.url, t.stream.id))
+        .await;
+    t.owner
+        .wait_until(
+            "the replay's metadata",
+            "const v = document.querySelector('video.replay-video'); return v && v.readyState >= 1",
+            LONG,
+        )
+        .await;
+    let middle = duration / 2.0;
+    t.owner
+        .js(&format!(
+            "const v = document.querySelector('video.replay-video'); \
+             v.muted = true; v.currentTime = {middle}; v.play(); return true"
+        ))
+        .await;
+    t.owner
+        .wait_until(
+            "the replay to play on from the middle",
+            &format!(
+                "const v = document.querySelector('video.replay-video'); \
+                 return v.currentTime > {middle} + 1 && v.videoWidth > 0"
+            ),
+            LONG,
+        )
+        .await;
+    encoder.stop().await;
+    encoder.close().await;
+    t.owner.close().await;
+    t.app.stop().await;
+}

@@ -11,7 +11,8 @@ use tokio::sync::OnceCell;
 
 use super::browser::Browser;
 
-/// The encoder page: `publish(url, key)` answers `{status, error?}`;
+/// The encoder page: `publish(url, key, codec)` answers `{status, error?}`
+/// (`codec`: a video MIME type to send only, as OBS sends H.264, or null);
 /// `stop()` ends the session; `window.pc` is the peer connection.
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><meta charset="utf-8"><title>WHIP encoder (test)</title>
@@ -21,7 +22,7 @@ window.pc = null;
 let resource = null;
 let bearer = null;
 
-async function publish(url, key) {
+async function publish(url, key, codec) {
   const media = await navigator.mediaDevices.getUserMedia({
     video: { width: 640, height: 360, frameRate: 30 },
     audio: true,
@@ -29,7 +30,13 @@ async function publish(url, key) {
   document.getElementById("preview").srcObject = media;
   const pc = new RTCPeerConnection();
   window.pc = pc;
-  for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly" });
+  for (const track of media.getTracks()) {
+    const t = pc.addTransceiver(track, { direction: "sendonly" });
+    if (codec && track.kind === "video") {
+      const all = RTCRtpSender.getCapabilities("video").codecs;
+      t.setCodecPreferences(all.filter((c) => c.mimeType === codec));
+    }
+  }
   await pc.setLocalDescription(await pc.createOffer());
   // No trickle (OBS does not trickle either): the offer carries the candidates.
   await new Promise((done) => {
@@ -95,6 +102,25 @@ async fn page_url() -> &'static str {
     .await
 }
 
+/// The owner's WHIP stream key from the studio page (created if there is
+/// none): the server URL and the key, as OBS gets them.
+pub async fn whip_key(owner: &super::Browser, stream: stagepass::db::StreamId) -> (String, String) {
+    let studio = format!("/studio/streams/{stream}");
+    if owner.get(&studio).await.has("#ingress-create-form") {
+        let created = owner
+            .submit(&studio, "#ingress-create-form", &[("kind", "whip")])
+            .await;
+        assert_eq!(
+            created.status,
+            reqwest::StatusCode::SEE_OTHER,
+            "{}",
+            created.text
+        );
+    }
+    let page = owner.get(&studio).await;
+    (page.text_of("#ingress-url"), page.text_of("#ingress-key"))
+}
+
 /// One encoder (one Chromium); it can publish, stop and publish again.
 pub struct Encoder {
     browser: Browser,
@@ -111,10 +137,17 @@ impl Encoder {
     /// Offers to `whip_url` with `key` as the bearer token; answers
     /// LiveKit's HTTP status (201: the session exists).
     pub async fn publish(&self, whip_url: &str, key: &str) -> u16 {
+        self.publish_as(whip_url, key, None).await
+    }
+
+    /// As `publish`, sending video only in `codec` (a MIME type such as
+    /// `video/H264`, what OBS sends).
+    pub async fn publish_as(&self, whip_url: &str, key: &str, codec: Option<&str>) -> u16 {
         let script = format!(
-            "return publish({}, {});",
+            "return publish({}, {}, {});",
             Value::from(whip_url),
-            Value::from(key)
+            Value::from(key),
+            codec.map_or(Value::Null, Value::from)
         );
         let answer = self.browser.js(&script).await;
         answer["status"]
@@ -131,6 +164,14 @@ impl Encoder {
                 Duration::from_secs(30),
             )
             .await;
+    }
+
+    /// How many video frames the encoder has sent so far (WebRTC stats).
+    pub async fn frames_sent(&self) -> u64 {
+        let script = "return window.pc.getStats().then((stats) => { let n = 0; \
+             stats.forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video') n += s.framesSent || 0; }); \
+             return n; })";
+        self.browser.js(script).await.as_u64().unwrap_or(0)
     }
 
     /// Ends the session as OBS's "Stop Streaming" does (WHIP DELETE).
