@@ -4,6 +4,7 @@
 //! stranger could tell apart from missing streams (7).
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::livekit_events;
@@ -95,4 +96,131 @@ async fn stored_webhook_payloads_keep_no_credential_only_allowlisted_fields() {
     assert_eq!(egress["egressInfo"]["egressId"], "EG_payloads");
     assert_eq!(egress["egressInfo"]["roomName"], stream.room_name.as_str());
     assert!(egress["egressInfo"].get("roomComposite").is_none());
+}
+
+// ---------------------------------------------------------------------------
+// 6. Moderators see display names, never emails.
+
+#[tokio::test]
+async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_does() {
+    let app = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mo").await;
+    let (_, banned) = builders::user(&app, "banned.viewer@example.com", "Banned Bea").await;
+    let (_, timed_out) = builders::user(&app, "quiet.viewer@example.com", "Quiet Quinn").await;
+    let (chatter, _) = builders::user(&app, "chatty.viewer@example.com", "Chatty Cat").await;
+    let channel = builders::channel(&app, owner_id, "names-only").await;
+    builders::moderator(&app, channel.id, moderator_id).await;
+    let stream = builders::stream(&app, &channel, "public").await;
+    announce(&app, stream.id.0).await;
+    builders::ban(&app, channel.id, banned).await;
+    diesel::sql_query(
+        "INSERT INTO bans (channel_id, user_id, kind, until, reason) \
+         VALUES ($1, $2, 'timeout', now() + interval '10 minutes', 'test')",
+    )
+    .bind::<BigInt, _>(channel.id.0)
+    .bind::<BigInt, _>(timed_out.0)
+    .execute(&mut *app.conn().await)
+    .await
+    .unwrap();
+    let said = chatter
+        .post_htmx(&format!("/s/{}/chat", stream.id), &[("body", "hello")])
+        .await;
+    assert!(said.status.is_success(), "{}", said.text);
+    let emails = [
+        "banned.viewer@example.com",
+        "quiet.viewer@example.com",
+        "chatty.viewer@example.com",
+        "owner@example.com",
+    ];
+
+    // Everything a moderator can open about this stream and channel.
+    let moderate = format!("/studio/streams/{}/moderate", stream.id);
+    let page = moderator.get(&moderate).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        page.texts(".ban-name"),
+        vec!["Banned Bea".to_owned(), "Quiet Quinn".to_owned()]
+    );
+    let seen = [
+        page,
+        moderator.get_htmx(&moderate).await,
+        moderator
+            .get_htmx(&format!("/studio/streams/{}/participants", stream.id))
+            .await,
+        moderator.get(&format!("/s/{}", stream.id)).await,
+        moderator.get(&format!("/s/{}/chat", stream.id)).await,
+        moderator.get("/moderation").await,
+        moderator
+            .get(&format!("/studio/streams/{}/analytics", stream.id))
+            .await,
+        moderator
+            .get(&format!("/studio/streams/{}/analytics.csv", stream.id))
+            .await,
+    ];
+    for page in &seen {
+        for email in emails {
+            assert!(
+                !page.text.contains(email),
+                "a moderator was shown {email}:\n{}",
+                page.text
+            );
+        }
+    }
+    // The pages that list accounts by email are the owner's alone.
+    let pass = pass_for(&app, channel.id.0, stream.id.0).await;
+    for path in [
+        format!("/studio/channels/{}/audit", channel.handle),
+        format!("/studio/channels/{}/grants", channel.handle),
+        format!("/studio/channels/{}/team", channel.handle),
+        format!("/studio/passes/{pass}/codes"),
+        format!("/studio/passes/{pass}/codes.csv"),
+    ] {
+        assert_eq!(
+            moderator.get(&path).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+
+    // The owner, who sells the passes, still sees whose account it is.
+    let page = owner.get(&moderate).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        page.texts(".ban-email"),
+        vec![
+            "banned.viewer@example.com".to_owned(),
+            "quiet.viewer@example.com".to_owned()
+        ]
+    );
+}
+
+/// Gives a stream a schedule, so that it is announced.
+async fn announce(app: &TestApp, stream: i64) {
+    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 day' WHERE id = $1")
+        .bind::<BigInt, _>(stream)
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+}
+
+/// A pass for `stream` alone.
+async fn pass_for(app: &TestApp, channel: i64, stream: i64) -> i64 {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let row: Id = diesel::sql_query(
+        "INSERT INTO access_passes (channel_id, stream_id, name, price_cents, currency, scope, \
+         duration_seconds, includes_replays) VALUES ($1, $2, $3, 500, 'USD', 'stream', 86400, true) \
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(channel)
+    .bind::<BigInt, _>(stream)
+    .bind::<Text, _>("Draft pass")
+    .get_result(&mut *app.conn().await)
+    .await
+    .unwrap();
+    row.id
 }
