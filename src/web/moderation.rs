@@ -79,10 +79,11 @@ async fn moderated_stream(
     raw_id: &str,
 ) -> AppResult<(Stream, Channel)> {
     let id: StreamId = path_id(raw_id)?;
-    let (stream, channel) = streams::find_with_channel(conn, id)
+    // An unannounced draft is a 404 outside its team (`access::find_stream*`).
+    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(conn, Some(user), &stream).await?.may_moderate() {
+    if !access.may_moderate() {
         return Err(AppError::forbidden(TEAM_ONLY_STREAM));
     }
     Ok((stream, channel))

@@ -11,7 +11,7 @@ use stagepass::db::schema::livekit_events;
 
 use crate::live::{post_webhook, signed};
 use crate::util::builders;
-use crate::util::{TestApp, services};
+use crate::util::{Browser, Page, TestApp, services};
 
 // ---------------------------------------------------------------------------
 // 5. Stored webhook payloads keep an allowlist of fields.
@@ -223,4 +223,142 @@ async fn pass_for(app: &TestApp, channel: i64, stream: i64) -> i64 {
     .await
     .unwrap();
     row.id
+}
+
+// ---------------------------------------------------------------------------
+// 7. A hidden draft answers exactly as a missing stream.
+
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Every route about one stream that someone outside its team can ask:
+/// `{id}` is the stream, `{pass}` a pass for that stream alone, `{message}`
+/// a chat message of it.
+const VIEWER_ROUTES: &[(Method, &str)] = &[
+    (Method::Get, "/s/{id}"),
+    (Method::Get, "/s/{id}/status"),
+    (Method::Get, "/s/{id}/time-left"),
+    (Method::Post, "/s/{id}/token"),
+    (Method::Get, "/s/{id}/replays"),
+    (Method::Get, "/s/{id}/pass"),
+    (Method::Get, "/s/{id}/chat"),
+    (Method::Get, "/s/{id}/chat/events"),
+    (Method::Post, "/s/{id}/chat"),
+    (Method::Post, "/s/{id}/chat/{message}/delete"),
+    (Method::Get, "/s/{id}/thumbnail"),
+    (Method::Post, "/passes/{pass}/buy"),
+];
+
+/// The team's routes about one stream: someone outside the team is refused
+/// (403) on an announced stream, but must not learn that a hidden draft
+/// exists either.
+const TEAM_ROUTES: &[(Method, &str)] = &[
+    (Method::Get, "/studio/streams/{id}"),
+    (Method::Get, "/studio/streams/{id}/moderate"),
+    (Method::Get, "/studio/streams/{id}/participants"),
+    (Method::Get, "/studio/streams/{id}/broadcast"),
+    (Method::Get, "/studio/streams/{id}/recording"),
+    (Method::Get, "/studio/streams/{id}/analytics"),
+    (Method::Get, "/studio/streams/{id}/analytics.csv"),
+    (Method::Post, "/studio/streams/{id}/token"),
+    (Method::Post, "/studio/streams/{id}/chat-settings"),
+    (Method::Post, "/studio/streams/{id}/ingress"),
+];
+
+/// The answer, with the path asked for (as is, or in a `next=` parameter)
+/// made alike so that a hidden draft's and a missing stream's can be
+/// compared byte for byte.
+async fn ask(browser: &Browser, method: Method, path: &str) -> (StatusCode, String, String) {
+    let page: Page = match method {
+        Method::Get => browser.get(path).await,
+        Method::Post => browser.post_htmx(path, &[("body", "hello")]).await,
+    };
+    let same = |s: &str| {
+        s.replace(&path.replace('/', "%2F"), "PATH")
+            .replace(path, "PATH")
+    };
+    let redirect = page
+        .location()
+        .or(page.header("hx-redirect"))
+        .unwrap_or_default();
+    (page.status, same(&redirect), same(&page.text))
+}
+
+#[tokio::test]
+async fn a_hidden_draft_answers_every_viewer_route_exactly_as_a_missing_stream() {
+    let app = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
+    let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mo").await;
+    let (stranger, _) = builders::user(&app, "stranger@example.com", "Stranger").await;
+    let anonymous = app.anonymous();
+    let channel = builders::channel(&app, owner_id, "hidden-drafts").await;
+    builders::moderator(&app, channel.id, moderator_id).await;
+    let hidden = builders::stream(&app, &channel, "pass").await;
+    let pass = pass_for(&app, channel.id.0, hidden.id.0).await;
+    // The owner talks in the draft's chat before announcing it.
+    let said = owner
+        .post_htmx(&format!("/s/{}/chat", hidden.id), &[("body", "testing")])
+        .await;
+    assert!(said.status.is_success(), "{}", said.text);
+    let message: i64 = stagepass::db::schema::chat_messages::table
+        .select(stagepass::db::schema::chat_messages::id)
+        .first(&mut *app.conn().await)
+        .await
+        .unwrap();
+    let missing = hidden.id.0 + 1000;
+    let missing_pass = pass + 1000;
+
+    let path = |template: &str, stream: i64, pass: i64| {
+        template
+            .replace("{id}", &stream.to_string())
+            .replace("{pass}", &pass.to_string())
+            .replace("{message}", &message.to_string())
+    };
+    for (who, browser) in [
+        ("a stranger", &stranger),
+        ("an anonymous visitor", &anonymous),
+    ] {
+        for &(method, route) in VIEWER_ROUTES.iter().chain(TEAM_ROUTES) {
+            let as_hidden = ask(browser, method, &path(route, hidden.id.0, pass)).await;
+            let as_missing = ask(browser, method, &path(route, missing, missing_pass)).await;
+            assert_eq!(
+                as_hidden.0, as_missing.0,
+                "{route} for {who}: status of a hidden draft vs a missing stream\nhidden: {}\nmissing: {}",
+                as_hidden.2, as_missing.2
+            );
+            assert_eq!(as_hidden.1, as_missing.1, "{route} for {who}: redirect");
+            assert_eq!(as_hidden.2, as_missing.2, "{route} for {who}: body");
+        }
+    }
+    // Nothing was bought, nothing was said.
+    let orders: i64 = stagepass::db::schema::orders::table
+        .count()
+        .get_result(&mut *app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+
+    // The team still reaches its draft.
+    for browser in [&owner, &moderator] {
+        for route in ["/s/{id}", "/s/{id}/pass", "/s/{id}/replays", "/s/{id}/chat"] {
+            let page = browser.get(&path(route, hidden.id.0, pass)).await;
+            assert_eq!(page.status, StatusCode::OK, "{route}: {}", page.text);
+        }
+    }
+    // Once announced, a stranger finds it and is told what it takes.
+    announce(&app, hidden.id.0).await;
+    assert_eq!(
+        stranger.get(&format!("/s/{}", hidden.id)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        stranger
+            .post_htmx(&format!("/s/{}/token", hidden.id), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 }
