@@ -112,7 +112,7 @@ async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_d
     let channel = builders::channel(&app, owner_id, "names-only").await;
     builders::moderator(&app, channel.id, moderator_id).await;
     let stream = builders::stream(&app, &channel, "public").await;
-    announce(&app, stream.id.0).await;
+    builders::announce(&app, stream.id).await;
     builders::ban(&app, channel.id, banned).await;
     diesel::sql_query(
         "INSERT INTO bans (channel_id, user_id, kind, until, reason) \
@@ -193,15 +193,6 @@ async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_d
             "quiet.viewer@example.com".to_owned()
         ]
     );
-}
-
-/// Gives a stream a schedule, so that it is announced.
-async fn announce(app: &TestApp, stream: i64) {
-    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 day' WHERE id = $1")
-        .bind::<BigInt, _>(stream)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
 }
 
 /// A pass for `stream` alone.
@@ -349,7 +340,7 @@ async fn a_hidden_draft_answers_every_viewer_route_exactly_as_a_missing_stream()
         }
     }
     // Once announced, a stranger finds it and is told what it takes.
-    announce(&app, hidden.id.0).await;
+    builders::announce(&app, hidden.id).await;
     assert_eq!(
         stranger.get(&format!("/s/{}", hidden.id)).await.status,
         StatusCode::OK
