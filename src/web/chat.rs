@@ -36,9 +36,9 @@ async fn chat_stream(
 ) -> AppResult<(Stream, Access)> {
     let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
-    Ok(access::find_stream(&mut conn, user, id)
+    access::find_stream(&mut conn, user, id)
         .await?
-        .ok_or(AppError::NotFound)?)
+        .ok_or(AppError::NotFound)
 }
 
 /// GET /s/{id}/chat: the panel alone (the last 100 messages), or — 403 — the
