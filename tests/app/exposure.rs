@@ -168,7 +168,7 @@ async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_d
         }
     }
     // The pages that list accounts by email are the owner's alone.
-    let pass = pass_for(&app, channel.id.0, stream.id.0).await;
+    let pass = pass_for(&app, channel.id.0, Some(stream.id.0)).await;
     for path in [
         format!("/studio/channels/{}/audit", channel.handle),
         format!("/studio/channels/{}/grants", channel.handle),
@@ -195,8 +195,8 @@ async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_d
     );
 }
 
-/// A pass for `stream` alone.
-async fn pass_for(app: &TestApp, channel: i64, stream: i64) -> i64 {
+/// A pass for `stream` alone, or (None) for the whole channel.
+async fn pass_for(app: &TestApp, channel: i64, stream: Option<i64>) -> i64 {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
@@ -204,11 +204,11 @@ async fn pass_for(app: &TestApp, channel: i64, stream: i64) -> i64 {
     }
     let row: Id = diesel::sql_query(
         "INSERT INTO access_passes (channel_id, stream_id, name, price_cents, currency, scope, \
-         duration_seconds, includes_replays) VALUES ($1, $2, $3, 500, 'USD', 'stream', 86400, true) \
-         RETURNING id",
+         duration_seconds, includes_replays) VALUES ($1, $2, $3, 500, 'USD', \
+         CASE WHEN $2 IS NULL THEN 'channel' ELSE 'stream' END, 86400, true) RETURNING id",
     )
     .bind::<BigInt, _>(channel)
-    .bind::<BigInt, _>(stream)
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(stream)
     .bind::<Text, _>("Draft pass")
     .get_result(&mut *app.conn().await)
     .await
@@ -288,7 +288,7 @@ async fn a_hidden_draft_answers_every_viewer_route_exactly_as_a_missing_stream()
     let channel = builders::channel(&app, owner_id, "hidden-drafts").await;
     builders::moderator(&app, channel.id, moderator_id).await;
     let hidden = builders::stream(&app, &channel, "pass").await;
-    let pass = pass_for(&app, channel.id.0, hidden.id.0).await;
+    let pass = pass_for(&app, channel.id.0, Some(hidden.id.0)).await;
     // The owner talks in the draft's chat before announcing it.
     let said = owner
         .post_htmx(&format!("/s/{}/chat", hidden.id), &[("body", "testing")])
@@ -331,6 +331,26 @@ async fn a_hidden_draft_answers_every_viewer_route_exactly_as_a_missing_stream()
         .await
         .unwrap();
     assert_eq!(orders, 0);
+    // A channel pass bought "from" the hidden draft is bought from nowhere,
+    // as from a missing stream: the order is not attributed to it.
+    let channel_pass = pass_for(&app, channel.id.0, None).await;
+    for from in [hidden.id.0, missing] {
+        let bought = stranger
+            .post_htmx(
+                &format!("/passes/{channel_pass}/buy"),
+                &[("stream_id", &from.to_string())],
+            )
+            .await;
+        assert!(bought.status.is_success(), "{}", bought.text);
+        let to = bought.header("hx-redirect").unwrap_or_default();
+        assert!(!to.contains("stream="), "{to}");
+    }
+    let attributed: Vec<Option<i64>> = stagepass::db::schema::orders::table
+        .select(stagepass::db::schema::orders::stream_id)
+        .load(&mut *app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(attributed, vec![None, None]);
 
     // The team still reaches its draft.
     for browser in [&owner, &moderator] {
