@@ -98,6 +98,51 @@ async fn stored_webhook_payloads_keep_no_credential_only_allowlisted_fields() {
     assert!(egress["egressInfo"].get("roomComposite").is_none());
 }
 
+/// Rows stored before the allowlist lose their credentials to the migration
+/// (its SQL, run again over such a row).
+#[tokio::test]
+async fn the_migration_strips_credentials_from_payloads_stored_before() {
+    let app = TestApp::spawn().await;
+    let old = serde_json::json!({
+        "event": "egress_started", "id": "EV_old",
+        "room": {"name": "sp-old", "turnPassword": "old-turn"},
+        "ingressInfo": {"ingressId": "IN_old", "streamKey": "old-key"},
+        "egressInfo": {"egressId": "EG_old",
+                       "roomComposite": {"fileOutputs": [{"s3": {"secret": "old-s3"}}]}},
+    });
+    diesel::insert_into(livekit_events::table)
+        .values((
+            livekit_events::event_id.eq("EV_old"),
+            livekit_events::event.eq("egress_started"),
+            livekit_events::payload.eq(&old),
+        ))
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+    let sql = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-12-07-051000_exposure_event_payloads/up.sql"
+    ));
+    diesel::sql_query(sql)
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+    let stored: serde_json::Value = livekit_events::table
+        .select(livekit_events::payload)
+        .first(&mut *app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "event": "egress_started", "id": "EV_old",
+            "room": {"name": "sp-old"},
+            "ingressInfo": {"ingressId": "IN_old"},
+            "egressInfo": {"egressId": "EG_old"},
+        })
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6. Moderators see display names, never emails.
 
