@@ -15,14 +15,21 @@
 //!
 //! Replays (`may_replay`): the team always; a viewer only when `may` says
 //! watch *and* an active grant covering the stream includes replays.
+//!
+//! Who may know a stream exists (`may_know_of`): an unannounced draft (a
+//! draft without `scheduled_at`) is its team's business. To everyone else it
+//! does not exist: every route answers it exactly as a missing stream (404),
+//! so its id cannot be told apart from an unused one. Handlers load streams
+//! through `find_stream` / `find_stream_with_channel`, which apply this rule,
+//! and never check drafts themselves.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::channels::Role;
-use crate::db::streams::{AccessKind, Stream};
-use crate::db::{ChannelId, UserId};
+use crate::db::channels::{Channel, Role};
+use crate::db::streams::{self, AccessKind, Status, Stream};
+use crate::db::{ChannelId, StreamId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -224,6 +231,60 @@ pub async fn may(
     Ok(decide(&f, stream.access_kind()))
 }
 
+/// A draft nobody announced (no scheduled time): only its team knows of it.
+pub fn unannounced(stream: &Stream) -> bool {
+    stream.status() == Status::Draft && stream.scheduled_at.is_none()
+}
+
+/// May someone with `access` to `stream` know that it exists? Everyone may,
+/// but an unannounced draft only exists for its team: for anyone else it is
+/// answered exactly as a missing stream.
+pub fn may_know_of(stream: &Stream, access: Access) -> bool {
+    !unannounced(stream) || access.may_moderate()
+}
+
+/// Stream `id` as `user` may know of it, with what the rule says about them:
+/// None when there is no such stream, or when it is an unannounced draft of a
+/// team they are not on (`may_know_of`) — the caller answers both alike (404).
+pub async fn find_stream(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    id: StreamId,
+) -> diesel::QueryResult<Option<(Stream, Access)>> {
+    let Some(stream) = streams::find(conn, id).await? else {
+        return Ok(None);
+    };
+    let access = may(conn, user, &stream).await?;
+    Ok(may_know_of(&stream, access).then_some((stream, access)))
+}
+
+/// `find_stream`, with the stream's channel.
+pub async fn find_stream_with_channel(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    id: StreamId,
+) -> diesel::QueryResult<Option<(Stream, Channel, Access)>> {
+    let Some((stream, channel)) = streams::find_with_channel(conn, id).await? else {
+        return Ok(None);
+    };
+    let access = may(conn, user, &stream).await?;
+    Ok(may_know_of(&stream, access).then_some((stream, channel, access)))
+}
+
+/// `may_know_of` for a stream already loaded, asking the rule only when it
+/// matters (an unannounced draft): for routes that need nothing else of the
+/// rule, like serving a thumbnail.
+pub async fn knows_of(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    stream: &Stream,
+) -> diesel::QueryResult<bool> {
+    if !unannounced(stream) {
+        return Ok(true);
+    }
+    Ok(may(conn, user, stream).await?.may_moderate())
+}
+
 fn decide(f: &Facts, kind: AccessKind) -> Access {
     if f.owner || f.role.as_deref() == Some(Role::Owner.as_str()) {
         return Access::Publish;
@@ -342,6 +403,17 @@ pub async fn may_replay(
     stream: &Stream,
 ) -> diesel::QueryResult<ReplayAccess> {
     let access = may(conn, user, stream).await?;
+    replay_given(conn, user, stream, access).await
+}
+
+/// `may_replay` when `access` (what `may` said about `user` and `stream`)
+/// is already known, as after `find_stream`.
+pub async fn replay_given(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    stream: &Stream,
+    access: Access,
+) -> diesel::QueryResult<ReplayAccess> {
     if let Access::Denied(d) = access {
         return Ok(ReplayAccess::Denied(match d {
             Denial::SignInRequired => "Sign in to watch the replays.",

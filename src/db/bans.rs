@@ -240,8 +240,9 @@ pub struct Listed {
     pub user_id: i64,
     #[diesel(sql_type = Text)]
     pub user_name: String,
-    #[diesel(sql_type = Text)]
-    pub user_email: String,
+    /// Only when asked for (the owner's view): moderators never see emails.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub user_email: Option<String>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub until: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -252,19 +253,30 @@ pub struct Listed {
     pub created_at: DateTime<Utc>,
 }
 
+/// Whose emails a list of people carries: the channel owner's lists do (they
+/// sell passes and comp grants by email); a moderator's never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emails {
+    Shown,
+    Hidden,
+}
+
 /// The channel's active bans and timeouts, bans first, newest first.
 pub async fn active_in_channel(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
+    emails: Emails,
 ) -> QueryResult<Vec<Listed>> {
     diesel::sql_query(format!(
-        "SELECT bans.id, bans.kind, bans.user_id, u.display_name AS user_name, u.email AS user_email, \
+        "SELECT bans.id, bans.kind, bans.user_id, u.display_name AS user_name, \
+                CASE WHEN $2 THEN u.email END AS user_email, \
                 bans.until, bans.reason, m.display_name AS banned_by_name, bans.created_at \
          FROM bans JOIN users u ON u.id = bans.user_id LEFT JOIN users m ON m.id = bans.banned_by \
          WHERE bans.channel_id = $1 AND {ACTIVE} \
          ORDER BY bans.kind = 'ban' DESC, bans.created_at DESC, bans.id DESC"
     ))
     .bind::<BigInt, _>(channel.0)
+    .bind::<diesel::sql_types::Bool, _>(emails == Emails::Shown)
     .load(conn)
     .await
 }
@@ -277,8 +289,6 @@ pub struct Standing {
     pub user_id: i64,
     #[diesel(sql_type = Text)]
     pub display_name: String,
-    #[diesel(sql_type = Text)]
-    pub email: String,
     /// `owner`, `moderator`, or None when not on the team.
     #[diesel(sql_type = Nullable<Text>)]
     pub role: Option<String>,
@@ -298,7 +308,7 @@ pub async fn standing(
     }
     let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
     diesel::sql_query(format!(
-        "SELECT u.id AS user_id, u.display_name, u.email, \
+        "SELECT u.id AS user_id, u.display_name, \
                 CASE WHEN c.owner_id = u.id THEN 'owner' ELSE cm.role END AS role, \
                 EXISTS (SELECT 1 FROM bans WHERE bans.channel_id = $1 AND bans.user_id = u.id \
                         AND bans.kind = 'ban' AND {ACTIVE}) AS banned, \

@@ -29,7 +29,7 @@ use crate::analytics::{
 };
 use crate::auth::CurrentUser;
 use crate::db::channels::{self, Channel, Role};
-use crate::db::streams::{self, Stream};
+use crate::db::streams::Stream;
 use crate::db::{ChannelId, StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -380,10 +380,9 @@ async fn team_stream(
     raw: &str,
 ) -> AppResult<(Stream, Channel, bool)> {
     let id: StreamId = path_id(raw)?;
-    let (stream, channel) = streams::find_with_channel(conn, id)
+    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let access = access::may(conn, Some(user), &stream).await?;
     if !access.may_moderate() {
         return Err(AppError::forbidden(
             "Only the channel's owner and moderators can see its analytics.",

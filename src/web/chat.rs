@@ -22,13 +22,13 @@ use crate::chat::view::{
 };
 use crate::chat::{self, Deletion, Refusal};
 use crate::db::chat::{self as chat_db, Settings};
-use crate::db::streams::{self, Status, Stream};
+use crate::db::streams::Stream;
 use crate::db::{StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-/// The stream behind a chat URL, and what the access rule says about `user`.
-/// An unannounced draft is the owner's business, as on the watch page (404).
+/// The stream behind a chat URL, and what the access rule says about `user`
+/// (an unannounced draft is a 404 outside its team: `access::find_stream`).
 async fn chat_stream(
     state: &AppState,
     user: Option<UserId>,
@@ -36,14 +36,9 @@ async fn chat_stream(
 ) -> AppResult<(Stream, Access)> {
     let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
-    let stream = streams::find(&mut conn, id)
+    access::find_stream(&mut conn, user, id)
         .await?
-        .ok_or(AppError::NotFound)?;
-    let access = access::may(&mut conn, user, &stream).await?;
-    if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
-        return Err(AppError::NotFound);
-    }
-    Ok((stream, access))
+        .ok_or(AppError::NotFound)
 }
 
 /// GET /s/{id}/chat: the panel alone (the last 100 messages), or — 403 — the
@@ -276,13 +271,10 @@ pub async fn settings(
 ) -> AppResult<Response> {
     let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
-    let stream = streams::find(&mut conn, id)
+    let (stream, access) = access::find_stream(&mut conn, Some(user.id), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(&mut conn, Some(user.id), &stream)
-        .await?
-        .may_publish()
-    {
+    if !access.may_publish() {
         return Err(AppError::forbidden(
             "Only the channel's owner can change the chat settings.",
         ));

@@ -4,7 +4,9 @@
 //! Nothing here grants access. Buying starts a checkout (`payments`); the
 //! grant comes from `db::orders::complete_order`, reached from a verified
 //! webhook, the dev confirmation, or at once for a free pass. The return page
-//! only reads the order. Orders are their buyer's: anyone else gets 404.
+//! only reads the order. Orders are their buyer's: anyone else gets 404. A
+//! pass for a stream the buyer may not know of (an unannounced draft, see
+//! `access::may_know_of`) is a 404 as a missing pass is.
 //!
 //! The buy form may carry `stream_id`, the stream the buyer came from; it
 //! travels through the checkout as `?stream=` and is checked against the
@@ -28,7 +30,7 @@ use crate::config::PaymentsConfig;
 use crate::db::channels::{self, Channel};
 use crate::db::orders::{self, Order, Status};
 use crate::db::passes::{self, Pass};
-use crate::db::{OrderId, PassId, StreamId, UserId, streams};
+use crate::db::{OrderId, PassId, StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started, stripe};
 use crate::state::AppState;
@@ -43,17 +45,20 @@ struct Route {
 
 async fn route(
     conn: &mut AsyncPgConnection,
+    user: UserId,
     pass: &Pass,
     channel: &Channel,
     came_from: Option<&str>,
 ) -> AppResult<Route> {
     let stream = match pass.stream_id {
         Some(own) => Some(own),
+        // A stream the buyer may not know of (an unannounced draft) is no
+        // stream at all here, as a missing one.
         None => match came_from.and_then(|raw| raw.trim().parse::<StreamId>().ok()) {
-            Some(id) => streams::find(conn, id)
+            Some(id) => access::find_stream(conn, Some(user), id)
                 .await?
-                .filter(|s| s.channel_id == pass.channel_id)
-                .map(|s| s.id),
+                .filter(|(s, _)| s.channel_id == pass.channel_id)
+                .map(|(s, _)| s.id),
             None => None,
         },
     };
@@ -90,6 +95,17 @@ pub async fn buy(
     let pass = passes::find(&mut conn, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    // A pass for a stream the buyer may not know of (an unannounced draft)
+    // is answered as a missing pass.
+    let stream = match pass.stream_id {
+        Some(stream_id) => Some(
+            access::find_stream(&mut conn, Some(user.id), stream_id)
+                .await?
+                .ok_or(AppError::NotFound)?
+                .0,
+        ),
+        None => None,
+    };
     let channel = channels::find(&mut conn, pass.channel_id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -108,10 +124,8 @@ pub async fn buy(
         return Err(AppError::forbidden(Denial::Banned.reason()));
     }
     // A pass for one stream that has ended is worth something only with replays.
-    if let Some(stream_id) = pass.stream_id {
-        let ended = crate::db::streams::find(&mut conn, stream_id)
-            .await?
-            .is_some_and(|s| s.status() == crate::db::streams::Status::Ended);
+    if let Some(stream) = &stream {
+        let ended = stream.status() == crate::db::streams::Status::Ended;
         if ended && !pass.includes_replays {
             return Err(AppError::forbidden(
                 "This stream has ended, and this pass does not include its replay.",
@@ -126,7 +140,14 @@ pub async fn buy(
             "You already have this free pass. You can take it again once it has ended.",
         ));
     }
-    let route = route(&mut conn, &pass, &channel, form.stream_id.as_deref()).await?;
+    let route = route(
+        &mut conn,
+        user.id,
+        &pass,
+        &channel,
+        form.stream_id.as_deref(),
+    )
+    .await?;
     drop(conn);
 
     let destination = Destination {
@@ -235,7 +256,7 @@ pub async fn returned(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (order, pass, channel) = own_order(&mut conn, user.id, &raw).await?;
-    let route = route(&mut conn, &pass, &channel, q.stream.as_deref()).await?;
+    let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
     drop(conn);
     if order.status() == Status::Paid {
         return Ok(auth::redirect(htmx.request, &route.watch));
@@ -298,7 +319,7 @@ pub async fn dev_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
-    let route = route(&mut conn, &pass, &channel, q.stream.as_deref()).await?;
+    let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
     if order.status() == Status::Paid {
         return Ok(auth::redirect(htmx.request, &route.watch));
     }
@@ -334,7 +355,7 @@ pub async fn dev_confirm(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
-    let route = route(&mut conn, &pass, &channel, form.stream.as_deref()).await?;
+    let route = route(&mut conn, user.id, &pass, &channel, form.stream.as_deref()).await?;
     let grant = orders::complete_order(&mut conn, order.id, None).await?;
     let paid = orders::find(&mut conn, order.id)
         .await?

@@ -3,8 +3,8 @@
 //! avatar shares with it (reading the upload, storing it in S3, serving it
 //! with an ETag and a default image). Checking and re-encoding is
 //! `crate::images`; who may change a stream is `studio::owned_stream`; who may
-//! see one is the watch page's rule: announced, live and ended streams are
-//! public, an unscheduled draft only exists for its team.
+//! see one is `access::knows_of`: announced, live and ended streams are
+//! public, an unannounced draft only exists for its team (404 for others).
 
 use askama::Template;
 use axum::body::Body;
@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use super::{FlashKind, Htmx, flash, path_id, render_with};
 use crate::access;
 use crate::auth::{self, CurrentUser, MaybeUser};
-use crate::db::streams::{self, Status};
+use crate::db::streams;
 use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::images::{self, ImageError, MAX_UPLOAD_BYTES, Purpose};
@@ -235,18 +235,10 @@ pub async fn thumbnail(
     let stream = streams::find(&mut conn, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let announced = !(stream.status() == Status::Draft && stream.scheduled_at.is_none());
-    if !announced {
-        let team = match &user {
-            Some(u) => access::may(&mut conn, Some(u.id), &stream)
-                .await?
-                .may_moderate(),
-            None => false,
-        };
-        if !team {
-            return Err(AppError::NotFound);
-        }
+    if !access::knows_of(&mut conn, user.as_ref().map(|u| u.id), &stream).await? {
+        return Err(AppError::NotFound);
     }
+    let announced = !access::unannounced(&stream);
     let key = streams::thumbnail_key(&mut conn, id).await?;
     drop(conn);
     let audience = if announced {

@@ -92,13 +92,10 @@ pub struct CreateForm {
 
 async fn owned(state: &AppState, user: crate::db::UserId, id: &str) -> AppResult<Stream> {
     let mut conn = state.db.get().await?;
-    let stream = streams::find(&mut conn, path_id(id)?)
+    let (stream, access) = access::find_stream(&mut conn, Some(user), path_id(id)?)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(&mut conn, Some(user), &stream)
-        .await?
-        .may_publish()
-    {
+    if !access.may_publish() {
         return Err(AppError::forbidden(
             "Only the owner of this channel can manage its OBS ingress.",
         ));

@@ -1,5 +1,7 @@
 //! The owner's side of a live stream: go live, the broadcast page and its
-//! host token, live stats, end. Authorization: `access::may(...).may_publish()`.
+//! host token, live stats, end. Authorization: `studio::owned_stream` (404 for
+//! a missing stream or an unannounced draft outside its team, then 403 unless
+//! `access::may` says publish).
 
 use askama::Template;
 use axum::Json;

@@ -13,6 +13,11 @@
 //! from their identity by `livekit::Participant` only, never by comparing
 //! strings here. Every action is written to the audit log with who did it and
 //! to whom.
+//!
+//! Moderators see people by display name, never by email: ban and timeout
+//! lists carry emails only on the owner's view (`bans::Emails`), the
+//! participants panel shows LiveKit's names, and the audit log (which names
+//! actors by email) is the owner's alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -74,10 +79,11 @@ async fn moderated_stream(
     raw_id: &str,
 ) -> AppResult<(Stream, Channel)> {
     let id: StreamId = path_id(raw_id)?;
-    let (stream, channel) = streams::find_with_channel(conn, id)
+    // An unannounced draft is a 404 outside its team (`access::find_stream*`).
+    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(conn, Some(user), &stream).await?.may_moderate() {
+    if !access.may_moderate() {
         return Err(AppError::forbidden(TEAM_ONLY_STREAM));
     }
     Ok((stream, channel))
@@ -776,7 +782,8 @@ pub struct BanRow {
     pub is_ban: bool,
     pub user_id: UserId,
     pub user_name: String,
-    pub user_email: String,
+    /// The owner's view only: a moderator sees display names, never emails.
+    pub user_email: Option<String>,
     /// None: permanent (bans only).
     pub until: Option<Moment>,
     pub reason: Option<String>,
@@ -833,7 +840,14 @@ impl ModerationPage {
             _ => Vec::new(),
         };
         let mut conn = state.db.get().await?;
-        let bans = bans::active_in_channel(&mut conn, channel.id)
+        let is_owner =
+            access::channel_role(&mut conn, user.id, channel.id).await? == Some(Role::Owner);
+        let emails = if is_owner {
+            bans::Emails::Shown
+        } else {
+            bans::Emails::Hidden
+        };
+        let bans = bans::active_in_channel(&mut conn, channel.id, emails)
             .await?
             .into_iter()
             .map(|b| BanRow {
@@ -848,8 +862,6 @@ impl ModerationPage {
                 since: Moment::new(b.created_at),
             })
             .collect();
-        let is_owner =
-            access::channel_role(&mut conn, user.id, channel.id).await? == Some(Role::Owner);
         Ok(ModerationPage {
             layout,
             stream_id: stream.id,
@@ -1814,7 +1826,8 @@ pub async fn dashboard(
     let mut cards = Vec::new();
     for (channel, role) in channels::for_member(&mut conn, user.id).await? {
         let listing = streams::listing(&mut conn, channel.id).await?;
-        let active = bans::active_in_channel(&mut conn, channel.id).await?;
+        // Counts only: no emails.
+        let active = bans::active_in_channel(&mut conn, channel.id, bans::Emails::Hidden).await?;
         let bans = active
             .iter()
             .filter(|b| Kind::parse(&b.kind) == Some(Kind::Ban))

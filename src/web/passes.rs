@@ -3,7 +3,9 @@
 //! and the viewer's own "My passes".
 //!
 //! Who may manage a channel's passes is asked of `access::channel_role` (the
-//! owner only); whether a viewer may already watch, of `access::may`. This
+//! owner only); whether a viewer may already watch, of `access::may` (through
+//! `access::find_stream_with_channel`: an unannounced draft's pass page is a
+//! 404 outside its team, as a missing stream's). This
 //! module must not decide access by itself, and it does not sell: the buy
 //! forms post to the checkout (web/checkout.rs), the redeem form to /redeem.
 
@@ -1056,15 +1058,10 @@ pub async fn for_stream(
 ) -> AppResult<Response> {
     let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
-    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+    let user = user.map(|u| u.id);
+    let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let user = user.map(|u| u.id);
-    let access = access::may(&mut conn, user, &stream).await?;
-    // As on the watch page: an unscheduled draft is the team's business until it is announced.
-    if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
-        return Err(AppError::NotFound);
-    }
     let note = match access {
         Access::Publish | Access::Moderate => AccessNote::Team,
         Access::Watch { until: Some(t) } => AccessNote::Until(Moment::new(t)),

@@ -1,8 +1,10 @@
 //! Recordings over HTTP: the owner's start/stop and status panel on the
 //! broadcast page, the record-on-live setting, and the replays page with its
 //! presigned playback URLs, deletion and retention. Authorization: owner
-//! actions through `access::may(...).may_publish()`, playback through
-//! `access::may_replay`; the rules themselves live in `recording.rs` / `access.rs`.
+//! actions through `studio::owned_stream`, playback through
+//! `access::find_stream_with_channel` (an unannounced draft is a 404 outside
+//! its team) and `access::replay_given`; the rules themselves live in
+//! `recording.rs` / `access.rs`.
 
 use askama::Template;
 use axum::Form;
@@ -245,13 +247,12 @@ pub async fn replays(
     let id: StreamId = path_id(&id)?;
     let user_id: Option<UserId> = user.as_ref().map(|u| u.id);
     let mut conn = state.db.get().await?;
-    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+    // An unannounced draft is a 404 outside its team, as a missing stream.
+    let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let replay = access::may_replay(&mut conn, user_id, &stream).await?;
-    let owner = access::may(&mut conn, user_id, &stream)
-        .await?
-        .may_publish();
+    let replay = access::replay_given(&mut conn, user_id, &stream, access).await?;
+    let owner = access.may_publish();
     let mut page = ReplaysPage {
         layout,
         stream,

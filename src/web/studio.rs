@@ -98,16 +98,17 @@ impl StreamState {
 }
 
 /// Loads a stream and checks `user` may publish it (the channel's owner):
-/// 404 when there is no such stream, then 403 for everyone else.
+/// 404 when there is no such stream (or it is an unannounced draft they may
+/// not know of), then 403 for everyone else.
 pub(super) async fn owned_stream(
     conn: &mut AsyncPgConnection,
     user: crate::db::UserId,
     id: StreamId,
 ) -> AppResult<(Stream, Channel)> {
-    let (stream, channel) = streams::find_with_channel(conn, id)
+    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::may(conn, Some(user), &stream).await?.may_publish() {
+    if !access.may_publish() {
         return Err(AppError::forbidden(
             "Only the owner of this channel can manage its streams.",
         ));

@@ -1,5 +1,7 @@
 //! The viewer's side: the watch page, its status fragment, and the viewer
-//! token. Nothing is shown or issued unless `access::may` says watch.
+//! token. Nothing is shown or issued unless `access::may` says watch; streams
+//! are loaded through `access::find_stream*`, so an unannounced draft is a 404
+//! for everyone outside its team, as a missing stream is.
 
 use askama::Template;
 use axum::Json;
@@ -17,7 +19,7 @@ use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
-use crate::db::streams::{self, AccessKind, Status, Stream};
+use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::livekit::tokens;
 use crate::state::AppState;
@@ -53,14 +55,9 @@ async fn page(
 ) -> AppResult<WatchPage> {
     let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
-    let (stream, channel) = streams::find_with_channel(&mut conn, id)
+    let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let access = access::may(&mut conn, user, &stream).await?;
-    // An unscheduled draft is the owner's business until it is announced.
-    if stream.status() == Status::Draft && stream.scheduled_at.is_none() && !access.may_moderate() {
-        return Err(AppError::NotFound);
-    }
     let until = match access {
         Access::Watch { until } => until,
         _ => None,
@@ -164,10 +161,10 @@ pub async fn token(
 ) -> AppResult<Response> {
     let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
-    let stream = streams::find(&mut conn, id)
+    // An unannounced draft is a 404 here too (not a 403 that says it exists).
+    let (stream, access) = access::find_stream(&mut conn, user.as_ref().map(|u| u.id), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let access = access::may(&mut conn, user.as_ref().map(|u| u.id), &stream).await?;
     drop(conn);
     let ttl = match access {
         Access::Denied(d) => {

@@ -5,7 +5,9 @@
 //! 401 and changes nothing. Each event id is recorded (unique) before it is
 //! applied, so a redelivered event is applied once. Events may come in any
 //! order; each handler only moves state forward. Rooms without our prefix, or
-//! unknown to this database, are someone else's and are ignored.
+//! unknown to this database, are someone else's and are ignored. What is
+//! stored of a payload is `db::events`' allowlist, never the whole body: it
+//! carries credentials.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -49,15 +51,10 @@ pub async fn livekit(
     if !room.starts_with(config.room_prefix.as_str()) {
         return Ok(StatusCode::OK);
     }
-    let mut payload: serde_json::Value =
+    // Events carry credentials (TURN password, stream key, egress's S3 keys):
+    // the event log keeps an allowlist of fields only (`db::events`).
+    let payload: serde_json::Value =
         serde_json::from_str(body).map_err(|e| AppError::Internal(e.into()))?;
-    // Ingress events carry the stream key: a credential is not kept in the event log.
-    if let Some(info) = payload
-        .get_mut("ingressInfo")
-        .and_then(|i| i.as_object_mut())
-    {
-        info.remove("streamKey");
-    }
     let mut conn = state.db.get().await?;
     if !crate::db::events::record(&mut conn, &event.id, &event.event, &payload).await? {
         metrics::counter!("livekit_webhooks_total", "outcome" => "duplicate").increment(1);

@@ -49,6 +49,8 @@ async fn open_shop(app: TestApp) -> Shop {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "jazz").await;
     let stream = builders::stream(&app, &channel, "pass").await;
+    // On sale to viewers: an unannounced draft's passes are not.
+    builders::announce(&app, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     Shop {
         app,

@@ -205,6 +205,8 @@ async fn only_the_owner_manages_the_ingress() {
     let channel = builders::channel(&app, owner_id, "owned-channel").await;
     builders::moderator(&app, channel.id, moderator_id).await;
     let stream = builders::stream(&app, &channel, "public").await;
+    // Announced: an unannounced draft is a 404 to strangers (exposure.rs).
+    builders::announce(&app, stream.id).await;
     let studio = format!("/studio/streams/{}", stream.id);
     owner
         .submit(&studio, "#ingress-create-form", &[("kind", "rtmp")])

@@ -338,7 +338,7 @@ async fn every_denial_gets_403_from_token_and_no_token() {
 }
 
 /// A webhook body signed the way LiveKit signs it.
-fn signed(event: &livekit_protocol::WebhookEvent, secret: &str) -> (String, String) {
+pub(crate) fn signed(event: &livekit_protocol::WebhookEvent, secret: &str) -> (String, String) {
     let body = serde_json::to_string(event).unwrap();
     let hash =
         base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()));
@@ -349,7 +349,7 @@ fn signed(event: &livekit_protocol::WebhookEvent, secret: &str) -> (String, Stri
     (body, token)
 }
 
-async fn post_webhook(app: &TestApp, body: &str, auth: &str) -> StatusCode {
+pub(crate) async fn post_webhook(app: &TestApp, body: &str, auth: &str) -> StatusCode {
     reqwest::Client::new()
         .post(format!("{}/webhooks/livekit", app.url))
         .header("Authorization", auth)

@@ -12,6 +12,7 @@ mod chat;
 mod checkout;
 mod codes;
 mod enforcement;
+mod exposure;
 mod grants;
 mod ingress;
 mod journey;

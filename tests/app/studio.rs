@@ -493,6 +493,8 @@ async fn moderators_and_strangers_cannot_manage_streams() {
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
     builders::moderator(&app, channel, mo_id).await;
     let id = create_stream(&ann, "ann-live", &[("title", "Mine"), ("access", "pass")]).await;
+    // Announced: an unannounced draft is a 404 to strangers (exposure.rs).
+    builders::announce(&app, id).await;
     let path = format!("/studio/streams/{id}");
 
     for who in [&mo, &sam] {

@@ -406,10 +406,11 @@ async fn a_drafts_thumbnail_is_not_served_to_strangers() {
     )
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // To a stranger the unannounced draft does not exist.
     let refused = stranger
         .post_htmx(&format!("/studio/streams/{draft}/thumbnail/delete"), &[])
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
     assert!(key_of(&app, draft).await.is_some());
 
     // Announced (scheduled), it is public.

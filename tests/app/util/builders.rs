@@ -46,6 +46,16 @@ pub async fn stream(app: &TestApp, channel: &Channel, access: &str) -> Stream {
     streams::create(&mut *app.conn().await, &new).await.unwrap()
 }
 
+/// Gives a stream a schedule (tomorrow), so that it is announced: an
+/// unannounced draft exists only for its channel's team (404 for anyone else).
+pub async fn announce(app: &TestApp, stream: StreamId) {
+    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 day' WHERE id = $1")
+        .bind::<BigInt, _>(stream.0)
+        .execute(&mut *app.conn().await)
+        .await
+        .unwrap();
+}
+
 pub async fn moderator(app: &TestApp, channel: ChannelId, user: UserId) {
     assert!(
         channels::add_moderator(&mut *app.conn().await, channel, user)

@@ -1,0 +1,2 @@
+-- What was stripped is gone for good: nothing to undo.
+SELECT 1;
