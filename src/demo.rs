@@ -1,5 +1,6 @@
 //! `stagepass demo`: loads demo data for `make run` and prints how to sign in.
-//! A creator with a channel and a scheduled stream, a viewer with an active
+//! A creator with a channel and a scheduled stream (a new one when every
+//! earlier one has ended), a viewer with an active
 //! channel pass who follows the channel (so the bell rings when it goes
 //! live), and a moderator. Safe to run again: existing rows are kept,
 //! passwords reset to the demo password, and the viewer's grant renewed.
@@ -128,8 +129,11 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
         .execute(conn)
         .await?;
 
+    // A stream the creator can go live with: after an earlier `make run`
+    // ended the first, the next run schedules another.
     let has_stream: i64 = streams::table
         .filter(streams::channel_id.eq(channel.0))
+        .filter(streams::status.ne("ended"))
         .count()
         .get_result(conn)
         .await?;

@@ -579,6 +579,28 @@ async fn the_printed_demo_accounts_can_sign_in() {
     let accounts = stagepass::demo::load(&mut *app.conn().await).await.unwrap();
     // Loading twice is harmless.
     stagepass::demo::load(&mut *app.conn().await).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let open_streams = async || -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM streams WHERE status <> 'ended'")
+            .get_result::<Count>(&mut *app.conn().await)
+            .await
+            .unwrap()
+            .n
+    };
+    assert_eq!(open_streams().await, 1);
+    // A run that ended the demo stream leaves the next one a stream to go live with.
+    diesel::sql_query(
+        "UPDATE streams SET status = 'ended', started_at = now() - interval '1 hour', ended_at = now()",
+    )
+    .execute(&mut *app.conn().await)
+    .await
+    .unwrap();
+    stagepass::demo::load(&mut *app.conn().await).await.unwrap();
+    assert_eq!(open_streams().await, 1);
     let printed = stagepass::demo::describe(accounts, &app.state.config);
     assert!(printed.contains("viewer@example.com"), "{printed}");
     assert!(printed.contains(stagepass::demo::DEMO_PASSWORD));
