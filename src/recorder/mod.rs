@@ -25,6 +25,7 @@
 //! first completes what the dead one had uploaded (`salvage`), and replays
 //! play the parts in order.
 
+mod frames;
 pub mod mp4;
 mod session;
 mod upload;

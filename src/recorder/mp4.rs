@@ -54,7 +54,7 @@
 //! track size needs is a hundred lines; `h264-reader` would bring its NAL push-parser
 //! machinery for that one function.
 
-use std::collections::VecDeque;
+use super::frames::{DEFAULT_AUDIO_FRAME_MS, DEFAULT_VIDEO_FRAME_MS, Frame, Reorder, TrackClock};
 
 pub use super::webm::{AudioTrack, Finished, TrackKind};
 
@@ -101,16 +101,7 @@ pub fn h264_is_keyframe(annex_b: &[u8]) -> bool {
     nal_units(annex_b).any(|n| nal_type(n) == NAL_IDR)
 }
 
-/// A fragment is cut at a video keyframe once it is this old, so that seeking lands
-/// on a keyframe without making fragments tiny when the sender sends many keyframes.
-const MIN_FRAGMENT_MS: u64 = 1_000;
-/// Cut even without a keyframe (WebRTC senders send keyframes only when asked).
-const MAX_FRAGMENT_MS: u64 = 5_000;
-const AUDIO_ONLY_FRAGMENT_MS: u64 = 2_000;
-const MAX_FRAGMENT_BYTES: usize = 4 << 20;
-/// Frames of the two tracks reach the caller through separate jitter buffers; holding
-/// frames this long (in media time) lets them be written in timestamp order.
-const REORDER_WINDOW_MS: u64 = 500;
+// Fragments are cut as `frames::cut` says, as webm.rs cuts clusters.
 
 /// Index references the header has room for: a 6-hour recording at one fragment
 /// every 4 s, before any merging.
@@ -129,8 +120,6 @@ const MOVIE_TIMESCALE: u64 = 1_000;
 const VIDEO_TIMESCALE: u64 = AUDIO_TIMESCALE;
 /// Opus in ISO BMFF always runs at 48 kHz.
 const AUDIO_TIMESCALE: u64 = 48_000;
-const DEFAULT_VIDEO_FRAME_MS: u64 = 33;
-const DEFAULT_AUDIO_FRAME_MS: u64 = 20;
 
 // trun/trex sample flags (ISO 14496-12 8.8.3.1).
 const SYNC_SAMPLE: u32 = 0x0200_0000; // depends on no other sample
@@ -146,12 +135,8 @@ pub struct Muxer {
     header_len: usize,
     /// References the reserved index space holds.
     index_room: usize,
-    /// Frames waiting for the reorder window, sorted by `at_ms`.
-    pending: VecDeque<Pending>,
-    newest_ms: u64,
-    /// Per track (index `TrackKind as usize`): the last `at_ms` pushed, for clamping.
-    last_pushed_ms: [Option<u64>; 2],
-    video_keyframe_seen: bool,
+    /// Frames waiting for the reorder window.
+    order: Reorder,
     origin_ms: Option<u64>,
     /// Per track: the last sample written, whose duration the next one decides.
     held: [Option<Sample>; 2],
@@ -165,13 +150,6 @@ pub struct Muxer {
     sps: Vec<u8>,
     pps: Vec<u8>,
     frames: u64,
-}
-
-struct Pending {
-    track: TrackKind,
-    at_ms: u64,
-    keyframe: bool,
-    data: Vec<u8>,
 }
 
 /// A sample in file form (AVCC or Opus), its time in ms from the file's start.
@@ -212,28 +190,6 @@ struct Reference {
     sap: bool,
 }
 
-#[derive(Default, Clone, Copy)]
-struct TrackClock {
-    last_ms: Option<u64>,
-    last_gap_ms: u64,
-}
-
-impl TrackClock {
-    /// The gap the last frame is taken to last: the one before it, when sensible.
-    fn last_duration_ms(&self, default_frame_ms: u64) -> u64 {
-        if (1..=1_000).contains(&self.last_gap_ms) {
-            self.last_gap_ms
-        } else {
-            default_frame_ms
-        }
-    }
-
-    fn end_ms(&self, default_frame_ms: u64) -> u64 {
-        self.last_ms
-            .map_or(0, |last| last + self.last_duration_ms(default_frame_ms))
-    }
-}
-
 /// What only `finish` knows.
 struct Totals {
     duration_ms: u64,
@@ -258,14 +214,12 @@ impl Muxer {
             .as_ref()
             .map(|v| (v.sps.clone(), v.pps.clone()))
             .unwrap_or_default();
+        let order = Reorder::new(tracks.video.is_some(), tracks.audio.is_some());
         let mut muxer = Muxer {
             tracks,
             header_len: 0,
             index_room,
-            pending: VecDeque::new(),
-            newest_ms: 0,
-            last_pushed_ms: [None; 2],
-            video_keyframe_seen: false,
+            order,
             origin_ms: None,
             held: [None, None],
             fragment: None,
@@ -304,48 +258,8 @@ impl Muxer {
         keyframe: bool,
         data: &[u8],
     ) -> Option<Vec<u8>> {
-        let known = match track {
-            TrackKind::Video => self.tracks.video.is_some(),
-            TrackKind::Audio => self.tracks.audio.is_some(),
-        };
-        if !known || data.is_empty() {
-            return None;
-        }
-        if track == TrackKind::Video && !self.video_keyframe_seen {
-            if !keyframe {
-                return None;
-            }
-            self.video_keyframe_seen = true;
-        }
-        // Strictly after the track's previous frame: two samples at one time would
-        // have a zero duration.
-        let last = &mut self.last_pushed_ms[track as usize];
-        let at_ms = at_ms.max(last.map_or(0, |l| l + 1));
-        *last = Some(at_ms);
-        self.newest_ms = self.newest_ms.max(at_ms);
-
-        let index = self
-            .pending
-            .iter()
-            .rposition(|p| p.at_ms <= at_ms)
-            .map_or(0, |i| i + 1);
-        self.pending.insert(
-            index,
-            Pending {
-                track,
-                at_ms,
-                keyframe,
-                data: data.to_vec(),
-            },
-        );
-
         let mut out = Vec::new();
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| p.at_ms + REORDER_WINDOW_MS <= self.newest_ms)
-        {
-            let frame = self.pending.pop_front().expect("front checked");
+        for frame in self.order.push(track, at_ms, keyframe, data) {
             self.write(frame, &mut out);
         }
         (!out.is_empty()).then_some(out)
@@ -355,7 +269,7 @@ impl Muxer {
     /// and the index).
     pub fn finish(mut self) -> Finished {
         let mut tail = Vec::new();
-        while let Some(frame) = self.pending.pop_front() {
+        for frame in self.order.drain() {
             self.write(frame, &mut tail);
         }
         for track in [TrackKind::Video, TrackKind::Audio] {
@@ -409,7 +323,7 @@ impl Muxer {
 
     /// Takes a frame released from the reorder buffer: completes the held sample of
     /// its track, cuts the fragment if this frame starts a new one, and holds it.
-    fn write(&mut self, frame: Pending, out: &mut Vec<u8>) {
+    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
         let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
         let has_video = self.tracks.video.is_some();
         let origin = match self.origin_ms {
@@ -440,26 +354,17 @@ impl Muxer {
             None => self.open_fragment(t, video_keyframe || !has_video),
             Some(fragment) => {
                 let age = t.saturating_sub(fragment.start_ms);
-                let cut = if has_video {
-                    (video_keyframe && age >= MIN_FRAGMENT_MS) || age >= MAX_FRAGMENT_MS
-                } else {
-                    age >= AUDIO_ONLY_FRAGMENT_MS
-                };
                 let bytes: usize = fragment.runs.iter().map(|r| r.data.len()).sum();
-                let full = bytes + data.len() > MAX_FRAGMENT_BYTES;
+                let cut = super::frames::cut(has_video, video_keyframe, age, bytes, data.len());
                 let empty = fragment.runs.iter().all(|r| r.samples.is_empty());
-                if (cut || full) && !empty {
+                if cut && !empty {
                     self.close_fragment(out);
                     self.open_fragment(t, video_keyframe || !has_video);
                 }
             }
         }
 
-        let clock = &mut self.clocks[slot];
-        if let Some(last) = clock.last_ms {
-            clock.last_gap_ms = t.saturating_sub(last);
-        }
-        clock.last_ms = Some(t);
+        self.clocks[slot].tick(t);
         self.held[slot] = Some(Sample {
             t,
             sync: video_keyframe || frame.track == TrackKind::Audio,
@@ -1668,7 +1573,7 @@ mod tests {
             parsed
                 .fragments
                 .iter()
-                .all(|f| f.size <= MAX_FRAGMENT_BYTES + 4096)
+                .all(|f| f.size <= crate::recorder::frames::MAX_PIECE_BYTES + 4096)
         );
     }
 

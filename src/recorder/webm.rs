@@ -29,7 +29,10 @@
 //! each packet's first sample, so there is no priming to discard; a pre-skip would
 //! either shift audio against video or push the first timestamps below zero.
 
-use std::collections::VecDeque;
+use super::frames::{
+    AUDIO_ONLY_PIECE_MS, DEFAULT_AUDIO_FRAME_MS, DEFAULT_VIDEO_FRAME_MS, Frame, MAX_PIECE_MS,
+    Reorder, TrackClock,
+};
 
 /// What the recording contains; at least one of the two.
 #[derive(Clone, Debug)]
@@ -80,24 +83,11 @@ pub struct Finished {
     pub started_at_ms: Option<u64>,
 }
 
-/// A cluster is cut at a video keyframe once it is this old, so that seeking lands on
-/// a keyframe without making clusters tiny when the sender sends many keyframes.
-const MIN_CLUSTER_MS: u64 = 1_000;
-/// Cut even without a keyframe (WebRTC senders send keyframes only when asked).
-const MAX_CLUSTER_MS: u64 = 5_000;
-const AUDIO_ONLY_CLUSTER_MS: u64 = 2_000;
-const MAX_CLUSTER_BYTES: usize = 4 << 20;
-/// Frames of the two tracks reach the caller through separate jitter buffers; holding
-/// frames this long (in media time) lets them be written in timestamp order.
-const REORDER_WINDOW_MS: u64 = 500;
-// Block timestamps are i16 offsets from their cluster's.
-const _: () = assert!(MAX_CLUSTER_MS < i16::MAX as u64 && AUDIO_ONLY_CLUSTER_MS < MAX_CLUSTER_MS);
+// Clusters are cut as `frames::cut` says; block timestamps are i16 offsets from
+// their cluster's.
+const _: () = assert!(MAX_PIECE_MS < i16::MAX as u64 && AUDIO_ONLY_PIECE_MS < MAX_PIECE_MS);
 
 const OPUS_SEEK_PRE_ROLL_NS: u64 = 80_000_000;
-/// Frame durations assumed for the last frame of a track when the spacing of the
-/// previous frames says nothing sensible.
-const DEFAULT_VIDEO_FRAME_MS: u64 = 33;
-const DEFAULT_AUDIO_FRAME_MS: u64 = 20;
 
 const UNKNOWN_SIZE: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
 /// Segment ID (4 bytes) and its 8-byte size.
@@ -117,12 +107,8 @@ pub struct Muxer {
     segment_data_offset: u64,
     /// Bytes handed to the caller so far, the header included.
     emitted: u64,
-    /// Frames waiting for the reorder window, sorted by `at_ms`.
-    pending: VecDeque<Pending>,
-    newest_ms: u64,
-    /// Per track (index `TrackKind as usize`): the last `at_ms` pushed, for clamping.
-    last_pushed_ms: [Option<u64>; 2],
-    video_keyframe_seen: bool,
+    /// Frames waiting for the reorder window.
+    order: Reorder,
     origin_ms: Option<u64>,
     cluster: Option<OpenCluster>,
     cues: Vec<Cue>,
@@ -130,13 +116,6 @@ pub struct Muxer {
     clocks: [TrackClock; 2],
     first_keyframe_size: Option<(u32, u32)>,
     frames: u64,
-}
-
-struct Pending {
-    track: TrackKind,
-    at_ms: u64,
-    keyframe: bool,
-    data: Vec<u8>,
 }
 
 struct OpenCluster {
@@ -149,25 +128,6 @@ struct Cue {
     time_ms: u64,
     /// From the start of the Segment's data.
     position: u64,
-}
-
-#[derive(Default, Clone, Copy)]
-struct TrackClock {
-    last_ms: Option<u64>,
-    last_gap_ms: u64,
-}
-
-impl TrackClock {
-    /// When the last frame ends, taking it to last as long as the gap before it.
-    fn end_ms(&self, default_frame_ms: u64) -> u64 {
-        let Some(last) = self.last_ms else { return 0 };
-        let gap = self.last_gap_ms;
-        last + if (1..=1_000).contains(&gap) {
-            gap
-        } else {
-            default_frame_ms
-        }
-    }
 }
 
 /// What only `finish` knows.
@@ -185,15 +145,13 @@ impl Muxer {
             tracks.video.is_some() || tracks.audio.is_some(),
             "a recording needs a video or an audio track"
         );
+        let order = Reorder::new(tracks.video.is_some(), tracks.audio.is_some());
         let mut muxer = Muxer {
             tracks,
             header_len: 0,
             segment_data_offset: 0,
             emitted: 0,
-            pending: VecDeque::new(),
-            newest_ms: 0,
-            last_pushed_ms: [None; 2],
-            video_keyframe_seen: false,
+            order,
             origin_ms: None,
             cluster: None,
             cues: Vec::new(),
@@ -230,48 +188,8 @@ impl Muxer {
         keyframe: bool,
         data: &[u8],
     ) -> Option<Vec<u8>> {
-        let known = match track {
-            TrackKind::Video => self.tracks.video.is_some(),
-            TrackKind::Audio => self.tracks.audio.is_some(),
-        };
-        if !known || data.is_empty() {
-            return None;
-        }
-        if track == TrackKind::Video && !self.video_keyframe_seen {
-            if !keyframe {
-                return None;
-            }
-            self.video_keyframe_seen = true;
-        }
-        // Strictly after the track's previous frame: two frames at one time
-        // are an error to demuxers (a switch or jitter can bring one early).
-        let last = &mut self.last_pushed_ms[track as usize];
-        let at_ms = at_ms.max(last.map_or(0, |l| l + 1));
-        *last = Some(at_ms);
-        self.newest_ms = self.newest_ms.max(at_ms);
-
-        let index = self
-            .pending
-            .iter()
-            .rposition(|p| p.at_ms <= at_ms)
-            .map_or(0, |i| i + 1);
-        self.pending.insert(
-            index,
-            Pending {
-                track,
-                at_ms,
-                keyframe,
-                data: data.to_vec(),
-            },
-        );
-
         let mut out = Vec::new();
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| p.at_ms + REORDER_WINDOW_MS <= self.newest_ms)
-        {
-            let frame = self.pending.pop_front().expect("front checked");
+        for frame in self.order.push(track, at_ms, keyframe, data) {
             self.write(frame, &mut out);
         }
         self.emitted += out.len() as u64;
@@ -282,7 +200,7 @@ impl Muxer {
     /// header.
     pub fn finish(mut self) -> Finished {
         let mut tail = Vec::new();
-        while let Some(frame) = self.pending.pop_front() {
+        for frame in self.order.drain() {
             self.write(frame, &mut tail);
         }
         self.close_cluster(&mut tail);
@@ -339,7 +257,7 @@ impl Muxer {
 
     /// Writes a frame released from the reorder buffer into the current cluster,
     /// completing that cluster first if the frame starts a new one.
-    fn write(&mut self, frame: Pending, out: &mut Vec<u8>) {
+    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
         let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
         let has_video = self.tracks.video.is_some();
         let origin = match self.origin_ms {
@@ -358,12 +276,13 @@ impl Muxer {
             // Chromium's WebM parser, so it moves up to the cluster's start.
             t = t.max(cluster.start_ms);
             let age = t - cluster.start_ms;
-            let cut = if has_video {
-                (video_keyframe && age >= MIN_CLUSTER_MS) || age >= MAX_CLUSTER_MS
-            } else {
-                age >= AUDIO_ONLY_CLUSTER_MS
-            };
-            if cut || cluster.bytes.len() + frame.data.len() > MAX_CLUSTER_BYTES {
+            if super::frames::cut(
+                has_video,
+                video_keyframe,
+                age,
+                cluster.bytes.len(),
+                frame.data.len(),
+            ) {
                 self.close_cluster(out);
             }
         }
@@ -389,11 +308,7 @@ impl Muxer {
         b.push(if keyframe { 0x80 } else { 0 });
         b.extend_from_slice(&frame.data);
 
-        let clock = &mut self.clocks[frame.track as usize];
-        if let Some(last) = clock.last_ms {
-            clock.last_gap_ms = t.saturating_sub(last);
-        }
-        clock.last_ms = Some(t);
+        self.clocks[frame.track as usize].tick(t);
         if video_keyframe && self.first_keyframe_size.is_none() {
             self.first_keyframe_size = match self.tracks.video.as_ref().map(|v| v.codec) {
                 Some(VideoCodec::Vp8) => vp8_keyframe_size(&frame.data),
@@ -1307,7 +1222,12 @@ mod tests {
             .collect();
         let parsed = parse(&mux(video_and_audio(640, 360), &frames).file);
         assert_eq!(parsed.cluster_times(), [0, 200, 400, 600, 800]);
-        assert!(parsed.clusters.iter().all(|c| c.size <= MAX_CLUSTER_BYTES));
+        assert!(
+            parsed
+                .clusters
+                .iter()
+                .all(|c| c.size <= crate::recorder::frames::MAX_PIECE_BYTES)
+        );
     }
 
     #[test]
