@@ -69,6 +69,11 @@ pub struct LimitsConfig {
     /// Failed code redemptions per account, and per address over all accounts.
     pub redeem_failures_per_account: Limit,
     pub redeem_failures_per_address: Limit,
+    /// Purchases started per account (each is an order and a call to Stripe,
+    /// whose own rate limit is the whole site's).
+    pub checkouts_per_account: Limit,
+    /// Channels created per account.
+    pub channels_per_account: Limit,
     /// Open chat event streams (SSE) of one account to one stream, and in all,
     /// on one app instance.
     pub chat_streams_per_user_and_stream: usize,
@@ -343,6 +348,14 @@ impl Config {
             max: env.parse("REDEEM_MAX_FAILURES_PER_ADDRESS", "30", count),
             window: redeem_window,
         };
+        let checkouts_per_account = Limit {
+            max: env.parse("CHECKOUT_MAX_PER_ACCOUNT", "20", count),
+            window: env.parse("CHECKOUT_WINDOW_MINUTES", "60", window),
+        };
+        let channels_per_account = Limit {
+            max: env.parse("CHANNELS_MAX_PER_ACCOUNT_PER_DAY", "5", count),
+            window: Duration::from_secs(24 * 3600),
+        };
         let streams = |v: &str| match v.parse::<usize>() {
             Ok(n) if (1..=10_000).contains(&n) => Ok(n),
             _ => Err(format!("must be a whole number from 1 to 10000, got {v:?}")),
@@ -419,6 +432,8 @@ impl Config {
                 sign_ups_per_address,
                 redeem_failures_per_account,
                 redeem_failures_per_address,
+                checkouts_per_account,
+                channels_per_account,
                 chat_streams_per_user_and_stream,
                 chat_streams_per_user,
             },
@@ -626,6 +641,8 @@ mod tests {
         assert_eq!(c.limits.redeem_failures_per_account.max, 10);
         assert_eq!(c.limits.chat_streams_per_user_and_stream, 5);
         assert_eq!(c.limits.chat_streams_per_user, 20);
+        assert_eq!(c.limits.checkouts_per_account.max, 20);
+        assert_eq!(c.limits.channels_per_account.max, 5);
         let err = config(&[
             ("SIGNUP_MAX_PER_ADDRESS", "0"),
             ("REDEEM_WINDOW_MINUTES", "forever"),

@@ -32,6 +32,10 @@ pub enum Action {
     RedeemFailed,
     /// A wrong current password on the account page, by account.
     PasswordChangeFailed,
+    /// A purchase started (an order, and a call to Stripe), by account.
+    Checkout,
+    /// A channel created, by account.
+    ChannelCreated,
 }
 
 impl Action {
@@ -40,6 +44,8 @@ impl Action {
             Action::SignUp => "sign_up",
             Action::RedeemFailed => "redeem_failed",
             Action::PasswordChangeFailed => "password_change_failed",
+            Action::Checkout => "checkout",
+            Action::ChannelCreated => "channel_created",
         }
     }
 }
