@@ -720,7 +720,7 @@ async fn broadcast(s: &Setup, seconds: u32) -> (LiveKitClient, livekit_protocol:
     loop {
         if let Some(track) = livekit_view(&s.app, &s.stream, &identity)
             .await
-            .and_then(|p| p.tracks.iter().next().cloned())
+            .and_then(|p| <[_]>::first(&p.tracks).cloned())
         {
             return (client, track);
         }
