@@ -7,6 +7,10 @@
 //! transaction). This module must not decide access by itself, and never
 //! removes viewers from rooms: the database trigger on `access_grants` wakes
 //! the enforcer, which does.
+//!
+//! Redeeming is flood-limited: failed redemptions per account (counted in the
+//! audit log) and unknown codes per client address over all accounts
+//! (`crate::limits`); the `REDEEM_*` settings.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
