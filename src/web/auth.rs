@@ -9,7 +9,7 @@
 //! by its own failures. A refusal is a 429 next to the form that says why and
 //! how long to wait (and `Retry-After`), and changes nothing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use askama::Template;
@@ -250,7 +250,8 @@ pub async fn signin_page(layout: Layout, Query(q): Query<NextQuery>) -> AppResul
     render_with(StatusCode::OK, &page)
 }
 
-/// The client's address; `X-Forwarded-For` only when the operator says a proxy sets it.
+/// The client's address as the flood limits count it; `X-Forwarded-For`
+/// only when the operator says a proxy sets it.
 pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     if state.config.trust_proxy_headers
         && let Some(ip) = headers
@@ -260,11 +261,28 @@ pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Str
             // before it are whatever the client claimed.
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .and_then(|v| v.parse::<IpAddr>().ok())
     {
-        return ip.to_owned();
+        return limited_address(ip);
     }
-    peer.ip().to_string()
+    limited_address(peer.ip())
+}
+
+/// An IPv4 address as it is; an IPv6 address as its /64 network, since one
+/// subscriber usually holds a whole /64 (counting single IPv6 addresses
+/// would give a flood 2^64 fresh starts).
+fn limited_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
 }
 
 pub async fn signin(
@@ -433,6 +451,16 @@ pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_network() {
+        let at = |s: &str| limited_address(s.parse().unwrap());
+        assert_eq!(at("203.0.113.7"), "203.0.113.7");
+        assert_eq!(at("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(at("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(at("2001:db8:1:2:bbbb::9"), at("2001:db8:1:2::1"));
+        assert_ne!(at("2001:db8:1:3::1"), at("2001:db8:1:2::1"));
+    }
 
     #[test]
     fn emails_are_checked_with_a_reason() {
