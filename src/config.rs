@@ -36,6 +36,48 @@ pub struct Config {
     pub s3: S3Config,
     pub payments: PaymentsConfig,
     pub webhooks: OutgoingWebhooksConfig,
+    pub limits: LimitsConfig,
+}
+
+/// At most `max` of something within `window` (counted in Postgres, see `crate::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// Flood limits: what a stranger, an address or an account may do how often.
+/// Every unauthenticated POST and every cheap-to-repeat expensive one has one
+/// (README, "Limits").
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Failed sign-ins counted over this window, by the limits below.
+    pub sign_in_window: Duration,
+    /// For one account from one address (a guesser).
+    pub sign_in_failures_per_account_and_address: u32,
+    /// From one address over all accounts (credential stuffing).
+    pub sign_in_failures_per_address: u32,
+    /// For one account from anywhere (guessing spread over many addresses).
+    /// Browsers that signed in to the account before are not held by it.
+    pub sign_in_failures_per_account: u32,
+    /// A known browser with this many failures of its own is known no longer.
+    pub sign_in_failures_per_device: u32,
+    /// Wrong current passwords on the account page, per account (in the sign-in window).
+    pub password_change_failures: u32,
+    /// Sign-up attempts (accounts created or emails found taken) per address.
+    pub sign_ups_per_address: Limit,
+    /// Failed code redemptions per account, and per address over all accounts.
+    pub redeem_failures_per_account: Limit,
+    pub redeem_failures_per_address: Limit,
+    /// Purchases started per account (each is an order and a call to Stripe,
+    /// whose own rate limit is the whole site's).
+    pub checkouts_per_account: Limit,
+    /// Channels created per account.
+    pub channels_per_account: Limit,
+    /// Open chat event streams (SSE) of one account to one stream, and in all,
+    /// on one app instance.
+    pub chat_streams_per_user_and_stream: usize,
+    pub chat_streams_per_user: usize,
 }
 
 /// Channels' outgoing webhooks (the delivery worker).
@@ -271,6 +313,63 @@ impl Config {
                 _ => Err(format!("must be a whole number from 1 to 20, got {v:?}")),
             });
 
+        // Flood limits.
+        let count = |v: &str| match v.parse::<u32>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "must be a whole number from 1 to 1000000, got {v:?}"
+            )),
+        };
+        let window = |v: &str| match v.parse::<u64>() {
+            Ok(n) if (1..=1440).contains(&n) => Ok(Duration::from_secs(n * 60)),
+            _ => Err(format!(
+                "must be a whole number of minutes from 1 to 1440, got {v:?}"
+            )),
+        };
+        let sign_in_window = env.parse("SIGNIN_WINDOW_MINUTES", "15", window);
+        let sign_in_failures_per_account_and_address =
+            env.parse("SIGNIN_MAX_FAILURES_PER_ACCOUNT_AND_ADDRESS", "5", count);
+        let sign_in_failures_per_address =
+            env.parse("SIGNIN_MAX_FAILURES_PER_ADDRESS", "30", count);
+        let sign_in_failures_per_account =
+            env.parse("SIGNIN_MAX_FAILURES_PER_ACCOUNT", "100", count);
+        let sign_in_failures_per_device = env.parse("SIGNIN_MAX_FAILURES_PER_DEVICE", "5", count);
+        let password_change_failures = env.parse("PASSWORD_CHANGE_MAX_FAILURES", "5", count);
+        let sign_ups_per_address = Limit {
+            max: env.parse("SIGNUP_MAX_PER_ADDRESS", "10", count),
+            window: env.parse("SIGNUP_WINDOW_MINUTES", "60", window),
+        };
+        let redeem_window = env.parse("REDEEM_WINDOW_MINUTES", "10", window);
+        let redeem_failures_per_account = Limit {
+            max: env.parse("REDEEM_MAX_FAILURES_PER_ACCOUNT", "10", count),
+            window: redeem_window,
+        };
+        let redeem_failures_per_address = Limit {
+            max: env.parse("REDEEM_MAX_FAILURES_PER_ADDRESS", "30", count),
+            window: redeem_window,
+        };
+        let checkouts_per_account = Limit {
+            max: env.parse("CHECKOUT_MAX_PER_ACCOUNT", "20", count),
+            window: env.parse("CHECKOUT_WINDOW_MINUTES", "60", window),
+        };
+        let channels_per_account = Limit {
+            max: env.parse("CHANNELS_MAX_PER_ACCOUNT_PER_DAY", "5", count),
+            window: Duration::from_secs(24 * 3600),
+        };
+        let streams = |v: &str| match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+            _ => Err(format!("must be a whole number from 1 to 10000, got {v:?}")),
+        };
+        let chat_streams_per_user_and_stream =
+            env.parse("CHAT_STREAMS_PER_USER_AND_STREAM", "5", streams);
+        let chat_streams_per_user = env.parse("CHAT_STREAMS_PER_USER", "20", streams);
+        if chat_streams_per_user_and_stream > chat_streams_per_user {
+            env.errors.push(
+                "CHAT_STREAMS_PER_USER_AND_STREAM: must not be more than CHAT_STREAMS_PER_USER"
+                    .into(),
+            );
+        }
+
         if session_idle_timeout > session_absolute_timeout {
             env.errors.push(
                 "SESSION_IDLE_TIMEOUT_MINUTES: must not be longer than SESSION_ABSOLUTE_TIMEOUT_MINUTES".into(),
@@ -322,6 +421,21 @@ impl Config {
                 allow_private_addresses: webhooks_allow_private,
                 backoff_base: webhooks_backoff_base,
                 max_attempts: webhooks_max_attempts,
+            },
+            limits: LimitsConfig {
+                sign_in_window,
+                sign_in_failures_per_account_and_address,
+                sign_in_failures_per_address,
+                sign_in_failures_per_account,
+                sign_in_failures_per_device,
+                password_change_failures,
+                sign_ups_per_address,
+                redeem_failures_per_account,
+                redeem_failures_per_address,
+                checkouts_per_account,
+                channels_per_account,
+                chat_streams_per_user_and_stream,
+                chat_streams_per_user,
             },
         })
     }
@@ -510,6 +624,38 @@ mod tests {
         .to_string();
         assert!(err.contains("WEBHOOKS_BACKOFF_BASE_MS: must be"), "{err}");
         assert!(err.contains("WEBHOOKS_MAX_ATTEMPTS: must be"), "{err}");
+    }
+
+    #[test]
+    fn flood_limits_have_defaults_and_are_checked() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.limits.sign_in_window, Duration::from_secs(15 * 60));
+        assert_eq!(c.limits.sign_in_failures_per_account, 100);
+        assert_eq!(
+            c.limits.sign_ups_per_address,
+            Limit {
+                max: 10,
+                window: Duration::from_secs(3600)
+            }
+        );
+        assert_eq!(c.limits.redeem_failures_per_account.max, 10);
+        assert_eq!(c.limits.chat_streams_per_user_and_stream, 5);
+        assert_eq!(c.limits.chat_streams_per_user, 20);
+        assert_eq!(c.limits.checkouts_per_account.max, 20);
+        assert_eq!(c.limits.channels_per_account.max, 5);
+        let err = config(&[
+            ("SIGNUP_MAX_PER_ADDRESS", "0"),
+            ("REDEEM_WINDOW_MINUTES", "forever"),
+            ("CHAT_STREAMS_PER_USER_AND_STREAM", "30"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SIGNUP_MAX_PER_ADDRESS: must be"), "{err}");
+        assert!(err.contains("REDEEM_WINDOW_MINUTES: must be"), "{err}");
+        assert!(
+            err.contains("CHAT_STREAMS_PER_USER_AND_STREAM: must not be more"),
+            "{err}"
+        );
     }
 
     #[test]

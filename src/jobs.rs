@@ -1,5 +1,6 @@
 //! Background loops: the LiveKit reconciler (at start-up and every minute)
-//! and the cleanup of expired sessions and old sign-in attempts, the
+//! and the cleanup of expired sessions, old sign-in attempts, forgotten
+//! devices and old counted actions of the flood limits, the
 //! grant-expiry enforcer, the chat bridge (LISTEN + held-message releaser), and
 //! recording retention (hourly; it also checks the S3 bucket at start-up),
 //! the outgoing-webhook delivery worker (`outgoing_webhooks::run`), and the
@@ -64,6 +65,12 @@ async fn cleanup(state: AppState) {
             Ok(mut conn) => {
                 if let Err(e) = db::users::delete_old_sign_in_attempts(&mut conn).await {
                     tracing::warn!(error = %e, "deleting old sign-in attempts");
+                }
+                if let Err(e) = db::users::delete_old_devices(&mut conn).await {
+                    tracing::warn!(error = %e, "forgetting devices unused for a year");
+                }
+                if let Err(e) = crate::limits::delete_old(&mut conn).await {
+                    tracing::warn!(error = %e, "deleting old counted actions of the flood limits");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cleanup: database unavailable"),

@@ -15,6 +15,7 @@ pub mod error;
 pub mod images;
 pub mod jobs;
 pub mod lifecycle;
+pub mod limits;
 pub mod livekit;
 pub mod notify;
 pub mod outgoing_webhooks;

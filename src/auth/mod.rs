@@ -3,6 +3,7 @@
 //! `access.rs`).
 
 pub mod csrf;
+pub mod device;
 pub mod password;
 pub mod session_store;
 

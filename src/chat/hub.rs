@@ -3,6 +3,14 @@
 //! with its last, so the bridge can skip streams nobody here is watching.
 //! Events carry HTML rendered once (per audience) by the bridge; the hub never
 //! touches the database and never renders.
+//!
+//! The hub also counts each account's open event streams (`open_stream`), per
+//! stream and in all, and refuses one past the caps
+//! (`CHAT_STREAMS_PER_USER_AND_STREAM`, `CHAT_STREAMS_PER_USER`): the
+//! newcomer gets a 429 that says why, the open ones are left alone (closing
+//! the oldest instead would make a seventh tab and the first take turns
+//! forever). The count is per instance: a client spread over N instances
+//! may hold N times the caps.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,9 +52,47 @@ struct Topic {
     channel: ChannelId,
 }
 
+/// Open event streams of one account: by stream, and their total.
+#[derive(Default)]
+struct OpenStreams {
+    by_stream: HashMap<StreamId, usize>,
+    total: usize,
+}
+
+/// Caps on one account's open event streams on this instance.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamCaps {
+    pub per_stream: usize,
+    pub per_user: usize,
+}
+
+/// Why an event stream was refused: the cap it would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    PerStream(usize),
+    PerUser(usize),
+}
+
+impl CapReached {
+    /// What the refused client is told.
+    pub fn reason(&self) -> String {
+        match self {
+            CapReached::PerStream(n) => format!(
+                "You already have {n} chat windows open on this stream, the most one account may. \
+                 Close one, then reload this page."
+            ),
+            CapReached::PerUser(n) => format!(
+                "You already have {n} chat windows open, the most one account may. \
+                 Close some, then reload this page."
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Hub {
     topics: Arc<Mutex<HashMap<StreamId, Topic>>>,
+    open: Arc<Mutex<HashMap<UserId, OpenStreams>>>,
     /// Wakes the held-message releaser (a new held message, here or elsewhere).
     pub(crate) release: Arc<Notify>,
 }
@@ -106,6 +152,32 @@ impl Hub {
         }
     }
 
+    /// Counts one more open event stream of `user` to `stream` until the
+    /// answer is dropped, unless that would pass one of `caps`.
+    pub fn open_stream(
+        &self,
+        user: UserId,
+        stream: StreamId,
+        caps: StreamCaps,
+    ) -> Result<OpenStream, CapReached> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = open.entry(user).or_default();
+        let here = mine.by_stream.get(&stream).copied().unwrap_or(0);
+        if here >= caps.per_stream {
+            return Err(CapReached::PerStream(caps.per_stream));
+        }
+        if mine.total >= caps.per_user {
+            return Err(CapReached::PerUser(caps.per_user));
+        }
+        *mine.by_stream.entry(stream).or_default() += 1;
+        mine.total += 1;
+        Ok(OpenStream {
+            hub: self.clone(),
+            user,
+            stream,
+        })
+    }
+
     /// Streams with subscribers here (for tests and metrics).
     pub fn streams(&self) -> Vec<StreamId> {
         self.topics().keys().copied().collect()
@@ -145,9 +217,59 @@ impl Drop for Subscription {
     }
 }
 
+/// One counted open event stream; dropping it (the client went away) uncounts it.
+pub struct OpenStream {
+    hub: Hub,
+    user: UserId,
+    stream: StreamId,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = self.hub.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mine) = open.get_mut(&self.user) {
+            if let Some(n) = mine.by_stream.get_mut(&self.stream) {
+                *n -= 1;
+                if *n == 0 {
+                    mine.by_stream.remove(&self.stream);
+                }
+            }
+            mine.total -= 1;
+            if mine.total == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_streams_are_capped_per_stream_and_per_user_and_freed_on_drop() {
+        let hub = Hub::new();
+        let caps = StreamCaps {
+            per_stream: 2,
+            per_user: 3,
+        };
+        let (ann, bob) = (UserId(1), UserId(2));
+        let a1 = hub.open_stream(ann, StreamId(1), caps).unwrap();
+        let _a2 = hub.open_stream(ann, StreamId(1), caps).unwrap();
+        assert_eq!(
+            hub.open_stream(ann, StreamId(1), caps).err(),
+            Some(CapReached::PerStream(2))
+        );
+        let _a3 = hub.open_stream(ann, StreamId(2), caps).unwrap();
+        assert_eq!(
+            hub.open_stream(ann, StreamId(3), caps).err(),
+            Some(CapReached::PerUser(3))
+        );
+        // Someone else is not affected.
+        let _b1 = hub.open_stream(bob, StreamId(1), caps).unwrap();
+        drop(a1);
+        let _a4 = hub.open_stream(ann, StreamId(1), caps).unwrap();
+    }
 
     #[tokio::test]
     async fn a_stream_has_a_channel_while_it_has_subscribers() {

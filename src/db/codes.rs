@@ -27,10 +27,6 @@ pub const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 pub const CODE_LEN: usize = 12;
 const GROUP: usize = 4;
 
-/// Failed redemptions a user may make within `FAILURE_WINDOW_SECS` before
-/// being told to wait (guessing codes is the attack this slows down).
-pub const MAX_FAILURES: i64 = 10;
-pub const FAILURE_WINDOW_SECS: u32 = 600;
 /// The audit action of a failed redemption; the rate limit counts these.
 pub const FAILED_ACTION: &str = "code.redeem_failed";
 
@@ -402,11 +398,17 @@ async fn why_not(conn: &mut AsyncPgConnection, user: UserId, code: &str) -> Quer
     })
 }
 
-/// Failed redemptions of `user` within the rate-limit window (from the audit log).
-pub async fn recent_failures(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<i64> {
-    // The window is ours (a constant), never user input.
+/// Failed redemptions of `user` within `window` (from the audit log); the
+/// limit (`REDEEM_MAX_FAILURES_PER_ACCOUNT`) slows down guessing codes.
+pub async fn recent_failures(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    window: std::time::Duration,
+) -> QueryResult<i64> {
+    // The window is ours (a setting), never user input.
     let since = diesel::dsl::sql::<diesel::sql_types::Timestamptz>(&format!(
-        "now() - interval '{FAILURE_WINDOW_SECS} seconds'"
+        "now() - interval '{} seconds'",
+        window.as_secs()
     ));
     audit_log::table
         .filter(audit_log::actor_id.eq(user))
@@ -415,6 +417,36 @@ pub async fn recent_failures(conn: &mut AsyncPgConnection, user: UserId) -> Quer
         .count()
         .get_result(conn)
         .await
+}
+
+#[derive(diesel::QueryableByName)]
+struct Wait {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    secs: f64,
+}
+
+/// How long until `user` has fewer than `max` failures within `window`.
+pub async fn failures_retry_after(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    max: u32,
+    window: std::time::Duration,
+) -> QueryResult<std::time::Duration> {
+    use diesel::sql_types::{BigInt, Double, Text};
+    let wait: Option<Wait> = diesel::sql_query(
+        "SELECT GREATEST(EXTRACT(EPOCH FROM created_at + make_interval(secs => $3) - now()), 1)::float8 AS secs \
+         FROM audit_log \
+         WHERE actor_id = $1 AND action = $2 AND created_at > now() - make_interval(secs => $3) \
+         ORDER BY created_at DESC OFFSET $4 LIMIT 1",
+    )
+    .bind::<BigInt, _>(user.0)
+    .bind::<Text, _>(FAILED_ACTION)
+    .bind::<Double, _>(window.as_secs_f64())
+    .bind::<BigInt, _>(i64::from(max.max(1)) - 1)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(wait.map_or(window, |w| std::time::Duration::from_secs_f64(w.secs)))
 }
 
 #[cfg(test)]

@@ -132,6 +132,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    known_devices (token_hash, user_id) {
+        token_hash -> Text,
+        user_id -> Int8,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     livekit_events (event_id) {
         event_id -> Text,
         event -> Text,
@@ -205,6 +214,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    rate_limit_events (id) {
+        id -> Int8,
+        action -> Text,
+        subject -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     recording_parts (id) {
         id -> Int8,
         recording_id -> Int8,
@@ -257,6 +275,7 @@ diesel::table! {
         ip -> Text,
         succeeded -> Bool,
         created_at -> Timestamptz,
+        device_hash -> Nullable<Text>,
     }
 }
 
@@ -359,6 +378,7 @@ diesel::joinable!(follows -> channels (channel_id));
 diesel::joinable!(follows -> users (user_id));
 diesel::joinable!(funnel_events -> channels (channel_id));
 diesel::joinable!(funnel_events -> streams (stream_id));
+diesel::joinable!(known_devices -> users (user_id));
 diesel::joinable!(notifications -> channels (channel_id));
 diesel::joinable!(notifications -> streams (stream_id));
 diesel::joinable!(notifications -> users (user_id));
@@ -391,10 +411,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     chat_messages,
     follows,
     funnel_events,
+    known_devices,
     livekit_events,
     notifications,
     orders,
     presence,
+    rate_limit_events,
     recording_parts,
     recordings,
     redeem_codes,

@@ -1,4 +1,6 @@
-//! Accounts: users and the sign-in attempt log used for throttling.
+//! Accounts: users, the sign-in attempt log used for throttling, and the
+//! known devices (browsers that signed in to an account before, by the hash
+//! of their device cookie; see `auth::device`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -6,7 +8,7 @@ use diesel::sql_types::Timestamptz;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::UserId;
-use super::schema::{sign_in_attempts, users};
+use super::schema::{known_devices, sign_in_attempts, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -95,64 +97,116 @@ pub async fn update(
 }
 
 /// Failed sign-ins within `window`: for an account from an address, for the
-/// address, and for the account from anywhere.
+/// address, for the account from anywhere, and for the account from one
+/// device (0 without a device cookie).
 #[derive(Debug, Clone, Copy)]
 pub struct RecentFailures {
     pub for_email_from_ip: i64,
     pub for_ip: i64,
     pub for_email: i64,
+    pub for_email_from_device: i64,
+}
+
+/// Which failures a count or a wait is about.
+#[derive(Debug, Clone, Copy)]
+pub struct FailuresOf<'a> {
+    pub email: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub device_hash: Option<&'a str>,
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    for_email_from_ip: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    for_ip: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    for_email: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    for_email_from_device: i64,
 }
 
 pub async fn recent_sign_in_failures(
     conn: &mut AsyncPgConnection,
     email: &str,
     ip: &str,
+    device_hash: Option<&str>,
     window: std::time::Duration,
 ) -> QueryResult<RecentFailures> {
-    // The window is ours (a Duration), never user input.
-    let since = || {
-        diesel::dsl::sql::<Timestamptz>(&format!("now() - interval '{} seconds'", window.as_secs()))
-    };
-    let email = normalize_email(email);
-    let for_email = sign_in_attempts::table
-        .filter(lower(sign_in_attempts::email).eq(&email))
-        .filter(sign_in_attempts::succeeded.eq(false))
-        .filter(sign_in_attempts::created_at.gt(since()))
-        .count()
-        .get_result(conn)
-        .await?;
-    let for_email_from_ip = sign_in_attempts::table
-        .filter(lower(sign_in_attempts::email).eq(&email))
-        .filter(sign_in_attempts::ip.eq(ip))
-        .filter(sign_in_attempts::succeeded.eq(false))
-        .filter(sign_in_attempts::created_at.gt(since()))
-        .count()
-        .get_result(conn)
-        .await?;
-    let for_ip = sign_in_attempts::table
-        .filter(sign_in_attempts::ip.eq(ip))
-        .filter(sign_in_attempts::succeeded.eq(false))
-        .filter(sign_in_attempts::created_at.gt(since()))
-        .count()
-        .get_result(conn)
-        .await?;
+    use diesel::sql_types::{Double, Nullable, Text};
+    // One pass over the window's failures of the account or the address
+    // (both indexed); the device's are a subset of the account's.
+    let c: Counts = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE lower(email) = $1 AND ip = $2) AS for_email_from_ip, \
+                count(*) FILTER (WHERE ip = $2) AS for_ip, \
+                count(*) FILTER (WHERE lower(email) = $1) AS for_email, \
+                count(*) FILTER (WHERE lower(email) = $1 AND device_hash = $3) AS for_email_from_device \
+         FROM sign_in_attempts \
+         WHERE NOT succeeded AND created_at > now() - make_interval(secs => $4) \
+           AND (lower(email) = $1 OR ip = $2)",
+    )
+    .bind::<Text, _>(normalize_email(email))
+    .bind::<Text, _>(ip)
+    .bind::<Nullable<Text>, _>(device_hash)
+    .bind::<Double, _>(window.as_secs_f64())
+    .get_result(conn)
+    .await?;
     Ok(RecentFailures {
-        for_email_from_ip,
-        for_ip,
-        for_email,
+        for_email_from_ip: c.for_email_from_ip,
+        for_ip: c.for_ip,
+        for_email: c.for_email,
+        for_email_from_device: c.for_email_from_device,
     })
+}
+
+#[derive(QueryableByName)]
+struct Wait {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    secs: f64,
+}
+
+/// How long until fewer than `max` failures of `of` remain in the window:
+/// until the `max`-th newest leaves it.
+pub async fn sign_in_retry_after(
+    conn: &mut AsyncPgConnection,
+    of: FailuresOf<'_>,
+    max: u32,
+    window: std::time::Duration,
+) -> QueryResult<std::time::Duration> {
+    use diesel::sql_types::{BigInt, Double, Nullable, Text};
+    let wait: Option<Wait> = diesel::sql_query(
+        "SELECT GREATEST(EXTRACT(EPOCH FROM created_at + make_interval(secs => $4) - now()), 1)::float8 AS secs \
+         FROM sign_in_attempts \
+         WHERE NOT succeeded AND created_at > now() - make_interval(secs => $4) \
+           AND ($1::text IS NULL OR lower(email) = $1) \
+           AND ($2::text IS NULL OR ip = $2) \
+           AND ($3::text IS NULL OR device_hash = $3) \
+         ORDER BY created_at DESC OFFSET $5 LIMIT 1",
+    )
+    .bind::<Nullable<Text>, _>(of.email.map(normalize_email))
+    .bind::<Nullable<Text>, _>(of.ip)
+    .bind::<Nullable<Text>, _>(of.device_hash)
+    .bind::<Double, _>(window.as_secs_f64())
+    .bind::<BigInt, _>(i64::from(max.max(1)) - 1)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(wait.map_or(window, |w| std::time::Duration::from_secs_f64(w.secs)))
 }
 
 pub async fn record_sign_in_attempt(
     conn: &mut AsyncPgConnection,
     email: &str,
     ip: &str,
+    device_hash: Option<&str>,
     succeeded: bool,
 ) -> QueryResult<()> {
     diesel::insert_into(sign_in_attempts::table)
         .values((
             sign_in_attempts::email.eq(normalize_email(email)),
             sign_in_attempts::ip.eq(ip),
+            sign_in_attempts::device_hash.eq(device_hash),
             sign_in_attempts::succeeded.eq(succeeded),
         ))
         .execute(conn)
@@ -164,6 +218,57 @@ pub async fn record_sign_in_attempt(
 pub async fn delete_old_sign_in_attempts(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
     let day_ago = diesel::dsl::sql::<Timestamptz>("now() - interval '1 day'");
     diesel::delete(sign_in_attempts::table.filter(sign_in_attempts::created_at.lt(day_ago)))
+        .execute(conn)
+        .await
+}
+
+/// A device stays known this long after its last sign-in to the account.
+pub const DEVICE_REMEMBERED_DAYS: i64 = 365;
+
+/// Remembers that the device with this cookie hash signed in to `user` (now).
+pub async fn remember_device(
+    conn: &mut AsyncPgConnection,
+    token_hash: &str,
+    user: UserId,
+) -> QueryResult<()> {
+    diesel::insert_into(known_devices::table)
+        .values((
+            known_devices::token_hash.eq(token_hash),
+            known_devices::user_id.eq(user),
+        ))
+        .on_conflict((known_devices::token_hash, known_devices::user_id))
+        .do_update()
+        .set(known_devices::last_used_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the device with this cookie hash signed in to `user` within the last year.
+pub async fn is_known_device(
+    conn: &mut AsyncPgConnection,
+    token_hash: &str,
+    user: UserId,
+) -> QueryResult<bool> {
+    let since = diesel::dsl::sql::<Timestamptz>(&format!(
+        "now() - interval '{DEVICE_REMEMBERED_DAYS} days'"
+    ));
+    diesel::select(diesel::dsl::exists(
+        known_devices::table
+            .filter(known_devices::token_hash.eq(token_hash))
+            .filter(known_devices::user_id.eq(user))
+            .filter(known_devices::last_used_at.gt(since)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Forgets devices that have not signed in for a year.
+pub async fn delete_old_devices(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    let since = diesel::dsl::sql::<Timestamptz>(&format!(
+        "now() - interval '{DEVICE_REMEMBERED_DAYS} days'"
+    ));
+    diesel::delete(known_devices::table.filter(known_devices::last_used_at.lt(since)))
         .execute(conn)
         .await
 }

@@ -1,4 +1,7 @@
-//! The account page: display name and password change.
+//! The account page: display name and password change. Wrong current
+//! passwords are counted per account (`PASSWORD_CHANGE_MAX_FAILURES` within
+//! the sign-in window): a stolen session must not become an unlimited
+//! password-guessing oracle, nor unlimited argon2 work.
 
 use askama::Template;
 use axum::Form;
@@ -11,8 +14,10 @@ use tower_sessions::Session;
 use super::auth::check_display_name;
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::auth::{self, CurrentUser, password};
+use crate::config::Limit;
 use crate::db::{self, users};
 use crate::error::AppResult;
+use crate::limits::{self, Action};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -103,14 +108,42 @@ pub async fn change_password(
 ) -> AppResult<Response> {
     let mut page = AccountPage::new(layout, &user);
     let errors = &mut page.password_errors;
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let limit = Limit {
+        max: state.config.limits.password_change_failures,
+        window: state.config.limits.sign_in_window,
+    };
+    let subject = user.id.0.to_string();
     if form.current_password.is_empty() {
         errors.add("current_password", "Enter your current password.");
+    } else if let Err(refused) = limits::check(
+        &mut *state.db.get().await?,
+        Action::PasswordChangeFailed,
+        &subject,
+        limit,
+    )
+    .await?
+    {
+        status = StatusCode::TOO_MANY_REQUESTS;
+        errors.add(
+            "current_password",
+            format!(
+                "Too many wrong current passwords. For your security, wait {} before trying again.",
+                refused.wait()
+            ),
+        );
     } else if !password::verify(
         form.current_password.clone(),
         Some(user.password_hash.clone()),
     )
     .await?
     {
+        limits::record(
+            &mut *state.db.get().await?,
+            Action::PasswordChangeFailed,
+            &subject,
+        )
+        .await?;
         errors.add("current_password", "That is not your current password.");
     }
     if let Err(e) = password::check_strength(&form.new_password, &user.email) {
@@ -123,9 +156,9 @@ pub async fn change_password(
     }
     if !errors.is_empty() {
         return if htmx.fragment {
-            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_password_form())
+            render_with(status, &page.as_password_form())
         } else {
-            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+            render_with(status, &page)
         };
     }
 

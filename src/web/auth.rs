@@ -1,33 +1,33 @@
 //! Sign up, sign in, sign out. Form errors render next to their fields, as a
 //! fragment for htmx and as the whole page without JavaScript.
+//!
+//! Both forms are flood-limited (settings in `LimitsConfig`): sign-up per client
+//! address (`crate::limits`), sign-in by failures over a window for one account
+//! from one address, for one address, and for one account from anywhere. That
+//! last one would let a stranger lock the owner out, so a browser that signed
+//! in to the account before (its device cookie, `auth::device`) is held only
+//! by its own failures. A refusal is a 429 next to the form that says why and
+//! how long to wait (and `Retry-After`), and changes nothing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::auth::device::DeviceCookie;
 use crate::auth::{self, password};
+use crate::config::LimitsConfig;
 use crate::db::{self, users};
 use crate::error::AppResult;
+use crate::limits::{self, Action};
 use crate::state::AppState;
-
-/// Failed sign-ins allowed within the window: for one account from one client
-/// address (a guesser), for one address over all accounts (credential
-/// stuffing), and for one account over all addresses (guessing spread over
-/// many addresses). Counting per account *and* address keeps a stranger who
-/// types wrong passwords from locking the owner out; the account-wide limit is
-/// high for the same reason.
-pub const MAX_FAILURES_PER_ACCOUNT_FROM_IP: i64 = 5;
-pub const MAX_FAILURES_PER_IP: i64 = 30;
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 100;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Deserialize, Default)]
 pub struct NextQuery {
@@ -105,12 +105,16 @@ pub fn check_display_name(name: &str, errors: &mut FieldErrors) {
 
 pub async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     session: Session,
     htmx: Htmx,
     layout: Layout,
     Form(form): Form<SignUpForm>,
 ) -> AppResult<Response> {
     let mut errors = FieldErrors::default();
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut retry_after = None;
     check_email(&form.email, &mut errors);
     check_display_name(&form.display_name, &mut errors);
     if let Err(e) = password::check_strength(&form.password, &form.email) {
@@ -118,11 +122,28 @@ pub async fn signup(
     }
     let email = users::normalize_email(&form.email);
     let mut conn = state.db.get().await?;
-    if errors.get("email").is_none() && users::find_by_email(&mut conn, &email).await?.is_some() {
-        errors.add(
-            "email",
-            "An account with this email already exists. Sign in instead.",
-        );
+    if errors.get("email").is_none() {
+        // Every attempt with a well-formed email counts, created or not: the
+        // answer "this email has an account" is worth limiting too.
+        let ip = client_ip(&state, &headers, peer);
+        let limit = state.config.limits.sign_ups_per_address;
+        if let Err(refused) = limits::take(&mut conn, Action::SignUp, &ip, limit).await? {
+            tracing::info!(%ip, "sign-up throttled");
+            status = StatusCode::TOO_MANY_REQUESTS;
+            retry_after = Some(refused.retry_after);
+            errors.add(
+                "",
+                format!(
+                    "Too many sign-ups from your network in a short time. Wait {} before trying again.",
+                    refused.wait()
+                ),
+            );
+        } else if users::find_by_email(&mut conn, &email).await?.is_some() {
+            errors.add(
+                "email",
+                "An account with this email already exists. Sign in instead.",
+            );
+        }
     }
 
     if errors.is_empty() {
@@ -146,6 +167,9 @@ pub async fn signup(
                     serde_json::json!({}),
                 )
                 .await?;
+                // The browser that created the account is known to it.
+                let device = DeviceCookie::from_headers(&headers).unwrap_or_default();
+                users::remember_device(&mut conn, &device.hash(), user.id).await?;
                 auth::sign_in(&session, user.id).await?;
                 flash(
                     &session,
@@ -153,10 +177,13 @@ pub async fn signup(
                     format!("Welcome to stagepass, {}!", user.display_name),
                 )
                 .await?;
-                return Ok(auth::redirect(
-                    htmx.request,
-                    &auth::safe_next(form.next.as_deref()),
-                ));
+                let mut response =
+                    auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
+                response.headers_mut().append(
+                    header::SET_COOKIE,
+                    device.set_cookie(state.config.secure_cookies()),
+                );
+                return Ok(response);
             }
             // Two sign-ups with the same email at once: the unique index decides.
             Err(e) if db::is_unique_violation(&e, None) => {
@@ -176,11 +203,23 @@ pub async fn signup(
         next: auth::safe_next(form.next.as_deref()),
         errors,
     };
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
+    let response = if htmx.fragment {
+        render_with(status, &page.as_form())
     } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        render_with(status, &page)
+    }?;
+    Ok(with_retry_after(response, retry_after))
+}
+
+/// Adds `Retry-After` (whole seconds) to a refusal.
+fn with_retry_after(mut response: Response, wait: Option<Duration>) -> Response {
+    if let Some(wait) = wait {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    response
 }
 
 #[derive(Deserialize, Default)]
@@ -211,7 +250,8 @@ pub async fn signin_page(layout: Layout, Query(q): Query<NextQuery>) -> AppResul
     render_with(StatusCode::OK, &page)
 }
 
-/// The client's address; `X-Forwarded-For` only when the operator says a proxy sets it.
+/// The client's address as the flood limits count it; `X-Forwarded-For`
+/// only when the operator says a proxy sets it.
 pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     if state.config.trust_proxy_headers
         && let Some(ip) = headers
@@ -221,11 +261,28 @@ pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Str
             // before it are whatever the client claimed.
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .and_then(|v| v.parse::<IpAddr>().ok())
     {
-        return ip.to_owned();
+        return limited_address(ip);
     }
-    peer.ip().to_string()
+    limited_address(peer.ip())
+}
+
+/// An IPv4 address as it is; an IPv6 address as its /64 network, since one
+/// subscriber usually holds a whole /64 (counting single IPv6 addresses
+/// would give a flood 2^64 fresh starts).
+fn limited_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
 }
 
 pub async fn signin(
@@ -238,8 +295,12 @@ pub async fn signin(
     Form(form): Form<SignInForm>,
 ) -> AppResult<Response> {
     let ip = client_ip(&state, &headers, peer);
+    let device = DeviceCookie::from_headers(&headers);
+    let device_hash = device.as_ref().map(DeviceCookie::hash);
+    let limits = &state.config.limits;
     let mut errors = FieldErrors::default();
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut retry_after = None;
     if form.email.trim().is_empty() {
         errors.add("email", "Enter your email address.");
     }
@@ -249,20 +310,35 @@ pub async fn signin(
 
     if errors.is_empty() {
         let mut conn = state.db.get().await?;
-        let failures =
-            users::recent_sign_in_failures(&mut conn, &form.email, &ip, FAILURE_WINDOW).await?;
-        if failures.for_email_from_ip >= MAX_FAILURES_PER_ACCOUNT_FROM_IP
-            || failures.for_ip >= MAX_FAILURES_PER_IP
-            || failures.for_email >= MAX_FAILURES_PER_ACCOUNT
-        {
+        let user = users::find_by_email(&mut conn, &form.email).await?;
+        let failures = users::recent_sign_in_failures(
+            &mut conn,
+            &form.email,
+            &ip,
+            device_hash.as_deref(),
+            limits.sign_in_window,
+        )
+        .await?;
+        // A browser that signed in to this account before, and has not failed
+        // too often itself, is held by nobody else's failures.
+        let known_device = match (&user, &device_hash) {
+            (Some(user), Some(hash)) => {
+                failures.for_email_from_device < i64::from(limits.sign_in_failures_per_device)
+                    && users::is_known_device(&mut conn, hash, user.id).await?
+            }
+            _ => false,
+        };
+        let refusal = if known_device {
+            None
+        } else {
+            sign_in_refusal(&mut conn, &form.email, &ip, &failures, limits).await?
+        };
+        if let Some((message, wait)) = refusal {
             tracing::info!(%ip, "sign-in throttled");
             status = StatusCode::TOO_MANY_REQUESTS;
-            errors.add(
-                "",
-                "Too many failed sign-in attempts. For your security, wait 15 minutes before trying again.",
-            );
+            retry_after = Some(wait);
+            errors.add("", message);
         } else {
-            let user = users::find_by_email(&mut conn, &form.email).await?;
             // No connection is held while argon2 works (tens of ms of CPU).
             drop(conn);
             let ok = password::verify(
@@ -271,14 +347,20 @@ pub async fn signin(
             )
             .await?;
             let mut conn = state.db.get().await?;
-            users::record_sign_in_attempt(&mut conn, &form.email, &ip, ok).await?;
+            users::record_sign_in_attempt(&mut conn, &form.email, &ip, device_hash.as_deref(), ok)
+                .await?;
             match user {
                 Some(user) if ok => {
+                    let device = device.unwrap_or_default();
+                    users::remember_device(&mut conn, &device.hash(), user.id).await?;
                     auth::sign_in(&session, user.id).await?;
-                    return Ok(auth::redirect(
-                        htmx.request,
-                        &auth::safe_next(form.next.as_deref()),
-                    ));
+                    let mut response =
+                        auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
+                    response.headers_mut().append(
+                        header::SET_COOKIE,
+                        device.set_cookie(state.config.secure_cookies()),
+                    );
+                    return Ok(response);
                 }
                 // Never say which of the two was wrong.
                 _ => errors.add(
@@ -295,11 +377,70 @@ pub async fn signin(
         next: auth::safe_next(form.next.as_deref()),
         errors,
     };
-    if htmx.fragment {
+    let response = if htmx.fragment {
         render_with(status, &page.as_form())
     } else {
         render_with(status, &page)
+    }?;
+    Ok(with_retry_after(response, retry_after))
+}
+
+/// Whether an unknown device's sign-in is refused: the first limit reached
+/// says why, the longest wait of those reached says when.
+async fn sign_in_refusal(
+    conn: &mut diesel_async::AsyncPgConnection,
+    email: &str,
+    ip: &str,
+    failures: &users::RecentFailures,
+    cfg: &LimitsConfig,
+) -> diesel::QueryResult<Option<(String, Duration)>> {
+    let reached = [
+        (
+            failures.for_email_from_ip,
+            cfg.sign_in_failures_per_account_and_address,
+            Some(email),
+            Some(ip),
+            "Too many failed sign-in attempts for this account from your network.",
+        ),
+        (
+            failures.for_ip,
+            cfg.sign_in_failures_per_address,
+            None,
+            Some(ip),
+            "Too many failed sign-in attempts from your network.",
+        ),
+        (
+            failures.for_email,
+            cfg.sign_in_failures_per_account,
+            Some(email),
+            None,
+            "Too many failed sign-in attempts for this account from many places. \
+             A browser you have signed in with before can still sign in.",
+        ),
+    ];
+    let mut why = None;
+    let mut wait = Duration::ZERO;
+    for (count, max, email, ip, reason) in reached {
+        if count < i64::from(max) {
+            continue;
+        }
+        why.get_or_insert(reason);
+        let of = users::FailuresOf {
+            email,
+            ip,
+            device_hash: None,
+        };
+        wait = wait.max(users::sign_in_retry_after(conn, of, max, cfg.sign_in_window).await?);
     }
+    Ok(why.map(|why| {
+        (
+            format!(
+                "{why} For your security, wait {} before trying again.",
+                limits::wait_in_words(wait)
+            ),
+            wait,
+        )
+    }))
 }
 
 pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
@@ -310,6 +451,16 @@ pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_network() {
+        let at = |s: &str| limited_address(s.parse().unwrap());
+        assert_eq!(at("203.0.113.7"), "203.0.113.7");
+        assert_eq!(at("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(at("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(at("2001:db8:1:2:bbbb::9"), at("2001:db8:1:2::1"));
+        assert_ne!(at("2001:db8:1:3::1"), at("2001:db8:1:2::1"));
+    }
 
     #[test]
     fn emails_are_checked_with_a_reason() {

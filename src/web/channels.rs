@@ -1,6 +1,7 @@
 //! Channels: creating one, the public channel page (/c/{handle}) and the team
 //! (moderators). Who may manage a channel is asked of `access::channel_role`;
-//! this module must not decide access by itself.
+//! this module must not decide access by itself. Creating channels is
+//! limited per account (`CHANNELS_MAX_PER_ACCOUNT_PER_DAY`).
 
 use askama::Template;
 use axum::Form;
@@ -19,6 +20,7 @@ use crate::db::channels::{self, Channel, NewChannel, Role};
 use crate::db::streams::{self, Stream};
 use crate::db::{self, StreamId, UserId, users};
 use crate::error::{AppError, AppResult};
+use crate::limits::{self, Action};
 use crate::state::AppState;
 
 /// The unique index on `channels.handle` (a race between two sign-ups of the same handle).
@@ -232,6 +234,33 @@ pub async fn create(
     {
         errors.add("handle", HANDLE_TAKEN);
     }
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    if errors.is_empty() {
+        let limit = state.config.limits.channels_per_account;
+        if let Err(refused) = limits::take(
+            &mut conn,
+            Action::ChannelCreated,
+            &user.id.to_string(),
+            limit,
+        )
+        .await?
+        {
+            status = StatusCode::TOO_MANY_REQUESTS;
+            let noun = if limit.max == 1 {
+                "channel"
+            } else {
+                "channels"
+            };
+            errors.add(
+                "",
+                format!(
+                    "You created {} {noun} in the last day, the most one account may. Wait {} before creating another.",
+                    limit.max,
+                    refused.wait()
+                ),
+            );
+        }
+    }
     if errors.is_empty() {
         let new = NewChannel {
             handle: &handle,
@@ -277,9 +306,9 @@ pub async fn create(
         errors,
     };
     if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
+        render_with(status, &page.as_form())
     } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        render_with(status, &page)
     }
 }
 

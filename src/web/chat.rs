@@ -71,7 +71,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// GET /s/{id}/chat/events: the SSE stream. 403 unless the access rule says
 /// watch — checked before subscribing; the stream itself re-checks and ends
-/// when the reader loses access.
+/// when the reader loses access. Signed-in readers only, so the caps on open
+/// streams are per account (429 past them, see `chat::hub`).
 pub async fn events(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
@@ -87,6 +88,16 @@ pub async fn events(
             .map_or("Sign in to join the chat.", crate::chat::view::chat_denial);
         return Err(AppError::forbidden(reason));
     };
+    // Counted until the client goes away (the slot moves into the response
+    // stream); past the caps, a 429 that says why.
+    let caps = crate::chat::hub::StreamCaps {
+        per_stream: state.config.limits.chat_streams_per_user_and_stream,
+        per_user: state.config.limits.chat_streams_per_user,
+    };
+    let slot = state
+        .chat
+        .open_stream(user, stream.id, caps)
+        .map_err(|cap| AppError::TooManyRequests(cap.reason()))?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -94,7 +105,8 @@ pub async fn events(
         .or(q.after);
     let events = chat::events(state, stream, user, access, resume)
         .await?
-        .map(|item| {
+        .map(move |item| {
+            let _counted = &slot;
             item.map(|out| {
                 let event = Event::default().event(out.event).data(&*out.data);
                 match out.id {

@@ -11,6 +11,10 @@
 //! The buy form may carry `stream_id`, the stream the buyer came from; it
 //! travels through the checkout as `?stream=` and is checked against the
 //! pass's channel each time it is read, so the buyer lands back on it.
+//!
+//! Starting purchases is limited per account (`CHECKOUT_MAX_PER_ACCOUNT`):
+//! each is an order row and a call to Stripe, whose rate limit is shared by
+//! the whole site.
 
 use askama::Template;
 use axum::Form;
@@ -32,6 +36,7 @@ use crate::db::orders::{self, Order, Status};
 use crate::db::passes::{self, Pass};
 use crate::db::{OrderId, PassId, StreamId, UserId};
 use crate::error::{AppError, AppResult};
+use crate::limits::{self, Action};
 use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started, stripe};
 use crate::state::AppState;
 
@@ -139,6 +144,18 @@ pub async fn buy(
         return Err(AppError::forbidden(
             "You already have this free pass. You can take it again once it has ended.",
         ));
+    }
+    // Counted once the purchase may go ahead: each is an order and a call
+    // to the payment provider.
+    let limit = state.config.limits.checkouts_per_account;
+    if let Err(refused) =
+        limits::take(&mut conn, Action::Checkout, &user.id.to_string(), limit).await?
+    {
+        return Err(AppError::TooManyRequests(format!(
+            "You started {} purchases in a short time, the most one account may. Wait {} before trying again.",
+            limit.max,
+            refused.wait()
+        )));
     }
     let route = route(
         &mut conn,

@@ -7,14 +7,19 @@
 //! transaction). This module must not decide access by itself, and never
 //! removes viewers from rooms: the database trigger on `access_grants` wakes
 //! the enforcer, which does.
+//!
+//! Redeeming is flood-limited: failed redemptions per account (counted in the
+//! audit log) and unknown codes per client address over all accounts
+//! (`crate::limits`); the `REDEEM_*` settings.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_htmx::{HxReswap, HxRetarget, SwapOption};
 use chrono::{DateTime, Duration, Utc};
@@ -34,6 +39,7 @@ use crate::db::passes::{self, Pass};
 use crate::db::users::{self, User};
 use crate::db::{self, GrantId, PassId, StreamId, streams};
 use crate::error::{AppError, AppResult};
+use crate::limits::Action;
 use crate::state::AppState;
 
 const OWNER_ONLY_GRANTS: &str = "Only the owner of this channel can manage its grants.";
@@ -1172,6 +1178,8 @@ async fn refuse_redemption(
 
 pub async fn redeem(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     MaybeUser(user): MaybeUser,
     session: Session,
     htmx: Htmx,
@@ -1187,7 +1195,8 @@ pub async fn redeem(
             &format!("/signin?next={next}"),
         ));
     };
-    match try_redeem(&state, &user, &input.code).await? {
+    let ip = super::auth::client_ip(&state, &headers, peer);
+    match try_redeem(&state, &user, &ip, &input.code).await? {
         Ok(done) => {
             flash(
                 &session,
@@ -1208,32 +1217,58 @@ pub async fn redeem(
                 status,
                 &return_to,
                 input.code.trim(),
-                message,
+                &message,
             )
             .await
         }
     }
 }
 
-/// Redeems what `user` typed, within the rate limit; a refusal comes with its
-/// status and its words. Failures are counted in the audit log.
+/// Redeems what `user` typed at `ip`, within the rate limits (failures per
+/// account, in the audit log, and per address over all accounts, in
+/// `crate::limits`); a refusal comes with its status and its words.
 async fn try_redeem(
     state: &AppState,
     user: &User,
+    ip: &str,
     typed: &str,
-) -> AppResult<Result<codes::Redeemed, (StatusCode, &'static str)>> {
+) -> AppResult<Result<codes::Redeemed, (StatusCode, Cow<'static, str>)>> {
     let code = codes::normalize(typed);
     if code.is_empty() {
         return Ok(Err((
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Enter the code you were given.",
+            "Enter the code you were given.".into(),
         )));
     }
+    let cfg = &state.config.limits;
     let mut conn = state.db.get().await?;
-    if codes::recent_failures(&mut conn, user.id).await? >= codes::MAX_FAILURES {
+    let per_account = cfg.redeem_failures_per_account;
+    if codes::recent_failures(&mut conn, user.id, per_account.window).await?
+        >= i64::from(per_account.max)
+    {
+        let wait =
+            codes::failures_retry_after(&mut conn, user.id, per_account.max, per_account.window)
+                .await?;
         return Ok(Err((
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts with codes that didn't work. Wait 10 minutes, then try again.",
+            format!(
+                "Too many attempts with codes that didn't work. Wait {}, then try again.",
+                crate::limits::wait_in_words(wait)
+            )
+            .into(),
+        )));
+    }
+    let per_address = cfg.redeem_failures_per_address;
+    if let Err(refused) =
+        crate::limits::check(&mut conn, Action::RedeemFailed, ip, per_address).await?
+    {
+        return Ok(Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many attempts from your network with codes that didn't work. Wait {}, then try again.",
+                refused.wait()
+            )
+            .into(),
         )));
     }
     let refused = match codes::redeem(&mut conn, user.id, &code).await? {
@@ -1256,9 +1291,14 @@ async fn try_redeem(
         }),
     )
     .await?;
+    // Per address, only guesses count: a used-up or expired code is no
+    // attack, and a crowd behind one address may race for the same code.
+    if refused.reason == codes::Refusal::Unknown {
+        crate::limits::record(&mut conn, Action::RedeemFailed, ip).await?;
+    }
     Ok(Err((
         StatusCode::UNPROCESSABLE_ENTITY,
-        refused.reason.message(),
+        refused.reason.message().into(),
     )))
 }
 

@@ -316,7 +316,12 @@ async fn sign_in_is_throttled_after_repeated_failures() {
     let app = TestApp::spawn().await;
     app.signed_up("gus@example.com", "Gus").await;
     let attacker = app.anonymous();
-    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT_FROM_IP {
+    for _ in 0..app
+        .state
+        .config
+        .limits
+        .sign_in_failures_per_account_and_address
+    {
         let page = attacker
             .submit(
                 "/signin",
@@ -425,13 +430,24 @@ async fn a_stranger_guessing_does_not_lock_the_owner_out_but_a_spread_out_attack
     let record = |email: String, ip: String| {
         let app = &app;
         async move {
-            stagepass::db::users::record_sign_in_attempt(&mut *app.conn().await, &email, &ip, false)
-                .await
-                .unwrap()
+            stagepass::db::users::record_sign_in_attempt(
+                &mut *app.conn().await,
+                &email,
+                &ip,
+                None,
+                false,
+            )
+            .await
+            .unwrap()
         }
     };
     // Someone elsewhere tried Kit's account until they were stopped.
-    for _ in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT_FROM_IP {
+    for _ in 0..app
+        .state
+        .config
+        .limits
+        .sign_in_failures_per_account_and_address
+    {
         record("kit@example.com".into(), "203.0.113.9".into()).await;
     }
     let sign_in = || async {
@@ -450,7 +466,7 @@ async fn a_stranger_guessing_does_not_lock_the_owner_out_but_a_spread_out_attack
     );
 
     // Guessing at Kit's account from many addresses hits the account-wide limit.
-    for i in 0..stagepass::web::auth::MAX_FAILURES_PER_ACCOUNT {
+    for i in 0..app.state.config.limits.sign_in_failures_per_account {
         record("kit@example.com".into(), format!("198.51.100.{}", i % 250)).await;
     }
     let page = sign_in().await;
@@ -466,11 +482,12 @@ async fn sign_in_is_throttled_per_address_too() {
     let app = TestApp::spawn().await;
     app.signed_up("ida@example.com", "Ida").await;
     // Failures spread over many accounts from one address (a credential-stuffing run).
-    for i in 0..stagepass::web::auth::MAX_FAILURES_PER_IP {
+    for i in 0..app.state.config.limits.sign_in_failures_per_address {
         stagepass::db::users::record_sign_in_attempt(
             &mut *app.conn().await,
             &format!("victim{i}@example.com"),
             "127.0.0.1",
+            None,
             false,
         )
         .await
@@ -635,4 +652,172 @@ async fn the_printed_demo_accounts_can_sign_in() {
     // ...and they follow the demo channel.
     let following = viewer.get("/following").await;
     assert!(following.text.contains("Casey Live"), "{}", following.text);
+}
+
+/// Signs in through the form, from whatever browser (and its device cookie).
+async fn sign_in(browser: &Browser, email: &str, password: &str) -> crate::util::Page {
+    browser
+        .submit(
+            "/signin",
+            "#signin-form",
+            &[("email", email), ("password", password)],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn failures_spread_over_many_addresses_do_not_lock_the_owner_out_of_a_browser_they_used() {
+    let app = TestApp::spawn().await;
+    // The owner signed up in this browser (it is now known to the account)
+    // and signed out again.
+    let owner = app.signed_up("olga@example.com", "Olga").await;
+    let out = owner.post_htmx("/signout", &[]).await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(!owner.get("/").await.has("[data-testid=nav-account]"));
+
+    // A stranger: 5 wrong passwords from each of 20 addresses, 100 in all.
+    for i in 0..20 {
+        for _ in 0..5 {
+            stagepass::db::users::record_sign_in_attempt(
+                &mut *app.conn().await,
+                "olga@example.com",
+                &format!("203.0.113.{i}"),
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    // A browser the account has never seen is held, and told why and for how long.
+    let page = sign_in(&app.anonymous(), "olga@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let error = page.text_of(".form-error");
+    assert!(error.contains("from many places"), "{error}");
+    assert!(
+        error.contains("wait 15 minutes before trying again"),
+        "{error}"
+    );
+    let retry: u64 = page.header("retry-after").unwrap().parse().unwrap();
+    assert!((800..=900).contains(&retry), "Retry-After: {retry}");
+
+    // The owner's own browser signs in with the right password.
+    let page = sign_in(&owner, "olga@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert!(owner.get("/").await.has("[data-testid=nav-account]"));
+
+    // Its own failures count, though: past the per-device limit it is a
+    // stranger again, and the account-wide limit holds it too.
+    owner.post_htmx("/signout", &[]).await;
+    for _ in 0..app.state.config.limits.sign_in_failures_per_device {
+        let page = sign_in(&owner, "olga@example.com", "not the password").await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let page = sign_in(&owner, "olga@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.text_of(".form-error")
+            .contains("Too many failed sign-in attempts")
+    );
+}
+
+#[tokio::test]
+async fn sign_up_is_limited_per_address_and_a_refusal_creates_nothing() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("SIGNUP_MAX_PER_ADDRESS".into(), "3".into());
+    })
+    .await;
+    let sign_up = |browser: Browser, email: String| async move {
+        browser
+            .submit(
+                "/signup",
+                "#signup-form",
+                &[
+                    ("email", email.as_str()),
+                    ("display_name", "Flood"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await
+    };
+    for i in 0..3 {
+        let page = sign_up(app.anonymous(), format!("flood{i}@example.com")).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    }
+    let page = sign_up(app.anonymous(), "flood3@example.com".into()).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let error = page.text_of("#signup-form .form-error");
+    assert!(
+        error.contains("Too many sign-ups from your network"),
+        "{error}"
+    );
+    assert!(
+        error.contains("Wait 60 minutes before trying again"),
+        "{error}"
+    );
+    assert!(page.header("retry-after").is_some());
+    assert_eq!(user_count(&app, "flood3@example.com").await, 0);
+
+    // With htmx, the form comes back with the reason above its fields.
+    let page = app
+        .anonymous()
+        .post_htmx(
+            "/signup",
+            &[
+                ("email", "flood4@example.com"),
+                ("display_name", "Flood"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.text_of("#signup-form .form-error")
+            .contains("Too many sign-ups from your network")
+    );
+    assert_eq!(user_count(&app, "flood4@example.com").await, 0);
+}
+
+#[tokio::test]
+async fn guessing_the_current_password_on_the_account_page_is_limited() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("PASSWORD_CHANGE_MAX_FAILURES".into(), "2".into());
+    })
+    .await;
+    let thief = app.signed_up("pat@example.com", "Pat").await;
+    let change = |current: &'static str| {
+        let thief = thief.clone();
+        async move {
+            thief
+                .submit(
+                    "/account",
+                    "#password-form",
+                    &[
+                        ("current_password", current),
+                        ("new_password", "a brand new passphrase"),
+                    ],
+                )
+                .await
+        }
+    };
+    for _ in 0..2 {
+        let page = change("a wrong guess").await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Now even the right one waits, and nothing changes.
+    let page = change(PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let error = page.text_of("#current_password-error");
+    assert!(
+        error.starts_with("Too many wrong current passwords"),
+        "{error}"
+    );
+    assert!(error.contains("before trying again"), "{error}");
+    let page = sign_in(&app.anonymous(), "pat@example.com", PASSWORD).await;
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "the password is unchanged"
+    );
 }

@@ -491,3 +491,38 @@ async fn the_channel_page_lists_live_upcoming_and_past_streams() {
     );
     assert!(!page.has(&format!("[data-stream-id='{secret}']")));
 }
+
+#[tokio::test]
+async fn creating_channels_is_limited_per_account() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CHANNELS_MAX_PER_ACCOUNT_PER_DAY".into(), "1".into());
+    })
+    .await;
+    let owner = app.signed_up("cleo@example.com", "Cleo").await;
+    create_channel(&app, &owner, "first", "First").await;
+    let page = owner
+        .submit(
+            "/studio/channels/new",
+            "#channel-form",
+            &[
+                ("handle", "second"),
+                ("title", "Second"),
+                ("description", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.text_of("#channel-form .form-error")
+            .starts_with("You created 1 channel in the last day, the most one account may. Wait"),
+        "{}",
+        page.text
+    );
+    let second: i64 = channels::table
+        .filter(channels::handle.eq("second"))
+        .count()
+        .get_result(&mut *app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(second, 0);
+}

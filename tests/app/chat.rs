@@ -1033,3 +1033,72 @@ async fn the_panel_shows_the_last_hundred_messages_with_authors_and_times() {
     assert!(team.has("#chat-msg-105 .chat-delete"));
     assert!(team.has(&format!("#chat-held-list-{}", chat.stream.id)));
 }
+
+/// Opens the chat's event stream and expects a refusal: its status and text.
+async fn refused_events(who: &Browser, path: &str) -> (StatusCode, String) {
+    let response = who
+        .client
+        .get(who.url(path))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_ne!(status, StatusCode::OK, "{path} was opened");
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn one_account_may_hold_only_so_many_chat_streams_and_is_told_why() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CHAT_STREAMS_PER_USER_AND_STREAM".into(), "2".into());
+        env.insert("CHAT_STREAMS_PER_USER".into(), "3".into());
+    })
+    .await;
+    let chat = setup_on(app).await;
+    let mut open = vec![
+        chat.events(&chat.viewer).await,
+        chat.events(&chat.viewer).await,
+    ];
+    let (status, text) = refused_events(&chat.viewer, &chat.path("/chat/events")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        text.contains("You already have 2 chat windows open on this stream"),
+        "{text}"
+    );
+    // Someone else is not held back.
+    let (status, _owner_sse) = Sse::try_open(&chat.owner, &chat.path("/chat/events"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another stream of the channel (the grant covers it): the per-account cap.
+    let other = builders::stream(&chat.app, &chat.channel, "pass").await;
+    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
+        .bind::<BigInt, _>(other.id.0)
+        .execute(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    let other_path = format!("/s/{}/chat/events", other.id);
+    open.push(Sse::open(&chat.viewer, &other_path, None).await);
+    let (status, text) = refused_events(&chat.viewer, &other_path).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        text.contains("You already have 3 chat windows open"),
+        "{text}"
+    );
+
+    // Closing one frees its place (once the server notices the client left).
+    drop(open.remove(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let (status, sse) = Sse::try_open(&chat.viewer, &chat.path("/chat/events"), None).await;
+        if status == StatusCode::OK {
+            open.extend(sse);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -889,3 +889,30 @@ async fn a_session_that_is_not_ours_or_charged_another_amount_grants_nothing() {
     assert!(shop.grants(shop.viewer_id).await.is_empty());
     assert_ne!(shop.order(order.id).await.status, "paid");
 }
+
+#[tokio::test]
+async fn starting_purchases_is_limited_per_account() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CHECKOUT_MAX_PER_ACCOUNT".into(), "2".into());
+    })
+    .await;
+    let shop = open_shop(app).await;
+    let pass = shop.pass("Day pass", Terms::channel_day(500)).await;
+    for _ in 0..2 {
+        let page = buy(&shop.viewer, pass.id, None).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    }
+    let page = buy(&shop.viewer, pass.id, None).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        page.text
+            .contains("You started 2 purchases in a short time")
+            && page.text.contains("Wait 60 minutes before trying again"),
+        "{}",
+        page.text
+    );
+    assert_eq!(shop.orders().await.len(), 2, "no order for the refused one");
+    // The owner is not held back by the viewer.
+    let page = buy(&shop.owner, pass.id, None).await;
+    assert_ne!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.text);
+}

@@ -804,3 +804,43 @@ async fn fifty_concurrent_redemptions_of_one_single_use_code_give_exactly_one_gr
         .unwrap();
     assert_eq!(redeemed, 1);
 }
+
+#[tokio::test]
+async fn guesses_from_one_address_are_limited_across_accounts() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("REDEEM_MAX_FAILURES_PER_ADDRESS".into(), "3".into());
+    })
+    .await;
+    let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
+    let (bob, bob_id) = builders::user(&app, "bob@example.com", "Bob").await;
+    let guess = |who: Browser, code: &'static str| async move {
+        who.post_htmx("/redeem", &[("code", code), ("return_to", "/passes")])
+            .await
+    };
+    // Each account stays far below its own limit (10)...
+    for (who, code) in [
+        (&ann, "GUES-SAAA-AAAA"),
+        (&ann, "GUES-SAAA-AAAB"),
+        (&bob, "GUES-SAAA-AAAC"),
+    ] {
+        let page = guess(who.clone(), code).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // ...but the address has made its three guesses.
+    let page = guess(bob.clone(), "GUES-SAAA-AAAD").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    let error = page.text_of("#code-error");
+    assert!(
+        error.starts_with("Too many attempts from your network"),
+        "{error}"
+    );
+    assert!(error.contains("Wait 10 minutes, then try again"), "{error}");
+    let failures: i64 = audit_log::table
+        .filter(audit_log::actor_id.eq(bob_id))
+        .filter(audit_log::action.eq("code.redeem_failed"))
+        .count()
+        .get_result(&mut *app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(failures, 1, "the refused guess changed nothing");
+}
