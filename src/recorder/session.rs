@@ -776,11 +776,14 @@ impl Recording {
             let video = match codec {
                 _ if self.muxer.is_some() || !keyframe => None,
                 Codec::H264 => mp4::VideoTrack::from_keyframe(&data.data).map(Video::Mp4),
-                Codec::Vp8 => Some(Video::Webm(webm::VideoTrack {
-                    codec: webm::VideoCodec::Vp8,
-                    width: webm::vp8_keyframe_size(&data.data).map_or(640, |s| s.0),
-                    height: webm::vp8_keyframe_size(&data.data).map_or(360, |s| s.1),
-                })),
+                Codec::Vp8 => {
+                    let (width, height) = webm::vp8_keyframe_size(&data.data).unwrap_or((640, 360));
+                    Some(Video::Webm(webm::VideoTrack {
+                        codec: webm::VideoCodec::Vp8,
+                        width,
+                        height,
+                    }))
+                }
                 Codec::Vp9 => Some(Video::Webm(webm::VideoTrack {
                     codec: webm::VideoCodec::Vp9,
                     width: 0,
