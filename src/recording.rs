@@ -1,10 +1,11 @@
 //! Recording a stream, by whichever recorder `RECORDER` chose: the built-in
-//! one (`src/recorder/`, WebM written by the app itself, the default) or
+//! one (`src/recorder/`, WebM or MP4 written by the app itself, the default) or
 //! LiveKit's Egress service (RoomComposite to the S3 bucket as MP4, the rows
 //! kept in step with egress webhooks). The row is inserted before recording
 //! starts, so racing or repeated starts start one recording (the partial
 //! unique index answers the others); stopping twice is harmless.
-//! Who may start, stop or play is decided by the callers through `access.rs`.
+//! Who may start, stop or play is decided by the callers through `access.rs`;
+//! which files a replay plays is decided here (`playable`).
 //! A recording that completes queues the channel's `recording.ready` webhooks
 //! in the same transaction.
 
@@ -43,6 +44,39 @@ impl From<diesel::result::Error> for RecordingError {
     fn from(e: diesel::result::Error) -> Self {
         RecordingError::App(e.into())
     }
+}
+
+/// A finished recording and the files its replay plays, in order.
+pub struct Playable {
+    pub recording: Recording,
+    /// Object keys: a built-in recording's complete parts, or an egress
+    /// recording's one object.
+    pub keys: Vec<String>,
+}
+
+/// The stream's finished recordings that have something to play, in the
+/// order the replays page lists them.
+pub async fn playable(
+    conn: &mut diesel_async::AsyncPgConnection,
+    stream: crate::db::StreamId,
+) -> diesel::QueryResult<Vec<Playable>> {
+    let rows = recordings::complete_for(conn, stream).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let parts = recordings::complete_parts(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|recording| {
+            let mut keys: Vec<String> = parts
+                .iter()
+                .filter(|p| p.recording_id == recording.id)
+                .map(|p| p.object_key.clone())
+                .collect();
+            if keys.is_empty() {
+                keys.extend(recording.object_key.clone());
+            }
+            (!keys.is_empty()).then_some(Playable { recording, keys })
+        })
+        .collect())
 }
 
 /// Where a recording of `stream` started now goes in the bucket, as a file

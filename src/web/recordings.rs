@@ -267,9 +267,7 @@ pub async fn replays(
         return render_with(StatusCode::FORBIDDEN, &page);
     }
     page.retention_days = rec_db::retention_days(&mut conn, page.channel.id).await?;
-    let rows = rec_db::complete_for(&mut conn, page.stream.id).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let parts = rec_db::complete_parts(&mut conn, &ids).await?;
+    let playable = recording::playable(&mut conn, page.stream.id).await?;
     drop(conn);
     let presign = async |key: &str| {
         state.storage.playback_url(key).await.map_err(|e| {
@@ -279,18 +277,7 @@ pub async fn replays(
             )
         })
     };
-    for r in rows {
-        // A built-in recording's files are its parts; an egress one is its object.
-        let mut keys: Vec<&str> = parts
-            .iter()
-            .filter(|p| p.recording_id == r.id)
-            .map(|p| p.object_key.as_str())
-            .collect();
-        if keys.is_empty()
-            && let Some(key) = &r.object_key
-        {
-            keys.push(key);
-        }
+    for recording::Playable { recording: r, keys } in playable {
         let Some((first, rest)) = keys.split_first() else {
             continue;
         };
