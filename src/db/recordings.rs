@@ -447,14 +447,19 @@ pub async fn new_part(
 }
 
 /// The part's object is named anew (its file type is known once its first
-/// frame is; nothing of it is in the bucket yet).
+/// frame is; nothing of it is in the bucket yet). `NotFound` when the part
+/// is no longer being written (salvaged meanwhile): nothing may go up under
+/// a key no row names.
 pub async fn set_part_key(conn: &mut AsyncPgConnection, part: i64, key: &str) -> QueryResult<()> {
-    diesel::update(recording_parts::table.find(part))
+    let changed = diesel::update(recording_parts::table.find(part))
         .filter(recording_parts::status.eq("writing"))
         .set(recording_parts::object_key.eq(key))
         .execute(conn)
-        .await
-        .map(drop)
+        .await?;
+    if changed == 0 {
+        return Err(diesel::result::Error::NotFound);
+    }
+    Ok(())
 }
 
 /// The part's multipart upload started.

@@ -392,8 +392,17 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
             }
             Ok(session::Ended::LeaseLost) => return,
             Err(e) => {
-                // What this session uploaded before it failed is kept.
-                salvage_part(state, &part).await;
+                // What this session uploaded before it failed is kept: the
+                // part's row as it is now (its upload id, and its key, renamed
+                // once the file's type was known).
+                let now = match state.db.get().await {
+                    Ok(mut conn) => recordings::parts(&mut conn, recording)
+                        .await
+                        .ok()
+                        .and_then(|parts| parts.into_iter().find(|p| p.id == part.id)),
+                    Err(_) => None,
+                };
+                salvage_part(state, now.as_ref().unwrap_or(&part)).await;
                 failures += 1;
                 tracing::warn!(error = %e, attempt = failures, "recording session failed");
                 let hopeless = matches!(

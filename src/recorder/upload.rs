@@ -208,7 +208,12 @@ impl Parts {
             .map_err(|_| StorageError::new("the database is unavailable"))?;
         crate::db::recordings::set_part_key(&mut conn, self.part, &key)
             .await
-            .map_err(|_| StorageError::new("the database is unavailable"))?;
+            .map_err(|e| match e {
+                diesel::result::Error::NotFound => {
+                    StorageError::new("the part was closed before its first bytes")
+                }
+                _ => StorageError::new("the database is unavailable"),
+            })?;
         self.key = key;
         Ok(())
     }

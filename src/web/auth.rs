@@ -254,18 +254,25 @@ pub async fn signin_page(layout: Layout, Query(q): Query<NextQuery>) -> AppResul
 /// only when the operator says a proxy sets it.
 pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     if state.config.trust_proxy_headers
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            // The rightmost entry is the one our proxy appended; the ones
-            // before it are whatever the client claimed.
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<IpAddr>().ok())
+        && let Some(ip) = forwarded_client(headers)
     {
         return limited_address(ip);
     }
     limited_address(peer.ip())
+}
+
+/// The client our proxy saw: the rightmost `X-Forwarded-For` entry of the
+/// last header line (a proxy may add a line rather than append); the
+/// entries before it are whatever the client claimed.
+fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .and_then(|v| v.parse::<IpAddr>().ok())
 }
 
 /// An IPv4 address as it is; an IPv6 address as its /64 network, since one
@@ -451,6 +458,23 @@ pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_client_is_what_our_proxy_wrote_last() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_client(&headers), None);
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().unwrap(),
+        );
+        assert_eq!(
+            forwarded_client(&headers),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        headers.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(forwarded_client(&headers), None);
+    }
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64_network() {
