@@ -201,7 +201,7 @@ pub async fn record_sign_in_attempt(
     ip: &str,
     device_hash: Option<&str>,
     succeeded: bool,
-) -> QueryResult<()> {
+) -> QueryResult<i64> {
     diesel::insert_into(sign_in_attempts::table)
         .values((
             sign_in_attempts::email.eq(normalize_email(email)),
@@ -209,8 +209,38 @@ pub async fn record_sign_in_attempt(
             sign_in_attempts::device_hash.eq(device_hash),
             sign_in_attempts::succeeded.eq(succeeded),
         ))
+        .returning(sign_in_attempts::id)
+        .get_result(conn)
+        .await
+}
+
+/// The attempt recorded (as failed) before its password was checked succeeded.
+pub async fn sign_in_attempt_succeeded(
+    conn: &mut AsyncPgConnection,
+    attempt: i64,
+) -> QueryResult<()> {
+    diesel::update(sign_in_attempts::table.find(attempt))
+        .set(sign_in_attempts::succeeded.eq(true))
         .execute(conn)
-        .await?;
+        .await
+        .map(drop)
+}
+
+/// Until the transaction ends, holds the sign-in checks of this account, then
+/// of this address (always in that order, so two never wait on each other):
+/// parallel attempts are counted one after the other, never all against the
+/// same count.
+pub async fn lock_sign_in(conn: &mut AsyncPgConnection, email: &str, ip: &str) -> QueryResult<()> {
+    use diesel::sql_types::Text;
+    for key in [
+        format!("sign-in account {}", normalize_email(email)),
+        format!("sign-in address {ip}"),
+    ] {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>(key)
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

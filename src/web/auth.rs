@@ -17,6 +17,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use diesel_async::AsyncConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -318,62 +319,85 @@ pub async fn signin(
     if errors.is_empty() {
         let mut conn = state.db.get().await?;
         let user = users::find_by_email(&mut conn, &form.email).await?;
-        let failures = users::recent_sign_in_failures(
-            &mut conn,
-            &form.email,
-            &ip,
-            device_hash.as_deref(),
-            limits.sign_in_window,
-        )
-        .await?;
-        // A browser that signed in to this account before, and has not failed
-        // too often itself, is held by nobody else's failures.
-        let known_device = match (&user, &device_hash) {
-            (Some(user), Some(hash)) => {
-                failures.for_email_from_device < i64::from(limits.sign_in_failures_per_device)
-                    && users::is_known_device(&mut conn, hash, user.id).await?
-            }
-            _ => false,
-        };
-        let refusal = if known_device {
-            None
-        } else {
-            sign_in_refusal(&mut conn, &form.email, &ip, &failures, limits).await?
-        };
-        if let Some((message, wait)) = refusal {
-            tracing::info!(%ip, "sign-in throttled");
-            status = StatusCode::TOO_MANY_REQUESTS;
-            retry_after = Some(wait);
-            errors.add("", message);
-        } else {
-            // No connection is held while argon2 works (tens of ms of CPU).
-            drop(conn);
-            let ok = password::verify(
-                form.password.clone(),
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
-            .await?;
-            let mut conn = state.db.get().await?;
-            users::record_sign_in_attempt(&mut conn, &form.email, &ip, device_hash.as_deref(), ok)
+        let user_id = user.as_ref().map(|u| u.id);
+        // Checked and counted under a lock: parallel attempts see each other
+        // (the attempt counts as failed until its password is verified).
+        let decided = conn
+            .transaction(async |conn| {
+                users::lock_sign_in(conn, &form.email, &ip).await?;
+                let failures = users::recent_sign_in_failures(
+                    conn,
+                    &form.email,
+                    &ip,
+                    device_hash.as_deref(),
+                    limits.sign_in_window,
+                )
                 .await?;
-            match user {
-                Some(user) if ok => {
-                    let device = device.unwrap_or_default();
-                    users::remember_device(&mut conn, &device.hash(), user.id).await?;
-                    auth::sign_in(&session, user.id).await?;
-                    let mut response =
-                        auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
-                    response.headers_mut().append(
-                        header::SET_COOKIE,
-                        device.set_cookie(state.config.secure_cookies()),
-                    );
-                    return Ok(response);
+                // A browser that signed in to this account before, and has not
+                // failed too often itself, is held by nobody else's failures.
+                let known_device = match (user_id, &device_hash) {
+                    (Some(user), Some(hash)) => {
+                        failures.for_email_from_device
+                            < i64::from(limits.sign_in_failures_per_device)
+                            && users::is_known_device(conn, hash, user).await?
+                    }
+                    _ => false,
+                };
+                if !known_device
+                    && let Some(refusal) =
+                        sign_in_refusal(conn, &form.email, &ip, &failures, limits).await?
+                {
+                    return Ok(Err(refusal));
                 }
-                // Never say which of the two was wrong.
-                _ => errors.add(
-                    "",
-                    "That email and password don't match an account. Check them and try again.",
-                ),
+                let attempt = users::record_sign_in_attempt(
+                    conn,
+                    &form.email,
+                    &ip,
+                    device_hash.as_deref(),
+                    false,
+                )
+                .await?;
+                diesel::QueryResult::Ok(Ok(attempt))
+            })
+            .await?;
+        match decided {
+            Err((message, wait)) => {
+                tracing::info!(%ip, "sign-in throttled");
+                status = StatusCode::TOO_MANY_REQUESTS;
+                retry_after = Some(wait);
+                errors.add("", message);
+            }
+            Ok(attempt) => {
+                // No connection is held while argon2 works (tens of ms of CPU).
+                drop(conn);
+                let ok = password::verify(
+                    form.password.clone(),
+                    user.as_ref().map(|u| u.password_hash.clone()),
+                )
+                .await?;
+                let mut conn = state.db.get().await?;
+                if ok {
+                    users::sign_in_attempt_succeeded(&mut conn, attempt).await?;
+                }
+                match user {
+                    Some(user) if ok => {
+                        let device = device.unwrap_or_default();
+                        users::remember_device(&mut conn, &device.hash(), user.id).await?;
+                        auth::sign_in(&session, user.id).await?;
+                        let mut response =
+                            auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
+                        response.headers_mut().append(
+                            header::SET_COOKIE,
+                            device.set_cookie(state.config.secure_cookies()),
+                        );
+                        return Ok(response);
+                    }
+                    // Never say which of the two was wrong.
+                    _ => errors.add(
+                        "",
+                        "That email and password don't match an account. Check them and try again.",
+                    ),
+                }
             }
         }
     }

@@ -821,3 +821,33 @@ async fn guessing_the_current_password_on_the_account_page_is_limited() {
         "the password is unchanged"
     );
 }
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_count_against_each_other() {
+    let app = TestApp::spawn().await;
+    app.signed_up("pia@example.com", "Pia").await;
+    let limit = app
+        .state
+        .config
+        .limits
+        .sign_in_failures_per_account_and_address as usize;
+    // Three times the limit, all at once from one address: only `limit` of
+    // them get their password checked, the rest are refused (before, each
+    // was checked against the count as it stood before any of them).
+    let guessers: Vec<Browser> = (0..limit * 3).map(|_| app.anonymous()).collect();
+    let answers = futures_util::future::join_all(
+        guessers
+            .iter()
+            .map(|b| sign_in(b, "pia@example.com", "not the password")),
+    )
+    .await;
+    let checked = answers
+        .iter()
+        .filter(|p| p.status == StatusCode::UNPROCESSABLE_ENTITY)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|p| p.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (limit, limit * 2));
+}
