@@ -132,38 +132,59 @@ pub async fn check(
     }))
 }
 
-/// Counts one `action` of `subject`.
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Counts one `action` of `subject`; answers the count's id (for `forgive`).
 pub async fn record(
     conn: &mut AsyncPgConnection,
     action: Action,
     subject: &str,
-) -> diesel::QueryResult<()> {
-    diesel::sql_query("INSERT INTO rate_limit_events (action, subject) VALUES ($1, $2)")
-        .bind::<Text, _>(action.as_str())
-        .bind::<Text, _>(subject)
+) -> diesel::QueryResult<i64> {
+    let Id { id } = diesel::sql_query(
+        "INSERT INTO rate_limit_events (action, subject) VALUES ($1, $2) RETURNING id",
+    )
+    .bind::<Text, _>(action.as_str())
+    .bind::<Text, _>(subject)
+    .get_result(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Takes back one count (`take` counted a failure before the outcome was
+/// known, and it was no failure).
+pub async fn forgive(conn: &mut AsyncPgConnection, counted: i64) -> diesel::QueryResult<()> {
+    diesel::sql_query("DELETE FROM rate_limit_events WHERE id = $1")
+        .bind::<BigInt, _>(counted)
         .execute(conn)
-        .await?;
-    Ok(())
+        .await
+        .map(drop)
 }
 
 /// Checks and, when allowed, counts one `action` of `subject`, atomically
-/// across instances (a transaction-scoped advisory lock on the pair).
+/// across instances (a transaction-scoped advisory lock on the pair), and
+/// answers the count's id. A failure whose outcome takes time to know (a
+/// password to verify) is taken first and forgiven if it was none, so that
+/// attempts sent at once count against each other.
 pub async fn take(
     conn: &mut AsyncPgConnection,
     action: Action,
     subject: &str,
     limit: Limit,
-) -> diesel::QueryResult<Result<(), Refused>> {
+) -> diesel::QueryResult<Result<i64, Refused>> {
     let key = format!("{}\n{subject}", action.as_str());
     conn.transaction(async |conn| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind::<Text, _>(&key)
             .execute(conn)
             .await?;
-        let allowed = check(conn, action, subject, limit).await?;
-        if allowed.is_ok() {
-            record(conn, action, subject).await?;
-        }
+        let allowed = match check(conn, action, subject, limit).await? {
+            Ok(()) => Ok(record(conn, action, subject).await?),
+            Err(refused) => Err(refused),
+        };
         Ok::<_, diesel::result::Error>(allowed)
     })
     .await

@@ -116,35 +116,40 @@ pub async fn change_password(
     let subject = user.id.0.to_string();
     if form.current_password.is_empty() {
         errors.add("current_password", "Enter your current password.");
-    } else if let Err(refused) = limits::check(
-        &mut *state.db.get().await?,
-        Action::PasswordChangeFailed,
-        &subject,
-        limit,
-    )
-    .await?
-    {
-        status = StatusCode::TOO_MANY_REQUESTS;
-        errors.add(
-            "current_password",
-            format!(
-                "Too many wrong current passwords. For your security, wait {} before trying again.",
-                refused.wait()
-            ),
-        );
-    } else if !password::verify(
-        form.current_password.clone(),
-        Some(user.password_hash.clone()),
-    )
-    .await?
-    {
-        limits::record(
+    } else {
+        // Counted as a failure before the password is verified (and forgiven
+        // if it was right): guesses sent at once count against each other.
+        match limits::take(
             &mut *state.db.get().await?,
             Action::PasswordChangeFailed,
             &subject,
+            limit,
         )
-        .await?;
-        errors.add("current_password", "That is not your current password.");
+        .await?
+        {
+            Err(refused) => {
+                status = StatusCode::TOO_MANY_REQUESTS;
+                errors.add(
+                    "current_password",
+                    format!(
+                        "Too many wrong current passwords. For your security, wait {} before trying again.",
+                        refused.wait()
+                    ),
+                );
+            }
+            Ok(counted) => {
+                if password::verify(
+                    form.current_password.clone(),
+                    Some(user.password_hash.clone()),
+                )
+                .await?
+                {
+                    limits::forgive(&mut *state.db.get().await?, counted).await?;
+                } else {
+                    errors.add("current_password", "That is not your current password.");
+                }
+            }
+        }
     }
     if let Err(e) = password::check_strength(&form.new_password, &user.email) {
         errors.add("new_password", e);

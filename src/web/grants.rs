@@ -1259,20 +1259,28 @@ async fn try_redeem(
         )));
     }
     let per_address = cfg.redeem_failures_per_address;
-    if let Err(refused) =
-        crate::limits::check(&mut conn, Action::RedeemFailed, ip, per_address).await?
+    // Counted as a guess before the code is tried (and forgiven when it was
+    // none): guesses sent at once count against each other.
+    let counted = match crate::limits::take(&mut conn, Action::RedeemFailed, ip, per_address)
+        .await?
     {
-        return Ok(Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many attempts from your network with codes that didn't work. Wait {}, then try again.",
-                refused.wait()
-            )
-            .into(),
-        )));
-    }
+        Ok(counted) => counted,
+        Err(refused) => {
+            return Ok(Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Too many attempts from your network with codes that didn't work. Wait {}, then try again.",
+                        refused.wait()
+                    )
+                    .into(),
+                )));
+        }
+    };
     let refused = match codes::redeem(&mut conn, user.id, &code).await? {
-        Ok(done) => return Ok(Ok(done)),
+        Ok(done) => {
+            crate::limits::forgive(&mut conn, counted).await?;
+            return Ok(Ok(done));
+        }
         Err(refused) => refused,
     };
     let channel = match refused.pass {
@@ -1293,8 +1301,8 @@ async fn try_redeem(
     .await?;
     // Per address, only guesses count: a used-up or expired code is no
     // attack, and a crowd behind one address may race for the same code.
-    if refused.reason == codes::Refusal::Unknown {
-        crate::limits::record(&mut conn, Action::RedeemFailed, ip).await?;
+    if refused.reason != codes::Refusal::Unknown {
+        crate::limits::forgive(&mut conn, counted).await?;
     }
     Ok(Err((
         StatusCode::UNPROCESSABLE_ENTITY,

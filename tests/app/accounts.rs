@@ -851,3 +851,46 @@ async fn wrong_passwords_sent_at_once_count_against_each_other() {
         .count();
     assert_eq!((checked, refused), (limit, limit * 2));
 }
+
+#[tokio::test]
+async fn current_password_guesses_sent_at_once_count_against_each_other_and_a_right_one_does_not_count()
+ {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("PASSWORD_CHANGE_MAX_FAILURES".into(), "2".into());
+    })
+    .await;
+    let thief = app.signed_up("pat@example.com", "Pat").await;
+    let change = |current: &'static str, new: &'static str| {
+        let thief = thief.clone();
+        async move {
+            thief
+                .submit(
+                    "/account",
+                    "#password-form",
+                    &[("current_password", current), ("new_password", new)],
+                )
+                .await
+        }
+    };
+    // The right current password with a new one too short: refused for the
+    // new one, and no failure counted.
+    let page = change(PASSWORD, "short").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!page.has("#current_password-error"), "{}", page.text);
+    assert!(page.has("#new_password-error"), "{}", page.text);
+    // Six guesses at once: two are checked, four wait.
+    let answers = futures_util::future::join_all(
+        (0..6).map(|_| change("a wrong guess", "a brand new passphrase")),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|p| p.status).collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (2, 4), "{statuses:?}");
+}
