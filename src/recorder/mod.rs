@@ -25,6 +25,8 @@
 //! first completes what the dead one had uploaded (`salvage`), and replays
 //! play the parts in order.
 
+#[cfg(test)]
+mod ffmpeg_tests;
 mod frames;
 pub mod mp4;
 mod session;

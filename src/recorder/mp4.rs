@@ -1025,9 +1025,7 @@ fn put_matrix(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-    use std::process::{Command, Output};
+    use crate::recorder::ffmpeg_tests::*;
 
     // ---- a small box reader, to check what the muxer wrote -----------------------
 
@@ -1682,56 +1680,6 @@ mod tests {
 
     // ---- real frames, checked by FFmpeg -----------------------------------------
 
-    fn run(program: &str, args: &[&str]) -> Output {
-        match Command::new(program).args(args).output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("{program} not found: run scripts/setup (it installs ffmpeg)")
-            }
-            Err(e) => panic!("could not run {program}: {e}"),
-        }
-    }
-
-    fn run_ok(program: &str, args: &[&str]) -> Output {
-        let output = run(program, args);
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Removed at the end unless the test failed, to leave the files to look at.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let dir = std::env::temp_dir().join(format!(
-                "stagepass-mp4-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn path(&self, file: &str) -> String {
-            self.0.join(file).to_str().unwrap().to_owned()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
     /// A test pattern as raw H.264 (Annex B, 30 fps, a keyframe a second with its
     /// SPS and PPS, an access unit delimiter before each frame, as WebRTC senders
     /// do) and a 48 kHz stereo Opus stream in Ogg.
@@ -1882,59 +1830,6 @@ mod tests {
             video: Some(VideoTrack::from_keyframe(&key.data).expect("SPS and PPS")),
             audio: Some(audio_track()),
         }
-    }
-
-    /// `ffprobe -of flat`: `streams.stream.0.codec_name="h264"` -> key, value.
-    fn probe(path: &str) -> HashMap<String, String> {
-        let output = run_ok(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-count_frames",
-                "-show_streams",
-                "-show_format",
-                "-of",
-                "flat",
-                path,
-            ],
-        );
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect()
-    }
-
-    fn number(probe: &HashMap<String, String>, key: &str) -> f64 {
-        probe
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("ffprobe gave no number for {key}: {probe:#?}"))
-    }
-
-    fn assert_near(what: &str, value: f64, expected: f64) {
-        let tolerance = expected * 0.1;
-        assert!(
-            (value - expected).abs() <= tolerance,
-            "{what}: {value}, expected {expected} ± 10 %"
-        );
-    }
-
-    /// Decoding the whole file prints nothing: no corrupt frame, no bad timestamp.
-    fn assert_decodes_cleanly(path: &str, seek_to: Option<&str>) {
-        let mut args = vec!["-v", "error"];
-        if let Some(seconds) = seek_to {
-            args.extend(["-ss", seconds]);
-        }
-        args.extend(["-i", path, "-f", "null", "-"]);
-        let output = run_ok("ffmpeg", &args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.trim().is_empty(),
-            "ffmpeg {args:?} complained: {stderr}"
-        );
     }
 
     /// The first video frame FFmpeg shows after seeking to `seconds`.

@@ -648,9 +648,8 @@ mod id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recorder::ffmpeg_tests::*;
     use std::collections::HashMap;
-    use std::path::PathBuf;
-    use std::process::{Command, Output};
 
     // ---- a small EBML reader, to check what the muxer wrote ----------------------
 
@@ -1289,56 +1288,6 @@ mod tests {
 
     // ---- real frames, checked by FFmpeg -----------------------------------------
 
-    fn run(program: &str, args: &[&str]) -> Output {
-        match Command::new(program).args(args).output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("{program} not found: run scripts/setup (it installs ffmpeg)")
-            }
-            Err(e) => panic!("could not run {program}: {e}"),
-        }
-    }
-
-    fn run_ok(program: &str, args: &[&str]) -> Output {
-        let output = run(program, args);
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Removed at the end unless the test failed, to leave the files to look at.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let dir = std::env::temp_dir().join(format!(
-                "stagepass-webm-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn path(&self, file: &str) -> String {
-            self.0.join(file).to_str().unwrap().to_owned()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
     /// A test-pattern WebM from FFmpeg: 30 fps video and 48 kHz stereo Opus.
     fn encode(out: &str, encoder: &str, size: &str, seconds: u32, gop: Option<u32>) {
         let video = format!("testsrc=size={size}:rate=30");
@@ -1395,59 +1344,6 @@ mod tests {
         std::fs::write(&file, &muxed.file).unwrap();
         std::fs::write(&live, &muxed.unpatched).unwrap();
         (file, live, parsed)
-    }
-
-    /// `ffprobe -of flat`: `streams.stream.0.codec_name="vp8"` → key, value.
-    fn probe(path: &str) -> HashMap<String, String> {
-        let output = run_ok(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-count_frames",
-                "-show_streams",
-                "-show_format",
-                "-of",
-                "flat",
-                path,
-            ],
-        );
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect()
-    }
-
-    fn number(probe: &HashMap<String, String>, key: &str) -> f64 {
-        probe
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("ffprobe gave no number for {key}: {probe:#?}"))
-    }
-
-    fn assert_near(what: &str, value: f64, expected: f64) {
-        let tolerance = expected * 0.1;
-        assert!(
-            (value - expected).abs() <= tolerance,
-            "{what}: {value}, expected {expected} ± 10 %"
-        );
-    }
-
-    /// Decoding the whole file prints nothing: no corrupt frame, no bad timestamp.
-    fn assert_decodes_cleanly(path: &str, seek_to: Option<&str>) {
-        let mut args = vec!["-v", "error"];
-        if let Some(seconds) = seek_to {
-            args.extend(["-ss", seconds]);
-        }
-        args.extend(["-i", path, "-f", "null", "-"]);
-        let output = run_ok("ffmpeg", &args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.trim().is_empty(),
-            "ffmpeg {args:?} complained: {stderr}"
-        );
     }
 
     fn check_real_recording(encoder: &str, codec: VideoCodec, codec_name: &str) {
