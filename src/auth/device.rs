@@ -7,8 +7,11 @@
 //! only by its own failures (`SIGNIN_MAX_FAILURES_PER_DEVICE`), never by the
 //! limits on failures from everywhere, so nobody can lock the owner out of a
 //! browser they signed in with before. A stolen cookie is worth one device's
-//! few guesses and nothing else. This module only makes and reads the cookie;
-//! the decision is `web::auth::signin`'s.
+//! few guesses and nothing else, and only until the owner signs in again:
+//! every successful sign-in issues a new token and retires the old one. A
+//! password change forgets every device of the account but the browser that
+//! changed it. This module only makes and reads the cookie; the decision is
+//! `web::auth::signin`'s.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
@@ -54,7 +57,7 @@ impl DeviceCookie {
         to_hex(&Sha256::digest(self.0.as_bytes()))
     }
 
-    /// `Set-Cookie` for a year (renewed at every sign-in).
+    /// `Set-Cookie` for a year (a new token at every sign-in).
     pub fn set_cookie(&self, secure: bool) -> HeaderValue {
         let max_age = crate::db::users::DEVICE_REMEMBERED_DAYS * 24 * 3600;
         let secure = if secure { "; Secure" } else { "" };

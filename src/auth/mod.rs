@@ -196,15 +196,18 @@ pub async fn sign_out(session: &Session) -> Result<(), AppError> {
     Ok(())
 }
 
-/// After a password change: every other session of the user ends, this one gets a new id.
+/// After a password change: every other session of the user ends, this one
+/// gets a new id, and the account forgets every device but this browser's.
 pub async fn secure_after_password_change(
     state: &AppState,
     session: &Session,
     user: UserId,
+    device: Option<&device::DeviceCookie>,
 ) -> Result<usize, AppError> {
     let current = session.id().map(|id| id.to_string()).unwrap_or_default();
     let mut conn = state.db.get().await?;
     let ended = db::sessions::delete_for_user_except(&mut conn, user, &current).await?;
+    db::users::forget_devices_except(&mut conn, user, device.map(|d| d.hash()).as_deref()).await?;
     session.cycle_id().await?;
     csrf::rotate(session).await?;
     Ok(ended)

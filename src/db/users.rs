@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Timestamptz;
+use diesel_async::AsyncConnection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::UserId;
@@ -255,23 +256,53 @@ pub async fn delete_old_sign_in_attempts(conn: &mut AsyncPgConnection) -> QueryR
 /// A device stays known this long after its last sign-in to the account.
 pub const DEVICE_REMEMBERED_DAYS: i64 = 365;
 
-/// Remembers that the device with this cookie hash signed in to `user` (now).
+/// Remembers that the device signed in to `user` (now) under its new
+/// cookie `token_hash`. Its `previous` cookie, if any, is retired: the
+/// accounts that knew the device under it know it under the new one, and a
+/// copy of the old cookie is worth nothing from now on.
 pub async fn remember_device(
     conn: &mut AsyncPgConnection,
+    previous: Option<&str>,
     token_hash: &str,
     user: UserId,
 ) -> QueryResult<()> {
-    diesel::insert_into(known_devices::table)
-        .values((
-            known_devices::token_hash.eq(token_hash),
-            known_devices::user_id.eq(user),
-        ))
-        .on_conflict((known_devices::token_hash, known_devices::user_id))
-        .do_update()
-        .set(known_devices::last_used_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
-    Ok(())
+    conn.transaction(async |conn| {
+        if let Some(previous) = previous {
+            diesel::update(known_devices::table.filter(known_devices::token_hash.eq(previous)))
+                .set(known_devices::token_hash.eq(token_hash))
+                .execute(conn)
+                .await?;
+        }
+        diesel::insert_into(known_devices::table)
+            .values((
+                known_devices::token_hash.eq(token_hash),
+                known_devices::user_id.eq(user),
+            ))
+            .on_conflict((known_devices::token_hash, known_devices::user_id))
+            .do_update()
+            .set(known_devices::last_used_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Forgets every device known to `user` except `keep` (the browser that
+/// changed the password): whoever signed in with the old password is a
+/// stranger to the account-wide sign-in limits again.
+pub async fn forget_devices_except(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    keep: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::delete(
+        known_devices::table
+            .filter(known_devices::user_id.eq(user))
+            .filter(known_devices::token_hash.ne(keep.unwrap_or(""))),
+    )
+    .execute(conn)
+    .await
 }
 
 /// Whether the device with this cookie hash signed in to `user` within the last year.

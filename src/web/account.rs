@@ -101,6 +101,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    headers: axum::http::HeaderMap,
     session: Session,
     htmx: Htmx,
     layout: Layout,
@@ -188,7 +189,9 @@ pub async fn change_password(
     )
     .await?;
     drop(conn);
-    let ended = auth::secure_after_password_change(&state, &session, user.id).await?;
+    let device = auth::device::DeviceCookie::from_headers(&headers);
+    let ended =
+        auth::secure_after_password_change(&state, &session, user.id, device.as_ref()).await?;
     let message = if ended > 0 {
         "Your password was changed, and your other devices were signed out."
     } else {

@@ -123,9 +123,11 @@ pub async fn signup(
     }
     let email = users::normalize_email(&form.email);
     let mut conn = state.db.get().await?;
-    if errors.get("email").is_none() {
-        // Every attempt with a well-formed email counts, created or not: the
-        // answer "this email has an account" is worth limiting too.
+    if errors.is_empty() {
+        // Only a form that could create an account counts, created or not:
+        // the answer "this email has an account" is worth limiting, and it
+        // is given only here, so fixing a too-short password or a name
+        // costs nothing and probes nothing.
         let ip = client_ip(&state, &headers, peer);
         let limit = state.config.limits.sign_ups_per_address;
         if let Err(refused) = limits::take(&mut conn, Action::SignUp, &ip, limit).await? {
@@ -169,8 +171,10 @@ pub async fn signup(
                 )
                 .await?;
                 // The browser that created the account is known to it.
-                let device = DeviceCookie::from_headers(&headers).unwrap_or_default();
-                users::remember_device(&mut conn, &device.hash(), user.id).await?;
+                let previous = DeviceCookie::from_headers(&headers).map(|d| d.hash());
+                let device = DeviceCookie::new();
+                users::remember_device(&mut conn, previous.as_deref(), &device.hash(), user.id)
+                    .await?;
                 auth::sign_in(&session, user.id).await?;
                 flash(
                     &session,
@@ -381,8 +385,16 @@ pub async fn signin(
                 }
                 match user {
                     Some(user) if ok => {
-                        let device = device.unwrap_or_default();
-                        users::remember_device(&mut conn, &device.hash(), user.id).await?;
+                        // A new cookie at every sign-in (OWASP): a copy of
+                        // the old one is no longer a known device.
+                        let device = DeviceCookie::new();
+                        users::remember_device(
+                            &mut conn,
+                            device_hash.as_deref(),
+                            &device.hash(),
+                            user.id,
+                        )
+                        .await?;
                         auth::sign_in(&session, user.id).await?;
                         let mut response =
                             auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));

@@ -722,10 +722,91 @@ async fn failures_spread_over_many_addresses_do_not_lock_the_owner_out_of_a_brow
     );
 }
 
+/// Whether `browser`'s device cookie is known to the account `email`.
+async fn knows_device(app: &TestApp, email: &str, browser: &Browser) -> bool {
+    let token = browser
+        .cookie(stagepass::auth::device::COOKIE)
+        .expect("a device cookie");
+    diesel::sql_query(
+        "SELECT 1 FROM known_devices d JOIN users u ON u.id = d.user_id \
+         WHERE lower(u.email) = lower($1) \
+           AND d.token_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex')",
+    )
+    .bind::<diesel::sql_types::Text, _>(email)
+    .bind::<diesel::sql_types::Text, _>(token)
+    .execute(&mut app.conn().await)
+    .await
+    .unwrap()
+        == 1
+}
+
+#[tokio::test]
+async fn every_sign_in_reissues_the_device_cookie_and_a_password_change_forgets_other_browsers() {
+    let app = TestApp::spawn().await;
+    let device = stagepass::auth::device::COOKIE;
+    let laptop = app.signed_up("ivy@example.com", "Ivy").await;
+    let first = laptop.cookie(device).unwrap();
+    assert!(knows_device(&app, "ivy@example.com", &laptop).await);
+
+    // Signing in again: a new cookie, and the old one is retired.
+    laptop.post_htmx("/signout", &[]).await;
+    let page = sign_in(&laptop, "ivy@example.com", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    assert_ne!(laptop.cookie(device).unwrap(), first);
+    assert!(knows_device(&app, "ivy@example.com", &laptop).await);
+    let copy = app.anonymous();
+    copy.jar.add_cookie_str(
+        &format!("{device}={first}; Path=/"),
+        &app.url.parse().unwrap(),
+    );
+    assert!(!knows_device(&app, "ivy@example.com", &copy).await);
+
+    // A second browser signs in; then the laptop changes the password.
+    let phone = app.anonymous();
+    sign_in(&phone, "ivy@example.com", PASSWORD).await;
+    assert!(knows_device(&app, "ivy@example.com", &phone).await);
+    let changed = laptop
+        .submit(
+            "/account",
+            "#password-form",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.text);
+    assert!(knows_device(&app, "ivy@example.com", &laptop).await);
+    assert!(!knows_device(&app, "ivy@example.com", &phone).await);
+
+    // Under a spread-out attack, only the laptop still gets in: the phone
+    // and the copied cookie are strangers to the account again.
+    for i in 0..20 {
+        for _ in 0..5 {
+            stagepass::db::users::record_sign_in_attempt(
+                &mut *app.conn().await,
+                "ivy@example.com",
+                &format!("203.0.113.{i}"),
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    for stranger in [&phone, &copy] {
+        let page = sign_in(stranger, "ivy@example.com", "a brand new passphrase").await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.text);
+    }
+    laptop.post_htmx("/signout", &[]).await;
+    let page = sign_in(&laptop, "ivy@example.com", "a brand new passphrase").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+}
+
 #[tokio::test]
 async fn sign_up_is_limited_per_address_and_a_refusal_creates_nothing() {
     let app = TestApp::spawn_with(|env| {
-        env.insert("SIGNUP_MAX_PER_ADDRESS".into(), "3".into());
+        env.insert("SIGNUP_MAX_PER_ADDRESS".into(), "4".into());
     })
     .await;
     let sign_up = |browser: Browser, email: String| async move {
@@ -741,6 +822,26 @@ async fn sign_up_is_limited_per_address_and_a_refusal_creates_nothing() {
             )
             .await
     };
+    // A form that cannot create an account is not counted, and does not say
+    // whether its email has one: fixing a short password costs nothing.
+    app.signed_up("taken@example.com", "Taken").await;
+    for _ in 0..5 {
+        let page = app
+            .anonymous()
+            .submit(
+                "/signup",
+                "#signup-form",
+                &[
+                    ("email", "taken@example.com"),
+                    ("display_name", "Flood"),
+                    ("password", "short"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.text_of("#password-error").contains("at least"));
+        assert!(!page.has("#email-error"), "{}", page.text);
+    }
     for i in 0..3 {
         let page = sign_up(app.anonymous(), format!("flood{i}@example.com")).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);

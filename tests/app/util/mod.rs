@@ -410,12 +410,18 @@ impl Browser {
     }
 
     pub fn session_cookie(&self) -> Option<String> {
+        self.cookie(stagepass::router::SESSION_COOKIE)
+    }
+
+    /// The value of the cookie `name` this browser holds for the app.
+    pub fn cookie(&self, name: &str) -> Option<String> {
         use reqwest::cookie::CookieStore;
         let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
-        header.to_str().ok()?.split("; ").find_map(|c| {
-            c.strip_prefix(&format!("{}=", stagepass::router::SESSION_COOKIE))
-                .map(str::to_owned)
-        })
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_owned))
     }
 }
