@@ -4,6 +4,7 @@
 mod util;
 
 mod access;
+mod authz_matrix;
 mod accounts;
 mod analytics;
 mod browser;
