@@ -4,9 +4,9 @@
 mod util;
 
 mod access;
-mod authz_matrix;
 mod accounts;
 mod analytics;
+mod authz_matrix;
 mod browser;
 mod channels;
 mod chat;
