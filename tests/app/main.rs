@@ -6,6 +6,7 @@ mod util;
 mod access;
 mod accounts;
 mod analytics;
+mod authz_matrix;
 mod browser;
 mod channels;
 mod chat;
