@@ -66,7 +66,7 @@ impl MessageView {
             badge,
             time_iso: m.created_at.to_rfc3339(),
             time_label: m.created_at.format("%H:%M").to_string(),
-            time_title: crate::web::utc(&m.created_at),
+            time_title: crate::web::view::utc(&m.created_at),
             pieces,
         }
     }
@@ -300,7 +300,7 @@ pub fn chat_denial(d: Denial) -> &'static str {
 pub fn timed_out_reason(until: DateTime<Utc>) -> String {
     format!(
         "You are timed out of this chat until {}.",
-        crate::web::utc(&until)
+        crate::web::view::utc(&until)
     )
 }
 

@@ -16,6 +16,7 @@ use diesel::sql_types::{BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rand::seq::IndexedRandom;
 
+use super::bans;
 use super::grants::{self, Grant, NewGrant, Source};
 use super::passes::{self, Pass};
 use super::schema::{audit_log, redeem_codes, redemptions};
@@ -195,6 +196,8 @@ pub enum Refusal {
     AlreadyRedeemed,
     /// The pass is a fixed window (an event) that is over.
     WindowOver,
+    /// The user is banned from the pass's channel (the use is given back).
+    Banned,
 }
 
 impl Refusal {
@@ -209,6 +212,10 @@ impl Refusal {
             Refusal::WindowOver => {
                 "The event this code was for is over, so it can't be redeemed any more."
             }
+            Refusal::Banned => {
+                "You have been banned from this channel, so its codes don't work for you. \
+                 The code was not used up."
+            }
         }
     }
 
@@ -219,6 +226,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::AlreadyRedeemed => "already_redeemed",
             Refusal::WindowOver => "window_over",
+            Refusal::Banned => "banned",
         }
     }
 }
@@ -296,6 +304,14 @@ pub async fn redeem(
             let pass = passes::find(conn, claimed.pass_id)
                 .await?
                 .ok_or(diesel::result::Error::NotFound)?;
+            // As at checkout: a banned viewer gets no grant, and the
+            // rollback gives the use back (the ban is the access rule's).
+            if bans::active(conn, pass.channel_id, user, bans::Kind::Ban)
+                .await?
+                .is_some()
+            {
+                return Err(refuse(Refusal::Banned));
+            }
             let from = grants::next_start(conn, user, pass.channel_id, pass.stream_id).await?;
             let Some((starts_at, expires_at)) = pass.grant_window(from) else {
                 return Err(refuse(Refusal::WindowOver));

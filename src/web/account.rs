@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::auth::check_display_name;
+use super::forms::check_display_name;
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::auth::{self, CurrentUser, password};
 use crate::config::Limit;

@@ -13,14 +13,13 @@ use askama::Template;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncPgConnection;
 use tower_sessions::cookie::{Cookie, SameSite};
 
-use super::studio::{Moment, StreamState};
-use super::{Layout, path_id, render};
-use crate::access;
+use super::authz::{self, Area, Ids};
+use super::view::{Moment, StreamState};
+use super::{Layout, render, view};
 use crate::analytics::charts::{self, Chart, Series, Unit};
 use crate::analytics::export::{self, ChannelMoney, Money};
 use crate::analytics::{
@@ -28,10 +27,9 @@ use crate::analytics::{
     money, percent,
 };
 use crate::auth::CurrentUser;
-use crate::db::channels::{self, Channel, Role};
-use crate::db::streams::Stream;
+use crate::db::channels::{Channel, Role};
 use crate::db::{ChannelId, StreamId, UserId};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 
 // ---------------------------------------------------------------------------
@@ -341,55 +339,8 @@ fn revenue_charts(days: &[DayRevenue]) -> AppResult<Vec<Chart>> {
     Ok(out)
 }
 
-/// The page, not to be kept by browsers or proxies (it shows revenue).
-fn no_store(response: AppResult<Response>) -> AppResult<Response> {
-    let mut response = response?;
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
-}
-
-fn csv_response(body: Vec<u8>, filename: &str) -> AppResult<Response> {
-    let disposition = format!("attachment; filename=\"{filename}\"");
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).map_err(|e| AppError::Internal(e.into()))?,
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response())
-}
-
 // ---------------------------------------------------------------------------
 // A stream.
-
-/// Loads a stream and checks `user` is on its channel's team: 404, then 403.
-/// Answers whether they may see money (the owner).
-async fn team_stream(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    raw: &str,
-) -> AppResult<(Stream, Channel, bool)> {
-    let id: StreamId = path_id(raw)?;
-    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !access.may_moderate() {
-        return Err(AppError::forbidden(
-            "Only the channel's owner and moderators can see its analytics.",
-        ));
-    }
-    Ok((stream, channel, access.may_publish()))
-}
 
 #[derive(Template)]
 #[template(path = "pages/analytics/stream.html")]
@@ -414,10 +365,12 @@ pub async fn stream_page(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel, may_see_money) = team_stream(&mut conn, user.id, &id).await?;
+    let (stream, channel, access) =
+        authz::team_stream(&mut conn, user.id, id, Area::Analytics).await?;
+    let may_see_money = access.may_publish();
     let figures = analytics::stream_figures(&mut conn, stream.id).await?;
     let timeline = analytics::timeline(&mut conn, stream.id).await?;
     let (sales, funnel) = if may_see_money {
@@ -433,7 +386,7 @@ pub async fn stream_page(
         Some((v, c)) => (Some(v), Some(c)),
         None => (None, None),
     };
-    no_store(render(&StreamAnalyticsPage {
+    Ok(view::no_store(render(&StreamAnalyticsPage {
         layout,
         stream_id: stream.id,
         title: stream.title.clone(),
@@ -447,16 +400,18 @@ pub async fn stream_page(
         funnel: funnel_rows(&funnel),
         viewers_chart,
         chat_chart,
-    }))
+    })?))
 }
 
 pub async fn stream_csv(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel, may_see_money) = team_stream(&mut conn, user.id, &id).await?;
+    let (stream, channel, access) =
+        authz::team_stream(&mut conn, user.id, id, Area::Analytics).await?;
+    let may_see_money = access.may_publish();
     let figures = analytics::stream_figures(&mut conn, stream.id).await?;
     let timeline = analytics::timeline(&mut conn, stream.id).await?;
     let body = if may_see_money {
@@ -473,29 +428,11 @@ pub async fn stream_csv(
     } else {
         export::stream_csv(&figures, &timeline, None)?
     };
-    csv_response(body, &format!("stream-{}-analytics.csv", stream.id))
+    view::csv_download(body, &format!("stream-{}-analytics.csv", stream.id))
 }
 
 // ---------------------------------------------------------------------------
 // A channel.
-
-/// Loads a channel by handle and checks `user` is on its team: 404, then 403.
-async fn team_channel(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    handle: &str,
-) -> AppResult<(Channel, bool)> {
-    let channel = channels::find_by_handle(conn, handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match access::channel_role(conn, user, channel.id).await? {
-        Some(Role::Owner) => Ok((channel, true)),
-        Some(Role::Moderator) => Ok((channel, false)),
-        None => Err(AppError::forbidden(
-            "Only the channel's owner and moderators can see its analytics.",
-        )),
-    }
-}
 
 /// One stream in the channel overview's table.
 pub struct StreamLine {
@@ -538,7 +475,8 @@ pub async fn channel_page(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
+    let (channel, role) = authz::team_channel(&mut conn, user.id, &handle, Area::Analytics).await?;
+    let may_see_money = role == Role::Owner;
     let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let (sales, by_stream, funnel, per_day) = if may_see_money {
         (
@@ -577,7 +515,7 @@ pub async fn channel_page(
                 .collect(),
         })
         .collect();
-    no_store(render(&ChannelAnalyticsPage {
+    Ok(view::no_store(render(&ChannelAnalyticsPage {
         layout,
         money: may_see_money,
         stream_count: totals.streams,
@@ -599,7 +537,7 @@ pub async fn channel_page(
         },
         revenue_days: analytics::REVENUE_DAYS,
         channel,
-    }))
+    })?))
 }
 
 pub async fn channel_csv(
@@ -608,7 +546,8 @@ pub async fn channel_csv(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, may_see_money) = team_channel(&mut conn, user.id, &handle).await?;
+    let (channel, role) = authz::team_channel(&mut conn, user.id, &handle, Area::Analytics).await?;
+    let may_see_money = role == Role::Owner;
     let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let body = if may_see_money {
         let sales = analytics::channel_sales(&mut conn, channel.id).await?;
@@ -628,5 +567,5 @@ pub async fn channel_csv(
     } else {
         export::channel_csv(&totals, &per_stream, None)?
     };
-    csv_response(body, &format!("channel-{}-analytics.csv", channel.handle))
+    view::csv_download(body, &format!("channel-{}-analytics.csv", channel.handle))
 }

@@ -9,7 +9,7 @@
 //! by its own failures. A refusal is a 429 next to the form that says why and
 //! how long to wait (and `Retry-After`), and changes nothing.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use askama::Template;
@@ -21,6 +21,8 @@ use diesel_async::AsyncConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use super::client::client_ip;
+use super::forms::check_display_name;
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::auth::device::DeviceCookie;
 use crate::auth::{self, password};
@@ -90,17 +92,6 @@ fn check_email(email: &str, errors: &mut FieldErrors) {
         errors.add("email", "Enter an email address like name@example.com.");
     } else if let Some(e) = validate_email(email) {
         errors.add("email", e);
-    }
-}
-
-pub fn check_display_name(name: &str, errors: &mut FieldErrors) {
-    let name = name.trim();
-    if name.is_empty() {
-        errors.add("display_name", "Enter the name others will see.");
-    } else if name.chars().count() > 80 {
-        errors.add("display_name", "Use at most 80 characters.");
-    } else if name.chars().any(char::is_control) {
-        errors.add("display_name", "Use letters, numbers and punctuation only.");
     }
 }
 
@@ -253,48 +244,6 @@ pub async fn signin_page(layout: Layout, Query(q): Query<NextQuery>) -> AppResul
         errors: FieldErrors::default(),
     };
     render_with(StatusCode::OK, &page)
-}
-
-/// The client's address as the flood limits count it; `X-Forwarded-For`
-/// only when the operator says a proxy sets it.
-pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
-    if state.config.trust_proxy_headers
-        && let Some(ip) = forwarded_client(headers)
-    {
-        return limited_address(ip);
-    }
-    limited_address(peer.ip())
-}
-
-/// The client our proxy saw: the rightmost `X-Forwarded-For` entry of the
-/// last header line (a proxy may add a line rather than append); the
-/// entries before it are whatever the client claimed.
-fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-        .and_then(|v| v.parse::<IpAddr>().ok())
-}
-
-/// An IPv4 address as it is; an IPv6 address as its /64 network, since one
-/// subscriber usually holds a whole /64 (counting single IPv6 addresses
-/// would give a flood 2^64 fresh starts).
-fn limited_address(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{net}/64")
-            }
-        },
-    }
 }
 
 pub async fn signin(
@@ -494,33 +443,6 @@ pub async fn signout(session: Session, htmx: Htmx) -> AppResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_forwarded_client_is_what_our_proxy_wrote_last() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(forwarded_client(&headers), None);
-        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
-        headers.append(
-            "x-forwarded-for",
-            "198.51.100.1, 203.0.113.7".parse().unwrap(),
-        );
-        assert_eq!(
-            forwarded_client(&headers),
-            Some("203.0.113.7".parse().unwrap())
-        );
-        headers.append("x-forwarded-for", "not an address".parse().unwrap());
-        assert_eq!(forwarded_client(&headers), None);
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_by_their_64_network() {
-        let at = |s: &str| limited_address(s.parse().unwrap());
-        assert_eq!(at("203.0.113.7"), "203.0.113.7");
-        assert_eq!(at("::ffff:203.0.113.7"), "203.0.113.7");
-        assert_eq!(at("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
-        assert_eq!(at("2001:db8:1:2:bbbb::9"), at("2001:db8:1:2::1"));
-        assert_ne!(at("2001:db8:1:3::1"), at("2001:db8:1:2::1"));
-    }
 
     #[test]
     fn emails_are_checked_with_a_reason() {

@@ -8,15 +8,15 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::channels::owned_channel;
-use super::studio::Moment;
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render, render_with};
+use super::authz::{self, Area, Ids};
+use super::view::Moment;
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render, render_with, view};
 use crate::auth::{self, CurrentUser};
 use crate::db::channels::Channel;
 use crate::db::webhooks::{self, Attempt, Delivery, Endpoint};
@@ -25,8 +25,6 @@ use crate::error::AppResult;
 use crate::outgoing_webhooks;
 use crate::state::AppState;
 
-const OWNER_ONLY: &str =
-    "Only the owner of this channel can see and change its webhooks: they carry signing secrets.";
 /// Endpoints per channel.
 pub const MAX_ENDPOINTS: usize = 10;
 /// Deliveries the log shows per endpoint (newest first).
@@ -215,19 +213,11 @@ pub async fn page(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
     drop(conn);
-    Ok(no_store(render(
+    Ok(view::no_store(render(
         &WebhooksPage::load(&state, layout, channel).await?,
     )?))
-}
-
-/// Pages about secrets are not kept by browsers or proxies.
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// An endpoint's secret, revealed.
@@ -237,21 +227,6 @@ pub struct SecretFragment {
     pub e: Endpoint,
 }
 
-/// One of the owner's channel's endpoints, by the ids in the URL: 404 for an
-/// endpoint of another channel.
-async fn owned_endpoint(
-    conn: &mut diesel_async::AsyncPgConnection,
-    user: crate::db::UserId,
-    handle: &str,
-    id: &str,
-) -> AppResult<(Channel, Endpoint)> {
-    let channel = owned_channel(conn, user, handle, OWNER_ONLY).await?;
-    let endpoint = webhooks::find(conn, channel.id, path_id(id)?)
-        .await?
-        .ok_or(crate::error::AppError::NotFound)?;
-    Ok((channel, endpoint))
-}
-
 /// "Reveal and copy": the secret, fetched only when asked for (a CSRF-checked
 /// POST), for htmx alone or as the page with it shown.
 pub async fn reveal_secret(
@@ -259,17 +234,17 @@ pub async fn reveal_secret(
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
     layout: Layout,
-    Path((handle, id)): Path<(String, String)>,
+    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, endpoint) = owned_endpoint(&mut conn, user.id, &handle, &id).await?;
+    let (channel, endpoint) = authz::owned_endpoint(&mut conn, user.id, &handle, id).await?;
     drop(conn);
     if htmx.fragment {
-        return Ok(no_store(render(&SecretFragment { e: endpoint })?));
+        return Ok(view::no_store(render(&SecretFragment { e: endpoint })?));
     }
     let mut page = WebhooksPage::load(&state, layout, channel).await?;
     page.revealed = Some(endpoint.id);
-    Ok(no_store(render(&page)?))
+    Ok(view::no_store(render(&page)?))
 }
 
 #[derive(Deserialize, Default)]
@@ -322,7 +297,7 @@ pub async fn add(
     Form(form): Form<AddForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
     drop(conn);
     let mut errors = FieldErrors::default();
     let allow_private = state.config.webhooks.allow_private_addresses;
@@ -391,11 +366,10 @@ pub async fn delete(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path((handle, id)): Path<(String, String)>,
+    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY).await?;
-    let id: i64 = path_id(&id)?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
     if !webhooks::delete(&mut conn, channel.id, id).await? {
         return Err(crate::error::AppError::NotFound);
     }
@@ -434,10 +408,10 @@ pub async fn send_test(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path((handle, id)): Path<(String, String)>,
+    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, endpoint) = owned_endpoint(&mut conn, user.id, &handle, &id).await?;
+    let (channel, endpoint) = authz::owned_endpoint(&mut conn, user.id, &handle, id).await?;
     let allowed = webhooks::allow_test_event(
         &mut conn,
         user.id,

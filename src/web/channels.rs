@@ -1,6 +1,6 @@
 //! Channels: creating one, the public channel page (/c/{handle}) and the team
-//! (moderators). Who may manage a channel is asked of `access::channel_role`;
-//! this module must not decide access by itself. Creating channels is
+//! (moderators). Who may manage a channel is `authz::owned_channel`'s; this
+//! module must not decide access by itself. Creating channels is
 //! limited per account (`CHANNELS_MAX_PER_ACCOUNT_PER_DAY`).
 
 use askama::Template;
@@ -12,8 +12,10 @@ use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::studio::{Moment, access_label};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render_with};
+use super::authz::{self, Area, Ids};
+use super::forms::{check_channel_title, normalize_text};
+use super::view::{Moment, access_label};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::access;
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::db::channels::{self, Channel, NewChannel, Role};
@@ -25,23 +27,6 @@ use crate::state::AppState;
 
 /// The unique index on `channels.handle` (a race between two sign-ups of the same handle).
 const HANDLE_KEY: &str = "channels_handle_key";
-
-/// Loads a channel by handle and checks that `user` owns it: 404 for an
-/// unknown handle, then 403 with `reason` for anyone else (moderators included).
-pub(super) async fn owned_channel(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    handle: &str,
-    reason: &str,
-) -> AppResult<Channel> {
-    let channel = channels::find_by_handle(conn, handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match access::channel_role(conn, user, channel.id).await? {
-        Some(Role::Owner) => Ok(channel),
-        _ => Err(AppError::forbidden(reason)),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The public channel page.
@@ -191,20 +176,6 @@ pub fn check_handle(handle: &str) -> Option<&'static str> {
     }
 }
 
-pub fn check_channel_title(title: &str, errors: &mut FieldErrors) {
-    let title = title.trim();
-    if title.is_empty() {
-        errors.add("title", "Give your channel a title.");
-    } else if title.chars().count() > 100 {
-        errors.add("title", "Use at most 100 characters.");
-    }
-}
-
-/// Counts characters as Postgres' `length()` does, after browsers' CRLF line breaks become LF.
-pub fn normalize_text(text: &str) -> String {
-    text.replace("\r\n", "\n").trim().to_owned()
-}
-
 const HANDLE_TAKEN: &str = "That handle is taken. Try another one.";
 
 pub async fn create(
@@ -315,8 +286,6 @@ pub async fn create(
 // ---------------------------------------------------------------------------
 // The team.
 
-const OWNER_ONLY_TEAM: &str = "Only the owner of this channel can manage its team.";
-
 pub struct MemberRow {
     pub user_id: UserId,
     pub display_name: String,
@@ -373,7 +342,7 @@ pub async fn team(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Team).await?;
     let page = TeamPage::load(&mut conn, layout, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -394,7 +363,7 @@ pub async fn add_moderator(
     Form(form): Form<AddModeratorForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Team).await?;
     let mut errors = FieldErrors::default();
     let email = form.email.trim();
     let mut added = None;
@@ -474,11 +443,10 @@ pub async fn remove_moderator(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path((handle, member)): Path<(String, String)>,
+    Ids((handle, member)): Ids<(String, UserId)>,
 ) -> AppResult<Response> {
-    let member: UserId = path_id(&member)?;
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_TEAM).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Team).await?;
     if member == channel.owner_id {
         return Err(AppError::forbidden(
             "The owner can't be removed from the channel's team.",

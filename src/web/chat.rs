@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render, render_with};
+use super::authz::Ids;
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render, render_with};
 use crate::access::{self, Access};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::chat::view::{
@@ -32,9 +33,8 @@ use crate::state::AppState;
 async fn chat_stream(
     state: &AppState,
     user: Option<UserId>,
-    raw_id: &str,
+    id: StreamId,
 ) -> AppResult<(Stream, Access)> {
-    let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
     access::find_stream(&mut conn, user, id)
         .await?
@@ -46,10 +46,10 @@ async fn chat_stream(
 pub async fn panel(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
-    let (stream, access) = chat_stream(&state, user, &id).await?;
+    let (stream, access) = chat_stream(&state, user, id).await?;
     let chat = ChatPanel::load(&state, user, &stream).await?;
     let status = if access.may_watch() {
         StatusCode::OK
@@ -77,11 +77,11 @@ pub async fn events(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
     Query(q): Query<EventsQuery>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
-    let (stream, access) = chat_stream(&state, user, &id).await?;
+    let (stream, access) = chat_stream(&state, user, id).await?;
     let (Some(user), None) = (user, access.denial()) else {
         let reason = access
             .denial()
@@ -146,11 +146,11 @@ pub async fn post(
     MaybeUser(user): MaybeUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
     Form(form): Form<PostForm>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
-    let (stream, _) = chat_stream(&state, user, &id).await?;
+    let (stream, _) = chat_stream(&state, user, id).await?;
     let outcome = chat::post(&state, user, &stream, &form.body).await?;
     if !htmx.request {
         if let Err(refusal) = &outcome {
@@ -185,15 +185,14 @@ pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
-    Path((id, message)): Path<(String, String)>,
+    Ids((id, message)): Ids<(StreamId, i64)>,
 ) -> AppResult<Response> {
-    let (stream, access) = chat_stream(&state, Some(user.id), &id).await?;
+    let (stream, access) = chat_stream(&state, Some(user.id), id).await?;
     if !access.may_moderate() {
         return Err(AppError::forbidden(
             "Only the channel's moderators and owner can delete chat messages.",
         ));
     }
-    let message: i64 = path_id(&message)?;
     match chat::delete(&state, user.id, &stream, message).await? {
         Deletion::NotFound => Err(AppError::NotFound),
         Deletion::Deleted | Deletion::AlreadyDeleted if htmx.request => {
@@ -278,10 +277,9 @@ pub async fn settings(
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
     Form(input): Form<SettingsInput>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
     let (stream, access) = access::find_stream(&mut conn, Some(user.id), id)
         .await?

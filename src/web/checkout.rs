@@ -19,7 +19,7 @@
 use askama::Template;
 use axum::Form;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
@@ -27,7 +27,8 @@ use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{FlashKind, Htmx, Layout, flash, path_id, render};
+use super::authz::Ids;
+use super::{FlashKind, Htmx, Layout, flash, render};
 use crate::access::{self, Denial};
 use crate::auth::{self, CurrentUser};
 use crate::config::PaymentsConfig;
@@ -92,10 +93,9 @@ pub async fn buy(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
     Form(form): Form<BuyForm>,
 ) -> AppResult<Response> {
-    let id: PassId = path_id(&id)?;
     let mut conn = state.db.get().await?;
     let pass = passes::find(&mut conn, id)
         .await?
@@ -212,13 +212,12 @@ pub async fn buy(
     }
 }
 
-/// The order `raw` if `user` placed it (404 otherwise, as if it did not exist).
+/// Order `id` if `user` placed it (404 otherwise, as if it did not exist).
 async fn own_order(
     conn: &mut AsyncPgConnection,
     user: UserId,
-    raw: &str,
+    id: OrderId,
 ) -> AppResult<(Order, Pass, Channel)> {
-    let id: OrderId = path_id(raw)?;
     let order = orders::find(conn, id)
         .await?
         .filter(|o| o.user_id == user)
@@ -268,11 +267,11 @@ pub async fn returned(
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
     layout: Layout,
-    Path(raw): Path<String>,
+    Ids(id): Ids<OrderId>,
     Query(q): Query<ReturnQuery>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (order, pass, channel) = own_order(&mut conn, user.id, &raw).await?;
+    let (order, pass, channel) = own_order(&mut conn, user.id, id).await?;
     let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
     drop(conn);
     if order.status() == Status::Paid {
@@ -310,15 +309,15 @@ pub struct DevPage {
     pub pass_page: String,
 }
 
-/// The dev provider's order `raw` of `user`; 404 unless the app runs the dev
+/// The dev provider's order `id` of `user`; 404 unless the app runs the dev
 /// provider (a dev order left from before a switch to Stripe stays unpaid).
 async fn own_dev_order(
     state: &AppState,
     conn: &mut AsyncPgConnection,
     user: UserId,
-    raw: &str,
+    id: OrderId,
 ) -> AppResult<(Order, Pass, Channel)> {
-    let found = own_order(conn, user, raw).await?;
+    let found = own_order(conn, user, id).await?;
     if state.payments.kind() != ProviderKind::Dev || found.0.provider != ProviderKind::Dev.as_str()
     {
         return Err(AppError::NotFound);
@@ -331,11 +330,11 @@ pub async fn dev_page(
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
     layout: Layout,
-    Path(raw): Path<String>,
+    Ids(id): Ids<OrderId>,
     Query(q): Query<ReturnQuery>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
+    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, id).await?;
     let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
     if order.status() == Status::Paid {
         return Ok(auth::redirect(htmx.request, &route.watch));
@@ -367,11 +366,11 @@ pub async fn dev_confirm(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(raw): Path<String>,
+    Ids(id): Ids<OrderId>,
     Form(form): Form<ConfirmForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, &raw).await?;
+    let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, id).await?;
     let route = route(&mut conn, user.id, &pass, &channel, form.stream.as_deref()).await?;
     let grant = orders::complete_order(&mut conn, order.id, None).await?;
     let paid = orders::find(&mut conn, order.id)

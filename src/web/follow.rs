@@ -227,7 +227,7 @@ pub struct NextStream {
     pub id: StreamId,
     pub title: String,
     pub starts: String,
-    pub when: super::studio::Moment,
+    pub when: super::view::Moment,
 }
 
 #[derive(Template)]
@@ -263,7 +263,7 @@ pub async fn following(
                     id,
                     title,
                     starts: relative_start(r.next_in_seconds.unwrap_or(0)),
-                    when: super::studio::Moment::new(at),
+                    when: super::view::Moment::new(at),
                 }),
                 _ => None,
             },

@@ -1,7 +1,7 @@
 //! The owner's grants of a channel (list, comp, extend, revoke), a pass's
 //! redeem codes (generate, list, CSV export), and redeeming a code.
 //!
-//! Who may manage a channel is asked of `access::channel_role` (owners only);
+//! Who may manage a channel, a pass or a grant is `authz`'s (owners only);
 //! what a grant is worth and whether it is active is decided in SQL by
 //! `db::grants` and `access.rs`; redemption is `db::codes::redeem` (one
 //! transaction). This module must not decide access by itself, and never
@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use askama::Template;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_htmx::{HxReswap, HxRetarget, SwapOption};
 use chrono::{DateTime, Duration, Utc};
@@ -27,12 +27,14 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::channels::owned_channel;
-use super::studio::{Moment, parse_schedule};
-use super::{FieldErrors, FlashKind, Htmx, Layout, LayoutUser, flash, path_id, render_with, utc};
+use super::authz::{self, Area, Ids};
+use super::forms::parse_schedule;
+use super::view::Moment;
+use super::view::utc;
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::access;
 use crate::auth::{self, CurrentUser, MaybeUser};
-use crate::db::channels::{self, Channel, Role};
+use crate::db::channels::Channel;
 use crate::db::codes::{self, RedeemCode};
 use crate::db::grants::{self, ChannelGrant, GrantQuery, GrantState, NewGrant, Source};
 use crate::db::passes::{self, Pass};
@@ -42,64 +44,10 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Action;
 use crate::state::AppState;
 
-const OWNER_ONLY_GRANTS: &str = "Only the owner of this channel can manage its grants.";
-const OWNER_ONLY_CODES: &str = "Only the owner of this channel can manage its redeem codes.";
 const PER_PAGE: i64 = 50;
 /// The longest comp or extension: a year, leap day included.
 const MAX_DAYS: i64 = 366;
 const MAX_REASON: usize = 200;
-
-/// The page a full-page answer needs, built only when one is rendered (the
-/// `Layout` extractor would take the flashes an htmx answer does not show).
-async fn layout_for(session: &Session, user: &User) -> AppResult<Layout> {
-    Layout::for_session(
-        session,
-        Some(LayoutUser {
-            display_name: user.display_name.clone(),
-            unread_notifications: None,
-        }),
-    )
-    .await
-}
-
-/// Loads a grant for its channel's owner. A grant of a channel the user is not
-/// on the team of is a 404 (they have no business knowing it exists); the
-/// channel's moderators know its grants exist, and get 403.
-async fn owned_grant(
-    conn: &mut AsyncPgConnection,
-    user: &User,
-    id: GrantId,
-) -> AppResult<(ChannelGrant, Channel)> {
-    let grant = grants::find_in_list(conn, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match access::channel_role(conn, user.id, grant.grant.channel_id).await? {
-        Some(Role::Owner) => {}
-        Some(Role::Moderator) => return Err(AppError::forbidden(OWNER_ONLY_GRANTS)),
-        None => return Err(AppError::NotFound),
-    }
-    let channel = channels::find(conn, grant.grant.channel_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    Ok((grant, channel))
-}
-
-/// Loads a pass for its channel's owner: 404 when there is none, 403 for
-/// everyone else (pass pages are public, so its existence is no secret).
-async fn owned_pass(
-    conn: &mut AsyncPgConnection,
-    user: &User,
-    id: PassId,
-) -> AppResult<(Pass, Channel)> {
-    let pass = passes::find(conn, id).await?.ok_or(AppError::NotFound)?;
-    if access::channel_role(conn, user.id, pass.channel_id).await? != Some(Role::Owner) {
-        return Err(AppError::forbidden(OWNER_ONLY_CODES));
-    }
-    let channel = channels::find(conn, pass.channel_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    Ok((pass, channel))
-}
 
 /// "N hours" / "N days" from a form: the amount, its unit, and the limits.
 fn read_duration(amount: &str, unit: &str) -> Result<Duration, &'static str> {
@@ -388,7 +336,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_GRANTS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Grants).await?;
     let page = GrantsPage::load(&mut conn, layout, channel, Filters::read(&params)).await?;
     if htmx.fragment {
         render_with(StatusCode::OK, &page.as_grants())
@@ -422,7 +370,7 @@ pub async fn comp(
     Form(form): Form<CompForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_GRANTS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Grants).await?;
     let mut errors = FieldErrors::default();
 
     let email = form.email.trim();
@@ -532,7 +480,7 @@ pub async fn comp(
         ));
     }
 
-    let layout = layout_for(&session, &user).await?;
+    let layout = Layout::for_user(&session, &user).await?;
     let mut page = GrantsPage::load(
         &mut conn,
         layout,
@@ -588,7 +536,7 @@ async fn answer_row(
             &format!("/studio/channels/{}/grants{back}", channel.handle),
         ));
     }
-    let layout = layout_for(session, user).await?;
+    let layout = Layout::for_user(session, user).await?;
     let page = GrantsPage::load(conn, layout, channel, filters)
         .await?
         .with_row(row);
@@ -631,12 +579,12 @@ pub async fn extend(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<ExtendForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (grant, channel) = owned_grant(&mut conn, &user, path_id(&id)?).await?;
+    let (grant, channel) = authz::owned_grant(&mut conn, user.id, id).await?;
     let old = grant.grant.expires_at;
     let mut row = GrantRow::new(grant.clone());
 
@@ -702,13 +650,13 @@ pub async fn revoke(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<RevokeForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (grant, channel) = owned_grant(&mut conn, &user, path_id(&id)?).await?;
-    let reason = super::channels::normalize_text(form.reason.trim());
+    let (grant, channel) = authz::owned_grant(&mut conn, user.id, id).await?;
+    let reason = super::forms::normalize_text(form.reason.trim());
     let mut row = GrantRow::new(grant.clone());
 
     if reason.is_empty() {
@@ -915,10 +863,10 @@ pub async fn codes_page(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = owned_pass(&mut conn, &user, path_id(&id)?).await?;
+    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let page = CodesPage::load(&mut conn, layout, pass, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -939,11 +887,11 @@ pub async fn generate_codes(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
     Form(form): Form<GenerateForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = owned_pass(&mut conn, &user, path_id(&id)?).await?;
+    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let now = Utc::now();
     let mut errors = FieldErrors::default();
     if let Some(why) = closed_for_codes(&pass, now) {
@@ -1017,7 +965,7 @@ pub async fn generate_codes(
         ));
     }
 
-    let layout = layout_for(&session, &user).await?;
+    let layout = Layout::for_user(&session, &user).await?;
     let mut page = CodesPage::load(&mut conn, layout, pass, channel).await?;
     page.form = GenerateFields {
         count: form.count.trim().to_owned(),
@@ -1045,10 +993,10 @@ fn csv_cell(value: &str) -> Cow<'_, str> {
 pub async fn export_codes(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, _) = owned_pass(&mut conn, &user, path_id(&id)?).await?;
+    let (pass, _) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let list = codes::for_pass(&mut conn, pass.id).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
     let csv_failed =
@@ -1073,22 +1021,7 @@ pub async fn export_codes(
     let body = out
         .into_inner()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("writing codes CSV: {e}")))?;
-    let disposition = format!("attachment; filename=\"pass-{}-codes.csv\"", pass.id);
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).map_err(|e| AppError::Internal(e.into()))?,
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response())
+    super::view::csv_download(body, &format!("pass-{}-codes.csv", pass.id))
 }
 
 // ---------------------------------------------------------------------------
@@ -1195,7 +1128,7 @@ pub async fn redeem(
             &format!("/signin?next={next}"),
         ));
     };
-    let ip = super::auth::client_ip(&state, &headers, peer);
+    let ip = super::client::client_ip(&state, &headers, peer);
     match try_redeem(&state, &user, &ip, &input.code).await? {
         Ok(done) => {
             flash(
@@ -1304,10 +1237,11 @@ async fn try_redeem(
     if refused.reason != codes::Refusal::Unknown {
         crate::limits::forgive(&mut conn, counted).await?;
     }
-    Ok(Err((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        refused.reason.message().into(),
-    )))
+    let status = match refused.reason {
+        codes::Refusal::Banned => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Ok(Err((status, refused.reason.message().into())))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::follow::{FollowButton, avatar_url, viewer_of};
 use super::images::versioned;
-use super::studio::{Moment, access_label};
+use super::view::{Moment, access_label};
 use super::{Htmx, Layout, render};
 use crate::auth::MaybeUser;
 use crate::db::discover::{self, Card, ChannelHit, Cursor};
@@ -89,7 +89,7 @@ fn card(c: Card, user: Option<crate::db::UserId>, next: &str, csrf: &str) -> Car
         "ended" => (
             "ended",
             c.ended_at
-                .map(|t| format!("ended {}", super::utc(&t)))
+                .map(|t| format!("ended {}", super::view::utc(&t)))
                 .unwrap_or_else(|| "ended".to_owned()),
             c.ended_at.map(Moment::new),
         ),

@@ -2,20 +2,21 @@
 //! studio stream page, served at /s/{id}/thumbnail) and what the channel
 //! avatar shares with it (reading the upload, storing it in S3, serving it
 //! with an ETag and a default image). Checking and re-encoding is
-//! `crate::images`; who may change a stream is `studio::owned_stream`; who may
+//! `crate::images`; who may change a stream is `authz::OwnedStream`; who may
 //! see one is `access::knows_of`: announced, live and ended streams are
 //! public, an unannounced draft only exists for its team (404 for others).
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
-use super::{FlashKind, Htmx, flash, path_id, render_with};
+use super::authz::{Ids, OwnedStream};
+use super::{FlashKind, Htmx, flash, render_with};
 use crate::access;
-use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::auth::{self, MaybeUser};
 use crate::db::streams;
 use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
@@ -228,9 +229,8 @@ pub async fn thumbnail(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
     let stream = streams::find(&mut conn, id)
         .await?
@@ -251,17 +251,15 @@ pub async fn thumbnail(
 
 pub async fn upload_thumbnail(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user,
+        stream,
+        channel,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
     mut multipart: Multipart,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
-    let mut conn = state.db.get().await?;
-    let (stream, channel) = super::studio::owned_stream(&mut conn, user.id, id).await?;
-    drop(conn);
-
     let stored = match read_upload(&mut multipart, "thumbnail").await {
         Ok(bytes) => {
             store(
@@ -313,14 +311,15 @@ pub async fn upload_thumbnail(
 
 pub async fn remove_thumbnail(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user,
+        stream,
+        channel,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
-    let (stream, channel) = super::studio::owned_stream(&mut conn, user.id, id).await?;
     let old = streams::replace_thumbnail(&mut conn, stream.id, None).await?;
     if old.is_some() {
         db::audit::record(

@@ -5,13 +5,13 @@
 //! page (masked until revealed) and goes nowhere else.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{FlashKind, Htmx, flash, path_id};
-use crate::access;
+use super::authz::{self, Area, Ids};
+use super::{FlashKind, Htmx, flash};
 use crate::auth::{self, CurrentUser};
 use crate::db::StreamId;
 use crate::db::streams::{self, Stream, StreamIngress};
@@ -90,19 +90,6 @@ pub struct CreateForm {
     pub kind: String,
 }
 
-async fn owned(state: &AppState, user: crate::db::UserId, id: &str) -> AppResult<Stream> {
-    let mut conn = state.db.get().await?;
-    let (stream, access) = access::find_stream(&mut conn, Some(user), path_id(id)?)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !access.may_publish() {
-        return Err(AppError::forbidden(
-            "Only the owner of this channel can manage its OBS ingress.",
-        ));
-    }
-    Ok(stream)
-}
-
 /// Back to the studio page, with what happened as a flash.
 async fn done(
     session: &Session,
@@ -129,10 +116,11 @@ pub async fn create(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
     Form(form): Form<CreateForm>,
 ) -> AppResult<Response> {
-    let stream = owned(&state, user.id, &id).await?;
+    let (stream, _) =
+        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let kind = Kind::parse(&form.kind)
         .ok_or_else(|| AppError::BadRequest("Choose RTMP or WHIP.".into()))?;
     let outcome = ingress::create(&state, &stream, kind).await;
@@ -150,9 +138,10 @@ pub async fn reset(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let stream = owned(&state, user.id, &id).await?;
+    let (stream, _) =
+        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let outcome = ingress::reset(&state, &stream).await;
     done(
         &session,
@@ -168,9 +157,10 @@ pub async fn delete(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let stream = owned(&state, user.id, &id).await?;
+    let (stream, _) =
+        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let outcome = ingress::delete(&state, &stream).await;
     done(
         &session,

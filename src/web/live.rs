@@ -1,17 +1,18 @@
 //! The owner's side of a live stream: go live, the broadcast page and its
-//! host token, live stats, end. Authorization: `studio::owned_stream` (404 for
+//! host token, live stats, end. Authorization: `authz::OwnedStream` (404 for
 //! a missing stream or an unannounced draft outside its team, then 403 unless
 //! `access::may` says publish).
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
-use super::{FlashKind, Htmx, Layout, flash, path_id, render};
+use super::authz::OwnedStream;
+use super::{FlashKind, Htmx, Layout, flash, render};
 
-use crate::auth::{self, CurrentUser};
+use crate::auth::{self};
 use crate::db::channels::{self, Channel};
 use crate::db::streams::{Status, Stream};
 use crate::db::{StreamId, UserId, presence};
@@ -20,26 +21,16 @@ use crate::lifecycle::{self, LifecycleError};
 use crate::livekit::tokens;
 use crate::state::AppState;
 
-/// The stream of the path, if `user` owns its channel (404 before 403):
-/// `studio::owned_stream`, with the path id parsed and a connection of its own.
-pub(super) async fn owned_stream(
-    state: &AppState,
-    user: UserId,
-    raw_id: &str,
-) -> AppResult<(Stream, Channel)> {
-    let id: StreamId = path_id(raw_id)?;
-    let mut conn = state.db.get().await?;
-    super::studio::owned_stream(&mut conn, user, id).await
-}
-
 pub async fn go_live(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     match lifecycle::go_live(&state, &stream).await {
         Ok(_) => {
             flash(
@@ -67,12 +58,14 @@ pub async fn go_live(
 
 pub async fn end(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     match lifecycle::end_stream(&state, stream.id).await {
         Ok(_) => {
             flash(
@@ -108,11 +101,13 @@ pub struct BroadcastPage {
 
 pub async fn broadcast(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user,
+        stream,
+        channel,
+    }: OwnedStream,
     layout: Layout,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
     let started_at = stream
         .started_at
         .map(|t| t.to_rfc3339())
@@ -157,10 +152,12 @@ pub fn refuse(status: axum::http::StatusCode, reason: impl Into<String>) -> Resp
 /// The host token for the broadcast page: publish, subscribe, data, room admin.
 pub async fn host_token(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    OwnedStream {
+        user,
+        stream,
+        channel: _,
+    }: OwnedStream,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     if stream.status() != Status::Live {
         return Ok(refuse(
             axum::http::StatusCode::CONFLICT,
@@ -195,10 +192,12 @@ pub struct StatsFragment {
 /// Live numbers for the broadcast page (htmx polls this fragment).
 pub async fn stats(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    OwnedStream {
+        user: _,
+        stream,
+        channel,
+    }: OwnedStream,
 ) -> AppResult<Response> {
-    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
     let mut conn = state.db.get().await?;
     let team: Vec<UserId> = channels::members(&mut conn, channel.id)
         .await?

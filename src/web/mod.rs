@@ -5,12 +5,15 @@
 pub mod account;
 pub mod analytics;
 pub mod auth;
+pub mod authz;
 pub mod channel_webhooks;
 pub mod channels;
 pub mod chat;
 pub mod checkout;
+pub mod client;
 pub mod errors;
 pub mod follow;
+pub mod forms;
 pub mod grants;
 pub mod health;
 pub mod home;
@@ -23,6 +26,7 @@ pub mod passes;
 pub mod recordings;
 pub mod settings;
 pub mod studio;
+pub mod view;
 pub mod watch;
 pub mod webhooks;
 
@@ -105,6 +109,32 @@ impl LayoutUser {
         notifications::Bell {
             unread: self.unread_notifications,
         }
+    }
+}
+
+impl Layout {
+    /// The layout of a full page for `user`, built only when one is
+    /// rendered: the extractor would take the flashes an htmx answer does
+    /// not show.
+    pub async fn for_user(session: &Session, user: &crate::db::users::User) -> AppResult<Layout> {
+        Layout::for_session(
+            session,
+            Some(LayoutUser {
+                display_name: user.display_name.clone(),
+                unread_notifications: None,
+            }),
+        )
+        .await
+    }
+
+    /// The layout of a fragment answer: the CSRF token for its forms, and no
+    /// flashes (those stay for the next full page).
+    pub async fn fragment(session: &Session) -> AppResult<Layout> {
+        Ok(Layout {
+            user: None,
+            csrf_token: crate::auth::csrf::token(session).await?,
+            flashes: Vec::new(),
+        })
     }
 }
 
@@ -255,14 +285,4 @@ impl FieldErrors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-}
-
-/// Parses an id from the path; anything that is not one is a 404, like an unknown id.
-pub fn path_id<T: std::str::FromStr>(raw: &str) -> AppResult<T> {
-    raw.parse().map_err(|_| AppError::NotFound)
-}
-
-/// Formats a time for people: `2026-11-22 18:00 UTC`.
-pub fn utc(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -3,9 +3,9 @@
 //! channel bans and chat timeouts, the owner's audit log, and the moderators'
 //! dashboard.
 //!
-//! Who may moderate is asked of `access.rs` — `may(..).may_moderate()` for a
-//! stream, `channel_role` for a channel — after loading the resource (404
-//! before 403). This module must not decide access itself, and it does not
+//! Who may moderate is `authz`'s (`TeamStream` for a stream, `team_channel`
+//! for a channel: 404 before 403); who may touch which participant is
+//! `refusal` below. This module must not decide access itself, and it does not
 //! remove banned viewers from rooms: the trigger on `bans` wakes the enforcer
 //! on every app instance, which does. Removing goes through
 //! `lifecycle::remove_participant` (which also revokes the participant's
@@ -34,9 +34,11 @@ use livekit_protocol::ParticipantInfo;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::channels::{normalize_text, owned_channel};
-use super::studio::{Moment, StreamState, access_label};
-use super::{FieldErrors, FlashKind, Htmx, Layout, LayoutUser, flash, path_id, render_with, utc};
+use super::authz::{self, Area, Ids, TeamStream};
+use super::forms::normalize_text;
+use super::view::utc;
+use super::view::{Moment, StreamState, access_label};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::access;
 use crate::auth::{self, CurrentUser};
 use crate::db::audit::{self, AuditQuery};
@@ -50,10 +52,6 @@ use crate::lifecycle;
 use crate::livekit::Participant;
 use crate::state::AppState;
 
-const TEAM_ONLY_STREAM: &str = "Only the channel's owner and moderators can moderate this stream.";
-const TEAM_ONLY_CHANNEL: &str =
-    "Only the channel's owner and moderators can moderate this channel.";
-const OWNER_ONLY_AUDIT: &str = "Only the owner of this channel can read its audit log.";
 const OWNER_ONLY_BROADCAST: &str = "Only the channel's owner can remove or mute the broadcast.";
 const OWNER_ONLY_OWNER: &str = "A moderator can't remove or mute the channel's owner.";
 const NOT_THE_RECORDER: &str =
@@ -70,40 +68,6 @@ const AUDIT_PER_PAGE: i64 = 50;
 
 // ---------------------------------------------------------------------------
 // Who may.
-
-/// Loads a stream and checks that `user` may moderate it (its channel's owner
-/// or a moderator): 404 for an unknown stream, then 403.
-async fn moderated_stream(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    raw_id: &str,
-) -> AppResult<(Stream, Channel)> {
-    let id: StreamId = path_id(raw_id)?;
-    // An unannounced draft is a 404 outside its team (`access::find_stream*`).
-    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !access.may_moderate() {
-        return Err(AppError::forbidden(TEAM_ONLY_STREAM));
-    }
-    Ok((stream, channel))
-}
-
-/// Loads a channel by handle and answers `user`'s role on its team: 404 for
-/// an unknown handle, then 403 for anyone not on the team.
-async fn moderated_channel(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    handle: &str,
-) -> AppResult<(Channel, Role)> {
-    let channel = channels::find_by_handle(conn, handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match access::channel_role(conn, user, channel.id).await? {
-        Some(role) => Ok((channel, role)),
-        None => Err(AppError::forbidden(TEAM_ONLY_CHANNEL)),
-    }
-}
 
 /// Why `actor` (on the team of a channel `owner` owns) may not mute or
 /// remove `who` in one of its streams, or `None` when they may. The
@@ -124,27 +88,6 @@ fn refusal(owner: UserId, actor: UserId, who: Participant) -> Option<(StatusCode
         Participant::Other => Some((StatusCode::FORBIDDEN, OWNER_ONLY_BROADCAST)),
         _ => None,
     }
-}
-
-/// The layout of a fragment answer: the CSRF token for its forms, without
-/// taking the flashes the next full page should show.
-async fn fragment_layout(session: &Session) -> AppResult<Layout> {
-    Ok(Layout {
-        user: None,
-        csrf_token: auth::csrf::token(session).await?,
-        flashes: Vec::new(),
-    })
-}
-
-async fn page_layout(session: &Session, user: &User) -> AppResult<Layout> {
-    Layout::for_session(
-        session,
-        Some(LayoutUser {
-            display_name: user.display_name.clone(),
-            unread_notifications: None,
-        }),
-    )
-    .await
 }
 
 /// One moderator's request: what every answer to it needs.
@@ -449,13 +392,14 @@ async fn load_panel(
 /// GET /studio/streams/{id}/participants: the panel alone (htmx polls it).
 pub async fn participants(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamStream {
+        user,
+        stream,
+        channel,
+        ..
+    }: TeamStream,
     session: Session,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let (stream, channel) = moderated_stream(&mut conn, user.id, &id).await?;
-    drop(conn);
     let panel = load_panel(&state, &session, user.id, &stream, &channel, None).await?;
     render_with(StatusCode::OK, &PanelFragment { panel })
 }
@@ -558,15 +502,17 @@ pub struct MuteForm {
 /// is the stronger step.
 pub async fn mute(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamStream {
+        user,
+        stream,
+        channel,
+        ..
+    }: TeamStream,
     session: Session,
     htmx: Htmx,
-    Path((id, identity)): Path<(String, String)>,
+    Path((_, identity)): Path<(String, String)>,
     Form(form): Form<MuteForm>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let (stream, channel) = moderated_stream(&mut conn, user.id, &id).await?;
-    drop(conn);
     let ask = Ask {
         state: &state,
         session: &session,
@@ -660,14 +606,16 @@ pub async fn mute(
 /// with a new token; ban them to keep them out.
 pub async fn remove(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamStream {
+        user,
+        stream,
+        channel,
+        ..
+    }: TeamStream,
     session: Session,
     htmx: Htmx,
-    Path((id, identity)): Path<(String, String)>,
+    Path((_, identity)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let (stream, channel) = moderated_stream(&mut conn, user.id, &id).await?;
-    drop(conn);
     let ask = Ask {
         state: &state,
         session: &session,
@@ -893,18 +841,19 @@ impl ModerationPage {
 /// alone (it reloads itself when the panel bans or times someone out).
 pub async fn page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamStream {
+        user,
+        stream,
+        channel,
+        ..
+    }: TeamStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let (stream, channel) = moderated_stream(&mut conn, user.id, &id).await?;
-    drop(conn);
     let layout = if htmx.fragment {
-        fragment_layout(&session).await?
+        Layout::fragment(&session).await?
     } else {
-        page_layout(&session, &user).await?
+        Layout::for_user(&session, &user).await?
     };
     let ask = Ask {
         state: &state,
@@ -995,7 +944,7 @@ async fn answer_channel_action(
             })
         }
         Origin::Section(stream) => {
-            let layout = fragment_layout(session).await?;
+            let layout = Layout::fragment(session).await?;
             let page = ModerationPage::load(ask, layout, &stream, channel, forms, None).await?;
             let html = render_with(status, &page.as_bans())?;
             Ok(if ok {
@@ -1035,7 +984,7 @@ async fn answer_channel_action(
                 return Ok(auth::redirect(htmx.request, &to));
             }
             let stream = stream.expect("checked above");
-            let layout = page_layout(session, user).await?;
+            let layout = Layout::for_user(session, user).await?;
             let page = ModerationPage::load(ask, layout, &stream, channel, forms, None).await?;
             render_with(status, &page)
         }
@@ -1164,7 +1113,8 @@ pub async fn ban(
     Form(form): Form<BanForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, _) = moderated_channel(&mut conn, user.id, &handle).await?;
+    let (channel, _) =
+        authz::team_channel(&mut conn, user.id, &handle, Area::ModerateChannel).await?;
     let origin = origin(&mut conn, &htmx, target.as_deref(), &channel, &form.stream).await?;
     let mut forms = Forms::default();
     let errors = &mut forms.ban_errors;
@@ -1272,7 +1222,8 @@ pub async fn timeout(
     Form(form): Form<TimeoutForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, _) = moderated_channel(&mut conn, user.id, &handle).await?;
+    let (channel, _) =
+        authz::team_channel(&mut conn, user.id, &handle, Area::ModerateChannel).await?;
     let origin = origin(&mut conn, &htmx, target.as_deref(), &channel, &form.stream).await?;
     let mut forms = Forms::default();
     let errors = &mut forms.timeout_errors;
@@ -1378,12 +1329,12 @@ pub async fn lift_ban(
     session: Session,
     htmx: Htmx,
     HxTarget(target): HxTarget,
-    Path((handle, ban)): Path<(String, String)>,
+    Ids((handle, ban)): Ids<(String, BanId)>,
     Form(form): Form<LiftForm>,
 ) -> AppResult<Response> {
-    let ban: BanId = path_id(&ban)?;
     let mut conn = state.db.get().await?;
-    let (channel, _) = moderated_channel(&mut conn, user.id, &handle).await?;
+    let (channel, _) =
+        authz::team_channel(&mut conn, user.id, &handle, Area::ModerateChannel).await?;
     let existing = bans::find(&mut conn, ban)
         .await?
         .filter(|b| b.channel_id == channel.id)
@@ -1722,7 +1673,7 @@ pub async fn audit(
     Query(params): Query<AuditParams>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_AUDIT).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::AuditLog).await?;
     let mut filters = AuditFilters::read(&params);
     let query = filters.query();
     let (mut entries, total) = audit::list(
@@ -1752,9 +1703,9 @@ pub async fn audit(
     let actions = audit::actions(&mut conn, channel.id).await?;
     drop(conn);
     let layout = if htmx.fragment {
-        fragment_layout(&session).await?
+        Layout::fragment(&session).await?
     } else {
-        page_layout(&session, &user).await?
+        Layout::for_user(&session, &user).await?
     };
     let page_no = filters.page;
     let page = AuditPage {

@@ -5,14 +5,15 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::studio::Moment;
-use super::{Htmx, Layout, path_id, render};
+use super::authz::Ids;
+use super::view::Moment;
+use super::{Htmx, Layout, render};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::db::StreamId;
 use crate::db::notifications::{self, COUNT_CAP, Item, Kind};
@@ -197,23 +198,13 @@ pub async fn open(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let stream = notifications::mark_read(&mut conn, user.id, path_id(&id)?)
+    let stream = notifications::mark_read(&mut conn, user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(auth::redirect(htmx.request, &format!("/s/{stream}")))
-}
-
-/// The layout of an htmx answer: the CSRF token its forms need, and no
-/// flashes (the `Layout` extractor would take those from the next full page).
-async fn fragment_layout(session: &Session) -> AppResult<Layout> {
-    Ok(Layout {
-        user: None,
-        csrf_token: auth::csrf::token(session).await?,
-        flashes: Vec::new(),
-    })
 }
 
 fn changed(mut response: Response) -> Response {
@@ -229,9 +220,8 @@ pub async fn mark_read(
     CurrentUser(user): CurrentUser,
     htmx: Htmx,
     session: Session,
-    Path(id): Path<String>,
+    Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
-    let id: i64 = path_id(&id)?;
     let mut conn = state.db.get().await?;
     notifications::mark_read(&mut conn, user.id, id)
         .await?
@@ -279,7 +269,7 @@ pub async fn mark_all_read(
         };
         return Ok(auth::redirect(htmx.request, &to));
     }
-    let layout = fragment_layout(&session).await?;
+    let layout = Layout::fragment(&session).await?;
     let page = load_page(&state, layout, user.id, before).await?;
     Ok(changed(render(&page.as_list())?))
 }

@@ -2,8 +2,7 @@
 //! archive), the pages viewers buy from (/s/{id}/pass, /c/{handle}/passes),
 //! and the viewer's own "My passes".
 //!
-//! Who may manage a channel's passes is asked of `access::channel_role` (the
-//! owner only); whether a viewer may already watch, of `access::may` (through
+//! Who may manage a channel's passes is `authz`'s (the owner only); whether a viewer may already watch, of `access::may` (through
 //! `access::find_stream_with_channel`: an unannounced draft's pass page is a
 //! 404 outside its team, as a missing stream's). This
 //! module must not decide access by itself, and it does not sell: the buy
@@ -19,18 +18,21 @@ use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::channels::{normalize_text, owned_channel};
-use super::studio::{Moment, StreamState, parse_schedule};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render_with, utc};
+use super::authz::{self, Area, Ids};
+use super::forms::normalize_text;
+use super::forms::parse_schedule;
+use super::view::utc;
+use super::view::{Moment, StreamState};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::access::{self, Access, Denial};
 use crate::auth::{self, CurrentUser, MaybeUser};
-use crate::db::channels::{self, Channel, Role};
+use crate::db::channels::{self, Channel};
 use crate::db::orders::{self, Purchase, Status as OrderStatus};
 use crate::db::passes::{
     self, HeldGrant, NewPass, OnSale, Pass, PassChanges, Scope, Standing, StudioPass, money_label,
 };
 use crate::db::streams::{self, Status, Stream};
-use crate::db::{self, PassId, StreamId, UserId};
+use crate::db::{self, PassId, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -112,26 +114,6 @@ fn buy_label(pass: &Pass) -> String {
 
 // ---------------------------------------------------------------------------
 // The studio: loading what the owner manages.
-
-const OWNER_ONLY_PASSES: &str = "Only the owner of this channel can manage its passes.";
-
-/// Loads a pass and checks that `user` owns its channel: 404 for an unknown
-/// pass, then 403 for everyone else (moderators included).
-async fn owned_pass(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    raw_id: &str,
-) -> AppResult<(Pass, Channel)> {
-    let id: PassId = path_id(raw_id)?;
-    let pass = passes::find(conn, id).await?.ok_or(AppError::NotFound)?;
-    let channel = channels::find(conn, pass.channel_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    match access::channel_role(conn, user, channel.id).await? {
-        Some(Role::Owner) => Ok((pass, channel)),
-        _ => Err(AppError::forbidden(OWNER_ONLY_PASSES)),
-    }
-}
 
 /// A stream a pass can be scoped to, for the form's select.
 pub struct StreamChoice {
@@ -622,7 +604,7 @@ pub async fn studio_list(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_PASSES).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Passes).await?;
     let page = StudioPage::load(&mut conn, layout, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -637,7 +619,7 @@ pub async fn create(
     Form(form): Form<PassForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_PASSES).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Passes).await?;
     let choices = stream_choices(&mut conn, &channel, None).await?;
     let mut errors = FieldErrors::default();
     let ctx = FormContext {
@@ -786,10 +768,10 @@ pub async fn edit_page(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = owned_pass(&mut conn, user.id, &id).await?;
+    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let page = EditPage::load(&mut conn, layout, &pass, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -800,11 +782,11 @@ pub async fn update(
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
     Form(form): Form<PassForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = owned_pass(&mut conn, user.id, &id).await?;
+    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let mut page = EditPage::load(&mut conn, layout, &pass, channel).await?;
     let mut errors = FieldErrors::default();
     let ctx = FormContext {
@@ -907,11 +889,11 @@ pub async fn archive(
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<PassId>,
     Form(form): Form<ArchiveForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = owned_pass(&mut conn, user.id, &id).await?;
+    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let archive = form.archived.as_deref() != Some("false");
     // None: it already was (another tab, a second click); the page shows how it is now.
     if let Some(changed) = passes::set_archived(&mut conn, pass.id, archive).await? {
@@ -1054,9 +1036,8 @@ pub async fn for_stream(
     MaybeUser(user): MaybeUser,
     visitor: super::analytics::FunnelVisitor,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
     let user = user.map(|u| u.id);
     let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user, id)

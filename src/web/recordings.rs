@@ -1,21 +1,21 @@
 //! Recordings over HTTP: the owner's start/stop and status panel on the
 //! broadcast page, the record-on-live setting, and the replays page with its
 //! presigned playback URLs, deletion and retention. Authorization: owner
-//! actions through `studio::owned_stream`, playback through
+//! actions through `authz::OwnedStream`, playback through
 //! `access::find_stream_with_channel` (an unannounced draft is a 404 outside
 //! its team) and `access::replay_given`; the rules themselves live in
 //! `recording.rs` / `access.rs`.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::live::owned_stream;
-use super::{FlashKind, Htmx, Layout, flash, path_id, render, render_with};
+use super::authz::{self, Area, Ids, OwnedStream};
+use super::{FlashKind, Htmx, Layout, flash, render, render_with};
 use crate::access::{self, ReplayAccess};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::db::channels::Channel;
@@ -102,24 +102,28 @@ pub struct RecordingPanelFragment {
 /// The status fragment (htmx polls it).
 pub async fn panel(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     layout: Layout,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     let recording = RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
     render(&RecordingPanelFragment { recording })
 }
 
 pub async fn start(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     let outcome = recording::start(&state, &stream)
         .await
         .map(|_| "Recording started.");
@@ -128,13 +132,15 @@ pub async fn start(
 
 pub async fn stop(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     let outcome = recording::stop(&state, &stream)
         .await
         .map(|stopped| match stopped {
@@ -185,13 +191,15 @@ pub struct SettingsForm {
 /// "Record when going live" (studio stream page).
 pub async fn settings(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel: _,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
     Form(form): Form<SettingsForm>,
 ) -> AppResult<Response> {
-    let (stream, _) = owned_stream(&state, user.id, &id).await?;
     let on = form.record_on_live.is_some();
     let mut conn = state.db.get().await?;
     let changes = StreamChanges {
@@ -242,9 +250,8 @@ pub async fn replays(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let user_id: Option<UserId> = user.as_ref().map(|u| u.id);
     let mut conn = state.db.get().await?;
     // An unannounced draft is a 404 outside its team, as a missing stream.
@@ -288,7 +295,7 @@ pub async fn replays(
         }
         page.replays.push(Replay {
             id: r.id,
-            recorded: super::utc(&r.started_at.unwrap_or(r.created_at)),
+            recorded: super::view::utc(&r.started_at.unwrap_or(r.created_at)),
             duration: r.duration_ms.map(duration_label).unwrap_or_default(),
             size: r.size_bytes.map(size_label).unwrap_or_default(),
             src,
@@ -305,15 +312,20 @@ pub async fn delete(
     CurrentUser(user): CurrentUser,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
-    let id: i64 = path_id(&id)?;
     let mut conn = state.db.get().await?;
     let recording = rec_db::find(&mut conn, id)
         .await?
         .ok_or(AppError::NotFound)?;
     drop(conn);
-    let (stream, _) = owned_stream(&state, user.id, &recording.stream_id.to_string()).await?;
+    let (stream, _) = authz::owned_stream(
+        &mut *state.db.get().await?,
+        user.id,
+        recording.stream_id,
+        Area::Streams,
+    )
+    .await?;
     if recording.is_running() {
         return Err(AppError::BadRequest(
             "Stop the recording before deleting it.".into(),
@@ -337,13 +349,15 @@ pub struct RetentionForm {
 /// Sets the channel's retention period (owner only).
 pub async fn retention(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
     Form(form): Form<RetentionForm>,
 ) -> AppResult<Response> {
-    let (stream, channel) = owned_stream(&state, user.id, &id).await?;
     let days = match form.days.trim() {
         "" => None,
         d => match d.parse::<i32>() {

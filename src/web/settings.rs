@@ -1,7 +1,7 @@
 //! Channel settings (/studio/channels/{handle}/settings): title, description,
 //! links and the avatar (served at /c/{handle}/avatar). Only the owner may
 //! change them — moderators get a 403 that says so; the check is
-//! `channels::owned_channel`, as for the team page. The settings pages share a
+//! `authz::owned_channel`, as for the team page. The settings pages share a
 //! nav (templates/partials/channels/settings_nav.html): Settings, Team,
 //! Webhooks, Analytics. Images are checked and re-encoded by `crate::images`.
 
@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tower_sessions::Session;
 
-use super::channels::{check_channel_title, normalize_text, owned_channel};
+use super::authz::{self, Area};
 use super::follow::avatar_url;
+use super::forms::{check_channel_title, normalize_text};
 use super::images::{
     self, Audience, DEFAULT_AVATAR, StoreError, delete_quietly, read_upload, store,
 };
@@ -24,8 +25,6 @@ use crate::db::channels::{self, Channel};
 use crate::error::{AppError, AppResult};
 use crate::images::{ImageError, Purpose};
 use crate::state::AppState;
-
-const OWNER_ONLY_SETTINGS: &str = "Only the owner of this channel can change its settings. Moderators can moderate streams and chat.";
 
 /// How many links a channel page shows.
 pub const MAX_LINKS: usize = 5;
@@ -121,7 +120,7 @@ pub async fn page(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_SETTINGS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     drop(conn);
     render_with(
         StatusCode::OK,
@@ -159,7 +158,7 @@ pub async fn save(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_SETTINGS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     let field = |name: &str| {
         fields
             .iter()
@@ -279,7 +278,7 @@ pub async fn upload_avatar(
     mut multipart: Multipart,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_SETTINGS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     drop(conn);
     let stored = match read_upload(&mut multipart, "avatar").await {
         Ok(bytes) => {
@@ -341,7 +340,7 @@ pub async fn remove_avatar(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_SETTINGS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     let old = channels::replace_avatar(&mut conn, channel.id, None).await?;
     if old.is_some() {
         db::audit::record(

@@ -9,14 +9,15 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::channels::{normalize_text, owned_channel};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, path_id, render_with};
-use crate::access;
+use super::authz::{self, Area, OwnedStream};
+use super::forms::{normalize_text, parse_schedule};
+use super::view::{Moment, StreamState, access_label, watch_url};
+use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::auth::{self, CurrentUser};
 use crate::db::channels::{self, Channel, Role};
 use crate::db::streams::{self, AccessKind, NewStream, Status, Stream, StreamChanges};
@@ -25,96 +26,6 @@ use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle;
 use crate::state::AppState;
-
-// ---------------------------------------------------------------------------
-// Shared by the studio and the channel page.
-
-/// A moment shown to people: "2026-11-22 18:00 UTC", with its RFC 3339 form
-/// for `<time datetime>`.
-pub struct Moment {
-    pub label: String,
-    pub iso: String,
-}
-
-impl Moment {
-    pub fn new(t: DateTime<Utc>) -> Self {
-        Moment {
-            label: super::utc(&t),
-            iso: t.to_rfc3339_opts(SecondsFormat::Secs, true),
-        }
-    }
-}
-
-pub fn access_label(kind: AccessKind) -> &'static str {
-    match kind {
-        AccessKind::Public => "Public",
-        AccessKind::Pass => "Pass holders",
-    }
-}
-
-/// The stream's shareable watch link, absolute (it is pasted into chats and mails).
-pub fn watch_url(state: &AppState, id: StreamId) -> String {
-    let base = state.config.public_url.as_str();
-    let slash = if base.ends_with('/') { "" } else { "/" };
-    format!("{base}{slash}s/{id}")
-}
-
-/// Where a stream is, as its badge says: a draft with a schedule is "scheduled".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamState {
-    Draft,
-    Scheduled,
-    Live,
-    Ended,
-}
-
-impl StreamState {
-    pub fn of(stream: &Stream) -> Self {
-        match stream.status() {
-            Status::Live => StreamState::Live,
-            Status::Ended => StreamState::Ended,
-            Status::Draft if stream.scheduled_at.is_some() => StreamState::Scheduled,
-            Status::Draft => StreamState::Draft,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamState::Draft => "draft",
-            StreamState::Scheduled => "scheduled",
-            StreamState::Live => "live",
-            StreamState::Ended => "ended",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            StreamState::Draft => "Draft",
-            StreamState::Scheduled => "Scheduled",
-            StreamState::Live => "Live",
-            StreamState::Ended => "Ended",
-        }
-    }
-}
-
-/// Loads a stream and checks `user` may publish it (the channel's owner):
-/// 404 when there is no such stream (or it is an unannounced draft they may
-/// not know of), then 403 for everyone else.
-pub(super) async fn owned_stream(
-    conn: &mut AsyncPgConnection,
-    user: crate::db::UserId,
-    id: StreamId,
-) -> AppResult<(Stream, Channel)> {
-    let (stream, channel, access) = access::find_stream_with_channel(conn, Some(user), id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if !access.may_publish() {
-        return Err(AppError::forbidden(
-            "Only the owner of this channel can manage its streams.",
-        ));
-    }
-    Ok((stream, channel))
-}
 
 // ---------------------------------------------------------------------------
 // The dashboard.
@@ -290,20 +201,6 @@ struct StreamInput {
     scheduled_at: Option<DateTime<Utc>>,
 }
 
-/// Reads a `datetime-local` value as UTC. Browsers without the picker send
-/// what people type, so a space instead of the `T` and seconds are accepted.
-pub fn parse_schedule(value: &str) -> Option<DateTime<Utc>> {
-    let value = value.trim().replacen(' ', "T", 1);
-    [
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(&value, f).ok())
-    .map(|t| t.and_utc())
-}
-
 /// Checks the form; `current` is the stream's stored schedule when editing —
 /// keeping a schedule that has since passed is not an error, choosing one is.
 fn check_stream(
@@ -360,8 +257,6 @@ fn check_stream(
 // ---------------------------------------------------------------------------
 // Creating a stream.
 
-const OWNER_ONLY_STREAMS: &str = "Only the owner of this channel can create its streams.";
-
 #[derive(Template)]
 #[template(path = "pages/studio/new_stream.html", blocks = ["form"])]
 pub struct NewStreamPage {
@@ -379,7 +274,7 @@ pub async fn new_stream_page(
     Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_STREAMS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::NewStreams).await?;
     let page = NewStreamPage {
         layout,
         channel,
@@ -400,7 +295,7 @@ pub async fn create_stream(
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = owned_channel(&mut conn, user.id, &handle, OWNER_ONLY_STREAMS).await?;
+    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::NewStreams).await?;
     let editable = Editable::for_status(Status::Draft);
     let mut errors = FieldErrors::default();
     let input = check_stream(&form, editable, None, Utc::now(), &mut errors);
@@ -521,12 +416,14 @@ impl StreamPage {
 
 pub async fn stream_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel,
+    }: OwnedStream,
     layout: Layout,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     let thumbnail_key = streams::thumbnail_key(&mut conn, stream.id).await?;
     drop(conn);
     let thumbnail =
@@ -543,15 +440,17 @@ pub async fn stream_page(
 
 pub async fn update_stream(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user: _,
+        stream,
+        channel,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
     layout: Layout,
-    Path(id): Path<String>,
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     let editable = Editable::for_status(stream.status());
     let mut errors = FieldErrors::default();
     let input = check_stream(
@@ -627,13 +526,15 @@ pub async fn update_stream(
 
 pub async fn delete_stream(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedStream {
+        user,
+        stream,
+        channel,
+    }: OwnedStream,
     session: Session,
     htmx: Htmx,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel) = owned_stream(&mut conn, user.id, path_id(&id)?).await?;
     let refused = |status: Status| match status {
         Status::Ended => AppError::forbidden(
             "Only drafts can be deleted; an ended stream stays in the channel's history.",
@@ -674,18 +575,6 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
-    }
-
-    #[test]
-    fn schedules_are_read_as_utc() {
-        let t = at("2026-11-22T18:00:00Z");
-        assert_eq!(parse_schedule("2026-11-22T18:00"), Some(t));
-        assert_eq!(parse_schedule(" 2026-11-22 18:00 "), Some(t));
-        assert_eq!(parse_schedule("2026-11-22T18:00:00"), Some(t));
-        assert_eq!(parse_schedule("tomorrow"), None);
-        assert_eq!(parse_schedule("2026-13-01T10:00"), None);
-        assert_eq!(Moment::new(t).label, "2026-11-22 18:00 UTC");
-        assert_eq!(Moment::new(t).iso, "2026-11-22T18:00:00Z");
     }
 
     #[test]

@@ -5,15 +5,17 @@
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::analytics::{FunnelVisitor, Noted};
+use super::authz::Ids;
 use super::live::{TokenResponse, refuse};
-use super::{Htmx, Layout, path_id, render, utc};
+use super::view::utc;
+use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
@@ -50,10 +52,9 @@ pub struct WatchPage {
 async fn page(
     state: &AppState,
     user: Option<crate::db::UserId>,
-    raw_id: &str,
+    id: StreamId,
     layout: Layout,
 ) -> AppResult<WatchPage> {
-    let id: StreamId = path_id(raw_id)?;
     let mut conn = state.db.get().await?;
     let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user, id)
         .await?
@@ -92,11 +93,11 @@ pub async fn show(
     MaybeUser(user): MaybeUser,
     visitor: FunnelVisitor,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let viewer = user.clone();
     let user = user.map(|u| u.id);
-    let mut page = page(&state, user, &id, layout).await?;
+    let mut page = page(&state, user, id, layout).await?;
     page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
     let next = format!("/s/{}", page.stream.id);
     page.follow = Some(
@@ -138,10 +139,10 @@ pub async fn status(
     MaybeUser(user): MaybeUser,
     layout: Layout,
     htmx: Htmx,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
     Query(q): Query<StatusQuery>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    let page = page(&state, user.map(|u| u.id), id, layout).await?;
     if q.since.as_deref() == Some(page.stage_key.as_str()) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -157,9 +158,8 @@ pub async fn status(
 pub async fn token(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let id: StreamId = path_id(&id)?;
     let mut conn = state.db.get().await?;
     // An unannounced draft is a 404 here too (not a 403 that says it exists).
     let (stream, access) = access::find_stream(&mut conn, user.as_ref().map(|u| u.id), id)
@@ -204,9 +204,9 @@ pub async fn time_left(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     layout: Layout,
-    Path(id): Path<String>,
+    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), &id, layout).await?;
+    let page = page(&state, user.map(|u| u.id), id, layout).await?;
     match page.time_left {
         Some(t) => render(&t),
         // No pass end to show (any more): htmx swaps the line away.

@@ -443,7 +443,7 @@ fn matrix() -> Vec<Row> {
         unsigned("/webhooks/stripe",                                [NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound]),
         unsigned("/webhooks/livekit",                               [Unauthorized,Unauthorized,Unauthorized,Unauthorized,Unauthorized,Unauthorized,Unauthorized,Unauthorized,Unauthorized]),
         // Last: these change who the personas are.
-        post_htmx("/redeem", S, &[("code", "{code}")],                   [SignIn,    Moved,     Moved,     Moved,     Moved,     Moved,     Moved,     Moved,     Moved]),
+        post_htmx("/redeem", S, &[("code", "{code}")],                   [SignIn,    Moved,     Moved,     Moved,     Moved,     Forbidden, Moved,     Moved,     Moved]),
         post("/signout", S, &[],                                    [Moved,     Moved,     Moved,     Moved,     Moved,     Moved,     Moved,     Moved,     Moved]),
     ]
 }

@@ -626,6 +626,26 @@ async fn every_refusal_says_why_and_makes_no_grant() {
     assert_eq!(uses_of(&app, &over).await, 0);
     assert_eq!(grants_of(&app, viewer_id).await.len(), 1);
 
+    // Someone banned from the channel gets no grant from its codes (as at
+    // checkout), and the code keeps its use for someone else.
+    let (banned, banned_id) = builders::user(&app, "banned@example.com", "Banned").await;
+    builders::ban(&app, channel.id, banned_id).await;
+    let page = redeem(&banned, &shared, "/passes").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let said = flash(&banned).await;
+    assert!(said.contains("banned from this channel"), "{said}");
+    assert!(said.contains("not used up"), "{said}");
+    assert!(grants_of(&app, banned_id).await.is_empty());
+    assert_eq!(uses_of(&app, &shared).await, 1);
+    let page = banned
+        .post_htmx("/redeem", &[("code", &shared), ("return_to", "/passes")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.text_of("#code-error")
+            .contains("banned from this channel")
+    );
+
     // With htmx: the form again, with the error next to the code field,
     // in place of the page's #redeem-form.
     let page = viewer
