@@ -13,6 +13,7 @@ mod checkout;
 mod codes;
 mod enforcement;
 mod exposure;
+mod faults;
 mod grants;
 mod ingress;
 mod journey;

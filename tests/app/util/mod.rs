@@ -7,7 +7,9 @@ pub mod browser;
 pub mod builders;
 pub mod instance;
 pub mod logs;
+pub mod private_pg;
 pub mod services;
+pub mod sse;
 pub mod standin;
 pub mod whip;
 
