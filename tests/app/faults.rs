@@ -122,6 +122,8 @@ struct ChatReader {
     events: Arc<Mutex<Vec<(i64, String)>>>,
     refusals: Answers,
     reconnects: Arc<Mutex<usize>>,
+    /// Streams opened (the first and every successful reconnect).
+    opened: Arc<Mutex<usize>>,
     /// Drops the current connection, as a network would (see `drop_connection`).
     dropping: Arc<tokio::sync::Notify>,
 }
@@ -148,7 +150,10 @@ impl ChatReader {
                 let opened =
                     tokio::time::timeout(HUNG, Sse::connect(&who, &path, last.as_deref())).await;
                 let mut sse = match opened {
-                    Ok(Ok((_, Some(sse)))) => sse,
+                    Ok(Ok((_, Some(sse)))) => {
+                        *reader.opened.lock().unwrap() += 1;
+                        sse
+                    }
                     Ok(Ok((status, None))) => {
                         reader.refusals.0.lock().unwrap().push(Answer {
                             what: "chat stream",
@@ -203,6 +208,23 @@ impl ChatReader {
 
     fn reconnects(&self) -> usize {
         *self.reconnects.lock().unwrap()
+    }
+
+    fn opened(&self) -> usize {
+        *self.opened.lock().unwrap()
+    }
+
+    /// Waits until the reader has opened `n` streams.
+    async fn wait_opened(&self, n: usize) {
+        let deadline = Instant::now() + EVENTUALLY;
+        while self.opened() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the chat reader opened {} of {n} streams",
+                self.opened()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until an event with this body has arrived.
@@ -438,4 +460,338 @@ async fn with_postgres_stopped_pages_answer_503_and_the_app_recovers_by_itself()
         count(&|a| a.what == "chat stream" && a.sent >= stopped && a.answered < restarting) >= 1
     );
     app.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The app is SIGKILLed mid-stream and started again.
+
+/// A viewer posting chat messages at a steady pace, as a person typing
+/// would (under the rate limit), through whatever instance serves `base`.
+/// A post that gets no answer (the app is down) is sent again, as a user
+/// would press Send again; one the server answered is never repeated.
+#[derive(Clone, Default)]
+struct ChatPoster {
+    /// Bodies the server accepted (200 and no refusal in the fragment).
+    accepted: Arc<Mutex<Vec<String>>>,
+    /// Bodies never accepted: their last try had no answer, or the server
+    /// refused a retry (a duplicate of the try it did take before dying).
+    unconfirmed: Arc<Mutex<Vec<String>>>,
+    /// Tries that got no answer.
+    failed_tries: Arc<Mutex<usize>>,
+}
+
+impl ChatPoster {
+    fn start(
+        &self,
+        who: Browser,
+        csrf: String,
+        path: String,
+        name: &'static str,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let poster = self.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = format!("{name} says {n}");
+                let mut accepted = false;
+                for _ in 0..100 {
+                    let sent = tokio::time::timeout(
+                        HUNG,
+                        htmx_post(&who, &csrf, &path)
+                            .form(&[("body", body.as_str())])
+                            .send(),
+                    )
+                    .await;
+                    let response = match sent {
+                        Ok(Ok(r)) => r,
+                        _ => {
+                            *poster.failed_tries.lock().unwrap() += 1;
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            continue;
+                        }
+                    };
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    accepted = status == StatusCode::OK && !text.contains("chat-error");
+                    break;
+                }
+                let list = if accepted {
+                    &poster.accepted
+                } else {
+                    &poster.unconfirmed
+                };
+                list.lock().unwrap().push(body);
+                // Five messages per ten seconds is the limit; stay under it.
+                tokio::time::sleep(Duration::from_millis(2200)).await;
+            }
+        })
+    }
+}
+
+/// The parts of a recording, in order.
+async fn recording_parts(
+    db: &stagepass::db::DbPool,
+    recording: i64,
+) -> Vec<stagepass::db::recordings::Part> {
+    let mut conn = db.get().await.unwrap();
+    stagepass::db::recordings::parts(&mut conn, recording)
+        .await
+        .unwrap()
+}
+
+async fn recording(db: &stagepass::db::DbPool, id: i64) -> stagepass::db::recordings::Recording {
+    use diesel::SelectableHelper;
+    use diesel_async::RunQueryDsl;
+    use stagepass::db::schema::recordings;
+    recordings::table
+        .find(id)
+        .select(stagepass::db::recordings::Recording::as_select())
+        .first(&mut *db.get().await.unwrap())
+        .await
+        .unwrap()
+}
+
+/// Polls `check` until it answers Some, or fails with `what` at `EVENTUALLY`.
+async fn eventually<T, Fut>(what: &str, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        match check().await {
+            Ok(t) => return t,
+            Err(now) => assert!(
+                Instant::now() < deadline,
+                "{what} within {EVENTUALLY:?}; now: {now}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and_recording_go_on() {
+    // The test's in-process app only sets the deployment up (its database,
+    // the people); then it stops, and the real binary serves alone.
+    let setup = TestApp::spawn().await;
+    let (owner, owner_id) = builders::user(&setup, "owner@example.com", "Olive Owner").await;
+    let channel = builders::channel(&setup, owner_id, "resilient").await;
+    let stream = builders::stream(&setup, &channel, "pass").await;
+    let mut viewers = Vec::new();
+    for (email, name) in [
+        ("ann@example.com", "Ann"),
+        ("bob@example.com", "Bob"),
+        ("cat@example.com", "Cat"),
+    ] {
+        let (viewer, id) = builders::user(&setup, email, name).await;
+        builders::grant(&setup, id, channel.id, None, "-1 minute", "1 hour").await;
+        viewers.push((viewer, name));
+    }
+    let (state, env) = (setup.state.clone(), setup.env.clone());
+    setup.stop().await;
+    let db = state.db.clone();
+
+    let app = crate::util::instance::Instance::start_with(&env, None).await;
+    // Sessions live in Postgres and cookies are per host, not per port: the
+    // same browsers, on the instance.
+    let base = app.url.clone();
+    let at = |who: &Browser| Browser {
+        base: base.clone(),
+        client: who.client.clone(),
+        jar: who.jar.clone(),
+    };
+    let owner = at(&owner);
+    let live = owner
+        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
+        .await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    // The host's microphone, from LiveKit's Python SDK: a tone the recorder
+    // writes as sound alone (WebM). Video would take a browser; the takeover
+    // of a part with video uploaded is recorder.rs's test.
+    let host_token = stagepass::livekit::tokens::host(
+        &state.config.livekit,
+        owner_id,
+        "Olive Owner",
+        &stream.room_name,
+    )
+    .unwrap();
+    let mut host = builders::LiveKitClient::start(
+        state.config.livekit.public_url.as_str(),
+        &host_token,
+        "tone",
+        300,
+    )
+    .await;
+    assert_eq!(host.next().await["connected"], true);
+    assert_eq!(host.next().await["published"], true);
+    let started = owner
+        .post_htmx(
+            &format!("/studio/streams/{}/recording/start", stream.id),
+            &[],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    let recording_id: i64 = {
+        use diesel_async::RunQueryDsl;
+        use stagepass::db::schema::recordings;
+        recordings::table
+            .filter(recordings::stream_id.eq(stream.id))
+            .select(recordings::id)
+            .first(&mut *db.get().await.unwrap())
+            .await
+            .unwrap()
+    };
+
+    // Chat flows: every viewer posts and reads; the owner reads too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let chat = format!("/s/{}/chat", stream.id);
+    let events = format!("/s/{}/chat/events", stream.id);
+    let poster = ChatPoster::default();
+    let mut readers = vec![ChatReader::default()];
+    let mut tasks = vec![readers[0].start(owner.clone(), events.clone(), stop.clone())];
+    for (viewer, _) in &viewers {
+        let reader = ChatReader::default();
+        tasks.push(reader.start(at(viewer), events.clone(), stop.clone()));
+        readers.push(reader);
+    }
+    // Everyone reads from the first message on.
+    for reader in &readers {
+        reader.wait_opened(1).await;
+    }
+    for (viewer, name) in &viewers {
+        let viewer = at(viewer);
+        let csrf = viewer.csrf_token().await;
+        tasks.push(poster.start(viewer, csrf, chat.clone(), name, stop.clone()));
+    }
+
+    // The recording is running and chat has flowed for a while: SIGKILL.
+    eventually("the recording to be active", || async {
+        let r = recording(&db, recording_id).await;
+        let parts = recording_parts(&db, recording_id).await;
+        if r.status == "active" && parts.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{r:?} {parts:?}"))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let port = app.port;
+    app.kill().await;
+    let killed = Instant::now();
+    // Down for a moment, then the same binary starts again where it served
+    // (clients reconnect to the same address, as behind a load balancer).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let app = crate::util::instance::Instance::start_with(&env, Some(port)).await;
+    eprintln!("served again {:?} after the kill", killed.elapsed());
+
+    // The stream is still live: its row, LiveKit's room, the watch page.
+    let page = at(&viewers[0].0).get(&format!("/s/{}", stream.id)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.attr("#stage", "data-status").as_deref(), Some("live"));
+    assert!(page.has("#player"), "{}", page.text);
+    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stream.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "live");
+    let rooms = state.livekit.rooms.list_rooms(vec![]).await.unwrap();
+    assert!(rooms.iter().any(|r| r.name == stream.room_name));
+
+    // The recording goes on: the restarted instance takes the lapsed lease
+    // and records a new part (what the dead one had uploaded is kept).
+    let parts = eventually("a second part, recording", || async {
+        let parts = recording_parts(&db, recording_id).await;
+        if parts.len() == 2 && parts[1].status == "writing" {
+            Ok(parts)
+        } else {
+            Err(format!("{parts:?}"))
+        }
+    })
+    .await;
+    // The dead instance's part is settled from what reached the bucket:
+    // complete, or lost when nothing did (a part goes up in 5 MiB pieces,
+    // many minutes of sound alone).
+    assert!(
+        ["complete", "lost"].contains(&parts[0].status.as_str()),
+        "{parts:?}"
+    );
+    assert_eq!(recording(&db, recording_id).await.status, "active");
+
+    // Chat went on meanwhile; now it stops, and the readers catch up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks.drain(..) {
+        task.await.unwrap();
+    }
+    let rows = chat_rows(&mut *db.get().await.unwrap(), stream.id).await;
+    let accepted = poster.accepted.lock().unwrap().clone();
+    let unconfirmed = poster.unconfirmed.lock().unwrap().clone();
+    eprintln!(
+        "{} messages accepted, {} unconfirmed, {} tries without an answer",
+        accepted.len(),
+        unconfirmed.len(),
+        poster.failed_tries.lock().unwrap()
+    );
+    assert!(
+        *poster.failed_tries.lock().unwrap() >= 1,
+        "some posts met the dead app"
+    );
+    // Every accepted message is there, once; nothing else is, but a try
+    // whose answer died with the app.
+    for body in &accepted {
+        let n = rows.iter().filter(|(_, b)| b == body).count();
+        assert_eq!(n, 1, "{body:?} is in the chat {n} times: {rows:?}");
+    }
+    for (_, body) in &rows {
+        assert!(
+            accepted.contains(body) || unconfirmed.contains(body),
+            "{body:?} was never posted"
+        );
+    }
+    // Every reader saw every message once, in order: none missing, none twice.
+    for (i, reader) in readers.iter().enumerate() {
+        assert!(reader.opened() >= 2, "reader {i} reconnected");
+        assert_eq!(reader.events(), rows, "reader {i}");
+    }
+
+    // The new part records for a while (its recorder, too, waits 10 s for
+    // video before it writes the sound alone); then the owner stops the
+    // recording on the restarted instance: it ends complete, from what
+    // reached the bucket.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let stopped = owner
+        .post_htmx(
+            &format!("/studio/streams/{}/recording/stop", stream.id),
+            &[],
+        )
+        .await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
+    let done = eventually("the recording to end", || async {
+        let r = recording(&db, recording_id).await;
+        if matches!(r.status.as_str(), "complete" | "failed") {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    assert_eq!(done.status, "complete", "{done:?}");
+    let parts = recording_parts(&db, recording_id).await;
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[1].status, "complete", "{parts:?}");
+    let complete: Vec<_> = parts.iter().filter(|p| p.status == "complete").collect();
+    for part in complete {
+        let (bytes, _) = state
+            .storage
+            .get(&part.object_key)
+            .await
+            .unwrap()
+            .expect("a complete part is in the bucket");
+        assert_eq!(Some(bytes.len() as i64), part.size_bytes, "{part:?}");
+    }
+    host.stop().await;
+    app.kill().await;
 }
