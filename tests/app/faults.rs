@@ -795,3 +795,231 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     host.stop().await;
     app.kill().await;
 }
+
+// ---------------------------------------------------------------------------
+// Two instances; one is SIGKILLed.
+
+/// How many audit entries record `action` on `subject`.
+async fn audited(db: &stagepass::db::DbPool, action: &str, subject: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    use stagepass::db::schema::audit_log;
+    audit_log::table
+        .filter(audit_log::action.eq(action))
+        .filter(audit_log::subject.eq(subject))
+        .count()
+        .get_result(&mut *db.get().await.unwrap())
+        .await
+        .unwrap()
+}
+
+/// Deliveries of the run's endpoints not yet delivered.
+async fn undelivered(db: &stagepass::db::DbPool) -> i64 {
+    use diesel_async::RunQueryDsl;
+    use stagepass::db::schema::webhook_deliveries;
+    webhook_deliveries::table
+        .filter(webhook_deliveries::status.ne("delivered"))
+        .count()
+        .get_result(&mut *db.get().await.unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
+    use crate::util::webhook_receiver::{Receiver, plant};
+
+    // The survivor runs in the test; the victim is the real binary beside
+    // it, on the same database and settings. The reconciler runs every 2 s
+    // (instead of every minute) so that the test need not wait for it.
+    let survivor = TestApp::spawn_with(|env| {
+        env.insert("LIVEKIT_RECONCILE_SECONDS".into(), "2".into());
+        env.insert("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES".into(), "true".into());
+        env.insert("WEBHOOKS_BACKOFF_BASE_MS".into(), "200".into());
+    })
+    .await;
+    let db = survivor.db().clone();
+    let victim = crate::util::instance::Instance::start(&survivor).await;
+    let on_victim = |who: &Browser| Browser {
+        base: victim.url.clone(),
+        client: who.client.clone(),
+        jar: who.jar.clone(),
+    };
+    let (owner, owner_id) = builders::user(&survivor, "owner@example.com", "Olive Owner").await;
+    let channel = builders::channel(&survivor, owner_id, "twins").await;
+    let stream = builders::stream(&survivor, &channel, "pass").await;
+    let orphan = builders::stream(&survivor, &channel, "pass").await;
+    let live = on_victim(&owner)
+        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
+        .await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+
+    // Three receivers of the channel's webhooks.
+    let mut receivers = Vec::new();
+    let mut endpoints = Vec::new();
+    for _ in 0..3 {
+        let (receiver, url) = Receiver::start(&[]).await;
+        let added = owner
+            .submit(
+                "/studio/channels/twins/webhooks",
+                "#webhook-add-form",
+                &[("url", &url), ("secret_choice", "generate")],
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
+        let id: i64 = added
+            .location()
+            .unwrap()
+            .rsplit("#webhook-")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        receivers.push(receiver);
+        endpoints.push(id);
+    }
+
+    // A viewer watches, through a real LiveKit client, on a pass that ends
+    // after the kill (the token comes from the victim).
+    let (viewer, viewer_id) = builders::user(&survivor, "viewer@example.com", "Vera Viewer").await;
+    let grant = builders::grant(
+        &survivor,
+        viewer_id,
+        channel.id,
+        None,
+        "-1 minute",
+        "20 seconds",
+    )
+    .await;
+    let ends =
+        stagepass::db::grants::find(&mut *survivor.conn().await, stagepass::db::GrantId(grant))
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at;
+    let token = on_victim(&viewer)
+        .post_htmx(&format!("/s/{}/token", stream.id), &[])
+        .await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text);
+    let token: serde_json::Value = serde_json::from_str(&token.text).unwrap();
+    let mut watching = builders::LiveKitClient::start(
+        token["url"].as_str().unwrap(),
+        token["token"].as_str().unwrap(),
+        "stay",
+        40,
+    )
+    .await;
+    assert_eq!(watching.next().await["connected"], true);
+
+    // Deliveries due now go out from either instance (whichever claims
+    // them); wait until all are recorded delivered, so none is in flight
+    // when the victim dies. Deliveries due a few seconds from now are
+    // queued, unclaimed, when it dies.
+    for endpoint in &endpoints {
+        plant(&db, *endpoint, 3, "0 seconds").await;
+    }
+    eventually("the first deliveries delivered", || async {
+        match undelivered(&db).await {
+            0 => Ok(()),
+            n => Err(format!("{n} undelivered")),
+        }
+    })
+    .await;
+    for endpoint in &endpoints {
+        plant(&db, *endpoint, 3, "4 seconds").await;
+    }
+    victim.kill().await;
+    assert!(
+        chrono::Utc::now() < ends,
+        "the setup took so long that the pass ended before the kill"
+    );
+
+    // After the kill: deliveries queued now, and an orphan (a stream live
+    // in the database whose room does not exist, as after a lost webhook).
+    for endpoint in &endpoints {
+        plant(&db, *endpoint, 3, "0 seconds").await;
+    }
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "UPDATE streams SET status = 'live', started_at = now() - interval '1 hour' WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(orphan.id.0)
+        .execute(&mut *db.get().await.unwrap())
+        .await
+        .unwrap();
+    }
+
+    // The enforcer removes the viewer when the pass ends: once.
+    let gone = watching.next().await;
+    assert_eq!(gone["disconnected"], true, "{gone}");
+    assert_eq!(gone["reason"], "PARTICIPANT_REMOVED", "{gone}");
+    let removed = "participant.removed_access_ended";
+    let viewer_identity = viewer_id.to_string();
+    // (The audit entry follows LiveKit's answer to the removal.)
+    eventually("the removal audited", || async {
+        match audited(&db, removed, &viewer_identity).await {
+            0 => Err("not yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+
+    // The reconciler ends the orphan: once. The real stream stays live.
+    let ended = "stream.ended_by_reconciler";
+    eventually("the orphan ended", || async {
+        let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), orphan.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.status == "ended" {
+            Ok(())
+        } else {
+            Err(row.status)
+        }
+    })
+    .await;
+    assert_eq!(audited(&db, ended, &orphan.id.to_string()).await, 1);
+    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stream.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "live");
+
+    // Every delivery arrives, each exactly once: the nine planted per
+    // endpoint (before the kill, queued at the kill, after it) and the
+    // orphan's stream.ended, which the survivor's reconciler queued.
+    eventually("every delivery delivered", || async {
+        match undelivered(&db).await {
+            0 => Ok(()),
+            n => Err(format!("{n} undelivered")),
+        }
+    })
+    .await;
+    // A few reconciler and worker rounds more: nothing comes twice.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (receiver, endpoint) in receivers.iter().zip(&endpoints) {
+        let all = receiver.all();
+        let mut seen = BTreeMap::<String, usize>::new();
+        for r in &all {
+            *seen.entry(r.header("x-stagepass-delivery")).or_default() += 1;
+        }
+        assert_eq!(seen.len(), 10, "endpoint {endpoint}: {seen:?}");
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "endpoint {endpoint}: {seen:?}"
+        );
+        let real: Vec<_> = all
+            .iter()
+            .filter(|r| r.json() != serde_json::json!({}))
+            .collect();
+        assert_eq!(real.len(), 1, "endpoint {endpoint}");
+        assert_eq!(real[0].event(), "stream.ended");
+        assert_eq!(real[0].json()["stream"]["id"], orphan.id.0);
+    }
+    assert_eq!(audited(&db, removed, &viewer_identity).await, 1);
+    assert_eq!(audited(&db, ended, &orphan.id.to_string()).await, 1);
+    // The recorder's lease is taken over too: recorder.rs's
+    // `when_the_recording_instance_is_killed_the_other_continues_and_the_replay_holds_both_parts`
+    // (it records real video, from Chromium).
+    survivor.stop().await;
+}

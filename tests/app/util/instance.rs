@@ -20,14 +20,20 @@ pub struct Instance {
 impl Instance {
     /// Starts `stagepass serve` with `app`'s settings on a port of its own,
     /// and waits until it answers.
+    /// LiveKit's webhooks keep going to `app` alone (one copy per
+    /// deployment, as a load balancer would hand each to one instance).
     pub async fn start(app: &TestApp) -> Instance {
-        Self::start_with(&app.env, None).await
+        Self::spawn(&app.env, None, false).await
     }
 
     /// Starts `stagepass serve` with these settings (environment variable
     /// names) on `port` (a free one if None) and waits until it is ready.
     /// LiveKit's webhooks reach it like every app under test.
     pub async fn start_with(env: &HashMap<String, String>, port: Option<u16>) -> Instance {
+        Self::spawn(env, port, true).await
+    }
+
+    async fn spawn(env: &HashMap<String, String>, port: Option<u16>, webhooks: bool) -> Instance {
         let port = port.unwrap_or_else(super::services::free_port);
         let url = format!("http://127.0.0.1:{port}");
         let mut command = Command::new(env!("CARGO_BIN_EXE_stagepass"));
@@ -60,12 +66,14 @@ impl Instance {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        super::services::get()
-            .await
-            .webhook_targets
-            .lock()
-            .unwrap()
-            .push(instance.url.clone());
+        if webhooks {
+            super::services::get()
+                .await
+                .webhook_targets
+                .lock()
+                .unwrap()
+                .push(instance.url.clone());
+        }
         instance
     }
 

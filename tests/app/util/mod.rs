@@ -11,6 +11,7 @@ pub mod private_pg;
 pub mod services;
 pub mod sse;
 pub mod standin;
+pub mod webhook_receiver;
 pub mod whip;
 
 use std::collections::HashMap;
