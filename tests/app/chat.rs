@@ -1,6 +1,5 @@
 //! Live chat against real Postgres: posting and every refusal, the SSE stream
-//! read as a browser's EventSource would (a tiny parser over reqwest's byte
-//! stream), resuming with Last-Event-ID, two app instances on one database,
+//! read as a browser's EventSource would (util/sse.rs), resuming with Last-Event-ID, two app instances on one database,
 //! a lagging reader, deletion, the hold-back delay and escaping.
 
 use std::time::Duration;

@@ -692,7 +692,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(page.attr("#stage", "data-status").as_deref(), Some("live"));
     assert!(page.has("#player"), "{}", page.text);
-    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stream.id)
+    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stream.id)
         .await
         .unwrap()
         .unwrap();
@@ -726,7 +726,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     for task in tasks.drain(..) {
         task.await.unwrap();
     }
-    let rows = chat_rows(&mut *db.get().await.unwrap(), stream.id).await;
+    let rows = chat_rows(&mut db.get().await.unwrap(), stream.id).await;
     let accepted = poster.accepted.lock().unwrap().clone();
     let unconfirmed = poster.unconfirmed.lock().unwrap().clone();
     eprintln!(
@@ -967,7 +967,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     // The reconciler ends the orphan: once. The real stream stays live.
     let ended = "stream.ended_by_reconciler";
     eventually("the orphan ended", || async {
-        let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), orphan.id)
+        let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), orphan.id)
             .await
             .unwrap()
             .unwrap();
@@ -979,7 +979,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     })
     .await;
     assert_eq!(audited(&db, ended, &orphan.id.to_string()).await, 1);
-    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stream.id)
+    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stream.id)
         .await
         .unwrap()
         .unwrap();
