@@ -118,6 +118,10 @@ pub struct LiveKitConfig {
     /// LiveKit's Ingress service runs beside the server (`LIVEKIT_INGRESS`):
     /// only then can OBS stream over RTMP. WHIP needs nothing else.
     pub ingress: bool,
+    /// How often the reconciler compares live streams with LiveKit's rooms
+    /// (it also runs at start-up): the longest an orphan lives when LiveKit's
+    /// webhooks were lost.
+    pub reconcile_every: Duration,
 }
 
 /// Who records streams (`RECORDER`).
@@ -230,6 +234,7 @@ impl Config {
         let empty_timeout = env.parse("LIVEKIT_EMPTY_TIMEOUT_SECONDS", "600", seconds);
         let departure_timeout = env.parse("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "120", seconds);
         let livekit_ingress = env.parse("LIVEKIT_INGRESS", "false", boolean);
+        let reconcile_every = env.parse("LIVEKIT_RECONCILE_SECONDS", "60", seconds);
 
         let s3_endpoint = env.parse("S3_ENDPOINT", "", |v| {
             if v.is_empty() {
@@ -407,6 +412,7 @@ impl Config {
                 empty_timeout,
                 departure_timeout,
                 ingress: livekit_ingress,
+                reconcile_every,
             },
             s3: S3Config {
                 endpoint: s3_endpoint,

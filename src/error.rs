@@ -95,10 +95,24 @@ impl IntoResponse for AppError {
     }
 }
 
+/// What a page says when Postgres is away (the pool cannot connect, or the
+/// connection dropped mid-request).
+const DATABASE_DOWN: &str = "The database is not answering.";
+
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
         match err {
-            diesel::result::Error::NotFound => Self::NotFound,
+            Error::NotFound => Self::NotFound,
+            // The connection went away under the query (Postgres stopped or
+            // restarted): the database is unavailable, not our bug.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => {
+                tracing::warn!(error = %info.message(), "database connection lost");
+                Self::Unavailable(DATABASE_DOWN.to_owned())
+            }
             other => Self::Internal(anyhow::Error::new(other).context("database query")),
         }
     }
@@ -107,13 +121,24 @@ impl From<diesel::result::Error> for AppError {
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
     fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         tracing::warn!(error = %err, "database pool");
-        Self::Unavailable("The database is not answering.".to_owned())
+        Self::Unavailable(DATABASE_DOWN.to_owned())
     }
 }
 
 impl From<tower_sessions::session::Error> for AppError {
     fn from(err: tower_sessions::session::Error) -> Self {
-        Self::Internal(anyhow::Error::new(err).context("session"))
+        use tower_sessions::session::Error;
+        use tower_sessions::session_store::Error as Store;
+        match err {
+            // Sessions live in Postgres (`auth::session_store`, whose only
+            // backend errors are the database's): reading one while the
+            // database is away is a 503, like any page that needs it.
+            Error::Store(Store::Backend(e)) => {
+                tracing::warn!(error = %e, "session store");
+                Self::Unavailable(DATABASE_DOWN.to_owned())
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("session")),
+        }
     }
 }
 

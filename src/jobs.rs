@@ -1,4 +1,5 @@
-//! Background loops: the LiveKit reconciler (at start-up and every minute)
+//! Background loops: the LiveKit reconciler (at start-up and every
+//! `LIVEKIT_RECONCILE_SECONDS`)
 //! and the cleanup of expired sessions, old sign-in attempts, forgotten
 //! devices and old counted actions of the flood limits, the
 //! grant-expiry enforcer, the chat bridge (LISTEN + held-message releaser), and
@@ -18,7 +19,6 @@ use crate::db;
 use crate::state::AppState;
 
 pub const CLEANUP_EVERY: Duration = Duration::from_secs(5 * 60);
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 pub const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Starts every background loop; abort the handles to stop them.
@@ -37,7 +37,7 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
 /// Keeps the database and LiveKit in step; LiveKit drops webhooks it cannot
 /// deliver within 30 s, so this is the safety net.
 async fn reconcile(state: AppState) {
-    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    let mut tick = tokio::time::interval(state.config.livekit.reconcile_every);
     loop {
         tick.tick().await;
         if let Err(e) = crate::lifecycle::reconcile(&state).await {

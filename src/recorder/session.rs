@@ -337,6 +337,11 @@ pub async fn record(join: Join, progress: &mut impl Progress) -> Result<Ended, S
                 if !recording.started() && joined_at.elapsed() >= FIRST_VIDEO_WAIT && room.wanted_video(None).is_none() {
                     // No video to show (none published, or the camera is off): record the sound.
                     recording.start_audio_only();
+                    // The file begins here, not at a first video frame: say
+                    // so, or the recording would read "starting" throughout.
+                    if recording.started() {
+                        progress.started().await;
+                    }
                 }
                 if last_media.elapsed() >= NOTHING_RECEIVED && !recording.started() {
                     break 'session Err(SessionError::NothingReceived);

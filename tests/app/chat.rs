@@ -1,6 +1,5 @@
 //! Live chat against real Postgres: posting and every refusal, the SSE stream
-//! read as a browser's EventSource would (a tiny parser over reqwest's byte
-//! stream), resuming with Last-Event-ID, two app instances on one database,
+//! read as a browser's EventSource would (util/sse.rs), resuming with Last-Event-ID, two app instances on one database,
 //! a lagging reader, deletion, the hold-back delay and escaping.
 
 use std::time::Duration;
@@ -17,10 +16,9 @@ use stagepass::db::schema::{audit_log, chat_messages};
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, ban, grant, revoke};
+use crate::util::sse::{ARRIVES, Sse, body_of};
 use crate::util::{Browser, Page, TestApp};
 
-/// Long enough for anything that should arrive; short enough to fail fast.
-const ARRIVES: Duration = Duration::from_secs(10);
 /// How long to watch for something that must not arrive.
 const QUIET: Duration = Duration::from_millis(1500);
 
@@ -120,151 +118,6 @@ impl Chat {
         builders::moderator(&self.app, self.channel.id, id).await;
         moderator
     }
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone, Default)]
-struct Event {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-/// An EventSource, minus reconnecting: reads events off a real HTTP response
-/// (reqwest's `chunk`, as they arrive).
-struct Sse {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Sse {
-    async fn open(who: &Browser, path: &str, last_event_id: Option<&str>) -> Sse {
-        let (status, sse) = Self::try_open(who, path, last_event_id).await;
-        assert_eq!(status, StatusCode::OK);
-        sse.unwrap()
-    }
-
-    async fn try_open(
-        who: &Browser,
-        path: &str,
-        last_event_id: Option<&str>,
-    ) -> (StatusCode, Option<Sse>) {
-        let mut request = who
-            .client
-            .get(who.url(path))
-            .header("Accept", "text/event-stream");
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        if status != StatusCode::OK {
-            return (status, None);
-        }
-        assert_eq!(
-            response.headers()["content-type"].to_str().unwrap(),
-            "text/event-stream"
-        );
-        let sse = Sse {
-            response,
-            buffer: String::new(),
-        };
-        (status, Some(sse))
-    }
-
-    /// The next event within `wait`; None on timeout or when the stream ends.
-    async fn next_within(&mut self, wait: Duration) -> Option<Event> {
-        tokio::time::timeout(wait, self.next()).await.ok().flatten()
-    }
-
-    async fn next(&mut self) -> Option<Event> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event {
-                    event: "message".into(),
-                    ..Event::default()
-                };
-                let mut data: Vec<&str> = Vec::new();
-                let mut any = false;
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "" => continue, // a comment (keep-alive)
-                        "event" => event.event = value.to_owned(),
-                        "id" => event.id = Some(value.to_owned()),
-                        "data" => data.push(value),
-                        _ => {}
-                    }
-                    any = true;
-                }
-                if any {
-                    event.data = data.join("\n");
-                    return Some(event);
-                }
-                continue;
-            }
-            match self.response.chunk().await {
-                Ok(Some(bytes)) => self
-                    .buffer
-                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
-                _ => return None,
-            }
-        }
-    }
-
-    /// The next event of the chat log (`chat`, `delete`, `denied`), which
-    /// must come. The team's `held` list updates are skipped.
-    async fn expect(&mut self, what: &str) -> Event {
-        loop {
-            let e = self
-                .next_within(ARRIVES)
-                .await
-                .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"));
-            if e.event != "held" {
-                return e;
-            }
-        }
-    }
-
-    /// The next `held` list update, which must come.
-    async fn expect_held(&mut self, what: &str) -> Event {
-        loop {
-            let e = self
-                .next_within(ARRIVES)
-                .await
-                .unwrap_or_else(|| panic!("no SSE event arrived: expected {what}"));
-            if e.event == "held" {
-                return e;
-            }
-        }
-    }
-
-    /// Every event of the chat log that arrives within `wait` (not `held`).
-    async fn drain(&mut self, wait: Duration) -> Vec<Event> {
-        let mut out = Vec::new();
-        let until = tokio::time::Instant::now() + wait;
-        while let Some(e) = self
-            .next_within(until.saturating_duration_since(tokio::time::Instant::now()))
-            .await
-        {
-            if e.event != "held" {
-                out.push(e);
-            }
-        }
-        out
-    }
-}
-
-/// The text of a chat event's message body.
-fn body_of(e: &Event) -> String {
-    let html = scraper::Html::parse_fragment(&e.data);
-    let sel = scraper::Selector::parse(".chat-body").unwrap();
-    html.select(&sel)
-        .next()
-        .map(|b| b.text().collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

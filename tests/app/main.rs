@@ -14,6 +14,7 @@ mod checkout;
 mod codes;
 mod enforcement;
 mod exposure;
+mod faults;
 mod grants;
 mod ingress;
 mod journey;

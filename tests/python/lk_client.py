@@ -3,6 +3,8 @@
 Usage: lk_client.py URL TOKEN MODE [SECONDS]
   publish  connect, try to publish a microphone track, print the outcome
   publish-stay  publish a microphone track like "publish", then stay like "stay"
+  tone     publish a microphone track that sounds (a 440 Hz tone, so that a
+           recorder has something to write), then stay like "stay"
   stay     connect, print "connected", then wait until disconnected (or SECONDS)
   watch    connect, subscribe, and count the video frames received: print
            {"frames": N, "width": W, "height": H, "from": IDENTITY} after 30
@@ -12,6 +14,7 @@ Every outcome is one JSON object per line on stdout.
 
 import asyncio
 import json
+import math
 import sys
 
 from livekit import rtc
@@ -66,7 +69,7 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
         await room.disconnect()
         return
 
-    if mode in ("publish", "publish-stay"):
+    if mode in ("publish", "publish-stay", "tone"):
         source = rtc.AudioSource(48000, 1)
         track = rtc.LocalAudioTrack.create_audio_track("mic", source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
@@ -78,6 +81,8 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
         if mode == "publish":
             await room.disconnect()
             return
+        if mode == "tone":
+            readers.append(asyncio.ensure_future(sound(source)))
 
     try:
         await asyncio.wait_for(gone.wait(), timeout=seconds)
@@ -85,6 +90,19 @@ async def main(url: str, token: str, mode: str, seconds: float) -> None:
     except asyncio.TimeoutError:
         say(disconnected=False)
         await room.disconnect()
+
+
+async def sound(source) -> None:
+    """Feeds the source 20 ms frames of a quiet 440 Hz tone, in real time."""
+    rate, n = 48000, 960
+    t = 0
+    while True:
+        frame = rtc.AudioFrame.create(rate, 1, n)
+        samples = frame.data
+        for i in range(n):
+            samples[i] = int(3000 * math.sin(2 * math.pi * 440 * (t + i) / rate))
+        t += n
+        await source.capture_frame(frame)
 
 
 if __name__ == "__main__":

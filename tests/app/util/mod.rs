@@ -7,8 +7,11 @@ pub mod browser;
 pub mod builders;
 pub mod instance;
 pub mod logs;
+pub mod private_pg;
 pub mod services;
+pub mod sse;
 pub mod standin;
+pub mod webhook_receiver;
 pub mod whip;
 
 use std::collections::HashMap;

@@ -46,6 +46,11 @@ pub async fn get() -> &'static Services {
     SERVICES.get_or_init(start).await
 }
 
+/// The run's services if they are up (for `Drop`s, which cannot wait).
+pub fn get_if_started() -> Option<&'static Services> {
+    SERVICES.get()
+}
+
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://stagepass:stagepass@localhost:5432/postgres".to_owned())
