@@ -125,6 +125,55 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
     }
 }
 
+impl From<crate::db::DbError> for AppError {
+    fn from(err: crate::db::DbError) -> Self {
+        match err {
+            crate::db::DbError::Query(e) => e.into(),
+            crate::db::DbError::Pool(e) => e.into(),
+        }
+    }
+}
+
+// The domain's errors, as pages answer them: what the database did, as
+// above; what a service did not do, 503 with the sentence the domain wrote;
+// anything the person can fix, 400 with it.
+
+impl From<crate::lifecycle::LifecycleError> for AppError {
+    fn from(err: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as E;
+        match err {
+            E::Db(e) => e.into(),
+            E::NotFound => Self::NotFound,
+            e @ E::LiveKit(_) => Self::Unavailable(e.to_string()),
+            e @ E::AlreadyEnded => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::recording::RecordingError> for AppError {
+    fn from(err: crate::recording::RecordingError) -> Self {
+        use crate::recording::RecordingError as E;
+        match err {
+            E::Db(e) => e.into(),
+            e @ (E::Storage(_) | E::Egress | E::StorageDelete) => Self::Unavailable(e.to_string()),
+            e => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::livekit::ingress::IngressError> for AppError {
+    fn from(err: crate::livekit::ingress::IngressError) -> Self {
+        use crate::livekit::ingress::IngressError as E;
+        match err {
+            E::Db(e) => e.into(),
+            E::NotFound => Self::NotFound,
+            E::Token(detail) => Self::Internal(anyhow::anyhow!(detail)),
+            e @ E::LiveKit(_) => Self::Unavailable(e.to_string()),
+            e => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
 impl From<tower_sessions::session::Error> for AppError {
     fn from(err: tower_sessions::session::Error) -> Self {
         use tower_sessions::session::Error;

@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod enforcement;
 pub mod error;
+pub mod format;
 pub mod images;
 pub mod jobs;
 pub mod lifecycle;

@@ -16,11 +16,12 @@
 use livekit_api::services::room::CreateRoomOptions;
 use tracing::instrument;
 
+use crate::db::DbError;
 use crate::db::streams::{self, Stream};
 use crate::db::{self, StreamId};
-use crate::error::AppError;
 use crate::livekit::Participant;
 use crate::state::AppState;
+use diesel_async::pooled_connection::deadpool::PoolError;
 
 /// An unguessable room name with this deployment's prefix.
 pub fn new_room_name(state: &AppState) -> String {
@@ -41,13 +42,21 @@ pub enum LifecycleError {
         "The media server (LiveKit) could not be reached or refused the request. Nothing was changed; try again in a moment."
     )]
     LiveKit(String),
+    #[error("There is no such stream.")]
+    NotFound,
     #[error(transparent)]
-    App(#[from] AppError),
+    Db(#[from] DbError),
 }
 
 impl From<diesel::result::Error> for LifecycleError {
     fn from(e: diesel::result::Error) -> Self {
-        LifecycleError::App(e.into())
+        LifecycleError::Db(e.into())
+    }
+}
+
+impl From<PoolError> for LifecycleError {
+    fn from(e: PoolError) -> Self {
+        LifecycleError::Db(e.into())
     }
 }
 
@@ -104,7 +113,7 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
         .await
         .map_err(LifecycleError::LiveKit)?;
 
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let (live, _) = mark_live(state, &mut conn, stream.id)
         .await?
         .ok_or(LifecycleError::AlreadyEnded)?;
@@ -137,9 +146,9 @@ pub async fn end_stream(
     state: &AppState,
     stream_id: StreamId,
 ) -> Result<Option<Stream>, LifecycleError> {
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let Some(stream) = streams::find(&mut conn, stream_id).await? else {
-        return Err(LifecycleError::App(AppError::NotFound));
+        return Err(LifecycleError::NotFound);
     };
     if stream.status() != streams::Status::Live {
         return Ok(None);
@@ -167,7 +176,7 @@ pub async fn finish(
     stream_id: StreamId,
     action: &str,
 ) -> Result<Option<Stream>, LifecycleError> {
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let ended = mark_ended(state, &mut conn, stream_id).await?;
     if let Some(stream) = &ended {
         db::presence::close_all(&mut conn, stream_id).await?;
@@ -370,7 +379,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
 pub async fn apply_event(
     state: &AppState,
     event: &livekit_protocol::WebhookEvent,
-) -> Result<(), AppError> {
+) -> Result<(), LifecycleError> {
     if let Some(info) = &event.ingress_info
         && event.event.starts_with("ingress_")
     {
@@ -379,7 +388,7 @@ pub async fn apply_event(
     if let Some(egress) = &event.egress_info
         && event.event.starts_with("egress_")
     {
-        return crate::recording::apply_egress(state, &event.event, egress).await;
+        return Ok(crate::recording::apply_egress(state, &event.event, egress).await?);
     }
     let Some(room) = event.room.as_ref() else {
         return Ok(());
@@ -392,9 +401,7 @@ pub async fn apply_event(
     match event.event.as_str() {
         "room_finished" => {
             // The room closed on its own (everyone left and the departure timeout passed).
-            finish(state, stream.id, "stream.ended_by_livekit")
-                .await
-                .map_err(into_app)?;
+            finish(state, stream.id, "stream.ended_by_livekit").await?;
         }
         "participant_joined" => {
             if let Some(p) = &event.participant {
@@ -430,13 +437,6 @@ pub async fn apply_event(
         _ => {}
     }
     Ok(())
-}
-
-fn into_app(e: LifecycleError) -> AppError {
-    match e {
-        LifecycleError::App(e) => e,
-        other => AppError::Internal(anyhow::anyhow!("{other}")),
-    }
 }
 
 fn timestamp(unix_seconds: i64) -> chrono::DateTime<chrono::Utc> {
@@ -481,7 +481,7 @@ async fn participant_joined(
     stream: &Stream,
     p: &livekit_protocol::ParticipantInfo,
     created_at: i64,
-) -> Result<(), AppError> {
+) -> Result<(), LifecycleError> {
     let user = crate::livekit::user_of(&p.identity);
     let mut conn = state.db.get().await?;
     // Presence first: if the removal below fails, the enforcer knows they are
@@ -598,7 +598,7 @@ async fn apply_ingress_event(
     state: &AppState,
     kind: &str,
     info: &livekit_protocol::IngressInfo,
-) -> Result<(), AppError> {
+) -> Result<(), LifecycleError> {
     let mut conn = state.db.get().await?;
     // By the stream's current ingress; an ingress started for one of our rooms
     // some other way is found by its room. An old ingress (replaced by a reset)
@@ -625,7 +625,7 @@ async fn apply_ingress_event(
             .await?;
         }
         "ingress_ended" if stream.is_live() => {
-            end_stream(state, stream.id).await.map_err(into_app)?;
+            end_stream(state, stream.id).await?;
             let mut conn = state.db.get().await?;
             db::audit::record(
                 &mut conn,
@@ -648,7 +648,11 @@ async fn apply_ingress_event(
 /// has ended is refused.
 /// An encoder joined or published: with the stream's current key it makes
 /// the stream live; with a reset key (or on an ended stream) it is removed.
-async fn admit_encoder(state: &AppState, stream: &Stream, identity: &str) -> Result<(), AppError> {
+async fn admit_encoder(
+    state: &AppState,
+    stream: &Stream,
+    identity: &str,
+) -> Result<(), LifecycleError> {
     if encoder_admitted(state, stream, identity).await? {
         return live_by_encoder(state, stream, identity).await;
     }
@@ -666,7 +670,7 @@ async fn encoder_admitted(
     state: &AppState,
     stream: &Stream,
     identity: &str,
-) -> Result<bool, AppError> {
+) -> Result<bool, LifecycleError> {
     let mut conn = state.db.get().await?;
     let Some(now) = streams::find(&mut conn, stream.id).await? else {
         return Ok(false);
@@ -688,7 +692,7 @@ async fn live_by_encoder(
     state: &AppState,
     stream: &Stream,
     identity: &str,
-) -> Result<(), AppError> {
+) -> Result<(), LifecycleError> {
     live_from_obs(
         state,
         stream,
@@ -709,17 +713,14 @@ async fn live_from_obs(
     stream: &Stream,
     action: &str,
     details: serde_json::Value,
-) -> Result<(), AppError> {
+) -> Result<(), LifecycleError> {
     if stream.status() == streams::Status::Ended {
         tracing::info!(stream = %stream.id, action, "OBS started on an ended stream: ignored");
         return Ok(());
     }
-    open_room(state, stream).await.map_err(|_| {
-        AppError::Unavailable(
-            "The media server (LiveKit) could not be reached; the stream goes live when it answers."
-                .into(),
-        )
-    })?;
+    open_room(state, stream)
+        .await
+        .map_err(LifecycleError::LiveKit)?;
     let mut conn = state.db.get().await?;
     let Some((live, true)) = mark_live(state, &mut conn, stream.id).await? else {
         // Ended meanwhile, or live already (the encoder came back, or the

@@ -14,10 +14,11 @@ use livekit_protocol as proto;
 use secrecy::ExposeSecret;
 use tracing::instrument;
 
+use crate::db::DbError;
 use crate::db::recordings::{self, EgressReport, NewRecording, Recording, Status};
 use crate::db::streams::Stream;
-use crate::error::AppError;
 use crate::state::AppState;
+use diesel_async::pooled_connection::deadpool::PoolError;
 
 /// Why a recording could not start or stop, in words for the owner.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +37,22 @@ pub enum RecordingError {
     Egress,
     #[error("The recording is still starting; try again in a moment.")]
     StillStarting,
+    /// The detail went to the log.
+    #[error("The recording could not be deleted from storage. Try again in a moment.")]
+    StorageDelete,
     #[error(transparent)]
-    App(#[from] AppError),
+    Db(#[from] DbError),
 }
 
 impl From<diesel::result::Error> for RecordingError {
     fn from(e: diesel::result::Error) -> Self {
-        RecordingError::App(e.into())
+        RecordingError::Db(e.into())
+    }
+}
+
+impl From<PoolError> for RecordingError {
+    fn from(e: PoolError) -> Self {
+        RecordingError::Db(e.into())
     }
 }
 
@@ -95,7 +105,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
     if !stream.is_live() {
         return Err(RecordingError::NotLive);
     }
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     if recordings::running(&mut conn, stream.id).await?.is_some() {
         return Err(RecordingError::AlreadyRecording);
     }
@@ -115,7 +125,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         recordings::PENDING_PREFIX,
         uuid::Uuid::new_v4().simple()
     );
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let new = NewRecording {
         stream_id: stream.id,
         egress_id: &placeholder,
@@ -156,7 +166,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         .egress
         .start_room_composite_egress(&stream.room_name, vec![EgressOutput::File(output)], options)
         .await;
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     match answer {
         Ok(info) => {
             recordings::set_egress_id(&mut conn, row.id, &info.egress_id).await?;
@@ -175,7 +185,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
 /// Stops the stream's running recording; `Ok(None)` when none was running.
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn stop(state: &AppState, stream: &Stream) -> Result<Option<Recording>, RecordingError> {
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let Some(row) = recordings::running(&mut conn, stream.id).await? else {
         return Ok(None);
     };
@@ -199,7 +209,7 @@ pub async fn stop(state: &AppState, stream: &Stream) -> Result<Option<Recording>
             return Err(RecordingError::Egress);
         }
     }
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     recordings::mark_ending(&mut conn, row.id).await?;
     tracing::info!(recording = row.id, "recording stopping");
     Ok(recordings::find(&mut conn, row.id).await?)
@@ -227,7 +237,7 @@ pub async fn apply_egress(
     state: &AppState,
     event: &str,
     info: &proto::EgressInfo,
-) -> Result<(), AppError> {
+) -> Result<(), DbError> {
     let mut conn = state.db.get().await?;
     let mut row = recordings::by_egress(&mut conn, &info.egress_id).await?;
     if row.is_none() {
@@ -286,7 +296,7 @@ pub async fn settle(
     state: &AppState,
     recording: i64,
     report: &EgressReport<'_>,
-) -> Result<(), AppError> {
+) -> Result<(), DbError> {
     let mut conn = state.db.get().await?;
     let public_url = &state.config.public_url;
     let status = report.status.clone();
@@ -327,7 +337,7 @@ fn object_key_of(filename: &str, location: &str) -> String {
 
 /// Deletes a recording: the object first, then the row (a row is the only
 /// handle on its object, so it goes last).
-pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), AppError> {
+pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), RecordingError> {
     let mut conn = state.db.get().await?;
     let parts = recordings::parts(&mut conn, recording.id).await?;
     drop(conn);
@@ -351,9 +361,7 @@ pub async fn delete(state: &AppState, recording: &Recording) -> Result<(), AppEr
     for key in &keys {
         state.storage.delete(key).await.map_err(|e| {
             tracing::warn!(error = %e, "deleting a recording's object");
-            AppError::Unavailable(
-                "The recording could not be deleted from storage. Try again in a moment.".into(),
-            )
+            RecordingError::StorageDelete
         })?;
     }
     let mut conn = state.db.get().await?;

@@ -223,7 +223,7 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/studio/streams/{id}/thumbnail",
             post(crate::web::images::upload_thumbnail).layer(axum::extract::DefaultBodyLimit::max(
-                crate::web::images::UPLOAD_BODY_LIMIT,
+                crate::web::uploads::UPLOAD_BODY_LIMIT,
             )),
         )
         .route(
@@ -237,7 +237,7 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/studio/channels/{handle}/avatar",
             post(crate::web::settings::upload_avatar).layer(axum::extract::DefaultBodyLimit::max(
-                crate::web::images::UPLOAD_BODY_LIMIT,
+                crate::web::uploads::UPLOAD_BODY_LIMIT,
             )),
         )
         .route(

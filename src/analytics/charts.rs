@@ -16,8 +16,6 @@
 
 use plotters::prelude::*;
 
-use crate::error::AppError;
-
 pub const WIDTH: u32 = 720;
 pub const HEIGHT: u32 = 260;
 
@@ -81,9 +79,9 @@ pub fn line_chart(
     x_labels: &[String],
     series: &[Series],
     unit: Unit,
-) -> Result<Chart, AppError> {
+) -> anyhow::Result<Chart> {
     let svg = draw(x_desc, x_labels, series, unit)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("drawing chart {id}: {e}")))?;
+        .map_err(|e| anyhow::anyhow!("drawing chart {id}: {e}"))?;
     let svg = accessible(&svg, id, title, summary, series);
     let format = |v: f64| match unit {
         Unit::Count => format!("{v:.0}"),

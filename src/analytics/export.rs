@@ -12,7 +12,6 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{Bucket, ChannelTotals, DayRevenue, FunnelStep, Sales, StreamFigures, decimal};
-use crate::error::AppError;
 
 pub const COLUMNS: [&str; 7] = [
     "section",
@@ -142,17 +141,15 @@ impl Sheet {
         }
     }
 
-    fn finish(self) -> Result<Vec<u8>, AppError> {
-        let failed = |e: csv::Error| {
-            AppError::Internal(anyhow::Error::new(e).context("writing analytics CSV"))
-        };
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        let failed = |e: csv::Error| anyhow::Error::new(e).context("writing analytics CSV");
         let mut out = csv::Writer::from_writer(Vec::new());
         out.write_record(COLUMNS).map_err(failed)?;
         for row in &self.0 {
             out.write_record(row).map_err(failed)?;
         }
         out.into_inner()
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing analytics CSV: {e}")))
+            .map_err(|e| anyhow::anyhow!("writing analytics CSV: {e}"))
     }
 }
 
@@ -167,7 +164,7 @@ pub fn stream_csv(
     figures: &StreamFigures,
     timeline: &[Bucket],
     money: Option<Money<'_>>,
-) -> Result<Vec<u8>, AppError> {
+) -> anyhow::Result<Vec<u8>> {
     let mut sheet = Sheet(Vec::new());
     let s = Some((&figures.stream_id, figures.title.as_str()));
     sheet.stream("summary", figures);
@@ -210,7 +207,7 @@ pub fn channel_csv(
     totals: &ChannelTotals,
     streams: &[StreamFigures],
     money: Option<ChannelMoney<'_>>,
-) -> Result<Vec<u8>, AppError> {
+) -> anyhow::Result<Vec<u8>> {
     let mut sheet = Sheet(Vec::new());
     sheet.figures(
         "channel",

@@ -29,10 +29,10 @@ use diesel_async::AsyncConnection;
 use tokio::sync::broadcast;
 
 use crate::access::{self, Access};
+use crate::db::DbResult;
 use crate::db::chat::{self as chat_db, Event, NewMessage, RecentQuery, Settings};
 use crate::db::streams::{Status, Stream};
 use crate::db::{self, UserId};
-use crate::error::AppResult;
 use crate::state::AppState;
 pub use hub::{ChatEvent, Hub};
 pub use limits::Refusal;
@@ -60,7 +60,7 @@ pub async fn post(
     user: Option<UserId>,
     stream: &Stream,
     raw_body: &str,
-) -> AppResult<Result<Posted, Refusal>> {
+) -> DbResult<Result<Posted, Refusal>> {
     let mut conn = state.db.get().await?;
     let access = access::may(&mut conn, user, stream).await?;
     let (Some(user), None) = (user, access.denial()) else {
@@ -151,7 +151,7 @@ pub async fn delete(
     moderator: UserId,
     stream: &Stream,
     id: i64,
-) -> AppResult<Deletion> {
+) -> DbResult<Deletion> {
     let mut conn = state.db.get().await?;
     let (stream_id, channel) = (stream.id, stream.channel_id);
     let outcome = conn
@@ -203,7 +203,7 @@ pub async fn save_settings(
     owner: UserId,
     stream: &Stream,
     new: Settings,
-) -> AppResult<()> {
+) -> DbResult<()> {
     let mut conn = state.db.get().await?;
     let (stream_id, channel) = (stream.id, stream.channel_id);
     conn.transaction(async |conn| {
@@ -261,7 +261,7 @@ pub async fn events(
     user: UserId,
     access: Access,
     after: Option<i64>,
-) -> AppResult<impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static> {
+) -> DbResult<impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static> {
     // "Now" is read before subscribing, and the backlog after: whatever
     // commits in between comes from the backlog, whatever commits later from
     // the hub, and what both deliver is recognized by its seq. A resume point

@@ -1,5 +1,5 @@
-//! What chat looks like: the panel, the message box, one message, the team's
-//! held-back list and the studio's settings form. The hub renders a message
+//! What chat looks like: the panel, the message box, one message and the
+//! team's held-back list (the studio's settings form is `web::view::panels`). The hub renders a message
 //! once per audience (viewers; the team, with delete buttons) and pushes the
 //! HTML; pages include `templates/partials/chat/panel.html` with a `ChatPanel`.
 //! Bodies are always escaped by Askama; only the team's links become anchors,
@@ -9,12 +9,11 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::access::{self, Access, Denial};
+use crate::db::DbResult;
 use crate::db::chat::{self as chat_db, Message, Settings};
 use crate::db::streams::{Status, Stream};
 use crate::db::{StreamId, UserId};
-use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::FieldErrors;
 
 /// How many messages the panel loads.
 pub const PANEL_MESSAGES: i64 = 100;
@@ -66,7 +65,7 @@ impl MessageView {
             badge,
             time_iso: m.created_at.to_rfc3339(),
             time_label: m.created_at.format("%H:%M").to_string(),
-            time_title: crate::web::view::utc(&m.created_at),
+            time_title: crate::format::utc(&m.created_at),
             pieces,
         }
     }
@@ -242,7 +241,7 @@ pub struct ChatPanel {
 impl ChatPanel {
     /// The panel for `user` on `stream`: the last 100 messages if the access
     /// rule lets them watch, otherwise the reason.
-    pub async fn load(state: &AppState, user: Option<UserId>, stream: &Stream) -> AppResult<Self> {
+    pub async fn load(state: &AppState, user: Option<UserId>, stream: &Stream) -> DbResult<Self> {
         let mut conn = state.db.get().await?;
         let access = access::may(&mut conn, user, stream).await?;
         let settings = chat_db::settings(&mut conn, stream.id).await?;
@@ -300,7 +299,7 @@ pub fn chat_denial(d: Denial) -> &'static str {
 pub fn timed_out_reason(until: DateTime<Utc>) -> String {
     format!(
         "You are timed out of this chat until {}.",
-        crate::web::view::utc(&until)
+        crate::format::utc(&until)
     )
 }
 
@@ -309,50 +308,6 @@ pub fn timed_out_reason(until: DateTime<Utc>) -> String {
 #[template(path = "partials/chat/panel.html")]
 pub struct PanelFragment {
     pub chat: ChatPanel,
-}
-
-/// The owner's chat settings form. Include `partials/chat/settings.html`
-/// with this in scope as `chat_settings`.
-#[derive(Debug)]
-pub struct ChatSettingsForm {
-    pub stream_id: StreamId,
-    pub enabled: bool,
-    pub slow_mode_seconds: String,
-    pub delay_seconds: String,
-    pub max_length: String,
-    pub errors: FieldErrors,
-    /// After an htmx save: "Saved." inside the swapped part.
-    pub saved: bool,
-    pub csrf_token: String,
-}
-
-impl ChatSettingsForm {
-    pub fn new(stream_id: StreamId, s: &Settings, csrf_token: &str) -> Self {
-        ChatSettingsForm {
-            stream_id,
-            enabled: s.enabled,
-            slow_mode_seconds: s.slow_mode_seconds.to_string(),
-            delay_seconds: s.delay_seconds.to_string(),
-            max_length: s.max_length.to_string(),
-            errors: FieldErrors::default(),
-            saved: false,
-            csrf_token: csrf_token.to_owned(),
-        }
-    }
-
-    /// The form with the stream's current settings.
-    pub async fn load(state: &AppState, stream: &Stream, csrf_token: &str) -> AppResult<Self> {
-        let mut conn = state.db.get().await?;
-        let s = chat_db::settings(&mut conn, stream.id).await?;
-        Ok(Self::new(stream.id, &s, csrf_token))
-    }
-}
-
-/// The settings form alone: the answer to an htmx POST of it.
-#[derive(Template)]
-#[template(path = "partials/chat/settings.html")]
-pub struct SettingsFragment {
-    pub chat_settings: ChatSettingsForm,
 }
 
 #[cfg(test)]

@@ -110,6 +110,20 @@ id_type!(
     UserId, ChannelId, StreamId, PassId, GrantId, OrderId, CodeId
 );
 
+/// The database failed: a query, or no connection to run it on. Domain
+/// modules (lifecycle, recording, chat, ingress) return it or wrap it in
+/// their own errors; only `web` decides what a page says (`AppError`: a
+/// missing row is a 404, a lost database a 503, anything else a 500).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Pool(#[from] diesel_async::pooled_connection::deadpool::PoolError),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
 /// True when `err` is a unique-constraint violation (optionally of `constraint`).
 pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};

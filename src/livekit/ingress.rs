@@ -22,10 +22,11 @@ use tracing::instrument;
 
 use super::Participant;
 use crate::config::LiveKitConfig;
+use crate::db::DbError;
 use crate::db::StreamId;
 use crate::db::streams::{self, IngressSlot, Stream, StreamIngress};
-use crate::error::AppError;
 use crate::state::AppState;
+use diesel_async::pooled_connection::deadpool::PoolError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -68,13 +69,24 @@ pub enum IngressError {
         "The media server (LiveKit Ingress) could not be reached or refused the request. Nothing was changed; try again in a moment."
     )]
     LiveKit(String),
+    #[error("There is no such stream.")]
+    NotFound,
+    /// A bug (the detail is in the error, for the log).
+    #[error("The stream key could not be made.")]
+    Token(String),
     #[error(transparent)]
-    App(#[from] AppError),
+    Db(#[from] DbError),
 }
 
 impl From<diesel::result::Error> for IngressError {
     fn from(e: diesel::result::Error) -> Self {
-        IngressError::App(e.into())
+        IngressError::Db(e.into())
+    }
+}
+
+impl From<PoolError> for IngressError {
+    fn from(e: PoolError) -> Self {
+        IngressError::Db(e.into())
     }
 }
 
@@ -112,7 +124,7 @@ pub async fn create(
         return Ok(existing);
     }
     let new = new_ingress(state, stream, kind, slot.generation).await?;
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     if streams::set_ingress(&mut conn, stream.id, slot.generation, &new).await? {
         tracing::info!(ingress = %new.ingress_id, "ingress created");
         metrics::counter!("ingresses_created_total", "kind" => kind.as_str()).increment(1);
@@ -121,7 +133,7 @@ pub async fn create(
     // A concurrent request stored its own first: keep that one, drop ours.
     drop(conn);
     retire(state, stream, &new).await?;
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     streams::ingress_of(&mut conn, stream.id)
         .await?
         .ok_or(IngressError::Changed)
@@ -149,7 +161,7 @@ pub async fn reset(state: &AppState, stream: &Stream) -> Result<StreamIngress, I
         retire(state, stream, &old).await?;
     }
     let new = new_ingress(state, stream, kind, slot.generation).await?;
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     if !streams::set_ingress(&mut conn, stream.id, slot.generation, &new).await? {
         drop(conn);
         retire(state, stream, &new).await?;
@@ -175,7 +187,7 @@ pub async fn delete(state: &AppState, stream: &Stream) -> Result<(), IngressErro
     if !is_encoder(&old) {
         retire(state, stream, &old).await?;
     }
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     if !streams::clear_ingress(&mut conn, stream.id, slot.generation).await? {
         return Err(IngressError::Changed);
     }
@@ -189,10 +201,10 @@ pub async fn delete(state: &AppState, stream: &Stream) -> Result<(), IngressErro
 }
 
 async fn slot(state: &AppState, stream: StreamId) -> Result<IngressSlot, IngressError> {
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     streams::ingress_slot(&mut conn, stream)
         .await?
-        .ok_or(IngressError::App(AppError::NotFound))
+        .ok_or(IngressError::NotFound)
 }
 
 /// A key of `kind` for the generation after `generation`.
@@ -218,7 +230,7 @@ fn whip_key(
     let lk = &state.config.livekit;
     let room = crate::lifecycle::room_configuration(lk, stream);
     let token = super::tokens::encoder(lk, stream.id, generation, room)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("minting an encoder token: {e}")))?;
+        .map_err(|e| IngressError::Token(format!("minting an encoder token: {e}")))?;
     Ok(StreamIngress {
         ingress_id: Participant::Encoder {
             stream: stream.id,

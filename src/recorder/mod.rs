@@ -40,9 +40,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::instrument;
 
+use crate::db::DbError;
 use crate::db::recordings::{self, NewRecording, Recording};
 use crate::db::streams::{self, Stream};
-use crate::error::AppError;
 use crate::recording::RecordingError;
 use crate::state::AppState;
 
@@ -134,7 +134,7 @@ impl Recorders {
 pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, RecordingError> {
     let key = crate::recording::object_key(stream, "webm");
     let handle = format!("builtin-{}", uuid::Uuid::new_v4().simple());
-    let mut conn = state.db.get().await.map_err(AppError::from)?;
+    let mut conn = state.db.get().await?;
     let new = NewRecording {
         stream_id: stream.id,
         egress_id: &handle,
@@ -294,7 +294,7 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
             return Ok(None);
         };
         let stream = streams::find(&mut conn, row.stream_id).await?;
-        Ok::<_, AppError>(stream.map(|s| (row, s)))
+        Ok::<_, DbError>(stream.map(|s| (row, s)))
     }
     .await;
     let (row, stream) = match loaded {
@@ -329,8 +329,8 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
         let part = match state.db.get().await {
             Ok(mut conn) => recordings::new_part(&mut conn, recording, |n| part_key(&base, n))
                 .await
-                .map_err(AppError::from),
-            Err(e) => Err(AppError::from(e)),
+                .map_err(DbError::from),
+            Err(e) => Err(DbError::from(e)),
         };
         let part = match part {
             Ok(part) => part,

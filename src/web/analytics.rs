@@ -1,6 +1,5 @@
 //! Creator analytics over HTTP: a stream's page and a channel's overview,
-//! their CSV exports, and the funnel's visitor cookie used by the watch and
-//! pass pages.
+//! and their CSV exports (the funnel's visitor cookie is `web::funnel`).
 //!
 //! Who sees what (decided here, from `access`): the channel's owner sees
 //! everything; its moderators see the audience and chat figures and charts
@@ -10,12 +9,9 @@
 //! CSVs are `Cache-Control: no-store` (they show revenue).
 
 use askama::Template;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use tower_sessions::cookie::{Cookie, SameSite};
 
 use super::authz::{self, Area, Ids};
 use super::view::{Moment, StreamState};
@@ -23,100 +19,14 @@ use super::{Layout, render, view};
 use crate::analytics::charts::{self, Chart, Series, Unit};
 use crate::analytics::export::{self, ChannelMoney, Money};
 use crate::analytics::{
-    self, Bucket, DayRevenue, FunnelStep, Sales, Step, StreamFigures, Visitor, duration_label,
-    money, percent,
+    self, Bucket, DayRevenue, FunnelStep, Sales, Step, StreamFigures, duration_label, money,
+    percent,
 };
 use crate::auth::CurrentUser;
+use crate::db::StreamId;
 use crate::db::channels::{Channel, Role};
-use crate::db::{ChannelId, StreamId, UserId};
 use crate::error::AppResult;
 use crate::state::AppState;
-
-// ---------------------------------------------------------------------------
-// The funnel's visitor.
-
-/// The long-lived cookie that tells anonymous visitors apart in the funnel
-/// (a random id; never an IP address).
-pub const VISITOR_COOKIE: &str = "stagepass_visitor";
-
-/// The anonymous visitor id the request's cookie carries, if any.
-pub struct FunnelVisitor {
-    cookie: Option<String>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for FunnelVisitor {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let cookie = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(VISITOR_COOKIE)?.strip_prefix('='))
-            .find(|id| analytics::is_anonymous_id(id))
-            .map(str::to_owned);
-        Ok(FunnelVisitor { cookie })
-    }
-}
-
-/// A funnel step noted for a page; `apply` adds the visitor cookie to the
-/// response when it was just minted.
-#[must_use]
-pub struct Noted {
-    set_cookie: Option<HeaderValue>,
-}
-
-impl Noted {
-    pub fn nothing() -> Self {
-        Noted { set_cookie: None }
-    }
-
-    pub fn apply(self, mut response: Response) -> Response {
-        if let Some(c) = self.set_cookie {
-            response.headers_mut().append(header::SET_COOKIE, c);
-        }
-        response
-    }
-}
-
-impl FunnelVisitor {
-    /// Records `step` for this visitor — the user when signed in, else the
-    /// cookie's anonymous id — in the background (`analytics::note`: the
-    /// page does not wait). An anonymous request without the cookie is not
-    /// counted: it only gets a new cookie (set by `Noted::apply`), and the
-    /// visitor counts from the next request that brings it back, so clients
-    /// that keep no cookies (most bots) never write a row.
-    pub fn note(
-        &self,
-        state: &AppState,
-        user: Option<UserId>,
-        step: Step,
-        channel: ChannelId,
-        stream: Option<StreamId>,
-    ) -> Noted {
-        let (visitor, fresh) = match (user, self.cookie.as_deref().and_then(Visitor::anonymous)) {
-            (Some(u), _) => (Some(Visitor::user(u)), None),
-            (None, Some(v)) => (Some(v), None),
-            (None, None) => (None, Some(Visitor::new_anonymous().0)),
-        };
-        if let Some(visitor) = visitor {
-            analytics::note(&state.db, step, channel, stream, visitor);
-        }
-        let set_cookie = fresh.and_then(|id| {
-            let cookie = Cookie::build((VISITOR_COOKIE, id))
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Lax)
-                .secure(state.config.secure_cookies())
-                .max_age(time::Duration::days(400))
-                .build();
-            HeaderValue::from_str(&cookie.to_string()).ok()
-        });
-        Noted { set_cookie }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Shared by both pages.

@@ -61,7 +61,7 @@ pub struct ChannelPage {
     pub upcoming: Vec<StreamItem>,
     pub past: Vec<StreamItem>,
     /// Follow button with the follower count.
-    pub follow: super::follow::FollowButton,
+    pub follow: super::view::follow_button::FollowButton,
     pub avatar_url: String,
     pub links: Vec<channels::ChannelLink>,
 }
@@ -81,7 +81,7 @@ pub async fn show(
         None => false,
     };
     let listing = streams::listing(&mut conn, channel.id).await?;
-    let follow = super::follow::FollowButton::load(
+    let follow = super::view::follow_button::FollowButton::load(
         &mut conn,
         user.as_ref(),
         &channel,
@@ -94,7 +94,7 @@ pub async fn show(
     let page = ChannelPage {
         follow,
         links,
-        avatar_url: super::follow::avatar_url(&channel.handle, avatar_key.as_deref()),
+        avatar_url: super::uploads::avatar_url(&channel.handle, avatar_key.as_deref()),
         layout,
         is_owner,
         live: listing

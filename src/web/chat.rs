@@ -15,12 +15,11 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::authz::Ids;
+use super::view::panels::{ChatSettingsForm, SettingsFragment};
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render, render_with};
 use crate::access::{self, Access};
 use crate::auth::{self, CurrentUser, MaybeUser};
-use crate::chat::view::{
-    ChatForm, ChatPanel, ChatSettingsForm, FormFragment, PanelFragment, SettingsFragment,
-};
+use crate::chat::view::{ChatForm, ChatPanel, FormFragment, PanelFragment};
 use crate::chat::{self, Deletion, Refusal};
 use crate::db::chat::{self as chat_db, Settings};
 use crate::db::streams::Stream;

@@ -12,9 +12,11 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::follow::{FollowButton, avatar_url, viewer_of};
-use super::images::versioned;
+use super::uploads::avatar_url;
+use super::uploads::versioned;
+use super::view::follow_button::{FollowButton, viewer_of};
 use super::view::{Moment, access_label};
+use super::view::{live_for, relative_start};
 use super::{Htmx, Layout, render};
 use crate::auth::MaybeUser;
 use crate::db::discover::{self, Card, ChannelHit, Cursor};
@@ -22,36 +24,6 @@ use crate::db::streams::AccessKind;
 use crate::db::{ChannelId, StreamId};
 use crate::error::AppResult;
 use crate::state::AppState;
-
-/// "in 2 h 5 min", "in 3 days", or "starting any minute" (due or overdue).
-pub fn relative_start(seconds: i64) -> String {
-    if seconds < 60 {
-        "starting any minute".to_owned()
-    } else {
-        format!("in {}", span(seconds))
-    }
-}
-
-/// How long a live stream has been on: "live for 1 h 5 min".
-pub fn live_for(seconds: i64) -> String {
-    if seconds < 60 {
-        "just started".to_owned()
-    } else {
-        format!("live for {}", span(seconds))
-    }
-}
-
-fn span(seconds: i64) -> String {
-    let minutes = seconds / 60;
-    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
-    match (days, hours, mins) {
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (1, _, _) => "1 day".to_owned(),
-        (d, _, _) => format!("{d} days"),
-    }
-}
 
 /// A stream card of the home page and search results.
 pub struct CardView {

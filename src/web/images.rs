@@ -1,229 +1,27 @@
-//! Uploaded images over HTTP: the stream thumbnail (upload and remove on the
-//! studio stream page, served at /s/{id}/thumbnail) and what the channel
-//! avatar shares with it (reading the upload, storing it in S3, serving it
-//! with an ETag and a default image). Checking and re-encoding is
-//! `crate::images`; who may change a stream is `authz::OwnedStream`; who may
+//! The stream thumbnail over HTTP: upload and remove on the studio stream
+//! page, served at /s/{id}/thumbnail (the upload pipeline it shares with the
+//! channel avatar is `uploads`; its panel is `view::panels`). Who may change a stream is `authz::OwnedStream`; who may
 //! see one is `access::knows_of`: announced, live and ended streams are
 //! public, an unannounced draft only exists for its team (404 for others).
 
-use askama::Template;
-use axum::body::Body;
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use tower_sessions::Session;
 
 use super::authz::{Ids, OwnedStream};
+use super::uploads::{
+    Audience, DEFAULT_THUMBNAIL, StoreError, delete_quietly, read_upload, serve, store,
+};
+use super::view::panels::ThumbnailPanel;
 use super::{FlashKind, Htmx, flash, render_with};
 use crate::access;
 use crate::auth::{self, MaybeUser};
 use crate::db::streams;
 use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
-use crate::images::{self, ImageError, MAX_UPLOAD_BYTES, Purpose};
+use crate::images::{ImageError, Purpose};
 use crate::state::AppState;
-
-/// The request body limit of upload routes: the image plus the form around it.
-pub const UPLOAD_BODY_LIMIT: usize = MAX_UPLOAD_BYTES + 64 * 1024;
-
-/// How long browsers keep an image before asking again (with its ETag).
-const MAX_AGE_SECONDS: u32 = 300;
-
-pub const DEFAULT_THUMBNAIL: &str = include_str!("../../static/img/thumbnail-default.svg");
-pub const DEFAULT_AVATAR: &str = include_str!("../../static/img/avatar-default.svg");
-
-/// The random part of a stored image's key (`thumbnails/12/{this}.jpg`): a
-/// new upload has a new one, so it versions URLs and is the ETag.
-pub fn version_of(key: &str) -> Option<&str> {
-    let name = key.rsplit('/').next()?;
-    let stem = name.split('.').next()?;
-    (!stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(stem)
-}
-
-/// `path?v={version}`: a page that knows the key links a URL that changes with it.
-pub fn versioned(path: &str, key: Option<&str>) -> String {
-    match key.and_then(version_of) {
-        Some(v) => format!("{path}?v={v}"),
-        None => path.to_owned(),
-    }
-}
-
-/// Reads the file of the form field `name`, at most `MAX_UPLOAD_BYTES`.
-/// Other fields (the CSRF token) are skipped. The error is for the person.
-pub async fn read_upload(multipart: &mut Multipart, name: &str) -> Result<Vec<u8>, ImageError> {
-    let too_large_or_damaged = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ImageError::TooLarge
-        } else {
-            ImageError::Damaged
-        }
-    };
-    while let Some(mut field) = multipart.next_field().await.map_err(too_large_or_damaged)? {
-        if field.name() != Some(name) {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(too_large_or_damaged)? {
-            if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
-                return Err(ImageError::TooLarge);
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        return Ok(bytes);
-    }
-    Err(ImageError::Empty)
-}
-
-/// Why storing an image did not happen: the person's file, or our S3.
-pub enum StoreError {
-    Image(ImageError),
-    App(AppError),
-}
-
-impl From<ImageError> for StoreError {
-    fn from(e: ImageError) -> Self {
-        StoreError::Image(e)
-    }
-}
-
-/// Checks and re-encodes `bytes` for `purpose` and stores the result under
-/// `{prefix}/{random}.{ext}`; answers the new key.
-pub async fn store(
-    state: &AppState,
-    prefix: &str,
-    bytes: Vec<u8>,
-    purpose: Purpose,
-) -> Result<String, StoreError> {
-    let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes, purpose))
-        .await
-        .map_err(|e| StoreError::App(AppError::Internal(anyhow::anyhow!("image task: {e}"))))??;
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let key = format!("{prefix}/{random}.{}", prepared.extension);
-    state
-        .storage
-        .put(&key, prepared.bytes, prepared.content_type)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "storing an image");
-            StoreError::App(AppError::Unavailable(
-                "The image store (S3) is not answering, so the image was not saved.".to_owned(),
-            ))
-        })?;
-    Ok(key)
-}
-
-/// Deletes a replaced image; a failure leaves an orphan object, not an error for the user.
-pub async fn delete_quietly(state: &AppState, key: Option<String>) {
-    if let Some(key) = key
-        && let Err(e) = state.storage.delete(&key).await
-    {
-        tracing::warn!(error = %e, %key, "deleting a replaced image");
-    }
-}
-
-/// Who may keep a copy of the image: anyone (public pages), or only this browser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    Public,
-    Private,
-}
-
-/// Answers the image at `key` (or `default` when there is none), with an
-/// ETag and Cache-Control; 304 when the browser has this version already.
-pub async fn serve(
-    state: &AppState,
-    key: Option<String>,
-    default: &'static str,
-    audience: Audience,
-    request: &HeaderMap,
-) -> AppResult<Response> {
-    let etag = format!(
-        "\"{}\"",
-        key.as_deref().and_then(version_of).unwrap_or("default-1")
-    );
-    let cache = format!(
-        "{}, max-age={MAX_AGE_SECONDS}",
-        match audience {
-            Audience::Public => "public",
-            Audience::Private => "private",
-        }
-    );
-    let headers = |content_type: &str| {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex etag"),
-        );
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_str(&cache).expect("ascii"),
-        );
-        if let Ok(v) = HeaderValue::from_str(content_type) {
-            h.insert(header::CONTENT_TYPE, v);
-        }
-        h
-    };
-    let matches = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if matches {
-        let mut h = headers("");
-        h.remove(header::CONTENT_TYPE);
-        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
-    }
-    let stored = match &key {
-        None => None,
-        Some(key) => state.storage.get(key).await.map_err(|e| {
-            tracing::warn!(error = %e, "reading an image");
-            AppError::Unavailable("The image store (S3) is not answering.".to_owned())
-        })?,
-    };
-    Ok(match stored {
-        Some((bytes, content_type)) => {
-            // We only ever store what we encoded; anything else is not served as such.
-            let content_type = match content_type.as_str() {
-                "image/jpeg" | "image/png" | "image/webp" => content_type,
-                _ => "image/jpeg".to_owned(),
-            };
-            (StatusCode::OK, headers(&content_type), Body::from(bytes)).into_response()
-        }
-        // No image, or its object is gone: the default (with the default's ETag).
-        None => {
-            let mut h = headers("image/svg+xml");
-            h.insert(header::ETAG, HeaderValue::from_static("\"default-1\""));
-            (StatusCode::OK, h, default).into_response()
-        }
-    })
-}
-
-// ---------------------------------------------------------------------------
-// Stream thumbnails.
-
-/// The thumbnail part of the studio stream page; returned alone after an upload.
-#[derive(Template)]
-#[template(path = "partials/thumbnails/panel.html")]
-pub struct ThumbnailPanel {
-    pub stream_id: StreamId,
-    pub url: String,
-    pub has_thumbnail: bool,
-    pub error: Option<String>,
-    pub saved: Option<&'static str>,
-    pub csrf_token: String,
-}
-
-impl ThumbnailPanel {
-    pub fn new(stream: StreamId, key: Option<&str>, csrf_token: &str) -> Self {
-        ThumbnailPanel {
-            stream_id: stream,
-            url: versioned(&format!("/s/{stream}/thumbnail"), key),
-            has_thumbnail: key.is_some(),
-            error: None,
-            saved: None,
-            csrf_token: csrf_token.to_owned(),
-        }
-    }
-}
 
 pub async fn thumbnail(
     State(state): State<AppState>,

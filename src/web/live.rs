@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
 use super::authz::OwnedStream;
+use super::view::{TokenResponse, refuse};
 use super::{FlashKind, Htmx, Layout, flash, render};
 
 use crate::auth::{self};
@@ -44,7 +45,7 @@ pub async fn go_live(
                 &format!("/studio/streams/{}/broadcast", stream.id),
             ))
         }
-        Err(LifecycleError::App(e)) => Err(e),
+        Err(LifecycleError::Db(e)) => Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, stream = %stream.id, "go live failed");
             flash(&session, FlashKind::Error, e.to_string()).await?;
@@ -75,7 +76,7 @@ pub async fn end(
             )
             .await?
         }
-        Err(LifecycleError::App(e)) => return Err(e),
+        Err(LifecycleError::Db(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, stream = %stream.id, "end failed");
             flash(&session, FlashKind::Error, e.to_string()).await?;
@@ -96,7 +97,7 @@ pub struct BroadcastPage {
     pub started_at: String,
     pub watch_url: String,
     pub chat: crate::chat::view::ChatPanel,
-    pub recording: super::recordings::RecordingPanel,
+    pub recording: super::view::panels::RecordingPanel,
 }
 
 pub async fn broadcast(
@@ -115,7 +116,7 @@ pub async fn broadcast(
     let watch_url = format!("{}s/{}", state.config.public_url, stream.id);
     let chat = crate::chat::view::ChatPanel::load(&state, Some(user.id), &stream).await?;
     let recording =
-        super::recordings::RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
+        super::view::panels::RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
     render(&BroadcastPage {
         layout,
         stream,
@@ -125,28 +126,6 @@ pub async fn broadcast(
         chat,
         recording,
     })
-}
-
-#[derive(serde::Serialize)]
-pub struct TokenResponse {
-    pub token: String,
-    pub url: String,
-    pub identity: String,
-}
-
-#[derive(serde::Serialize)]
-pub struct TokenRefusal {
-    pub error: String,
-}
-
-pub fn refuse(status: axum::http::StatusCode, reason: impl Into<String>) -> Response {
-    (
-        status,
-        Json(TokenRefusal {
-            error: reason.into(),
-        }),
-    )
-        .into_response()
 }
 
 /// The host token for the broadcast page: publish, subscribe, data, room admin.

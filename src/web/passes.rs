@@ -1034,7 +1034,7 @@ pub struct StreamPassesPage {
 pub async fn for_stream(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    visitor: super::analytics::FunnelVisitor,
+    visitor: super::funnel::FunnelVisitor,
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
@@ -1098,7 +1098,7 @@ pub struct ChannelPassesPage {
 pub async fn for_channel(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    visitor: super::analytics::FunnelVisitor,
+    visitor: super::funnel::FunnelVisitor,
     layout: Layout,
     Path(handle): Path<String>,
 ) -> AppResult<Response> {

@@ -15,83 +15,17 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::authz::{self, Area, Ids, OwnedStream};
+use super::view::panels::{RecordingPanel, duration_label, size_label};
 use super::{FlashKind, Htmx, Layout, flash, render, render_with};
 use crate::access::{self, ReplayAccess};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::db::channels::Channel;
-use crate::db::recordings::{self as rec_db, Recording};
+use crate::db::recordings::{self as rec_db};
 use crate::db::streams::{self, Stream, StreamChanges};
 use crate::db::{StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::recording::{self, RecordingError};
 use crate::state::AppState;
-
-/// The recording controls and status on the broadcast page (its own endpoint
-/// re-renders it; htmx polls it while something is going on).
-pub struct RecordingPanel {
-    pub stream_id: StreamId,
-    pub csrf_token: String,
-    pub live: bool,
-    /// starting | active | ending | complete | failed (the latest recording).
-    pub status: Option<String>,
-    /// RFC 3339, for the running duration the page ticks.
-    pub since: String,
-    pub duration: Option<String>,
-    pub size: Option<String>,
-    pub error: Option<String>,
-    /// The answer to the owner's last click (e.g. "already recording").
-    pub message: Option<String>,
-}
-
-impl RecordingPanel {
-    pub async fn load(state: &AppState, stream: &Stream, csrf_token: &str) -> AppResult<Self> {
-        let mut conn = state.db.get().await?;
-        let latest = rec_db::latest(&mut conn, stream.id).await?;
-        Ok(Self::of(stream, latest.as_ref(), csrf_token))
-    }
-
-    fn of(stream: &Stream, latest: Option<&Recording>, csrf_token: &str) -> Self {
-        RecordingPanel {
-            stream_id: stream.id,
-            csrf_token: csrf_token.to_owned(),
-            live: stream.is_live(),
-            status: latest.map(|r| r.status.clone()),
-            since: latest
-                .map(|r| r.started_at.unwrap_or(r.created_at).to_rfc3339())
-                .unwrap_or_default(),
-            duration: latest.and_then(|r| r.duration_ms).map(duration_label),
-            size: latest.and_then(|r| r.size_bytes).map(size_label),
-            error: latest.and_then(|r| r.error.clone()),
-            message: None,
-        }
-    }
-
-    pub fn recording(&self) -> bool {
-        matches!(self.status.as_deref(), Some("starting" | "active"))
-    }
-
-    /// Poll while the status can still change on its own.
-    pub fn polling(&self) -> bool {
-        matches!(
-            self.status.as_deref(),
-            Some("starting" | "active" | "ending")
-        )
-    }
-}
-
-pub fn duration_label(ms: i64) -> String {
-    let s = ms / 1000;
-    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-}
-
-pub fn size_label(bytes: i64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / 1024.0),
-        b => format!("{b} bytes"),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "partials/recordings/panel.html")]
@@ -161,7 +95,7 @@ async fn answer(
 ) -> AppResult<Response> {
     let (kind, message) = match outcome {
         Ok(m) => (FlashKind::Success, m.to_owned()),
-        Err(RecordingError::App(e)) => return Err(e),
+        Err(RecordingError::Db(e)) => return Err(e.into()),
         Err(e) => (FlashKind::Error, e.to_string()),
     };
     if htmx.fragment {

@@ -13,10 +13,9 @@ use axum::response::Response;
 use tower_sessions::Session;
 
 use super::authz::{self, Area};
-use super::follow::avatar_url;
 use super::forms::{check_channel_title, normalize_text};
-use super::images::{
-    self, Audience, DEFAULT_AVATAR, StoreError, delete_quietly, read_upload, store,
+use super::uploads::{
+    self, Audience, DEFAULT_AVATAR, StoreError, avatar_url, delete_quietly, read_upload, store,
 };
 use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
 use crate::auth::{self, CurrentUser};
@@ -265,7 +264,7 @@ pub async fn avatar(
         .ok_or(AppError::NotFound)?;
     let key = channels::avatar_key(&mut conn, channel.id).await?;
     drop(conn);
-    images::serve(&state, key, DEFAULT_AVATAR, Audience::Public, &headers).await
+    uploads::serve(&state, key, DEFAULT_AVATAR, Audience::Public, &headers).await
 }
 
 pub async fn upload_avatar(

@@ -377,15 +377,15 @@ pub struct StreamPage {
     /// After an htmx save: "Saved." inside the swapped part.
     pub saved: bool,
     /// The stream's chat settings form (full page only).
-    pub chat_settings: Option<crate::chat::view::ChatSettingsForm>,
+    pub chat_settings: Option<super::view::panels::ChatSettingsForm>,
     /// "Record when going live".
     pub record_on_live: bool,
     /// Whether the built-in recorder records (WebM), else LiveKit Egress (MP4).
     pub recorder_builtin: bool,
     /// The OBS ingress panel (full page only).
-    pub ingress: Option<super::ingress::IngressView>,
+    pub ingress: Option<super::view::panels::IngressView>,
     /// The thumbnail upload panel (full page only).
-    pub thumbnail: Option<super::images::ThumbnailPanel>,
+    pub thumbnail: Option<super::view::panels::ThumbnailPanel>,
 }
 
 impl StreamPage {
@@ -426,11 +426,15 @@ pub async fn stream_page(
     let mut conn = state.db.get().await?;
     let thumbnail_key = streams::thumbnail_key(&mut conn, stream.id).await?;
     drop(conn);
-    let thumbnail =
-        super::images::ThumbnailPanel::new(stream.id, thumbnail_key.as_deref(), &layout.csrf_token);
+    let thumbnail = super::view::panels::ThumbnailPanel::new(
+        stream.id,
+        thumbnail_key.as_deref(),
+        &layout.csrf_token,
+    );
     let chat_settings =
-        crate::chat::view::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
-    let ingress = super::ingress::IngressView::load(&state, &stream, &layout.csrf_token).await?;
+        super::view::panels::ChatSettingsForm::load(&state, &stream, &layout.csrf_token).await?;
+    let ingress =
+        super::view::panels::IngressView::load(&state, &stream, &layout.csrf_token).await?;
     let mut page = StreamPage::new(&state, layout, &stream, channel);
     page.chat_settings = Some(chat_settings);
     page.ingress = Some(ingress);

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::analytics::{FunnelVisitor, Noted};
 use super::authz::Ids;
-use super::live::{TokenResponse, refuse};
+use super::funnel::{FunnelVisitor, Noted};
 use super::view::utc;
+use super::view::{TokenResponse, refuse};
 use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;
@@ -46,7 +46,7 @@ pub struct WatchPage {
     pub scheduled_at: Option<String>,
     pub scheduled_label: String,
     /// The follow button of the stream's channel (full page only).
-    pub follow: Option<super::follow::FollowButton>,
+    pub follow: Option<super::view::follow_button::FollowButton>,
 }
 
 async fn page(
@@ -101,7 +101,7 @@ pub async fn show(
     page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
     let next = format!("/s/{}", page.stream.id);
     page.follow = Some(
-        super::follow::FollowButton::load(
+        super::view::follow_button::FollowButton::load(
             &mut *state.db.get().await?,
             viewer.as_ref(),
             &page.channel,

@@ -66,7 +66,7 @@ pub async fn livekit(
         // Not applied: forget it, and LiveKit's retry (after our 500) applies it.
         let mut conn = state.db.get().await?;
         crate::db::events::forget(&mut conn, &event.id).await?;
-        return Err(e);
+        return Err(e.into());
     }
     Ok(StatusCode::OK)
 }

@@ -1,9 +1,14 @@
-//! What pages share, and nothing else: how a moment, a stream's state and its
-//! access read to people, the watch link, and the response shapes several
-//! areas answer with (a CSV download, a page kept by no cache). Handler
-//! modules import this module, never each other; this module imports none
-//! of them.
+//! What pages share, and nothing else: how a moment, a span of time, a
+//! stream's state and its access read to people, the watch link, the
+//! response shapes several areas answer with (a CSV download, a page kept
+//! by no cache, a token as JSON), and the fragments several pages include
+//! (`follow_button`, `panels`). Handler modules import this module, never
+//! each other; this module imports none of them.
 
+pub mod follow_button;
+pub mod panels;
+
+use axum::Json;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,10 +18,7 @@ use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-/// Formats a time for people: `2026-11-22 18:00 UTC`.
-pub fn utc(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
+pub use crate::format::utc;
 
 /// A moment shown to people: "2026-11-22 18:00 UTC", with its RFC 3339 form
 /// for `<time datetime>`.
@@ -115,4 +117,60 @@ pub fn csv_download(body: Vec<u8>, filename: &str) -> AppResult<Response> {
         )
             .into_response(),
     ))
+}
+
+/// "in 2 h 5 min", "in 3 days", or "starting any minute" (due or overdue).
+pub fn relative_start(seconds: i64) -> String {
+    if seconds < 60 {
+        "starting any minute".to_owned()
+    } else {
+        format!("in {}", span(seconds))
+    }
+}
+
+/// How long a live stream has been on: "live for 1 h 5 min".
+pub fn live_for(seconds: i64) -> String {
+    if seconds < 60 {
+        "just started".to_owned()
+    } else {
+        format!("live for {}", span(seconds))
+    }
+}
+
+fn span(seconds: i64) -> String {
+    let minutes = seconds / 60;
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours, mins) {
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (1, _, _) => "1 day".to_owned(),
+        (d, _, _) => format!("{d} days"),
+    }
+}
+
+/// A LiveKit token for the browser, as JSON (the watch page's and the
+/// broadcast page's scripts ask for one).
+#[derive(serde::Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub url: String,
+    pub identity: String,
+}
+
+/// Why no token: the scripts show `error` to the person.
+#[derive(serde::Serialize)]
+pub struct TokenRefusal {
+    pub error: String,
+}
+
+/// A token refused with `status` and the reason, as JSON.
+pub fn refuse(status: axum::http::StatusCode, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(TokenRefusal {
+            error: reason.into(),
+        }),
+    )
+        .into_response()
 }
