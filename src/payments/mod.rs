@@ -205,16 +205,6 @@ pub fn count(provider: ProviderKind, outcome: &'static str) {
         .increment(1);
 }
 
-/// Like `count`, for an order whose provider is only known as stored.
-pub fn count_stored(provider: &str, outcome: &'static str) {
-    let provider = if provider == "dev" {
-        ProviderKind::Dev
-    } else {
-        ProviderKind::Stripe
-    };
-    count(provider, outcome);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,14 +180,6 @@ impl ModerationPage {
             timeout_choices: TIMEOUT_MINUTES,
         })
     }
-
-    pub fn has_bans(&self) -> bool {
-        self.bans.iter().any(|b| b.is_ban)
-    }
-
-    pub fn has_timeouts(&self) -> bool {
-        self.bans.iter().any(|b| !b.is_ban)
-    }
 }
 
 /// GET /studio/streams/{id}/moderate: the page; to htmx, the bans section

@@ -26,7 +26,6 @@ use crate::web::authz::{self, Area, Ids};
 use crate::web::forms::normalize_text;
 use crate::web::view::utc;
 
-const MAX_REASON: usize = 200;
 /// The longest temporary ban; longer is permanent.
 const MAX_BAN_DAYS: i64 = 366;
 
@@ -116,7 +115,7 @@ fn ban_minutes(length: &str, amount: &str) -> Result<Option<i32>, &'static str> 
 
 fn read_reason(raw: &str) -> Result<Option<String>, &'static str> {
     let reason = normalize_text(raw);
-    if reason.chars().count() > MAX_REASON {
+    if reason.chars().count() > crate::web::forms::MAX_REASON {
         return Err("Use at most 200 characters.");
     }
     Ok(Some(reason).filter(|r| !r.is_empty()))

@@ -15,8 +15,8 @@ use crate::db::streams::{Status, Stream};
 use crate::db::{PassId, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::web::funnel::FunnelVisitor;
 use crate::web::authz::Ids;
+use crate::web::funnel::FunnelVisitor;
 use crate::web::view::{Moment, StreamState};
 use crate::web::{Layout, render_with};
 
