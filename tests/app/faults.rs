@@ -645,17 +645,20 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     };
 
     // Chat flows: every viewer posts and reads; the owner reads too.
+    // Posting stops first; the readers are stopped once they caught up.
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = Arc::new(AtomicBool::new(false));
     let chat = format!("/s/{}/chat", stream.id);
     let events = format!("/s/{}/chat/events", stream.id);
     let poster = ChatPoster::default();
     let mut readers = vec![ChatReader::default()];
-    let mut tasks = vec![readers[0].start(owner.clone(), events.clone(), stop.clone())];
+    let mut reading = vec![readers[0].start(owner.clone(), events.clone(), stop_reading.clone())];
     for (viewer, _) in &viewers {
         let reader = ChatReader::default();
-        tasks.push(reader.start(at(viewer), events.clone(), stop.clone()));
+        reading.push(reader.start(at(viewer), events.clone(), stop_reading.clone()));
         readers.push(reader);
     }
+    let mut tasks = Vec::new();
     // Everyone reads from the first message on.
     for reader in &readers {
         reader.wait_opened(1).await;
@@ -751,10 +754,25 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
             "{body:?} was never posted"
         );
     }
-    // Every reader saw every message once, in order: none missing, none twice.
+    // Every reader saw every message once, in order: none missing, none
+    // twice. The last ones may still be on their way (a loaded machine):
+    // each reader is given until it has as many as the table, then compared.
     for (i, reader) in readers.iter().enumerate() {
         assert!(reader.opened() >= 2, "reader {i} reconnected");
+        eventually(&format!("reader {i} caught up"), || async {
+            let seen = reader.events();
+            if seen.len() >= rows.len() {
+                Ok(())
+            } else {
+                Err(format!("{} of {} messages", seen.len(), rows.len()))
+            }
+        })
+        .await;
         assert_eq!(reader.events(), rows, "reader {i}");
+    }
+    stop_reading.store(true, Ordering::Relaxed);
+    for task in reading.drain(..) {
+        task.await.unwrap();
     }
 
     // The new part records for a while (its recorder, too, waits 10 s for
