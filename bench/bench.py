@@ -21,6 +21,9 @@ Phases, each repeated (3 times unless BENCH_QUICK=1):
              (BENCH_RECORDING_LONG_S caps it; 0 skips it, the default with BENCH_QUICK)
   enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
              apart: time from each grant's end until LiveKit no longer lists them
+  soak       a fresh app process, 10 minutes of mixed load (pages, tokens, chat,
+             SSE streams opened and closed, uploads, oversized and malformed
+             requests, failed sign-ins), then idle: RSS after vs idle (bench/soak.py)
 
 Writes target/bench/report.json and target/bench/report.md.
 """
@@ -60,7 +63,8 @@ OHA = TOOLS / "bin" / "oha"
 LIVEKIT_SERVER = TOOLS / "bin" / "livekit-server"
 S3S_FS = TOOLS / "bin" / "s3s-fs"
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgres://stagepass:stagepass@127.0.0.1:5432")
-DB_NAME = "stagepass_bench"
+# Another worktree's bench on the same Postgres: BENCH_DB=stagepass_bench_mine.
+DB_NAME = os.environ.get("BENCH_DB", "stagepass_bench")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 # For working on the bench: BENCH_ONLY=media,enforcement runs only those phases.
 ONLY = {p for p in os.environ.get("BENCH_ONLY", "").split(",") if p}
@@ -72,6 +76,7 @@ GOALS = {
     "enforcement_p99_s": 2.0,
     "recording_cpu_pct": 5.0,  # of one core
     "recording_rss_mib": 20.0,
+    "soak_rss_ratio": 2.0,  # RSS after the soak and 30 s idle, over idle RSS
 }
 
 
@@ -343,6 +348,11 @@ logging:
         }
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
         env.update(self.settings)
+        # For comparing allocator settings: BENCH_APP_ENV="MALLOC_ARENA_MAX=2 ...".
+        extra = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_APP_ENV", "").split() if "=" in kv)
+        if extra:
+            self.settings.update(extra)
+            env.update(extra)
         return env
 
     def migrate(self) -> None:
@@ -1264,6 +1274,12 @@ async def run(plan: Plan, procs: Processes) -> dict:
             phases["enforcement"] = await enforcement_phase(plan, world, lk)
         finally:
             await lk.aclose()
+    # Last: it starts a fresh app process of its own and leaves it loaded.
+    if wanted("soak"):
+        import soak  # bench/soak.py
+
+        say("soak: a fresh app process, mixed load, then idle: does memory come back?")
+        phases["soak"] = await soak.Soak(world, plan, OHA, OUT).run()
     if world.publisher:
         world.publisher.stop()
     else:  # a publisher takes the host's place (World.publish)
