@@ -163,15 +163,16 @@ def markdown(r: dict, goals: dict) -> str:
           "every request that should have been sent during it (no coordinated omission). "
           "One viewer's session for every request.")
         w("")
-        w("| rate (req/s) | achieved (200/s) | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | not 200 |")
-        w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        w("| rate (req/s) | achieved (200/s) | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | not 200 | app CPU a request (ms) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for rate, runs in p["runs"].items():
             bad = [sum(v for c, v in x["status_codes"].items() if c != "200") + sum(x["errors"].values())
                    for x in runs]
             w(f"| {int(rate):,} | {_spread([x['ok_per_second'] for x in runs], 0)} | "
               f"{_spread([x['p50_ms'] for x in runs])} | {_spread([x['p90_ms'] for x in runs])} | "
               f"{_spread([x['p99_ms'] for x in runs])} | {_spread([x['p99_9_ms'] for x in runs])} | "
-              f"{_spread([x['max_ms'] for x in runs], 1)} | {sum(bad)} |")
+              f"{_spread([x['max_ms'] for x in runs], 1)} | {sum(bad)} | "
+              f"{_spread([x.get('app_cpu_ms_per_request') for x in runs], 3)} |")
         w("")
 
     # ---- storm
@@ -410,9 +411,9 @@ def _soak(s: dict, m: dict) -> list[str]:
     mib = lambda kib: _f(kib and kib / 1024, 1)  # noqa: E731
     w("## Soak: does memory come back?")
     w("")
+    only = "" if len(s["kinds"]) == 7 else f" — **only {', '.join(s['kinds'])} (BENCH_SOAK_MIX)**"
     w(f"A fresh app process, warmed up (each kind of request below once) and left 10 s; idle RSS is the "
-      f"median of 10 samples over the next 10 s. Then {s['seconds']} s of mixed load, all at once "
-      f"({', '.join(s['kinds'])}): oha at fixed rates on the home page (20/s), the watch page (40/s), the "
+      f"median of 10 samples over the next 10 s. Then {s['seconds']} s of mixed load, all at once{only}: oha at fixed rates on the home page (20/s), the watch page (40/s), the "
       "studio's stream page (10/s) and the token endpoint (100/s); about 100 chat streams (SSE) open at any "
       "moment, each held 1–15 s, and every 60 s a burst of 300 more; 5 chat posts a second from viewers in "
       "turn; a thumbnail or avatar upload every 1.5 s, and every 30 s four big ones at once (images: "
@@ -443,6 +444,9 @@ def _soak(s: dict, m: dict) -> list[str]:
         w(f"| anonymous mappings (count) | {an['idle'].get('anon_mappings')} | {an['end_of_load'].get('anon_mappings')} "
           f"| {an['after'].get('anon_mappings')} |")
         w(f"| threads | | {s['end_of_load'].get('Threads')} | {s['status_after'].get('Threads')} |")
+    db = s.get("db_connections")
+    if db:
+        w(f"| database connections in the pool | {db['idle']} | | {db['after']} |")
     w("")
     w("What the load did (status codes or errors, by kind):")
     w("")

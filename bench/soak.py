@@ -415,6 +415,19 @@ class Soak:
             await self.upload(http, "warmup", "small.jpg", self.images["small.jpg"], avatar=True)
             await self.signin([http])
 
+    async def pool_size(self) -> int | None:
+        """The app's database connections (its /metrics gauge): the pool grows under
+        load and keeps its connections, each with its buffers and statement cache."""
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(self.world.base + "/metrics") as r:
+                    for line in (await r.text()).splitlines():
+                        if line.startswith("db_pool_connections "):
+                            return int(float(line.split()[1]))
+        except (aiohttp.ClientError, ValueError):
+            pass
+        return None
+
     async def run(self) -> dict:
         self.images = make_images(self.out / "soak-images")
         sizes = {k: len(v) for k, v in self.images.items()}
@@ -428,6 +441,7 @@ class Soak:
         idle = await self.window(10)
         smaps_idle = smaps_rollup(pid)
         anon_idle = anon_mappings(pid)
+        pool_idle = await self.pool_size()
         note(f"fresh {status_fresh.get('VmRSS')} KiB; idle after warm-up {idle['median_kib']} KiB; "
              f"{self.seconds} s of load: {', '.join(self.kinds)}")
 
@@ -501,9 +515,11 @@ class Soak:
         smaps_after = smaps_rollup(pid)
         anon_after = anon_mappings(pid)
         status_after = proc_status(pid)
+        pool_after = await self.pool_size()
         ratio = after["median_kib"] / idle["median_kib"]
         note(f"after {self.idle_wait_s} s idle: RSS {after['median_kib']} KiB = {ratio:.2f} x idle "
              f"({idle['median_kib']} KiB); goal within {GOAL_RATIO:.0f} x: {'met' if ratio <= GOAL_RATIO else 'MISSED'}")
+        note(f"database connections: {pool_idle} idle, {pool_after} after")
         for kind, c in sorted(self.counts.by_kind.items()):
             note(f"{kind}: {c}")
         for name, o in oha_results.items():
@@ -525,6 +541,7 @@ class Soak:
             "smaps_rollup": {"idle": smaps_idle, "end_of_load": smaps_end, "after": smaps_after},
             "anon": {"idle": anon_idle, "end_of_load": anon_end, "after": anon_after},
             "sse_peak_open": self.sse_peak,
+            "db_connections": {"idle": pool_idle, "after": pool_after},
             "counts": self.counts.by_kind,
             "oha": oha_results,
             "rss_series": self.rss[::5],
