@@ -68,7 +68,7 @@ pub async fn schedule_changed(
     stream: &Stream,
     before: Option<DateTime<Utc>>,
 ) -> diesel::QueryResult<usize> {
-    if stream.status() != Status::Draft || stream.scheduled_at == before {
+    if stream.status != Status::Draft || stream.scheduled_at == before {
         return Ok(0);
     }
     let withdrawn =

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::channels::Role;
 use super::schema::bans;
 use super::{ChannelId, UserId};
 
@@ -289,9 +290,9 @@ pub struct Standing {
     pub user_id: i64,
     #[diesel(sql_type = Text)]
     pub display_name: String,
-    /// `owner`, `moderator`, or None when not on the team.
+    /// None when not on the team.
     #[diesel(sql_type = Nullable<Text>)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub banned: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]

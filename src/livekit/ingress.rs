@@ -113,7 +113,7 @@ pub async fn create(
     stream: &Stream,
     kind: Kind,
 ) -> Result<StreamIngress, IngressError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
     if kind == Kind::Rtmp && !state.config.livekit.ingress {
@@ -143,7 +143,7 @@ pub async fn create(
 /// working (its encoder, if streaming, is disconnected). Without a key, creates a WHIP one.
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn reset(state: &AppState, stream: &Stream) -> Result<StreamIngress, IngressError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
     let slot = slot(state, stream.id).await?;

@@ -130,7 +130,7 @@ pub async fn buy(
     }
     // A pass for one stream that has ended is worth something only with replays.
     if let Some(stream) = &stream {
-        let ended = stream.status() == crate::db::streams::Status::Ended;
+        let ended = stream.status == crate::db::streams::Status::Ended;
         if ended && !pass.includes_replays {
             return Err(AppError::forbidden(
                 "This stream has ended, and this pass does not include its replay.",

@@ -15,6 +15,7 @@ use stagepass::db::grants::Grant;
 use stagepass::db::orders::Order;
 use stagepass::db::passes::{self, Pass};
 use stagepass::db::schema::{access_grants, audit_log, orders};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::db::{OrderId, PassId, StreamId, UserId};
 
@@ -48,7 +49,7 @@ struct Shop {
 async fn open_shop(app: TestApp) -> Shop {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "jazz").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     // On sale to viewers: an unannounced draft's passes are not.
     builders::announce(&app, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
@@ -751,7 +752,7 @@ async fn a_stream_from_another_channel_is_not_a_landing_place() {
     let shop = open_shop(TestApp::spawn().await).await;
     let pass = shop.pass("Day pass", Terms::channel_day(500)).await;
     let elsewhere = builders::channel(&shop.app, shop.viewer_id, "elsewhere").await;
-    let foreign = builders::stream(&shop.app, &elsewhere, "public").await;
+    let foreign = builders::stream(&shop.app, &elsewhere, AccessKind::Public).await;
     let page = buy(&shop.viewer, pass.id, Some(foreign.id)).await;
     let confirm_page = page.location().unwrap();
     assert!(!confirm_page.contains("stream="), "{confirm_page}");

@@ -29,7 +29,7 @@ impl DashStream {
         DashStream {
             id: s.id,
             title: s.title.clone(),
-            access: access_label(s.access_kind()),
+            access: access_label(s.access),
             when: when.map(Moment::new),
         }
     }
@@ -73,7 +73,7 @@ pub async fn dashboard(
             .count();
         cards.push(DashChannel {
             id: channel.id,
-            is_owner: Role::parse(&role) == Some(Role::Owner) || channel.owner_id == user.id,
+            is_owner: role == Role::Owner || channel.owner_id == user.id,
             live: listing
                 .live
                 .iter()

@@ -168,7 +168,7 @@ impl ModerationPage {
             stream_id: stream.id,
             title: stream.title.clone(),
             state: StreamState::of(stream),
-            access: access_label(stream.access_kind()),
+            access: access_label(stream.access),
             started: stream.started_at.map(Moment::new),
             ended: stream.ended_at.map(Moment::new),
             is_owner,

@@ -98,7 +98,7 @@ impl IngressView {
         Ok(IngressView {
             stream_id: stream.id,
             current,
-            open: stream.status() != streams::Status::Ended,
+            open: stream.status != streams::Status::Ended,
             rtmp_available: state.config.livekit.ingress,
             csrf_token: csrf_token.to_owned(),
         })
@@ -122,8 +122,8 @@ pub struct RecordingPanel {
     pub stream_id: StreamId,
     pub csrf_token: String,
     pub live: bool,
-    /// starting | active | ending | complete | failed (the latest recording).
-    pub status: Option<String>,
+    /// The latest recording's status (None: never recorded).
+    pub status: Option<rec_db::Status>,
     /// RFC 3339, for the running duration the page ticks.
     pub since: String,
     pub duration: Option<String>,
@@ -145,7 +145,7 @@ impl RecordingPanel {
             stream_id: stream.id,
             csrf_token: csrf_token.to_owned(),
             live: stream.is_live(),
-            status: latest.map(|r| r.status.clone()),
+            status: latest.map(|r| r.status),
             since: latest
                 .map(|r| r.started_at.unwrap_or(r.created_at).to_rfc3339())
                 .unwrap_or_default(),
@@ -157,14 +157,17 @@ impl RecordingPanel {
     }
 
     pub fn recording(&self) -> bool {
-        matches!(self.status.as_deref(), Some("starting" | "active"))
+        matches!(
+            self.status,
+            Some(rec_db::Status::Starting | rec_db::Status::Active)
+        )
     }
 
     /// Poll while the status can still change on its own.
     pub fn polling(&self) -> bool {
         matches!(
-            self.status.as_deref(),
-            Some("starting" | "active" | "ending")
+            self.status,
+            Some(rec_db::Status::Starting | rec_db::Status::Active | rec_db::Status::Ending)
         )
     }
 }
