@@ -300,6 +300,14 @@ pub async fn update_while(
         .optional()
 }
 
+super::text_enum! {
+    /// How OBS reaches the room (see `StreamIngress`).
+    pub enum IngressKind {
+        Rtmp = "rtmp",
+        Whip = "whip",
+    }
+}
+
 /// A stream's OBS ingress: all four columns or none. `kind` "rtmp" is
 /// LiveKit's Ingress service (`ingress_id` is its id); "whip" is
 /// livekit-server's own WHIP endpoint, where the stream key is a LiveKit token
@@ -309,7 +317,7 @@ pub async fn update_while(
 #[derive(Clone, Queryable)]
 pub struct StreamIngress {
     pub ingress_id: String,
-    pub kind: String,
+    pub kind: IngressKind,
     pub url: String,
     pub stream_key: String,
 }
@@ -341,7 +349,7 @@ pub async fn ingress_slot(
     type Columns = (
         i32,
         Option<String>,
-        Option<String>,
+        Option<IngressKind>,
         Option<String>,
         Option<String>,
     );
@@ -396,7 +404,7 @@ pub async fn set_ingress(
     )
     .set((
         streams::ingress_id.eq(Some(&new.ingress_id)),
-        streams::ingress_kind.eq(Some(&new.kind)),
+        streams::ingress_kind.eq(Some(new.kind)),
         streams::ingress_url.eq(Some(&new.url)),
         streams::ingress_stream_key.eq(Some(&new.stream_key)),
         streams::ingress_generation.eq(generation + 1),
@@ -443,7 +451,7 @@ pub async fn is_current_encoder(
     diesel::select(diesel::dsl::exists(
         streams::table
             .find(id)
-            .filter(streams::ingress_kind.eq("whip"))
+            .filter(streams::ingress_kind.eq(IngressKind::Whip))
             .filter(streams::ingress_id.eq(identity)),
     ))
     .get_result(conn)

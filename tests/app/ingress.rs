@@ -15,7 +15,7 @@ use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
 use stagepass::db::schema::{audit_log, notifications};
 use stagepass::db::streams::AccessKind;
-use stagepass::db::streams::{self, Status, Stream, StreamIngress};
+use stagepass::db::streams::{self, IngressKind, Status, Stream, StreamIngress};
 use stagepass::db::{StreamId, UserId};
 
 use crate::util::browser::{Browser as Chromium, TIMEOUT};
@@ -83,7 +83,7 @@ async fn rtmp_ingress_create_reset_live_offline_delete_and_the_key_stays_out_of_
     let first = ingress_row(&app, stream.id)
         .await
         .expect("the ingress is stored");
-    assert_eq!(first.kind, "rtmp");
+    assert_eq!(first.kind, IngressKind::Rtmp);
     assert_eq!(
         page.text_of("#ingress-key"),
         first.stream_key,
@@ -102,7 +102,7 @@ async fn rtmp_ingress_create_reset_live_offline_delete_and_the_key_stays_out_of_
     let second = ingress_row(&app, stream.id).await.unwrap();
     assert_ne!(second.ingress_id, first.ingress_id);
     assert_ne!(second.stream_key, first.stream_key);
-    assert_eq!(second.kind, "rtmp");
+    assert_eq!(second.kind, IngressKind::Rtmp);
     assert!(
         standin::ingress(&first.ingress_id).is_none(),
         "the old ingress is gone"
@@ -179,7 +179,7 @@ async fn whip_ingress_shows_its_url_and_instructions() {
     assert!(page.text_of("#obs-instructions").contains("WHIP"));
     assert!(page.text_of("#obs-instructions").contains("Bearer Token"));
     let row = ingress_row(&app, stream.id).await.unwrap();
-    assert_eq!(row.kind, "whip");
+    assert_eq!(row.kind, IngressKind::Whip);
 
     // Asking again keeps the one there is.
     let again = owner

@@ -60,15 +60,17 @@ pub struct IngressView {
 }
 
 pub struct IngressEndpoint {
-    /// "rtmp" or "whip".
-    pub kind: &'static str,
+    pub kind: Kind,
     pub url: String,
     pub stream_key: String,
 }
 
 impl IngressEndpoint {
     pub fn label(&self) -> &'static str {
-        if self.kind == "whip" { "WHIP" } else { "RTMP" }
+        match self.kind {
+            Kind::Whip => "WHIP",
+            Kind::Rtmp => "RTMP",
+        }
     }
 
     /// The key with all but its last four characters hidden (a WHIP key is
@@ -80,7 +82,7 @@ impl IngressEndpoint {
     }
 
     pub fn is_whip(&self) -> bool {
-        self.kind == "whip"
+        self.kind == Kind::Whip
     }
 }
 
@@ -107,7 +109,7 @@ impl IngressView {
 
 fn endpoint(i: StreamIngress) -> IngressEndpoint {
     IngressEndpoint {
-        kind: Kind::parse(&i.kind).unwrap_or(Kind::Rtmp).as_str(),
+        kind: i.kind,
         url: i.url,
         stream_key: i.stream_key,
     }
