@@ -11,6 +11,7 @@ use diesel::sql_types::Timestamptz;
 use diesel_async::RunQueryDsl;
 use stagepass::db::channels::{self, NewChannel};
 use stagepass::db::schema::{access_grants, users};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, NewStream, Stream};
 use stagepass::db::{ChannelId, UserId};
 use stagepass::lifecycle::new_room_name;
@@ -48,7 +49,7 @@ async fn draft_stream(app: &TestApp, owner: UserId) -> Stream {
             channel_id: channel.id,
             title: "Opening night",
             description: "",
-            access: "pass",
+            access: AccessKind::Pass,
             scheduled_at: None,
             room_name: &room,
         },

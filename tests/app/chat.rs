@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, chat_messages};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, ban, grant, revoke};
@@ -41,7 +42,7 @@ async fn setup() -> Chat {
 async fn setup_on(app: TestApp) -> Chat {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&app, owner_id, "chatty").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
         .bind::<BigInt, _>(stream.id.0)
         .execute(&mut *app.conn().await)
@@ -752,7 +753,7 @@ async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
     let app = TestApp::spawn().await;
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "revoking").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
         .bind::<BigInt, _>(stream.id.0)
         .execute(&mut *app.conn().await)
@@ -924,7 +925,7 @@ async fn one_account_may_hold_only_so_many_chat_streams_and_is_told_why() {
     assert_eq!(status, StatusCode::OK);
 
     // Another stream of the channel (the grant covers it): the per-account cap.
-    let other = builders::stream(&chat.app, &chat.channel, "pass").await;
+    let other = builders::stream(&chat.app, &chat.channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
         .bind::<BigInt, _>(other.id.0)
         .execute(&mut *chat.app.conn().await)

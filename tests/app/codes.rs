@@ -11,6 +11,7 @@ use stagepass::db::channels::Channel;
 use stagepass::db::schema::{
     access_grants, access_passes, audit_log, redeem_codes, redemptions, streams,
 };
+use stagepass::db::streams::AccessKind;
 use stagepass::db::{PassId, StreamId, UserId};
 
 use crate::util::builders;
@@ -156,7 +157,7 @@ async fn setup() -> Setup {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "codes-channel").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     Setup {
         app,
         owner,

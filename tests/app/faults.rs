@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl};
 use reqwest::StatusCode;
+use stagepass::db::recordings::Status as RecordingStatus;
 use stagepass::db::schema::chat_messages;
+use stagepass::db::streams::AccessKind;
+use stagepass::db::streams::Status as StreamStatus;
 
 use crate::util::private_pg::PrivatePostgres;
 use crate::util::sse::{Sse, body_of};
@@ -284,7 +287,7 @@ async fn with_postgres_stopped_pages_answer_503_and_the_app_recovers_by_itself()
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&app, owner_id, "sturdy").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     let live = owner
         .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
         .await;
@@ -578,7 +581,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     let setup = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&setup, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&setup, owner_id, "resilient").await;
-    let stream = builders::stream(&setup, &channel, "pass").await;
+    let stream = builders::stream(&setup, &channel, AccessKind::Pass).await;
     let mut viewers = Vec::new();
     for (email, name) in [
         ("ann@example.com", "Ann"),
@@ -673,7 +676,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     eventually("the recording to be active", || async {
         let r = recording(&db, recording_id).await;
         let parts = recording_parts(&db, recording_id).await;
-        if r.status == "active" && parts.len() == 1 {
+        if r.status == RecordingStatus::Active && parts.len() == 1 {
             Ok(())
         } else {
             Err(format!("{r:?} {parts:?}"))
@@ -699,7 +702,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "live");
+    assert_eq!(row.status, StreamStatus::Live);
     let rooms = state.livekit.rooms.list_rooms(vec![]).await.unwrap();
     assert!(rooms.iter().any(|r| r.name == stream.room_name));
 
@@ -721,7 +724,10 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
         ["complete", "lost"].contains(&parts[0].status.as_str()),
         "{parts:?}"
     );
-    assert_eq!(recording(&db, recording_id).await.status, "active");
+    assert_eq!(
+        recording(&db, recording_id).await.status,
+        RecordingStatus::Active
+    );
 
     // Chat went on meanwhile; now it stops, and the readers catch up.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -789,14 +795,17 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
     let done = eventually("the recording to end", || async {
         let r = recording(&db, recording_id).await;
-        if matches!(r.status.as_str(), "complete" | "failed") {
+        if matches!(
+            r.status,
+            RecordingStatus::Complete | RecordingStatus::Failed
+        ) {
             Ok(r)
         } else {
             Err(format!("{r:?}"))
         }
     })
     .await;
-    assert_eq!(done.status, "complete", "{done:?}");
+    assert_eq!(done.status, RecordingStatus::Complete, "{done:?}");
     let parts = recording_parts(&db, recording_id).await;
     assert_eq!(parts.len(), 2, "{parts:?}");
     assert_eq!(parts[1].status, "complete", "{parts:?}");
@@ -864,8 +873,8 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     };
     let (owner, owner_id) = builders::user(&survivor, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&survivor, owner_id, "twins").await;
-    let stream = builders::stream(&survivor, &channel, "pass").await;
-    let orphan = builders::stream(&survivor, &channel, "pass").await;
+    let stream = builders::stream(&survivor, &channel, AccessKind::Pass).await;
+    let orphan = builders::stream(&survivor, &channel, AccessKind::Pass).await;
     let live = on_victim(&owner)
         .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
         .await;
@@ -989,10 +998,10 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
             .await
             .unwrap()
             .unwrap();
-        if row.status == "ended" {
+        if row.status == StreamStatus::Ended {
             Ok(())
         } else {
-            Err(row.status)
+            Err(row.status.to_string())
         }
     })
     .await;
@@ -1001,7 +1010,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "live");
+    assert_eq!(row.status, StreamStatus::Live);
 
     // Every delivery arrives, each exactly once: the nine planted per
     // endpoint (before the kill, queued at the kill, after it) and the

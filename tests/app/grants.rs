@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{access_grants, audit_log};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::db::{PassId, StreamId, UserId};
 
@@ -29,7 +30,7 @@ async fn setup() -> Setup {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "grants-channel").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     Setup {
         app,
         owner,
@@ -364,7 +365,10 @@ async fn a_comp_by_email_lets_them_watch_the_live_stream() {
     builders::moderator(&app, channel.id, moderator).await;
     let (_, them) = builders::user(&app, "them@example.com", "Them").await;
     let theirs = builders::channel(&app, them, "theirs").await;
-    let their_stream = builders::stream(&app, &theirs, "pass").await.id.to_string();
+    let their_stream = builders::stream(&app, &theirs, AccessKind::Pass)
+        .await
+        .id
+        .to_string();
     for (fields, field, message) in [
         (
             [

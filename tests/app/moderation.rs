@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, bans};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::livekit::Participant;
 
@@ -39,7 +40,7 @@ async fn setup() -> Setup {
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Max Mod").await;
     let channel = builders::channel(&app, owner_id, "mod-channel").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     Setup {
         app,
         owner,
@@ -640,7 +641,7 @@ async fn when_livekit_is_unreachable_the_panel_says_so_instead_of_failing() {
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "offline").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET status = 'live', started_at = now() WHERE id = $1")
         .bind::<BigInt, _>(stream.id.0)
         .execute(&mut *app.conn().await)
@@ -1518,7 +1519,7 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
 async fn the_dashboard_lists_a_moderators_channels_and_they_watch_without_a_pass() {
     let s = setup().await;
     s.go_live().await;
-    let upcoming = builders::stream(&s.app, &s.channel, "pass").await;
+    let upcoming = builders::stream(&s.app, &s.channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET title = 'Next week', scheduled_at = now() + interval '7 days' WHERE id = $1")
         .bind::<BigInt, _>(upcoming.id.0)
         .execute(&mut *s.app.conn().await)

@@ -382,7 +382,7 @@ pub async fn lift_ban(
         .await?
         .map(|u| u.display_name)
         .unwrap_or_else(|| "They".to_owned());
-    let action = match existing.kind() {
+    let action = match existing.kind {
         Kind::Ban => "moderation.ban_lifted",
         Kind::Timeout => "moderation.timeout_lifted",
     };
@@ -398,7 +398,7 @@ pub async fn lift_ban(
                     Some(&b.user_id.to_string()),
                     serde_json::json!({
                         "ban_id": b.id,
-                        "kind": b.kind,
+                        "kind": b.kind.as_str(),
                         "until": b.until,
                     }),
                 )
@@ -408,7 +408,7 @@ pub async fn lift_ban(
         })
         .await?;
     drop(conn);
-    let note = match (lifted.is_some(), existing.kind()) {
+    let note = match (lifted.is_some(), existing.kind) {
         (true, Kind::Ban) => Note::done(format!(
             "{subject}'s ban is lifted: they can watch with a pass and chat again."
         )),

@@ -144,7 +144,7 @@ pub async fn for_stream(
         Access::Denied(Denial::Banned) => AccessNote::Banned,
         Access::Denied(_) => AccessNote::None,
     };
-    let ended = stream.status() == Status::Ended;
+    let ended = stream.status == Status::Ended;
     let cards = passes::on_sale_for_stream(&mut conn, channel.id, stream.id)
         .await?
         .iter()

@@ -6,6 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use stagepass::db::channels::{self, Channel, NewChannel};
 use stagepass::db::schema::users;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, NewStream, Stream};
 use stagepass::db::{ChannelId, StreamId, UserId};
 
@@ -33,7 +34,7 @@ pub async fn channel(app: &TestApp, owner: UserId, handle: &str) -> Channel {
     channels::create(&mut *app.conn().await, new).await.unwrap()
 }
 
-pub async fn stream(app: &TestApp, channel: &Channel, access: &str) -> Stream {
+pub async fn stream(app: &TestApp, channel: &Channel, access: AccessKind) -> Stream {
     let room = stagepass::lifecycle::new_room_name(&app.state);
     let new = NewStream {
         channel_id: channel.id,
