@@ -6,7 +6,7 @@
 
 /// Declares a `Copy` enum mapped to a TEXT column:
 ///
-/// ```ignore
+/// ```text
 /// text_enum! {
 ///     pub enum Status { Draft = "draft", Live = "live" }
 /// }
@@ -79,3 +79,38 @@ macro_rules! text_enum {
 }
 
 pub(crate) use text_enum;
+
+#[cfg(test)]
+mod tests {
+    use crate::db::{bans, channels, grants, notifications, orders, recordings, streams};
+
+    /// Every variant reads back from its text, and no two share one (a copy
+    /// and paste slip would store one variant as another).
+    macro_rules! round_trip {
+        ($($t:ty),+ $(,)?) => {$({
+            let mut texts = std::collections::HashSet::new();
+            for v in <$t>::ALL {
+                assert_eq!(<$t>::parse(v.as_str()), Some(*v), "{}", stringify!($t));
+                assert_eq!(v.to_string(), v.as_str());
+                assert!(texts.insert(v.as_str()), "{}: {} twice", stringify!($t), v);
+            }
+            assert_eq!(<$t>::parse("no such text"), None);
+        })+};
+    }
+
+    #[test]
+    fn every_variant_reads_back_from_its_one_text() {
+        round_trip!(
+            streams::Status,
+            streams::AccessKind,
+            streams::IngressKind,
+            channels::Role,
+            recordings::Status,
+            orders::Status,
+            orders::ProviderKind,
+            bans::Kind,
+            grants::Source,
+            notifications::Kind,
+        );
+    }
+}
