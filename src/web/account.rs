@@ -9,16 +9,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::forms::check_display_name;
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use super::{FieldErrors, FlashKind, Layout, render_with};
 use crate::auth::{self, CurrentUser, password};
 use crate::config::Limit;
 use crate::db::{self, users};
 use crate::error::AppResult;
 use crate::limits::{self, Action};
 use crate::state::AppState;
+use crate::web::Reply;
 
 #[derive(Template)]
 #[template(path = "pages/account/show.html", blocks = ["profile_form", "password_form"])]
@@ -59,8 +59,7 @@ pub struct ProfileForm {
 pub async fn update_profile(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<ProfileForm>,
 ) -> AppResult<Response> {
@@ -68,11 +67,11 @@ pub async fn update_profile(
     check_display_name(&form.display_name, &mut page.profile_errors);
     if !page.profile_errors.is_empty() {
         page.display_name = form.display_name;
-        return if htmx.fragment {
-            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_profile_form())
-        } else {
-            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        };
+        return reply.render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &page,
+            &page.as_profile_form(),
+        );
     }
     let mut conn = state.db.get().await?;
     let changes = users::UserChanges {
@@ -80,12 +79,14 @@ pub async fn update_profile(
         ..Default::default()
     };
     let user = users::update(&mut conn, user.id, changes).await?;
-    if htmx.fragment {
+    if reply.htmx.fragment {
         page.display_name = user.display_name;
         page.profile_saved = true;
         render_with(StatusCode::OK, &page.as_profile_form())
     } else {
-        flash(&session, FlashKind::Success, "Your name was saved.").await?;
+        reply
+            .flash(FlashKind::Success, "Your name was saved.")
+            .await?;
         Ok(auth::redirect(false, "/account"))
     }
 }
@@ -102,8 +103,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: axum::http::HeaderMap,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
@@ -161,11 +161,7 @@ pub async fn change_password(
         );
     }
     if !errors.is_empty() {
-        return if htmx.fragment {
-            render_with(status, &page.as_password_form())
-        } else {
-            render_with(status, &page)
-        };
+        return reply.render(status, &page, &page.as_password_form());
     }
 
     let hash = password::hash(form.new_password).await?;
@@ -191,13 +187,14 @@ pub async fn change_password(
     drop(conn);
     let device = auth::device::DeviceCookie::from_headers(&headers);
     let ended =
-        auth::secure_after_password_change(&state, &session, user.id, device.as_ref()).await?;
+        auth::secure_after_password_change(&state, &reply.session, user.id, device.as_ref())
+            .await?;
     let message = if ended > 0 {
         "Your password was changed, and your other devices were signed out."
     } else {
         "Your password was changed."
     };
-    flash(&session, FlashKind::Success, message).await?;
-    // A full page load: the new CSRF token must reach every form and htmx.
-    Ok(auth::redirect(htmx.request, "/account"))
+    reply.flash(FlashKind::Success, message).await?;
+    // A full page load: the new CSRF token must reach every form and reply.htmx.
+    Ok(reply.redirect("/account"))
 }

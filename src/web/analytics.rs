@@ -9,11 +9,10 @@
 //! CSVs are `Cache-Control: no-store` (they show revenue).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::authz::{self, Area, Ids};
 use super::view::{Moment, StreamState};
 use super::{Layout, render, view};
 use crate::analytics::charts::{self, Chart, Series, Unit};
@@ -22,11 +21,11 @@ use crate::analytics::{
     self, Bucket, DayRevenue, FunnelStep, Sales, Step, StreamFigures, duration_label, money,
     percent,
 };
-use crate::auth::CurrentUser;
 use crate::db::StreamId;
 use crate::db::channels::{Channel, Role};
 use crate::error::AppResult;
 use crate::state::AppState;
+use crate::web::authz::{TeamChannel, TeamStream, area};
 
 // ---------------------------------------------------------------------------
 // Shared by both pages.
@@ -273,13 +272,15 @@ pub struct StreamAnalyticsPage {
 
 pub async fn stream_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamStream {
+        stream,
+        channel,
+        access,
+        ..
+    }: TeamStream<area::Analytics>,
     layout: Layout,
-    Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel, access) =
-        authz::team_stream(&mut conn, user.id, id, Area::Analytics).await?;
     let may_see_money = access.may_publish();
     let figures = analytics::stream_figures(&mut conn, stream.id).await?;
     let timeline = analytics::timeline(&mut conn, stream.id).await?;
@@ -315,12 +316,14 @@ pub async fn stream_page(
 
 pub async fn stream_csv(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Ids(id): Ids<StreamId>,
+    TeamStream {
+        stream,
+        channel,
+        access,
+        ..
+    }: TeamStream<area::Analytics>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (stream, channel, access) =
-        authz::team_stream(&mut conn, user.id, id, Area::Analytics).await?;
     let may_see_money = access.may_publish();
     let figures = analytics::stream_figures(&mut conn, stream.id).await?;
     let timeline = analytics::timeline(&mut conn, stream.id).await?;
@@ -380,12 +383,10 @@ fn state_of(status: &str) -> &'static str {
 
 pub async fn channel_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    TeamChannel { channel, role, .. }: TeamChannel<area::Analytics>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, role) = authz::team_channel(&mut conn, user.id, &handle, Area::Analytics).await?;
     let may_see_money = role == Role::Owner;
     let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let (sales, by_stream, funnel, per_day) = if may_see_money {
@@ -452,11 +453,9 @@ pub async fn channel_page(
 
 pub async fn channel_csv(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(handle): Path<String>,
+    TeamChannel { channel, role, .. }: TeamChannel<area::Analytics>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, role) = authz::team_channel(&mut conn, user.id, &handle, Area::Analytics).await?;
     let may_see_money = role == Role::Owner;
     let (totals, per_stream) = analytics::channel_overview(&mut conn, channel.id).await?;
     let body = if may_see_money {

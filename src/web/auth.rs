@@ -23,7 +23,7 @@ use tower_sessions::Session;
 
 use super::client::client_ip;
 use super::forms::check_display_name;
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use super::{FieldErrors, FlashKind, Htmx, Layout, render_with};
 use crate::auth::device::DeviceCookie;
 use crate::auth::{self, password};
 use crate::config::LimitsConfig;
@@ -31,6 +31,7 @@ use crate::db::{self, users};
 use crate::error::AppResult;
 use crate::limits::{self, Action};
 use crate::state::AppState;
+use crate::web::Reply;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct NextQuery {
@@ -99,8 +100,7 @@ pub async fn signup(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<SignUpForm>,
 ) -> AppResult<Response> {
@@ -166,15 +166,14 @@ pub async fn signup(
                 let device = DeviceCookie::new();
                 users::remember_device(&mut conn, previous.as_deref(), &device.hash(), user.id)
                     .await?;
-                auth::sign_in(&session, user.id).await?;
-                flash(
-                    &session,
-                    FlashKind::Success,
-                    format!("Welcome to stagepass, {}!", user.display_name),
-                )
-                .await?;
-                let mut response =
-                    auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
+                auth::sign_in(&reply.session, user.id).await?;
+                reply
+                    .flash(
+                        FlashKind::Success,
+                        format!("Welcome to stagepass, {}!", user.display_name),
+                    )
+                    .await?;
+                let mut response = reply.redirect(&auth::safe_next(form.next.as_deref()));
                 response.headers_mut().append(
                     header::SET_COOKIE,
                     device.set_cookie(state.config.secure_cookies()),
@@ -199,11 +198,7 @@ pub async fn signup(
         next: auth::safe_next(form.next.as_deref()),
         errors,
     };
-    let response = if htmx.fragment {
-        render_with(status, &page.as_form())
-    } else {
-        render_with(status, &page)
-    }?;
+    let response = reply.render(status, &page, &page.as_form())?;
     Ok(with_retry_after(response, retry_after))
 }
 
@@ -250,8 +245,7 @@ pub async fn signin(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<SignInForm>,
 ) -> AppResult<Response> {
@@ -344,9 +338,8 @@ pub async fn signin(
                             user.id,
                         )
                         .await?;
-                        auth::sign_in(&session, user.id).await?;
-                        let mut response =
-                            auth::redirect(htmx.request, &auth::safe_next(form.next.as_deref()));
+                        auth::sign_in(&reply.session, user.id).await?;
+                        let mut response = reply.redirect(&auth::safe_next(form.next.as_deref()));
                         response.headers_mut().append(
                             header::SET_COOKIE,
                             device.set_cookie(state.config.secure_cookies()),
@@ -369,11 +362,7 @@ pub async fn signin(
         next: auth::safe_next(form.next.as_deref()),
         errors,
     };
-    let response = if htmx.fragment {
-        render_with(status, &page.as_form())
-    } else {
-        render_with(status, &page)
-    }?;
+    let response = reply.render(status, &page, &page.as_form())?;
     Ok(with_retry_after(response, retry_after))
 }
 

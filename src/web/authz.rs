@@ -11,6 +11,8 @@
 //! This module must not decide anything `access.rs` decides (the access
 //! rule, the draft rule, roles): it loads, asks and answers.
 
+use std::marker::PhantomData;
+
 use axum::extract::{FromRequestParts, Path, RawPathParams};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -51,55 +53,51 @@ where
 
 /// The stream of a `/studio/streams/{id}/…` route, for its owner: the
 /// handler needs nothing else to know it may go on. Anonymous visitors are
-/// sent to sign in; then 404, then 403 (`Area::Streams`).
-pub struct OwnedStream {
+/// sent to sign in; then 404, then 403 (`Area::Streams`, or the area `A`).
+pub struct OwnedStream<A = area::Streams> {
     pub user: User,
     pub stream: Stream,
     pub channel: Channel,
+    area: PhantomData<A>,
 }
 
-impl FromRequestParts<AppState> for OwnedStream {
+impl<A: InArea> FromRequestParts<AppState> for OwnedStream<A> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let (user, id) = signed_in_with_stream_id(parts, state).await?;
-        let mut conn = state
-            .db
-            .get()
-            .await
-            .map_err(|e| AppError::from(e).into_response())?;
-        let (stream, channel) = owned_stream(&mut conn, user.id, id, Area::Streams)
+        let (user, id) = signed_in_with_id(parts, state).await?;
+        let mut conn = connection(state).await?;
+        let (stream, channel) = owned_stream(&mut conn, user.id, id, A::AREA)
             .await
             .map_err(IntoResponse::into_response)?;
         Ok(OwnedStream {
             user,
             stream,
             channel,
+            area: PhantomData,
         })
     }
 }
 
 /// The stream of a `/studio/streams/{id}/…` route, for its team (the owner
 /// and the moderators), with what the rule says of the user (`may_publish`:
-/// the owner). Sign in, then 404, then 403 (`Area::ModerateStream`).
-pub struct TeamStream {
+/// the owner). Sign in, then 404, then 403 (`Area::ModerateStream`, or the
+/// area `A`).
+pub struct TeamStream<A = area::ModerateStream> {
     pub user: User,
     pub stream: Stream,
     pub channel: Channel,
     pub access: Access,
+    area: PhantomData<A>,
 }
 
-impl FromRequestParts<AppState> for TeamStream {
+impl<A: InArea> FromRequestParts<AppState> for TeamStream<A> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let (user, id) = signed_in_with_stream_id(parts, state).await?;
-        let mut conn = state
-            .db
-            .get()
-            .await
-            .map_err(|e| AppError::from(e).into_response())?;
-        let (stream, channel, access) = team_stream(&mut conn, user.id, id, Area::ModerateStream)
+        let (user, id) = signed_in_with_id(parts, state).await?;
+        let mut conn = connection(state).await?;
+        let (stream, channel, access) = team_stream(&mut conn, user.id, id, A::AREA)
             .await
             .map_err(IntoResponse::into_response)?;
         Ok(TeamStream {
@@ -107,27 +105,164 @@ impl FromRequestParts<AppState> for TeamStream {
             stream,
             channel,
             access,
+            area: PhantomData,
         })
     }
 }
 
-/// The signed-in user and the route's `{id}` as a stream id (404 if it is none).
-async fn signed_in_with_stream_id(
+/// The pass of a `/studio/passes/{id}/…` route, with its channel, for the
+/// channel's owner. Sign in, then 404, then 403 (the area `A`).
+pub struct OwnedPass<A> {
+    pub user: User,
+    pub pass: Pass,
+    pub channel: Channel,
+    area: PhantomData<A>,
+}
+
+impl<A: InArea> FromRequestParts<AppState> for OwnedPass<A> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (user, id) = signed_in_with_id(parts, state).await?;
+        let mut conn = connection(state).await?;
+        let (pass, channel) = owned_pass(&mut conn, user.id, id, A::AREA)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(OwnedPass {
+            user,
+            pass,
+            channel,
+            area: PhantomData,
+        })
+    }
+}
+
+/// The channel of a `/studio/channels/{handle}/…` route, for its owner:
+/// `OwnedChannel<area::Webhooks>` names, in the handler's signature, what a
+/// moderator is refused (the 403's sentence). Sign in, then 404, then 403.
+pub struct OwnedChannel<A> {
+    pub user: User,
+    pub channel: Channel,
+    area: PhantomData<A>,
+}
+
+impl<A: InArea> FromRequestParts<AppState> for OwnedChannel<A> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (user, handle) = signed_in_with_param(parts, state, "handle").await?;
+        let mut conn = connection(state).await?;
+        let channel = owned_channel(&mut conn, user.id, &handle, A::AREA)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(OwnedChannel {
+            user,
+            channel,
+            area: PhantomData,
+        })
+    }
+}
+
+/// The channel of a `/…/channels/{handle}/…` route, for its team (the owner
+/// and the moderators), with the user's role. Sign in, then 404, then 403.
+pub struct TeamChannel<A> {
+    pub user: User,
+    pub channel: Channel,
+    pub role: Role,
+    area: PhantomData<A>,
+}
+
+impl<A: InArea> FromRequestParts<AppState> for TeamChannel<A> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (user, handle) = signed_in_with_param(parts, state, "handle").await?;
+        let mut conn = connection(state).await?;
+        let (channel, role) = team_channel(&mut conn, user.id, &handle, A::AREA)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(TeamChannel {
+            user,
+            channel,
+            role,
+            area: PhantomData,
+        })
+    }
+}
+
+/// The `Area` of an extractor, as a type: `area::Settings` and so on.
+pub trait InArea: Send + Sync {
+    const AREA: Area;
+}
+
+/// One marker type per `Area` the extractors refuse in.
+pub mod area {
+    use super::{Area, InArea};
+
+    macro_rules! markers {
+        ($($name:ident),* $(,)?) => {$(
+            pub struct $name;
+            impl InArea for $name {
+                const AREA: Area = Area::$name;
+            }
+        )*};
+    }
+
+    markers!(
+        Streams,
+        NewStreams,
+        Ingress,
+        Passes,
+        Codes,
+        Grants,
+        Team,
+        Settings,
+        Webhooks,
+        AuditLog,
+        ModerateStream,
+        ModerateChannel,
+        Analytics,
+    );
+}
+
+/// A pooled connection for an extractor; its failure is the error page.
+async fn connection(state: &AppState) -> Result<crate::db::DbConn, Response> {
+    state
+        .db
+        .get()
+        .await
+        .map_err(|e| AppError::from(e).into_response())
+}
+
+/// The signed-in user and the route's `{id}`, typed (404 if it is none).
+async fn signed_in_with_id<T: std::str::FromStr>(
     parts: &mut Parts,
     state: &AppState,
-) -> Result<(User, StreamId), Response> {
+) -> Result<(User, T), Response> {
+    let (user, id) = signed_in_with_param(parts, state, "id").await?;
+    let id = id.parse().map_err(|_| AppError::NotFound.into_response())?;
+    Ok((user, id))
+}
+
+/// The signed-in user (or the way to sign in) and the route's parameter
+/// `name` (404 if the route has none).
+async fn signed_in_with_param(
+    parts: &mut Parts,
+    state: &AppState,
+    name: &str,
+) -> Result<(User, String), Response> {
     let CurrentUser(user) = CurrentUser::from_request_parts(parts, state)
         .await
         .map_err(IntoResponse::into_response)?;
     let params = RawPathParams::from_request_parts(parts, state)
         .await
         .map_err(|_| AppError::NotFound.into_response())?;
-    let id = params
+    let value = params
         .iter()
-        .find(|(name, _)| *name == "id")
-        .and_then(|(_, value)| value.parse().ok())
+        .find(|(param, _)| *param == name)
+        .map(|(_, value)| value.to_owned())
         .ok_or_else(|| AppError::NotFound.into_response())?;
-    Ok((user, id))
+    Ok((user, value))
 }
 
 /// What the refused user tried to manage: the 403 names it.

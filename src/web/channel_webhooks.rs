@@ -7,23 +7,23 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::{self, Area, Ids};
 use super::view::Moment;
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render, render_with, view};
-use crate::auth::{self, CurrentUser};
+use super::{FieldErrors, FlashKind, Htmx, Layout, render, render_with, view};
+use crate::auth::CurrentUser;
 use crate::db::channels::Channel;
 use crate::db::webhooks::{self, Attempt, Delivery, Endpoint};
 use crate::db::{self};
 use crate::error::AppResult;
 use crate::outgoing_webhooks;
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::{self, Area, Ids, OwnedChannel, area};
 
 /// Endpoints per channel.
 pub const MAX_ENDPOINTS: usize = 10;
@@ -208,13 +208,9 @@ async fn endpoint_view(
 
 pub async fn page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::Webhooks>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
-    drop(conn);
     Ok(view::no_store(render(
         &WebhooksPage::load(&state, layout, channel).await?,
     )?))
@@ -289,16 +285,11 @@ fn check_secret(form: &AddForm, errors: &mut FieldErrors) -> Option<String> {
 
 pub async fn add(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Webhooks>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     Form(form): Form<AddForm>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
-    drop(conn);
     let mut errors = FieldErrors::default();
     let allow_private = state.config.webhooks.allow_private_addresses;
     let url = match outgoing_webhooks::check_url(&form.url, allow_private).await {
@@ -328,19 +319,16 @@ pub async fn add(
         )
         .await?;
         tracing::info!(endpoint = endpoint.id, channel = %channel.id, "webhook endpoint added");
-        flash(
-            &session,
-            FlashKind::Success,
-            "Webhook added. Copy its signing secret into your receiver to check signatures.",
-        )
-        .await?;
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!(
-                "/studio/channels/{}/webhooks#webhook-{}",
-                channel.handle, endpoint.id
-            ),
-        ));
+        return reply
+            .redirect_with(
+                FlashKind::Success,
+                "Webhook added. Copy its signing secret into your receiver to check signatures.",
+                &format!(
+                    "/studio/channels/{}/webhooks#webhook-{}",
+                    channel.handle, endpoint.id
+                ),
+            )
+            .await;
     }
     drop(conn);
     let mut page = WebhooksPage::load(&state, layout, channel).await?;
@@ -354,18 +342,13 @@ pub async fn add(
         .to_owned(),
     };
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_form())
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -382,16 +365,13 @@ pub async fn delete(
         serde_json::json!({}),
     )
     .await?;
-    flash(
-        &session,
-        FlashKind::Success,
-        "Webhook deleted: it receives no more events, and its delivery log is gone.",
-    )
-    .await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/studio/channels/{}/webhooks", channel.handle),
-    ))
+    reply
+        .redirect_with(
+            FlashKind::Success,
+            "Webhook deleted: it receives no more events, and its delivery log is gone.",
+            &format!("/studio/channels/{}/webhooks", channel.handle),
+        )
+        .await
 }
 
 /// The outcome of "Send test event", shown under the endpoint.
@@ -406,8 +386,7 @@ pub struct TestResult {
 pub async fn send_test(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -425,7 +404,7 @@ pub async fn send_test(
         let message = format!(
             "This channel sent {TESTS_PER_MINUTE} test events in the last minute, the most it may. Wait a minute and try again."
         );
-        if htmx.fragment {
+        if reply.htmx.fragment {
             let fragment = TestResult {
                 endpoint_id: endpoint.id,
                 delivered: false,
@@ -433,14 +412,16 @@ pub async fn send_test(
             };
             return render_with(StatusCode::TOO_MANY_REQUESTS, &fragment);
         }
-        flash(&session, FlashKind::Error, message).await?;
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!(
-                "/studio/channels/{}/webhooks#webhook-{}",
-                channel.handle, endpoint.id
-            ),
-        ));
+        return reply
+            .redirect_with(
+                FlashKind::Error,
+                message,
+                &format!(
+                    "/studio/channels/{}/webhooks#webhook-{}",
+                    channel.handle, endpoint.id
+                ),
+            )
+            .await;
     }
     let sent = outgoing_webhooks::send_test(&state, &endpoint, &channel).await;
     let message = match (&sent.error, sent.status) {
@@ -451,7 +432,7 @@ pub async fn send_test(
         (None, None) => "Test event delivered.".to_owned(),
         (Some(e), _) => format!("The test event was not delivered: {e}."),
     };
-    if htmx.fragment {
+    if reply.htmx.fragment {
         return render(&TestResult {
             endpoint_id: endpoint.id,
             delivered: sent.delivered(),
@@ -463,12 +444,14 @@ pub async fn send_test(
     } else {
         FlashKind::Error
     };
-    flash(&session, kind, message).await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!(
-            "/studio/channels/{}/webhooks#webhook-{}",
-            channel.handle, endpoint.id
-        ),
-    ))
+    reply
+        .redirect_with(
+            kind,
+            message,
+            &format!(
+                "/studio/channels/{}/webhooks#webhook-{}",
+                channel.handle, endpoint.id
+            ),
+        )
+        .await
 }

@@ -10,12 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::{self, Area, Ids};
 use super::forms::{check_channel_title, normalize_text};
 use super::view::{Moment, access_label};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use super::{FieldErrors, FlashKind, Layout, render_with};
 use crate::access;
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::db::channels::{self, Channel, NewChannel, Role};
@@ -24,6 +22,8 @@ use crate::db::{self, StreamId, UserId, users};
 use crate::error::{AppError, AppResult};
 use crate::limits::{self, Action};
 use crate::state::AppState;
+use crate::web::authz::{self, Area, Ids, OwnedChannel, area};
+use crate::web::{Reply, forms};
 
 /// The unique index on `channels.handle` (a race between two sign-ups of the same handle).
 const HANDLE_KEY: &str = "channels_handle_key";
@@ -181,8 +181,7 @@ const HANDLE_TAKEN: &str = "That handle is taken. Try another one.";
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<ChannelForm>,
 ) -> AppResult<Response> {
@@ -250,16 +249,16 @@ pub async fn create(
                     serde_json::json!({ "title": channel.title }),
                 )
                 .await?;
-                flash(
-                    &session,
-                    FlashKind::Success,
-                    format!(
-                        "Your channel “{}” is ready. Create its first stream.",
-                        channel.title
-                    ),
-                )
-                .await?;
-                return Ok(auth::redirect(htmx.request, "/studio"));
+                return reply
+                    .redirect_with(
+                        FlashKind::Success,
+                        format!(
+                            "Your channel “{}” is ready. Create its first stream.",
+                            channel.title
+                        ),
+                        "/studio",
+                    )
+                    .await;
             }
             // Two people claiming the same handle at once: the unique index decides.
             Err(e) if db::is_unique_violation(&e, Some(HANDLE_KEY)) => {
@@ -276,11 +275,7 @@ pub async fn create(
         description,
         errors,
     };
-    if htmx.fragment {
-        render_with(status, &page.as_form())
-    } else {
-        render_with(status, &page)
-    }
+    reply.render(status, &page, &page.as_form())
 }
 
 // ---------------------------------------------------------------------------
@@ -337,12 +332,10 @@ impl TeamPage {
 
 pub async fn team(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::Team>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Team).await?;
     let page = TeamPage::load(&mut conn, layout, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -355,65 +348,51 @@ pub struct AddModeratorForm {
 
 pub async fn add_moderator(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Team>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     Form(form): Form<AddModeratorForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Team).await?;
     let mut errors = FieldErrors::default();
-    let email = form.email.trim();
     let mut added = None;
 
-    if email.is_empty() {
-        errors.add(
+    match forms::account_by_email(&mut conn, &form.email, &mut errors).await? {
+        None => {}
+        Some(member) if member.id == channel.owner_id => errors.add(
             "email",
-            "Enter the email address of their stagepass account.",
-        );
-    } else {
-        match users::find_by_email(&mut conn, email).await? {
-            None => errors.add(
-                "email",
-                "No account uses that email. Ask them to sign up first.",
-            ),
-            Some(member) if member.id == channel.owner_id => errors.add(
-                "email",
-                "That's the owner's account: the owner can already do everything a moderator can.",
-            ),
-            Some(member) => {
-                if channels::add_moderator(&mut conn, channel.id, member.id).await? {
-                    db::audit::record(
-                        &mut conn,
-                        Some(user.id),
-                        Some(channel.id),
-                        "team.moderator_added",
-                        Some(&member.id.to_string()),
-                        serde_json::json!({}),
-                    )
-                    .await?;
-                    added = Some(member.display_name);
-                } else {
-                    errors.add(
-                        "email",
-                        format!("{} is already on this channel's team.", member.display_name),
-                    );
-                }
+            "That's the owner's account: the owner can already do everything a moderator can.",
+        ),
+        Some(member) => {
+            if channels::add_moderator(&mut conn, channel.id, member.id).await? {
+                db::audit::record(
+                    &mut conn,
+                    Some(user.id),
+                    Some(channel.id),
+                    "team.moderator_added",
+                    Some(&member.id.to_string()),
+                    serde_json::json!({}),
+                )
+                .await?;
+                added = Some(member.display_name);
+            } else {
+                errors.add(
+                    "email",
+                    format!("{} is already on this channel's team.", member.display_name),
+                );
             }
         }
     }
 
     if let Some(name) = added.as_deref()
-        && !htmx.fragment
+        && !reply.htmx.fragment
     {
-        flash(
-            &session,
-            FlashKind::Success,
-            format!("{name} is now a moderator of {}.", channel.title),
-        )
-        .await?;
+        reply
+            .flash(
+                FlashKind::Success,
+                format!("{name} is now a moderator of {}.", channel.title),
+            )
+            .await?;
         return Ok(auth::redirect(
             false,
             &format!("/studio/channels/{}/team", channel.handle),
@@ -427,22 +406,17 @@ pub async fn add_moderator(
     };
     let mut page = TeamPage::load(&mut conn, layout, channel).await?;
     if !errors.is_empty() {
-        page.email = email.to_owned();
+        page.email = form.email.trim().to_owned();
     }
     page.errors = errors;
     page.added = added;
-    if htmx.fragment {
-        render_with(status, &page.as_team())
-    } else {
-        render_with(status, &page)
-    }
+    reply.render(status, &page, &page.as_team())
 }
 
 pub async fn remove_moderator(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids((handle, member)): Ids<(String, UserId)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -464,7 +438,7 @@ pub async fn remove_moderator(
         )
         .await?;
     }
-    if htmx.fragment {
+    if reply.htmx.fragment {
         // The row removes itself (hx-swap="outerHTML" with an empty body). Gone
         // already (a second click, another tab) ends the same way.
         return Ok(StatusCode::OK.into_response());
@@ -484,7 +458,7 @@ pub async fn remove_moderator(
             format!("{name} was not on the team any more."),
         )
     };
-    flash(&session, kind, message).await?;
+    reply.flash(kind, message).await?;
     Ok(auth::redirect(
         false,
         &format!("/studio/channels/{}/team", channel.handle),

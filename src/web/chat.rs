@@ -12,11 +12,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::Ids;
 use super::view::panels::{ChatSettingsForm, SettingsFragment};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render, render_with};
+use super::{FieldErrors, FlashKind, Htmx, Layout, render, render_with};
 use crate::access::{self, Access};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::chat::view::{ChatForm, ChatPanel, FormFragment, PanelFragment};
@@ -26,6 +24,8 @@ use crate::db::streams::Stream;
 use crate::db::{StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::Ids;
 
 /// The stream behind a chat URL, and what the access rule says about `user`
 /// (an unannounced draft is a 404 outside its team: `access::find_stream`).
@@ -143,17 +143,16 @@ fn refusal_status(r: &Refusal) -> StatusCode {
 pub async fn post(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<StreamId>,
     Form(form): Form<PostForm>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
     let (stream, _) = chat_stream(&state, user, id).await?;
     let outcome = chat::post(&state, user, &stream, &form.body).await?;
-    if !htmx.request {
+    if !reply.htmx.request {
         if let Err(refusal) = &outcome {
-            flash(&session, FlashKind::Error, refusal.reason()).await?;
+            reply.flash(FlashKind::Error, refusal.reason()).await?;
         }
         return Ok(auth::redirect(false, &format!("/s/{}", stream.id)));
     }
@@ -273,8 +272,7 @@ fn check_settings(input: &SettingsInput, errors: &mut FieldErrors) -> Option<Set
 pub async fn settings(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Ids(id): Ids<StreamId>,
     Form(input): Form<SettingsInput>,
@@ -293,13 +291,13 @@ pub async fn settings(
     let checked = check_settings(&input, &mut errors);
     let back = format!("/studio/streams/{}", stream.id);
     let Some(new) = checked else {
-        if !htmx.request {
-            flash(
-                &session,
-                FlashKind::Error,
-                "The chat settings were not saved: check the numbers.",
-            )
-            .await?;
+        if !reply.htmx.request {
+            reply
+                .flash(
+                    FlashKind::Error,
+                    "The chat settings were not saved: check the numbers.",
+                )
+                .await?;
             return Ok(auth::redirect(false, &back));
         }
         let form = ChatSettingsForm {
@@ -320,8 +318,10 @@ pub async fn settings(
         );
     };
     chat::save_settings(&state, user.id, &stream, new).await?;
-    if !htmx.request {
-        flash(&session, FlashKind::Success, "Chat settings saved.").await?;
+    if !reply.htmx.request {
+        reply
+            .flash(FlashKind::Success, "Chat settings saved.")
+            .await?;
         return Ok(auth::redirect(false, &back));
     }
     let mut form = ChatSettingsForm::new(stream.id, &new, &layout.csrf_token);

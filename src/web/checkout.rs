@@ -25,10 +25,8 @@ use axum::response::Response;
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::Ids;
-use super::{FlashKind, Htmx, Layout, flash, render};
+use super::{FlashKind, Htmx, Layout, render};
 use crate::access::{self, Denial};
 use crate::auth::{self, CurrentUser};
 use crate::config::PaymentsConfig;
@@ -40,6 +38,8 @@ use crate::error::{AppError, AppResult};
 use crate::limits::{self, Action};
 use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started, stripe};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::Ids;
 
 /// Where a purchase of `pass` leads: the stream it covers or the buyer came
 /// from (checked to be of the pass's channel), else the channel page.
@@ -91,8 +91,7 @@ pub struct BuyForm {
 pub async fn buy(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<PassId>,
     Form(form): Form<BuyForm>,
 ) -> AppResult<Response> {
@@ -181,7 +180,7 @@ pub async fn buy(
     )
     .await;
     match started {
-        Ok(Started::Redirect { to, .. }) => Ok(auth::redirect(htmx.request, &to)),
+        Ok(Started::Redirect { to, .. }) => Ok(reply.redirect(&to)),
         Ok(Started::Free { grant, .. }) => {
             let (kind, message) = match grant {
                 Some(_) => (
@@ -193,19 +192,18 @@ pub async fn buy(
                     format!("{} could not be added: its time window is over.", pass.name),
                 ),
             };
-            flash(&session, kind, message).await?;
-            Ok(auth::redirect(htmx.request, &route.watch))
+            reply.redirect_with(kind, message, &route.watch).await
         }
         Err(PurchaseError::Provider { order, error }) => {
             tracing::warn!(order_id = %order, %error, "checkout could not start");
-            flash(
-                &session,
-                FlashKind::Error,
-                "We couldn't start the payment: the payment service did not accept it. \
+            reply
+                .redirect_with(
+                    FlashKind::Error,
+                    "We couldn't start the payment: the payment service did not accept it. \
                  You have not been charged. Please try again in a minute.",
-            )
-            .await?;
-            Ok(auth::redirect(htmx.request, &route.pass_page))
+                    &route.pass_page,
+                )
+                .await
         }
         Err(PurchaseError::Database(e)) => Err(e.into()),
         Err(PurchaseError::Pool(e)) => Err(e.into()),
@@ -363,8 +361,7 @@ pub struct ConfirmForm {
 pub async fn dev_confirm(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<OrderId>,
     Form(form): Form<ConfirmForm>,
 ) -> AppResult<Response> {
@@ -376,24 +373,24 @@ pub async fn dev_confirm(
         .await?
         .is_some_and(|o| o.status == Status::Paid);
     if !paid {
-        flash(
-            &session,
-            FlashKind::Error,
-            "This order can no longer be paid. Start again from the pass page.",
-        )
-        .await?;
-        return Ok(auth::redirect(htmx.request, &route.pass_page));
+        return reply
+            .redirect_with(
+                FlashKind::Error,
+                "This order can no longer be paid. Start again from the pass page.",
+                &route.pass_page,
+            )
+            .await;
     }
     if grant.is_some() {
         payments::count(ProviderKind::Dev, "paid");
-        flash(
-            &session,
-            FlashKind::Success,
-            format!("{} is yours. Enjoy!", pass.name),
-        )
-        .await?;
+        reply
+            .flash(
+                FlashKind::Success,
+                format!("{} is yours. Enjoy!", pass.name),
+            )
+            .await?;
     }
-    Ok(auth::redirect(htmx.request, &route.watch))
+    Ok(reply.redirect(&route.watch))
 }
 
 /// POST /webhooks/stripe: verified against `Stripe-Signature` before

@@ -12,17 +12,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::uploads::avatar_url;
 use super::view::follow_button::{FollowButton, Viewer, viewer_of};
 use super::view::relative_start;
-use super::{FlashKind, Htmx, Layout, flash, render_with};
+use super::{FlashKind, Layout, render_with};
 use crate::auth::{self, CurrentUser};
 use crate::db::channels::{self};
 use crate::db::{ChannelId, StreamId, follows};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::web::Reply;
 
 #[derive(Deserialize, Default)]
 pub struct FollowForm {
@@ -39,30 +39,27 @@ const OWN_CHANNEL: &str =
 pub async fn follow(
     state: State<AppState>,
     user: CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     handle: Path<String>,
     form: Form<FollowForm>,
 ) -> AppResult<Response> {
-    change(state, user, session, htmx, handle, form, true).await
+    change(state, user, reply, handle, form, true).await
 }
 
 pub async fn unfollow(
     state: State<AppState>,
     user: CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     handle: Path<String>,
     form: Form<FollowForm>,
 ) -> AppResult<Response> {
-    change(state, user, session, htmx, handle, form, false).await
+    change(state, user, reply, handle, form, false).await
 }
 
 async fn change(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Path(handle): Path<String>,
     Form(form): Form<FollowForm>,
     follow: bool,
@@ -85,10 +82,10 @@ async fn change(
         auth::safe_next(Some(&form.next))
     };
 
-    if htmx.fragment {
+    if reply.htmx.fragment {
         let (following, followers) = follows::state(&mut conn, Some(user.id), channel.id).await?;
         let slot = form.slot.parse::<i64>().ok().map(StreamId);
-        let csrf_token = crate::auth::csrf::token(&session).await?;
+        let csrf_token = crate::auth::csrf::token(&reply.session).await?;
         let button = FollowButton::new(
             &channel.handle,
             viewer_of(Some(user.id), channel.owner_id),
@@ -106,7 +103,7 @@ async fn change(
         (false, true) => format!("You no longer follow {}.", channel.title),
         (false, false) => format!("You were not following {}.", channel.title),
     };
-    flash(&session, FlashKind::Success, message).await?;
+    reply.flash(FlashKind::Success, message).await?;
     Ok(auth::redirect(false, &next))
 }
 

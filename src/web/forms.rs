@@ -1,6 +1,7 @@
 //! Checks and readings that several forms share: names, titles, free text
 //! and dates as people type them. Each check adds its reason to
-//! `FieldErrors`, next to the field; nothing here touches the database.
+//! `FieldErrors`, next to the field. Only `account_by_email` reads the
+//! database (the account a team or grant form names).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -69,4 +70,29 @@ mod tests {
         assert_eq!(Moment::new(t).label, "2026-11-22 18:00 UTC");
         assert_eq!(Moment::new(t).iso, "2026-11-22T18:00:00Z");
     }
+}
+
+/// The account behind the `email` field of a team or grant form, or the
+/// error next to that field: the field is empty, or no account uses it.
+pub async fn account_by_email(
+    conn: &mut diesel_async::AsyncPgConnection,
+    email: &str,
+    errors: &mut FieldErrors,
+) -> crate::db::DbResult<Option<crate::db::users::User>> {
+    let email = email.trim();
+    if email.is_empty() {
+        errors.add(
+            "email",
+            "Enter the email address of their stagepass account.",
+        );
+        return Ok(None);
+    }
+    let found = crate::db::users::find_by_email(conn, email).await?;
+    if found.is_none() {
+        errors.add(
+            "email",
+            "No account uses that email. Ask them to sign up first.",
+        );
+    }
+    Ok(found)
 }

@@ -7,14 +7,12 @@
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use tower_sessions::Session;
 
-use super::authz::{Ids, OwnedStream};
 use super::uploads::{
     Audience, DEFAULT_THUMBNAIL, StoreError, delete_quietly, read_upload, serve, store,
 };
 use super::view::panels::ThumbnailPanel;
-use super::{FlashKind, Htmx, flash, render_with};
+use super::{FlashKind, render_with};
 use crate::access;
 use crate::auth::{self, MaybeUser};
 use crate::db::streams;
@@ -22,6 +20,8 @@ use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::images::{ImageError, Purpose};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::{Ids, OwnedStream};
 
 pub async fn thumbnail(
     State(state): State<AppState>,
@@ -53,9 +53,9 @@ pub async fn upload_thumbnail(
         user,
         stream,
         channel,
+        ..
     }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     mut multipart: Multipart,
 ) -> AppResult<Response> {
     let stored = match read_upload(&mut multipart, "thumbnail").await {
@@ -96,15 +96,7 @@ pub async fn upload_thumbnail(
         Err(StoreError::Image(e)) => (streams::thumbnail_key(&mut conn, stream.id).await?, Err(e)),
     };
     drop(conn);
-    answer(
-        &session,
-        htmx,
-        stream.id,
-        current,
-        outcome,
-        "Thumbnail saved.",
-    )
-    .await
+    answer(&reply, stream.id, current, outcome, "Thumbnail saved.").await
 }
 
 pub async fn remove_thumbnail(
@@ -113,9 +105,9 @@ pub async fn remove_thumbnail(
         user,
         stream,
         channel,
+        ..
     }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let old = streams::replace_thumbnail(&mut conn, stream.id, None).await?;
@@ -133,8 +125,7 @@ pub async fn remove_thumbnail(
     drop(conn);
     delete_quietly(&state, old).await;
     answer(
-        &session,
-        htmx,
+        &reply,
         stream.id,
         None,
         Ok(()),
@@ -145,15 +136,14 @@ pub async fn remove_thumbnail(
 
 /// The panel again (htmx), or back to the stream page with a flash.
 async fn answer(
-    session: &Session,
-    htmx: Htmx,
+    reply: &Reply,
     stream: StreamId,
     current: Option<String>,
     outcome: Result<(), ImageError>,
     done: &'static str,
 ) -> AppResult<Response> {
-    if htmx.fragment {
-        let csrf_token = crate::auth::csrf::token(session).await?;
+    if reply.htmx.fragment {
+        let csrf_token = crate::auth::csrf::token(&reply.session).await?;
         let mut panel = ThumbnailPanel::new(stream, current.as_deref(), &csrf_token);
         return match outcome {
             Ok(()) => {
@@ -167,8 +157,8 @@ async fn answer(
         };
     }
     match outcome {
-        Ok(()) => flash(session, FlashKind::Success, done).await?,
-        Err(e) => flash(session, FlashKind::Error, e.to_string()).await?,
+        Ok(()) => reply.flash(FlashKind::Success, done).await?,
+        Err(e) => reply.flash(FlashKind::Error, e.to_string()).await?,
     }
     Ok(auth::redirect(false, &format!("/studio/streams/{stream}")))
 }

@@ -8,16 +8,14 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::{self, Area, Ids};
-use super::{FlashKind, Htmx, flash};
-use crate::auth::{self, CurrentUser};
-use crate::db::StreamId;
+use super::FlashKind;
 use crate::db::streams::Stream;
 use crate::error::{AppError, AppResult};
 use crate::livekit::ingress::{self, IngressError, Kind};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::{OwnedStream, area};
 
 #[derive(Deserialize)]
 pub struct CreateForm {
@@ -26,41 +24,32 @@ pub struct CreateForm {
 
 /// Back to the studio page, with what happened as a flash.
 async fn done(
-    session: &Session,
-    htmx: &Htmx,
+    reply: &Reply,
     stream: &Stream,
     outcome: Result<&str, IngressError>,
 ) -> AppResult<Response> {
     match outcome {
-        Ok(message) => flash(session, FlashKind::Success, message).await?,
+        Ok(message) => reply.flash(FlashKind::Success, message).await?,
         Err(e @ (IngressError::Db(_) | IngressError::Token(_))) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, stream = %stream.id, "ingress change failed");
-            flash(session, FlashKind::Error, e.to_string()).await?
+            reply.flash(FlashKind::Error, e.to_string()).await?
         }
     }
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/studio/streams/{}#ingress-panel", stream.id),
-    ))
+    Ok(reply.redirect(&format!("/studio/streams/{}#ingress-panel", stream.id)))
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Ids(id): Ids<StreamId>,
+    OwnedStream { stream, .. }: OwnedStream<area::Ingress>,
+    reply: Reply,
     Form(form): Form<CreateForm>,
 ) -> AppResult<Response> {
-    let (stream, _) =
-        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let kind = Kind::parse(&form.kind)
         .ok_or_else(|| AppError::BadRequest("Choose RTMP or WHIP.".into()))?;
     let outcome = ingress::create(&state, &stream, kind).await;
     done(
-        &session,
-        &htmx,
+        &reply,
         &stream,
         outcome.map(|_| "Your stream key is ready: copy the server and the key into OBS."),
     )
@@ -69,17 +58,12 @@ pub async fn create(
 
 pub async fn reset(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Ids(id): Ids<StreamId>,
+    OwnedStream { stream, .. }: OwnedStream<area::Ingress>,
+    reply: Reply,
 ) -> AppResult<Response> {
-    let (stream, _) =
-        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let outcome = ingress::reset(&state, &stream).await;
     done(
-        &session,
-        &htmx,
+        &reply,
         &stream,
         outcome.map(|_| "The stream key was reset: the old key no longer works. Update it in OBS."),
     )
@@ -88,17 +72,12 @@ pub async fn reset(
 
 pub async fn delete(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Ids(id): Ids<StreamId>,
+    OwnedStream { stream, .. }: OwnedStream<area::Ingress>,
+    reply: Reply,
 ) -> AppResult<Response> {
-    let (stream, _) =
-        authz::owned_stream(&mut *state.db.get().await?, user.id, id, Area::Ingress).await?;
     let outcome = ingress::delete(&state, &stream).await;
     done(
-        &session,
-        &htmx,
+        &reply,
         &stream,
         outcome.map(|_| "The stream key was deleted: OBS can no longer stream here."),
     )

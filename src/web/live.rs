@@ -7,13 +7,11 @@ use askama::Template;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use tower_sessions::Session;
 
-use super::authz::OwnedStream;
 use super::view::{TokenResponse, refuse};
-use super::{FlashKind, Htmx, Layout, flash, render};
+use super::{FlashKind, Layout, render};
+use crate::web::authz::OwnedStream;
 
-use crate::auth::{self};
 use crate::db::channels::{self, Channel};
 use crate::db::streams::{Status, Stream};
 use crate::db::{StreamId, UserId, presence};
@@ -21,71 +19,58 @@ use crate::error::{AppError, AppResult};
 use crate::lifecycle::{self, LifecycleError};
 use crate::livekit::tokens;
 use crate::state::AppState;
+use crate::web::Reply;
 
 pub async fn go_live(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    OwnedStream { stream, .. }: OwnedStream,
+    reply: Reply,
 ) -> AppResult<Response> {
     match lifecycle::go_live(&state, &stream).await {
         Ok(_) => {
-            flash(
-                &session,
-                FlashKind::Success,
-                "You're live. Start your camera here; viewers can join now.",
-            )
-            .await?;
-            Ok(auth::redirect(
-                htmx.request,
-                &format!("/studio/streams/{}/broadcast", stream.id),
-            ))
+            reply
+                .redirect_with(
+                    FlashKind::Success,
+                    "You're live. Start your camera here; viewers can join now.",
+                    &format!("/studio/streams/{}/broadcast", stream.id),
+                )
+                .await
         }
         Err(LifecycleError::Db(e)) => Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, stream = %stream.id, "go live failed");
-            flash(&session, FlashKind::Error, e.to_string()).await?;
-            Ok(auth::redirect(
-                htmx.request,
-                &format!("/studio/streams/{}", stream.id),
-            ))
+            reply
+                .redirect_with(
+                    FlashKind::Error,
+                    e.to_string(),
+                    &format!("/studio/streams/{}", stream.id),
+                )
+                .await
         }
     }
 }
 
 pub async fn end(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    OwnedStream { stream, .. }: OwnedStream,
+    reply: Reply,
 ) -> AppResult<Response> {
     match lifecycle::end_stream(&state, stream.id).await {
         Ok(_) => {
-            flash(
-                &session,
-                FlashKind::Success,
-                "The stream has ended. Everyone was disconnected.",
-            )
-            .await?
+            reply
+                .flash(
+                    FlashKind::Success,
+                    "The stream has ended. Everyone was disconnected.",
+                )
+                .await?
         }
         Err(LifecycleError::Db(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, stream = %stream.id, "end failed");
-            flash(&session, FlashKind::Error, e.to_string()).await?;
+            reply.flash(FlashKind::Error, e.to_string()).await?;
         }
     }
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/studio/streams/{}", stream.id),
-    ))
+    Ok(reply.redirect(&format!("/studio/streams/{}", stream.id)))
 }
 
 #[derive(Template)]
@@ -106,6 +91,7 @@ pub async fn broadcast(
         user,
         stream,
         channel,
+        ..
     }: OwnedStream,
     layout: Layout,
 ) -> AppResult<Response> {
@@ -131,11 +117,7 @@ pub async fn broadcast(
 /// The host token for the broadcast page: publish, subscribe, data, room admin.
 pub async fn host_token(
     State(state): State<AppState>,
-    OwnedStream {
-        user,
-        stream,
-        channel: _,
-    }: OwnedStream,
+    OwnedStream { user, stream, .. }: OwnedStream,
 ) -> AppResult<Response> {
     if stream.status != Status::Live {
         return Ok(refuse(
@@ -172,9 +154,7 @@ pub struct StatsFragment {
 pub async fn stats(
     State(state): State<AppState>,
     OwnedStream {
-        user: _,
-        stream,
-        channel,
+        stream, channel, ..
     }: OwnedStream,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;

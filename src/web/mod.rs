@@ -1,6 +1,8 @@
 //! HTTP only: one module per area. Handlers are thin — extract, authorize,
 //! call the domain, render. This module holds what every page shares: the
-//! layout context (`Layout`), template rendering, form errors and flashes.
+//! layout context (`Layout`), template rendering, form errors, and how a
+//! form post is answered (`Reply`: a flash and a redirect, or to htmx the
+//! block of the page that changed).
 
 pub mod account;
 pub mod analytics;
@@ -82,6 +84,63 @@ impl<S: Send + Sync> FromRequestParts<S> for Htmx {
             fragment: wants_fragment(&parts.headers),
             request: parts.headers.contains_key("hx-request"),
         })
+    }
+}
+
+/// How a handler answers a form post: flashes queued for the next page (in
+/// the session), then a redirect that htmx follows (`HX-Redirect`) or a 303.
+pub struct Reply {
+    pub session: Session,
+    pub htmx: Htmx,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Reply {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(htmx) = Htmx::from_request_parts(parts, state).await;
+        Ok(Reply {
+            session: crate::auth::session_of(parts)?,
+            htmx,
+        })
+    }
+}
+
+impl Reply {
+    /// Redirects to `to`.
+    pub fn redirect(&self, to: &str) -> Response {
+        crate::auth::redirect(self.htmx.request, to)
+    }
+
+    /// Queues `message` for the next page the user sees.
+    pub async fn flash(&self, kind: FlashKind, message: impl Into<String>) -> AppResult<()> {
+        flash(&self.session, kind, message).await
+    }
+
+    /// The whole `page`, or to htmx only `block`, the part of it the request
+    /// changes (`&page.as_form()`).
+    pub fn render(
+        &self,
+        status: StatusCode,
+        page: &impl Template,
+        block: &impl Template,
+    ) -> AppResult<Response> {
+        if self.htmx.fragment {
+            render_with(status, block)
+        } else {
+            render_with(status, page)
+        }
+    }
+
+    /// Queues `message`, then redirects to `to`, where it is shown.
+    pub async fn redirect_with(
+        &self,
+        kind: FlashKind,
+        message: impl Into<String>,
+        to: &str,
+    ) -> AppResult<Response> {
+        self.flash(kind, message).await?;
+        Ok(self.redirect(to))
     }
 }
 

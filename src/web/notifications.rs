@@ -9,9 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::Ids;
 use super::view::Moment;
 use super::{Htmx, Layout, render};
 use crate::auth::{self, CurrentUser, MaybeUser};
@@ -19,6 +17,8 @@ use crate::db::StreamId;
 use crate::db::notifications::{self, COUNT_CAP, Item, Kind};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::Ids;
 
 /// How many notifications one page lists.
 pub const PER_PAGE: i64 = 20;
@@ -217,23 +217,22 @@ fn changed(mut response: Response) -> Response {
 pub async fn mark_read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    htmx: Htmx,
-    session: Session,
+    reply: Reply,
     Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     notifications::mark_read(&mut conn, user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !htmx.fragment {
-        return Ok(auth::redirect(htmx.request, "/notifications"));
+    if !reply.htmx.fragment {
+        return Ok(reply.redirect("/notifications"));
     }
     let item = notifications::find(&mut conn, user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let fragment = ItemFragment {
         n: NotificationView::new(item),
-        csrf_token: auth::csrf::token(&session).await?,
+        csrf_token: auth::csrf::token(&reply.session).await?,
     };
     Ok(changed(render(&fragment)?))
 }
@@ -252,8 +251,7 @@ pub struct ReadAllForm {
 pub async fn mark_all_read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    htmx: Htmx,
-    session: Session,
+    reply: Reply,
     Form(form): Form<ReadAllForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -261,14 +259,14 @@ pub async fn mark_all_read(
     notifications::mark_all_read(&mut conn, user.id, up_to).await?;
     drop(conn);
     let before = before_of(form.before.as_deref());
-    if !htmx.fragment {
+    if !reply.htmx.fragment {
         let to = match before {
             Some(b) => format!("/notifications?before={b}"),
             None => "/notifications".to_owned(),
         };
-        return Ok(auth::redirect(htmx.request, &to));
+        return Ok(reply.redirect(&to));
     }
-    let layout = Layout::fragment(&session).await?;
+    let layout = Layout::fragment(&reply.session).await?;
     let page = load_page(&state, layout, user.id, before).await?;
     Ok(changed(render(&page.as_list())?))
 }

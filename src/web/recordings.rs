@@ -12,13 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::{self, Area, Ids, OwnedStream};
 use super::view::panels::{RecordingPanel, duration_label, size_label};
-use super::{FlashKind, Htmx, Layout, flash, render, render_with};
+use super::{FlashKind, Layout, render, render_with};
 use crate::access::{self, ReplayAccess};
-use crate::auth::{self, CurrentUser, MaybeUser};
+use crate::auth::{CurrentUser, MaybeUser};
 use crate::db::channels::Channel;
 use crate::db::recordings::{self as rec_db};
 use crate::db::streams::{self, Stream, StreamChanges};
@@ -26,6 +24,8 @@ use crate::db::{StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::recording::{self, RecordingError};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::{self, Area, Ids, OwnedStream};
 
 #[derive(Template)]
 #[template(path = "partials/recordings/panel.html")]
@@ -36,11 +36,7 @@ pub struct RecordingPanelFragment {
 /// The status fragment (htmx polls it).
 pub async fn panel(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
+    OwnedStream { stream, .. }: OwnedStream,
     layout: Layout,
 ) -> AppResult<Response> {
     let recording = RecordingPanel::load(&state, &stream, &layout.csrf_token).await?;
@@ -49,30 +45,20 @@ pub async fn panel(
 
 pub async fn start(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    OwnedStream { stream, .. }: OwnedStream,
+    reply: Reply,
     layout: Layout,
 ) -> AppResult<Response> {
     let outcome = recording::start(&state, &stream)
         .await
         .map(|_| "Recording started.");
-    answer(&state, &stream, session, htmx, layout, outcome).await
+    answer(&state, &stream, reply, layout, outcome).await
 }
 
 pub async fn stop(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    OwnedStream { stream, .. }: OwnedStream,
+    reply: Reply,
     layout: Layout,
 ) -> AppResult<Response> {
     let outcome = recording::stop(&state, &stream)
@@ -81,15 +67,14 @@ pub async fn stop(
             Some(_) => "Recording stopped; the file is being saved.",
             None => "Nothing is being recorded.",
         });
-    answer(&state, &stream, session, htmx, layout, outcome).await
+    answer(&state, &stream, reply, layout, outcome).await
 }
 
 /// htmx: the panel with the outcome in it; otherwise a flash and back to the page.
 async fn answer(
     state: &AppState,
     stream: &Stream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     outcome: Result<&'static str, RecordingError>,
 ) -> AppResult<Response> {
@@ -98,7 +83,7 @@ async fn answer(
         Err(RecordingError::Db(e)) => return Err(e.into()),
         Err(e) => (FlashKind::Error, e.to_string()),
     };
-    if htmx.fragment {
+    if reply.htmx.fragment {
         let mut recording = RecordingPanel::load(state, stream, &layout.csrf_token).await?;
         // A failed recording's reason is on the panel already: once is enough.
         let said = kind == FlashKind::Error
@@ -109,11 +94,13 @@ async fn answer(
         }
         return render(&RecordingPanelFragment { recording });
     }
-    flash(&session, kind, message).await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/studio/streams/{}/broadcast", stream.id),
-    ))
+    reply
+        .redirect_with(
+            kind,
+            message,
+            &format!("/studio/streams/{}/broadcast", stream.id),
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -125,13 +112,8 @@ pub struct SettingsForm {
 /// "Record when going live" (studio stream page).
 pub async fn settings(
     State(state): State<AppState>,
-    OwnedStream {
-        user: _,
-        stream,
-        channel: _,
-    }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    OwnedStream { stream, .. }: OwnedStream,
+    reply: Reply,
     Form(form): Form<SettingsForm>,
 ) -> AppResult<Response> {
     let on = form.record_on_live.is_some();
@@ -146,11 +128,13 @@ pub async fn settings(
     } else {
         "This stream will not be recorded automatically."
     };
-    flash(&session, FlashKind::Success, message).await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/studio/streams/{}", stream.id),
-    ))
+    reply
+        .redirect_with(
+            FlashKind::Success,
+            message,
+            &format!("/studio/streams/{}", stream.id),
+        )
+        .await
 }
 
 pub struct Replay {
@@ -244,8 +228,7 @@ pub async fn replays(
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -266,11 +249,13 @@ pub async fn delete(
         ));
     }
     recording::delete(&state, &recording).await?;
-    flash(&session, FlashKind::Success, "The recording was deleted.").await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/s/{}/replays", stream.id),
-    ))
+    reply
+        .redirect_with(
+            FlashKind::Success,
+            "The recording was deleted.",
+            &format!("/s/{}/replays", stream.id),
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -284,12 +269,9 @@ pub struct RetentionForm {
 pub async fn retention(
     State(state): State<AppState>,
     OwnedStream {
-        user: _,
-        stream,
-        channel,
+        stream, channel, ..
     }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Form(form): Form<RetentionForm>,
 ) -> AppResult<Response> {
     let days = match form.days.trim() {
@@ -310,9 +292,11 @@ pub async fn retention(
         Some(n) => format!("Recordings of this channel are deleted after {n} days."),
         None => "Recordings of this channel are kept until you delete them.".to_owned(),
     };
-    flash(&session, FlashKind::Success, message).await?;
-    Ok(auth::redirect(
-        htmx.request,
-        &format!("/s/{}/replays", stream.id),
-    ))
+    reply
+        .redirect_with(
+            FlashKind::Success,
+            message,
+            &format!("/s/{}/replays", stream.id),
+        )
+        .await
 }

@@ -10,20 +10,20 @@ use axum::Form;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use tower_sessions::Session;
 
-use super::authz::{self, Area};
 use super::forms::{check_channel_title, normalize_text};
 use super::uploads::{
     self, Audience, DEFAULT_AVATAR, StoreError, avatar_url, delete_quietly, read_upload, store,
 };
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
-use crate::auth::{self, CurrentUser};
+use super::{FieldErrors, FlashKind, Layout, render_with};
+use crate::auth::{self};
 use crate::db;
 use crate::db::channels::{self, Channel};
 use crate::error::{AppError, AppResult};
 use crate::images::{ImageError, Purpose};
 use crate::state::AppState;
+use crate::web::Reply;
+use crate::web::authz::{OwnedChannel, area};
 
 /// How many links a channel page shows.
 pub const MAX_LINKS: usize = 5;
@@ -114,13 +114,9 @@ impl SettingsPage {
 
 pub async fn page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::Settings>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
-    drop(conn);
     render_with(
         StatusCode::OK,
         &SettingsPage::load(&state, layout, channel).await?,
@@ -149,15 +145,12 @@ pub fn check_link_url(raw: &str) -> Result<String, &'static str> {
 
 pub async fn save(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Settings>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     let field = |name: &str| {
         fields
             .iter()
@@ -219,14 +212,14 @@ pub async fn save(
         )
         .await?;
         drop(conn);
-        if !htmx.fragment {
-            flash(
-                &session,
-                FlashKind::Success,
-                "Your channel settings were saved.",
-            )
-            .await?;
-            return Ok(auth::redirect(htmx.request, &settings_path(&saved)));
+        if !reply.htmx.fragment {
+            return reply
+                .redirect_with(
+                    FlashKind::Success,
+                    "Your channel settings were saved.",
+                    &settings_path(&saved),
+                )
+                .await;
         }
         let mut page = SettingsPage::load(&state, layout, saved).await?;
         page.saved = true;
@@ -239,11 +232,7 @@ pub async fn save(
     page.description = description;
     page.links = rows;
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_details())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_details())
 }
 
 fn settings_path(channel: &Channel) -> String {
@@ -269,16 +258,11 @@ pub async fn avatar(
 
 pub async fn upload_avatar(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Settings>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     mut multipart: Multipart,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
-    drop(conn);
     let stored = match read_upload(&mut multipart, "avatar").await {
         Ok(bytes) => {
             store(
@@ -318,28 +302,16 @@ pub async fn upload_avatar(
         Err(StoreError::App(e)) => return Err(e),
         Err(StoreError::Image(e)) => Err(e),
     };
-    avatar_answer(
-        &state,
-        &session,
-        htmx,
-        layout,
-        channel,
-        outcome,
-        "Avatar saved.",
-    )
-    .await
+    avatar_answer(&state, &reply, layout, channel, outcome, "Avatar saved.").await
 }
 
 pub async fn remove_avatar(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Settings>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Settings).await?;
     let old = channels::replace_avatar(&mut conn, channel.id, None).await?;
     if old.is_some() {
         db::audit::record(
@@ -356,8 +328,7 @@ pub async fn remove_avatar(
     delete_quietly(&state, old).await;
     avatar_answer(
         &state,
-        &session,
-        htmx,
+        &reply,
         layout,
         channel,
         Ok(()),
@@ -368,14 +339,13 @@ pub async fn remove_avatar(
 
 async fn avatar_answer(
     state: &AppState,
-    session: &Session,
-    htmx: Htmx,
+    reply: &Reply,
     layout: Layout,
     channel: Channel,
     outcome: Result<(), ImageError>,
     done: &'static str,
 ) -> AppResult<Response> {
-    if htmx.fragment {
+    if reply.htmx.fragment {
         let mut page = SettingsPage::load(state, layout, channel).await?;
         let status = match outcome {
             Ok(()) => {
@@ -390,8 +360,8 @@ async fn avatar_answer(
         return render_with(status, &page.as_avatar());
     }
     match outcome {
-        Ok(()) => flash(session, FlashKind::Success, done).await?,
-        Err(e) => flash(session, FlashKind::Error, e.to_string()).await?,
+        Ok(()) => reply.flash(FlashKind::Success, done).await?,
+        Err(e) => reply.flash(FlashKind::Error, e.to_string()).await?,
     }
     Ok(auth::redirect(false, &settings_path(&channel)))
 }

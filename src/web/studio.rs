@@ -6,26 +6,26 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::authz::{self, Area, OwnedStream};
 use super::forms::{normalize_text, parse_schedule};
 use super::view::{Moment, StreamState, access_label, watch_url};
-use super::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
-use crate::auth::{self, CurrentUser};
+use super::{FieldErrors, FlashKind, Layout, render_with};
+use crate::auth::CurrentUser;
 use crate::db::channels::{self, Channel, Role};
 use crate::db::streams::{self, AccessKind, NewStream, Status, Stream, StreamChanges};
+use crate::web::authz::{OwnedChannel, OwnedStream, area};
 
 use crate::db::{self, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle;
 use crate::state::AppState;
+use crate::web::Reply;
 
 // ---------------------------------------------------------------------------
 // The dashboard.
@@ -269,12 +269,10 @@ pub struct NewStreamPage {
 
 pub async fn new_stream_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::NewStreams>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::NewStreams).await?;
+    let _conn = state.db.get().await?;
     let page = NewStreamPage {
         layout,
         channel,
@@ -287,15 +285,12 @@ pub async fn new_stream_page(
 
 pub async fn create_stream(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::NewStreams>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::NewStreams).await?;
     let editable = Editable::for_status(Status::Draft);
     let mut errors = FieldErrors::default();
     let input = check_stream(&form, editable, None, Utc::now(), &mut errors);
@@ -328,16 +323,13 @@ pub async fn create_stream(
             serde_json::json!({ "title": stream.title }),
         )
         .await?;
-        flash(
-            &session,
-            FlashKind::Success,
-            "Stream created. Share its watch link, and go live when you're ready.",
-        )
-        .await?;
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!("/studio/streams/{}", stream.id),
-        ));
+        return reply
+            .redirect_with(
+                FlashKind::Success,
+                "Stream created. Share its watch link, and go live when you're ready.",
+                &format!("/studio/streams/{}", stream.id),
+            )
+            .await;
     }
 
     let page = NewStreamPage {
@@ -347,11 +339,7 @@ pub async fn create_stream(
         errors,
         editable,
     };
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_form())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_form())
 }
 
 // ---------------------------------------------------------------------------
@@ -417,9 +405,7 @@ impl StreamPage {
 pub async fn stream_page(
     State(state): State<AppState>,
     OwnedStream {
-        user: _,
-        stream,
-        channel,
+        stream, channel, ..
     }: OwnedStream,
     layout: Layout,
 ) -> AppResult<Response> {
@@ -445,12 +431,9 @@ pub async fn stream_page(
 pub async fn update_stream(
     State(state): State<AppState>,
     OwnedStream {
-        user: _,
-        stream,
-        channel,
+        stream, channel, ..
     }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     layout: Layout,
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
@@ -487,12 +470,14 @@ pub async fn update_stream(
             .await?;
         match updated {
             Some(updated) => {
-                if !htmx.fragment {
-                    flash(&session, FlashKind::Success, "Your changes were saved.").await?;
-                    return Ok(auth::redirect(
-                        htmx.request,
-                        &format!("/studio/streams/{}", updated.id),
-                    ));
+                if !reply.htmx.fragment {
+                    return reply
+                        .redirect_with(
+                            FlashKind::Success,
+                            "Your changes were saved.",
+                            &format!("/studio/streams/{}", updated.id),
+                        )
+                        .await;
                 }
                 let mut page = StreamPage::new(&state, layout, &updated, channel);
                 page.saved = true;
@@ -521,11 +506,7 @@ pub async fn update_stream(
         page.form.scheduled_at = stored_schedule;
     }
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_details())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_details())
 }
 
 pub async fn delete_stream(
@@ -534,9 +515,9 @@ pub async fn delete_stream(
         user,
         stream,
         channel,
+        ..
     }: OwnedStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let refused = |status: Status| match status {
@@ -564,13 +545,13 @@ pub async fn delete_stream(
         serde_json::json!({ "title": stream.title }),
     )
     .await?;
-    flash(
-        &session,
-        FlashKind::Success,
-        format!("The draft “{}” was deleted.", stream.title),
-    )
-    .await?;
-    Ok(auth::redirect(htmx.request, "/studio"))
+    reply
+        .redirect_with(
+            FlashKind::Success,
+            format!("The draft “{}” was deleted.", stream.title),
+            "/studio",
+        )
+        .await
 }
 
 #[cfg(test)]

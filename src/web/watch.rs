@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::authz::Ids;
 use super::funnel::{FunnelVisitor, Noted};
 use super::view::utc;
 use super::view::{TokenResponse, refuse};
@@ -25,6 +24,7 @@ use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::livekit::tokens;
 use crate::state::AppState;
+use crate::web::authz::Ids;
 
 #[derive(Template)]
 #[template(path = "pages/watch/show.html", blocks = ["stage"])]

@@ -12,19 +12,18 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use crate::auth::{self, CurrentUser};
 use crate::db::channels::Channel;
 use crate::db::codes::{self, RedeemCode};
 use crate::db::passes::Pass;
-use crate::db::{self, PassId, streams};
+use crate::db::{self, streams};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::web::authz::{self, Area, Ids};
+use crate::web::Reply;
+use crate::web::authz::{OwnedPass, area};
 use crate::web::forms::parse_schedule;
 use crate::web::view::{Moment, csv_download, utc};
-use crate::web::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::{FieldErrors, FlashKind, Layout, render_with};
 
 // ---------------------------------------------------------------------------
 // Redeem codes.
@@ -180,12 +179,10 @@ impl CodesPage {
 
 pub async fn codes_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedPass { pass, channel, .. }: OwnedPass<area::Codes>,
     layout: Layout,
-    Ids(id): Ids<PassId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let page = CodesPage::load(&mut conn, layout, pass, channel).await?;
     render_with(StatusCode::OK, &page)
 }
@@ -203,14 +200,16 @@ pub struct GenerateForm {
 
 pub async fn generate_codes(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Ids(id): Ids<PassId>,
+    OwnedPass {
+        user,
+        pass,
+        channel,
+        ..
+    }: OwnedPass<area::Codes>,
+    reply: Reply,
     Form(form): Form<GenerateForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let now = Utc::now();
     let mut errors = FieldErrors::default();
     if let Some(why) = closed_for_codes(&pass, now) {
@@ -264,27 +263,24 @@ pub async fn generate_codes(
             .await
         })
         .await?;
-        flash(
-            &session,
-            FlashKind::Success,
-            format!(
-                "{} generated for {}.",
-                if count == 1 {
-                    "1 code".to_owned()
-                } else {
-                    format!("{count} codes")
-                },
-                pass.name
-            ),
-        )
-        .await?;
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!("/studio/passes/{}/codes", pass.id),
-        ));
+        return reply
+            .redirect_with(
+                FlashKind::Success,
+                format!(
+                    "{} generated for {}.",
+                    if count == 1 {
+                        "1 code".to_owned()
+                    } else {
+                        format!("{count} codes")
+                    },
+                    pass.name
+                ),
+                &format!("/studio/passes/{}/codes", pass.id),
+            )
+            .await;
     }
 
-    let layout = Layout::for_user(&session, &user).await?;
+    let layout = Layout::for_user(&reply.session, &user).await?;
     let mut page = CodesPage::load(&mut conn, layout, pass, channel).await?;
     page.form = GenerateFields {
         count: form.count.trim().to_owned(),
@@ -292,11 +288,7 @@ pub async fn generate_codes(
         expires_at: form.expires_at.trim().to_owned(),
     };
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_generate())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_generate())
 }
 
 /// A cell a spreadsheet will not run as a formula: one starting with
@@ -311,11 +303,9 @@ fn csv_cell(value: &str) -> Cow<'_, str> {
 
 pub async fn export_codes(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Ids(id): Ids<PassId>,
+    OwnedPass { pass, .. }: OwnedPass<area::Codes>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, _) = authz::owned_pass(&mut conn, user.id, id, Area::Codes).await?;
     let list = codes::for_pass(&mut conn, pass.id).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
     let csv_failed =

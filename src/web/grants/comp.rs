@@ -1,25 +1,23 @@
 //! Giving a viewer access for free (a comp) from the grants page.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use diesel_async::AsyncConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::list::{CompFields, Filters, GrantsPage, ListParams};
 use super::read_duration;
 use crate::access;
-use crate::auth::{self, CurrentUser};
 use crate::db::grants::{self, NewGrant, Source};
-use crate::db::users;
 use crate::db::{self, StreamId, streams};
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::authz::{self, Area};
+use crate::web::authz::{OwnedChannel, area};
 use crate::web::view::utc;
-use crate::web::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::{FieldErrors, FlashKind, Layout};
+use crate::web::{Reply, forms};
 
 #[derive(Deserialize, Default)]
 pub struct CompForm {
@@ -39,40 +37,26 @@ pub struct CompForm {
 
 pub async fn comp(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Path(handle): Path<String>,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Grants>,
+    reply: Reply,
     Form(form): Form<CompForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Grants).await?;
     let mut errors = FieldErrors::default();
 
-    let email = form.email.trim();
     let mut holder = None;
-    if email.is_empty() {
-        errors.add(
-            "email",
-            "Enter the email address of their stagepass account.",
-        );
-    } else {
-        match users::find_by_email(&mut conn, email).await? {
-            None => errors.add(
+    match forms::account_by_email(&mut conn, &form.email, &mut errors).await? {
+        None => {}
+        Some(u) => match access::channel_role(&mut conn, u.id, channel.id).await? {
+            Some(_) => errors.add(
                 "email",
-                "No account uses that email. Ask them to sign up first.",
-            ),
-            Some(u) => match access::channel_role(&mut conn, u.id, channel.id).await? {
-                Some(_) => errors.add(
-                    "email",
-                    format!(
-                        "{} is on this channel's team and can already watch every stream.",
-                        u.display_name
-                    ),
+                format!(
+                    "{} is on this channel's team and can already watch every stream.",
+                    u.display_name
                 ),
-                None => holder = Some(u),
-            },
-        }
+            ),
+            None => holder = Some(u),
+        },
     }
     let duration = read_duration(&form.amount, form.unit.trim())
         .map_err(|e| errors.add("duration", e))
@@ -135,28 +119,25 @@ pub async fn comp(
                 Ok::<_, diesel::result::Error>(grant)
             })
             .await?;
-        flash(
-            &session,
-            FlashKind::Success,
-            format!(
-                "{} can watch {} until {}.",
-                holder.display_name,
-                if stream.is_some() {
-                    "that stream"
-                } else {
-                    "every stream of the channel"
-                },
-                utc(&grant.expires_at)
-            ),
-        )
-        .await?;
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!("/studio/channels/{}/grants", channel.handle),
-        ));
+        return reply
+            .redirect_with(
+                FlashKind::Success,
+                format!(
+                    "{} can watch {} until {}.",
+                    holder.display_name,
+                    if stream.is_some() {
+                        "that stream"
+                    } else {
+                        "every stream of the channel"
+                    },
+                    utc(&grant.expires_at)
+                ),
+                &format!("/studio/channels/{}/grants", channel.handle),
+            )
+            .await;
     }
 
-    let layout = Layout::for_user(&session, &user).await?;
+    let layout = Layout::for_user(&reply.session, &user).await?;
     let mut page = GrantsPage::load(
         &mut conn,
         layout,
@@ -165,16 +146,12 @@ pub async fn comp(
     )
     .await?;
     page.comp = CompFields {
-        email: email.to_owned(),
+        email: form.email.trim().to_owned(),
         amount: form.amount.trim().to_owned(),
         unit: form.unit.trim().to_owned(),
         scope: scope.to_owned(),
         includes_replays: form.includes_replays.is_some(),
     };
     page.comp_errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_comp())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_comp())
 }

@@ -2,19 +2,18 @@
 //! rows the comp, extend and revoke answers are drawn from.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 
-use crate::auth::CurrentUser;
 use crate::db::channels::Channel;
 use crate::db::grants::{self, ChannelGrant, GrantQuery, GrantState, Source};
 use crate::db::{GrantId, PassId, streams};
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::authz::{self, Area};
+use crate::web::authz::{OwnedChannel, area};
 use crate::web::view::Moment;
 use crate::web::{FieldErrors, Htmx, Layout, render_with};
 
@@ -270,14 +269,12 @@ impl GrantsPage {
 
 pub async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::Grants>,
     htmx: Htmx,
     layout: Layout,
-    Path(handle): Path<String>,
     Query(params): Query<ListParams>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Grants).await?;
     let page = GrantsPage::load(&mut conn, layout, channel, Filters::read(&params)).await?;
     if htmx.fragment {
         render_with(StatusCode::OK, &page.as_grants())

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_htmx::{HxReswap, HxRetarget, SwapOption};
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use crate::auth::{self, MaybeUser};
 use crate::db;
@@ -21,9 +20,10 @@ use crate::db::users::User;
 use crate::error::AppResult;
 use crate::limits::Action;
 use crate::state::AppState;
+use crate::web::Reply;
 use crate::web::client::client_ip;
 use crate::web::view::utc;
-use crate::web::{FlashKind, Htmx, flash, render_with};
+use crate::web::{FlashKind, render_with};
 
 // ---------------------------------------------------------------------------
 // Redeeming a code.
@@ -71,17 +71,16 @@ fn return_path(raw: &str) -> String {
 /// code field, swapped in place of the page's `#redeem-form` whatever its own
 /// hx-target says; for a plain form, a flash on the page it came from.
 async fn refuse_redemption(
-    session: &Session,
-    htmx: &Htmx,
+    reply: &Reply,
     status: StatusCode,
     return_to: &str,
     code: &str,
     message: &str,
 ) -> AppResult<Response> {
-    if htmx.fragment {
+    if reply.htmx.fragment {
         let form = RedeemFormFragment {
             redeem: RedeemForm {
-                csrf_token: auth::csrf::token(session).await?,
+                csrf_token: auth::csrf::token(&reply.session).await?,
                 return_to: return_to.to_owned(),
                 code: code.chars().take(64).collect(),
                 error: Some(message.to_owned()),
@@ -95,8 +94,8 @@ async fn refuse_redemption(
         )
             .into_response());
     }
-    flash(session, FlashKind::Error, message).await?;
-    Ok(auth::redirect(htmx.request, return_to))
+    reply.flash(FlashKind::Error, message).await?;
+    Ok(reply.redirect(return_to))
 }
 
 pub async fn redeem(
@@ -104,45 +103,35 @@ pub async fn redeem(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     MaybeUser(user): MaybeUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Form(input): Form<RedeemInput>,
 ) -> AppResult<Response> {
     let return_to = return_path(&input.return_to);
     let Some(user) = user else {
         // Back to the page with the form after signing in, not to this POST-only URL.
-        flash(&session, FlashKind::Info, "Sign in to redeem your code.").await?;
+        reply
+            .flash(FlashKind::Info, "Sign in to redeem your code.")
+            .await?;
         let next: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!("/signin?next={next}"),
-        ));
+        return Ok(reply.redirect(&format!("/signin?next={next}")));
     };
     let ip = client_ip(&state, &headers, peer);
     match try_redeem(&state, &user, &ip, &input.code).await? {
         Ok(done) => {
-            flash(
-                &session,
-                FlashKind::Success,
-                format!(
-                    "Code redeemed: {} until {}.",
-                    done.pass.name,
-                    utc(&done.grant.expires_at)
-                ),
-            )
-            .await?;
-            Ok(auth::redirect(htmx.request, &return_to))
+            reply
+                .redirect_with(
+                    FlashKind::Success,
+                    format!(
+                        "Code redeemed: {} until {}.",
+                        done.pass.name,
+                        utc(&done.grant.expires_at)
+                    ),
+                    &return_to,
+                )
+                .await
         }
         Err((status, message)) => {
-            refuse_redemption(
-                &session,
-                &htmx,
-                status,
-                &return_to,
-                input.code.trim(),
-                &message,
-            )
-            .await
+            refuse_redemption(&reply, status, &return_to, input.code.trim(), &message).await
         }
     }
 }

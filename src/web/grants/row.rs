@@ -9,7 +9,6 @@ use axum::response::Response;
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::list::{Filters, GrantRow, GrantsPage, ListParams};
 use super::{MAX_DAYS, read_duration};
@@ -20,10 +19,11 @@ use crate::db::users::User;
 use crate::db::{self, GrantId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::web::Reply;
 use crate::web::authz::{self, Ids};
 use crate::web::forms::{normalize_text, parse_schedule};
 use crate::web::view::utc;
-use crate::web::{FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::{FlashKind, Layout, render_with};
 
 /// One row, alone: the answer to an htmx extend or revoke.
 #[derive(Template)]
@@ -39,9 +39,8 @@ pub struct GrantRowFragment {
 /// (htmx), or the list with them (422).
 async fn answer_row(
     conn: &mut AsyncPgConnection,
-    session: &Session,
+    reply: &Reply,
     user: &User,
-    htmx: &Htmx,
     channel: Channel,
     params: &ListParams,
     mut row: GrantRow,
@@ -49,8 +48,8 @@ async fn answer_row(
     let filters = Filters::read(params);
     let back = filters.query_string(filters.page);
     let ok = row.errors.is_empty();
-    if htmx.fragment {
-        let csrf = auth::csrf::token(session).await?;
+    if reply.htmx.fragment {
+        let csrf = auth::csrf::token(&reply.session).await?;
         let status = if ok {
             StatusCode::OK
         } else {
@@ -60,14 +59,11 @@ async fn answer_row(
     }
     if ok {
         if let Some(done) = row.note.take() {
-            flash(session, FlashKind::Success, done).await?;
+            reply.flash(FlashKind::Success, done).await?;
         }
-        return Ok(auth::redirect(
-            htmx.request,
-            &format!("/studio/channels/{}/grants{back}", channel.handle),
-        ));
+        return Ok(reply.redirect(&format!("/studio/channels/{}/grants{back}", channel.handle)));
     }
-    let layout = Layout::for_user(session, user).await?;
+    let layout = Layout::for_user(&reply.session, user).await?;
     let page = GrantsPage::load(conn, layout, channel, filters)
         .await?
         .with_row(row);
@@ -108,8 +104,7 @@ fn new_expiry(
 pub async fn extend(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<ExtendForm>,
@@ -167,7 +162,7 @@ pub async fn extend(
         row.forms.until = form.until.trim().to_owned();
         row.forms.open = "extend";
     }
-    answer_row(&mut conn, &session, &user, &htmx, channel, &params, row).await
+    answer_row(&mut conn, &reply, &user, channel, &params, row).await
 }
 
 #[derive(Deserialize, Default)]
@@ -179,8 +174,7 @@ pub struct RevokeForm {
 pub async fn revoke(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<RevokeForm>,
@@ -235,7 +229,7 @@ pub async fn revoke(
         row.forms.reason = form.reason.trim().to_owned();
         row.forms.open = "revoke";
     }
-    answer_row(&mut conn, &session, &user, &htmx, channel, &params, row).await
+    answer_row(&mut conn, &reply, &user, channel, &params, row).await
 }
 
 #[cfg(test)]

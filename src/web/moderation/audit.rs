@@ -4,23 +4,22 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate};
 use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use crate::auth::CurrentUser;
 use crate::db::audit::{self, AuditQuery};
 use crate::db::channels::Channel;
 use crate::db::{StreamId, UserId};
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::authz::{self, Area};
+use crate::web::Layout;
+use crate::web::Reply;
+use crate::web::authz::{OwnedChannel, area};
 use crate::web::view::{Moment, utc};
-use crate::web::{Htmx, Layout, render_with};
 
 const AUDIT_PER_PAGE: i64 = 50;
 
@@ -294,14 +293,11 @@ async fn audit_rows(
 /// newest first, 50 a page; to htmx, the filtered list alone.
 pub async fn audit(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
-    Path(handle): Path<String>,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::AuditLog>,
+    reply: Reply,
     Query(params): Query<AuditParams>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::AuditLog).await?;
     let mut filters = AuditFilters::read(&params);
     let query = filters.query();
     let (mut entries, total) = audit::list(
@@ -330,10 +326,10 @@ pub async fn audit(
     let rows = audit_rows(&mut conn, entries).await?;
     let actions = audit::actions(&mut conn, channel.id).await?;
     drop(conn);
-    let layout = if htmx.fragment {
-        Layout::fragment(&session).await?
+    let layout = if reply.htmx.fragment {
+        Layout::fragment(&reply.session).await?
     } else {
-        Layout::for_user(&session, &user).await?
+        Layout::for_user(&reply.session, &user).await?
     };
     let page_no = filters.page;
     let page = AuditPage {
@@ -347,11 +343,7 @@ pub async fn audit(
         next: (page_no < pages).then(|| filters.query_string(page_no + 1)),
         filters,
     };
-    if htmx.fragment {
-        render_with(StatusCode::OK, &page.as_audit())
-    } else {
-        render_with(StatusCode::OK, &page)
-    }
+    reply.render(StatusCode::OK, &page, &page.as_audit())
 }
 
 #[cfg(test)]

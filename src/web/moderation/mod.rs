@@ -40,13 +40,12 @@ pub use sanctions::{ban, lift_ban, timeout};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use tower_sessions::Session;
 
-use super::Htmx;
 use crate::db::users::User;
 use crate::db::{StreamId, UserId};
 use crate::livekit::Participant;
 use crate::state::AppState;
+use crate::web::Reply;
 
 const OWNER_ONLY_BROADCAST: &str = "Only the channel's owner can remove or mute the broadcast.";
 const OWNER_ONLY_OWNER: &str = "A moderator can't remove or mute the channel's owner.";
@@ -85,8 +84,7 @@ fn refusal(owner: UserId, actor: UserId, who: Participant) -> Option<(StatusCode
 /// One moderator's request: what every answer to it needs.
 struct Ask<'a> {
     state: &'a AppState,
-    session: &'a Session,
-    htmx: &'a Htmx,
+    reply: &'a Reply,
     user: &'a User,
 }
 

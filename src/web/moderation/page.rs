@@ -7,21 +7,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_htmx::HxResponseTrigger;
 use diesel_async::AsyncPgConnection;
-use tower_sessions::Session;
 
 use super::participants::{Panel, PanelFragment, RoomView, load_panel};
 use super::{Ask, Note, TIMEOUT_MINUTES, moderate_path};
 use crate::access;
-use crate::auth;
 use crate::db::bans::{self, BanId, Kind};
 use crate::db::channels::{Channel, Role};
 use crate::db::streams::{self, Stream};
 use crate::db::{StreamId, UserId};
 use crate::error::AppResult;
 use crate::state::AppState;
+use crate::web::Reply;
 use crate::web::authz::TeamStream;
 use crate::web::view::{Moment, StreamState, access_label};
-use crate::web::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::{FieldErrors, FlashKind, Htmx, Layout, render_with};
 
 /// The ban form, as typed.
 pub struct BanFields {
@@ -121,12 +120,10 @@ impl ModerationPage {
         panel_note: Option<Note>,
     ) -> AppResult<Self> {
         let Ask {
-            state,
-            session,
-            user,
-            ..
+            state, reply, user, ..
         } = ask;
-        let panel = load_panel(state, session, user.id, stream, &channel, panel_note).await?;
+        let panel =
+            load_panel(state, &reply.session, user.id, stream, &channel, panel_note).await?;
         let candidates = match &panel.view {
             RoomView::Listed(rows) => rows
                 .iter()
@@ -192,26 +189,20 @@ pub async fn page(
         channel,
         ..
     }: TeamStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
 ) -> AppResult<Response> {
-    let layout = if htmx.fragment {
-        Layout::fragment(&session).await?
+    let layout = if reply.htmx.fragment {
+        Layout::fragment(&reply.session).await?
     } else {
-        Layout::for_user(&session, &user).await?
+        Layout::for_user(&reply.session, &user).await?
     };
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     let page = ModerationPage::load(&ask, layout, &stream, channel, Forms::default(), None).await?;
-    if htmx.fragment {
-        render_with(StatusCode::OK, &page.as_bans())
-    } else {
-        render_with(StatusCode::OK, &page)
-    }
+    reply.render(StatusCode::OK, &page, &page.as_bans())
 }
 
 // ---------------------------------------------------------------------------
@@ -258,12 +249,7 @@ pub(super) async fn answer_channel_action(
     status: StatusCode,
     forms: Forms,
 ) -> AppResult<Response> {
-    let Ask {
-        state,
-        session,
-        htmx,
-        user,
-    } = ask;
+    let Ask { state, reply, user } = ask;
     let ok = status.is_success();
     match origin {
         Origin::Panel(stream) => {
@@ -280,7 +266,15 @@ pub(super) async fn answer_channel_action(
                     .to_owned();
                 Note::refused(text)
             });
-            let panel = load_panel(state, session, user.id, &stream, &channel, Some(note)).await?;
+            let panel = load_panel(
+                state,
+                &reply.session,
+                user.id,
+                &stream,
+                &channel,
+                Some(note),
+            )
+            .await?;
             let page = render_with(status, &PanelFragment { panel })?;
             Ok(if ok {
                 (HxResponseTrigger::normal(["bans-changed"]), page).into_response()
@@ -289,7 +283,7 @@ pub(super) async fn answer_channel_action(
             })
         }
         Origin::Section(stream) => {
-            let layout = Layout::fragment(session).await?;
+            let layout = Layout::fragment(&reply.session).await?;
             let page = ModerationPage::load(ask, layout, &stream, channel, forms, None).await?;
             let html = render_with(status, &page.as_bans())?;
             Ok(if ok {
@@ -321,15 +315,15 @@ pub(super) async fn answer_channel_action(
                     FlashKind::Error
                 };
                 if !text.is_empty() {
-                    flash(session, kind, text).await?;
+                    reply.flash(kind, text).await?;
                 }
                 let to = stream
                     .map(|s| moderate_path(s.id))
                     .unwrap_or_else(|| "/moderation".to_owned());
-                return Ok(auth::redirect(htmx.request, &to));
+                return Ok(reply.redirect(&to));
             }
             let stream = stream.expect("checked above");
-            let layout = Layout::for_user(session, user).await?;
+            let layout = Layout::for_user(&reply.session, user).await?;
             let page = ModerationPage::load(ask, layout, &stream, channel, forms, None).await?;
             render_with(status, &page)
         }

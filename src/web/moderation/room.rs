@@ -9,13 +9,11 @@ use axum_htmx::HxResponseTrigger;
 use diesel_async::AsyncPgConnection;
 use livekit_protocol::ParticipantInfo;
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::participants::{
     PanelFragment, load_panel, room_participants, track_label, unnamed, unreachable_text,
 };
 use super::{Ask, LIVEKIT_WAIT, NOT_YOURSELF, Note, moderate_path, refusal};
-use crate::auth;
 use crate::db::channels::Channel;
 use crate::db::streams::Stream;
 use crate::db::users;
@@ -23,8 +21,9 @@ use crate::error::{AppError, AppResult};
 use crate::lifecycle;
 use crate::livekit::Participant;
 use crate::state::AppState;
+use crate::web::Reply;
 use crate::web::authz::TeamStream;
-use crate::web::{FlashKind, Htmx, flash, render_with};
+use crate::web::{FlashKind, render_with};
 
 /// The answer to a panel action: the panel with what happened (htmx), or
 /// back to the moderation page with it as a flash.
@@ -35,15 +34,10 @@ async fn answer_panel(
     status: StatusCode,
     note: Note,
 ) -> AppResult<Response> {
-    let Ask {
-        state,
-        session,
-        htmx,
-        user,
-    } = ask;
-    if htmx.fragment {
+    let Ask { state, reply, user } = ask;
+    if reply.htmx.fragment {
         let ok = note.ok;
-        let panel = load_panel(state, session, user.id, stream, channel, Some(note)).await?;
+        let panel = load_panel(state, &reply.session, user.id, stream, channel, Some(note)).await?;
         let page = render_with(status, &PanelFragment { panel })?;
         if ok {
             return Ok((HxResponseTrigger::normal(["bans-changed"]), page).into_response());
@@ -59,8 +53,8 @@ async fn answer_panel(
     } else {
         FlashKind::Error
     };
-    flash(session, kind, note.text).await?;
-    Ok(auth::redirect(htmx.request, &moderate_path(stream.id)))
+    reply.flash(kind, note.text).await?;
+    Ok(reply.redirect(&moderate_path(stream.id)))
 }
 
 /// The participant `identity` in the stream's room, or the note saying why
@@ -130,15 +124,13 @@ pub async fn mute(
         channel,
         ..
     }: TeamStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Path((_, identity)): Path<(String, String)>,
     Form(form): Form<MuteForm>,
 ) -> AppResult<Response> {
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     let answer = |status, note| answer_panel(&ask, &stream, &channel, status, note);
@@ -234,14 +226,12 @@ pub async fn remove(
         channel,
         ..
     }: TeamStream,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     Path((_, identity)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     let answer = |status, note| answer_panel(&ask, &stream, &channel, status, note);

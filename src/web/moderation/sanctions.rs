@@ -8,7 +8,6 @@ use axum::response::Response;
 use axum_htmx::HxTarget;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::page::{BanFields, Forms, Origin, TimeoutFields, answer_channel_action, origin};
 use super::{Ask, Note, TIMEOUT_MINUTES};
@@ -21,7 +20,7 @@ use crate::db::channels::{Channel, Role};
 use crate::db::users::{self, User};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::web::Htmx;
+use crate::web::Reply;
 use crate::web::authz::{self, Area, Ids};
 use crate::web::forms::normalize_text;
 use crate::web::view::utc;
@@ -144,8 +143,7 @@ pub struct BanForm {
 pub async fn ban(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     HxTarget(target): HxTarget,
     Path(handle): Path<String>,
     Form(form): Form<BanForm>,
@@ -153,7 +151,14 @@ pub async fn ban(
     let mut conn = state.db.get().await?;
     let (channel, _) =
         authz::team_channel(&mut conn, user.id, &handle, Area::ModerateChannel).await?;
-    let origin = origin(&mut conn, &htmx, target.as_deref(), &channel, &form.stream).await?;
+    let origin = origin(
+        &mut conn,
+        &reply.htmx,
+        target.as_deref(),
+        &channel,
+        &form.stream,
+    )
+    .await?;
     let mut forms = Forms::default();
     let errors = &mut forms.ban_errors;
 
@@ -229,8 +234,7 @@ pub async fn ban(
     drop(conn);
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     answer_channel_action(&ask, channel, origin, status, forms).await
@@ -253,8 +257,7 @@ pub struct TimeoutForm {
 pub async fn timeout(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     HxTarget(target): HxTarget,
     Path(handle): Path<String>,
     Form(form): Form<TimeoutForm>,
@@ -262,7 +265,14 @@ pub async fn timeout(
     let mut conn = state.db.get().await?;
     let (channel, _) =
         authz::team_channel(&mut conn, user.id, &handle, Area::ModerateChannel).await?;
-    let origin = origin(&mut conn, &htmx, target.as_deref(), &channel, &form.stream).await?;
+    let origin = origin(
+        &mut conn,
+        &reply.htmx,
+        target.as_deref(),
+        &channel,
+        &form.stream,
+    )
+    .await?;
     let mut forms = Forms::default();
     let errors = &mut forms.timeout_errors;
 
@@ -346,8 +356,7 @@ pub async fn timeout(
     drop(conn);
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     answer_channel_action(&ask, channel, origin, status, forms).await
@@ -364,8 +373,7 @@ pub struct LiftForm {
 pub async fn lift_ban(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    reply: Reply,
     HxTarget(target): HxTarget,
     Ids((handle, ban)): Ids<(String, BanId)>,
     Form(form): Form<LiftForm>,
@@ -377,7 +385,14 @@ pub async fn lift_ban(
         .await?
         .filter(|b| b.channel_id == channel.id)
         .ok_or(AppError::NotFound)?;
-    let origin = origin(&mut conn, &htmx, target.as_deref(), &channel, &form.stream).await?;
+    let origin = origin(
+        &mut conn,
+        &reply.htmx,
+        target.as_deref(),
+        &channel,
+        &form.stream,
+    )
+    .await?;
     let subject = users::find(&mut conn, existing.user_id)
         .await?
         .map(|u| u.display_name)
@@ -424,8 +439,7 @@ pub async fn lift_ban(
     };
     let ask = Ask {
         state: &state,
-        session: &session,
-        htmx: &htmx,
+        reply: &reply,
         user: &user,
     };
     answer_channel_action(&ask, channel, origin, StatusCode::OK, forms).await

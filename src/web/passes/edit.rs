@@ -7,18 +7,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
-use tower_sessions::Session;
 
 use super::form::{FormContext, Length, PassFields, PassForm, check_pass};
 use super::{CURRENCIES, StreamChoice, length_label, stream_choices, studio_path};
-use crate::auth::{self, CurrentUser};
 use crate::db::channels::Channel;
 use crate::db::passes::{self, Pass, PassChanges};
 use crate::db::{self, PassId};
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::authz::{self, Area, Ids};
-use crate::web::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::Reply;
+use crate::web::authz::{OwnedPass, area};
+use crate::web::{FieldErrors, FlashKind, Layout, render_with};
 
 // ---------------------------------------------------------------------------
 // Editing a pass.
@@ -100,27 +99,27 @@ impl EditPage {
 
 pub async fn edit_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedPass { pass, channel, .. }: OwnedPass<area::Passes>,
     layout: Layout,
-    Ids(id): Ids<PassId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let page = EditPage::load(&mut conn, layout, &pass, channel).await?;
     render_with(StatusCode::OK, &page)
 }
 
 pub async fn update(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedPass {
+        user,
+        pass,
+        channel,
+        ..
+    }: OwnedPass<area::Passes>,
+    reply: Reply,
     layout: Layout,
-    Ids(id): Ids<PassId>,
     Form(form): Form<PassForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let mut page = EditPage::load(&mut conn, layout, &pass, channel).await?;
     let mut errors = FieldErrors::default();
     let ctx = FormContext {
@@ -171,14 +170,14 @@ pub async fn update(
                     }),
                 )
                 .await?;
-                if !htmx.fragment {
-                    flash(
-                        &session,
-                        FlashKind::Success,
-                        format!("Your changes to “{}” were saved.", updated.name),
-                    )
-                    .await?;
-                    return Ok(auth::redirect(htmx.request, &studio_path(&page.channel)));
+                if !reply.htmx.fragment {
+                    return reply
+                        .redirect_with(
+                            FlashKind::Success,
+                            format!("Your changes to “{}” were saved.", updated.name),
+                            &studio_path(&page.channel),
+                        )
+                        .await;
                 }
                 let mut page =
                     EditPage::load(&mut conn, page.layout, &updated, page.channel).await?;
@@ -200,9 +199,5 @@ pub async fn update(
         page.form.keep_terms_of(&pass);
     }
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_details())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_details())
 }

@@ -3,26 +3,26 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use super::edit::FixedTerms;
 use super::form::{FormContext, Length, PassFields, PassForm, check_pass};
 use super::{CURRENCIES, StreamChoice, length_label, stream_choices, studio_path};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{self};
 use crate::db::channels::Channel;
 use crate::db::passes::{self, NewPass, StudioPass};
 use crate::db::{self, PassId};
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::authz::{self, Area, Ids};
+use crate::web::Reply;
+use crate::web::authz::{OwnedChannel, OwnedPass, area};
 use crate::web::view::Moment;
-use crate::web::{FieldErrors, FlashKind, Htmx, Layout, flash, render_with};
+use crate::web::{FieldErrors, FlashKind, Layout, render_with};
 
 // ---------------------------------------------------------------------------
 // The studio's passes page: the list and the new-pass form.
@@ -118,27 +118,22 @@ impl StudioPage {
 
 pub async fn studio_list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedChannel { channel, .. }: OwnedChannel<area::Passes>,
     layout: Layout,
-    Path(handle): Path<String>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Passes).await?;
     let page = StudioPage::load(&mut conn, layout, channel).await?;
     render_with(StatusCode::OK, &page)
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedChannel { user, channel, .. }: OwnedChannel<area::Passes>,
+    reply: Reply,
     layout: Layout,
-    Path(handle): Path<String>,
     Form(form): Form<PassForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Passes).await?;
     let choices = stream_choices(&mut conn, &channel, None).await?;
     let mut errors = FieldErrors::default();
     let ctx = FormContext {
@@ -181,28 +176,21 @@ pub async fn create(
             }),
         )
         .await?;
-        if htmx.fragment {
+        if reply.htmx.fragment {
             let mut page = StudioPage::load(&mut conn, layout, channel).await?;
             page.created = Some(pass.name);
             return render_with(StatusCode::OK, &page.as_manage());
         }
-        flash(
-            &session,
-            FlashKind::Success,
-            format!("“{}” is on sale.", pass.name),
-        )
-        .await?;
+        reply
+            .flash(FlashKind::Success, format!("“{}” is on sale.", pass.name))
+            .await?;
         return Ok(auth::redirect(false, &studio_path(&channel)));
     }
 
     let mut page = StudioPage::load(&mut conn, layout, channel).await?;
     page.form = PassFields::typed(form);
     page.errors = errors;
-    if htmx.fragment {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page.as_manage())
-    } else {
-        render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
-    }
+    reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_manage())
 }
 
 // ---------------------------------------------------------------------------
@@ -217,15 +205,17 @@ pub struct ArchiveForm {
 
 pub async fn archive(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    session: Session,
-    htmx: Htmx,
+    OwnedPass {
+        user,
+        pass,
+        channel,
+        ..
+    }: OwnedPass<area::Passes>,
+    reply: Reply,
     layout: Layout,
-    Ids(id): Ids<PassId>,
     Form(form): Form<ArchiveForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (pass, channel) = authz::owned_pass(&mut conn, user.id, id, Area::Passes).await?;
     let archive = form.archived.as_deref() != Some("false");
     // None: it already was (another tab, a second click); the page shows how it is now.
     if let Some(changed) = passes::set_archived(&mut conn, pass.id, archive).await? {
@@ -243,7 +233,7 @@ pub async fn archive(
         )
         .await?;
     }
-    if htmx.fragment {
+    if reply.htmx.fragment {
         let page = StudioPage::load(&mut conn, layout, channel).await?;
         return render_with(StatusCode::OK, &page.as_list());
     }
@@ -255,6 +245,6 @@ pub async fn archive(
     } else {
         format!("“{}” is on sale again.", pass.name)
     };
-    flash(&session, FlashKind::Success, message).await?;
+    reply.flash(FlashKind::Success, message).await?;
     Ok(auth::redirect(false, &studio_path(&channel)))
 }
