@@ -36,7 +36,7 @@ pub fn app(state: AppState) -> Router {
         .route("/account/password", post(account::change_password))
         // Channels and their team.
         .route("/c/{handle}", get(channels::show))
-        .route("/studio/channels/new", get(channels::new_page))
+        .route("/studio/channels/new", get(channels::new))
         .route("/studio/channels", post(channels::create))
         .route(
             "/studio/channels/{handle}/team",
@@ -48,19 +48,13 @@ pub fn app(state: AppState) -> Router {
         )
         // The studio: the owner's streams.
         .route("/studio", get(studio::dashboard))
-        .route(
-            "/studio/channels/{handle}/streams/new",
-            get(studio::new_stream_page),
-        )
-        .route(
-            "/studio/channels/{handle}/streams",
-            post(studio::create_stream),
-        )
+        .route("/studio/channels/{handle}/streams/new", get(studio::new))
+        .route("/studio/channels/{handle}/streams", post(studio::create))
         .route(
             "/studio/streams/{id}",
-            get(studio::stream_page).post(studio::update_stream),
+            get(studio::show).post(studio::update),
         )
-        .route("/studio/streams/{id}/delete", post(studio::delete_stream))
+        .route("/studio/streams/{id}/delete", post(studio::delete))
         // Going live, broadcasting, ending.
         .route("/studio/streams/{id}/live", post(live::go_live))
         .route("/studio/streams/{id}/end", post(live::end))
@@ -108,11 +102,11 @@ pub fn app(state: AppState) -> Router {
         // Passes: the owner's, the pages viewers buy from, the viewer's own.
         .route(
             "/studio/channels/{handle}/passes",
-            get(passes::studio_list).post(passes::create),
+            get(passes::list).post(passes::create),
         )
         .route(
             "/studio/passes/{id}",
-            get(passes::edit_page).post(passes::update),
+            get(passes::edit).post(passes::update),
         )
         .route("/studio/passes/{id}/archive", post(passes::archive))
         .route("/s/{id}/pass", get(passes::for_stream))
@@ -132,9 +126,9 @@ pub fn app(state: AppState) -> Router {
         .route("/studio/grants/{id}/revoke", post(grants::revoke))
         .route(
             "/studio/passes/{id}/codes",
-            get(grants::codes_page).post(grants::generate_codes),
+            get(grants::codes::list).post(grants::codes::create),
         )
-        .route("/studio/passes/{id}/codes.csv", get(grants::export_codes))
+        .route("/studio/passes/{id}/codes.csv", get(grants::codes::export))
         .route("/redeem", post(grants::redeem))
         // Chat.
         .route("/s/{id}/chat", get(chat::panel).post(chat::post))
@@ -142,7 +136,7 @@ pub fn app(state: AppState) -> Router {
         .route("/s/{id}/chat/{message}/delete", post(chat::delete))
         .route("/studio/streams/{id}/chat-settings", post(chat::settings))
         // Moderation.
-        .route("/studio/streams/{id}/moderate", get(moderation::page))
+        .route("/studio/streams/{id}/moderate", get(moderation::show))
         .route(
             "/studio/streams/{id}/participants",
             get(moderation::participants),
@@ -200,7 +194,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/studio/channels/{handle}/webhooks",
-            get(crate::web::channel_webhooks::page).post(crate::web::channel_webhooks::add),
+            get(crate::web::channel_webhooks::list).post(crate::web::channel_webhooks::create),
         )
         .route(
             "/studio/channels/{handle}/webhooks/{id}/delete",
@@ -232,7 +226,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/studio/channels/{handle}/settings",
-            get(crate::web::settings::page).post(crate::web::settings::save),
+            get(crate::web::settings::show).post(crate::web::settings::update),
         )
         .route(
             "/studio/channels/{handle}/avatar",
@@ -245,7 +239,7 @@ pub fn app(state: AppState) -> Router {
             post(crate::web::settings::remove_avatar),
         )
         // Stripe's webhooks (signed; exempt from CSRF).
-        .route("/webhooks/stripe", post(checkout::stripe_webhook))
+        .route("/webhooks/stripe", post(webhooks::stripe))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).
         .route("/webhooks/livekit", post(webhooks::livekit))
         .fallback(errors::not_found)

@@ -206,7 +206,7 @@ async fn endpoint_view(
     })
 }
 
-pub async fn page(
+pub async fn list(
     State(state): State<AppState>,
     OwnedChannel { channel, .. }: OwnedChannel<area::Webhooks>,
     layout: Layout,
@@ -283,7 +283,7 @@ fn check_secret(form: &AddForm, errors: &mut FieldErrors) -> Option<String> {
     None
 }
 
-pub async fn add(
+pub async fn create(
     State(state): State<AppState>,
     OwnedChannel { user, channel, .. }: OwnedChannel<area::Webhooks>,
     reply: Reply,

@@ -140,7 +140,7 @@ pub struct NewChannelPage {
     pub errors: FieldErrors,
 }
 
-pub async fn new_page(_user: CurrentUser, layout: Layout) -> AppResult<Response> {
+pub async fn new(_user: CurrentUser, layout: Layout) -> AppResult<Response> {
     let page = NewChannelPage {
         layout,
         handle: String::new(),

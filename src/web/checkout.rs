@@ -1,9 +1,10 @@
 //! Checkout over HTTP: the buy button, the return page that waits for the
-//! payment, the dev provider's confirmation page, and Stripe's webhook.
+//! payment, and the dev provider's confirmation page. Stripe's webhook,
+//! which completes a paid order, is `webhooks::stripe`.
 //!
 //! Nothing here grants access. Buying starts a checkout (`payments`); the
 //! grant comes from `db::orders::complete_order`, reached from a verified
-//! webhook, the dev confirmation, or at once for a free pass. The return page
+//! webhook (`webhooks::stripe`), the dev confirmation, or at once for a free pass. The return page
 //! only reads the order. Orders are their buyer's: anyone else gets 404. A
 //! pass for a stream the buyer may not know of (an unannounced draft, see
 //! `access::may_know_of`) is a 404 as a missing pass is.
@@ -18,9 +19,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
@@ -29,14 +28,13 @@ use serde::Deserialize;
 use super::{FlashKind, Htmx, Layout, render};
 use crate::access::{self, Denial};
 use crate::auth::{self, CurrentUser};
-use crate::config::PaymentsConfig;
 use crate::db::channels::{self, Channel};
 use crate::db::orders::{self, Order, Status};
 use crate::db::passes::{self, Pass};
 use crate::db::{OrderId, PassId, StreamId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::limits::{self, Action};
-use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started, stripe};
+use crate::payments::{self, Destination, ProviderKind, PurchaseError, Started};
 use crate::state::AppState;
 use crate::web::Reply;
 use crate::web::authz::Ids;
@@ -391,43 +389,4 @@ pub async fn dev_confirm(
             .await?;
     }
     Ok(reply.redirect(&route.watch))
-}
-
-/// POST /webhooks/stripe: verified against `Stripe-Signature` before
-/// anything is read; any failure is 400 and changes nothing. Database
-/// trouble answers 5xx, and Stripe retries. Unknown events: 200, ignored.
-pub async fn stripe_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> AppResult<StatusCode> {
-    let PaymentsConfig::Stripe(config) = &state.config.payments else {
-        return Err(AppError::NotFound);
-    };
-    let signature = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = stripe::verify_signature(
-        &config.webhook_secret,
-        signature,
-        &body,
-        Utc::now().timestamp(),
-    ) {
-        tracing::warn!(error = %e, "Stripe webhook refused");
-        metrics::counter!("stripe_webhooks_total", "outcome" => "refused").increment(1);
-        return Ok(StatusCode::BAD_REQUEST);
-    }
-    let (event_id, event_type, event) = match stripe::parse_event(&body) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            tracing::warn!(error = %e, "Stripe webhook refused: unreadable event");
-            metrics::counter!("stripe_webhooks_total", "outcome" => "refused").increment(1);
-            return Ok(StatusCode::BAD_REQUEST);
-        }
-    };
-    let mut conn = state.db.get().await?;
-    let applied = stripe::apply(&mut conn, &event).await?;
-    tracing::info!(%event_id, %event_type, ?applied, "Stripe webhook");
-    metrics::counter!("stripe_webhooks_total", "outcome" => "accepted").increment(1);
-    Ok(StatusCode::OK)
 }

@@ -112,7 +112,7 @@ impl SettingsPage {
     }
 }
 
-pub async fn page(
+pub async fn show(
     State(state): State<AppState>,
     OwnedChannel { channel, .. }: OwnedChannel<area::Settings>,
     layout: Layout,
@@ -143,7 +143,7 @@ pub fn check_link_url(raw: &str) -> Result<String, &'static str> {
     Ok(raw.to_owned())
 }
 
-pub async fn save(
+pub async fn update(
     State(state): State<AppState>,
     OwnedChannel { user, channel, .. }: OwnedChannel<area::Settings>,
     reply: Reply,

@@ -267,7 +267,7 @@ pub struct NewStreamPage {
     pub editable: Editable,
 }
 
-pub async fn new_stream_page(
+pub async fn new(
     State(state): State<AppState>,
     OwnedChannel { channel, .. }: OwnedChannel<area::NewStreams>,
     layout: Layout,
@@ -283,7 +283,7 @@ pub async fn new_stream_page(
     render_with(StatusCode::OK, &page)
 }
 
-pub async fn create_stream(
+pub async fn create(
     State(state): State<AppState>,
     OwnedChannel { user, channel, .. }: OwnedChannel<area::NewStreams>,
     reply: Reply,
@@ -402,7 +402,7 @@ impl StreamPage {
     }
 }
 
-pub async fn stream_page(
+pub async fn show(
     State(state): State<AppState>,
     OwnedStream {
         stream, channel, ..
@@ -428,7 +428,7 @@ pub async fn stream_page(
     render_with(StatusCode::OK, &page)
 }
 
-pub async fn update_stream(
+pub async fn update(
     State(state): State<AppState>,
     OwnedStream {
         stream, channel, ..
@@ -509,7 +509,7 @@ pub async fn update_stream(
     reply.render(StatusCode::UNPROCESSABLE_ENTITY, &page, &page.as_details())
 }
 
-pub async fn delete_stream(
+pub async fn delete(
     State(state): State<AppState>,
     OwnedStream {
         user,

@@ -177,7 +177,7 @@ impl CodesPage {
     }
 }
 
-pub async fn codes_page(
+pub async fn list(
     State(state): State<AppState>,
     OwnedPass { pass, channel, .. }: OwnedPass<area::Codes>,
     layout: Layout,
@@ -198,7 +198,7 @@ pub struct GenerateForm {
     pub expires_at: String,
 }
 
-pub async fn generate_codes(
+pub async fn create(
     State(state): State<AppState>,
     OwnedPass {
         user,
@@ -301,7 +301,7 @@ fn csv_cell(value: &str) -> Cow<'_, str> {
     }
 }
 
-pub async fn export_codes(
+pub async fn export(
     State(state): State<AppState>,
     OwnedPass { pass, .. }: OwnedPass<area::Codes>,
 ) -> AppResult<Response> {

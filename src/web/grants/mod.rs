@@ -18,7 +18,6 @@ pub mod list;
 pub mod redeem;
 pub mod row;
 
-pub use codes::{codes_page, export_codes, generate_codes};
 pub use comp::comp;
 pub use list::list;
 pub use redeem::redeem;

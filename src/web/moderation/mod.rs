@@ -32,7 +32,7 @@ pub mod sanctions;
 
 pub use audit::audit;
 pub use dashboard::dashboard;
-pub use page::page;
+pub use page::show;
 pub use participants::participants;
 pub use room::{mute, remove};
 pub use sanctions::{ban, lift_ban, timeout};

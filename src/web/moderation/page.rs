@@ -181,7 +181,7 @@ impl ModerationPage {
 
 /// GET /studio/streams/{id}/moderate: the page; to htmx, the bans section
 /// alone (it reloads itself when the panel bans or times someone out).
-pub async fn page(
+pub async fn show(
     State(state): State<AppState>,
     TeamStream {
         user,

@@ -97,7 +97,7 @@ impl EditPage {
     }
 }
 
-pub async fn edit_page(
+pub async fn edit(
     State(state): State<AppState>,
     OwnedPass { pass, channel, .. }: OwnedPass<area::Passes>,
     layout: Layout,

@@ -15,9 +15,9 @@ pub mod mine;
 pub mod studio;
 
 pub use buy::{for_channel, for_stream};
-pub use edit::{edit_page, update};
+pub use edit::{edit, update};
 pub use mine::mine;
-pub use studio::{archive, create, studio_list};
+pub use studio::{archive, create, list};
 
 use diesel_async::AsyncPgConnection;
 

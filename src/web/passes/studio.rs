@@ -116,7 +116,7 @@ impl StudioPage {
     }
 }
 
-pub async fn studio_list(
+pub async fn list(
     State(state): State<AppState>,
     OwnedChannel { channel, .. }: OwnedChannel<area::Passes>,
     layout: Layout,
