@@ -142,7 +142,7 @@ pub async fn host_token(
 }
 
 #[derive(Template)]
-#[template(path = "pages/studio/stats.html")]
+#[template(path = "partials/studio/stats.html")]
 pub struct StatsFragment {
     pub stream_id: StreamId,
     pub status: Status,

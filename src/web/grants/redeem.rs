@@ -1,10 +1,9 @@
-//! Redeeming a code (POST /redeem), within the flood limits, and the redeem
-//! form a refused htmx redemption answers with.
+//! Redeeming a code (POST /redeem), within the flood limits; a refused htmx
+//! redemption answers with the redeem form (`view::redeem_form`).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use askama::Template;
 use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,28 +21,12 @@ use crate::limits::Action;
 use crate::state::AppState;
 use crate::web::Reply;
 use crate::web::client::client_ip;
+use crate::web::view::redeem_form::RedeemForm;
 use crate::web::view::utc;
 use crate::web::{FlashKind, render_with};
 
 // ---------------------------------------------------------------------------
 // Redeeming a code.
-
-/// The redeem form: what pass pages show (they may `{% include
-/// "pages/grants/redeem_form.html" %}` with a `redeem: RedeemForm` in scope),
-/// and what an htmx redemption that failed answers, with the error next to
-/// the field.
-pub struct RedeemForm {
-    pub csrf_token: String,
-    pub return_to: String,
-    pub code: String,
-    pub error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "pages/grants/redeem_form.html")]
-struct RedeemFormFragment {
-    redeem: RedeemForm,
-}
 
 #[derive(Deserialize, Default)]
 pub struct RedeemInput {
@@ -78,13 +61,11 @@ async fn refuse_redemption(
     message: &str,
 ) -> AppResult<Response> {
     if reply.htmx.fragment {
-        let form = RedeemFormFragment {
-            redeem: RedeemForm {
-                csrf_token: auth::csrf::token(&reply.session).await?,
-                return_to: return_to.to_owned(),
-                code: code.chars().take(64).collect(),
-                error: Some(message.to_owned()),
-            },
+        let form = RedeemForm {
+            csrf_token: auth::csrf::token(&reply.session).await?,
+            return_to: return_to.to_owned(),
+            code: code.chars().take(64).collect(),
+            error: Some(message.to_owned()),
         };
         let page = render_with(status, &form)?;
         return Ok((

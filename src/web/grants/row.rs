@@ -27,7 +27,7 @@ use crate::web::{FlashKind, Layout, render_with};
 
 /// One row, alone: the answer to an htmx extend or revoke.
 #[derive(Template)]
-#[template(path = "pages/grants/row.html")]
+#[template(path = "partials/grants/row.html")]
 pub struct GrantRowFragment {
     pub row: GrantRow,
     pub csrf: String,

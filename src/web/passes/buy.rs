@@ -17,6 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::web::authz::Ids;
 use crate::web::funnel::FunnelVisitor;
+use crate::web::view::redeem_form::RedeemForm;
 use crate::web::view::{Moment, StreamState};
 use crate::web::{Layout, render_with};
 
@@ -121,7 +122,7 @@ pub struct StreamPassesPage {
     /// Stream passes without replays were left out (the stream has ended).
     pub ended: bool,
     pub buyer: Buyer,
-    pub return_to: String,
+    pub redeem: RedeemForm,
 }
 
 pub async fn for_stream(
@@ -152,6 +153,7 @@ pub async fn for_stream(
         .filter(|p| !ended || p.scope() == Scope::Channel || p.includes_replays)
         .map(|p| PassCard::for_stream(p, &channel, stream.id))
         .collect();
+    let redeem = RedeemForm::new(&layout.csrf_token, format!("/s/{}", stream.id));
     let page = StreamPassesPage {
         layout,
         state: StreamState::of(&stream),
@@ -161,7 +163,7 @@ pub async fn for_stream(
             may_buy: !matches!(note, AccessNote::Banned),
             here: format!("/s/{}/pass", stream.id),
         },
-        return_to: format!("/s/{}", stream.id),
+        redeem,
         note,
         cards,
         ended,
@@ -185,7 +187,7 @@ pub struct ChannelPassesPage {
     pub channel: Channel,
     pub cards: Vec<PassCard>,
     pub buyer: Buyer,
-    pub return_to: String,
+    pub redeem: RedeemForm,
 }
 
 pub async fn for_channel(
@@ -204,6 +206,7 @@ pub async fn for_channel(
         .iter()
         .map(|p| PassCard::for_channel(p, &channel))
         .collect();
+    let redeem = RedeemForm::new(&layout.csrf_token, format!("/c/{}", channel.handle));
     let page = ChannelPassesPage {
         layout,
         cards,
@@ -213,7 +216,7 @@ pub async fn for_channel(
             may_buy: true,
             here: format!("/c/{}/passes", channel.handle),
         },
-        return_to: format!("/c/{}", channel.handle),
+        redeem,
         channel,
     };
     let noted = visitor.note(

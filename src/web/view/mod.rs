@@ -2,11 +2,12 @@
 //! stream's state and its access read to people, the watch link, the
 //! response shapes several areas answer with (a CSV download, a page kept
 //! by no cache, a token as JSON), and the fragments several pages include
-//! (`follow_button`, `panels`). Handler modules import this module, never
-//! each other; this module imports none of them.
+//! (`follow_button`, `panels`, `redeem_form`). Handler modules import this
+//! module, never each other; this module imports none of them.
 
 pub mod follow_button;
 pub mod panels;
+pub mod redeem_form;
 
 use axum::Json;
 use axum::http::{HeaderValue, header};
