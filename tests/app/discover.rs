@@ -7,43 +7,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
-use stagepass::db::schema::streams;
-use stagepass::db::{ChannelId, StreamId, UserId};
+use stagepass::db::{StreamId, UserId};
 
-use crate::channels::create_channel;
-use crate::util::builders;
+use crate::util::builders::create_channel;
+use crate::util::builders::{self, stream_at};
 use crate::util::{Page, TestApp};
-
-/// A stream in `status`, started `started_min` minutes ago (live/ended) or
-/// scheduled `sched_min` minutes from now (negative: in the past).
-pub async fn stream_at(
-    app: &TestApp,
-    channel: ChannelId,
-    title: &str,
-    status: &str,
-    started_min: Option<i64>,
-    sched_min: Option<i64>,
-) -> StreamId {
-    let now = chrono::Utc::now();
-    let started = started_min.map(|m| now - chrono::Duration::minutes(m));
-    let ended = (status == "ended").then(|| now - chrono::Duration::minutes(1));
-    let room = stagepass::lifecycle::new_room_name(&app.state);
-    diesel::insert_into(streams::table)
-        .values((
-            streams::channel_id.eq(channel),
-            streams::title.eq(title),
-            streams::status.eq(status),
-            streams::access.eq("public"),
-            streams::scheduled_at.eq(sched_min.map(|m| now + chrono::Duration::minutes(m))),
-            streams::started_at.eq(started),
-            streams::ended_at.eq(ended),
-            streams::room_name.eq(room),
-        ))
-        .returning(streams::id)
-        .get_result(&mut *app.conn().await)
-        .await
-        .unwrap()
-}
 
 /// Someone in the stream's room now (an open presence row).
 async fn in_room(app: &TestApp, stream: StreamId, user: Option<UserId>, identity: &str) {

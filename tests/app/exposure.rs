@@ -9,8 +9,8 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::livekit_events;
 
-use crate::live::{post_webhook, signed};
 use crate::util::builders;
+use crate::util::livekit_webhook::{post_webhook, signed};
 use crate::util::{Browser, Page, TestApp, services};
 
 // ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use stagepass::db::ChannelId;
 use stagepass::db::schema::follows;
 
-use crate::channels::create_channel;
-use crate::discover::stream_at;
 use crate::util::builders;
+use crate::util::builders::create_channel;
+use crate::util::builders::stream_at;
 use crate::util::{Page, TestApp};
 
 async fn follow_rows(app: &TestApp, channel: ChannelId) -> i64 {

@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use stagepass::db::schema::{access_passes, audit_log};
 use stagepass::db::{ChannelId, PassId, StreamId, UserId};
 
-use crate::channels::{create_channel, stream_in_state};
 use crate::util::builders;
+use crate::util::builders::{create_channel, stream_in_state};
 use crate::util::{Browser, Page, TestApp};
 
 fn datetime_local(t: DateTime<Utc>) -> String {
@@ -407,96 +407,64 @@ async fn invalid_passes_are_refused_next_to_their_fields() {
     );
     assert_eq!(negative.attr("#price", "value").as_deref(), Some("-5"));
 
-    let decimals = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Odd", &[("price", "9.999")]),
-        )
-        .await;
-    assert!(refused(&decimals, "price").contains("2 decimals"));
-    let absurd = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Gold", &[("price", "100000.01")]),
-        )
-        .await;
-    assert!(refused(&absurd, "price").contains("100000.00"));
-
     let later = datetime_local(Utc::now() + Duration::days(3));
     let earlier = datetime_local(Utc::now() + Duration::days(2));
-    let both = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Both",
-                &[("window_starts_at", &earlier), ("window_ends_at", &later)],
-            ),
-        )
-        .await;
-    assert!(refused(&both, "length").contains("not both"));
-    let neither = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Neither", &[("duration", "")]),
-        )
-        .await;
-    assert!(refused(&neither, "length").contains("how long the pass lasts"));
-
     let (yesterday, an_hour_ago) = (
         datetime_local(Utc::now() - Duration::days(1)),
         datetime_local(Utc::now() - Duration::hours(1)),
     );
-    let past = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Past",
-                &[
-                    ("duration", ""),
-                    ("window_starts_at", &yesterday),
-                    ("window_ends_at", &an_hour_ago),
-                ],
-            ),
-        )
-        .await;
-    assert!(refused(&past, "window").contains("already ended"));
-    let backwards = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Backwards",
-                &[
-                    ("duration", ""),
-                    ("window_starts_at", &later),
-                    ("window_ends_at", &earlier),
-                ],
-            ),
-        )
-        .await;
-    assert!(refused(&backwards, "window").contains("after the start"));
-
-    let short = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Short", &[("duration", "0")]),
-        )
-        .await;
-    assert!(refused(&short, "duration").contains("at least 1 hour"));
-    let long = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Long", &[("duration", "367"), ("duration_unit", "days")]),
-        )
-        .await;
-    assert!(refused(&long, "duration").contains("at most 366 days"));
+    // (name, changed fields, the field refused, what its error says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 8] = [
+        ("Odd", &[("price", "9.999")], "price", "2 decimals"),
+        ("Gold", &[("price", "100000.01")], "price", "100000.00"),
+        (
+            "Both",
+            &[("window_starts_at", &earlier), ("window_ends_at", &later)],
+            "length",
+            "not both",
+        ),
+        (
+            "Neither",
+            &[("duration", "")],
+            "length",
+            "how long the pass lasts",
+        ),
+        (
+            "Past",
+            &[
+                ("duration", ""),
+                ("window_starts_at", &yesterday),
+                ("window_ends_at", &an_hour_ago),
+            ],
+            "window",
+            "already ended",
+        ),
+        (
+            "Backwards",
+            &[
+                ("duration", ""),
+                ("window_starts_at", &later),
+                ("window_ends_at", &earlier),
+            ],
+            "window",
+            "after the start",
+        ),
+        ("Short", &[("duration", "0")], "duration", "at least 1 hour"),
+        (
+            "Long",
+            &[("duration", "367"), ("duration_unit", "days")],
+            "duration",
+            "at most 366 days",
+        ),
+    ];
+    for (name, changes, field, reason) in cases {
+        let page = ann
+            .submit(list, "#pass-form", &channel_pass(name, changes))
+            .await;
+        let error = refused(&page, field);
+        assert!(error.contains(reason), "{name}: {error}");
+    }
 
     // A stream of another channel, by a forged id; an ended stream of this one.
     for forged in [theirs, ended] {
@@ -693,10 +661,7 @@ async fn an_archived_pass_is_off_sale_but_its_grants_still_watch() {
     assert!(vic.get(&stream_page).await.has(&card(other)));
 
     // Vic's grant from the archived pass still gets them a token while live.
-    let live = ann
-        .post_htmx(&format!("/studio/streams/{}/live", stream), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&ann, stream).await;
     let token = vic.post_htmx(&format!("/s/{}/token", stream), &[]).await;
     assert_eq!(token.status, StatusCode::OK, "{}", token.text);
     let body: serde_json::Value = serde_json::from_str(&token.text).unwrap();

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use stagepass::db::StreamId;
 use stagepass::db::schema::{audit_log, streams};
 
-use crate::channels::{create_channel, stream_in_state};
 use crate::util::builders;
+use crate::util::builders::{create_channel, stream_in_state};
 use crate::util::{Browser, TestApp};
 
 fn datetime_local(t: DateTime<Utc>) -> String {
