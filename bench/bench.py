@@ -21,6 +21,9 @@ Phases, each repeated (3 times unless BENCH_QUICK=1):
              (BENCH_RECORDING_LONG_S caps it; 0 skips it, the default with BENCH_QUICK)
   enforce    50 viewers in the LiveKit room (Python SDK) whose grants end 100 ms
              apart: time from each grant's end until LiveKit no longer lists them
+  soak       a fresh app process, 10 minutes of mixed load (pages, tokens, chat,
+             SSE streams opened and closed, uploads, oversized and malformed
+             requests, failed sign-ins), then idle: RSS after vs idle (bench/soak.py)
 
 Writes target/bench/report.json and target/bench/report.md.
 """
@@ -60,7 +63,8 @@ OHA = TOOLS / "bin" / "oha"
 LIVEKIT_SERVER = TOOLS / "bin" / "livekit-server"
 S3S_FS = TOOLS / "bin" / "s3s-fs"
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgres://stagepass:stagepass@127.0.0.1:5432")
-DB_NAME = "stagepass_bench"
+# Another worktree's bench on the same Postgres: BENCH_DB=stagepass_bench_mine.
+DB_NAME = os.environ.get("BENCH_DB", "stagepass_bench")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 # For working on the bench: BENCH_ONLY=media,enforcement runs only those phases.
 ONLY = {p for p in os.environ.get("BENCH_ONLY", "").split(",") if p}
@@ -72,6 +76,7 @@ GOALS = {
     "enforcement_p99_s": 2.0,
     "recording_cpu_pct": 5.0,  # of one core
     "recording_rss_mib": 20.0,
+    "soak_rss_ratio": 2.0,  # RSS after the soak and 30 s idle, over idle RSS
 }
 
 
@@ -343,6 +348,11 @@ logging:
         }
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
         env.update(self.settings)
+        # For comparing allocator settings: BENCH_APP_ENV="MALLOC_ARENA_MAX=2 ...".
+        extra = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_APP_ENV", "").split() if "=" in kv)
+        if extra:
+            self.settings.update(extra)
+            env.update(extra)
         return env
 
     def migrate(self) -> None:
@@ -559,7 +569,10 @@ def oha(plan: Plan, url: str, rate: int, seconds: int, method: str, headers: dic
 
 
 def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict:
+    # The app's own CPU time per request: what other work on the machine changes least.
+    cpu0 = cpu_seconds(world.app_pid)
     j = oha(plan, url, rate, plan.http_seconds, method, world.headers(world.http_viewer, csrf=method == "POST"))
+    cpu1 = cpu_seconds(world.app_pid)
     s = j["summary"]
     codes = {str(k): v for k, v in (j.get("statusCodeDistribution") or {}).items()}
     errors = {k: v for k, v in (j.get("errorDistribution") or {}).items() if "deadline" not in k}
@@ -578,6 +591,7 @@ def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict
         "p99_ms": ms(lat.get("p99")),
         "p99_9_ms": ms(lat.get("p99.9")),
         "max_ms": ms(s.get("slowest")),
+        "app_cpu_ms_per_request": (cpu1 - cpu0) * 1000 / max(1, sum(codes.values())),
     }
 
 
@@ -593,7 +607,8 @@ def http_phase(plan: Plan, world: World, name: str, url: str, method: str) -> di
             r = http_run(plan, world, url, method, rate)
             runs[rate].append(r)
             note(f"{rate:>5} req/s run {rep + 1}: {r['ok_per_second']:.0f} ok/s, p50 {r['p50_ms']:.2f} ms, "
-                 f"p99 {r['p99_ms']:.2f} ms, codes {r['status_codes']}, errors {r['errors'] or 'none'}")
+                 f"p99 {r['p99_ms']:.2f} ms, app CPU {r['app_cpu_ms_per_request']:.3f} ms a request, "
+                 f"codes {r['status_codes']}, errors {r['errors'] or 'none'}")
     return {"url": url.replace(world.base, ""), "method": method, "runs": {str(k): v for k, v in runs.items()},
             "rss_after_kib": rss_kib(world.app_pid)}
 
@@ -1264,6 +1279,12 @@ async def run(plan: Plan, procs: Processes) -> dict:
             phases["enforcement"] = await enforcement_phase(plan, world, lk)
         finally:
             await lk.aclose()
+    # Last: it starts a fresh app process of its own and leaves it loaded.
+    if wanted("soak"):
+        import soak  # bench/soak.py
+
+        say("soak: a fresh app process, mixed load, then idle: does memory come back?")
+        phases["soak"] = await soak.Soak(world, plan, OHA, OUT).run()
     if world.publisher:
         world.publisher.stop()
     else:  # a publisher takes the host's place (World.publish)

@@ -137,6 +137,12 @@ def markdown(r: dict, goals: dict) -> str:
           f"{rec['window_s']} s" + (f"; peak {_signed(long_peak, 1)} MiB over a {_f(long['recorded_wall_s'], 0)} s "
                                      "recording" if long_peak is not None else "")
           + f" | {_verdict(worst, goals['recording_rss_mib'])} |")
+    soak = ph.get("soak")
+    if soak:
+        w(f"| RSS after the soak within {goals['soak_rss_ratio']:.0f}x of idle | "
+          f"{_f(soak['after']['median_kib'] / 1024, 1)} MiB after {soak['seconds']} s of load and "
+          f"{soak['idle_wait_s']} s idle, {_f(soak['idle']['median_kib'] / 1024, 1)} MiB idle: "
+          f"{_f(soak['ratio'])}x | {_verdict(soak['ratio'], goals['soak_rss_ratio'])} |")
     w("")
 
     # ---- HTTP
@@ -157,15 +163,16 @@ def markdown(r: dict, goals: dict) -> str:
           "every request that should have been sent during it (no coordinated omission). "
           "One viewer's session for every request.")
         w("")
-        w("| rate (req/s) | achieved (200/s) | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | not 200 |")
-        w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        w("| rate (req/s) | achieved (200/s) | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | not 200 | app CPU a request (ms) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for rate, runs in p["runs"].items():
             bad = [sum(v for c, v in x["status_codes"].items() if c != "200") + sum(x["errors"].values())
                    for x in runs]
             w(f"| {int(rate):,} | {_spread([x['ok_per_second'] for x in runs], 0)} | "
               f"{_spread([x['p50_ms'] for x in runs])} | {_spread([x['p90_ms'] for x in runs])} | "
               f"{_spread([x['p99_ms'] for x in runs])} | {_spread([x['p99_9_ms'] for x in runs])} | "
-              f"{_spread([x['max_ms'] for x in runs], 1)} | {sum(bad)} |")
+              f"{_spread([x['max_ms'] for x in runs], 1)} | {sum(bad)} | "
+              f"{_spread([x.get('app_cpu_ms_per_request') for x in runs], 3)} |")
         w("")
 
     # ---- storm
@@ -375,6 +382,10 @@ def markdown(r: dict, goals: dict) -> str:
             w("```")
             w("")
 
+    # ---- soak
+    if "soak" in ph:
+        out.extend(_soak(ph["soak"], m))
+
     # ---- settings
     w("## Settings")
     w("")
@@ -392,3 +403,67 @@ def markdown(r: dict, goals: dict) -> str:
       "the session store's own format, so that 10,000 argon2 sign-ins are not what is measured).")
     w("")
     return "\n".join(out)
+
+
+def _soak(s: dict, m: dict) -> list[str]:
+    out = []
+    w = out.append
+    mib = lambda kib: _f(kib and kib / 1024, 1)  # noqa: E731
+    w("## Soak: does memory come back?")
+    w("")
+    only = "" if len(s["kinds"]) == 7 else f" — **only {', '.join(s['kinds'])} (BENCH_SOAK_MIX)**"
+    w(f"A fresh app process, warmed up (each kind of request below once) and left 10 s; idle RSS is the "
+      f"median of 10 samples over the next 10 s. Then {s['seconds']} s of mixed load, all at once{only}: oha at fixed rates on the home page (20/s), the watch page (40/s), the "
+      "studio's stream page (10/s) and the token endpoint (100/s); about 100 chat streams (SSE) open at any "
+      "moment, each held 1–15 s, and every 60 s a burst of 300 more; 5 chat posts a second from viewers in "
+      "turn; a thumbnail or avatar upload every 1.5 s, and every 30 s four big ones at once (images: "
+      + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in s["images"].items())
+      + "); a body over a limit every 2 s (a 6 MiB upload, a 3 MiB form, a 10 MiB webhook); 4 malformed "
+      "requests a second on raw sockets; 5 failed sign-ins a second (unknown addresses, so argon2 runs on "
+      "the dummy hash) from 50 loopback source addresses. Then the load stops; after "
+      f"{s['idle_wait_s']} s the RSS is the median of 10 samples over 10 s.")
+    w("")
+    after, idle = s["after"]["median_kib"], s["idle"]["median_kib"]
+    w("| | RSS (MiB) |")
+    w("| --- | --- |")
+    w(f"| fresh process | {mib(s['rss_fresh_kib'])} |")
+    w(f"| idle, after warm-up | {mib(idle)} |")
+    w(f"| highest sample during the load (VmHWM) | {mib(s['peak_rss_kib'])} ({mib(s['end_of_load'].get('VmHWM'))}) |")
+    w(f"| when the load stopped | {mib(s['end_of_load'].get('VmRSS'))} |")
+    w(f"| after {s['idle_wait_s']} s idle | **{mib(after)}** |")
+    w(f"| after / idle | **{_f(s['ratio'])}x** (goal: within {s['goal_ratio']:.0f}x: "
+      f"{'met' if s['met'] else '**missed**'}) |")
+    w("")
+    sm = s["smaps_rollup"]
+    w("| /proc/PID/smaps_rollup (MiB) | idle | end of load | after |")
+    w("| --- | --- | --- | --- |")
+    for k in ("Rss", "Anonymous", "Private_Dirty", "Shared_Clean", "Private_Clean"):
+        w(f"| {k} | {mib(sm['idle'].get(k))} | {mib(sm['end_of_load'].get(k))} | {mib(sm['after'].get(k))} |")
+    an = s.get("anon", {})
+    if an:
+        w(f"| anonymous mappings (count) | {an['idle'].get('anon_mappings')} | {an['end_of_load'].get('anon_mappings')} "
+          f"| {an['after'].get('anon_mappings')} |")
+        w(f"| threads | | {s['end_of_load'].get('Threads')} | {s['status_after'].get('Threads')} |")
+    db = s.get("db_connections")
+    if db:
+        w(f"| database connections in the pool | {db['idle']} | | {db['after']} |")
+    w("")
+    w("What the load did (status codes or errors, by kind):")
+    w("")
+    w("| kind | answers |")
+    w("| --- | --- |")
+    for kind, c in sorted(s["counts"].items()):
+        w(f"| {kind} | {', '.join(f'{k}: {v:,}' for k, v in sorted(c.items()))} |")
+    for name, o in (s.get("oha") or {}).items():
+        if o:
+            w(f"| oha {name} | {_f(o['requests_per_second'], 0)} req/s; "
+              f"{', '.join(f'{k}: {v:,}' for k, v in sorted((o['status_codes'] or {}).items()))} |")
+    w(f"| SSE streams open at once, at most | {s['sse_peak_open']} |")
+    w("")
+    series = s.get("rss_series") or []
+    if series:
+        step = max(1, len(series) // 12)
+        w("RSS over the load (MiB, every ~" + f"{series[min(1, len(series) - 1)][0] - series[0][0]:.0f} s sample"
+          + "): " + ", ".join(f"{x[0]:.0f} s {mib(x[1])}" for x in series[::step]) + ".")
+        w("")
+    return out

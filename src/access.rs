@@ -121,7 +121,7 @@ mod sql {
 #[derive(diesel::QueryableByName)]
 struct Facts {
     #[diesel(sql_type = Nullable<Text>)]
-    role: Option<String>,
+    role: Option<Role>,
     #[diesel(sql_type = Bool)]
     owner: bool,
     #[diesel(sql_type = Bool)]
@@ -228,12 +228,12 @@ pub async fn may(
         return Ok(Access::Denied(Denial::SignInRequired));
     };
     let f = facts(conn, user, stream.channel_id, Some(stream.id.0)).await?;
-    Ok(decide(&f, stream.access_kind()))
+    Ok(decide(&f, stream.access))
 }
 
 /// A draft nobody announced (no scheduled time): only its team knows of it.
 pub fn unannounced(stream: &Stream) -> bool {
-    stream.status() == Status::Draft && stream.scheduled_at.is_none()
+    stream.status == Status::Draft && stream.scheduled_at.is_none()
 }
 
 /// May someone with `access` to `stream` know that it exists? Everyone may,
@@ -286,10 +286,10 @@ pub async fn knows_of(
 }
 
 fn decide(f: &Facts, kind: AccessKind) -> Access {
-    if f.owner || f.role.as_deref() == Some(Role::Owner.as_str()) {
+    if f.owner || f.role == Some(Role::Owner) {
         return Access::Publish;
     }
-    if f.role.as_deref() == Some(Role::Moderator.as_str()) {
+    if f.role == Some(Role::Moderator) {
         return Access::Moderate;
     }
     if f.banned {
@@ -313,13 +313,7 @@ pub async fn channel_role(
     channel: ChannelId,
 ) -> diesel::QueryResult<Option<Role>> {
     let f = facts(conn, user, channel, None).await?;
-    Ok(if f.owner || f.role.as_deref() == Some("owner") {
-        Some(Role::Owner)
-    } else if f.role.as_deref() == Some("moderator") {
-        Some(Role::Moderator)
-    } else {
-        None
-    })
+    Ok(if f.owner { Some(Role::Owner) } else { f.role })
 }
 
 /// Whether `user` is banned from `channel` right now (the same ban as in

@@ -11,9 +11,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::auth::password;
 use crate::config::Config;
+use crate::db::channels::Role;
 use crate::db::schema::{
     access_grants, access_passes, channel_members, channels, follows, streams,
 };
+use crate::db::streams::{AccessKind, Status};
 use crate::db::{ChannelId, UserId, users};
 
 pub const DEMO_PASSWORD: &str = "stagepass-demo";
@@ -109,12 +111,12 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
             (
                 channel_members::channel_id.eq(channel.0),
                 channel_members::user_id.eq(creator.0),
-                channel_members::role.eq("owner"),
+                channel_members::role.eq(Role::Owner),
             ),
             (
                 channel_members::channel_id.eq(channel.0),
                 channel_members::user_id.eq(moderator.0),
-                channel_members::role.eq("moderator"),
+                channel_members::role.eq(Role::Moderator),
             ),
         ])
         .on_conflict_do_nothing()
@@ -133,7 +135,7 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
     // ended the first, the next run schedules another.
     let has_stream: i64 = streams::table
         .filter(streams::channel_id.eq(channel.0))
-        .filter(streams::status.ne("ended"))
+        .filter(streams::status.ne(Status::Ended))
         .count()
         .get_result(conn)
         .await?;
@@ -144,8 +146,8 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
                 streams::title.eq("Friday Night Session"),
                 streams::description
                     .eq("Live music and your questions. Bring a friend with a pass!"),
-                streams::access.eq("pass"),
-                streams::status.eq("draft"),
+                streams::access.eq(AccessKind::Pass),
+                streams::status.eq(Status::Draft),
                 streams::scheduled_at.eq(Utc::now() + Duration::days(2)),
             ))
             .execute(conn)

@@ -6,7 +6,7 @@
 //! recording retention (hourly; it also checks the S3 bucket at start-up),
 //! the outgoing-webhook delivery worker (`outgoing_webhooks::run`), and the
 //! built-in recorder's supervisor (`recorder::supervise`: takes over
-//! recordings whose instance died).
+//! recordings whose instance died), and the metrics' upkeep.
 //! Loops log failures and keep going; they never take the server down.
 
 use std::time::Duration;
@@ -20,6 +20,8 @@ use crate::state::AppState;
 
 pub const CLEANUP_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+/// The Prometheus recorder keeps every histogram sample until it is drained.
+pub const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts every background loop; abort the handles to stop them.
 pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
@@ -30,8 +32,22 @@ pub fn spawn(state: AppState) -> Vec<JoinHandle<()>> {
         tokio::spawn(crate::chat::bridge::run(state.clone())),
         tokio::spawn(crate::outgoing_webhooks::run(state.clone())),
         tokio::spawn(crate::recorder::supervise(state.clone())),
+        tokio::spawn(metrics_upkeep(state.metrics.clone())),
         tokio::spawn(retention(state)),
     ]
+}
+
+/// Drains the request-latency samples into their buckets. The recorder does
+/// that only when `/metrics` is scraped (it is installed without its own
+/// exporter task): an instance nobody scrapes kept 8 bytes for every request
+/// it ever answered.
+async fn metrics_upkeep(metrics: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.run_upkeep();
+    }
 }
 
 /// Keeps the database and LiveKit in step; LiveKit drops webhooks it cannot

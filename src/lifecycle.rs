@@ -106,7 +106,7 @@ async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
 /// live twice keeps the first `started_at` (LiveKit answers the existing room).
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, LifecycleError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         return Err(LifecycleError::AlreadyEnded);
     }
     open_room(state, stream)
@@ -150,7 +150,7 @@ pub async fn end_stream(
     let Some(stream) = streams::find(&mut conn, stream_id).await? else {
         return Err(LifecycleError::NotFound);
     };
-    if stream.status() != streams::Status::Live {
+    if stream.status != streams::Status::Live {
         return Ok(None);
     }
     drop(conn);
@@ -675,7 +675,7 @@ async fn encoder_admitted(
     let Some(now) = streams::find(&mut conn, stream.id).await? else {
         return Ok(false);
     };
-    if now.status() == streams::Status::Ended {
+    if now.status == streams::Status::Ended {
         tracing::info!(stream = %stream.id, "an encoder joined an ended stream: refused");
         return Ok(false);
     }
@@ -714,7 +714,7 @@ async fn live_from_obs(
     action: &str,
     details: serde_json::Value,
 ) -> Result<(), LifecycleError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         tracing::info!(stream = %stream.id, action, "OBS started on an ended stream: ignored");
         return Ok(());
     }

@@ -7,6 +7,17 @@ use secrecy::ExposeSecret;
 use stagepass::config::Config;
 use stagepass::{AppState, db, demo, telemetry};
 
+/// jemalloc (the default feature): after a peak of uploads or sign-ins,
+/// glibc's malloc kept the freed memory in its heaps (5x the idle RSS after
+/// make bench's soak), jemalloc returns it to the system within seconds.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "stagepass",

@@ -49,7 +49,7 @@ pub async fn stream_live(
          ON CONFLICT (user_id, stream_id, kind) DO NOTHING"
     ))
     .bind::<BigInt, _>(stream.0)
-    .bind::<Text, _>(Kind::Live.as_str())
+    .bind::<Text, _>(Kind::Live)
     .execute(conn)
     .await?;
     if n > 0 {
@@ -68,13 +68,13 @@ pub async fn schedule_changed(
     stream: &Stream,
     before: Option<DateTime<Utc>>,
 ) -> diesel::QueryResult<usize> {
-    if stream.status() != Status::Draft || stream.scheduled_at == before {
+    if stream.status != Status::Draft || stream.scheduled_at == before {
         return Ok(0);
     }
     let withdrawn =
         diesel::sql_query("DELETE FROM notifications WHERE stream_id = $1 AND kind = $2")
             .bind::<BigInt, _>(stream.id.0)
-            .bind::<Text, _>(Kind::Scheduled.as_str())
+            .bind::<Text, _>(Kind::Scheduled)
             .execute(conn)
             .await?;
     if stream.scheduled_at.is_none() {
@@ -86,7 +86,7 @@ pub async fn schedule_changed(
          ON CONFLICT (user_id, stream_id, kind) DO NOTHING"
     ))
     .bind::<BigInt, _>(stream.id.0)
-    .bind::<Text, _>(Kind::Scheduled.as_str())
+    .bind::<Text, _>(Kind::Scheduled)
     .execute(conn)
     .await?;
     if n > 0 {

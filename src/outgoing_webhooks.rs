@@ -41,7 +41,7 @@ use url::Url;
 
 use crate::config::OutgoingWebhooksConfig;
 use crate::db::channels::Channel;
-use crate::db::recordings::Recording;
+use crate::db::recordings::{Recording, Status};
 use crate::db::schema::{channels, recordings, streams};
 use crate::db::streams::Stream;
 use crate::db::webhooks::{self, AttemptResult, Claimed, Recorded};
@@ -166,7 +166,7 @@ pub async fn recording_ready(
     let found: Option<(Recording, Stream, Channel)> = recordings::table
         .inner_join(streams::table.inner_join(channels::table))
         .filter(recordings::id.eq(recording))
-        .filter(recordings::status.eq("complete"))
+        .filter(recordings::status.eq(Status::Complete))
         .select((
             Recording::as_select(),
             Stream::as_select(),

@@ -278,7 +278,7 @@ pub async fn apply_egress(
         .map(|f| object_key_of(&f.filename, &f.location))
         .filter(|k| !k.is_empty());
     let report = EgressReport {
-        status: status.clone(),
+        status,
         object_key: key.as_deref(),
         duration_ms: file.map(|f| f.duration / 1_000_000).filter(|d| *d > 0),
         size_bytes: file.map(|f| f.size).filter(|s| *s > 0),
@@ -299,7 +299,7 @@ pub async fn settle(
 ) -> Result<(), DbError> {
     let mut conn = state.db.get().await?;
     let public_url = &state.config.public_url;
-    let status = report.status.clone();
+    let status = report.status;
     let complete = status == Status::Complete;
     {
         use diesel_async::AsyncConnection;

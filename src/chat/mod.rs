@@ -68,7 +68,7 @@ pub async fn post(
             access.denial().unwrap_or(access::Denial::SignInRequired),
         )));
     };
-    if stream.status() == Status::Ended {
+    if stream.status == Status::Ended {
         return Ok(Err(Refusal::StreamEnded));
     }
     let body = limits::normalize(raw_body);

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::access::{self, Access, Denial};
 use crate::db::DbResult;
+use crate::db::channels::Role;
 use crate::db::chat::{self as chat_db, Message, Settings};
 use crate::db::streams::{Status, Stream};
 use crate::db::{StreamId, UserId};
@@ -34,8 +35,8 @@ pub struct MessageView {
     pub seq: Option<i64>,
     pub stream_id: StreamId,
     pub author: String,
-    /// `owner` / `moderator` for team authors.
-    pub badge: Option<&'static str>,
+    /// The role of team authors (printed as stored: `owner` / `moderator`).
+    pub badge: Option<Role>,
     pub time_iso: String,
     pub time_label: String,
     pub time_title: String,
@@ -44,11 +45,7 @@ pub struct MessageView {
 
 impl MessageView {
     pub fn new(m: &Message) -> Self {
-        let badge = match m.author_role.as_deref() {
-            Some("owner") => Some("owner"),
-            Some("moderator") => Some("moderator"),
-            _ => None,
-        };
+        let badge = m.author_role;
         let pieces = if badge.is_some() {
             linkify(&m.body)
         } else {
@@ -190,7 +187,7 @@ pub struct ChatForm {
 
 impl ChatForm {
     pub fn new(stream: &Stream, settings: &Settings) -> Self {
-        let closed = if stream.status() == Status::Ended {
+        let closed = if stream.status == Status::Ended {
             Some("The stream has ended; chat is closed.")
         } else if !settings.enabled {
             Some("Chat is off for this stream.")
@@ -366,7 +363,7 @@ mod tests {
             seq: Some(1),
             stream_id: StreamId(1),
             author: "<b>Owner</b>".into(),
-            badge: Some("owner"),
+            badge: Some(Role::Owner),
             time_iso: String::new(),
             time_label: String::new(),
             time_title: String::new(),

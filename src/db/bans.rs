@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::channels::Role;
 use super::schema::bans;
 use super::{ChannelId, UserId};
 
@@ -46,29 +47,13 @@ impl std::str::FromStr for BanId {
     }
 }
 
-/// What a row keeps someone out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The channel: no tokens, no chat, removed from live rooms.
-    Ban,
-    /// The chat only, for a while.
-    Timeout,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Ban => "ban",
-            Kind::Timeout => "timeout",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ban" => Some(Kind::Ban),
-            "timeout" => Some(Kind::Timeout),
-            _ => None,
-        }
+super::text_enum! {
+    /// What a row keeps someone out of.
+    pub enum Kind {
+        /// The channel: no tokens, no chat, removed from live rooms.
+        Ban = "ban",
+        /// The chat only, for a while.
+        Timeout = "timeout",
     }
 }
 
@@ -81,19 +66,13 @@ pub struct Ban {
     pub id: BanId,
     pub channel_id: ChannelId,
     pub user_id: UserId,
-    pub kind: String,
+    pub kind: Kind,
     pub until: Option<DateTime<Utc>>,
     pub reason: Option<String>,
     pub banned_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub lifted_at: Option<DateTime<Utc>>,
     pub lifted_by: Option<UserId>,
-}
-
-impl Ban {
-    pub fn kind(&self) -> Kind {
-        Kind::parse(&self.kind).unwrap_or(Kind::Ban)
-    }
 }
 
 /// A ban or timeout to place. Its end is `now() + minutes` in SQL (None: a
@@ -117,7 +96,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewBan<'_>) -> QueryResu
         .values((
             bans::channel_id.eq(new.channel_id),
             bans::user_id.eq(new.user_id),
-            bans::kind.eq(new.kind.as_str()),
+            bans::kind.eq(new.kind),
             bans::until.eq(until),
             bans::reason.eq(new.reason),
             bans::banned_by.eq(new.banned_by),
@@ -136,7 +115,7 @@ pub async fn time_out(conn: &mut AsyncPgConnection, new: &NewBan<'_>) -> QueryRe
             bans::table
                 .filter(bans::channel_id.eq(new.channel_id))
                 .filter(bans::user_id.eq(new.user_id))
-                .filter(bans::kind.eq(Kind::Timeout.as_str()))
+                .filter(bans::kind.eq(Kind::Timeout))
                 .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE)),
         )
         .set((
@@ -169,7 +148,7 @@ pub async fn active(
     bans::table
         .filter(bans::channel_id.eq(channel))
         .filter(bans::user_id.eq(user))
-        .filter(bans::kind.eq(kind.as_str()))
+        .filter(bans::kind.eq(kind))
         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE))
         .order(bans::created_at.desc())
         .select(Ban::as_select())
@@ -217,7 +196,7 @@ pub async fn lift(
                 bans::table
                     .filter(bans::channel_id.eq(channel))
                     .filter(bans::user_id.eq(ban.user_id))
-                    .filter(bans::kind.eq(&ban.kind))
+                    .filter(bans::kind.eq(ban.kind))
                     .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(ACTIVE)),
             )
             .set((bans::lifted_at.eq(diesel::dsl::now), bans::lifted_by.eq(by)))
@@ -235,7 +214,7 @@ pub struct Listed {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
     #[diesel(sql_type = Text)]
-    pub kind: String,
+    pub kind: Kind,
     #[diesel(sql_type = BigInt)]
     pub user_id: i64,
     #[diesel(sql_type = Text)]
@@ -289,9 +268,9 @@ pub struct Standing {
     pub user_id: i64,
     #[diesel(sql_type = Text)]
     pub display_name: String,
-    /// `owner`, `moderator`, or None when not on the team.
+    /// None when not on the team.
     #[diesel(sql_type = Nullable<Text>)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub banned: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]

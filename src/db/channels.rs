@@ -34,27 +34,11 @@ pub struct ChannelChanges<'a> {
     pub description: Option<&'a str>,
 }
 
-/// A team role. The owner also has a row with role `owner`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Owner,
-    Moderator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Moderator => "moderator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "moderator" => Some(Role::Moderator),
-            _ => None,
-        }
+super::text_enum! {
+    /// A team role. The owner also has a row with role `owner`.
+    pub enum Role {
+        Owner = "owner",
+        Moderator = "moderator",
     }
 }
 
@@ -64,7 +48,7 @@ pub struct Member {
     pub user_id: UserId,
     pub display_name: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub since: DateTime<Utc>,
 }
 
@@ -102,7 +86,7 @@ pub async fn create(conn: &mut AsyncPgConnection, new: NewChannel<'_>) -> QueryR
             .values((
                 channel_members::channel_id.eq(channel.id),
                 channel_members::user_id.eq(channel.owner_id),
-                channel_members::role.eq(Role::Owner.as_str()),
+                channel_members::role.eq(Role::Owner),
             ))
             .execute(conn)
             .await?;
@@ -127,7 +111,7 @@ pub async fn update(
 pub async fn for_member(
     conn: &mut AsyncPgConnection,
     user: UserId,
-) -> QueryResult<Vec<(Channel, String)>> {
+) -> QueryResult<Vec<(Channel, Role)>> {
     channels::table
         .inner_join(channel_members::table)
         .filter(channel_members::user_id.eq(user))
@@ -142,14 +126,13 @@ pub async fn role_of(
     channel: ChannelId,
     user: UserId,
 ) -> QueryResult<Option<Role>> {
-    let role: Option<String> = channel_members::table
+    channel_members::table
         .filter(channel_members::channel_id.eq(channel))
         .filter(channel_members::user_id.eq(user))
         .select(channel_members::role)
         .first(conn)
         .await
-        .optional()?;
-    Ok(role.as_deref().and_then(Role::parse))
+        .optional()
 }
 
 pub async fn members(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Vec<Member>> {
@@ -178,7 +161,7 @@ pub async fn add_moderator(
         .values((
             channel_members::channel_id.eq(channel),
             channel_members::user_id.eq(user),
-            channel_members::role.eq(Role::Moderator.as_str()),
+            channel_members::role.eq(Role::Moderator),
         ))
         .on_conflict_do_nothing()
         .execute(conn)
@@ -196,7 +179,7 @@ pub async fn remove_moderator(
         channel_members::table
             .filter(channel_members::channel_id.eq(channel))
             .filter(channel_members::user_id.eq(user))
-            .filter(channel_members::role.eq(Role::Moderator.as_str())),
+            .filter(channel_members::role.eq(Role::Moderator)),
     )
     .execute(conn)
     .await?;

@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::channels::Role;
 use super::schema::{chat_messages, streams};
 use super::{ChannelId, StreamId, UserId};
 
@@ -116,7 +117,7 @@ pub struct Message {
     pub author_name: String,
     /// `owner` or `moderator` when the author is on the channel's team now.
     #[diesel(sql_type = Nullable<Text>)]
-    pub author_role: Option<String>,
+    pub author_role: Option<Role>,
     #[diesel(sql_type = Text)]
     pub body: String,
     #[diesel(sql_type = Timestamptz)]

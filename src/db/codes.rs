@@ -324,7 +324,7 @@ pub async fn redeem(
                     // A channel pass has no stream; a stream pass its own.
                     stream_id: pass.stream_id,
                     pass_id: Some(pass.id),
-                    source: Source::Code.as_str(),
+                    source: Source::Code,
                     includes_replays: pass.includes_replays,
                     starts_at,
                     expires_at,

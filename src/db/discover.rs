@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::streams::{AccessKind, Status};
 use super::{ChannelId, StreamId, UserId};
 
 /// A scheduled stream whose time has passed stays listed this long as
@@ -39,9 +40,9 @@ pub struct Card {
     #[diesel(sql_type = Text)]
     pub title: String,
     #[diesel(sql_type = Text)]
-    pub access: String,
+    pub access: AccessKind,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: Status,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub scheduled_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]

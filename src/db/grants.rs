@@ -18,7 +18,7 @@ pub struct Grant {
     pub channel_id: ChannelId,
     pub stream_id: Option<StreamId>,
     pub pass_id: Option<PassId>,
-    pub source: String,
+    pub source: Source,
     pub includes_replays: bool,
     pub starts_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -27,38 +27,29 @@ pub struct Grant {
     pub created_at: DateTime<Utc>,
 }
 
-/// Where a grant came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Purchase,
-    Code,
-    Comp,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Purchase => "purchase",
-            Source::Code => "code",
-            Source::Comp => "comp",
-        }
+super::text_enum! {
+    /// Where a grant came from.
+    pub enum Source {
+        Purchase = "purchase",
+        Code = "code",
+        Comp = "comp",
     }
 }
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = access_grants)]
-pub struct NewGrant<'a> {
+pub struct NewGrant {
     pub user_id: UserId,
     pub channel_id: ChannelId,
     pub stream_id: Option<StreamId>,
     pub pass_id: Option<PassId>,
-    pub source: &'a str,
+    pub source: Source,
     pub includes_replays: bool,
     pub starts_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewGrant<'_>) -> QueryResult<Grant> {
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewGrant) -> QueryResult<Grant> {
     diesel::insert_into(access_grants::table)
         .values(new)
         .returning(Grant::as_returning())

@@ -20,8 +20,11 @@ pub mod recordings;
 pub mod schema;
 pub mod sessions;
 pub mod streams;
+mod text_enum;
 pub mod users;
 pub mod webhooks;
+
+pub(crate) use text_enum::text_enum;
 
 use std::time::Duration;
 

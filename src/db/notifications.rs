@@ -10,29 +10,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::schema::{channels, notifications, streams};
 use super::{StreamId, UserId};
 
-/// What a notification says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The channel went live with this stream.
-    Live,
-    /// The channel scheduled (or rescheduled) this stream.
-    Scheduled,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Live => "live",
-            Kind::Scheduled => "scheduled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "live" => Some(Kind::Live),
-            "scheduled" => Some(Kind::Scheduled),
-            _ => None,
-        }
+super::text_enum! {
+    /// What a notification says happened.
+    pub enum Kind {
+        /// The channel went live with this stream.
+        Live = "live",
+        /// The channel scheduled (or rescheduled) this stream.
+        Scheduled = "scheduled",
     }
 }
 
@@ -40,14 +24,14 @@ impl Kind {
 #[derive(Debug, Clone, Queryable)]
 pub struct Item {
     pub id: i64,
-    pub kind: String,
+    pub kind: Kind,
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
     pub channel_handle: String,
     pub channel_title: String,
     pub stream_id: StreamId,
     pub stream_title: String,
-    pub stream_status: String,
+    pub stream_status: super::streams::Status,
     pub scheduled_at: Option<DateTime<Utc>>,
 }
 

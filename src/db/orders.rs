@@ -26,12 +26,12 @@ pub struct Order {
     pub pass_id: PassId,
     pub amount_cents: i64,
     pub currency: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     /// The provider's checkout reference (Stripe Checkout Session id).
     pub provider_ref: Option<String>,
     /// The provider's payment reference (Stripe PaymentIntent id).
     pub provider_payment_ref: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub grant_id: Option<GrantId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -41,41 +41,22 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Paid,
-    Failed,
-    Refunded,
-    Canceled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Paid => "paid",
-            Status::Failed => "failed",
-            Status::Refunded => "refunded",
-            Status::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "pending" => Status::Pending,
-            "paid" => Status::Paid,
-            "failed" => Status::Failed,
-            "refunded" => Status::Refunded,
-            "canceled" => Status::Canceled,
-            _ => return None,
-        })
+super::text_enum! {
+    /// Where an order is: awaiting payment, or settled one way or another.
+    pub enum Status {
+        Pending = "pending",
+        Paid = "paid",
+        Failed = "failed",
+        Refunded = "refunded",
+        Canceled = "canceled",
     }
 }
 
-impl Order {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
+super::text_enum! {
+    /// The payment provider an order went through.
+    pub enum ProviderKind {
+        Dev = "dev",
+        Stripe = "stripe",
     }
 }
 
@@ -86,7 +67,7 @@ pub struct NewOrder<'a> {
     pub pass_id: PassId,
     pub amount_cents: i64,
     pub currency: &'a str,
-    pub provider: &'a str,
+    pub provider: ProviderKind,
     /// The stream the buyer came from, checked to be of the pass's channel.
     pub stream_id: Option<StreamId>,
 }
@@ -136,9 +117,9 @@ pub async fn close_pending(
     diesel::update(
         orders::table
             .find(id)
-            .filter(orders::status.eq(Status::Pending.as_str())),
+            .filter(orders::status.eq(Status::Pending)),
     )
-    .set(orders::status.eq(to.as_str()))
+    .set(orders::status.eq(to))
     .returning(Order::as_returning())
     .get_result(conn)
     .await
@@ -189,7 +170,7 @@ pub async fn complete_order(
             .select(Order::as_select())
             .first(conn)
             .await?;
-        if !matches!(order.status(), Status::Pending | Status::Failed) {
+        if !matches!(order.status, Status::Pending | Status::Failed) {
             return Ok(None);
         }
         let pass = passes::find(conn, order.pass_id)
@@ -221,7 +202,7 @@ pub async fn complete_order(
                         channel_id: pass.channel_id,
                         stream_id: stream,
                         pass_id: Some(pass.id),
-                        source: Source::Purchase.as_str(),
+                        source: Source::Purchase,
                         includes_replays: pass.includes_replays,
                         starts_at,
                         expires_at,
@@ -241,7 +222,7 @@ pub async fn complete_order(
 
         diesel::update(orders::table.find(order.id))
             .set((
-                orders::status.eq(Status::Paid.as_str()),
+                orders::status.eq(Status::Paid),
                 orders::paid_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamptz>>("now()")),
                 orders::grant_id.eq(grant.as_ref().map(|g| g.id)),
                 orders::provider_payment_ref
@@ -260,7 +241,7 @@ pub async fn complete_order(
                 "grant_id": grant.as_ref().map(|g| g.id),
                 "amount_cents": order.amount_cents,
                 "currency": order.currency,
-                "provider": order.provider,
+                "provider": order.provider.as_str(),
             }),
         )
         .await?;
@@ -326,11 +307,11 @@ pub async fn refund(conn: &mut AsyncPgConnection, payment_ref: &str) -> QueryRes
         else {
             return Ok(None);
         };
-        if order.status() != Status::Paid {
+        if order.status != Status::Paid {
             return Ok(None);
         }
         let order: Order = diesel::update(orders::table.find(order.id))
-            .set(orders::status.eq(Status::Refunded.as_str()))
+            .set(orders::status.eq(Status::Refunded))
             .returning(Order::as_returning())
             .get_result(conn)
             .await?;
@@ -352,7 +333,7 @@ pub async fn refund(conn: &mut AsyncPgConnection, payment_ref: &str) -> QueryRes
                 "pass_id": order.pass_id,
                 "grant_id": order.grant_id,
                 "grant_revoked": revoked.is_some(),
-                "provider": order.provider,
+                "provider": order.provider.as_str(),
             }),
         )
         .await?;

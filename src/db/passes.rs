@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::grants::Source;
 use super::schema::{access_passes, streams};
 use super::{ChannelId, GrantId, PassId, StreamId, UserId};
 
@@ -386,7 +387,7 @@ pub struct HeldGrant {
     #[diesel(sql_type = Text)]
     pub standing: String,
     #[diesel(sql_type = Text)]
-    pub source: String,
+    pub source: Source,
     #[diesel(sql_type = Text)]
     pub channel_handle: String,
     #[diesel(sql_type = Text)]

@@ -13,24 +13,14 @@ use super::schema::{channels, recording_parts, recordings, streams};
 /// request (the row is inserted first, so that racing starts start one egress).
 pub const PENDING_PREFIX: &str = "pending-";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    Starting,
-    Active,
-    Ending,
-    Complete,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Status::Starting => "starting",
-            Status::Active => "active",
-            Status::Ending => "ending",
-            Status::Complete => "complete",
-            Status::Failed => "failed",
-        }
+super::text_enum! {
+    /// Where a recording is: running (starting, active), stopping (ending), or finished.
+    pub enum Status {
+        Starting = "starting",
+        Active = "active",
+        Ending = "ending",
+        Complete = "complete",
+        Failed = "failed",
     }
 }
 
@@ -40,7 +30,7 @@ pub struct Recording {
     pub id: i64,
     pub stream_id: StreamId,
     pub egress_id: String,
-    pub status: String,
+    pub status: Status,
     pub object_key: Option<String>,
     pub duration_ms: Option<i64>,
     pub size_bytes: Option<i64>,
@@ -54,7 +44,7 @@ pub struct Recording {
 
 impl Recording {
     pub fn is_running(&self) -> bool {
-        matches!(self.status.as_str(), "starting" | "active")
+        matches!(self.status, Status::Starting | Status::Active)
     }
 }
 
@@ -115,7 +105,7 @@ pub async fn running(
 ) -> QueryResult<Option<Recording>> {
     recordings::table
         .filter(recordings::stream_id.eq(stream))
-        .filter(recordings::status.eq_any(["starting", "active"]))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active]))
         .select(Recording::as_select())
         .first(conn)
         .await
@@ -143,7 +133,7 @@ pub async fn complete_for(
 ) -> QueryResult<Vec<Recording>> {
     recordings::table
         .filter(recordings::stream_id.eq(stream))
-        .filter(recordings::status.eq("complete"))
+        .filter(recordings::status.eq(Status::Complete))
         .order((recordings::created_at.desc(), recordings::id.desc()))
         .select(Recording::as_select())
         .load(conn)
@@ -167,9 +157,9 @@ pub async fn set_egress_id(
 /// Marks a recording failed (unless it already finished).
 pub async fn fail(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryResult<()> {
     diesel::update(recordings::table.find(id))
-        .filter(recordings::status.ne_all(["complete", "failed"]))
+        .filter(recordings::status.ne_all([Status::Complete, Status::Failed]))
         .set((
-            recordings::status.eq("failed"),
+            recordings::status.eq(Status::Failed),
             recordings::error.eq(error),
             recordings::ended_at.eq(diesel::dsl::now),
         ))
@@ -181,8 +171,8 @@ pub async fn fail(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryRe
 /// Stop was asked: a running recording is now ending.
 pub async fn mark_ending(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
     diesel::update(recordings::table.find(id))
-        .filter(recordings::status.eq_any(["starting", "active"]))
-        .set(recordings::status.eq("ending"))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active]))
+        .set(recordings::status.eq(Status::Ending))
         .execute(conn)
         .await
         .map(|n| n > 0)
@@ -206,16 +196,16 @@ pub async fn report(
     id: i64,
     r: &EgressReport<'_>,
 ) -> QueryResult<()> {
-    let allowed_from: &[&str] = match r.status {
-        Status::Starting => &["starting"],
-        Status::Active => &["starting"],
-        Status::Ending => &["starting", "active"],
-        Status::Complete | Status::Failed => &["starting", "active", "ending"],
+    let allowed_from: &[Status] = match r.status {
+        Status::Starting => &[Status::Starting],
+        Status::Active => &[Status::Starting],
+        Status::Ending => &[Status::Starting, Status::Active],
+        Status::Complete | Status::Failed => &[Status::Starting, Status::Active, Status::Ending],
     };
     diesel::update(recordings::table.find(id))
         .filter(recordings::status.eq_any(allowed_from))
         .set((
-            recordings::status.eq(r.status.as_str()),
+            recordings::status.eq(r.status),
             r.object_key.map(|k| recordings::object_key.eq(k)),
             r.duration_ms.map(|d| recordings::duration_ms.eq(d)),
             r.size_bytes.map(|s| recordings::size_bytes.eq(s)),
@@ -239,7 +229,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
 pub async fn past_retention(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Recording>> {
     recordings::table
         .inner_join(streams::table.inner_join(channels::table))
-        .filter(recordings::status.eq_any(["complete", "failed"]))
+        .filter(recordings::status.eq_any([Status::Complete, Status::Failed]))
         .filter(channels::recording_retention_days.is_not_null())
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>(
@@ -282,7 +272,7 @@ pub async fn unsettled(
     quiet_seconds: i64,
 ) -> QueryResult<Vec<Recording>> {
     recordings::table
-        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
         .filter(recordings::backend.eq("egress"))
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>(
@@ -315,10 +305,10 @@ pub async fn claim_lease(
     id: i64,
     owner: uuid::Uuid,
     lease: std::time::Duration,
-) -> QueryResult<Option<String>> {
+) -> QueryResult<Option<Status>> {
     diesel::update(recordings::table.find(id))
         .filter(recordings::backend.eq("builtin"))
-        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
         .filter(
             recordings::lease_owner
                 .is_null()
@@ -342,10 +332,10 @@ pub async fn renew_lease(
     id: i64,
     owner: uuid::Uuid,
     lease: std::time::Duration,
-) -> QueryResult<Option<String>> {
+) -> QueryResult<Option<Status>> {
     diesel::update(recordings::table.find(id))
         .filter(recordings::lease_owner.eq(owner))
-        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
         .set(recordings::lease_until.eq(lease_end(lease)))
         .returning(recordings::status)
         .get_result(conn)
@@ -374,7 +364,7 @@ pub async fn release_lease(
 pub async fn unheld_builtin(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
     recordings::table
         .filter(recordings::backend.eq("builtin"))
-        .filter(recordings::status.eq_any(["starting", "active", "ending"]))
+        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
         // A row just inserted is claimed by its instance a moment later.
         .filter(
             recordings::lease_until
@@ -394,9 +384,9 @@ pub async fn unheld_builtin(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64
 /// The recorder wrote its first frame.
 pub async fn mark_active(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
     diesel::update(recordings::table.find(id))
-        .filter(recordings::status.eq("starting"))
+        .filter(recordings::status.eq(Status::Starting))
         .set((
-            recordings::status.eq("active"),
+            recordings::status.eq(Status::Active),
             recordings::started_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

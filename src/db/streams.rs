@@ -10,43 +10,20 @@ use super::schema::{channels, streams};
 use super::{ChannelId, StreamId};
 use crate::db::channels::Channel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Draft,
-    Live,
-    Ended,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Draft => "draft",
-            Status::Live => "live",
-            Status::Ended => "ended",
-        }
+super::text_enum! {
+    /// Where a stream is in its lifecycle.
+    pub enum Status {
+        Draft = "draft",
+        Live = "live",
+        Ended = "ended",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessKind {
-    Public,
-    Pass,
-}
-
-impl AccessKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccessKind::Public => "public",
-            AccessKind::Pass => "pass",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "public" => Some(AccessKind::Public),
-            "pass" => Some(AccessKind::Pass),
-            _ => None,
-        }
+super::text_enum! {
+    /// Who may watch: anyone, or holders of a pass.
+    pub enum AccessKind {
+        Public = "public",
+        Pass = "pass",
     }
 }
 
@@ -57,8 +34,8 @@ pub struct Stream {
     pub channel_id: ChannelId,
     pub title: String,
     pub description: String,
-    pub access: String,
-    pub status: String,
+    pub access: AccessKind,
+    pub status: Status,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -79,20 +56,8 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    pub fn status(&self) -> Status {
-        match self.status.as_str() {
-            "live" => Status::Live,
-            "ended" => Status::Ended,
-            _ => Status::Draft,
-        }
-    }
-
-    pub fn access_kind(&self) -> AccessKind {
-        AccessKind::parse(&self.access).unwrap_or(AccessKind::Pass)
-    }
-
     pub fn is_live(&self) -> bool {
-        self.status() == Status::Live
+        self.status == Status::Live
     }
 }
 
@@ -102,7 +67,7 @@ pub struct NewStream<'a> {
     pub channel_id: ChannelId,
     pub title: &'a str,
     pub description: &'a str,
-    pub access: &'a str,
+    pub access: AccessKind,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub room_name: &'a str,
 }
@@ -112,7 +77,7 @@ pub struct NewStream<'a> {
 pub struct StreamChanges<'a> {
     pub title: Option<&'a str>,
     pub description: Option<&'a str>,
-    pub access: Option<&'a str>,
+    pub access: Option<AccessKind>,
     pub scheduled_at: Option<Option<DateTime<Utc>>>,
     pub record_on_live: Option<bool>,
 }
@@ -174,7 +139,7 @@ pub async fn delete_draft(conn: &mut AsyncPgConnection, id: StreamId) -> QueryRe
     let n = diesel::delete(
         streams::table
             .find(id)
-            .filter(streams::status.eq(Status::Draft.as_str())),
+            .filter(streams::status.eq(Status::Draft)),
     )
     .execute(conn)
     .await?;
@@ -204,10 +169,10 @@ pub async fn mark_live(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResul
     diesel::update(
         streams::table
             .find(id)
-            .filter(streams::status.ne(Status::Ended.as_str())),
+            .filter(streams::status.ne(Status::Ended)),
     )
     .set((
-        streams::status.eq(Status::Live.as_str()),
+        streams::status.eq(Status::Live),
         streams::started_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("coalesce(started_at, now())")),
@@ -225,10 +190,10 @@ pub async fn mark_ended(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResu
     diesel::update(
         streams::table
             .find(id)
-            .filter(streams::status.eq(Status::Live.as_str())),
+            .filter(streams::status.eq(Status::Live)),
     )
     .set((
-        streams::status.eq(Status::Ended.as_str()),
+        streams::status.eq(Status::Ended),
         streams::ended_at.eq(now),
         streams::updated_at.eq(now),
     ))
@@ -241,7 +206,7 @@ pub async fn mark_ended(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResu
 /// Every live stream (for the reconciler).
 pub async fn live(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stream>> {
     streams::table
-        .filter(streams::status.eq(Status::Live.as_str()))
+        .filter(streams::status.eq(Status::Live))
         .select(Stream::as_select())
         .load(conn)
         .await
@@ -254,7 +219,7 @@ pub async fn live_rooms_among(
 ) -> QueryResult<Vec<String>> {
     streams::table
         .filter(streams::room_name.eq_any(rooms))
-        .filter(streams::status.eq(Status::Live.as_str()))
+        .filter(streams::status.eq(Status::Live))
         .select(streams::room_name)
         .load(conn)
         .await
@@ -283,14 +248,14 @@ pub const PAST_LIMIT: i64 = 50;
 pub async fn listing(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryResult<Listing> {
     let live = streams::table
         .filter(streams::channel_id.eq(channel))
-        .filter(streams::status.eq(Status::Live.as_str()))
+        .filter(streams::status.eq(Status::Live))
         .order(streams::started_at.desc())
         .select(Stream::as_select())
         .load(conn)
         .await?;
     let upcoming = streams::table
         .filter(streams::channel_id.eq(channel))
-        .filter(streams::status.eq(Status::Draft.as_str()))
+        .filter(streams::status.eq(Status::Draft))
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>(
                 "scheduled_at > now() - make_interval(hours => ",
@@ -304,7 +269,7 @@ pub async fn listing(conn: &mut AsyncPgConnection, channel: ChannelId) -> QueryR
         .await?;
     let past = streams::table
         .filter(streams::channel_id.eq(channel))
-        .filter(streams::status.eq(Status::Ended.as_str()))
+        .filter(streams::status.eq(Status::Ended))
         .order((streams::ended_at.desc(), streams::id.desc()))
         .limit(PAST_LIMIT)
         .select(Stream::as_select())
@@ -327,16 +292,20 @@ pub async fn update_while(
     status: Status,
     changes: StreamChanges<'_>,
 ) -> QueryResult<Option<Stream>> {
-    diesel::update(
-        streams::table
-            .find(id)
-            .filter(streams::status.eq(status.as_str())),
-    )
-    .set(changes)
-    .returning(Stream::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    diesel::update(streams::table.find(id).filter(streams::status.eq(status)))
+        .set(changes)
+        .returning(Stream::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+super::text_enum! {
+    /// How OBS reaches the room (see `StreamIngress`).
+    pub enum IngressKind {
+        Rtmp = "rtmp",
+        Whip = "whip",
+    }
 }
 
 /// A stream's OBS ingress: all four columns or none. `kind` "rtmp" is
@@ -348,7 +317,7 @@ pub async fn update_while(
 #[derive(Clone, Queryable)]
 pub struct StreamIngress {
     pub ingress_id: String,
-    pub kind: String,
+    pub kind: IngressKind,
     pub url: String,
     pub stream_key: String,
 }
@@ -380,7 +349,7 @@ pub async fn ingress_slot(
     type Columns = (
         i32,
         Option<String>,
-        Option<String>,
+        Option<IngressKind>,
         Option<String>,
         Option<String>,
     );
@@ -435,7 +404,7 @@ pub async fn set_ingress(
     )
     .set((
         streams::ingress_id.eq(Some(&new.ingress_id)),
-        streams::ingress_kind.eq(Some(&new.kind)),
+        streams::ingress_kind.eq(Some(new.kind)),
         streams::ingress_url.eq(Some(&new.url)),
         streams::ingress_stream_key.eq(Some(&new.stream_key)),
         streams::ingress_generation.eq(generation + 1),
@@ -482,7 +451,7 @@ pub async fn is_current_encoder(
     diesel::select(diesel::dsl::exists(
         streams::table
             .find(id)
-            .filter(streams::ingress_kind.eq("whip"))
+            .filter(streams::ingress_kind.eq(IngressKind::Whip))
             .filter(streams::ingress_id.eq(identity)),
     ))
     .get_result(conn)

@@ -28,28 +28,7 @@ use crate::db::streams::{self, IngressSlot, Stream, StreamIngress};
 use crate::state::AppState;
 use diesel_async::pooled_connection::deadpool::PoolError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Rtmp,
-    Whip,
-}
-
-impl Kind {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "rtmp" => Some(Kind::Rtmp),
-            "whip" => Some(Kind::Whip),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Rtmp => "rtmp",
-            Kind::Whip => "whip",
-        }
-    }
-}
+pub use crate::db::streams::IngressKind as Kind;
 
 /// Why an ingress change did not happen, in words for the owner.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +92,7 @@ pub async fn create(
     stream: &Stream,
     kind: Kind,
 ) -> Result<StreamIngress, IngressError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
     if kind == Kind::Rtmp && !state.config.livekit.ingress {
@@ -143,14 +122,14 @@ pub async fn create(
 /// working (its encoder, if streaming, is disconnected). Without a key, creates a WHIP one.
 #[instrument(skip_all, fields(stream = %stream.id))]
 pub async fn reset(state: &AppState, stream: &Stream) -> Result<StreamIngress, IngressError> {
-    if stream.status() == streams::Status::Ended {
+    if stream.status == streams::Status::Ended {
         return Err(IngressError::Ended);
     }
     let slot = slot(state, stream.id).await?;
     let Some(old) = slot.current else {
         return create(state, stream, Kind::Whip).await;
     };
-    let kind = Kind::parse(&old.kind).unwrap_or(Kind::Whip);
+    let kind = old.kind;
     if kind == Kind::Rtmp && !state.config.livekit.ingress {
         return Err(IngressError::RtmpNeedsIngress);
     }
@@ -237,7 +216,7 @@ fn whip_key(
             generation,
         }
         .identity(),
-        kind: Kind::Whip.as_str().to_owned(),
+        kind: Kind::Whip,
         url: whip_url(lk),
         stream_key: token,
     })
@@ -307,7 +286,7 @@ async fn create_at_livekit(
     }
     Ok(StreamIngress {
         ingress_id: info.ingress_id,
-        kind: Kind::Rtmp.as_str().to_owned(),
+        kind: Kind::Rtmp,
         url: info.url,
         stream_key: info.stream_key,
     })

@@ -21,21 +21,7 @@ use crate::db::orders::{self, NewOrder, Order, Status};
 use crate::db::passes::Pass;
 use crate::db::{DbPool, OrderId, StreamId, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    Dev,
-    Stripe,
-}
-
-impl ProviderKind {
-    /// As stored in `orders.provider`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Dev => "dev",
-            ProviderKind::Stripe => "stripe",
-        }
-    }
-}
+pub use crate::db::orders::ProviderKind;
 
 /// Where a provider sends the buyer back to (absolute URLs).
 #[derive(Debug, Clone)]
@@ -136,7 +122,7 @@ pub async fn start_purchase(
             pass_id: pass.id,
             amount_cents: pass.price_cents,
             currency: &pass.currency,
-            provider: kind.as_str(),
+            provider: kind,
             stream_id: destination.stream,
         },
     )
@@ -203,16 +189,6 @@ fn checkout_urls(public_url: &Url, order: OrderId, destination: &Destination) ->
 pub fn count(provider: ProviderKind, outcome: &'static str) {
     metrics::counter!("orders_total", "provider" => provider.as_str(), "outcome" => outcome)
         .increment(1);
-}
-
-/// Like `count`, for an order whose provider is only known as stored.
-pub fn count_stored(provider: &str, outcome: &'static str) {
-    let provider = if provider == "dev" {
-        ProviderKind::Dev
-    } else {
-        ProviderKind::Stripe
-    };
-    count(provider, outcome);
 }
 
 #[cfg(test)]

@@ -415,10 +415,10 @@ pub async fn apply(conn: &mut AsyncPgConnection, event: &Event) -> diesel::Query
                     tracing::error!(order = %order.id, "a completed session's amount or currency differs from its order; not granted");
                     return Ok(Applied::UnknownOrder);
                 }
-                let before = order.status();
+                let before = order.status;
                 let grant =
                     orders::complete_order(conn, order.id, s.payment_intent.as_deref()).await?;
-                let now = orders::find(conn, order.id).await?.map(|o| o.status());
+                let now = orders::find(conn, order.id).await?.map(|o| o.status);
                 Ok(if before != Status::Paid && now == Some(Status::Paid) {
                     Applied::Paid {
                         order: order.id,

@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use tracing::instrument;
 
 use crate::db::DbError;
-use crate::db::recordings::{self, NewRecording, Recording};
+use crate::db::recordings::{self, NewRecording, Recording, Status};
 use crate::db::streams::{self, Stream};
 use crate::recording::RecordingError;
 use crate::state::AppState;
@@ -235,7 +235,7 @@ impl session::Progress for RowProgress {
         match renew(&self.state, self.recording).await {
             Renewed::Held(status) => {
                 self.renewed = std::time::Instant::now();
-                Ok(status == "starting" || status == "active")
+                Ok(matches!(status, Status::Starting | Status::Active))
             }
             Renewed::Lost => Err(()),
             // The database is away for a moment: go on while the lease
@@ -248,7 +248,7 @@ impl session::Progress for RowProgress {
 
 enum Renewed {
     /// Still ours; the recording's status.
-    Held(String),
+    Held(Status),
     /// Another instance holds it, or it is finished.
     Lost,
     /// The database did not answer.
@@ -307,7 +307,7 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
     };
     // What a recorder that died had uploaded is kept (the lease is ours now).
     salvage(state, recording).await;
-    if row.status == "ending" {
+    if row.status == Status::Ending {
         // Its recorder died after stop was asked: what it had uploaded is the recording.
         settle_from_parts(
             state,
@@ -428,7 +428,7 @@ async fn run(state: &AppState, recording: i64, stop: Arc<Notify>) {
             tracing::info!(recording, "recorder: handed over at shutdown");
             return;
         }
-        if stopped || status == "ending" {
+        if stopped || status == Status::Ending {
             break None;
         }
         // The connection dropped while the stream goes on: a new part.

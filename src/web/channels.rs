@@ -45,7 +45,7 @@ impl StreamItem {
         StreamItem {
             id: stream.id,
             title: stream.title.clone(),
-            access: access_label(stream.access_kind()),
+            access: access_label(stream.access),
             when: when.map(Moment::new),
         }
     }
@@ -317,7 +317,7 @@ impl TeamPage {
             .await?
             .into_iter()
             .map(|m| MemberRow {
-                is_owner: m.user_id == channel.owner_id || m.role == Role::Owner.as_str(),
+                is_owner: m.user_id == channel.owner_id || m.role == Role::Owner,
                 user_id: m.user_id,
                 display_name: m.display_name,
                 email: m.email,

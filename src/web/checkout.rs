@@ -130,7 +130,7 @@ pub async fn buy(
     }
     // A pass for one stream that has ended is worth something only with replays.
     if let Some(stream) = &stream {
-        let ended = stream.status() == crate::db::streams::Status::Ended;
+        let ended = stream.status == crate::db::streams::Status::Ended;
         if ended && !pass.includes_replays {
             return Err(AppError::forbidden(
                 "This stream has ended, and this pass does not include its replay.",
@@ -274,7 +274,7 @@ pub async fn returned(
     let (order, pass, channel) = own_order(&mut conn, user.id, id).await?;
     let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
     drop(conn);
-    if order.status() == Status::Paid {
+    if order.status == Status::Paid {
         return Ok(auth::redirect(htmx.request, &route.watch));
     }
     let poll_url = match route.stream {
@@ -284,7 +284,7 @@ pub async fn returned(
     let page = ReturnPage {
         layout,
         order_id: order.id,
-        status: order.status(),
+        status: order.status,
         amount: amount_label(&order, &pass),
         pass_name: pass.name,
         poll_url,
@@ -318,8 +318,7 @@ async fn own_dev_order(
     id: OrderId,
 ) -> AppResult<(Order, Pass, Channel)> {
     let found = own_order(conn, user, id).await?;
-    if state.payments.kind() != ProviderKind::Dev || found.0.provider != ProviderKind::Dev.as_str()
-    {
+    if state.payments.kind() != ProviderKind::Dev || found.0.provider != ProviderKind::Dev {
         return Err(AppError::NotFound);
     }
     Ok(found)
@@ -336,10 +335,10 @@ pub async fn dev_page(
     let mut conn = state.db.get().await?;
     let (order, pass, channel) = own_dev_order(&state, &mut conn, user.id, id).await?;
     let route = route(&mut conn, user.id, &pass, &channel, q.stream.as_deref()).await?;
-    if order.status() == Status::Paid {
+    if order.status == Status::Paid {
         return Ok(auth::redirect(htmx.request, &route.watch));
     }
-    if !matches!(order.status(), Status::Pending | Status::Failed) {
+    if !matches!(order.status, Status::Pending | Status::Failed) {
         return Err(AppError::forbidden(
             "This order can no longer be paid. Start again from the pass page.",
         ));
@@ -375,7 +374,7 @@ pub async fn dev_confirm(
     let grant = orders::complete_order(&mut conn, order.id, None).await?;
     let paid = orders::find(&mut conn, order.id)
         .await?
-        .is_some_and(|o| o.status() == Status::Paid);
+        .is_some_and(|o| o.status == Status::Paid);
     if !paid {
         flash(
             &session,

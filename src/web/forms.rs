@@ -6,6 +6,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::FieldErrors;
 
+/// The longest reason the team writes down (a ban, a timeout, a revoked
+/// grant): it is shown to the person and kept in the audit log.
+pub const MAX_REASON: usize = 200;
+
 pub fn check_display_name(name: &str, errors: &mut FieldErrors) {
     let name = name.trim();
     if name.is_empty() {

@@ -20,7 +20,7 @@ use super::view::{live_for, relative_start};
 use super::{Htmx, Layout, render};
 use crate::auth::MaybeUser;
 use crate::db::discover::{self, Card, ChannelHit, Cursor};
-use crate::db::streams::AccessKind;
+use crate::db::streams::Status;
 use crate::db::{ChannelId, StreamId};
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -52,20 +52,20 @@ impl CardView {
 }
 
 fn card(c: Card, user: Option<crate::db::UserId>, next: &str, csrf: &str) -> CardView {
-    let (state, when_label, when) = match c.status.as_str() {
-        "live" => (
+    let (state, when_label, when) = match c.status {
+        Status::Live => (
             "live",
             live_for(c.live_seconds.unwrap_or(0)),
             c.started_at.map(Moment::new),
         ),
-        "ended" => (
+        Status::Ended => (
             "ended",
             c.ended_at
                 .map(|t| format!("ended {}", super::view::utc(&t)))
                 .unwrap_or_else(|| "ended".to_owned()),
             c.ended_at.map(Moment::new),
         ),
-        _ => (
+        Status::Draft => (
             "scheduled",
             relative_start(c.starts_in_seconds.unwrap_or(0)),
             c.scheduled_at.map(Moment::new),
@@ -77,7 +77,7 @@ fn card(c: Card, user: Option<crate::db::UserId>, next: &str, csrf: &str) -> Car
             &format!("/s/{}/thumbnail", c.stream_id),
             c.thumbnail_key.as_deref(),
         ),
-        access: access_label(AccessKind::parse(&c.access).unwrap_or(AccessKind::Pass)),
+        access: access_label(c.access),
         follow: FollowButton::new(
             &c.handle,
             viewer,

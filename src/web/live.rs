@@ -137,7 +137,7 @@ pub async fn host_token(
         channel: _,
     }: OwnedStream,
 ) -> AppResult<Response> {
-    if stream.status() != Status::Live {
+    if stream.status != Status::Live {
         return Ok(refuse(
             axum::http::StatusCode::CONFLICT,
             "The stream is not live. Go live first.",
@@ -163,7 +163,7 @@ pub async fn host_token(
 #[template(path = "pages/studio/stats.html")]
 pub struct StatsFragment {
     pub stream_id: StreamId,
-    pub status: String,
+    pub status: Status,
     pub viewers: i64,
     pub peak: i32,
 }
@@ -188,7 +188,7 @@ pub async fn stats(
     let peak = stream.peak_viewers.max(viewers as i32);
     render(&StatsFragment {
         stream_id: stream.id,
-        status: stream.status.clone(),
+        status: stream.status,
         viewers,
         peak,
     })

@@ -39,7 +39,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum_htmx::{HxBoosted, HxHistoryRestoreRequest, HxRequest};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -78,14 +77,10 @@ pub struct Htmx {
 impl<S: Send + Sync> FromRequestParts<S> for Htmx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let HxRequest(request) = HxRequest::from_request_parts(parts, state).await?;
-        let HxBoosted(boosted) = HxBoosted::from_request_parts(parts, state).await?;
-        let HxHistoryRestoreRequest(restore) =
-            HxHistoryRestoreRequest::from_request_parts(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Htmx {
-            fragment: request && !boosted && !restore,
-            request,
+            fragment: wants_fragment(&parts.headers),
+            request: parts.headers.contains_key("hx-request"),
         })
     }
 }

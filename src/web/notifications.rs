@@ -87,8 +87,7 @@ pub async fn bell(
 pub struct NotificationView {
     pub id: i64,
     pub unread: bool,
-    /// "live" or "scheduled".
-    pub kind: &'static str,
+    pub kind: Kind,
     pub channel_title: String,
     pub stream_id: StreamId,
     pub stream_title: String,
@@ -99,11 +98,11 @@ pub struct NotificationView {
 
 impl NotificationView {
     fn new(item: Item) -> Self {
-        let kind = Kind::parse(&item.kind).unwrap_or(Kind::Live);
+        let kind = item.kind;
         NotificationView {
             id: item.id,
             unread: item.read_at.is_none(),
-            kind: kind.as_str(),
+            kind,
             channel_title: item.channel_title,
             stream_id: item.stream_id,
             stream_title: item.stream_title,

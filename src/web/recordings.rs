@@ -102,7 +102,7 @@ async fn answer(
         let mut recording = RecordingPanel::load(state, stream, &layout.csrf_token).await?;
         // A failed recording's reason is on the panel already: once is enough.
         let said = kind == FlashKind::Error
-            && recording.status.as_deref() == Some("failed")
+            && recording.status == Some(rec_db::Status::Failed)
             && recording.error.as_deref() == Some(message.as_str());
         if !said {
             recording.message = Some(message);
@@ -140,7 +140,7 @@ pub async fn settings(
         record_on_live: Some(on),
         ..Default::default()
     };
-    streams::update_while(&mut conn, stream.id, stream.status(), changes).await?;
+    streams::update_while(&mut conn, stream.id, stream.status, changes).await?;
     let message = if on {
         "This stream will be recorded when it goes live."
     } else {

@@ -89,14 +89,14 @@ pub async fn dashboard(
         let mut list = streams::for_channel(&mut conn, channel.id).await?;
         list.sort_by(studio_order);
         cards.push(ChannelCard {
-            is_owner: Role::parse(&role) == Some(Role::Owner),
+            is_owner: role == Role::Owner,
             streams: list
                 .iter()
                 .map(|s| StreamRow {
                     id: s.id,
                     title: s.title.clone(),
                     state: StreamState::of(s),
-                    access: access_label(s.access_kind()),
+                    access: access_label(s.access),
                     scheduled: s.scheduled_at.map(Moment::new),
                     watch_url: watch_url(&state, s.id),
                 })
@@ -152,7 +152,7 @@ impl StreamFields {
         StreamFields {
             title: stream.title.clone(),
             description: stream.description.clone(),
-            access: stream.access.clone(),
+            access: stream.access.as_str().to_owned(),
             scheduled_at: stream
                 .scheduled_at
                 .map(|t| t.format(DATETIME_LOCAL).to_string())
@@ -306,7 +306,7 @@ pub async fn create_stream(
             channel_id: channel.id,
             title: &input.title,
             description: &input.description,
-            access: input.access.as_str(),
+            access: input.access,
             scheduled_at: input.scheduled_at,
             room_name: &room_name,
         };
@@ -396,14 +396,14 @@ impl StreamPage {
             id: stream.id,
             heading: stream.title.clone(),
             state: StreamState::of(stream),
-            access: access_label(stream.access_kind()),
+            access: access_label(stream.access),
             watch_url: watch_url(state, stream.id),
             scheduled: stream.scheduled_at.map(Moment::new),
             started: stream.started_at.map(Moment::new),
             ended: stream.ended_at.map(Moment::new),
             form: StreamFields::of(stream),
             errors: FieldErrors::default(),
-            editable: Editable::for_status(stream.status()),
+            editable: Editable::for_status(stream.status),
             saved: false,
             chat_settings: None,
             record_on_live: stream.record_on_live,
@@ -455,7 +455,7 @@ pub async fn update_stream(
     Form(form): Form<StreamForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let editable = Editable::for_status(stream.status());
+    let editable = Editable::for_status(stream.status);
     let mut errors = FieldErrors::default();
     let input = check_stream(
         &form,
@@ -470,12 +470,12 @@ pub async fn update_stream(
         let changes = StreamChanges {
             title: Some(&input.title),
             description: Some(&input.description),
-            access: editable.access.then_some(input.access.as_str()),
+            access: editable.access.then_some(input.access),
             scheduled_at: editable.schedule.then_some(input.scheduled_at),
             ..Default::default()
         };
         // A new time is announced to followers again (unread), with the change.
-        let (id, status, before) = (current.id, current.status(), current.scheduled_at);
+        let (id, status, before) = (current.id, current.status, current.scheduled_at);
         let updated = conn
             .transaction(async |conn| {
                 let updated = streams::update_while(conn, id, status, changes).await?;
@@ -545,15 +545,15 @@ pub async fn delete_stream(
         ),
         _ => AppError::forbidden("Only drafts can be deleted; end the stream instead."),
     };
-    if stream.status() != Status::Draft {
-        return Err(refused(stream.status()));
+    if stream.status != Status::Draft {
+        return Err(refused(stream.status));
     }
     // Conditional on still being a draft: it may have gone live since the page loaded.
     if !streams::delete_draft(&mut conn, stream.id).await? {
         let now = streams::find(&mut conn, stream.id)
             .await?
             .ok_or(AppError::NotFound)?;
-        return Err(refused(now.status()));
+        return Err(refused(now.status));
     }
     db::audit::record(
         &mut conn,

@@ -15,6 +15,11 @@ use crate::state::AppState;
 /// The request body limit of upload routes: the image plus the form around it.
 pub const UPLOAD_BODY_LIMIT: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 
+/// Images decoded at once, whatever the number of cores: decoding a
+/// 40-megapixel upload holds about 200 MB for a moment (the pixels, then the
+/// scaled copies), so four at once held 0.9 GB. Others wait their turn.
+static DECODING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// How long browsers keep an image before asking again (with its ETag).
 const MAX_AGE_SECONDS: u32 = 300;
 
@@ -83,9 +88,17 @@ pub async fn store(
     bytes: Vec<u8>,
     purpose: Purpose,
 ) -> Result<String, StoreError> {
-    let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes, purpose))
-        .await
-        .map_err(|e| StoreError::App(AppError::Internal(anyhow::anyhow!("image task: {e}"))))??;
+    let internal =
+        |e: String| StoreError::App(AppError::Internal(anyhow::anyhow!("image task: {e}")));
+    let prepared = {
+        let _turn = DECODING
+            .acquire()
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || images::prepare(&bytes, purpose))
+            .await
+            .map_err(|e| internal(e.to_string()))??
+    };
     let random = uuid::Uuid::new_v4().simple().to_string();
     let key = format!("{prefix}/{random}.{}", prepared.extension);
     state

@@ -112,7 +112,7 @@ pub async fn show(
     );
     // The funnel's first step: shown a pass-only stream without access (not
     // a ban). A public stream only asks people to sign in: not the funnel.
-    let for_pass_holders = page.stream.access_kind() == AccessKind::Pass;
+    let for_pass_holders = page.stream.access == AccessKind::Pass;
     let noted = if for_pass_holders && page.denial.is_some() && !page.banned {
         visitor.note(
             &state,
@@ -177,7 +177,7 @@ pub async fn token(
         },
         _ => tokens::VIEWER_TTL,
     };
-    if stream.status() != Status::Live {
+    if stream.status != Status::Live {
         return Ok(refuse(StatusCode::CONFLICT, "This stream is not live."));
     }
     let user = user.expect("the access rule denies anonymous users");

@@ -3,6 +3,7 @@
 
 use diesel_async::AsyncConnection;
 use stagepass::access::{self, Access, Denial};
+use stagepass::db::streams::AccessKind;
 
 use crate::util::TestApp;
 use crate::util::builders::{self, ban, grant, revoke};
@@ -21,8 +22,8 @@ async fn world() -> World {
     let (_, owner) = builders::user(&app, "owner@example.com", "Owner").await;
     let (_, viewer) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let channel = builders::channel(&app, owner, "owners-channel").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
-    let other_stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
+    let other_stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     World {
         app,
         owner,
@@ -204,7 +205,7 @@ async fn a_banned_user_with_an_active_grant_is_denied() {
 #[tokio::test]
 async fn a_public_stream_is_watched_by_anyone_signed_in_but_not_by_the_banned() {
     let w = world().await;
-    let public = builders::stream(&w.app, &w.channel, "public").await;
+    let public = builders::stream(&w.app, &w.channel, AccessKind::Public).await;
     let (_, someone) = builders::user(&w.app, "someone@example.com", "Someone").await;
     let a = access::may(&mut *w.app.conn().await, Some(someone), &public)
         .await
@@ -220,7 +221,7 @@ async fn a_public_stream_is_watched_by_anyone_signed_in_but_not_by_the_banned() 
 #[tokio::test]
 async fn anonymous_visitors_must_sign_in_even_for_public_streams() {
     let w = world().await;
-    let public = builders::stream(&w.app, &w.channel, "public").await;
+    let public = builders::stream(&w.app, &w.channel, AccessKind::Public).await;
     assert_eq!(may(&w, None).await, Access::Denied(Denial::SignInRequired));
     let a = access::may(&mut *w.app.conn().await, None, &public)
         .await

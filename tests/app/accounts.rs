@@ -665,6 +665,24 @@ async fn sign_in(browser: &Browser, email: &str, password: &str) -> crate::util:
         .await
 }
 
+/// A stranger's failed sign-ins to `email`: 5 from each of 20 addresses,
+/// 100 in all (as counted, without the argon2 work of sending them).
+async fn spread_out_attack(app: &TestApp, email: &str) {
+    for i in 0..20 {
+        for _ in 0..5 {
+            stagepass::db::users::record_sign_in_attempt(
+                &mut *app.conn().await,
+                email,
+                &format!("203.0.113.{i}"),
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn failures_spread_over_many_addresses_do_not_lock_the_owner_out_of_a_browser_they_used() {
     let app = TestApp::spawn().await;
@@ -676,19 +694,7 @@ async fn failures_spread_over_many_addresses_do_not_lock_the_owner_out_of_a_brow
     assert!(!owner.get("/").await.has("[data-testid=nav-account]"));
 
     // A stranger: 5 wrong passwords from each of 20 addresses, 100 in all.
-    for i in 0..20 {
-        for _ in 0..5 {
-            stagepass::db::users::record_sign_in_attempt(
-                &mut *app.conn().await,
-                "olga@example.com",
-                &format!("203.0.113.{i}"),
-                None,
-                false,
-            )
-            .await
-            .unwrap();
-        }
-    }
+    spread_out_attack(&app, "olga@example.com").await;
 
     // A browser the account has never seen is held, and told why and for how long.
     let page = sign_in(&app.anonymous(), "olga@example.com", PASSWORD).await;
@@ -781,19 +787,7 @@ async fn every_sign_in_reissues_the_device_cookie_and_a_password_change_forgets_
 
     // Under a spread-out attack, only the laptop still gets in: the phone
     // and the copied cookie are strangers to the account again.
-    for i in 0..20 {
-        for _ in 0..5 {
-            stagepass::db::users::record_sign_in_attempt(
-                &mut *app.conn().await,
-                "ivy@example.com",
-                &format!("203.0.113.{i}"),
-                None,
-                false,
-            )
-            .await
-            .unwrap();
-        }
-    }
+    spread_out_attack(&app, "ivy@example.com").await;
     for stranger in [&phone, &copy] {
         let page = sign_in(stranger, "ivy@example.com", "a brand new passphrase").await;
         assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.text);

@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use scraper::Selector;
 use stagepass::analytics;
 use stagepass::db::channels::Channel;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::db::{PassId, StreamId, UserId};
 
@@ -392,7 +393,7 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "stats").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mod").await;
     builders::moderator(&app, channel.id, moderator_id).await;
     let (v1, v1_id) = builders::user(&app, "v1@example.com", "Viewer One").await;
@@ -764,7 +765,7 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
     let app = TestApp::spawn().await;
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "known").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     let (_, m) = builders::user(&app, "mod@example.com", "Mod").await;
     builders::moderator(&app, channel.id, m).await;
     let (_, a) = builders::user(&app, "a@example.com", "A").await;
@@ -861,7 +862,7 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
     );
 
     // A second stream of the channel: B again, and D.
-    let other = builders::stream(&app, &channel, "public").await;
+    let other = builders::stream(&app, &channel, AccessKind::Public).await;
     let (_, d) = builders::user(&app, "d@example.com", "D").await;
     diesel::sql_query(
         "UPDATE streams SET status = 'ended', started_at = '2026-03-02 10:00:00+00', \
@@ -885,7 +886,7 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
         .unwrap();
     }
     // A draft nobody announced yet is the team's business: not counted.
-    builders::stream(&app, &channel, "pass").await;
+    builders::stream(&app, &channel, AccessKind::Pass).await;
     let totals = analytics::channel_totals(&mut conn, channel.id)
         .await
         .unwrap();
@@ -1087,7 +1088,7 @@ async fn only_the_team_sees_analytics_and_only_the_owner_sees_money() {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "team-only").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     // A title a spreadsheet would run as a formula, and HTML.
     diesel::sql_query(
         "UPDATE streams SET title = '=HYPERLINK(\"http://evil.example\")<b>', \
@@ -1282,7 +1283,7 @@ async fn a_viewer_who_deletes_their_account_still_counts() {
     let app = TestApp::spawn().await;
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "kept").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let (_, gone) = builders::user(&app, "gone@example.com", "Gone").await;
     let (_, stays) = builders::user(&app, "stays@example.com", "Stays").await;
     let mut conn = app.conn().await;
@@ -1365,8 +1366,8 @@ async fn anonymous_visits_count_from_the_cookie_s_return_and_public_streams_are_
     let app = TestApp::spawn().await;
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "doors").await;
-    let paid = builders::stream(&app, &channel, "pass").await;
-    let public = builders::stream(&app, &channel, "public").await;
+    let paid = builders::stream(&app, &channel, AccessKind::Pass).await;
+    let public = builders::stream(&app, &channel, AccessKind::Public).await;
     diesel::sql_query(
         "UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE channel_id = $1",
     )

@@ -28,6 +28,7 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::uploads::{png, upload_without_js};
@@ -639,7 +640,7 @@ impl World {
         let other = builders::channel(&app, UserId(elsewhere_owner), "elsewhere").await;
         builders::moderator(&app, other.id, id(OTHER_MOD)).await;
 
-        let stream = builders::stream(&app, &channel, "pass").await;
+        let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
         builders::announce(&app, stream.id).await;
         builders::grant(&app, id(VIEWER), channel.id, None, "-1 hour", "30 days").await;
         builders::grant(&app, id(EXPIRED), channel.id, None, "-2 days", "-1 day").await;
@@ -693,7 +694,7 @@ impl World {
         let owner = &browsers[OWNER];
         let owner_token = owner.csrf_token().await;
         // A second stream, live, for the routes that need a room.
-        let live = builders::stream(&app, &channel, "pass").await;
+        let live = builders::stream(&app, &channel, AccessKind::Pass).await;
         builders::announce(&app, live.id).await;
         let went = owner
             .post_raw(
@@ -865,7 +866,7 @@ impl World {
         };
         match fresh {
             Fresh::Stream | Fresh::StreamWithIngress | Fresh::LiveStream => {
-                let made = builders::stream(app, &self.channel, "pass").await;
+                let made = builders::stream(app, &self.channel, AccessKind::Pass).await;
                 builders::announce(app, made.id).await;
                 let by_owner = match fresh {
                     Fresh::StreamWithIngress => Some(("ingress", vec![("kind", "rtmp")])),
@@ -906,7 +907,7 @@ impl World {
             }
             Fresh::Notification => {
                 // One notification per (user, stream, kind): each about a stream of its own.
-                let about = builders::stream(app, &self.channel, "pass").await;
+                let about = builders::stream(app, &self.channel, AccessKind::Pass).await;
                 builders::announce(app, about.id).await;
                 let stream = about.id.0;
                 let id = Self::query_id(

@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use stagepass::db::UserId;
 use stagepass::db::channels::{self, NewChannel};
 use stagepass::db::schema::users;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, NewStream, Stream};
 use stagepass::lifecycle::new_room_name;
 
@@ -48,7 +49,7 @@ async fn draft_stream(app: &TestApp, owner: UserId) -> Stream {
             channel_id: channel.id,
             title: "Opening night",
             description: "",
-            access: "pass",
+            access: AccessKind::Pass,
             scheduled_at: None,
             room_name: &room,
         },

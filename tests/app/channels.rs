@@ -5,7 +5,9 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
+use stagepass::db::channels::Role;
 use stagepass::db::schema::{audit_log, channel_members, channels};
+use stagepass::db::streams::Status;
 use stagepass::db::{ChannelId, UserId};
 
 use crate::util::TestApp;
@@ -19,7 +21,7 @@ async fn channel_count(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-async fn role_of(app: &TestApp, channel: ChannelId, user: UserId) -> Option<String> {
+async fn role_of(app: &TestApp, channel: ChannelId, user: UserId) -> Option<Role> {
     channel_members::table
         .filter(channel_members::channel_id.eq(channel))
         .filter(channel_members::user_id.eq(user))
@@ -113,7 +115,7 @@ async fn a_new_channel_appears_in_the_studio_and_at_its_address() {
     assert_eq!(handle, "ann-live");
     assert_eq!(owner, ann_id);
     assert_eq!(description, "Jazz piano,\nevery Friday.");
-    assert_eq!(role_of(&app, id, ann_id).await.as_deref(), Some("owner"));
+    assert_eq!(role_of(&app, id, ann_id).await, Some(Role::Owner));
     assert_eq!(
         audited(&app, "channel.created").await,
         vec![(Some(ann_id), Some("ann-live".to_owned()))]
@@ -248,10 +250,7 @@ async fn the_owner_adds_a_moderator_by_email() {
         !page.has(&format!("#member-{ann_id} form.remove-member")),
         "the owner has no remove button"
     );
-    assert_eq!(
-        role_of(&app, channel, mo_id).await.as_deref(),
-        Some("moderator")
-    );
+    assert_eq!(role_of(&app, channel, mo_id).await, Some(Role::Moderator));
     assert_eq!(
         audited(&app, "team.moderator_added").await,
         vec![(Some(ann_id), Some(mo_id.to_string()))]
@@ -340,10 +339,7 @@ async fn the_owner_removes_moderators_with_htmx_or_a_plain_form() {
     let owner = ann.post_htmx(&format!("{team}/{ann_id}/remove"), &[]).await;
     assert_eq!(owner.status, StatusCode::FORBIDDEN);
     assert!(owner.text_of(".alert").contains("owner can't be removed"));
-    assert_eq!(
-        role_of(&app, channel, ann_id).await.as_deref(),
-        Some("owner")
-    );
+    assert_eq!(role_of(&app, channel, ann_id).await, Some(Role::Owner));
 
     assert_eq!(
         audited(&app, "team.moderator_removed").await,
@@ -377,10 +373,7 @@ async fn only_the_owner_manages_the_team() {
         assert_eq!(remove.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(role_of(&app, channel, stranger_id).await, None);
-    assert_eq!(
-        role_of(&app, channel, mo_id).await.as_deref(),
-        Some("moderator")
-    );
+    assert_eq!(role_of(&app, channel, mo_id).await, Some(Role::Moderator));
 
     // Anonymous visitors are sent to sign in; an unknown channel is a 404.
     let anon = app.anonymous().get(team).await;
@@ -397,11 +390,11 @@ async fn the_channel_page_lists_live_upcoming_and_past_streams() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
-    let later = stream_in_state(&app, channel, "Next week", "draft", Some(24 * 7)).await;
-    let soon = stream_in_state(&app, channel, "Tomorrow", "draft", Some(24)).await;
-    let ended = stream_in_state(&app, channel, "Last week", "ended", None).await;
-    let secret = stream_in_state(&app, channel, "Secret draft", "draft", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
+    let later = stream_in_state(&app, channel, "Next week", Status::Draft, Some(24 * 7)).await;
+    let soon = stream_in_state(&app, channel, "Tomorrow", Status::Draft, Some(24)).await;
+    let ended = stream_in_state(&app, channel, "Last week", Status::Ended, None).await;
+    let secret = stream_in_state(&app, channel, "Secret draft", Status::Draft, None).await;
 
     let page = app.anonymous().get("/c/ann-live").await;
     assert_eq!(page.status, StatusCode::OK);

@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, chat_messages};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, Studio, ban, grant, revoke};
@@ -45,7 +46,7 @@ async fn setup_on(app: TestApp) -> Chat {
         owner_id,
         channel,
         stream,
-    } = Studio::on(app, "Olive Owner", "chatty", "pass").await;
+    } = Studio::on(app, "Olive Owner", "chatty", AccessKind::Pass).await;
     builders::schedule_in(&app, stream.id, "1 hour").await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
@@ -752,7 +753,7 @@ async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
     let app = TestApp::spawn().await;
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "revoking").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     builders::schedule_in(&app, stream.id, "1 hour").await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let g = grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
@@ -920,7 +921,7 @@ async fn one_account_may_hold_only_so_many_chat_streams_and_is_told_why() {
     assert_eq!(status, StatusCode::OK);
 
     // Another stream of the channel (the grant covers it): the per-account cap.
-    let other = builders::stream(&chat.app, &chat.channel, "pass").await;
+    let other = builders::stream(&chat.app, &chat.channel, AccessKind::Pass).await;
     builders::schedule_in(&chat.app, other.id, "1 hour").await;
     let other_path = format!("/s/{}/chat/events", other.id);
     open.push(Sse::open(&chat.viewer, &other_path, None).await);

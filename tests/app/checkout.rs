@@ -12,9 +12,10 @@ use reqwest::StatusCode;
 use sha2::Sha256;
 use stagepass::db::channels::Channel;
 use stagepass::db::grants::Grant;
-use stagepass::db::orders::Order;
+use stagepass::db::orders::{Order, ProviderKind, Status as OrderStatus};
 use stagepass::db::passes::{self, Pass};
 use stagepass::db::schema::{access_grants, audit_log, orders};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::db::{OrderId, PassId, StreamId, UserId};
 
@@ -48,7 +49,7 @@ struct Shop {
 async fn open_shop(app: TestApp) -> Shop {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "jazz").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     // On sale to viewers: an unannounced draft's passes are not.
     builders::announce(&app, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
@@ -331,7 +332,7 @@ async fn stripe_checkout_grants_only_through_the_signed_webhook_and_only_once() 
         StatusCode::OK
     );
     let paid = shop.order(order.id).await;
-    assert_eq!(paid.status, "paid");
+    assert_eq!(paid.status, OrderStatus::Paid);
     assert_eq!(paid.provider_payment_ref.as_deref(), Some("pi_test_1"));
     let grants = shop.grants(shop.viewer_id).await;
     assert_eq!(grants.len(), 1);
@@ -393,7 +394,7 @@ async fn concurrent_first_deliveries_of_a_completed_event_grant_once() {
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(shop.grants(shop.viewer_id).await.len(), 1);
-    assert_eq!(shop.order(order.id).await.status, "paid");
+    assert_eq!(shop.order(order.id).await.status, OrderStatus::Paid);
 }
 
 #[tokio::test]
@@ -437,7 +438,7 @@ async fn webhooks_that_fail_verification_get_400_and_change_nothing() {
         );
     }
     let unchanged = shop.order(order.id).await;
-    assert_eq!(unchanged.status, "pending");
+    assert_eq!(unchanged.status, OrderStatus::Pending);
     assert_eq!(unchanged.provider_payment_ref, None);
     assert!(shop.grants(shop.viewer_id).await.is_empty());
     assert!(shop.audit("order.paid").await.is_empty());
@@ -448,7 +449,7 @@ async fn webhooks_that_fail_verification_get_400_and_change_nothing() {
         shop.send_webhook(other, signed_now(other)).await,
         StatusCode::OK
     );
-    assert_eq!(shop.order(order.id).await.status, "pending");
+    assert_eq!(shop.order(order.id).await.status, OrderStatus::Pending);
 }
 
 #[tokio::test]
@@ -493,7 +494,7 @@ async fn a_refund_revokes_the_grant_and_the_viewer_loses_the_stream() {
         StatusCode::OK
     );
     let refunded = shop.order(order.id).await;
-    assert_eq!(refunded.status, "refunded");
+    assert_eq!(refunded.status, OrderStatus::Refunded);
     let grant = shop.grants(shop.viewer_id).await.pop().unwrap();
     assert!(grant.revoked_at.is_some());
     assert_eq!(grant.revoked_reason.as_deref(), Some("refunded"));
@@ -512,7 +513,7 @@ async fn a_refund_revokes_the_grant_and_the_viewer_loses_the_stream() {
         shop.send_webhook(&event, signed_now(&event)).await,
         StatusCode::OK
     );
-    assert_eq!(shop.order(order.id).await.status, "refunded");
+    assert_eq!(shop.order(order.id).await.status, OrderStatus::Refunded);
     assert_eq!(shop.grants(shop.viewer_id).await.len(), 1);
     assert_eq!(shop.audit("order.refunded").await.len(), 1);
     assert_eq!(shop.token_status(&shop.viewer).await, StatusCode::FORBIDDEN);
@@ -564,7 +565,10 @@ async fn when_stripe_fails_the_order_fails_and_the_pass_page_says_so() {
     let pass = shop.pass("Day pass", Terms::channel_day(900)).await;
     let page = buy(&shop.viewer, pass.id, None).await;
     assert_eq!(page.location(), Some("/c/jazz/passes".to_owned()));
-    assert_eq!(shop.orders().await.pop().unwrap().status, "failed");
+    assert_eq!(
+        shop.orders().await.pop().unwrap().status,
+        OrderStatus::Failed
+    );
     assert!(shop.grants(shop.viewer_id).await.is_empty());
 }
 
@@ -583,7 +587,7 @@ async fn dev_checkout_confirms_on_its_page_and_the_viewer_lands_on_the_playing_s
         confirm_page,
         format!("/checkout/dev/{order}?stream={}", shop.stream.id)
     );
-    assert_eq!(shop.order(order).await.provider, "dev");
+    assert_eq!(shop.order(order).await.provider, ProviderKind::Dev);
 
     let confirm = shop.viewer.get(&confirm_page).await;
     assert_eq!(confirm.status, StatusCode::OK);
@@ -609,7 +613,7 @@ async fn dev_checkout_confirms_on_its_page_and_the_viewer_lands_on_the_playing_s
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
     assert_eq!(done.location(), Some(format!("/s/{}", shop.stream.id)));
-    assert_eq!(shop.order(order).await.status, "paid");
+    assert_eq!(shop.order(order).await.status, OrderStatus::Paid);
     assert_eq!(shop.token_status(&shop.viewer).await, StatusCode::OK);
     let watch = shop.viewer.follow(&done).await;
     assert!(watch.has("#player"), "{}", watch.text);
@@ -658,7 +662,7 @@ async fn orders_are_only_their_buyers() {
         )
         .await;
     assert_eq!(confirm.status, StatusCode::NOT_FOUND);
-    assert_eq!(shop.order(order).await.status, "pending");
+    assert_eq!(shop.order(order).await.status, OrderStatus::Pending);
     assert!(shop.grants(shop.viewer_id).await.is_empty());
 
     // Signed out: sign in first, and come back.
@@ -743,7 +747,7 @@ async fn a_stream_from_another_channel_is_not_a_landing_place() {
     let shop = open_shop(TestApp::spawn().await).await;
     let pass = shop.pass("Day pass", Terms::channel_day(500)).await;
     let elsewhere = builders::channel(&shop.app, shop.viewer_id, "elsewhere").await;
-    let foreign = builders::stream(&shop.app, &elsewhere, "public").await;
+    let foreign = builders::stream(&shop.app, &elsewhere, AccessKind::Public).await;
     let page = buy(&shop.viewer, pass.id, Some(foreign.id)).await;
     let confirm_page = page.location().unwrap();
     assert!(!confirm_page.contains("stream="), "{confirm_page}");
@@ -875,7 +879,7 @@ async fn a_session_that_is_not_ours_or_charged_another_amount_grants_nothing() {
     );
 
     assert!(shop.grants(shop.viewer_id).await.is_empty());
-    assert_ne!(shop.order(order.id).await.status, "paid");
+    assert_ne!(shop.order(order.id).await.status, OrderStatus::Paid);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use stagepass::db::channels::Channel;
 use stagepass::db::schema::{
     access_grants, access_passes, audit_log, redeem_codes, redemptions, streams,
 };
+use stagepass::db::streams::AccessKind;
 use stagepass::db::{PassId, StreamId, UserId};
 
 use crate::util::builders::{self, Studio, pass};
@@ -122,7 +123,7 @@ async fn owners_generate_codes_see_them_and_download_them_as_csv() {
         owner,
         channel,
         ..
-    } = Studio::spawn("codes-channel", "pass").await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Season pass", None, 24).await;
     let page_path = format!("/studio/passes/{pass}/codes");
 
@@ -238,7 +239,7 @@ async fn the_generate_form_explains_what_is_wrong_next_to_each_field() {
         owner,
         channel,
         ..
-    } = Studio::spawn("codes-channel", "pass").await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Day pass", None, 24).await;
     let page_path = format!("/studio/passes/{pass}/codes");
     let past = (Utc::now() - Duration::hours(1))
@@ -335,7 +336,7 @@ async fn the_generate_form_explains_what_is_wrong_next_to_each_field() {
 
 #[tokio::test]
 async fn only_the_owner_manages_codes() {
-    let Studio { app, channel, .. } = Studio::spawn("codes-channel", "pass").await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Day pass", None, 24).await;
     codes_for(&app, pass, 2, 1).await;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mod").await;
@@ -387,7 +388,7 @@ async fn redeeming_a_code_grants_its_pass_and_lands_on_return_to() {
         channel,
         stream,
         ..
-    } = Studio::spawn("codes-channel", "pass").await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let stream_pass = pass(&app, &channel, "Friday ticket", Some(stream.id), 24).await;
     let channel_pass = pass(&app, &channel, "Season pass", None, 48).await;
     let code = codes_for(&app, stream_pass, 1, 1).await.remove(0);
@@ -470,7 +471,7 @@ async fn the_pass_pages_redeem_form_redeems_and_comes_back_with_the_news() {
         channel,
         stream,
         ..
-    } = Studio::spawn("codes-channel", "pass").await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     // Announced (an unscheduled draft has no public pages).
     diesel::update(streams::table.find(stream.id))
         .set(streams::scheduled_at.eq(Utc::now() + Duration::days(1)))
@@ -512,7 +513,7 @@ async fn the_pass_pages_redeem_form_redeems_and_comes_back_with_the_news() {
 
 #[tokio::test]
 async fn every_refusal_says_why_and_makes_no_grant() {
-    let Studio { app, channel, .. } = Studio::spawn("codes-channel", "pass").await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let day = pass(&app, &channel, "Day pass", None, 24).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let (other, _) = builders::user(&app, "other@example.com", "Other").await;
@@ -654,7 +655,7 @@ async fn every_refusal_says_why_and_makes_no_grant() {
 
 #[tokio::test]
 async fn ten_failed_attempts_in_ten_minutes_and_then_no_more() {
-    let Studio { app, channel, .. } = Studio::spawn("codes-channel", "pass").await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let day = pass(&app, &channel, "Day pass", None, 24).await;
     let good = codes_for(&app, day, 1, 1).await.remove(0);
     let (guesser, guesser_id) = builders::user(&app, "guesser@example.com", "Guesser").await;

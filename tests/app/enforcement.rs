@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 
 use crate::util::builders::{self, LiveKitClient, grant, revoke};
 use crate::util::{Browser, TestApp};
+use stagepass::db::streams::AccessKind;
 
 struct Watching {
     app: TestApp,
@@ -21,7 +22,7 @@ async fn live_stream() -> Watching {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "timed").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     Watching {

@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::livekit_events;
+use stagepass::db::streams::AccessKind;
 
 use crate::util::builders;
 use crate::util::livekit_webhook::{post_webhook, signed};
@@ -22,7 +23,7 @@ async fn stored_webhook_payloads_keep_no_credential_only_allowlisted_fields() {
     let app = TestApp::spawn().await;
     let (_, owner) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner, "payloads").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
 
     const TURN: &str = "turn-password-that-must-not-be-stored";
     const S3_SECRET: &str = "s3-secret-that-must-not-be-stored";
@@ -156,7 +157,7 @@ async fn moderators_see_display_names_never_viewers_emails_and_the_owner_still_d
     let (chatter, _) = builders::user(&app, "chatty.viewer@example.com", "Chatty Cat").await;
     let channel = builders::channel(&app, owner_id, "names-only").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     builders::announce(&app, stream.id).await;
     builders::ban(&app, channel.id, banned).await;
     diesel::sql_query(
@@ -332,7 +333,7 @@ async fn a_hidden_draft_answers_every_viewer_route_exactly_as_a_missing_stream()
     let anonymous = app.anonymous();
     let channel = builders::channel(&app, owner_id, "hidden-drafts").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let hidden = builders::stream(&app, &channel, "pass").await;
+    let hidden = builders::stream(&app, &channel, AccessKind::Pass).await;
     let pass = pass_for(&app, channel.id.0, Some(hidden.id.0)).await;
     // The owner talks in the draft's chat before announcing it.
     let said = owner

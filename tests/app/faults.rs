@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl};
 use reqwest::StatusCode;
+use stagepass::db::recordings::Status as RecordingStatus;
 use stagepass::db::schema::chat_messages;
+use stagepass::db::streams::AccessKind;
+use stagepass::db::streams::Status as StreamStatus;
 
 use crate::util::private_pg::PrivatePostgres;
 use crate::util::sse::{Sse, body_of};
@@ -284,7 +287,7 @@ async fn with_postgres_stopped_pages_answer_503_and_the_app_recovers_by_itself()
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&app, owner_id, "sturdy").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     builders::grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
@@ -575,7 +578,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     let setup = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&setup, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&setup, owner_id, "resilient").await;
-    let stream = builders::stream(&setup, &channel, "pass").await;
+    let stream = builders::stream(&setup, &channel, AccessKind::Pass).await;
     let mut viewers = Vec::new();
     for (email, name) in [
         ("ann@example.com", "Ann"),
@@ -639,17 +642,20 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     };
 
     // Chat flows: every viewer posts and reads; the owner reads too.
+    // Posting stops first; the readers are stopped once they caught up.
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = Arc::new(AtomicBool::new(false));
     let chat = format!("/s/{}/chat", stream.id);
     let events = format!("/s/{}/chat/events", stream.id);
     let poster = ChatPoster::default();
     let mut readers = vec![ChatReader::default()];
-    let mut tasks = vec![readers[0].start(owner.clone(), events.clone(), stop.clone())];
+    let mut reading = vec![readers[0].start(owner.clone(), events.clone(), stop_reading.clone())];
     for (viewer, _) in &viewers {
         let reader = ChatReader::default();
-        tasks.push(reader.start(at(viewer), events.clone(), stop.clone()));
+        reading.push(reader.start(at(viewer), events.clone(), stop_reading.clone()));
         readers.push(reader);
     }
+    let mut tasks = Vec::new();
     // Everyone reads from the first message on.
     for reader in &readers {
         reader.wait_opened(1).await;
@@ -664,7 +670,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     eventually("the recording to be active", || async {
         let r = recording(&db, recording_id).await;
         let parts = recording_parts(&db, recording_id).await;
-        if r.status == "active" && parts.len() == 1 {
+        if r.status == RecordingStatus::Active && parts.len() == 1 {
             Ok(())
         } else {
             Err(format!("{r:?} {parts:?}"))
@@ -690,7 +696,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "live");
+    assert_eq!(row.status, StreamStatus::Live);
     let rooms = state.livekit.rooms.list_rooms(vec![]).await.unwrap();
     assert!(rooms.iter().any(|r| r.name == stream.room_name));
 
@@ -712,7 +718,10 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
         ["complete", "lost"].contains(&parts[0].status.as_str()),
         "{parts:?}"
     );
-    assert_eq!(recording(&db, recording_id).await.status, "active");
+    assert_eq!(
+        recording(&db, recording_id).await.status,
+        RecordingStatus::Active
+    );
 
     // Chat went on meanwhile; now it stops, and the readers catch up.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -745,10 +754,25 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
             "{body:?} was never posted"
         );
     }
-    // Every reader saw every message once, in order: none missing, none twice.
+    // Every reader saw every message once, in order: none missing, none
+    // twice. The last ones may still be on their way (a loaded machine):
+    // each reader is given until it has as many as the table, then compared.
     for (i, reader) in readers.iter().enumerate() {
         assert!(reader.opened() >= 2, "reader {i} reconnected");
+        eventually(&format!("reader {i} caught up"), || async {
+            let seen = reader.events();
+            if seen.len() >= rows.len() {
+                Ok(())
+            } else {
+                Err(format!("{} of {} messages", seen.len(), rows.len()))
+            }
+        })
+        .await;
         assert_eq!(reader.events(), rows, "reader {i}");
+    }
+    stop_reading.store(true, Ordering::Relaxed);
+    for task in reading.drain(..) {
+        task.await.unwrap();
     }
 
     // The new part records for a while (its recorder, too, waits 10 s for
@@ -765,14 +789,17 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);
     let done = eventually("the recording to end", || async {
         let r = recording(&db, recording_id).await;
-        if matches!(r.status.as_str(), "complete" | "failed") {
+        if matches!(
+            r.status,
+            RecordingStatus::Complete | RecordingStatus::Failed
+        ) {
             Ok(r)
         } else {
             Err(format!("{r:?}"))
         }
     })
     .await;
-    assert_eq!(done.status, "complete", "{done:?}");
+    assert_eq!(done.status, RecordingStatus::Complete, "{done:?}");
     let parts = recording_parts(&db, recording_id).await;
     assert_eq!(parts.len(), 2, "{parts:?}");
     assert_eq!(parts[1].status, "complete", "{parts:?}");
@@ -840,8 +867,8 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     };
     let (owner, owner_id) = builders::user(&survivor, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&survivor, owner_id, "twins").await;
-    let stream = builders::stream(&survivor, &channel, "pass").await;
-    let orphan = builders::stream(&survivor, &channel, "pass").await;
+    let stream = builders::stream(&survivor, &channel, AccessKind::Pass).await;
+    let orphan = builders::stream(&survivor, &channel, AccessKind::Pass).await;
     builders::go_live(&on_victim(&owner), stream.id).await;
 
     // Three receivers of the channel's webhooks.
@@ -962,10 +989,10 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
             .await
             .unwrap()
             .unwrap();
-        if row.status == "ended" {
+        if row.status == StreamStatus::Ended {
             Ok(())
         } else {
-            Err(row.status)
+            Err(row.status.to_string())
         }
     })
     .await;
@@ -974,7 +1001,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "live");
+    assert_eq!(row.status, StreamStatus::Live);
 
     // Every delivery arrives, each exactly once: the nine planted per
     // endpoint (before the kill, queued at the kill, after it) and the

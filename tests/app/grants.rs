@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::StreamId;
 use stagepass::db::schema::{access_grants, audit_log};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::pass;
@@ -85,7 +86,7 @@ async fn the_grants_page_lists_and_filters_by_state_holder_and_pass() {
         channel,
         stream,
         ..
-    } = Studio::spawn("grants-channel", "pass").await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let season = pass(&app, &channel, "Season pass", None, 720).await;
     let ticket = pass(&app, &channel, "Friday ticket", Some(stream.id), 24).await;
     let (_, alice) = builders::user(&app, "alice@example.com", "Alice").await;
@@ -242,7 +243,7 @@ async fn a_comp_by_email_lets_them_watch_the_live_stream() {
         channel,
         stream,
         ..
-    } = Studio::spawn("grants-channel", "pass").await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     let (status, _) = token_status(&viewer, &stream).await;
@@ -312,7 +313,10 @@ async fn a_comp_by_email_lets_them_watch_the_live_stream() {
     builders::moderator(&app, channel.id, moderator).await;
     let (_, them) = builders::user(&app, "them@example.com", "Them").await;
     let theirs = builders::channel(&app, them, "theirs").await;
-    let their_stream = builders::stream(&app, &theirs, "pass").await.id.to_string();
+    let their_stream = builders::stream(&app, &theirs, AccessKind::Pass)
+        .await
+        .id
+        .to_string();
     for (fields, field, message) in [
         (
             [
@@ -443,7 +447,7 @@ async fn extending_moves_the_end_and_revoking_is_final() {
         owner,
         channel,
         ..
-    } = Studio::spawn("grants-channel", "pass").await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let (_, viewer) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let id = GrantBuilder::new(&app, viewer, channel.id)
         .starts_in("-1 hour")
@@ -605,7 +609,7 @@ async fn revoking_removes_a_watching_viewer_from_the_room_and_refuses_new_tokens
         channel,
         stream,
         ..
-    } = Studio::spawn("grants-channel", "pass").await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let id = GrantBuilder::new(&app, viewer_id, channel.id)
@@ -685,7 +689,7 @@ async fn only_the_owner_manages_grants() {
         owner,
         channel,
         ..
-    } = Studio::spawn("grants-channel", "pass").await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let (_, viewer) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let id = GrantBuilder::new(&app, viewer, channel.id)
         .starts_in("-1 hour")

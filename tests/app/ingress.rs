@@ -14,7 +14,8 @@ use diesel_async::RunQueryDsl;
 use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
 use stagepass::db::schema::{audit_log, notifications};
-use stagepass::db::streams::{self, Status, Stream, StreamIngress};
+use stagepass::db::streams::AccessKind;
+use stagepass::db::streams::{self, IngressKind, Status, Stream, StreamIngress};
 use stagepass::db::{StreamId, UserId};
 
 use crate::util::browser::{Browser as Chromium, TIMEOUT};
@@ -41,7 +42,7 @@ async fn wait_status(app: &TestApp, id: StreamId, want: Status) {
             .await
             .unwrap()
             .unwrap();
-        if stream.status() == want {
+        if stream.status == want {
             return;
         }
         assert!(
@@ -67,7 +68,7 @@ async fn rtmp_ingress_create_reset_live_offline_delete_and_the_key_stays_out_of_
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "obs-channel").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let studio = format!("/studio/streams/{}", stream.id);
 
     let before = owner.get(&studio).await;
@@ -82,7 +83,7 @@ async fn rtmp_ingress_create_reset_live_offline_delete_and_the_key_stays_out_of_
     let first = ingress_row(&app, stream.id)
         .await
         .expect("the ingress is stored");
-    assert_eq!(first.kind, "rtmp");
+    assert_eq!(first.kind, IngressKind::Rtmp);
     assert_eq!(
         page.text_of("#ingress-key"),
         first.stream_key,
@@ -101,7 +102,7 @@ async fn rtmp_ingress_create_reset_live_offline_delete_and_the_key_stays_out_of_
     let second = ingress_row(&app, stream.id).await.unwrap();
     assert_ne!(second.ingress_id, first.ingress_id);
     assert_ne!(second.stream_key, first.stream_key);
-    assert_eq!(second.kind, "rtmp");
+    assert_eq!(second.kind, IngressKind::Rtmp);
     assert!(
         standin::ingress(&first.ingress_id).is_none(),
         "the old ingress is gone"
@@ -164,7 +165,7 @@ async fn whip_ingress_shows_its_url_and_instructions() {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "whip-channel").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let studio = format!("/studio/streams/{}", stream.id);
     let created = owner
         .submit(&studio, "#ingress-create-form", &[("kind", "whip")])
@@ -178,7 +179,7 @@ async fn whip_ingress_shows_its_url_and_instructions() {
     assert!(page.text_of("#obs-instructions").contains("WHIP"));
     assert!(page.text_of("#obs-instructions").contains("Bearer Token"));
     let row = ingress_row(&app, stream.id).await.unwrap();
-    assert_eq!(row.kind, "whip");
+    assert_eq!(row.kind, IngressKind::Whip);
 
     // Asking again keeps the one there is.
     let again = owner
@@ -204,7 +205,7 @@ async fn only_the_owner_manages_the_ingress() {
     let (stranger, _) = builders::user(&app, "stranger@example.com", "Stranger").await;
     let channel = builders::channel(&app, owner_id, "owned-channel").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     // Announced: an unannounced draft is a 404 to strangers (exposure.rs).
     builders::announce(&app, stream.id).await;
     let studio = format!("/studio/streams/{}", stream.id);
@@ -272,7 +273,7 @@ async fn obs_over_whip_takes_the_stream_live_a_viewer_gets_frames_and_followers_
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let (fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
     let channel = builders::channel(&app, owner_id, "whip-live").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let followed = fan
         .post_htmx("/c/whip-live/follow", &[("next", "/c/whip-live")])
         .await;
@@ -304,7 +305,7 @@ async fn obs_over_whip_takes_the_stream_live_a_viewer_gets_frames_and_followers_
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(stream_row(&app, stream.id).await.status(), Status::Draft);
+    assert_eq!(stream_row(&app, stream.id).await.status, Status::Draft);
 
     // OBS starts streaming: a real WHIP client with the fake camera.
     let encoder = Encoder::start().await;
@@ -389,7 +390,7 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let (fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
     let channel = builders::channel(&app, owner_id, "whip-reset").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let studio = format!("/studio/streams/{}", stream.id);
     fan.post_htmx("/c/whip-reset/follow", &[("next", "/c/whip-reset")])
         .await;
@@ -448,7 +449,7 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
             .await
             .contains(&old_identity)
     );
-    assert_eq!(stream_row(&app, stream.id).await.status(), Status::Draft);
+    assert_eq!(stream_row(&app, stream.id).await.status, Status::Draft);
     assert!(notified(&app, fan_id).await.is_empty());
     encoder.stop().await;
 
@@ -490,7 +491,7 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stream_row(&app, stream.id).await.status(), Status::Live);
+    assert_eq!(stream_row(&app, stream.id).await.status, Status::Live);
 
     // OBS comes back with the same key: the same stream plays on.
     assert_eq!(encoder.publish(&url, &key).await, 201);
@@ -508,7 +509,7 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
         "the watch page was reloaded"
     );
     let row = stream_row(&app, stream.id).await;
-    assert_eq!(row.status(), Status::Live);
+    assert_eq!(row.status, Status::Live);
     assert_eq!(
         row.started_at, started_at,
         "a resumed stream keeps its start"
@@ -527,7 +528,7 @@ async fn a_reset_key_is_refused_and_the_encoder_coming_back_resumes_the_same_str
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stream_row(&app, stream.id).await.status(), Status::Live);
+    assert_eq!(stream_row(&app, stream.id).await.status, Status::Live);
     viewer
         .wait_until(
             "the interruption to show again",
@@ -548,7 +549,7 @@ async fn without_livekit_ingress_rtmp_is_a_sentence_and_long_keys_do_not_widen_a
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "no-ingress").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let studio = format!("/studio/streams/{}", stream.id);
 
     let page = owner.get(&studio).await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use stagepass::db::StreamId;
-use stagepass::db::recordings::Recording;
+use stagepass::db::recordings::{Recording, Status};
 use stagepass::db::schema::recordings;
 
 use crate::util::browser::{Browser, TIMEOUT};
@@ -121,7 +121,7 @@ async fn message_id(b: &Browser, what: &str, needle: &str) -> String {
 
 /// Waits (in the database: the UI's panel polls for it too) until the
 /// stream's latest recording has `status`.
-async fn wait_recording(app: &TestApp, stream: StreamId, status: &str) -> Recording {
+async fn wait_recording(app: &TestApp, stream: StreamId, status: Status) -> Recording {
     let deadline = Instant::now() + LONG;
     loop {
         let rows: Vec<Recording> = recordings::table
@@ -295,7 +295,7 @@ async fn a_real_day() {
     creator.click("#recording-start-form [type=submit]").await;
     creator.wait_for("#recording-indicator").await;
     creator.wait_for("#recording-stop-form").await;
-    wait_recording(&app, stream_id, "active").await;
+    wait_recording(&app, stream_id, Status::Active).await;
     creator
         .wait_until(
             "the elapsed time to tick",
@@ -502,7 +502,7 @@ async fn a_real_day() {
         )
         .await;
     shots.take(&viewer, "viewer-stream-ended").await;
-    let done = wait_recording(&app, stream_id, "complete").await;
+    let done = wait_recording(&app, stream_id, Status::Complete).await;
     assert!(done.size_bytes.unwrap_or(0) > 0, "{done:?}");
     creator.goto(&format!("{}{stream_path}", app.url)).await;
     shots.take(&creator, "studio-stream-ended").await;

@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
 use stagepass::db::schema::{livekit_events, streams};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, LiveKitClient, ban, grant, revoke};
@@ -22,7 +23,7 @@ struct Live {
     stream: Stream,
 }
 
-async fn setup(access: &str) -> Live {
+async fn setup(access: AccessKind) -> Live {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "live-channel").await;
@@ -85,7 +86,7 @@ fn claims(token: &str) -> livekit_api::access_token::Claims {
 
 #[tokio::test]
 async fn going_live_creates_the_room_and_ending_deletes_it_and_disconnects_everyone() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let rooms = live.rooms().await;
     assert_eq!(rooms.len(), 1, "LiveKit's ListRooms shows the room");
@@ -166,7 +167,7 @@ async fn when_livekit_is_unreachable_going_live_changes_nothing_and_says_why() {
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "offline").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     let page = owner
         .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
         .await;
@@ -193,7 +194,7 @@ async fn when_livekit_is_unreachable_going_live_changes_nothing_and_says_why() {
 
 #[tokio::test]
 async fn viewer_tokens_are_subscribe_only_short_lived_and_the_real_server_refuses_their_publish() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Vera Viewer").await;
     // A grant ending in 3 minutes: the token must not outlive it.
@@ -262,11 +263,11 @@ async fn viewer_tokens_are_subscribe_only_short_lived_and_the_real_server_refuse
 
 #[tokio::test]
 async fn every_denial_gets_403_from_token_and_no_token() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let app = &live.app;
     let ch = live.channel.id;
-    let other = builders::stream(app, &live.channel, "pass").await;
+    let other = builders::stream(app, &live.channel, AccessKind::Pass).await;
 
     let anonymous = app.anonymous();
     let (stranger, _) = builders::user(app, "stranger@example.com", "Stranger").await;
@@ -347,7 +348,7 @@ fn room_finished(room: &str) -> livekit_protocol::WebhookEvent {
 
 #[tokio::test]
 async fn webhooks_are_verified_applied_once_and_room_finished_ends_the_stream() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let event = room_finished(&live.stream.room_name);
 
@@ -398,7 +399,7 @@ async fn webhooks_are_verified_applied_once_and_room_finished_ends_the_stream() 
 
 #[tokio::test]
 async fn a_participant_whose_right_ended_is_removed_on_join() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
     let g = grant(
@@ -442,7 +443,7 @@ async fn a_participant_whose_right_ended_is_removed_on_join() {
 
 #[tokio::test]
 async fn presence_counts_viewers_for_the_broadcast_page() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
     grant(
@@ -486,7 +487,7 @@ async fn presence_counts_viewers_for_the_broadcast_page() {
 
 #[tokio::test]
 async fn restarting_the_app_while_live_leaves_the_stream_live_and_the_viewer_watching() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let (viewer, viewer_id) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
     grant(
@@ -549,7 +550,7 @@ async fn restarting_the_app_while_live_leaves_the_stream_live_and_the_viewer_wat
 
 #[tokio::test]
 async fn the_reconciler_ends_orphans_on_both_sides() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     // A live stream whose room vanished while its room_finished webhook was lost ...
     live.app
@@ -649,7 +650,7 @@ fn participant_event(
 
 #[tokio::test]
 async fn participant_events_are_order_tolerant() {
-    let live = setup("public").await;
+    let live = setup(AccessKind::Public).await;
     live.go_live().await;
     // Keep the real server's own webhooks out of this test's counts.
     live.app
@@ -691,7 +692,7 @@ async fn participant_events_are_order_tolerant() {
 
 #[tokio::test]
 async fn the_watch_page_shows_scheduled_live_and_ended_states() {
-    let live = setup("public").await;
+    let live = setup(AccessKind::Public).await;
     let (viewer, _) = builders::user(&live.app, "viewer@example.com", "Viewer").await;
     let path = format!("/s/{}", live.stream.id);
 
@@ -741,9 +742,9 @@ async fn the_watch_page_shows_scheduled_live_and_ended_states() {
 
 #[tokio::test]
 async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_every_stream() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
-    let second = builders::stream(&live.app, &live.channel, "pass").await;
+    let second = builders::stream(&live.app, &live.channel, AccessKind::Pass).await;
     builders::go_live(&live.owner, second.id).await;
 
     // A pass for someone else's channel opens nothing here.
@@ -778,7 +779,7 @@ async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_e
 
 #[tokio::test]
 async fn the_reconciler_recovers_presence_lost_with_webhooks_so_enforcement_still_holds() {
-    let live = setup("pass").await;
+    let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     // LiveKit's webhooks don't reach this app (it was restarting, say).
     live.app

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use stagepass::db::UserId;
 use stagepass::db::channels::Channel;
 use stagepass::db::schema::{audit_log, bans};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::livekit::Participant;
 
@@ -40,7 +41,13 @@ async fn setup() -> Setup {
         owner_id,
         channel,
         stream,
-    } = Studio::on(TestApp::spawn().await, "Olive Owner", "mod-channel", "pass").await;
+    } = Studio::on(
+        TestApp::spawn().await,
+        "Olive Owner",
+        "mod-channel",
+        AccessKind::Pass,
+    )
+    .await;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Max Mod").await;
     builders::moderator(&app, channel.id, moderator_id).await;
     Setup {
@@ -635,7 +642,7 @@ async fn when_livekit_is_unreachable_the_panel_says_so_instead_of_failing() {
     .await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "offline").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     builders::set_live(&app, stream.id, "0 seconds").await;
 
     let panel = owner
@@ -1509,7 +1516,7 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
 async fn the_dashboard_lists_a_moderators_channels_and_they_watch_without_a_pass() {
     let s = setup().await;
     builders::go_live(&s.owner, s.stream.id).await;
-    let upcoming = builders::stream(&s.app, &s.channel, "pass").await;
+    let upcoming = builders::stream(&s.app, &s.channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET title = 'Next week', scheduled_at = now() + interval '7 days' WHERE id = $1")
         .bind::<BigInt, _>(upcoming.id.0)
         .execute(&mut *s.app.conn().await)

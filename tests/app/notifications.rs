@@ -11,6 +11,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::notifications;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, Status};
 use stagepass::db::{ChannelId, StreamId, UserId};
 
@@ -73,7 +74,7 @@ async fn a_follower_is_notified_once_when_the_channel_goes_live_and_marks_it_rea
     let (_moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mod").await;
     let channel = builders::channel(&app, owner_id, "bell-channel").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     for who in [fan_id, moderator_id, owner_id] {
         follow(&app, who, channel.id).await;
     }
@@ -94,7 +95,7 @@ async fn a_follower_is_notified_once_when_the_channel_goes_live_and_marks_it_rea
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(live.status(), Status::Live);
+    assert_eq!(live.status, Status::Live);
     let listed = app
         .state
         .livekit
@@ -178,7 +179,7 @@ async fn going_live_from_obs_notifies_followers_too() {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let (fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
     let channel = builders::channel(&app, owner_id, "obs-bell").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     follow(&app, fan_id, channel.id).await;
     let studio = format!("/studio/streams/{}", stream.id);
     let created = owner
@@ -361,7 +362,7 @@ async fn the_list_pages_newest_first_and_mark_all_read_clears_the_bell() {
     let channel = builders::channel(&app, owner_id, "busy-channel").await;
     let mut ids = Vec::new();
     for _ in 0..25 {
-        let stream = builders::stream(&app, &channel, "public").await;
+        let stream = builders::stream(&app, &channel, AccessKind::Public).await;
         diesel::sql_query(
             "INSERT INTO notifications (user_id, kind, channel_id, stream_id) VALUES ($1, 'live', $2, $3)",
         )
@@ -415,7 +416,7 @@ async fn the_fan_out_tells_each_follower_once_per_stream_even_when_run_twice() {
     let (_owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let (_fan, fan_id) = builders::user(&app, "fan@example.com", "Fan").await;
     let channel = builders::channel(&app, owner_id, "twice").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     follow(&app, fan_id, channel.id).await;
     // The lifecycle announces only the draft → live step; a retried fan-out
     // (or two racing ones) relies on the unique constraint.
@@ -500,7 +501,7 @@ async fn a_rescheduled_stream_comes_first_and_mark_all_read_spares_what_came_aft
     let up_to = shown
         .attr("#mark-all-read-form input[name=up_to]", "value")
         .expect("the newest id the page knew");
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     stagepass::notify::stream_live(&mut *app.conn().await, stream.id)
         .await
         .unwrap();

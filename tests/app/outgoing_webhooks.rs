@@ -14,6 +14,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::{recordings, webhook_attempts, webhook_deliveries, webhook_endpoints};
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders;
@@ -46,7 +47,7 @@ struct Setup {
 async fn setup(app: TestApp, handle: &str) -> Setup {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, handle).await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     Setup {
         app,
         owner,

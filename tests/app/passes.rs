@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::{access_passes, audit_log};
+use stagepass::db::streams::Status;
 use stagepass::db::{ChannelId, PassId, StreamId, UserId};
 
 use crate::util::builders;
@@ -179,8 +180,8 @@ async fn the_owner_creates_a_channel_pass_and_a_stream_pass() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(48)).await;
-    let old = stream_in_state(&app, channel, "Old show", "ended", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(48)).await;
+    let old = stream_in_state(&app, channel, "Old show", Status::Ended, None).await;
 
     let list = ann.get("/studio/channels/ann-live/passes").await;
     assert_eq!(list.status, StatusCode::OK);
@@ -373,9 +374,9 @@ async fn invalid_passes_are_refused_next_to_their_fields() {
     let (bob, _) = builders::user(&app, "bob@example.com", "Bob").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
     let other = create_channel(&app, &bob, "bob-live", "Bob Live").await;
-    let mine = stream_in_state(&app, channel, "Mine", "draft", Some(24)).await;
-    let theirs = stream_in_state(&app, other, "Theirs", "draft", Some(24)).await;
-    let ended = stream_in_state(&app, channel, "Over", "ended", None).await;
+    let mine = stream_in_state(&app, channel, "Mine", Status::Draft, Some(24)).await;
+    let theirs = stream_in_state(&app, other, "Theirs", Status::Draft, Some(24)).await;
+    let ended = stream_in_state(&app, channel, "Over", Status::Ended, None).await;
     let list = "/studio/channels/ann-live/passes";
 
     let refused = |page: &Page, field: &str| {
@@ -618,7 +619,7 @@ async fn an_archived_pass_is_off_sale_but_its_grants_still_watch() {
     let (_, nia_id) = builders::user(&app, "nia@example.com", "Nia").await;
     let channel = builders::channel(&app, ann_id, "ann-live").await;
     // Announced (scheduled), so that its pages are public; a real go-live below.
-    let stream = stream_in_state(&app, channel.id, "Friday session", "draft", Some(1)).await;
+    let stream = stream_in_state(&app, channel.id, "Friday session", Status::Draft, Some(1)).await;
     let pass = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
     let other = create_pass(
         &app,
@@ -719,8 +720,8 @@ async fn the_stream_pass_page_offers_what_covers_the_stream() {
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let (vic, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(24)).await;
-    let saturday = stream_in_state(&app, channel, "Saturday session", "live", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(24)).await;
+    let saturday = stream_in_state(&app, channel, "Saturday session", Status::Live, None).await;
     let (f, s) = (friday.to_string(), saturday.to_string());
     let season = create_pass(
         &app,
@@ -858,9 +859,9 @@ async fn pass_pages_say_who_already_has_access_and_hide_private_streams() {
     let (vic, vic_id) = builders::user(&app, "vic@example.com", "Vic").await;
     let (sam, _) = builders::user(&app, "sam@example.com", "Sam").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
-    let draft = stream_in_state(&app, channel, "Secret", "draft", None).await;
-    let ended = stream_in_state(&app, channel, "Yesterday", "ended", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
+    let draft = stream_in_state(&app, channel, "Secret", Status::Draft, None).await;
+    let ended = stream_in_state(&app, channel, "Yesterday", Status::Ended, None).await;
     let (d, e) = (draft.to_string(), ended.to_string());
     builders::grant(&app, vic_id, channel, Some(live), "-1 hour", "2 hours").await;
 
@@ -958,7 +959,7 @@ async fn the_channel_passes_page_lists_channel_and_stream_passes() {
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let (vic, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(24)).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(24)).await;
     let f = friday.to_string();
     let season = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
     let fri = create_pass(
@@ -1033,7 +1034,7 @@ async fn my_passes_sorts_grants_by_what_they_are_now() {
     let (vic, vic_id) = builders::user(&app, "vic@example.com", "Vic").await;
     let (_, sam_id) = builders::user(&app, "sam@example.com", "Sam").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "live", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Live, None).await;
     let season = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
 
     let active = grant_from(

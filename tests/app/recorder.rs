@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use stagepass::db::recordings::Recording;
+use stagepass::db::recordings::{Recording, Status};
 use stagepass::db::schema::recordings;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::browser::{Browser, TIMEOUT};
@@ -36,7 +37,7 @@ async fn broadcasting() -> Studio {
     let app = TestApp::spawn().await;
     let (owner_http, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&app, owner_id, "hana").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     let owner = go_live_at(&app.url, &stream).await;
     Studio {
         app,
@@ -85,7 +86,7 @@ impl Studio {
             .unwrap()
     }
 
-    async fn wait_status(&self, status: &str) -> Recording {
+    async fn wait_status(&self, status: Status) -> Recording {
         let deadline = Instant::now() + LONG;
         loop {
             let latest = self.latest().await;
@@ -118,13 +119,13 @@ impl Studio {
             .click("#recording-start-form [type=submit]")
             .await;
         self.owner.wait_for("#recording-stop-form").await;
-        self.wait_status("active").await;
+        self.wait_status(Status::Active).await;
         let active = Instant::now();
         self.recorder_is_no_viewer().await;
         tokio::time::sleep(Duration::from_secs(seconds).saturating_sub(active.elapsed())).await;
         self.stop_recording().await;
         let recorded = active.elapsed();
-        (self.wait_status("complete").await, recorded)
+        (self.wait_status(Status::Complete).await, recorded)
     }
 
     /// Stops from the recording panel, which htmx re-renders every few
@@ -365,7 +366,7 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     let a = TestApp::spawn().await;
     let (owner_at_a, owner_id) = builders::user(&a, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&a, owner_id, "hana").await;
-    let stream = builders::stream(&a, &channel, "pass").await;
+    let stream = builders::stream(&a, &channel, AccessKind::Pass).await;
     let b = crate::util::instance::Instance::start(&a).await;
 
     // The owner broadcasts from B and records there: B holds the recording.
@@ -419,7 +420,7 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
             .first(&mut *a.conn().await)
             .await
             .unwrap();
-        if done.status == "complete" {
+        if done.status == Status::Complete {
             break done;
         }
         assert!(Instant::now() < deadline, "{done:?}");
@@ -554,7 +555,7 @@ async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
     let t = broadcasting().await;
     t.owner.click("#recording-start-form [type=submit]").await;
     t.owner.wait_for("#recording-stop-form").await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     let active = Instant::now();
     tokio::time::sleep(Duration::from_secs(6)).await;
 
@@ -573,7 +574,7 @@ async fn a_recording_follows_the_screen_share_and_plays_across_the_switch() {
     let unshared_at = active.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(6)).await;
     t.stop_recording().await;
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
 
     let path = t.object(&done).await;
     let frames = frame_sizes(&path);
@@ -655,7 +656,7 @@ async fn a_host_reloading_the_broadcast_page_is_recorded_on_after_the_reload() {
     let t = broadcasting().await;
     t.owner.click("#recording-start-form [type=submit]").await;
     t.owner.wait_for("#recording-stop-form").await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     let active = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
 
@@ -677,7 +678,7 @@ async fn a_host_reloading_the_broadcast_page_is_recorded_on_after_the_reload() {
     let back_at = active.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(10)).await;
     t.stop_recording().await;
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
     let recorded = active.elapsed().as_secs_f64();
 
     let path = t.object(&done).await;
@@ -733,7 +734,7 @@ async fn obs_sending_h264_over_whip_is_recorded_as_mp4_that_ffprobe_reads_and_ch
     let app = TestApp::spawn().await;
     let (owner, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&app, owner_id, "hana").await;
-    let stream = builders::stream(&app, &channel, "public").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Public).await;
     let (url, key) = crate::util::whip::whip_key(&owner, stream.id).await;
     let encoder = crate::util::whip::Encoder::start().await;
     assert_eq!(
@@ -753,7 +754,7 @@ async fn obs_sending_h264_over_whip_is_recorded_as_mp4_that_ffprobe_reads_and_ch
             .await
             .unwrap()
             .unwrap();
-        if live.status == "live" {
+        if live.status == stagepass::db::streams::Status::Live {
             break;
         }
         assert!(
@@ -769,7 +770,7 @@ async fn obs_sending_h264_over_whip_is_recorded_as_mp4_that_ffprobe_reads_and_ch
         .post_htmx(&format!("{recording}/start"), &[])
         .await;
     assert!(started.status.is_success(), "{}", started.text);
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     let active = Instant::now();
     let sent_before = encoder.frames_sent().await;
     t.recorder_is_no_viewer().await;
@@ -781,7 +782,7 @@ async fn obs_sending_h264_over_whip_is_recorded_as_mp4_that_ffprobe_reads_and_ch
         .await;
     assert!(stopped.status.is_success(), "{}", stopped.text);
     let recorded = active.elapsed().as_secs_f64();
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
 
     // The object: an MP4 of H.264 and Opus, as long as the recording.
     let key = done.object_key.as_deref().expect("an object key");

@@ -8,8 +8,9 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
-use stagepass::db::recordings::Recording;
+use stagepass::db::recordings::{Recording, Status};
 use stagepass::db::schema::recordings;
+use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, NewStream, Stream};
 
 use crate::util::builders::{self, grant};
@@ -32,7 +33,7 @@ async fn setup() -> Rec {
     let app = TestApp::spawn_with(egress).await;
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "rec-channel").await;
-    let stream = builders::stream(&app, &channel, "pass").await;
+    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     Rec {
         app,
         owner,
@@ -53,7 +54,7 @@ impl Rec {
     }
 
     /// Waits until the latest recording has `status` (webhooks are asynchronous).
-    async fn wait_status(&self, status: &str) -> Recording {
+    async fn wait_status(&self, status: Status) -> Recording {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let rows = self.rows().await;
@@ -103,7 +104,7 @@ async fn start_then_stop_gives_a_complete_recording_that_only_replay_holders_can
     let page = t.start().await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.has("#recording-indicator"), "{}", page.text);
-    let active = t.wait_status("active").await;
+    let active = t.wait_status(Status::Active).await;
     assert!(!active.egress_id.starts_with("pending-"));
     let broadcast = t
         .owner
@@ -122,7 +123,7 @@ async fn start_then_stop_gives_a_complete_recording_that_only_replay_holders_can
     // Stopping again is harmless.
     let again = t.stop().await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
     assert!(done.size_bytes.unwrap() > 0, "{done:?}");
     assert!(done.duration_ms.unwrap() > 0, "{done:?}");
     let key = done.object_key.clone().unwrap();
@@ -227,7 +228,7 @@ async fn racing_starts_give_one_recording() {
         .filter(|p| p.text.contains("already being recorded"))
         .count();
     assert_eq!(said_already, 2, "{}\n{}\n{}", a.text, b.text, c.text);
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     assert_eq!(t.rows().await.len(), 1);
     assert_eq!(standin::egresses_in(&t.stream.room_name).len(), 1);
     t.app.stop().await;
@@ -238,13 +239,13 @@ async fn ending_a_stream_stops_its_recording() {
     let t = setup().await;
     builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     let page = t
         .owner
         .post_htmx(&format!("/studio/streams/{}/end", t.stream.id), &[])
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
     assert!(done.size_bytes.unwrap() > 0);
     t.app.stop().await;
 }
@@ -270,7 +271,7 @@ async fn record_on_live_starts_recording_when_going_live() {
         settings.text
     );
     builders::go_live(&t.owner, t.stream.id).await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     t.app.stop().await;
 }
 
@@ -287,7 +288,7 @@ async fn a_failed_egress_shows_its_reason_on_the_broadcast_page() {
         channel_id: t.channel.id,
         title: "Doomed",
         description: "",
-        access: "pass",
+        access: AccessKind::Pass,
         scheduled_at: None,
         room_name: &room,
     };
@@ -300,7 +301,7 @@ async fn a_failed_egress_shows_its_reason_on_the_broadcast_page() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The stand-in fails it once it ends; stopping ends it.
     let _ = t.stop().await;
-    let failed = t.wait_status("failed").await;
+    let failed = t.wait_status(Status::Failed).await;
     assert_eq!(failed.error.as_deref(), Some(standin::SIMULATED_FAILURE));
     let fragment = t
         .owner
@@ -333,7 +334,7 @@ async fn a_bucket_that_does_not_exist_gives_a_clear_error_on_the_button() {
     .await;
     let (owner, owner_id) = builders::user(&t, "owner@example.com", "Owner").await;
     let channel = builders::channel(&t, owner_id, "rec-channel").await;
-    let stream = builders::stream(&t, &channel, "pass").await;
+    let stream = builders::stream(&t, &channel, AccessKind::Pass).await;
     builders::go_live(&owner, stream.id).await;
     let page = owner
         .post_htmx(
@@ -356,9 +357,9 @@ async fn the_retention_job_deletes_recordings_older_than_the_channels_period() {
     let t = setup().await;
     builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     t.stop().await;
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
     let key = done.object_key.clone().unwrap();
 
     let page = t
@@ -397,9 +398,9 @@ async fn the_reconciler_settles_a_recording_whose_webhook_was_lost() {
     let t = setup().await;
     builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
-    t.wait_status("active").await;
+    t.wait_status(Status::Active).await;
     t.stop().await;
-    let done = t.wait_status("complete").await;
+    let done = t.wait_status(Status::Complete).await;
     // As if egress_ended had never arrived.
     diesel::sql_query(
         "UPDATE recordings SET status = 'ending', size_bytes = NULL, duration_ms = NULL WHERE id = $1",
@@ -413,7 +414,7 @@ async fn the_reconciler_settles_a_recording_whose_webhook_was_lost() {
         .unwrap();
     assert_eq!(looked_at, 1);
     let settled = t.rows().await.pop().unwrap();
-    assert_eq!(settled.status, "complete");
+    assert_eq!(settled.status, Status::Complete);
     assert_eq!(settled.size_bytes, done.size_bytes);
     t.app.stop().await;
 }

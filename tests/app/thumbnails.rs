@@ -10,6 +10,7 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::StreamId;
 use stagepass::db::schema::streams;
+use stagepass::db::streams::Status;
 
 use crate::util::builders::create_channel;
 use crate::util::builders::stream_at;
@@ -30,7 +31,7 @@ async fn setup() -> (TestApp, Browser, StreamId) {
     unique_ids(&app, "streams").await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let stream = stream_at(&app, ch, "Friday session", "draft", None, Some(120)).await;
+    let stream = stream_at(&app, ch, "Friday session", Status::Draft, None, Some(120)).await;
     (app, ann, stream)
 }
 
@@ -226,7 +227,7 @@ async fn a_drafts_thumbnail_is_not_served_to_strangers() {
     unique_ids(&app, "streams").await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let draft = stream_at(&app, ch, "Not announced", "draft", None, None).await;
+    let draft = stream_at(&app, ch, "Not announced", Status::Draft, None, None).await;
     let saved = upload(
         &ann,
         &format!("/studio/streams/{draft}/thumbnail"),

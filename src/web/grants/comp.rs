@@ -110,7 +110,7 @@ pub async fn comp(
                         channel_id: channel.id,
                         stream_id: stream,
                         pass_id: None,
-                        source: Source::Comp.as_str(),
+                        source: Source::Comp,
                         includes_replays,
                         starts_at,
                         expires_at: starts_at + duration,

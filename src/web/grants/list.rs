@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::CurrentUser;
 use crate::db::channels::Channel;
-use crate::db::grants::{self, ChannelGrant, GrantQuery, GrantState};
+use crate::db::grants::{self, ChannelGrant, GrantQuery, GrantState, Source};
 use crate::db::{GrantId, PassId, streams};
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -113,7 +113,7 @@ pub struct GrantRow {
     pub user_email: String,
     pub pass: String,
     pub scope: String,
-    pub source: String,
+    pub source: Source,
     pub starts: Moment,
     pub ends: Moment,
     pub state: GrantState,
@@ -131,12 +131,10 @@ impl GrantRow {
             id: g.grant.id,
             user_name: g.user_name,
             user_email: g.user_email,
-            pass: g
-                .pass_name
-                .unwrap_or_else(|| match g.grant.source.as_str() {
-                    "comp" => "comp".to_owned(),
-                    _ => "(deleted pass)".to_owned(),
-                }),
+            pass: g.pass_name.unwrap_or_else(|| match g.grant.source {
+                Source::Comp => "comp".to_owned(),
+                Source::Purchase | Source::Code => "(deleted pass)".to_owned(),
+            }),
             scope: g.stream_title.unwrap_or_else(|| "whole channel".to_owned()),
             source: g.grant.source,
             starts: Moment::new(g.grant.starts_at),

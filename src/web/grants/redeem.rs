@@ -39,17 +39,6 @@ pub struct RedeemForm {
     pub error: Option<String>,
 }
 
-impl RedeemForm {
-    pub fn new(csrf_token: &str, return_to: &str) -> Self {
-        RedeemForm {
-            csrf_token: csrf_token.to_owned(),
-            return_to: return_to.to_owned(),
-            code: String::new(),
-            error: None,
-        }
-    }
-}
-
 #[derive(Template)]
 #[template(path = "pages/grants/redeem_form.html")]
 struct RedeemFormFragment {

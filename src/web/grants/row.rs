@@ -25,8 +25,6 @@ use crate::web::forms::{normalize_text, parse_schedule};
 use crate::web::view::utc;
 use crate::web::{FlashKind, Htmx, Layout, flash, render_with};
 
-const MAX_REASON: usize = 200;
-
 /// One row, alone: the answer to an htmx extend or revoke.
 #[derive(Template)]
 #[template(path = "pages/grants/row.html")]
@@ -195,7 +193,7 @@ pub async fn revoke(
     if reason.is_empty() {
         row.errors
             .add("reason", "Say why: the reason is kept with the grant.");
-    } else if reason.chars().count() > MAX_REASON {
+    } else if reason.chars().count() > crate::web::forms::MAX_REASON {
         row.errors.add("reason", "Use at most 200 characters.");
     } else {
         let revoked = conn

@@ -29,7 +29,7 @@ impl DashStream {
         DashStream {
             id: s.id,
             title: s.title.clone(),
-            access: access_label(s.access_kind()),
+            access: access_label(s.access),
             when: when.map(Moment::new),
         }
     }
@@ -67,13 +67,10 @@ pub async fn dashboard(
         let listing = streams::listing(&mut conn, channel.id).await?;
         // Counts only: no emails.
         let active = bans::active_in_channel(&mut conn, channel.id, bans::Emails::Hidden).await?;
-        let bans = active
-            .iter()
-            .filter(|b| Kind::parse(&b.kind) == Some(Kind::Ban))
-            .count();
+        let bans = active.iter().filter(|b| b.kind == Kind::Ban).count();
         cards.push(DashChannel {
             id: channel.id,
-            is_owner: Role::parse(&role) == Some(Role::Owner) || channel.owner_id == user.id,
+            is_owner: role == Role::Owner || channel.owner_id == user.id,
             live: listing
                 .live
                 .iter()

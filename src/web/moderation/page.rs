@@ -153,7 +153,7 @@ impl ModerationPage {
             .into_iter()
             .map(|b| BanRow {
                 id: BanId(b.id),
-                is_ban: Kind::parse(&b.kind) == Some(Kind::Ban),
+                is_ban: b.kind == Kind::Ban,
                 user_id: UserId(b.user_id),
                 user_name: b.user_name,
                 user_email: b.user_email,
@@ -168,7 +168,7 @@ impl ModerationPage {
             stream_id: stream.id,
             title: stream.title.clone(),
             state: StreamState::of(stream),
-            access: access_label(stream.access_kind()),
+            access: access_label(stream.access),
             started: stream.started_at.map(Moment::new),
             ended: stream.ended_at.map(Moment::new),
             is_owner,
@@ -179,14 +179,6 @@ impl ModerationPage {
             channel,
             timeout_choices: TIMEOUT_MINUTES,
         })
-    }
-
-    pub fn has_bans(&self) -> bool {
-        self.bans.iter().any(|b| b.is_ban)
-    }
-
-    pub fn has_timeouts(&self) -> bool {
-        self.bans.iter().any(|b| !b.is_ban)
     }
 }
 

@@ -208,7 +208,7 @@ async fn participant_rows(
         .map(|(who, p)| {
             let user_id = who.user();
             let known = user_id.and_then(|u| standing.get(&u.0));
-            let role = known.and_then(|s| s.role.as_deref()).and_then(Role::parse);
+            let role = known.and_then(|s| s.role);
             let name = match known {
                 Some(s) => s.display_name.clone(),
                 None => unnamed(who, &p),

@@ -26,7 +26,6 @@ use crate::web::authz::{self, Area, Ids};
 use crate::web::forms::normalize_text;
 use crate::web::view::utc;
 
-const MAX_REASON: usize = 200;
 /// The longest temporary ban; longer is permanent.
 const MAX_BAN_DAYS: i64 = 366;
 
@@ -116,7 +115,7 @@ fn ban_minutes(length: &str, amount: &str) -> Result<Option<i32>, &'static str> 
 
 fn read_reason(raw: &str) -> Result<Option<String>, &'static str> {
     let reason = normalize_text(raw);
-    if reason.chars().count() > MAX_REASON {
+    if reason.chars().count() > crate::web::forms::MAX_REASON {
         return Err("Use at most 200 characters.");
     }
     Ok(Some(reason).filter(|r| !r.is_empty()))
@@ -383,7 +382,7 @@ pub async fn lift_ban(
         .await?
         .map(|u| u.display_name)
         .unwrap_or_else(|| "They".to_owned());
-    let action = match existing.kind() {
+    let action = match existing.kind {
         Kind::Ban => "moderation.ban_lifted",
         Kind::Timeout => "moderation.timeout_lifted",
     };
@@ -399,7 +398,7 @@ pub async fn lift_ban(
                     Some(&b.user_id.to_string()),
                     serde_json::json!({
                         "ban_id": b.id,
-                        "kind": b.kind,
+                        "kind": b.kind.as_str(),
                         "until": b.until,
                     }),
                 )
@@ -409,7 +408,7 @@ pub async fn lift_ban(
         })
         .await?;
     drop(conn);
-    let note = match (lifted.is_some(), existing.kind()) {
+    let note = match (lifted.is_some(), existing.kind) {
         (true, Kind::Ban) => Note::done(format!(
             "{subject}'s ban is lifted: they can watch with a pass and chat again."
         )),

@@ -15,8 +15,8 @@ use crate::db::streams::{Status, Stream};
 use crate::db::{PassId, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::web::funnel::FunnelVisitor;
 use crate::web::authz::Ids;
+use crate::web::funnel::FunnelVisitor;
 use crate::web::view::{Moment, StreamState};
 use crate::web::{Layout, render_with};
 
@@ -144,7 +144,7 @@ pub async fn for_stream(
         Access::Denied(Denial::Banned) => AccessNote::Banned,
         Access::Denied(_) => AccessNote::None,
     };
-    let ended = stream.status() == Status::Ended;
+    let ended = stream.status == Status::Ended;
     let cards = passes::on_sale_for_stream(&mut conn, channel.id, stream.id)
         .await?
         .iter()

@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::span_label;
 use crate::auth::CurrentUser;
 use crate::db;
+use crate::db::grants::Source;
 use crate::db::orders::{self, Purchase, Status as OrderStatus};
 use crate::db::passes::{self, HeldGrant, Standing, money_label};
 use crate::error::AppResult;
@@ -63,17 +64,17 @@ impl GrantRow {
                 format!("Go to {}", g.channel_title),
             ),
         };
-        let source = match g.source.as_str() {
-            "purchase" => "Bought",
-            "code" => "Redeemed with a code",
-            _ => "Given by the channel",
+        let source = match g.source {
+            Source::Purchase => "Bought",
+            Source::Code => "Redeemed with a code",
+            Source::Comp => "Given by the channel",
         };
         GrantRow {
             id: g.id,
             name: g.pass_name.clone().unwrap_or_else(|| {
-                match g.source.as_str() {
-                    "comp" => "Complimentary access",
-                    _ => "Access",
+                match g.source {
+                    Source::Comp => "Complimentary access",
+                    Source::Purchase | Source::Code => "Access",
                 }
                 .to_owned()
             }),
@@ -104,7 +105,7 @@ pub struct PurchaseRow {
 impl PurchaseRow {
     fn new(p: Purchase) -> Self {
         let order = p.order;
-        let status = match order.status() {
+        let status = match order.status {
             OrderStatus::Pending => "Awaiting payment",
             OrderStatus::Paid => "Paid",
             OrderStatus::Failed => "Failed",
@@ -117,7 +118,7 @@ impl PurchaseRow {
             pass_name: p.pass.name,
             channel_title: p.channel.title,
             status,
-            status_key: order.status().as_str(),
+            status_key: order.status.as_str(),
             at: Moment::new(order.created_at),
         }
     }

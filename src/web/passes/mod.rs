@@ -124,7 +124,7 @@ async fn stream_choices(
     let list = streams::for_channel(conn, channel.id).await?;
     Ok(list
         .iter()
-        .filter(|s| s.status() != Status::Ended || Some(s.id) == keep)
+        .filter(|s| s.status != Status::Ended || Some(s.id) == keep)
         .map(|s| {
             let state = StreamState::of(s);
             let when = match (state, s.scheduled_at) {

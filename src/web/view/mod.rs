@@ -61,7 +61,7 @@ pub enum StreamState {
 
 impl StreamState {
     pub fn of(stream: &Stream) -> Self {
-        match stream.status() {
+        match stream.status {
             Status::Live => StreamState::Live,
             Status::Ended => StreamState::Ended,
             Status::Draft if stream.scheduled_at.is_some() => StreamState::Scheduled,

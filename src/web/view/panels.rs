@@ -60,15 +60,17 @@ pub struct IngressView {
 }
 
 pub struct IngressEndpoint {
-    /// "rtmp" or "whip".
-    pub kind: &'static str,
+    pub kind: Kind,
     pub url: String,
     pub stream_key: String,
 }
 
 impl IngressEndpoint {
     pub fn label(&self) -> &'static str {
-        if self.kind == "whip" { "WHIP" } else { "RTMP" }
+        match self.kind {
+            Kind::Whip => "WHIP",
+            Kind::Rtmp => "RTMP",
+        }
     }
 
     /// The key with all but its last four characters hidden (a WHIP key is
@@ -80,7 +82,7 @@ impl IngressEndpoint {
     }
 
     pub fn is_whip(&self) -> bool {
-        self.kind == "whip"
+        self.kind == Kind::Whip
     }
 }
 
@@ -98,7 +100,7 @@ impl IngressView {
         Ok(IngressView {
             stream_id: stream.id,
             current,
-            open: stream.status() != streams::Status::Ended,
+            open: stream.status != streams::Status::Ended,
             rtmp_available: state.config.livekit.ingress,
             csrf_token: csrf_token.to_owned(),
         })
@@ -107,7 +109,7 @@ impl IngressView {
 
 fn endpoint(i: StreamIngress) -> IngressEndpoint {
     IngressEndpoint {
-        kind: Kind::parse(&i.kind).unwrap_or(Kind::Rtmp).as_str(),
+        kind: i.kind,
         url: i.url,
         stream_key: i.stream_key,
     }
@@ -122,8 +124,8 @@ pub struct RecordingPanel {
     pub stream_id: StreamId,
     pub csrf_token: String,
     pub live: bool,
-    /// starting | active | ending | complete | failed (the latest recording).
-    pub status: Option<String>,
+    /// The latest recording's status (None: never recorded).
+    pub status: Option<rec_db::Status>,
     /// RFC 3339, for the running duration the page ticks.
     pub since: String,
     pub duration: Option<String>,
@@ -145,7 +147,7 @@ impl RecordingPanel {
             stream_id: stream.id,
             csrf_token: csrf_token.to_owned(),
             live: stream.is_live(),
-            status: latest.map(|r| r.status.clone()),
+            status: latest.map(|r| r.status),
             since: latest
                 .map(|r| r.started_at.unwrap_or(r.created_at).to_rfc3339())
                 .unwrap_or_default(),
@@ -157,14 +159,17 @@ impl RecordingPanel {
     }
 
     pub fn recording(&self) -> bool {
-        matches!(self.status.as_deref(), Some("starting" | "active"))
+        matches!(
+            self.status,
+            Some(rec_db::Status::Starting | rec_db::Status::Active)
+        )
     }
 
     /// Poll while the status can still change on its own.
     pub fn polling(&self) -> bool {
         matches!(
-            self.status.as_deref(),
-            Some("starting" | "active" | "ending")
+            self.status,
+            Some(rec_db::Status::Starting | rec_db::Status::Active | rec_db::Status::Ending)
         )
     }
 }

@@ -11,7 +11,7 @@ use stagepass::db::channels::{self, Channel, NewChannel};
 use stagepass::db::schema::{
     access_passes, channels as channels_table, streams as streams_table, users,
 };
-use stagepass::db::streams::{self, NewStream, Stream};
+use stagepass::db::streams::{self, AccessKind, NewStream, Status, Stream};
 use stagepass::db::{ChannelId, PassId, StreamId, UserId};
 
 use super::{Browser, Page, TestApp};
@@ -38,7 +38,7 @@ pub async fn channel(app: &TestApp, owner: UserId, handle: &str) -> Channel {
     channels::create(&mut *app.conn().await, new).await.unwrap()
 }
 
-pub async fn stream(app: &TestApp, channel: &Channel, access: &str) -> Stream {
+pub async fn stream(app: &TestApp, channel: &Channel, access: AccessKind) -> Stream {
     let room = stagepass::lifecycle::new_room_name(&app.state);
     let new = NewStream {
         channel_id: channel.id,
@@ -63,11 +63,11 @@ pub struct Studio {
 
 impl Studio {
     /// On a fresh app, the owner named "Owner".
-    pub async fn spawn(handle: &str, access: &str) -> Studio {
+    pub async fn spawn(handle: &str, access: AccessKind) -> Studio {
         Studio::on(TestApp::spawn().await, "Owner", handle, access).await
     }
 
-    pub async fn on(app: TestApp, owner_name: &str, handle: &str, access: &str) -> Studio {
+    pub async fn on(app: TestApp, owner_name: &str, handle: &str, access: AccessKind) -> Studio {
         let (owner, owner_id) = user(&app, "owner@example.com", owner_name).await;
         let channel = channel(&app, owner_id, handle).await;
         let stream = stream(&app, &channel, access).await;
@@ -273,8 +273,8 @@ pub struct StreamBuilder<'a> {
     app: &'a TestApp,
     channel: ChannelId,
     title: String,
-    status: &'static str,
-    access: &'static str,
+    status: Status,
+    access: AccessKind,
     scheduled_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
@@ -286,8 +286,8 @@ impl<'a> StreamBuilder<'a> {
             app,
             channel,
             title: "Friday session".into(),
-            status: "draft",
-            access: "pass",
+            status: Status::Draft,
+            access: AccessKind::Pass,
             scheduled_at: None,
             started_at: None,
             ended_at: None,
@@ -300,12 +300,12 @@ impl<'a> StreamBuilder<'a> {
     }
 
     pub fn public(mut self) -> Self {
-        self.access = "public";
+        self.access = AccessKind::Public;
         self
     }
 
     pub fn pass_only(mut self) -> Self {
-        self.access = "pass";
+        self.access = AccessKind::Pass;
         self
     }
 
@@ -317,7 +317,7 @@ impl<'a> StreamBuilder<'a> {
 
     /// Live, started `ago`.
     pub fn live_since(mut self, ago: Duration) -> Self {
-        self.status = "live";
+        self.status = Status::Live;
         self.started_at = Some(Utc::now() - ago);
         self
     }
@@ -325,14 +325,14 @@ impl<'a> StreamBuilder<'a> {
     /// Ended `ended_ago`, having started `started_ago`.
     pub fn ended(mut self, started_ago: Option<Duration>, ended_ago: Duration) -> Self {
         let now = Utc::now();
-        self.status = "ended";
+        self.status = Status::Ended;
         self.started_at = started_ago.map(|ago| now - ago);
         self.ended_at = Some(now - ended_ago);
         self
     }
 
-    /// Any other status (e.g. "cancelled"), without start or end.
-    pub fn status(mut self, status: &'static str) -> Self {
+    /// Any status, without start or end (`live_since` and `ended` set those).
+    pub fn status(mut self, status: Status) -> Self {
         self.status = status;
         self
     }
@@ -363,14 +363,14 @@ pub async fn stream_in_state(
     app: &TestApp,
     channel: ChannelId,
     title: &str,
-    status: &'static str,
+    status: Status,
     scheduled_in_hours: Option<i64>,
 ) -> StreamId {
     let mut builder = StreamBuilder::new(app, channel).title(title).pass_only();
     builder = match status {
-        "live" => builder.live_since(Duration::minutes(5)),
-        "ended" => builder.ended(Some(Duration::hours(3)), Duration::hours(2)),
-        other => builder.status(other),
+        Status::Live => builder.live_since(Duration::minutes(5)),
+        Status::Ended => builder.ended(Some(Duration::hours(3)), Duration::hours(2)),
+        Status::Draft => builder.status(Status::Draft),
     };
     if let Some(h) = scheduled_in_hours {
         builder = builder.scheduled(Duration::hours(h));
@@ -385,14 +385,16 @@ pub async fn stream_at(
     app: &TestApp,
     channel: ChannelId,
     title: &str,
-    status: &'static str,
+    status: Status,
     started_min: Option<i64>,
     sched_min: Option<i64>,
 ) -> StreamId {
     let mut builder = StreamBuilder::new(app, channel).title(title).public();
     builder = match (status, started_min) {
-        ("ended", started) => builder.ended(started.map(Duration::minutes), Duration::minutes(1)),
-        ("live", Some(m)) => builder.live_since(Duration::minutes(m)),
+        (Status::Ended, started) => {
+            builder.ended(started.map(Duration::minutes), Duration::minutes(1))
+        }
+        (Status::Live, Some(m)) => builder.live_since(Duration::minutes(m)),
         (other, started) => {
             let mut b = builder.status(other);
             b.started_at = started.map(|m| Utc::now() - Duration::minutes(m));
