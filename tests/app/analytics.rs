@@ -404,11 +404,7 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     let euro_pass = pass(&app, &channel, None, "Channel day (EUR)", 1500, "EUR").await;
     let dollar_pass = pass(&app, &channel, None, "Channel day (USD)", 2000, "USD").await;
     // Announced (an unscheduled draft is the team's business only).
-    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
-        .bind::<BigInt, _>(stream.id.0)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
+    builders::schedule_in(&app, stream.id, "1 hour").await;
     let watch = format!("/s/{}", stream.id);
     let stream_passes = format!("/s/{}/pass", stream.id);
     let channel_passes = format!("/c/{}/passes", channel.handle);
@@ -453,10 +449,7 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
     v1.get(&watch).await;
 
     // Live: v1, v2, v4 and the moderator watch; v1 leaves and comes back.
-    let live = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&owner, stream.id).await;
     let mut first_v1 = join(&v1, stream.id, 2).await;
     let c2 = join(&v2, stream.id, 120).await;
     let c4 = join(&v4, stream.id, 120).await;

@@ -31,7 +31,7 @@ use stagepass::db::channels::Channel;
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
-use crate::thumbnails::{png, upload_without_js};
+use crate::util::uploads::{png, upload_without_js};
 use crate::util::{Browser, TestApp, builders};
 
 // ---------------------------------------------------------------------------

@@ -7,16 +7,16 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::sql_types::Timestamptz;
 use diesel_async::RunQueryDsl;
+use stagepass::db::UserId;
 use stagepass::db::channels::{self, NewChannel};
-use stagepass::db::schema::{access_grants, users};
+use stagepass::db::schema::users;
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::{self, NewStream, Stream};
-use stagepass::db::{ChannelId, UserId};
 use stagepass::lifecycle::new_room_name;
 
 use crate::util::browser::{Browser, TIMEOUT};
+use crate::util::builders::GrantBuilder;
 use crate::util::{PASSWORD, TestApp};
 
 async fn user_id(app: &TestApp, email: &str) -> UserId {
@@ -58,25 +58,6 @@ async fn draft_stream(app: &TestApp, owner: UserId) -> Stream {
     .unwrap()
 }
 
-/// A complimentary channel-wide grant, active from a minute ago for an hour
-/// (the passes UI comes in a later issue).
-async fn grant(app: &TestApp, user: UserId, channel: ChannelId) {
-    diesel::insert_into(access_grants::table)
-        .values((
-            access_grants::user_id.eq(user),
-            access_grants::channel_id.eq(channel),
-            access_grants::source.eq("comp"),
-            access_grants::starts_at.eq(diesel::dsl::sql::<Timestamptz>(
-                "now() - interval '1 minute'",
-            )),
-            access_grants::expires_at
-                .eq(diesel::dsl::sql::<Timestamptz>("now() + interval '1 hour'")),
-        ))
-        .execute(&mut app.conn().await)
-        .await
-        .unwrap();
-}
-
 /// The JS condition "the element's data-state is `state`".
 fn state_is(css: &str, state: &str) -> String {
     format!("return document.querySelector('{css}')?.dataset.state === '{state}'")
@@ -91,7 +72,11 @@ async fn owner_goes_live_a_pass_holder_watches_a_stranger_cannot_and_the_end_rea
     let host = user_id(&app, "host@example.com").await;
     let fan = user_id(&app, "fan@example.com").await;
     let stream = draft_stream(&app, host).await;
-    grant(&app, fan, stream.channel_id).await;
+    GrantBuilder::new(&app, fan, stream.channel_id)
+        .starts_in("-1 minute")
+        .expires_in("1 hour")
+        .create()
+        .await;
     let broadcast_path = format!("/studio/streams/{}/broadcast", stream.id);
     let watch_url = format!("{}/s/{}", app.url, stream.id);
 
@@ -375,7 +360,12 @@ async fn a_viewer_chats_another_sees_it_and_a_moderators_deletion_reaches_them_l
     let host = user_id(&app, "host@example.com").await;
     let stream = draft_stream(&app, host).await;
     for email in ["ann@example.com", "ben@example.com"] {
-        grant(&app, user_id(&app, email).await, stream.channel_id).await;
+        let user = user_id(&app, email).await;
+        GrantBuilder::new(&app, user, stream.channel_id)
+            .starts_in("-1 minute")
+            .expires_in("1 hour")
+            .create()
+            .await;
     }
     let live = owner_http
         .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])

@@ -8,10 +8,10 @@ use reqwest::StatusCode;
 use stagepass::db::ChannelId;
 use stagepass::db::schema::{channel_links, channels};
 
-use crate::channels::create_channel;
-use crate::thumbnails::{fetch, objects, png, unique_ids, upload};
 use crate::util::TestApp;
 use crate::util::builders;
+use crate::util::builders::create_channel;
+use crate::util::uploads::{fetch, objects, png, unique_ids, upload};
 
 const SETTINGS: &str = "/studio/channels/ann-live/settings";
 

@@ -6,68 +6,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::channels::Role;
-use stagepass::db::schema::{audit_log, channel_members, channels, streams};
-use stagepass::db::{ChannelId, StreamId, UserId};
+use stagepass::db::schema::{audit_log, channel_members, channels};
+use stagepass::db::streams::Status;
+use stagepass::db::{ChannelId, UserId};
 
-use crate::util::builders;
-use crate::util::{Browser, TestApp};
-
-/// Creates a channel through the real form; answers its id.
-pub async fn create_channel(
-    app: &TestApp,
-    owner: &Browser,
-    handle: &str,
-    title: &str,
-) -> ChannelId {
-    let page = owner
-        .submit(
-            "/studio/channels/new",
-            "#channel-form",
-            &[("handle", handle), ("title", title), ("description", "")],
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
-    channels::table
-        .filter(channels::handle.eq(handle.to_lowercase()))
-        .select(channels::id)
-        .first(&mut *app.conn().await)
-        .await
-        .unwrap()
-}
-
-/// A stream written straight to the database in the given state.
-pub async fn stream_in_state(
-    app: &TestApp,
-    channel: ChannelId,
-    title: &str,
-    status: &str,
-    scheduled_in_hours: Option<i64>,
-) -> StreamId {
-    let now = chrono::Utc::now();
-    let room = stagepass::lifecycle::new_room_name(&app.state);
-    let (started, ended) = match status {
-        "live" => (Some(now - chrono::Duration::minutes(5)), None),
-        "ended" => (
-            Some(now - chrono::Duration::hours(3)),
-            Some(now - chrono::Duration::hours(2)),
-        ),
-        _ => (None, None),
-    };
-    diesel::insert_into(streams::table)
-        .values((
-            streams::channel_id.eq(channel),
-            streams::title.eq(title),
-            streams::status.eq(status),
-            streams::scheduled_at.eq(scheduled_in_hours.map(|h| now + chrono::Duration::hours(h))),
-            streams::started_at.eq(started),
-            streams::ended_at.eq(ended),
-            streams::room_name.eq(room),
-        ))
-        .returning(streams::id)
-        .get_result(&mut *app.conn().await)
-        .await
-        .unwrap()
-}
+use crate::util::TestApp;
+use crate::util::builders::{self, create_channel, stream_in_state};
 
 async fn channel_count(app: &TestApp) -> i64 {
     channels::table
@@ -446,11 +390,11 @@ async fn the_channel_page_lists_live_upcoming_and_past_streams() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
-    let later = stream_in_state(&app, channel, "Next week", "draft", Some(24 * 7)).await;
-    let soon = stream_in_state(&app, channel, "Tomorrow", "draft", Some(24)).await;
-    let ended = stream_in_state(&app, channel, "Last week", "ended", None).await;
-    let secret = stream_in_state(&app, channel, "Secret draft", "draft", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
+    let later = stream_in_state(&app, channel, "Next week", Status::Draft, Some(24 * 7)).await;
+    let soon = stream_in_state(&app, channel, "Tomorrow", Status::Draft, Some(24)).await;
+    let ended = stream_in_state(&app, channel, "Last week", Status::Ended, None).await;
+    let secret = stream_in_state(&app, channel, "Secret draft", Status::Draft, None).await;
 
     let page = app.anonymous().get("/c/ann-live").await;
     assert_eq!(page.status, StatusCode::OK);

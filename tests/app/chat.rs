@@ -16,7 +16,7 @@ use stagepass::db::schema::{audit_log, chat_messages};
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
-use crate::util::builders::{self, ban, grant, revoke};
+use crate::util::builders::{self, Studio, ban, grant, revoke};
 use crate::util::sse::{ARRIVES, Sse, body_of};
 use crate::util::{Browser, Page, TestApp};
 
@@ -40,14 +40,14 @@ async fn setup() -> Chat {
 }
 
 async fn setup_on(app: TestApp) -> Chat {
-    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
-    let channel = builders::channel(&app, owner_id, "chatty").await;
-    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
-        .bind::<BigInt, _>(stream.id.0)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
+    let Studio {
+        app,
+        owner,
+        owner_id,
+        channel,
+        stream,
+    } = Studio::on(app, "Olive Owner", "chatty", AccessKind::Pass).await;
+    builders::schedule_in(&app, stream.id, "1 hour").await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
     Chat {
@@ -754,11 +754,7 @@ async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
     let (_, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "revoking").await;
     let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
-        .bind::<BigInt, _>(stream.id.0)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
+    builders::schedule_in(&app, stream.id, "1 hour").await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let g = grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
     let mut sse = Sse::open(&viewer, &format!("/s/{}/chat/events", stream.id), None).await;
@@ -926,11 +922,7 @@ async fn one_account_may_hold_only_so_many_chat_streams_and_is_told_why() {
 
     // Another stream of the channel (the grant covers it): the per-account cap.
     let other = builders::stream(&chat.app, &chat.channel, AccessKind::Pass).await;
-    diesel::sql_query("UPDATE streams SET scheduled_at = now() + interval '1 hour' WHERE id = $1")
-        .bind::<BigInt, _>(other.id.0)
-        .execute(&mut *chat.app.conn().await)
-        .await
-        .unwrap();
+    builders::schedule_in(&chat.app, other.id, "1 hour").await;
     let other_path = format!("/s/{}/chat/events", other.id);
     open.push(Sse::open(&chat.viewer, &other_path, None).await);
     let (status, text) = refused_events(&chat.viewer, &other_path).await;

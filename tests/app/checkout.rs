@@ -119,14 +119,6 @@ impl Shop {
             .unwrap()
     }
 
-    async fn go_live(&self) {
-        let page = self
-            .owner
-            .post_htmx(&format!("/studio/streams/{}/live", self.stream.id), &[])
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    }
-
     async fn orders(&self) -> Vec<Order> {
         orders::table
             .order(orders::id)
@@ -493,7 +485,7 @@ async fn a_refund_revokes_the_grant_and_the_viewer_loses_the_stream() {
     );
     assert!(!grant.includes_replays);
 
-    shop.go_live().await;
+    builders::go_live(&shop.owner, shop.stream.id).await;
     assert_eq!(shop.token_status(&shop.viewer).await, StatusCode::OK);
 
     let refund = refunded_event("pi_test_4");
@@ -584,7 +576,7 @@ async fn when_stripe_fails_the_order_fails_and_the_pass_page_says_so() {
 async fn dev_checkout_confirms_on_its_page_and_the_viewer_lands_on_the_playing_stream() {
     let shop = open_shop(TestApp::spawn().await).await;
     let pass = shop.pass("Day pass", Terms::channel_day(500)).await;
-    shop.go_live().await;
+    builders::go_live(&shop.owner, shop.stream.id).await;
     assert_eq!(shop.token_status(&shop.viewer).await, StatusCode::FORBIDDEN);
 
     let page = buy(&shop.viewer, pass.id, Some(shop.stream.id)).await;
@@ -812,11 +804,7 @@ async fn a_stream_pass_without_replays_is_not_sold_after_the_stream_ended() {
         includes_replays: false,
     };
     let pass = shop.pass("Tonight only", live_only).await;
-    diesel::sql_query("UPDATE streams SET status = 'ended', started_at = now() - interval '1 hour', ended_at = now() WHERE id = $1")
-        .bind::<BigInt, _>(shop.stream.id.0)
-        .execute(&mut shop.app.conn().await)
-        .await
-        .unwrap();
+    builders::set_ended(&shop.app, shop.stream.id).await;
     let page = buy(&shop.viewer, pass.id, None).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(

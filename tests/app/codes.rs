@@ -14,38 +14,8 @@ use stagepass::db::schema::{
 use stagepass::db::streams::AccessKind;
 use stagepass::db::{PassId, StreamId, UserId};
 
-use crate::util::builders;
+use crate::util::builders::{self, Studio, pass};
 use crate::util::{Browser, TestApp};
-
-/// A pass of `channel`, written straight to the database (the passes UI is
-/// another area's): for one stream or the whole channel, lasting `hours`.
-pub async fn pass(
-    app: &TestApp,
-    channel: &Channel,
-    name: &str,
-    stream: Option<StreamId>,
-    hours: i32,
-) -> PassId {
-    diesel::insert_into(access_passes::table)
-        .values((
-            access_passes::channel_id.eq(channel.id),
-            access_passes::stream_id.eq(stream),
-            access_passes::name.eq(name),
-            access_passes::price_cents.eq(900),
-            access_passes::currency.eq("EUR"),
-            access_passes::scope.eq(if stream.is_some() {
-                "stream"
-            } else {
-                "channel"
-            }),
-            access_passes::duration_seconds.eq(hours * 3600),
-            access_passes::includes_replays.eq(true),
-        ))
-        .returning(access_passes::id)
-        .get_result(&mut *app.conn().await)
-        .await
-        .unwrap()
-}
 
 /// A fixed-window pass (an event) of the whole channel.
 async fn window_pass(
@@ -146,34 +116,14 @@ async fn flash(browser: &Browser) -> String {
     browser.get("/").await.text_of("#alerts")
 }
 
-struct Setup {
-    app: TestApp,
-    owner: Browser,
-    channel: Channel,
-    stream: stagepass::db::streams::Stream,
-}
-
-async fn setup() -> Setup {
-    let app = TestApp::spawn().await;
-    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
-    let channel = builders::channel(&app, owner_id, "codes-channel").await;
-    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    Setup {
-        app,
-        owner,
-        channel,
-        stream,
-    }
-}
-
 #[tokio::test]
 async fn owners_generate_codes_see_them_and_download_them_as_csv() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         ..
-    } = setup().await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Season pass", None, 24).await;
     let page_path = format!("/studio/passes/{pass}/codes");
 
@@ -284,12 +234,12 @@ async fn owners_generate_codes_see_them_and_download_them_as_csv() {
 
 #[tokio::test]
 async fn the_generate_form_explains_what_is_wrong_next_to_each_field() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         ..
-    } = setup().await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Day pass", None, 24).await;
     let page_path = format!("/studio/passes/{pass}/codes");
     let past = (Utc::now() - Duration::hours(1))
@@ -386,7 +336,7 @@ async fn the_generate_form_explains_what_is_wrong_next_to_each_field() {
 
 #[tokio::test]
 async fn only_the_owner_manages_codes() {
-    let Setup { app, channel, .. } = setup().await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let pass = pass(&app, &channel, "Day pass", None, 24).await;
     codes_for(&app, pass, 2, 1).await;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mod").await;
@@ -432,12 +382,13 @@ async fn only_the_owner_manages_codes() {
 
 #[tokio::test]
 async fn redeeming_a_code_grants_its_pass_and_lands_on_return_to() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         stream,
-    } = setup().await;
+        ..
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let stream_pass = pass(&app, &channel, "Friday ticket", Some(stream.id), 24).await;
     let channel_pass = pass(&app, &channel, "Season pass", None, 48).await;
     let code = codes_for(&app, stream_pass, 1, 1).await.remove(0);
@@ -515,12 +466,12 @@ async fn redeeming_a_code_grants_its_pass_and_lands_on_return_to() {
 
 #[tokio::test]
 async fn the_pass_pages_redeem_form_redeems_and_comes_back_with_the_news() {
-    let Setup {
+    let Studio {
         app,
         channel,
         stream,
         ..
-    } = setup().await;
+    } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     // Announced (an unscheduled draft has no public pages).
     diesel::update(streams::table.find(stream.id))
         .set(streams::scheduled_at.eq(Utc::now() + Duration::days(1)))
@@ -562,7 +513,7 @@ async fn the_pass_pages_redeem_form_redeems_and_comes_back_with_the_news() {
 
 #[tokio::test]
 async fn every_refusal_says_why_and_makes_no_grant() {
-    let Setup { app, channel, .. } = setup().await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let day = pass(&app, &channel, "Day pass", None, 24).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let (other, _) = builders::user(&app, "other@example.com", "Other").await;
@@ -704,7 +655,7 @@ async fn every_refusal_says_why_and_makes_no_grant() {
 
 #[tokio::test]
 async fn ten_failed_attempts_in_ten_minutes_and_then_no_more() {
-    let Setup { app, channel, .. } = setup().await;
+    let Studio { app, channel, .. } = Studio::spawn("codes-channel", AccessKind::Pass).await;
     let day = pass(&app, &channel, "Day pass", None, 24).await;
     let good = codes_for(&app, day, 1, 1).await.remove(0);
     let (guesser, guesser_id) = builders::user(&app, "guesser@example.com", "Guesser").await;

@@ -7,43 +7,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
-use stagepass::db::schema::streams;
-use stagepass::db::{ChannelId, StreamId, UserId};
+use stagepass::db::streams::Status;
+use stagepass::db::{StreamId, UserId};
 
-use crate::channels::create_channel;
-use crate::util::builders;
+use crate::util::builders::create_channel;
+use crate::util::builders::{self, stream_at};
 use crate::util::{Page, TestApp};
-
-/// A stream in `status`, started `started_min` minutes ago (live/ended) or
-/// scheduled `sched_min` minutes from now (negative: in the past).
-pub async fn stream_at(
-    app: &TestApp,
-    channel: ChannelId,
-    title: &str,
-    status: &str,
-    started_min: Option<i64>,
-    sched_min: Option<i64>,
-) -> StreamId {
-    let now = chrono::Utc::now();
-    let started = started_min.map(|m| now - chrono::Duration::minutes(m));
-    let ended = (status == "ended").then(|| now - chrono::Duration::minutes(1));
-    let room = stagepass::lifecycle::new_room_name(&app.state);
-    diesel::insert_into(streams::table)
-        .values((
-            streams::channel_id.eq(channel),
-            streams::title.eq(title),
-            streams::status.eq(status),
-            streams::access.eq("public"),
-            streams::scheduled_at.eq(sched_min.map(|m| now + chrono::Duration::minutes(m))),
-            streams::started_at.eq(started),
-            streams::ended_at.eq(ended),
-            streams::room_name.eq(room),
-        ))
-        .returning(streams::id)
-        .get_result(&mut *app.conn().await)
-        .await
-        .unwrap()
-}
 
 /// Someone in the stream's room now (an open presence row).
 async fn in_room(app: &TestApp, stream: StreamId, user: Option<UserId>, identity: &str) {
@@ -78,22 +47,22 @@ async fn discover_lists_live_streams_before_scheduled_ones_and_hides_drafts_and_
     let (ann, ann_id) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
 
-    let older_live = stream_at(&app, ch, "Morning show", "live", Some(90), None).await;
-    let newer_live = stream_at(&app, ch, "Evening show", "live", Some(5), None).await;
-    let soon = stream_at(&app, ch, "Tomorrow's show", "draft", None, Some(125)).await;
+    let older_live = stream_at(&app, ch, "Morning show", Status::Live, Some(90), None).await;
+    let newer_live = stream_at(&app, ch, "Evening show", Status::Live, Some(5), None).await;
+    let soon = stream_at(&app, ch, "Tomorrow's show", Status::Draft, None, Some(125)).await;
     let later = stream_at(
         &app,
         ch,
         "Next week's show",
-        "draft",
+        Status::Draft,
         None,
         Some(60 * 24 * 7),
     )
     .await;
-    let late = stream_at(&app, ch, "Running late", "draft", None, Some(-10)).await;
-    let never = stream_at(&app, ch, "Never started", "draft", None, Some(-180)).await;
-    let draft = stream_at(&app, ch, "Secret draft", "draft", None, None).await;
-    let ended = stream_at(&app, ch, "Last week's show", "ended", Some(120), None).await;
+    let late = stream_at(&app, ch, "Running late", Status::Draft, None, Some(-10)).await;
+    let never = stream_at(&app, ch, "Never started", Status::Draft, None, Some(-180)).await;
+    let draft = stream_at(&app, ch, "Secret draft", Status::Draft, None, None).await;
+    let ended = stream_at(&app, ch, "Last week's show", Status::Ended, Some(120), None).await;
 
     // Two viewers (one of whom has since deleted their account), the host,
     // and the built-in recorder in the newer room: the host and the recorder
@@ -165,9 +134,9 @@ async fn a_follower_sees_the_channels_they_follow_first() {
     let anns = create_channel(&app, &ann, "ann-live", "Ann Live").await;
     let cats = create_channel(&app, &cat, "cat-cooks", "Cat Cooks").await;
     // Ann's stream started last, so it leads "Live now" for everyone else.
-    let cat_live = stream_at(&app, cats, "Cooking", "live", Some(30), None).await;
-    let cat_soon = stream_at(&app, cats, "Baking", "draft", None, Some(60)).await;
-    let ann_live = stream_at(&app, anns, "Singing", "live", Some(1), None).await;
+    let cat_live = stream_at(&app, cats, "Cooking", Status::Live, Some(30), None).await;
+    let cat_soon = stream_at(&app, cats, "Baking", Status::Draft, None, Some(60)).await;
+    let ann_live = stream_at(&app, anns, "Singing", Status::Live, Some(1), None).await;
 
     let (viewer, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let before = viewer.get("/").await;
@@ -211,9 +180,16 @@ async fn more_loads_the_next_page_of_live_streams() {
     let mut ids = Vec::new();
     for i in 0..14 {
         ids.push(
-            stream_at(&app, ch, &format!("Room {i}"), "live", Some(i + 1), None)
-                .await
-                .0,
+            stream_at(
+                &app,
+                ch,
+                &format!("Room {i}"),
+                Status::Live,
+                Some(i + 1),
+                None,
+            )
+            .await
+            .0,
         );
     }
     let anon = app.anonymous();
@@ -246,10 +222,34 @@ async fn search_finds_streams_and_channels_by_part_of_their_name_and_escapes_wil
     let jazz = create_channel(&app, &ann, "jazz-cellar", "The Jazz Cellar").await;
     let (bob, _) = builders::user(&app, "bob@example.com", "Bob").await;
     let other = create_channel(&app, &bob, "bobs-room", "Bob's Room").await;
-    let late_jazz = stream_at(&app, other, "Late night jazz", "live", Some(3), None).await;
-    let old_jazz = stream_at(&app, jazz, "Jazz from last week", "ended", Some(600), None).await;
-    let sale = stream_at(&app, other, "100% live music", "draft", None, Some(60)).await;
-    stream_at(&app, jazz, "Secret jazz rehearsal", "draft", None, None).await;
+    let late_jazz = stream_at(&app, other, "Late night jazz", Status::Live, Some(3), None).await;
+    let old_jazz = stream_at(
+        &app,
+        jazz,
+        "Jazz from last week",
+        Status::Ended,
+        Some(600),
+        None,
+    )
+    .await;
+    let sale = stream_at(
+        &app,
+        other,
+        "100% live music",
+        Status::Draft,
+        None,
+        Some(60),
+    )
+    .await;
+    stream_at(
+        &app,
+        jazz,
+        "Secret jazz rehearsal",
+        Status::Draft,
+        None,
+        None,
+    )
+    .await;
 
     let anon = app.anonymous();
     let page = anon.get("/?q=AZZ").await;
@@ -292,7 +292,7 @@ async fn search_finds_streams_and_channels_by_part_of_their_name_and_escapes_wil
                 &app,
                 other,
                 &format!("Piano hour {i}"),
-                "live",
+                Status::Live,
                 Some(i + 1),
                 None,
             )

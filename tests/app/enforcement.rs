@@ -23,10 +23,7 @@ async fn live_stream() -> Watching {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "timed").await;
     let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    let live = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK);
+    builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     Watching {
         app,

@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use stagepass::db::schema::livekit_events;
 use stagepass::db::streams::AccessKind;
 
-use crate::live::{post_webhook, signed};
 use crate::util::builders;
+use crate::util::livekit_webhook::{post_webhook, signed};
 use crate::util::{Browser, Page, TestApp, services};
 
 // ---------------------------------------------------------------------------

@@ -288,10 +288,7 @@ async fn with_postgres_stopped_pages_answer_503_and_the_app_recovers_by_itself()
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&app, owner_id, "sturdy").await;
     let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    let live = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     builders::grant(&app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
     let csrf = viewer.csrf_token().await;
@@ -606,10 +603,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
         jar: who.jar.clone(),
     };
     let owner = at(&owner);
-    let live = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&owner, stream.id).await;
     // The host's microphone, from LiveKit's Python SDK: a tone the recorder
     // writes as sound alone (WebM). Video would take a browser; the takeover
     // of a part with video uploaded is recorder.rs's test.
@@ -875,10 +869,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     let channel = builders::channel(&survivor, owner_id, "twins").await;
     let stream = builders::stream(&survivor, &channel, AccessKind::Pass).await;
     let orphan = builders::stream(&survivor, &channel, AccessKind::Pass).await;
-    let live = on_victim(&owner)
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&on_victim(&owner), stream.id).await;
 
     // Three receivers of the channel's webhooks.
     let mut receivers = Vec::new();

@@ -7,10 +7,11 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::ChannelId;
 use stagepass::db::schema::follows;
+use stagepass::db::streams::Status;
 
-use crate::channels::create_channel;
-use crate::discover::stream_at;
 use crate::util::builders;
+use crate::util::builders::create_channel;
+use crate::util::builders::stream_at;
 use crate::util::{Page, TestApp};
 
 async fn follow_rows(app: &TestApp, channel: ChannelId) -> i64 {
@@ -146,7 +147,7 @@ async fn anonymous_visitors_get_a_sign_in_link_that_comes_back() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let stream = stream_at(&app, ch, "On air", "live", Some(2), None).await;
+    let stream = stream_at(&app, ch, "On air", Status::Live, Some(2), None).await;
     let anon = app.anonymous();
 
     let page = anon.get("/c/ann-live").await;
@@ -209,7 +210,7 @@ async fn the_watch_page_shows_the_follow_button() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let stream = stream_at(&app, ch, "On air", "live", Some(2), None).await;
+    let stream = stream_at(&app, ch, "On air", Status::Live, Some(2), None).await;
     let (vic, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let path = format!("/s/{stream}");
     let page = vic.get(&path).await;
@@ -240,12 +241,12 @@ async fn the_following_page_lists_followed_channels_with_live_and_next_streams()
     let anns = create_channel(&app, &ann, "ann-live", "Ann Live").await;
     let cats = create_channel(&app, &cat, "cat-cooks", "Cat Cooks").await;
     create_channel(&app, &dan, "dan-draws", "Dan Draws").await;
-    let live = stream_at(&app, cats, "Cooking now", "live", Some(3), None).await;
+    let live = stream_at(&app, cats, "Cooking now", Status::Live, Some(3), None).await;
     let next = stream_at(
         &app,
         anns,
         "Singing tomorrow",
-        "draft",
+        Status::Draft,
         None,
         Some(60 * 24 + 5),
     )
@@ -254,7 +255,7 @@ async fn the_following_page_lists_followed_channels_with_live_and_next_streams()
         &app,
         anns,
         "Singing next week",
-        "draft",
+        Status::Draft,
         None,
         Some(60 * 24 * 7),
     )

@@ -6,70 +6,17 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
-use stagepass::db::channels::Channel;
+use stagepass::db::StreamId;
 use stagepass::db::schema::{access_grants, audit_log};
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
-use stagepass::db::{PassId, StreamId, UserId};
 
-use crate::codes::pass;
-use crate::util::builders::{self, LiveKitClient};
+use crate::util::builders::pass;
+use crate::util::builders::{self, GrantBuilder, LiveKitClient, Studio};
 use crate::util::{Browser, Page, TestApp};
-
-struct Setup {
-    app: TestApp,
-    owner: Browser,
-    channel: Channel,
-    stream: Stream,
-}
-
-async fn setup() -> Setup {
-    let app = TestApp::spawn().await;
-    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
-    let channel = builders::channel(&app, owner_id, "grants-channel").await;
-    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    Setup {
-        app,
-        owner,
-        channel,
-        stream,
-    }
-}
-
-/// A grant from `now() + starts` to `now() + expires` (SQL intervals), of a pass or a comp.
-async fn grant(
-    app: &TestApp,
-    user: UserId,
-    channel: &Channel,
-    stream: Option<StreamId>,
-    pass: Option<PassId>,
-    starts: &str,
-    expires: &str,
-) -> i64 {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    let row: Id = diesel::sql_query(
-        "INSERT INTO access_grants (user_id, channel_id, stream_id, pass_id, source, starts_at, expires_at) \
-         VALUES ($1, $2, $3, $4, CASE WHEN $4 IS NULL THEN 'comp' ELSE 'purchase' END, \
-                 now() + $5::interval, now() + $6::interval) RETURNING id",
-    )
-    .bind::<BigInt, _>(user.0)
-    .bind::<BigInt, _>(channel.id.0)
-    .bind::<Nullable<BigInt>, _>(stream.map(|s| s.0))
-    .bind::<Nullable<BigInt>, _>(pass.map(|p| p.0))
-    .bind::<Text, _>(starts)
-    .bind::<Text, _>(expires)
-    .get_result(&mut *app.conn().await)
-    .await
-    .unwrap();
-    row.id
-}
 
 #[derive(Queryable, Debug)]
 struct Stored {
@@ -110,13 +57,6 @@ fn listed(page: &Page) -> Vec<i64> {
         .collect()
 }
 
-async fn go_live(owner: &Browser, stream: &Stream) {
-    let page = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-}
-
 async fn token_status(browser: &Browser, stream: &Stream) -> (StatusCode, serde_json::Value) {
     let page = browser
         .post_htmx(&format!("/s/{}/token", stream.id), &[])
@@ -140,12 +80,13 @@ async fn in_room(app: &TestApp, stream: &Stream) -> usize {
 
 #[tokio::test]
 async fn the_grants_page_lists_and_filters_by_state_holder_and_pass() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         stream,
-    } = setup().await;
+        ..
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let season = pass(&app, &channel, "Season pass", None, 720).await;
     let ticket = pass(&app, &channel, "Friday ticket", Some(stream.id), 24).await;
     let (_, alice) = builders::user(&app, "alice@example.com", "Alice").await;
@@ -153,33 +94,39 @@ async fn the_grants_page_lists_and_filters_by_state_holder_and_pass() {
     let (_, carol) = builders::user(&app, "carol@example.com", "Carol").await;
     let (_, dave) = builders::user(&app, "dave@example.com", "Dave").await;
 
-    let active = grant(
-        &app,
-        alice,
-        &channel,
-        None,
-        Some(season),
-        "-1 hour",
-        "1 day",
-    )
-    .await;
-    let expired = grant(
-        &app,
-        bob,
-        &channel,
-        Some(stream.id),
-        Some(ticket),
-        "-2 days",
-        "-1 day",
-    )
-    .await;
-    let upcoming = grant(&app, carol, &channel, None, None, "1 day", "2 days").await;
-    let revoked = grant(&app, dave, &channel, None, Some(season), "-1 hour", "1 day").await;
+    let active = GrantBuilder::new(&app, alice, channel.id)
+        .pass(Some(season))
+        .starts_in("-1 hour")
+        .expires_in("1 day")
+        .create()
+        .await;
+    let expired = GrantBuilder::new(&app, bob, channel.id)
+        .stream(Some(stream.id))
+        .pass(Some(ticket))
+        .starts_in("-2 days")
+        .expires_in("-1 day")
+        .create()
+        .await;
+    let upcoming = GrantBuilder::new(&app, carol, channel.id)
+        .starts_in("1 day")
+        .expires_in("2 days")
+        .create()
+        .await;
+    let revoked = GrantBuilder::new(&app, dave, channel.id)
+        .pass(Some(season))
+        .starts_in("-1 hour")
+        .expires_in("1 day")
+        .create()
+        .await;
     builders::revoke(&app, revoked).await;
     // Another channel's grant never shows here.
     let (_, them) = builders::user(&app, "them@example.com", "Them").await;
     let theirs = builders::channel(&app, them, "theirs").await;
-    let foreign = grant(&app, alice, &theirs, None, None, "-1 hour", "1 day").await;
+    let foreign = GrantBuilder::new(&app, alice, theirs.id)
+        .starts_in("-1 hour")
+        .expires_in("1 day")
+        .create()
+        .await;
 
     let base = format!("/studio/channels/{}/grants", channel.handle);
     let page = owner.get(&base).await;
@@ -290,13 +237,14 @@ async fn the_grants_page_lists_and_filters_by_state_holder_and_pass() {
 
 #[tokio::test]
 async fn a_comp_by_email_lets_them_watch_the_live_stream() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         stream,
-    } = setup().await;
-    go_live(&owner, &stream).await;
+        ..
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
+    builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Vera Viewer").await;
     let (status, _) = token_status(&viewer, &stream).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no grant, no token");
@@ -494,14 +442,18 @@ async fn a_comp_by_email_lets_them_watch_the_live_stream() {
 
 #[tokio::test]
 async fn extending_moves_the_end_and_revoking_is_final() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         ..
-    } = setup().await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let (_, viewer) = builders::user(&app, "viewer@example.com", "Viewer").await;
-    let id = grant(&app, viewer, &channel, None, None, "-1 hour", "1 hour").await;
+    let id = GrantBuilder::new(&app, viewer, channel.id)
+        .starts_in("-1 hour")
+        .expires_in("1 hour")
+        .create()
+        .await;
     let base = format!("/studio/channels/{}/grants", channel.handle);
     let row = format!("#grant-{id}");
     let before = stored(&app, id).await.expires_at;
@@ -651,15 +603,20 @@ async fn extending_moves_the_end_and_revoking_is_final() {
 
 #[tokio::test]
 async fn revoking_removes_a_watching_viewer_from_the_room_and_refuses_new_tokens() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         stream,
-    } = setup().await;
-    go_live(&owner, &stream).await;
+        ..
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
+    builders::go_live(&owner, stream.id).await;
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
-    let id = grant(&app, viewer_id, &channel, None, None, "-1 minute", "1 hour").await;
+    let id = GrantBuilder::new(&app, viewer_id, channel.id)
+        .starts_in("-1 minute")
+        .expires_in("1 hour")
+        .create()
+        .await;
     let (status, body) = token_status(&viewer, &stream).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut client = LiveKitClient::start(
@@ -727,14 +684,18 @@ async fn revoking_removes_a_watching_viewer_from_the_room_and_refuses_new_tokens
 
 #[tokio::test]
 async fn only_the_owner_manages_grants() {
-    let Setup {
+    let Studio {
         app,
         owner,
         channel,
         ..
-    } = setup().await;
+    } = Studio::spawn("grants-channel", AccessKind::Pass).await;
     let (_, viewer) = builders::user(&app, "viewer@example.com", "Viewer").await;
-    let id = grant(&app, viewer, &channel, None, None, "-1 hour", "1 hour").await;
+    let id = GrantBuilder::new(&app, viewer, channel.id)
+        .starts_in("-1 hour")
+        .expires_in("1 hour")
+        .create()
+        .await;
     let before = stored(&app, id).await.expires_at;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Mod").await;
     builders::moderator(&app, channel.id, moderator_id).await;
@@ -797,7 +758,11 @@ async fn only_the_owner_manages_grants() {
     assert!(after.revoked_at.is_none());
 
     // The other owner's own grants are theirs; this owner can't touch them either.
-    let their_grant = grant(&app, viewer, &theirs, None, None, "-1 hour", "1 hour").await;
+    let their_grant = GrantBuilder::new(&app, viewer, theirs.id)
+        .starts_in("-1 hour")
+        .expires_in("1 hour")
+        .create()
+        .await;
     let page = owner
         .post_htmx(
             &format!("/studio/grants/{their_grant}/revoke"),

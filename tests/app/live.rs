@@ -3,17 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use livekit_api::access_token::{AccessToken, TokenVerifier};
+use livekit_api::access_token::TokenVerifier;
 use reqwest::StatusCode;
-use sha2::Digest;
 use stagepass::db::schema::{livekit_events, streams};
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, LiveKitClient, ban, grant, revoke};
+use crate::util::livekit_webhook::{post_webhook, signed};
 use crate::util::{Browser, TestApp, services};
 
 struct Live {
@@ -40,11 +39,7 @@ async fn setup(access: AccessKind) -> Live {
 
 impl Live {
     async fn go_live(&self) -> Browser {
-        let page = self
-            .owner
-            .post_htmx(&format!("/studio/streams/{}/live", self.stream.id), &[])
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let page = builders::go_live(&self.owner, self.stream.id).await;
         assert_eq!(
             page.header("hx-redirect"),
             Some(format!("/studio/streams/{}/broadcast", self.stream.id))
@@ -336,30 +331,6 @@ async fn every_denial_gets_403_from_token_and_no_token() {
         stranger.get("/s/not-a-number").await.status,
         StatusCode::NOT_FOUND
     );
-}
-
-/// A webhook body signed the way LiveKit signs it.
-pub(crate) fn signed(event: &livekit_protocol::WebhookEvent, secret: &str) -> (String, String) {
-    let body = serde_json::to_string(event).unwrap();
-    let hash =
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()));
-    let token = AccessToken::with_api_key(services::LIVEKIT_KEY, secret)
-        .with_sha256(&hash)
-        .to_jwt()
-        .unwrap();
-    (body, token)
-}
-
-pub(crate) async fn post_webhook(app: &TestApp, body: &str, auth: &str) -> StatusCode {
-    reqwest::Client::new()
-        .post(format!("{}/webhooks/livekit", app.url))
-        .header("Authorization", auth)
-        .header("Content-Type", "application/webhook+json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 fn room_finished(room: &str) -> livekit_protocol::WebhookEvent {
@@ -774,11 +745,7 @@ async fn a_grant_for_another_channel_gives_no_token_and_a_channel_grant_covers_e
     let live = setup(AccessKind::Pass).await;
     live.go_live().await;
     let second = builders::stream(&live.app, &live.channel, AccessKind::Pass).await;
-    let go = live
-        .owner
-        .post_htmx(&format!("/studio/streams/{}/live", second.id), &[])
-        .await;
-    assert_eq!(go.status, StatusCode::OK);
+    builders::go_live(&live.owner, second.id).await;
 
     // A pass for someone else's channel opens nothing here.
     let (_, other_owner) = builders::user(&live.app, "other@example.com", "Other").await;

@@ -20,7 +20,7 @@ use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 use stagepass::livekit::Participant;
 
-use crate::util::builders::{self, LiveKitClient, grant};
+use crate::util::builders::{self, LiveKitClient, Studio, grant};
 use crate::util::{Browser, Page, TestApp, services};
 
 struct Setup {
@@ -35,12 +35,21 @@ struct Setup {
 
 /// An owner's channel with a pass-only stream and a moderator on its team.
 async fn setup() -> Setup {
-    let app = TestApp::spawn().await;
-    let (owner, owner_id) = builders::user(&app, "owner@example.com", "Olive Owner").await;
+    let Studio {
+        app,
+        owner,
+        owner_id,
+        channel,
+        stream,
+    } = Studio::on(
+        TestApp::spawn().await,
+        "Olive Owner",
+        "mod-channel",
+        AccessKind::Pass,
+    )
+    .await;
     let (moderator, moderator_id) = builders::user(&app, "mod@example.com", "Max Mod").await;
-    let channel = builders::channel(&app, owner_id, "mod-channel").await;
     builders::moderator(&app, channel.id, moderator_id).await;
-    let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
     Setup {
         app,
         owner,
@@ -53,14 +62,6 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    async fn go_live(&self) {
-        let page = self
-            .owner
-            .post_htmx(&format!("/studio/streams/{}/live", self.stream.id), &[])
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    }
-
     fn moderate(&self) -> String {
         format!("/studio/streams/{}/moderate", self.stream.id)
     }
@@ -225,7 +226,7 @@ async fn audited(
 #[tokio::test]
 async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unbanning_restores_it() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
     let mut client = connect(&viewer, &s.stream, 30).await;
 
@@ -373,7 +374,7 @@ async fn a_banned_viewer_is_removed_from_the_real_room_refused_a_token_and_unban
 #[tokio::test]
 async fn a_timeout_lasts_its_minutes_and_keeps_the_viewer_in_the_room() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
     let mut client = connect(&viewer, &s.stream, 8).await;
     in_room(&s.app, &s.stream, viewer_id).await;
@@ -513,7 +514,7 @@ async fn the_participants_panel_shows_who_is_in_the_real_room_and_remove_kicks_t
             .contains("The stream is not live.")
     );
 
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
     let mut client = connect(&viewer, &s.stream, 30).await;
     in_room(&s.app, &s.stream, viewer_id).await;
@@ -642,11 +643,7 @@ async fn when_livekit_is_unreachable_the_panel_says_so_instead_of_failing() {
     let (owner, owner_id) = builders::user(&app, "owner@example.com", "Owner").await;
     let channel = builders::channel(&app, owner_id, "offline").await;
     let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    diesel::sql_query("UPDATE streams SET status = 'live', started_at = now() WHERE id = $1")
-        .bind::<BigInt, _>(stream.id.0)
-        .execute(&mut *app.conn().await)
-        .await
-        .unwrap();
+    builders::set_live(&app, stream.id, "0 seconds").await;
 
     let panel = owner
         .get_htmx(&format!("/studio/streams/{}/participants", stream.id))
@@ -784,7 +781,7 @@ async fn wait_listed(
 #[tokio::test]
 async fn a_moderator_cannot_take_the_owners_broadcast_off_the_air_and_the_owner_can() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (mut client, track) = broadcast(&s, 40).await;
     assert!(!track.muted);
     let host = Participant::Host(s.owner_id).identity();
@@ -897,7 +894,7 @@ async fn a_moderator_cannot_take_the_owners_broadcast_off_the_air_and_the_owner_
 #[tokio::test]
 async fn the_owner_mutes_a_published_track_through_livekit() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (client, track) = broadcast(&s, 30).await;
     assert!(!track.muted);
     let host = Participant::Host(s.owner_id).identity();
@@ -974,7 +971,7 @@ async fn the_owner_mutes_a_published_track_through_livekit() {
 #[tokio::test]
 async fn the_recorder_is_never_listed_and_ingress_is_the_owners_to_stop() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
     let watcher = connect(&viewer, &s.stream, 40).await;
     in_room(&s.app, &s.stream, viewer_id).await;
@@ -1518,7 +1515,7 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
 #[tokio::test]
 async fn the_dashboard_lists_a_moderators_channels_and_they_watch_without_a_pass() {
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let upcoming = builders::stream(&s.app, &s.channel, AccessKind::Pass).await;
     diesel::sql_query("UPDATE streams SET title = 'Next week', scheduled_at = now() + interval '7 days' WHERE id = $1")
         .bind::<BigInt, _>(upcoming.id.0)
@@ -1585,7 +1582,7 @@ async fn in_a_real_browser_the_panel_updates_itself_and_its_ban_button_removes_t
     use crate::util::browser::Browser as Chromium;
 
     let s = setup().await;
-    s.go_live().await;
+    builders::go_live(&s.owner, s.stream.id).await;
     let (viewer, viewer_id) = s.viewer("viewer@example.com", "Vera Viewer").await;
     let chromium = Chromium::start().await;
     chromium

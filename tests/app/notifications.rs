@@ -58,10 +58,7 @@ fn bell(page: &Page) -> (String, Option<String>) {
 }
 
 async fn go_live(owner: &Browser, stream: StreamId) {
-    let page = owner
-        .post_htmx(&format!("/studio/streams/{stream}/live"), &[])
-        .await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let page = builders::go_live(owner, stream).await;
     assert_eq!(
         page.header("hx-redirect"),
         Some(format!("/studio/streams/{stream}/broadcast"))

@@ -73,14 +73,6 @@ impl Setup {
         id.parse().unwrap()
     }
 
-    async fn go_live(&self) {
-        let page = self
-            .owner
-            .post_htmx(&format!("/studio/streams/{}/live", self.stream.id), &[])
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    }
-
     /// Reloads the webhooks page until `done` holds (the worker is asynchronous).
     async fn log_until(&self, what: &str, done: impl Fn(&Page) -> bool) -> Page {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -174,7 +166,7 @@ async fn events_arrive_signed_with_the_expected_json_and_the_secret_stays_out_of
     ping.assert_signed_with(&secret);
 
     // Going live, through the real route against the real LiveKit.
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let started = receiver.wait_for("stream.started").await;
     started.assert_signed_with(&secret);
     assert_eq!(started.header("content-type"), "application/json");
@@ -322,7 +314,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt() {
         own
     );
 
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let log = t
         .log_until("the delivery delivered", |p| {
             p.has(&format!(
@@ -409,7 +401,7 @@ async fn private_addresses_are_refused_at_delivery_and_a_hopeless_delivery_is_gi
         .await
         .unwrap();
     }
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let log = t
         .log_until("both deliveries failed", |p| {
             p.texts("tr.delivery[data-status=failed]").len() == 2
@@ -647,7 +639,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failed_attempt() {
     tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
     let id = t.add(&[("url", &url), ("secret_choice", "generate")]).await;
 
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let log = t
         .log_until("the delivery failed", |p| {
             p.has(&format!(
@@ -751,7 +743,7 @@ async fn a_slow_receiver_gets_one_delivery_at_a_time_and_holds_up_no_one_else() 
 
     // The slow receiver holds one delivery; the other endpoint's event goes
     // out meanwhile.
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     fast.wait_for("stream.started").await;
     assert_eq!(
         slow.received(),

@@ -8,10 +8,11 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::schema::{access_passes, audit_log};
+use stagepass::db::streams::Status;
 use stagepass::db::{ChannelId, PassId, StreamId, UserId};
 
-use crate::channels::{create_channel, stream_in_state};
 use crate::util::builders;
+use crate::util::builders::{create_channel, stream_in_state};
 use crate::util::{Browser, Page, TestApp};
 
 fn datetime_local(t: DateTime<Utc>) -> String {
@@ -179,8 +180,8 @@ async fn the_owner_creates_a_channel_pass_and_a_stream_pass() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(48)).await;
-    let old = stream_in_state(&app, channel, "Old show", "ended", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(48)).await;
+    let old = stream_in_state(&app, channel, "Old show", Status::Ended, None).await;
 
     let list = ann.get("/studio/channels/ann-live/passes").await;
     assert_eq!(list.status, StatusCode::OK);
@@ -373,9 +374,9 @@ async fn invalid_passes_are_refused_next_to_their_fields() {
     let (bob, _) = builders::user(&app, "bob@example.com", "Bob").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
     let other = create_channel(&app, &bob, "bob-live", "Bob Live").await;
-    let mine = stream_in_state(&app, channel, "Mine", "draft", Some(24)).await;
-    let theirs = stream_in_state(&app, other, "Theirs", "draft", Some(24)).await;
-    let ended = stream_in_state(&app, channel, "Over", "ended", None).await;
+    let mine = stream_in_state(&app, channel, "Mine", Status::Draft, Some(24)).await;
+    let theirs = stream_in_state(&app, other, "Theirs", Status::Draft, Some(24)).await;
+    let ended = stream_in_state(&app, channel, "Over", Status::Ended, None).await;
     let list = "/studio/channels/ann-live/passes";
 
     let refused = |page: &Page, field: &str| {
@@ -407,96 +408,64 @@ async fn invalid_passes_are_refused_next_to_their_fields() {
     );
     assert_eq!(negative.attr("#price", "value").as_deref(), Some("-5"));
 
-    let decimals = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Odd", &[("price", "9.999")]),
-        )
-        .await;
-    assert!(refused(&decimals, "price").contains("2 decimals"));
-    let absurd = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Gold", &[("price", "100000.01")]),
-        )
-        .await;
-    assert!(refused(&absurd, "price").contains("100000.00"));
-
     let later = datetime_local(Utc::now() + Duration::days(3));
     let earlier = datetime_local(Utc::now() + Duration::days(2));
-    let both = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Both",
-                &[("window_starts_at", &earlier), ("window_ends_at", &later)],
-            ),
-        )
-        .await;
-    assert!(refused(&both, "length").contains("not both"));
-    let neither = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Neither", &[("duration", "")]),
-        )
-        .await;
-    assert!(refused(&neither, "length").contains("how long the pass lasts"));
-
     let (yesterday, an_hour_ago) = (
         datetime_local(Utc::now() - Duration::days(1)),
         datetime_local(Utc::now() - Duration::hours(1)),
     );
-    let past = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Past",
-                &[
-                    ("duration", ""),
-                    ("window_starts_at", &yesterday),
-                    ("window_ends_at", &an_hour_ago),
-                ],
-            ),
-        )
-        .await;
-    assert!(refused(&past, "window").contains("already ended"));
-    let backwards = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass(
-                "Backwards",
-                &[
-                    ("duration", ""),
-                    ("window_starts_at", &later),
-                    ("window_ends_at", &earlier),
-                ],
-            ),
-        )
-        .await;
-    assert!(refused(&backwards, "window").contains("after the start"));
-
-    let short = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Short", &[("duration", "0")]),
-        )
-        .await;
-    assert!(refused(&short, "duration").contains("at least 1 hour"));
-    let long = ann
-        .submit(
-            list,
-            "#pass-form",
-            &channel_pass("Long", &[("duration", "367"), ("duration_unit", "days")]),
-        )
-        .await;
-    assert!(refused(&long, "duration").contains("at most 366 days"));
+    // (name, changed fields, the field refused, what its error says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 8] = [
+        ("Odd", &[("price", "9.999")], "price", "2 decimals"),
+        ("Gold", &[("price", "100000.01")], "price", "100000.00"),
+        (
+            "Both",
+            &[("window_starts_at", &earlier), ("window_ends_at", &later)],
+            "length",
+            "not both",
+        ),
+        (
+            "Neither",
+            &[("duration", "")],
+            "length",
+            "how long the pass lasts",
+        ),
+        (
+            "Past",
+            &[
+                ("duration", ""),
+                ("window_starts_at", &yesterday),
+                ("window_ends_at", &an_hour_ago),
+            ],
+            "window",
+            "already ended",
+        ),
+        (
+            "Backwards",
+            &[
+                ("duration", ""),
+                ("window_starts_at", &later),
+                ("window_ends_at", &earlier),
+            ],
+            "window",
+            "after the start",
+        ),
+        ("Short", &[("duration", "0")], "duration", "at least 1 hour"),
+        (
+            "Long",
+            &[("duration", "367"), ("duration_unit", "days")],
+            "duration",
+            "at most 366 days",
+        ),
+    ];
+    for (name, changes, field, reason) in cases {
+        let page = ann
+            .submit(list, "#pass-form", &channel_pass(name, changes))
+            .await;
+        let error = refused(&page, field);
+        assert!(error.contains(reason), "{name}: {error}");
+    }
 
     // A stream of another channel, by a forged id; an ended stream of this one.
     for forged in [theirs, ended] {
@@ -650,7 +619,7 @@ async fn an_archived_pass_is_off_sale_but_its_grants_still_watch() {
     let (_, nia_id) = builders::user(&app, "nia@example.com", "Nia").await;
     let channel = builders::channel(&app, ann_id, "ann-live").await;
     // Announced (scheduled), so that its pages are public; a real go-live below.
-    let stream = stream_in_state(&app, channel.id, "Friday session", "draft", Some(1)).await;
+    let stream = stream_in_state(&app, channel.id, "Friday session", Status::Draft, Some(1)).await;
     let pass = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
     let other = create_pass(
         &app,
@@ -693,10 +662,7 @@ async fn an_archived_pass_is_off_sale_but_its_grants_still_watch() {
     assert!(vic.get(&stream_page).await.has(&card(other)));
 
     // Vic's grant from the archived pass still gets them a token while live.
-    let live = ann
-        .post_htmx(&format!("/studio/streams/{}/live", stream), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    builders::go_live(&ann, stream).await;
     let token = vic.post_htmx(&format!("/s/{}/token", stream), &[]).await;
     assert_eq!(token.status, StatusCode::OK, "{}", token.text);
     let body: serde_json::Value = serde_json::from_str(&token.text).unwrap();
@@ -754,8 +720,8 @@ async fn the_stream_pass_page_offers_what_covers_the_stream() {
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let (vic, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(24)).await;
-    let saturday = stream_in_state(&app, channel, "Saturday session", "live", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(24)).await;
+    let saturday = stream_in_state(&app, channel, "Saturday session", Status::Live, None).await;
     let (f, s) = (friday.to_string(), saturday.to_string());
     let season = create_pass(
         &app,
@@ -893,9 +859,9 @@ async fn pass_pages_say_who_already_has_access_and_hide_private_streams() {
     let (vic, vic_id) = builders::user(&app, "vic@example.com", "Vic").await;
     let (sam, _) = builders::user(&app, "sam@example.com", "Sam").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
-    let draft = stream_in_state(&app, channel, "Secret", "draft", None).await;
-    let ended = stream_in_state(&app, channel, "Yesterday", "ended", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
+    let draft = stream_in_state(&app, channel, "Secret", Status::Draft, None).await;
+    let ended = stream_in_state(&app, channel, "Yesterday", Status::Ended, None).await;
     let (d, e) = (draft.to_string(), ended.to_string());
     builders::grant(&app, vic_id, channel, Some(live), "-1 hour", "2 hours").await;
 
@@ -993,7 +959,7 @@ async fn the_channel_passes_page_lists_channel_and_stream_passes() {
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let (vic, _) = builders::user(&app, "vic@example.com", "Vic").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "draft", Some(24)).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Draft, Some(24)).await;
     let f = friday.to_string();
     let season = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
     let fri = create_pass(
@@ -1068,7 +1034,7 @@ async fn my_passes_sorts_grants_by_what_they_are_now() {
     let (vic, vic_id) = builders::user(&app, "vic@example.com", "Vic").await;
     let (_, sam_id) = builders::user(&app, "sam@example.com", "Sam").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let friday = stream_in_state(&app, channel, "Friday session", "live", None).await;
+    let friday = stream_in_state(&app, channel, "Friday session", Status::Live, None).await;
     let season = create_pass(&app, &ann, "ann-live", &channel_pass("Season", &[])).await;
 
     let active = grant_from(

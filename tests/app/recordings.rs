@@ -43,14 +43,6 @@ async fn setup() -> Rec {
 }
 
 impl Rec {
-    async fn go_live(&self) {
-        let page = self
-            .owner
-            .post_htmx(&format!("/studio/streams/{}/live", self.stream.id), &[])
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    }
-
     async fn rows(&self) -> Vec<Recording> {
         recordings::table
             .filter(recordings::stream_id.eq(self.stream.id))
@@ -108,7 +100,7 @@ async fn include_replays(app: &TestApp, grant: i64, on: bool) {
 #[tokio::test]
 async fn start_then_stop_gives_a_complete_recording_that_only_replay_holders_can_play() {
     let t = setup().await;
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let page = t.start().await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.has("#recording-indicator"), "{}", page.text);
@@ -226,7 +218,7 @@ async fn start_then_stop_gives_a_complete_recording_that_only_replay_holders_can
 #[tokio::test]
 async fn racing_starts_give_one_recording() {
     let t = setup().await;
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     let (a, b, c) = tokio::join!(t.start(), t.start(), t.start());
     for p in [&a, &b, &c] {
         assert_eq!(p.status, StatusCode::OK, "{}", p.text);
@@ -245,7 +237,7 @@ async fn racing_starts_give_one_recording() {
 #[tokio::test]
 async fn ending_a_stream_stops_its_recording() {
     let t = setup().await;
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
     t.wait_status(Status::Active).await;
     let page = t
@@ -278,7 +270,7 @@ async fn record_on_live_starts_recording_when_going_live() {
         "{}",
         settings.text
     );
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     t.wait_status(Status::Active).await;
     t.app.stop().await;
 }
@@ -304,7 +296,7 @@ async fn a_failed_egress_shows_its_reason_on_the_broadcast_page() {
         .await
         .unwrap();
     let t = Rec { stream, ..t };
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The stand-in fails it once it ends; stopping ends it.
@@ -343,10 +335,7 @@ async fn a_bucket_that_does_not_exist_gives_a_clear_error_on_the_button() {
     let (owner, owner_id) = builders::user(&t, "owner@example.com", "Owner").await;
     let channel = builders::channel(&t, owner_id, "rec-channel").await;
     let stream = builders::stream(&t, &channel, AccessKind::Pass).await;
-    let live = owner
-        .post_htmx(&format!("/studio/streams/{}/live", stream.id), &[])
-        .await;
-    assert_eq!(live.status, StatusCode::OK);
+    builders::go_live(&owner, stream.id).await;
     let page = owner
         .post_htmx(
             &format!("/studio/streams/{}/recording/start", stream.id),
@@ -366,7 +355,7 @@ async fn a_bucket_that_does_not_exist_gives_a_clear_error_on_the_button() {
 #[tokio::test]
 async fn the_retention_job_deletes_recordings_older_than_the_channels_period() {
     let t = setup().await;
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
     t.wait_status(Status::Active).await;
     t.stop().await;
@@ -407,7 +396,7 @@ async fn the_retention_job_deletes_recordings_older_than_the_channels_period() {
 #[tokio::test]
 async fn the_reconciler_settles_a_recording_whose_webhook_was_lost() {
     let t = setup().await;
-    t.go_live().await;
+    builders::go_live(&t.owner, t.stream.id).await;
     t.start().await;
     t.wait_status(Status::Active).await;
     t.stop().await;

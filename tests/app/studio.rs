@@ -7,9 +7,10 @@ use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::StreamId;
 use stagepass::db::schema::{audit_log, streams};
+use stagepass::db::streams::Status;
 
-use crate::channels::{create_channel, stream_in_state};
 use crate::util::builders;
+use crate::util::builders::{create_channel, stream_in_state};
 use crate::util::{Browser, TestApp};
 
 fn datetime_local(t: DateTime<Utc>) -> String {
@@ -375,7 +376,7 @@ async fn a_live_stream_shows_its_controls_and_keeps_its_terms() {
     let app = TestApp::spawn().await;
     let (ann, _) = builders::user(&app, "ann@example.com", "Ann").await;
     let channel = create_channel(&app, &ann, "ann-live", "Ann Live").await;
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
     let path = format!("/studio/streams/{live}");
 
     let page = ann.get(&path).await;
@@ -420,7 +421,7 @@ async fn a_live_stream_shows_its_controls_and_keeps_its_terms() {
     );
 
     // An ended stream says so.
-    let ended = stream_in_state(&app, channel, "Done", "ended", None).await;
+    let ended = stream_in_state(&app, channel, "Done", Status::Ended, None).await;
     let page = ann.get(&format!("/studio/streams/{ended}")).await;
     assert_eq!(
         page.attr("#stream-state", "data-state").as_deref(),
@@ -463,7 +464,7 @@ async fn drafts_can_be_deleted_but_a_live_stream_cannot() {
         .unwrap();
     assert_eq!((actor, subject), (Some(ann_id.0), Some(draft.to_string())));
 
-    let live = stream_in_state(&app, channel, "On air", "live", None).await;
+    let live = stream_in_state(&app, channel, "On air", Status::Live, None).await;
     let token = ann.csrf_token().await;
     let refused = ann
         .post_raw(

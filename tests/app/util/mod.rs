@@ -6,11 +6,13 @@
 pub mod browser;
 pub mod builders;
 pub mod instance;
+pub mod livekit_webhook;
 pub mod logs;
 pub mod private_pg;
 pub mod services;
 pub mod sse;
 pub mod standin;
+pub mod uploads;
 pub mod webhook_receiver;
 pub mod whip;
 
