@@ -89,7 +89,9 @@ impl Access {
 
 /// The SQL of the rule's parts, shared by the single check (`may`) and the
 /// set-wide one (`present_but_denied`) so that both say the same thing.
-/// `$u` / `$c` / `$s` stand for user, channel and stream expressions.
+/// `$u` / `$c` / `$s` stand for user, channel and stream expressions; `$ban`
+/// for the ban kind's text, written in (not bound: the fragments sit in
+/// queries with different binds, one of them a statement prepared once).
 mod sql {
     /// An active grant of user $u covering stream $s of channel $c, at this moment.
     pub const ACTIVE_GRANT: &str = "g.user_id = $u AND g.channel_id = $c \
@@ -107,14 +109,19 @@ mod sql {
         AND (g.stream_id IS NULL OR g.stream_id = $s) \
         AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at";
     /// An active ban of $u from channel $c.
-    pub const ACTIVE_BAN: &str = "b.channel_id = $c AND b.user_id = $u AND b.kind = 'ban' \
+    pub const ACTIVE_BAN: &str = "b.channel_id = $c AND b.user_id = $u AND b.kind = $ban \
         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)";
     /// $u is on channel $c's team (owner or moderator).
     pub const TEAM: &str = "(EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = $c AND m.user_id = $u) \
         OR EXISTS (SELECT 1 FROM channels o WHERE o.id = $c AND o.owner_id = $u))";
 
     pub fn with(fragment: &str, u: &str, c: &str, s: &str) -> String {
-        fragment.replace("$u", u).replace("$c", c).replace("$s", s)
+        let ban = format!("'{}'", crate::db::bans::Kind::Ban);
+        fragment
+            .replace("$u", u)
+            .replace("$c", c)
+            .replace("$s", s)
+            .replace("$ban", &ban)
     }
 }
 
@@ -347,14 +354,16 @@ pub async fn present_but_denied(
     let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
     diesel::sql_query(format!(
         "SELECT DISTINCT s.id AS stream_id, s.room_name, p.identity FROM presence p \
-         JOIN streams s ON s.id = p.stream_id AND s.status = 'live' \
+         JOIN streams s ON s.id = p.stream_id AND s.status = $1 \
          WHERE p.left_at IS NULL AND p.user_id IS NOT NULL AND NOT {team} \
            AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
-                OR (s.access = 'pass' AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))",
+                OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))",
         team = sql::with(sql::TEAM, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
     ))
+    .bind::<Text, _>(Status::Live)
+    .bind::<Text, _>(AccessKind::Pass)
     .load(conn)
     .await
 }
@@ -370,11 +379,13 @@ pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
     let next: Next = diesel::sql_query(format!(
         "SELECT extract(epoch FROM min(g.expires_at) - now())::float8 AS seconds FROM presence p \
-         JOIN streams s ON s.id = p.stream_id AND s.status = 'live' AND s.access = 'pass' \
+         JOIN streams s ON s.id = p.stream_id AND s.status = $1 AND s.access = $2 \
          JOIN access_grants g ON {active} \
          WHERE p.left_at IS NULL AND p.user_id IS NOT NULL",
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
     ))
+    .bind::<Text, _>(Status::Live)
+    .bind::<Text, _>(AccessKind::Pass)
     .get_result(conn)
     .await?;
     Ok(next.seconds)

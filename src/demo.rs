@@ -197,7 +197,7 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
                 access_grants::user_id.eq(viewer.0),
                 access_grants::channel_id.eq(channel.0),
                 access_grants::pass_id.eq(pass),
-                access_grants::source.eq("comp"),
+                access_grants::source.eq(crate::db::grants::Source::Comp),
                 access_grants::includes_replays.eq(true),
                 access_grants::starts_at.eq(now),
                 access_grants::expires_at.eq(now + Duration::days(30)),

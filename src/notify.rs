@@ -21,6 +21,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::StreamId;
+use crate::db::bans::Kind as BanKind;
 use crate::db::notifications::Kind;
 use crate::db::streams::{Status, Stream};
 
@@ -34,7 +35,7 @@ const RECIPIENTS: &str = "FROM streams s \
        AND NOT EXISTS (SELECT 1 FROM channel_members m \
                        WHERE m.channel_id = s.channel_id AND m.user_id = f.user_id) \
        AND NOT EXISTS (SELECT 1 FROM bans b \
-                       WHERE b.channel_id = s.channel_id AND b.user_id = f.user_id AND b.kind = 'ban' \
+                       WHERE b.channel_id = s.channel_id AND b.user_id = f.user_id AND b.kind = $3 \
                          AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until))";
 
 /// The stream went live: every follower gets a "went live" notification,
@@ -50,6 +51,7 @@ pub async fn stream_live(
     ))
     .bind::<BigInt, _>(stream.0)
     .bind::<Text, _>(Kind::Live)
+    .bind::<Text, _>(BanKind::Ban)
     .execute(conn)
     .await?;
     if n > 0 {
@@ -75,6 +77,7 @@ pub async fn schedule_changed(
         diesel::sql_query("DELETE FROM notifications WHERE stream_id = $1 AND kind = $2")
             .bind::<BigInt, _>(stream.id.0)
             .bind::<Text, _>(Kind::Scheduled)
+            .bind::<Text, _>(BanKind::Ban)
             .execute(conn)
             .await?;
     if stream.scheduled_at.is_none() {
@@ -87,6 +90,7 @@ pub async fn schedule_changed(
     ))
     .bind::<BigInt, _>(stream.id.0)
     .bind::<Text, _>(Kind::Scheduled)
+    .bind::<Text, _>(BanKind::Ban)
     .execute(conn)
     .await?;
     if n > 0 {

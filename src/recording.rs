@@ -130,7 +130,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         stream_id: stream.id,
         egress_id: &placeholder,
         object_key: Some(&key),
-        backend: "egress",
+        backend: recordings::Backend::Egress,
     };
     let Some(row) = recordings::insert_starting(&mut conn, &new).await? else {
         return Err(RecordingError::AlreadyRecording);
@@ -189,7 +189,7 @@ pub async fn stop(state: &AppState, stream: &Stream) -> Result<Option<Recording>
     let Some(row) = recordings::running(&mut conn, stream.id).await? else {
         return Ok(None);
     };
-    if row.backend == "builtin" {
+    if row.backend == recordings::Backend::Builtin {
         recordings::mark_ending(&mut conn, row.id).await?;
         crate::recorder::stop(state, row.id);
         tracing::info!(recording = row.id, "recording stopping");

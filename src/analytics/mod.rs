@@ -52,6 +52,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Date, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use crate::db::orders::Status as OrderStatus;
+use crate::db::streams::Status as StreamStatus;
 use crate::db::{ChannelId, DbPool, StreamId, UserId};
 
 // ---------------------------------------------------------------------------
@@ -215,9 +217,9 @@ pub async fn record_paid(
 /// `s`: the streams measured. Each query below starts `WITH s AS (…)`.
 const ONE_STREAM: &str = "SELECT id, channel_id, title, status, started_at, ended_at, created_at FROM streams WHERE id = $1";
 /// A channel's streams, unannounced drafts left out (the team's business, and
-/// without figures).
+/// without figures). `$2`: the draft status.
 const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at, ended_at, created_at FROM streams \
-     WHERE channel_id = $1 AND NOT (status = 'draft' AND scheduled_at IS NULL)";
+     WHERE channel_id = $1 AND NOT (status = $2 AND scheduled_at IS NULL)";
 
 /// The viewers' merged sessions of the streams in `s`: `visits(stream_id,
 /// viewer, a, b)`, one row per stretch of uninterrupted presence. `viewer`
@@ -372,6 +374,7 @@ pub async fn channel_overview(
            FROM per_stream ORDER BY coalesce(started_at, created_at) DESC, stream_id DESC"
     ))
     .bind::<BigInt, _>(channel.0)
+    .bind::<Text, _>(StreamStatus::Draft)
     .load(conn)
     .await?;
     let unique = rows.as_slice().first().map_or(0, |r| r.channel_viewers);
@@ -412,18 +415,7 @@ pub async fn stream_sales(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
 ) -> diesel::QueryResult<Vec<Sales>> {
-    diesel::sql_query(
-        "SELECT s.id AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
-           FROM streams s \
-           JOIN access_passes p ON p.channel_id = s.channel_id \
-           JOIN orders o ON o.pass_id = p.id AND o.status = 'paid' \
-                        AND (o.stream_id = s.id OR p.stream_id = s.id) \
-          WHERE s.id = $1 \
-          GROUP BY s.id, o.currency ORDER BY o.currency",
-    )
-    .bind::<BigInt, _>(stream.0)
-    .load(conn)
-    .await
+    sales_by_stream(conn, "s.id", stream.0).await
 }
 
 /// Sales of each stream of a channel, per currency (streams without sales absent).
@@ -431,16 +423,27 @@ pub async fn channel_sales_by_stream(
     conn: &mut AsyncPgConnection,
     channel: ChannelId,
 ) -> diesel::QueryResult<Vec<Sales>> {
-    diesel::sql_query(
+    sales_by_stream(conn, "s.channel_id", channel.0).await
+}
+
+/// Paid orders attributed to the streams whose `column` is `id`, per stream
+/// and currency: bought from the stream's page, or a pass for that stream.
+async fn sales_by_stream(
+    conn: &mut AsyncPgConnection,
+    column: &'static str,
+    id: i64,
+) -> diesel::QueryResult<Vec<Sales>> {
+    diesel::sql_query(format!(
         "SELECT s.id AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
            FROM streams s \
            JOIN access_passes p ON p.channel_id = s.channel_id \
-           JOIN orders o ON o.pass_id = p.id AND o.status = 'paid' \
+           JOIN orders o ON o.pass_id = p.id AND o.status = $2 \
                         AND (o.stream_id = s.id OR p.stream_id = s.id) \
-          WHERE s.channel_id = $1 \
-          GROUP BY s.id, o.currency ORDER BY s.id, o.currency",
-    )
-    .bind::<BigInt, _>(channel.0)
+          WHERE {column} = $1 \
+          GROUP BY s.id, o.currency ORDER BY s.id, o.currency"
+    ))
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(OrderStatus::Paid)
     .load(conn)
     .await
 }
@@ -453,10 +456,11 @@ pub async fn channel_sales(
     diesel::sql_query(
         "SELECT NULL::int8 AS stream_id, o.currency, count(*) AS sold, count(*) FILTER (WHERE o.amount_cents = 0) AS free, sum(o.amount_cents)::int8 AS revenue_cents \
            FROM orders o JOIN access_passes p ON p.id = o.pass_id \
-          WHERE p.channel_id = $1 AND o.status = 'paid' \
+          WHERE p.channel_id = $1 AND o.status = $2 \
           GROUP BY o.currency ORDER BY o.currency",
     )
     .bind::<BigInt, _>(channel.0)
+    .bind::<Text, _>(OrderStatus::Paid)
     .load(conn)
     .await
 }
@@ -628,7 +632,7 @@ pub async fn revenue_per_day(
                          generate_series(today.d - {back}, today.d, interval '1 day') AS g), \
               paid AS (SELECT o.currency, o.amount_cents, (o.paid_at AT TIME ZONE 'UTC')::date AS day \
                          FROM orders o JOIN access_passes p ON p.id = o.pass_id \
-                        WHERE p.channel_id = $1 AND o.status = 'paid' AND o.paid_at IS NOT NULL \
+                        WHERE p.channel_id = $1 AND o.status = $2 AND o.paid_at IS NOT NULL \
                           AND (o.paid_at AT TIME ZONE 'UTC')::date >= (SELECT d FROM today) - {back}), \
               currencies AS (SELECT DISTINCT currency FROM paid) \
          SELECT days.day, c.currency, count(paid.day) AS sold, \
@@ -639,6 +643,7 @@ pub async fn revenue_per_day(
         back = REVENUE_DAYS - 1,
     ))
     .bind::<BigInt, _>(channel.0)
+    .bind::<Text, _>(OrderStatus::Paid)
     .load(conn)
     .await
 }

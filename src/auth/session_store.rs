@@ -39,56 +39,44 @@ fn backend(err: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(err.to_string())
 }
 
-fn expiry(record: &Record) -> DateTime<Utc> {
+/// The record as a row: its data encoded, the signed-in user picked out.
+fn row(record: &Record) -> session_store::Result<db::sessions::Row> {
     let t = record.expiry_date;
-    DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_else(Utc::now)
-}
-
-fn user_id(record: &Record) -> Option<UserId> {
-    record
-        .data
-        .get(USER_ID_KEY)
-        .and_then(serde_json::Value::as_i64)
-        .map(UserId)
-}
-
-fn encode(record: &Record) -> session_store::Result<serde_json::Value> {
-    serde_json::to_value(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
+    Ok(db::sessions::Row {
+        id: record.id.to_string(),
+        data: serde_json::to_value(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?,
+        expires_at: DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+            .unwrap_or_else(Utc::now),
+        user_id: record
+            .data
+            .get(USER_ID_KEY)
+            .and_then(serde_json::Value::as_i64)
+            .map(UserId),
+    })
 }
 
 #[async_trait]
 impl SessionStore for PgSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
-        let data = encode(record)?;
+        let mut row = row(record)?;
         // 128-bit random ids practically never collide; if one does, draw again.
-        while !db::sessions::insert_new(
-            &mut conn,
-            &record.id.to_string(),
-            &data,
-            expiry(record),
-            user_id(record),
-        )
-        .await
-        .map_err(backend)?
+        while !db::sessions::insert_new(&mut conn, &row)
+            .await
+            .map_err(backend)?
         {
             record.id = Id::default();
+            row.id = record.id.to_string();
         }
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
-        let data = encode(record)?;
-        db::sessions::upsert(
-            &mut conn,
-            &record.id.to_string(),
-            &data,
-            expiry(record),
-            user_id(record),
-        )
-        .await
-        .map_err(backend)
+        db::sessions::upsert(&mut conn, &row(record)?)
+            .await
+            .map_err(backend)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {

@@ -72,13 +72,8 @@ pub async fn list(
         if let Some(action) = query.action.as_deref().filter(|a| !a.is_empty()) {
             q = q.filter(audit_log::action.eq(action.to_owned()));
         }
-        if let Some(actor) = query
-            .actor
-            .as_deref()
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
-            q = q.filter(users::email.ilike(format!("%{}%", escape_like(actor))));
+        if let Some(pattern) = super::typed_contains(query.actor.as_deref()) {
+            q = q.filter(users::email.ilike(pattern));
         }
         if let Some(from) = query.from {
             q = q.filter(audit_log::created_at.ge(from.and_time(chrono::NaiveTime::MIN).and_utc()));
@@ -145,16 +140,4 @@ pub async fn stream_titles(
         .select((streams::id, streams::title))
         .load(conn)
         .await
-}
-
-/// `%`, `_` and `\` typed into a search box match themselves, not patterns.
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

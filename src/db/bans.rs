@@ -252,10 +252,11 @@ pub async fn active_in_channel(
                 bans.until, bans.reason, m.display_name AS banned_by_name, bans.created_at \
          FROM bans JOIN users u ON u.id = bans.user_id LEFT JOIN users m ON m.id = bans.banned_by \
          WHERE bans.channel_id = $1 AND {ACTIVE} \
-         ORDER BY bans.kind = 'ban' DESC, bans.created_at DESC, bans.id DESC"
+         ORDER BY bans.kind = $3 DESC, bans.created_at DESC, bans.id DESC"
     ))
     .bind::<BigInt, _>(channel.0)
     .bind::<diesel::sql_types::Bool, _>(emails == Emails::Shown)
+    .bind::<Text, _>(Kind::Ban)
     .load(conn)
     .await
 }
@@ -288,17 +289,20 @@ pub async fn standing(
     let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
     diesel::sql_query(format!(
         "SELECT u.id AS user_id, u.display_name, \
-                CASE WHEN c.owner_id = u.id THEN 'owner' ELSE cm.role END AS role, \
+                CASE WHEN c.owner_id = u.id THEN $3 ELSE cm.role END AS role, \
                 EXISTS (SELECT 1 FROM bans WHERE bans.channel_id = $1 AND bans.user_id = u.id \
-                        AND bans.kind = 'ban' AND {ACTIVE}) AS banned, \
+                        AND bans.kind = $4 AND {ACTIVE}) AS banned, \
                 (SELECT max(bans.until) FROM bans WHERE bans.channel_id = $1 AND bans.user_id = u.id \
-                        AND bans.kind = 'timeout' AND {ACTIVE}) AS timed_out_until \
+                        AND bans.kind = $5 AND {ACTIVE}) AS timed_out_until \
          FROM users u JOIN channels c ON c.id = $1 \
          LEFT JOIN channel_members cm ON cm.channel_id = $1 AND cm.user_id = u.id \
          WHERE u.id = ANY($2)"
     ))
     .bind::<BigInt, _>(channel.0)
     .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
+    .bind::<Text, _>(Role::Owner)
+    .bind::<Text, _>(Kind::Ban)
+    .bind::<Text, _>(Kind::Timeout)
     .load(conn)
     .await
 }

@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::bans::Kind as BanKind;
 use super::channels::Role;
 use super::schema::{chat_messages, streams};
 use super::{ChannelId, StreamId, UserId};
@@ -135,16 +136,24 @@ impl Message {
     }
 }
 
-const SELECT_MESSAGES: &str = "SELECT m.id, m.stream_id, m.seq, m.deleted_seq, m.author_id, \
+/// The messages' columns with their author's name and role on the team (the
+/// roles' texts written in: the same SQL for every call).
+fn select_messages() -> String {
+    format!(
+        "SELECT m.id, m.stream_id, m.seq, m.deleted_seq, m.author_id, \
        u.display_name AS author_name, \
-       CASE WHEN c.owner_id = m.author_id OR cm.role = 'owner' THEN 'owner' \
-            WHEN cm.role = 'moderator' THEN 'moderator' END AS author_role, \
+       CASE WHEN c.owner_id = m.author_id OR cm.role = '{owner}' THEN '{owner}' \
+            WHEN cm.role = '{moderator}' THEN '{moderator}' END AS author_role, \
        m.body, m.created_at, m.visible_at, m.deleted_at IS NOT NULL AS deleted \
      FROM chat_messages m \
      JOIN users u ON u.id = m.author_id \
      JOIN streams s ON s.id = m.stream_id \
      JOIN channels c ON c.id = s.channel_id \
-     LEFT JOIN channel_members cm ON cm.channel_id = s.channel_id AND cm.user_id = m.author_id ";
+     LEFT JOIN channel_members cm ON cm.channel_id = s.channel_id AND cm.user_id = m.author_id ",
+        owner = Role::Owner,
+        moderator = Role::Moderator,
+    )
+}
 
 /// The newest `limit` visible messages (oldest first) and the stream's event
 /// number they are current as of, read in one snapshot: the panel shows the
@@ -160,8 +169,9 @@ pub async fn recent(
         .run(async |conn| {
             let cursor = cursor(conn, stream).await?;
             let mut messages: Vec<Message> = diesel::sql_query(format!(
-                "{SELECT_MESSAGES} WHERE m.stream_id = $1 AND m.seq IS NOT NULL AND m.deleted_at IS NULL \
-                 ORDER BY m.seq DESC LIMIT $2"
+                "{select} WHERE m.stream_id = $1 AND m.seq IS NOT NULL AND m.deleted_at IS NULL \
+                 ORDER BY m.seq DESC LIMIT $2",
+                select = select_messages(),
             ))
             .bind::<BigInt, _>(stream.0)
             .bind::<BigInt, _>(limit)
@@ -185,8 +195,9 @@ pub async fn cursor(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryResu
 /// Messages still held back (oldest first), for the team's review list.
 pub async fn held(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryResult<Vec<Message>> {
     diesel::sql_query(format!(
-        "{SELECT_MESSAGES} WHERE m.stream_id = $1 AND m.seq IS NULL AND m.deleted_at IS NULL \
-         ORDER BY m.visible_at, m.id LIMIT 200"
+        "{select} WHERE m.stream_id = $1 AND m.seq IS NULL AND m.deleted_at IS NULL \
+         ORDER BY m.visible_at, m.id LIMIT 200",
+        select = select_messages(),
     ))
     .bind::<BigInt, _>(stream.0)
     .load(conn)
@@ -200,7 +211,8 @@ pub async fn by_seq(
     seq: i64,
 ) -> QueryResult<Option<Message>> {
     diesel::sql_query(format!(
-        "{SELECT_MESSAGES} WHERE m.stream_id = $1 AND m.seq = $2"
+        "{select} WHERE m.stream_id = $1 AND m.seq = $2",
+        select = select_messages(),
     ))
     .bind::<BigInt, _>(stream.0)
     .bind::<BigInt, _>(seq)
@@ -216,7 +228,8 @@ pub async fn by_deleted_seq(
     seq: i64,
 ) -> QueryResult<Option<Message>> {
     diesel::sql_query(format!(
-        "{SELECT_MESSAGES} WHERE m.stream_id = $1 AND m.deleted_seq = $2"
+        "{select} WHERE m.stream_id = $1 AND m.deleted_seq = $2",
+        select = select_messages(),
     ))
     .bind::<BigInt, _>(stream.0)
     .bind::<BigInt, _>(seq)
@@ -256,8 +269,9 @@ pub async fn events_after(
     after: i64,
 ) -> QueryResult<Vec<Event>> {
     let rows: Vec<Message> = diesel::sql_query(format!(
-        "{SELECT_MESSAGES} WHERE m.stream_id = $1 AND (m.seq > $2 OR m.deleted_seq > $2) \
-         ORDER BY greatest(m.seq, m.deleted_seq) DESC LIMIT $3"
+        "{select} WHERE m.stream_id = $1 AND (m.seq > $2 OR m.deleted_seq > $2) \
+         ORDER BY greatest(m.seq, m.deleted_seq) DESC LIMIT $3",
+        select = select_messages(),
     ))
     .bind::<BigInt, _>(stream.0)
     .bind::<BigInt, _>(after)
@@ -353,7 +367,7 @@ pub async fn recent_activity(
     diesel::sql_query(
         "SELECT \
            (SELECT max(b.until) FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 \
-              AND b.kind = 'timeout' AND b.lifted_at IS NULL AND now() < b.until) AS timeout_until, \
+              AND b.kind = $9 AND b.lifted_at IS NULL AND now() < b.until) AS timeout_until, \
            (SELECT extract(epoch FROM max(m.created_at) + make_interval(secs => $4) - now())::float8 \
               FROM chat_messages m WHERE m.stream_id = $3 AND m.author_id = $2) AS slow_mode_wait, \
            (SELECT count(*) FROM chat_messages m WHERE m.stream_id = $3 AND m.author_id = $2 \
@@ -372,6 +386,7 @@ pub async fn recent_activity(
     .bind::<Integer, _>(q.duplicate_window_seconds)
     .bind::<BigInt, _>(q.duplicate_of_last)
     .bind::<Text, _>(q.body)
+    .bind::<Text, _>(BanKind::Timeout)
     .get_result(conn)
     .await
 }
@@ -389,10 +404,11 @@ pub async fn active_timeout(
     }
     let row: Until = diesel::sql_query(
         "SELECT max(b.until) AS until FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 \
-         AND b.kind = 'timeout' AND b.lifted_at IS NULL AND now() < b.until",
+         AND b.kind = $3 AND b.lifted_at IS NULL AND now() < b.until",
     )
     .bind::<BigInt, _>(channel.0)
     .bind::<BigInt, _>(user.0)
+    .bind::<Text, _>(BanKind::Timeout)
     .get_result(conn)
     .await?;
     Ok(row.until)

@@ -435,12 +435,6 @@ pub async fn recent_failures(
         .await
 }
 
-#[derive(diesel::QueryableByName)]
-struct Wait {
-    #[diesel(sql_type = diesel::sql_types::Double)]
-    secs: f64,
-}
-
 /// How long until `user` has fewer than `max` failures within `window`.
 pub async fn failures_retry_after(
     conn: &mut AsyncPgConnection,
@@ -449,7 +443,7 @@ pub async fn failures_retry_after(
     window: std::time::Duration,
 ) -> QueryResult<std::time::Duration> {
     use diesel::sql_types::{BigInt, Double, Text};
-    let wait: Option<Wait> = diesel::sql_query(
+    let wait: Option<super::RetryWait> = diesel::sql_query(
         "SELECT GREATEST(EXTRACT(EPOCH FROM created_at + make_interval(secs => $3) - now()), 1)::float8 AS secs \
          FROM audit_log \
          WHERE actor_id = $1 AND action = $2 AND created_at > now() - make_interval(secs => $3) \
@@ -462,7 +456,7 @@ pub async fn failures_retry_after(
     .get_result(conn)
     .await
     .optional()?;
-    Ok(wait.map_or(window, |w| std::time::Duration::from_secs_f64(w.secs)))
+    Ok(super::RetryWait::or_window(wait, window))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::streams::{AccessKind, Status};
-use super::{ChannelId, StreamId, UserId};
+use super::{ChannelId, StreamId, UserId, contains_pattern};
 
 /// A scheduled stream whose time has passed stays listed this long as
 /// "starting any minute" (creators start late); after that it has not
@@ -74,26 +74,40 @@ pub struct Card {
     pub followers: i64,
 }
 
+/// The statuses as the partial indexes spell them, written into the SQL
+/// (not bound) so that the planner matches those indexes in every plan.
+const LIVE: Status = Status::Live;
+const DRAFT: Status = Status::Draft;
+const ENDED: Status = Status::Ended;
+
 /// The columns of a `Card`, for the stream `s` of channel `c`; `$1` is the
 /// viewer (NULL when anonymous).
-const CARD_COLUMNS: &str = "s.id AS stream_id, s.title, s.access, s.status, s.scheduled_at, \
+fn card_columns() -> String {
+    format!(
+        "s.id AS stream_id, s.title, s.access, s.status, s.scheduled_at, \
     s.started_at, s.ended_at, s.thumbnail_key, c.id AS channel_id, c.handle, c.title AS channel_title, c.owner_id, \
-    CASE WHEN s.status = 'live' THEN ( \
+    CASE WHEN s.status = '{LIVE}' THEN ( \
         SELECT count(DISTINCT p.identity) FROM presence p \
         WHERE p.stream_id = s.id AND p.left_at IS NULL \
-          AND p.identity ~ '^[0-9]{1,18}$' \
+          AND p.identity ~ '^[0-9]{{1,18}}$' \
           AND (p.user_id IS NULL OR NOT EXISTS ( \
               SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
           AND p.user_id IS DISTINCT FROM c.owner_id) \
     ELSE 0 END AS viewers, \
-    CASE WHEN s.status = 'live' THEN floor(extract(epoch FROM now() - s.started_at))::bigint END AS live_seconds, \
-    CASE WHEN s.status = 'draft' THEN floor(extract(epoch FROM s.scheduled_at - now()))::bigint END AS starts_in_seconds, \
+    CASE WHEN s.status = '{LIVE}' THEN floor(extract(epoch FROM now() - s.started_at))::bigint END AS live_seconds, \
+    CASE WHEN s.status = '{DRAFT}' THEN floor(extract(epoch FROM s.scheduled_at - now()))::bigint END AS starts_in_seconds, \
     EXISTS (SELECT 1 FROM follows f WHERE f.user_id = $1 AND f.channel_id = c.id) AS following, \
-    (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers";
+    (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers"
+    )
+}
 
 /// An announced draft still worth listing: scheduled, not overdue past the grace.
-const ANNOUNCED: &str = "s.status = 'draft' AND s.scheduled_at IS NOT NULL \
-    AND s.scheduled_at > now() - make_interval(mins => $2)";
+fn announced() -> String {
+    format!(
+        "s.status = '{DRAFT}' AND s.scheduled_at IS NOT NULL \
+    AND s.scheduled_at > now() - make_interval(mins => $2)"
+    )
+}
 
 /// Keeps the followed channels out of the general lists (they have their own, first).
 const NOT_FOLLOWED: &str =
@@ -139,14 +153,16 @@ fn split_page<C>(mut items: Vec<Card>, size: i64, next: impl Fn(&Card) -> C) -> 
 /// (most recently started), then upcoming (soonest first).
 pub async fn followed(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Card>> {
     diesel::sql_query(format!(
-        "SELECT {CARD_COLUMNS} FROM follows fw \
+        "SELECT {card} FROM follows fw \
          JOIN channels c ON c.id = fw.channel_id \
          JOIN streams s ON s.channel_id = c.id \
-         WHERE fw.user_id = $1 AND (s.status = 'live' OR ({ANNOUNCED})) \
-         ORDER BY s.status <> 'live', \
-                  CASE WHEN s.status = 'live' THEN s.started_at END DESC, \
+         WHERE fw.user_id = $1 AND (s.status = '{LIVE}' OR ({announced})) \
+         ORDER BY s.status <> '{LIVE}', \
+                  CASE WHEN s.status = '{LIVE}' THEN s.started_at END DESC, \
                   s.scheduled_at, s.id \
-         LIMIT $3"
+         LIMIT $3",
+        card = card_columns(),
+        announced = announced(),
     ))
     .bind::<Nullable<BigInt>, _>(Some(user))
     .bind::<Integer, _>(OVERDUE_GRACE_MINUTES)
@@ -162,11 +178,12 @@ pub async fn live(
     after: Option<Cursor>,
 ) -> QueryResult<Page<Card, Cursor>> {
     let items: Vec<Card> = diesel::sql_query(format!(
-        "SELECT {CARD_COLUMNS} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE s.status = 'live' AND {NOT_FOLLOWED} \
+        "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
+         WHERE s.status = '{LIVE}' AND {NOT_FOLLOWED} \
            AND ($2::timestamptz IS NULL OR (s.started_at, s.id) < ($2, $3)) \
          ORDER BY s.started_at DESC, s.id DESC \
-         LIMIT $4"
+         LIMIT $4",
+        card = card_columns(),
     ))
     .bind::<Nullable<BigInt>, _>(user)
     .bind::<Nullable<Timestamptz>, _>(after.map(|c| c.at))
@@ -188,11 +205,13 @@ pub async fn upcoming(
     after: Option<Cursor>,
 ) -> QueryResult<Page<Card, Cursor>> {
     let items: Vec<Card> = diesel::sql_query(format!(
-        "SELECT {CARD_COLUMNS} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE {ANNOUNCED} AND {NOT_FOLLOWED} \
+        "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
+         WHERE {announced} AND {NOT_FOLLOWED} \
            AND ($3::timestamptz IS NULL OR (s.scheduled_at, s.id) > ($3, $4)) \
          ORDER BY s.scheduled_at, s.id \
-         LIMIT $5"
+         LIMIT $5",
+        card = card_columns(),
+        announced = announced(),
     ))
     .bind::<Nullable<BigInt>, _>(user)
     .bind::<Integer, _>(OVERDUE_GRACE_MINUTES)
@@ -205,21 +224,6 @@ pub async fn upcoming(
         at: c.scheduled_at.unwrap_or_default(),
         id: c.stream_id,
     }))
-}
-
-/// The ILIKE pattern for "contains `term`": `\`, `%` and `_` in what the
-/// person typed match themselves, not any text.
-pub fn contains_pattern(term: &str) -> String {
-    let mut p = String::with_capacity(term.len() + 2);
-    p.push('%');
-    for ch in term.chars() {
-        if matches!(ch, '\\' | '%' | '_') {
-            p.push('\\');
-        }
-        p.push(ch);
-    }
-    p.push('%');
-    p
 }
 
 /// The search term as used: trimmed, at most `MAX_QUERY_CHARS` characters.
@@ -242,11 +246,13 @@ pub async fn search_streams(
 ) -> QueryResult<Page<Card, i64>> {
     let page = page.clamp(0, MAX_SEARCH_PAGE);
     let items: Vec<Card> = diesel::sql_query(format!(
-        "SELECT {CARD_COLUMNS} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE s.title ILIKE $3 AND (s.status IN ('live', 'ended') OR ({ANNOUNCED})) \
-         ORDER BY CASE s.status WHEN 'live' THEN 0 WHEN 'draft' THEN 1 ELSE 2 END, \
+        "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
+         WHERE s.title ILIKE $3 AND (s.status IN ('{LIVE}', '{ENDED}') OR ({announced})) \
+         ORDER BY CASE s.status WHEN '{LIVE}' THEN 0 WHEN '{DRAFT}' THEN 1 ELSE 2 END, \
                   coalesce(s.started_at, s.scheduled_at) DESC, s.id DESC \
-         LIMIT $4 OFFSET $5"
+         LIMIT $4 OFFSET $5",
+        card = card_columns(),
+        announced = announced(),
     ))
     .bind::<Nullable<BigInt>, _>(user)
     .bind::<Integer, _>(OVERDUE_GRACE_MINUTES)
@@ -287,16 +293,16 @@ pub async fn search_channels(
     page: i64,
 ) -> QueryResult<Page<ChannelHit, i64>> {
     let page = page.clamp(0, MAX_SEARCH_PAGE);
-    let mut items: Vec<ChannelHit> = diesel::sql_query(
+    let mut items: Vec<ChannelHit> = diesel::sql_query(format!(
         "SELECT c.id AS channel_id, c.handle, c.title, c.avatar_key, c.owner_id, \
-                EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id AND s.status = 'live') AS live, \
+                EXISTS (SELECT 1 FROM streams s WHERE s.channel_id = c.id AND s.status = '{LIVE}') AS live, \
                 EXISTS (SELECT 1 FROM follows f WHERE f.user_id = $1 AND f.channel_id = c.id) AS following, \
                 (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers \
          FROM channels c \
          WHERE c.title ILIKE $2 OR c.handle ILIKE $2 \
          ORDER BY lower(c.title), c.id \
-         LIMIT $3 OFFSET $4",
-    )
+         LIMIT $3 OFFSET $4"
+    ))
     .bind::<Nullable<BigInt>, _>(user)
     .bind::<Text, _>(contains_pattern(term))
     .bind::<BigInt, _>(PAGE_SIZE + 1)
@@ -317,7 +323,6 @@ mod tests {
 
     #[test]
     fn search_terms_match_themselves() {
-        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
         assert_eq!(clean_query("  jazz  "), "jazz");
         assert_eq!(clean_query(&"x".repeat(500)).len(), MAX_QUERY_CHARS);
     }

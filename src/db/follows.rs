@@ -105,10 +105,10 @@ pub async fn followed(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult
          FROM follows f \
          JOIN channels c ON c.id = f.channel_id \
          LEFT JOIN LATERAL (SELECT s.id, s.title FROM streams s \
-              WHERE s.channel_id = c.id AND s.status = 'live' \
+              WHERE s.channel_id = c.id AND s.status = $3 \
               ORDER BY s.started_at DESC LIMIT 1) live ON true \
          LEFT JOIN LATERAL (SELECT s.id, s.title, s.scheduled_at FROM streams s \
-              WHERE s.channel_id = c.id AND s.status = 'draft' \
+              WHERE s.channel_id = c.id AND s.status = $4 \
                 AND s.scheduled_at > now() - make_interval(mins => $2) \
               ORDER BY s.scheduled_at, s.id LIMIT 1) next ON true \
          WHERE f.user_id = $1 \
@@ -116,6 +116,8 @@ pub async fn followed(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult
     )
     .bind::<BigInt, _>(user)
     .bind::<diesel::sql_types::Integer, _>(super::discover::OVERDUE_GRACE_MINUTES)
+    .bind::<diesel::sql_types::Text, _>(super::streams::Status::Live)
+    .bind::<diesel::sql_types::Text, _>(super::streams::Status::Draft)
     .load(conn)
     .await
 }

@@ -66,26 +66,35 @@ pub async fn find(conn: &mut AsyncPgConnection, id: GrantId) -> QueryResult<Opti
         .optional()
 }
 
+/// The grant, unless it is revoked: revocation is final, nothing changes a
+/// revoked grant.
+fn unrevoked(
+    id: GrantId,
+) -> diesel::dsl::Filter<
+    diesel::dsl::Find<access_grants::table, GrantId>,
+    diesel::dsl::IsNull<access_grants::revoked_at>,
+> {
+    access_grants::table
+        .find(id)
+        .filter(access_grants::revoked_at.is_null())
+}
+
 /// Revokes a grant now; answers it, or None when it was already revoked.
 pub async fn revoke(
     conn: &mut AsyncPgConnection,
     id: GrantId,
     reason: &str,
 ) -> QueryResult<Option<Grant>> {
-    diesel::update(
-        access_grants::table
-            .find(id)
-            .filter(access_grants::revoked_at.is_null()),
-    )
-    .set((
-        access_grants::revoked_at.eq(diesel::dsl::now),
-        access_grants::revoked_reason.eq(reason),
-        access_grants::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(Grant::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    diesel::update(unrevoked(id))
+        .set((
+            access_grants::revoked_at.eq(diesel::dsl::now),
+            access_grants::revoked_reason.eq(reason),
+            access_grants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Grant::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Moves a grant's end; answers it, or None when it is revoked (revocation is final).
@@ -94,19 +103,15 @@ pub async fn set_expiry(
     id: GrantId,
     expires_at: DateTime<Utc>,
 ) -> QueryResult<Option<Grant>> {
-    diesel::update(
-        access_grants::table
-            .find(id)
-            .filter(access_grants::revoked_at.is_null()),
-    )
-    .set((
-        access_grants::expires_at.eq(expires_at),
-        access_grants::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(Grant::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    diesel::update(unrevoked(id))
+        .set((
+            access_grants::expires_at.eq(expires_at),
+            access_grants::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Grant::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// When a new grant for the same scope should start: at the end of the user's
@@ -287,13 +292,8 @@ pub async fn list(
                 .filter(access_grants::revoked_at.is_null())
                 .filter(access_grants::expires_at.le(now)),
         };
-        if let Some(email) = query
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            q = q.filter(users::email.ilike(format!("%{}%", escape_like(email))));
+        if let Some(pattern) = super::typed_contains(query.email.as_deref()) {
+            q = q.filter(users::email.ilike(pattern));
         }
         if let Some(pass) = query.pass {
             q = q.filter(access_grants::pass_id.eq(pass));
@@ -324,18 +324,6 @@ pub async fn find_in_list(
         .await
         .optional()?;
     Ok(row.map(ChannelGrant::from))
-}
-
-/// `%`, `_` and `\` typed into a search box match themselves, not patterns.
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A channel's passes (archived ones too: their grants stay), for the list's filter.

@@ -20,18 +20,26 @@ super::text_enum! {
     }
 }
 
-/// One notification as the list shows it, with its channel and stream.
-#[derive(Debug, Clone, Queryable)]
+/// One notification as the list shows it, with its channel and stream
+/// (selected from `notifications` joined to both).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 pub struct Item {
     pub id: i64,
     pub kind: Kind,
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
+    #[diesel(select_expression = channels::handle)]
     pub channel_handle: String,
+    #[diesel(select_expression = channels::title)]
     pub channel_title: String,
+    #[diesel(select_expression = streams::id)]
     pub stream_id: StreamId,
+    #[diesel(select_expression = streams::title)]
     pub stream_title: String,
+    #[diesel(select_expression = streams::status)]
     pub stream_status: super::streams::Status,
+    #[diesel(select_expression = streams::scheduled_at)]
     pub scheduled_at: Option<DateTime<Utc>>,
 }
 
@@ -77,18 +85,7 @@ pub async fn page(
     query
         .order(notifications::id.desc())
         .limit(limit)
-        .select((
-            notifications::id,
-            notifications::kind,
-            notifications::created_at,
-            notifications::read_at,
-            channels::handle,
-            channels::title,
-            streams::id,
-            streams::title,
-            streams::status,
-            streams::scheduled_at,
-        ))
+        .select(Item::as_select())
         .load(conn)
         .await
 }
@@ -104,18 +101,7 @@ pub async fn find(
         .inner_join(streams::table)
         .filter(notifications::user_id.eq(user))
         .filter(notifications::id.eq(id))
-        .select((
-            notifications::id,
-            notifications::kind,
-            notifications::created_at,
-            notifications::read_at,
-            channels::handle,
-            channels::title,
-            streams::id,
-            streams::title,
-            streams::status,
-            streams::scheduled_at,
-        ))
+        .select(Item::as_select())
         .first(conn)
         .await
         .optional()

@@ -274,7 +274,7 @@ pub async fn lock_by_checkout_ref(
     };
     let order = orders::table
         .find(id)
-        .filter(orders::provider.eq("stripe"))
+        .filter(orders::provider.eq(ProviderKind::Stripe))
         .for_update()
         .select(Order::as_select())
         .first(conn)

@@ -16,7 +16,9 @@ use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::grants::Source;
+use super::orders::Status as OrderStatus;
 use super::schema::{access_passes, streams};
+use super::streams::Status as StreamStatus;
 use super::{ChannelId, GrantId, PassId, StreamId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -165,10 +167,18 @@ impl PassChanges<'_> {
 /// (or refunded) an order, or is paying for it right now (a pending order of
 /// the last day: Stripe's Checkout Sessions expire after 24 hours). Its terms
 /// are then what people bought and no longer change.
-const SOLD: &str = "(EXISTS (SELECT 1 FROM access_grants g WHERE g.pass_id = access_passes.id) \
-    OR EXISTS (SELECT 1 FROM orders o WHERE o.pass_id = access_passes.id \
-      AND (o.status IN ('paid', 'refunded') \
-           OR (o.status = 'pending' AND o.created_at > now() - interval '1 day'))))";
+/// (The order statuses are written in: the fragment sits in several queries.)
+fn sold() -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM access_grants g WHERE g.pass_id = access_passes.id) \
+        OR EXISTS (SELECT 1 FROM orders o WHERE o.pass_id = access_passes.id \
+          AND (o.status IN ('{paid}', '{refunded}') \
+               OR (o.status = '{pending}' AND o.created_at > now() - interval '1 day'))))",
+        paid = OrderStatus::Paid,
+        refunded = OrderStatus::Refunded,
+        pending = OrderStatus::Pending,
+    )
+}
 
 /// SQL: a fixed window that has ended (such a pass can no longer be sold).
 const WINDOW_OVER: &str =
@@ -191,11 +201,11 @@ pub async fn create(conn: &mut AsyncPgConnection, new: &NewPass<'_>) -> QueryRes
         .await
 }
 
-/// Whether the pass has been sold (see `SOLD`).
+/// Whether the pass has been sold (see `sold`).
 pub async fn is_sold(conn: &mut AsyncPgConnection, id: PassId) -> QueryResult<bool> {
     access_passes::table
         .find(id)
-        .select(sql::<Bool>(SOLD))
+        .select(sql::<Bool>(&sold()))
         .first(conn)
         .await
 }
@@ -228,7 +238,7 @@ pub async fn update_terms(
     diesel::update(
         access_passes::table
             .find(id)
-            .filter(sql::<Bool>(&format!("NOT {SOLD}"))),
+            .filter(sql::<Bool>(&format!("NOT {}", sold()))),
     )
     .set(changes)
     .returning(Pass::as_returning())
@@ -302,9 +312,9 @@ pub async fn on_sale_for_channel(
         .filter(sql::<Bool>(&format!("NOT {WINDOW_OVER}")))
         .filter(
             access_passes::stream_id.is_null().or(streams::status
-                .eq("live")
+                .eq(StreamStatus::Live)
                 .or(streams::status
-                    .eq("draft")
+                    .eq(StreamStatus::Draft)
                     .and(streams::scheduled_at.is_not_null()))
                 .assume_not_null()),
         )
@@ -324,7 +334,7 @@ pub async fn on_sale_for_channel(
 pub struct StudioPass {
     pub pass: Pass,
     pub stream_title: Option<String>,
-    pub stream_status: Option<String>,
+    pub stream_status: Option<StreamStatus>,
     /// Paid orders.
     pub sales: i64,
     /// People whose grant from this pass is active right now.
@@ -353,13 +363,15 @@ pub async fn for_studio(
             streams::title.nullable(),
             streams::status.nullable(),
             sql::<BigInt>(
-                "(SELECT count(*) FROM orders o WHERE o.pass_id = access_passes.id AND o.status = 'paid')",
-            ),
+                "(SELECT count(*) FROM orders o WHERE o.pass_id = access_passes.id AND o.status = ",
+            )
+            .bind::<Text, _>(OrderStatus::Paid)
+            .sql(")"),
             sql::<BigInt>(
                 "(SELECT count(DISTINCT g.user_id) FROM access_grants g WHERE g.pass_id = access_passes.id \
                  AND g.revoked_at IS NULL AND g.starts_at <= now() AND now() < g.expires_at)",
             ),
-            sql::<Bool>(SOLD),
+            sql::<Bool>(&sold()),
             sql::<Bool>(WINDOW_OVER),
         ))
         .load(conn)

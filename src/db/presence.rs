@@ -9,26 +9,23 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::schema::{presence, streams};
 use super::{StreamId, UserId};
 
+/// A participant in a room at a moment: a join, or a leave.
+#[derive(Insertable)]
+#[diesel(table_name = presence)]
 pub struct Joined<'a> {
     pub stream_id: StreamId,
     pub room_name: &'a str,
     pub user_id: Option<UserId>,
     pub identity: &'a str,
     pub participant_sid: &'a str,
+    #[diesel(column_name = joined_at)]
     pub at: DateTime<Utc>,
 }
 
 /// Records a join; a join that arrives after its leave changes nothing.
 pub async fn joined(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<()> {
     diesel::insert_into(presence::table)
-        .values((
-            presence::stream_id.eq(j.stream_id),
-            presence::room_name.eq(j.room_name),
-            presence::user_id.eq(j.user_id),
-            presence::identity.eq(j.identity),
-            presence::participant_sid.eq(j.participant_sid),
-            presence::joined_at.eq(j.at),
-        ))
+        .values(j)
         .on_conflict(presence::participant_sid)
         .do_nothing()
         .execute(conn)
@@ -39,15 +36,7 @@ pub async fn joined(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult
 /// Records a leave; a leave without its join yet records both at once.
 pub async fn left(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<()> {
     diesel::insert_into(presence::table)
-        .values((
-            presence::stream_id.eq(j.stream_id),
-            presence::room_name.eq(j.room_name),
-            presence::user_id.eq(j.user_id),
-            presence::identity.eq(j.identity),
-            presence::participant_sid.eq(j.participant_sid),
-            presence::joined_at.eq(j.at),
-            presence::left_at.eq(Some(j.at)),
-        ))
+        .values((j, presence::left_at.eq(Some(j.at))))
         .on_conflict(presence::participant_sid)
         .do_update()
         .set(presence::left_at.eq(diesel::dsl::sql::<

@@ -1,4 +1,6 @@
-//! Recordings: one row per egress, from "starting" to "complete" or "failed".
+//! Recordings: one row per egress or built-in recording, from "starting" to
+//! "complete" or "failed", and the built-in recorder's parts and lease.
+//! Status, backend and part status are `text_enum!`s.
 //! Egress webhooks may arrive in any order or twice: a terminal status
 //! (complete, failed) is never overwritten by an earlier one.
 
@@ -24,6 +26,33 @@ super::text_enum! {
     }
 }
 
+impl Status {
+    /// Starting or recording.
+    pub const RUNNING: [Status; 2] = [Status::Starting, Status::Active];
+    /// Not complete or failed yet (ending included).
+    pub const UNFINISHED: [Status; 3] = [Status::Starting, Status::Active, Status::Ending];
+}
+
+super::text_enum! {
+    /// What writes a recording's files.
+    pub enum Backend {
+        /// LiveKit Egress (one file, reported by webhooks).
+        Egress = "egress",
+        /// The built-in recorder (`src/recorder/`, parts under a lease).
+        Builtin = "builtin",
+    }
+}
+
+super::text_enum! {
+    /// Where one part of a built-in recording is.
+    pub enum PartStatus {
+        Writing = "writing",
+        Complete = "complete",
+        /// Nothing of it reached the bucket.
+        Lost = "lost",
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = recordings, check_for_backend(diesel::pg::Pg))]
 pub struct Recording {
@@ -38,13 +67,12 @@ pub struct Recording {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    /// `egress` (LiveKit Egress) or `builtin` (`src/recorder/`).
-    pub backend: String,
+    pub backend: Backend,
 }
 
 impl Recording {
     pub fn is_running(&self) -> bool {
-        matches!(self.status, Status::Starting | Status::Active)
+        Status::RUNNING.contains(&self.status)
     }
 }
 
@@ -54,7 +82,7 @@ pub struct NewRecording<'a> {
     pub stream_id: StreamId,
     pub egress_id: &'a str,
     pub object_key: Option<&'a str>,
-    pub backend: &'a str,
+    pub backend: Backend,
 }
 
 /// The constraint that allows one running recording per stream.
@@ -105,7 +133,7 @@ pub async fn running(
 ) -> QueryResult<Option<Recording>> {
     recordings::table
         .filter(recordings::stream_id.eq(stream))
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active]))
+        .filter(recordings::status.eq_any(Status::RUNNING))
         .select(Recording::as_select())
         .first(conn)
         .await
@@ -171,7 +199,7 @@ pub async fn fail(conn: &mut AsyncPgConnection, id: i64, error: &str) -> QueryRe
 /// Stop was asked: a running recording is now ending.
 pub async fn mark_ending(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
     diesel::update(recordings::table.find(id))
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active]))
+        .filter(recordings::status.eq_any(Status::RUNNING))
         .set(recordings::status.eq(Status::Ending))
         .execute(conn)
         .await
@@ -200,7 +228,7 @@ pub async fn report(
         Status::Starting => &[Status::Starting],
         Status::Active => &[Status::Starting],
         Status::Ending => &[Status::Starting, Status::Active],
-        Status::Complete | Status::Failed => &[Status::Starting, Status::Active, Status::Ending],
+        Status::Complete | Status::Failed => &Status::UNFINISHED,
     };
     diesel::update(recordings::table.find(id))
         .filter(recordings::status.eq_any(allowed_from))
@@ -272,8 +300,8 @@ pub async fn unsettled(
     quiet_seconds: i64,
 ) -> QueryResult<Vec<Recording>> {
     recordings::table
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
-        .filter(recordings::backend.eq("egress"))
+        .filter(recordings::status.eq_any(Status::UNFINISHED))
+        .filter(recordings::backend.eq(Backend::Egress))
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>(
                 "recordings.updated_at <= now() - make_interval(secs => ",
@@ -307,8 +335,8 @@ pub async fn claim_lease(
     lease: std::time::Duration,
 ) -> QueryResult<Option<Status>> {
     diesel::update(recordings::table.find(id))
-        .filter(recordings::backend.eq("builtin"))
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
+        .filter(recordings::backend.eq(Backend::Builtin))
+        .filter(recordings::status.eq_any(Status::UNFINISHED))
         .filter(
             recordings::lease_owner
                 .is_null()
@@ -335,7 +363,7 @@ pub async fn renew_lease(
 ) -> QueryResult<Option<Status>> {
     diesel::update(recordings::table.find(id))
         .filter(recordings::lease_owner.eq(owner))
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
+        .filter(recordings::status.eq_any(Status::UNFINISHED))
         .set(recordings::lease_until.eq(lease_end(lease)))
         .returning(recordings::status)
         .get_result(conn)
@@ -363,8 +391,8 @@ pub async fn release_lease(
 /// Unfinished built-in recordings whose lease lapsed (or was never taken).
 pub async fn unheld_builtin(conn: &mut AsyncPgConnection) -> QueryResult<Vec<i64>> {
     recordings::table
-        .filter(recordings::backend.eq("builtin"))
-        .filter(recordings::status.eq_any([Status::Starting, Status::Active, Status::Ending]))
+        .filter(recordings::backend.eq(Backend::Builtin))
+        .filter(recordings::status.eq_any(Status::UNFINISHED))
         // A row just inserted is claimed by its instance a moment later.
         .filter(
             recordings::lease_until
@@ -405,11 +433,23 @@ pub struct Part {
     pub object_key: String,
     /// The multipart upload while the part is being written.
     pub upload_id: Option<String>,
-    /// `writing`, `complete` or `lost` (nothing of it reached the bucket).
-    pub status: String,
+    pub status: PartStatus,
     /// Written: the whole part; while writing: what is safely in the bucket.
     pub duration_ms: Option<i64>,
     pub size_bytes: Option<i64>,
+}
+
+/// A part, while it is being written (a part that is complete or lost is
+/// final: nothing of it changes).
+type WritingPart = diesel::dsl::Filter<
+    diesel::dsl::Find<recording_parts::table, i64>,
+    diesel::dsl::Eq<recording_parts::status, PartStatus>,
+>;
+
+fn writing(part: i64) -> WritingPart {
+    recording_parts::table
+        .find(part)
+        .filter(recording_parts::status.eq(PartStatus::Writing))
 }
 
 /// Starts the recording's next part; `key_of(n)` names part `n`'s object.
@@ -441,8 +481,7 @@ pub async fn new_part(
 /// is no longer being written (salvaged meanwhile): nothing may go up under
 /// a key no row names.
 pub async fn set_part_key(conn: &mut AsyncPgConnection, part: i64, key: &str) -> QueryResult<()> {
-    let changed = diesel::update(recording_parts::table.find(part))
-        .filter(recording_parts::status.eq("writing"))
+    let changed = diesel::update(writing(part))
         .set(recording_parts::object_key.eq(key))
         .execute(conn)
         .await?;
@@ -471,8 +510,7 @@ pub async fn set_part_stored(
     part: i64,
     duration_ms: i64,
 ) -> QueryResult<()> {
-    diesel::update(recording_parts::table.find(part))
-        .filter(recording_parts::status.eq("writing"))
+    diesel::update(writing(part))
         .set(recording_parts::duration_ms.eq(duration_ms))
         .execute(conn)
         .await
@@ -486,11 +524,10 @@ pub async fn finish_part(
     written: Option<(Option<i64>, i64)>,
 ) -> QueryResult<()> {
     let (status, duration, size) = match written {
-        Some((duration, size)) => ("complete", duration, Some(size)),
-        None => ("lost", None, None),
+        Some((duration, size)) => (PartStatus::Complete, duration, Some(size)),
+        None => (PartStatus::Lost, None, None),
     };
-    diesel::update(recording_parts::table.find(part))
-        .filter(recording_parts::status.eq("writing"))
+    diesel::update(writing(part))
         .set((
             recording_parts::status.eq(status),
             recording_parts::upload_id.eq(None::<String>),
@@ -519,7 +556,7 @@ pub async fn complete_parts(
 ) -> QueryResult<Vec<Part>> {
     recording_parts::table
         .filter(recording_parts::recording_id.eq_any(recordings))
-        .filter(recording_parts::status.eq("complete"))
+        .filter(recording_parts::status.eq(PartStatus::Complete))
         .order((recording_parts::recording_id, recording_parts::part_no))
         .select(Part::as_select())
         .load(conn)

@@ -21,48 +21,32 @@ pub async fn load(
         .optional()
 }
 
+/// A session as stored: its id, data, end and signed-in user.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = sessions, treat_none_as_null = true)]
+pub struct Row {
+    pub id: String,
+    pub data: serde_json::Value,
+    pub expires_at: DateTime<Utc>,
+    pub user_id: Option<UserId>,
+}
+
 /// Inserts a new row; answers false when the id is taken (the caller picks another).
-pub async fn insert_new(
-    conn: &mut AsyncPgConnection,
-    id: &str,
-    data: &serde_json::Value,
-    expires_at: DateTime<Utc>,
-    user_id: Option<UserId>,
-) -> QueryResult<bool> {
+pub async fn insert_new(conn: &mut AsyncPgConnection, row: &Row) -> QueryResult<bool> {
     let inserted = diesel::insert_into(sessions::table)
-        .values((
-            sessions::id.eq(id),
-            sessions::data.eq(data),
-            sessions::expires_at.eq(expires_at),
-            sessions::user_id.eq(user_id),
-        ))
+        .values(row)
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
     Ok(inserted == 1)
 }
 
-pub async fn upsert(
-    conn: &mut AsyncPgConnection,
-    id: &str,
-    data: &serde_json::Value,
-    expires_at: DateTime<Utc>,
-    user_id: Option<UserId>,
-) -> QueryResult<()> {
+pub async fn upsert(conn: &mut AsyncPgConnection, row: &Row) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
-        .values((
-            sessions::id.eq(id),
-            sessions::data.eq(data),
-            sessions::expires_at.eq(expires_at),
-            sessions::user_id.eq(user_id),
-        ))
+        .values(row)
         .on_conflict(sessions::id)
         .do_update()
-        .set((
-            sessions::data.eq(data),
-            sessions::expires_at.eq(expires_at),
-            sessions::user_id.eq(user_id),
-        ))
+        .set(row)
         .execute(conn)
         .await?;
     Ok(())

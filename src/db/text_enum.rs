@@ -82,7 +82,7 @@ pub(crate) use text_enum;
 
 #[cfg(test)]
 mod tests {
-    use crate::db::{bans, channels, grants, notifications, orders, recordings, streams};
+    use crate::db::{bans, channels, grants, notifications, orders, recordings, streams, webhooks};
 
     /// Every variant reads back from its text, and no two share one (a copy
     /// and paste slip would store one variant as another).
@@ -106,11 +106,14 @@ mod tests {
             streams::IngressKind,
             channels::Role,
             recordings::Status,
+            recordings::Backend,
+            recordings::PartStatus,
             orders::Status,
             orders::ProviderKind,
             bans::Kind,
             grants::Source,
             notifications::Kind,
+            webhooks::DeliveryStatus,
         );
     }
 }

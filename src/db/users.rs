@@ -161,12 +161,6 @@ pub async fn recent_sign_in_failures(
     })
 }
 
-#[derive(QueryableByName)]
-struct Wait {
-    #[diesel(sql_type = diesel::sql_types::Double)]
-    secs: f64,
-}
-
 /// How long until fewer than `max` failures of `of` remain in the window:
 /// until the `max`-th newest leaves it.
 pub async fn sign_in_retry_after(
@@ -176,7 +170,7 @@ pub async fn sign_in_retry_after(
     window: std::time::Duration,
 ) -> QueryResult<std::time::Duration> {
     use diesel::sql_types::{BigInt, Double, Nullable, Text};
-    let wait: Option<Wait> = diesel::sql_query(
+    let wait: Option<super::RetryWait> = diesel::sql_query(
         "SELECT GREATEST(EXTRACT(EPOCH FROM created_at + make_interval(secs => $4) - now()), 1)::float8 AS secs \
          FROM sign_in_attempts \
          WHERE NOT succeeded AND created_at > now() - make_interval(secs => $4) \
@@ -193,7 +187,7 @@ pub async fn sign_in_retry_after(
     .get_result(conn)
     .await
     .optional()?;
-    Ok(wait.map_or(window, |w| std::time::Duration::from_secs_f64(w.secs)))
+    Ok(super::RetryWait::or_window(wait, window))
 }
 
 pub async fn record_sign_in_attempt(

@@ -3,6 +3,8 @@
 //! worker's claim is a lease (claims of all instances take turns), so several
 //! app instances share the queue without delivering one event twice at once,
 //! and never send two deliveries to one endpoint at once.
+//! A delivery's status is a `DeliveryStatus`; the queue's SQL writes
+//! `pending` in (not bound) to match its partial index.
 //! What is sent, when to retry and how to sign is `outgoing_webhooks.rs`.
 
 use chrono::{DateTime, Utc};
@@ -12,6 +14,16 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints};
 use super::{ChannelId, UserId};
+
+super::text_enum! {
+    /// Where a delivery is: waiting for its (next) attempt, or settled.
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Given up after the last retry.
+        Failed = "failed",
+    }
+}
 
 /// NOTIFY channel raised when deliveries are queued (the worker LISTENs).
 pub const NOTIFY_CHANNEL: &str = "stagepass_webhooks";
@@ -46,7 +58,7 @@ pub struct Delivery {
     pub event_id: String,
     pub event: String,
     pub subject: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -265,13 +277,21 @@ impl std::fmt::Debug for Claimed {
     }
 }
 
+/// Pending, written into the queue's SQL rather than bound: the planner then
+/// matches the partial index `webhook_deliveries_due_idx` in every plan.
+const PENDING: DeliveryStatus = DeliveryStatus::Pending;
+
 /// `d`'s endpoint has a delivery in flight: claimed (its lease, the future
 /// `next_attempt_at`, still runs) and that attempt not recorded yet.
-const ENDPOINT_BUSY: &str = "EXISTS (SELECT 1 FROM webhook_deliveries f \
-       WHERE f.endpoint_id = d.endpoint_id AND f.status = 'pending' AND f.attempts > 0 \
-         AND f.next_attempt_at > now() \
-         AND NOT EXISTS (SELECT 1 FROM webhook_attempts a \
-                         WHERE a.delivery_id = f.id AND a.attempt = f.attempts))";
+fn endpoint_busy() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM webhook_deliveries f \
+           WHERE f.endpoint_id = d.endpoint_id AND f.status = '{PENDING}' AND f.attempts > 0 \
+             AND f.next_attempt_at > now() \
+             AND NOT EXISTS (SELECT 1 FROM webhook_attempts a \
+                             WHERE a.delivery_id = f.id AND a.attempt = f.attempts))"
+    )
+}
 
 /// Claims up to `limit` due deliveries, at most one per endpoint and none for
 /// an endpoint with a delivery in flight, so a slow receiver holds at most one
@@ -292,17 +312,18 @@ pub async fn claim_due(
             .bind::<Text, _>("stagepass:webhook-claim")
             .execute(conn)
             .await?;
+        let busy = endpoint_busy();
         diesel::sql_query(format!(
             "WITH due AS ( \
                SELECT DISTINCT ON (d.endpoint_id) d.id, d.next_attempt_at \
                FROM webhook_deliveries d \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT {ENDPOINT_BUSY} \
+               WHERE d.status = '{PENDING}' AND d.next_attempt_at <= now() AND NOT {busy} \
                ORDER BY d.endpoint_id, d.next_attempt_at, d.id), \
              picked AS (SELECT id FROM due ORDER BY next_attempt_at, id LIMIT $1) \
              UPDATE webhook_deliveries d \
              SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2) \
              FROM picked, webhook_endpoints e \
-             WHERE d.id = picked.id AND e.id = d.endpoint_id AND d.status = 'pending' \
+             WHERE d.id = picked.id AND e.id = d.endpoint_id AND d.status = '{PENDING}' \
              RETURNING d.id, d.event_id, d.event, d.payload::text AS body, d.attempts, \
                        e.id AS endpoint_id, e.url, e.secret"
         ))
@@ -322,9 +343,10 @@ pub async fn next_due_in(conn: &mut AsyncPgConnection) -> QueryResult<Option<f64
         #[diesel(sql_type = Nullable<Double>)]
         seconds: Option<f64>,
     }
+    let busy = endpoint_busy();
     let row: Next = diesel::sql_query(format!(
         "SELECT EXTRACT(EPOCH FROM min(d.next_attempt_at) - now())::float8 AS seconds \
-         FROM webhook_deliveries d WHERE d.status = 'pending' AND NOT {ENDPOINT_BUSY}"
+         FROM webhook_deliveries d WHERE d.status = '{PENDING}' AND NOT {busy}"
     ))
     .get_result(conn)
     .await?;
@@ -387,18 +409,18 @@ pub async fn record_attempt(
         .execute(conn)
         .await?;
         let (status, retry_in) = match (r.delivered, r.retry_in) {
-            (true, _) => ("delivered", None),
-            (false, Some(s)) => ("pending", Some(s)),
-            (false, None) => ("failed", None),
+            (true, _) => (DeliveryStatus::Delivered, None),
+            (false, Some(s)) => (DeliveryStatus::Pending, Some(s)),
+            (false, None) => (DeliveryStatus::Failed, None),
         };
         diesel::sql_query(
             "UPDATE webhook_deliveries SET \
                status = $3, \
                last_status = $4, \
                last_error = $5, \
-               delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, \
-               next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6) END \
-             WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+               delivered_at = CASE WHEN $3 = $7 THEN now() END, \
+               next_attempt_at = CASE WHEN $3 = $8 THEN now() + make_interval(secs => $6) END \
+             WHERE id = $1 AND attempts = $2 AND status = $8",
         )
         .bind::<BigInt, _>(r.delivery)
         .bind::<Integer, _>(r.attempt)
@@ -406,6 +428,8 @@ pub async fn record_attempt(
         .bind::<Nullable<Integer>, _>(r.status_code)
         .bind::<Nullable<Text>, _>(r.error)
         .bind::<Nullable<Double>, _>(retry_in)
+        .bind::<Text, _>(DeliveryStatus::Delivered)
+        .bind::<Text, _>(DeliveryStatus::Pending)
         .execute(conn)
         .await?;
         Ok(Recorded::Settled)

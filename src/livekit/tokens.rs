@@ -19,15 +19,9 @@ pub const HOST_TTL: Duration = Duration::from_secs(60 * 60);
 /// on participant_joined), not its expiry.
 pub const ENCODER_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// Subscribe-only: a viewer can neither publish media nor send data.
-pub fn viewer(
-    config: &LiveKitConfig,
-    user: UserId,
-    name: &str,
-    room: &str,
-    ttl: Duration,
-) -> Result<String, AccessTokenError> {
-    let grants = VideoGrants {
+/// Joins `room` to watch only: neither media nor data go out.
+fn subscribe_only(room: &str) -> VideoGrants {
+    VideoGrants {
         room_join: true,
         room: room.to_owned(),
         can_subscribe: Some(true),
@@ -36,12 +30,22 @@ pub fn viewer(
         can_publish_sources: Vec::new(),
         can_update_own_metadata: Some(false),
         ..Default::default()
-    };
+    }
+}
+
+/// Subscribe-only: a viewer can neither publish media nor send data.
+pub fn viewer(
+    config: &LiveKitConfig,
+    user: UserId,
+    name: &str,
+    room: &str,
+    ttl: Duration,
+) -> Result<String, AccessTokenError> {
     mint(
         config,
         &super::viewer_identity(user),
         name,
-        grants,
+        subscribe_only(room),
         ttl.min(VIEWER_TTL),
     )
 }
@@ -75,16 +79,9 @@ pub fn recorder(
     room: &str,
 ) -> Result<String, AccessTokenError> {
     let grants = VideoGrants {
-        room_join: true,
-        room: room.to_owned(),
-        can_subscribe: Some(true),
-        can_publish: Some(false),
-        can_publish_data: Some(false),
-        can_publish_sources: Vec::new(),
-        can_update_own_metadata: Some(false),
         hidden: true,
         recorder: true,
-        ..Default::default()
+        ..subscribe_only(room)
     };
     let identity = super::Participant::Recorder(stream).identity();
     mint(config, &identity, "Recorder", grants, RECORDER_TTL)

@@ -1,9 +1,42 @@
-//! Test tools the muxers' tests share: running FFmpeg's programs (which
-//! `scripts/setup` installs), a scratch directory, and reading ffprobe.
+//! Test tools the muxers' tests share: frames to push, running FFmpeg's
+//! programs (which `scripts/setup` installs), a scratch directory, and
+//! reading ffprobe.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use super::frames::Frame;
+use super::webm::TrackKind;
+
+/// An Opus packet's worth of audio at `at_ms`.
+pub fn audio(at_ms: u64) -> Frame {
+    Frame {
+        track: TrackKind::Audio,
+        at_ms,
+        keyframe: false,
+        data: vec![0xfc; 60],
+    }
+}
+
+/// `count` frames, one every `every_ms`, starting at `from_ms`.
+pub fn times(from_ms: u64, every_ms: u64, count: u64) -> impl Iterator<Item = u64> {
+    (0..count).map(move |i| from_ms + i * every_ms)
+}
+
+/// Frames in the order the caller would see them: by time, audio `audio_lag_ms`
+/// behind video.
+pub fn arrival_order(mut frames: Vec<Frame>, audio_lag_ms: u64) -> Vec<Frame> {
+    frames.sort_by_key(|f| {
+        f.at_ms
+            + if f.track == TrackKind::Audio {
+                audio_lag_ms
+            } else {
+                0
+            }
+    });
+    frames
+}
 
 pub fn run(program: &str, args: &[&str]) -> Output {
     match Command::new(program).args(args).output() {

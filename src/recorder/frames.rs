@@ -1,6 +1,7 @@
-//! What the two muxers (`webm`, `mp4`) share: frames of both tracks put in
-//! time order before they are written, when a cluster or fragment is cut, and
-//! how long a track's last frame lasts. Pure, like the muxers.
+//! What the two muxers (`webm`, `mp4`) share: the `Muxer` trait's `push`,
+//! frames of both tracks put in time order before they are written, when a
+//! cluster or fragment is cut, and how long a track's last frame lasts. Pure,
+//! like the muxers.
 
 use std::collections::VecDeque;
 
@@ -39,7 +40,45 @@ pub fn cut(
     due || bytes + frame_bytes > MAX_PIECE_BYTES
 }
 
+/// A muxer (`webm::Muxer`, `mp4::Muxer`): frames go in through the reorder
+/// window, and come out written into clusters or fragments.
+pub trait Muxer {
+    /// The frames waiting for the reorder window.
+    fn reorder(&mut self) -> &mut Reorder;
+
+    /// Writes a frame released from the reorder window into `out` (the
+    /// pieces it completes; the frame itself may wait in an open one).
+    fn write(&mut self, frame: Frame, out: &mut Vec<u8>);
+
+    /// Adds one frame; `at_ms` is its time from the start of the recording, on
+    /// one clock for both tracks. Returns one or more complete clusters or
+    /// fragments when some are done.
+    ///
+    /// Video before the first video keyframe is dropped; with a video track,
+    /// the file starts at the first video keyframe (time 0) and earlier audio
+    /// is dropped. A timestamp not after the track's previous one is raised to
+    /// just after it. Frames of a track the muxer was not given, and empty
+    /// frames, are ignored.
+    ///
+    /// Frames wait 500 ms (of `at_ms`) to be put in time order across tracks,
+    /// so pieces come out that much later; the muxer's `finish` writes the rest.
+    fn push(
+        &mut self,
+        track: TrackKind,
+        at_ms: u64,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for frame in self.reorder().push(track, at_ms, keyframe, data) {
+            self.write(frame, &mut out);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
 /// One frame as pushed.
+#[cfg_attr(test, derive(Clone))]
 pub struct Frame {
     pub track: TrackKind,
     pub at_ms: u64,

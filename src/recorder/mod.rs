@@ -139,7 +139,7 @@ pub async fn start(state: &AppState, stream: &Stream) -> Result<Recording, Recor
         stream_id: stream.id,
         egress_id: &handle,
         object_key: Some(&key),
-        backend: "builtin",
+        backend: recordings::Backend::Builtin,
     };
     let Some(row) = recordings::insert_starting(&mut conn, &new).await? else {
         return Err(RecordingError::AlreadyRecording);
@@ -481,7 +481,10 @@ async fn salvage(state: &AppState, recording: i64) {
     };
     match parts {
         Ok(parts) => {
-            for part in parts.iter().filter(|p| p.status == "writing") {
+            for part in parts
+                .iter()
+                .filter(|p| p.status == recordings::PartStatus::Writing)
+            {
                 salvage_part(state, part).await;
             }
         }
@@ -551,7 +554,7 @@ async fn settle_from_parts(state: &AppState, recording: i64, reason: &str) {
     let complete: Vec<_> = match parts {
         Ok(parts) => parts
             .into_iter()
-            .filter(|p| p.status == "complete")
+            .filter(|p| p.status == recordings::PartStatus::Complete)
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "recorder: listing parts");

@@ -54,6 +54,7 @@
 //! track size needs is a hundred lines; `h264-reader` would bring its NAL push-parser
 //! machinery for that one function.
 
+use super::frames::Muxer as _;
 use super::frames::{DEFAULT_AUDIO_FRAME_MS, DEFAULT_VIDEO_FRAME_MS, Frame, Reorder, TrackClock};
 
 pub use super::webm::{AudioTrack, Finished, TrackKind};
@@ -130,6 +131,9 @@ const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
 const NAL_AUD: u8 = 9;
 
+/// Takes (through `frames::Muxer::push`) for video one access unit in Annex B
+/// form, for audio one Opus packet. Each track's last frame waits for the next
+/// one, which sets its duration.
 pub struct Muxer {
     tracks: Tracks,
     header_len: usize,
@@ -239,32 +243,6 @@ impl Muxer {
         self.build_header(None)
     }
 
-    /// Adds one frame: for video one access unit in Annex B form, for audio one Opus
-    /// packet. `at_ms` is its time from the start of the recording, on one clock for
-    /// both tracks. Returns one or more complete fragments when some are done.
-    ///
-    /// Video before the first video keyframe is dropped; with a video track, the file
-    /// starts at the first video keyframe (time 0) and earlier audio is dropped. A
-    /// timestamp not after the track's previous one is raised to just after it. Frames
-    /// of a track the muxer was not given, and empty frames, are ignored.
-    ///
-    /// Frames wait 500 ms (of `at_ms`) to be put in time order across tracks, and each
-    /// track's last frame waits for the next one (which sets its duration), so
-    /// fragments come out that much later; `finish` writes the rest.
-    pub fn push(
-        &mut self,
-        track: TrackKind,
-        at_ms: u64,
-        keyframe: bool,
-        data: &[u8],
-    ) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        for frame in self.order.push(track, at_ms, keyframe, data) {
-            self.write(frame, &mut out);
-        }
-        (!out.is_empty()).then_some(out)
-    }
-
     /// Writes what is still buffered, and returns it with the final header (durations
     /// and the index).
     pub fn finish(mut self) -> Finished {
@@ -319,58 +297,6 @@ impl Muxer {
         } else {
             TrackKind::Audio
         }
-    }
-
-    /// Takes a frame released from the reorder buffer: completes the held sample of
-    /// its track, cuts the fragment if this frame starts a new one, and holds it.
-    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
-        let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
-        let has_video = self.tracks.video.is_some();
-        let origin = match self.origin_ms {
-            Some(origin) => origin,
-            None if has_video && !video_keyframe => return,
-            None => *self.origin_ms.insert(frame.at_ms),
-        };
-        // Audio from before the first keyframe, released late.
-        let Some(mut t) = frame.at_ms.checked_sub(origin) else {
-            return;
-        };
-        let data = match frame.track {
-            TrackKind::Video => self.avcc_sample(&frame.data, video_keyframe),
-            TrackKind::Audio => frame.data,
-        };
-        if data.is_empty() {
-            return;
-        }
-        let slot = frame.track as usize;
-        if let Some(held) = self.held[slot].take() {
-            // Per track the reorder buffer keeps order; this only guards the arithmetic.
-            t = t.max(held.t + 1);
-            let duration_ms = t - held.t;
-            self.append(frame.track, held, duration_ms);
-        }
-
-        match &self.fragment {
-            None => self.open_fragment(t, video_keyframe || !has_video),
-            Some(fragment) => {
-                let age = t.saturating_sub(fragment.start_ms);
-                let bytes: usize = fragment.runs.iter().map(|r| r.data.len()).sum();
-                let cut = super::frames::cut(has_video, video_keyframe, age, bytes, data.len());
-                let empty = fragment.runs.iter().all(|r| r.samples.is_empty());
-                if cut && !empty {
-                    self.close_fragment(out);
-                    self.open_fragment(t, video_keyframe || !has_video);
-                }
-            }
-        }
-
-        self.clocks[slot].tick(t);
-        self.held[slot] = Some(Sample {
-            t,
-            sync: video_keyframe || frame.track == TrackKind::Audio,
-            data,
-        });
-        self.frames += 1;
     }
 
     fn open_fragment(&mut self, start_ms: u64, sap: bool) {
@@ -713,6 +639,64 @@ impl Muxer {
                 b.push(0); // channel mapping family
             });
         });
+    }
+}
+
+impl super::frames::Muxer for Muxer {
+    fn reorder(&mut self) -> &mut Reorder {
+        &mut self.order
+    }
+
+    /// Takes a frame released from the reorder buffer: completes the held sample of
+    /// its track, cuts the fragment if this frame starts a new one, and holds it.
+    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
+        let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
+        let has_video = self.tracks.video.is_some();
+        let origin = match self.origin_ms {
+            Some(origin) => origin,
+            None if has_video && !video_keyframe => return,
+            None => *self.origin_ms.insert(frame.at_ms),
+        };
+        // Audio from before the first keyframe, released late.
+        let Some(mut t) = frame.at_ms.checked_sub(origin) else {
+            return;
+        };
+        let data = match frame.track {
+            TrackKind::Video => self.avcc_sample(&frame.data, video_keyframe),
+            TrackKind::Audio => frame.data,
+        };
+        if data.is_empty() {
+            return;
+        }
+        let slot = frame.track as usize;
+        if let Some(held) = self.held[slot].take() {
+            // Per track the reorder buffer keeps order; this only guards the arithmetic.
+            t = t.max(held.t + 1);
+            let duration_ms = t - held.t;
+            self.append(frame.track, held, duration_ms);
+        }
+
+        match &self.fragment {
+            None => self.open_fragment(t, video_keyframe || !has_video),
+            Some(fragment) => {
+                let age = t.saturating_sub(fragment.start_ms);
+                let bytes: usize = fragment.runs.iter().map(|r| r.data.len()).sum();
+                let cut = super::frames::cut(has_video, video_keyframe, age, bytes, data.len());
+                let empty = fragment.runs.iter().all(|r| r.samples.is_empty());
+                if cut && !empty {
+                    self.close_fragment(out);
+                    self.open_fragment(t, video_keyframe || !has_video);
+                }
+            }
+        }
+
+        self.clocks[slot].tick(t);
+        self.held[slot] = Some(Sample {
+            t,
+            sync: video_keyframe || frame.track == TrackKind::Audio,
+            data,
+        });
+        self.frames += 1;
     }
 }
 
@@ -1344,14 +1328,6 @@ mod tests {
         }
     }
 
-    #[derive(Clone)]
-    struct Frame {
-        track: TrackKind,
-        at_ms: u64,
-        keyframe: bool,
-        data: Vec<u8>,
-    }
-
     fn video(at_ms: u64, keyframe: bool) -> Frame {
         Frame {
             track: TrackKind::Video,
@@ -1359,31 +1335,6 @@ mod tests {
             keyframe,
             data: access_unit(keyframe, 200),
         }
-    }
-
-    fn audio(at_ms: u64) -> Frame {
-        Frame {
-            track: TrackKind::Audio,
-            at_ms,
-            keyframe: false,
-            data: vec![0xfc; 60],
-        }
-    }
-
-    fn times(from_ms: u64, every_ms: u64, count: u64) -> impl Iterator<Item = u64> {
-        (0..count).map(move |i| from_ms + i * every_ms)
-    }
-
-    fn arrival_order(mut frames: Vec<Frame>, audio_lag_ms: u64) -> Vec<Frame> {
-        frames.sort_by_key(|f| {
-            f.at_ms
-                + if f.track == TrackKind::Audio {
-                    audio_lag_ms
-                } else {
-                    0
-                }
-        });
-        frames
     }
 
     struct Muxed {

@@ -25,6 +25,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
+use super::frames::Muxer as _;
 use super::mp4;
 use super::upload::{FileType, Upload};
 use super::webm::{self, TrackKind};

@@ -29,6 +29,7 @@
 //! each packet's first sample, so there is no priming to discard; a pre-skip would
 //! either shift audio against video or push the first timestamps below zero.
 
+use super::frames::Muxer as _;
 use super::frames::{
     AUDIO_ONLY_PIECE_MS, DEFAULT_AUDIO_FRAME_MS, DEFAULT_VIDEO_FRAME_MS, Frame, MAX_PIECE_MS,
     Reorder, TrackClock,
@@ -105,7 +106,8 @@ pub struct Muxer {
     tracks: Tracks,
     header_len: usize,
     segment_data_offset: u64,
-    /// Bytes handed to the caller so far, the header included.
+    /// Bytes of the file written so far (the header, and every cluster and
+    /// the Cues as they are added to what goes to the caller).
     emitted: u64,
     /// Frames waiting for the reorder window.
     order: Reorder,
@@ -171,31 +173,6 @@ impl Muxer {
         self.build_header(None)
     }
 
-    /// Adds one frame; `at_ms` is its time from the start of the recording, on one
-    /// clock for both tracks. Returns one or more complete Clusters when some are done.
-    ///
-    /// Video before the first video keyframe is dropped; with a video track, the file
-    /// starts at the first video keyframe (time 0) and earlier audio is dropped.
-    /// A timestamp not after the track's previous one is raised to just after it. Frames of a track
-    /// the muxer was not given, and empty frames, are ignored.
-    ///
-    /// Frames wait 500 ms (of `at_ms`) to be put in time order across tracks, so
-    /// clusters come out that much later; `finish` writes the rest.
-    pub fn push(
-        &mut self,
-        track: TrackKind,
-        at_ms: u64,
-        keyframe: bool,
-        data: &[u8],
-    ) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        for frame in self.order.push(track, at_ms, keyframe, data) {
-            self.write(frame, &mut out);
-        }
-        self.emitted += out.len() as u64;
-        (!out.is_empty()).then_some(out)
-    }
-
     /// Writes what is still buffered and the Cues, and returns them with the final
     /// header.
     pub fn finish(mut self) -> Finished {
@@ -207,7 +184,8 @@ impl Muxer {
 
         let mut cues_position = None;
         if !self.cues.is_empty() {
-            cues_position = Some(self.emitted + tail.len() as u64 - self.segment_data_offset);
+            cues_position = Some(self.emitted - self.segment_data_offset);
+            let before = tail.len();
             let cue_track = self.track_number(if self.tracks.video.is_some() {
                 TrackKind::Video
             } else {
@@ -224,8 +202,8 @@ impl Muxer {
                     });
                 }
             });
+            self.emitted += (tail.len() - before) as u64;
         }
-        self.emitted += tail.len() as u64;
 
         let duration_ms = self.duration_ms();
         let header = self.build_header(Some(&Totals {
@@ -255,70 +233,6 @@ impl Muxer {
         }
     }
 
-    /// Writes a frame released from the reorder buffer into the current cluster,
-    /// completing that cluster first if the frame starts a new one.
-    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
-        let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
-        let has_video = self.tracks.video.is_some();
-        let origin = match self.origin_ms {
-            Some(origin) => origin,
-            None if has_video && !video_keyframe => return,
-            None => *self.origin_ms.insert(frame.at_ms),
-        };
-        // Audio from before the first keyframe, released late.
-        let Some(mut t) = frame.at_ms.checked_sub(origin) else {
-            return;
-        };
-
-        let track_number = self.track_number(frame.track) as u8;
-        if let Some(cluster) = &self.cluster {
-            // A frame later than the reorder window: negative block offsets upset
-            // Chromium's WebM parser, so it moves up to the cluster's start.
-            t = t.max(cluster.start_ms);
-            let age = t - cluster.start_ms;
-            if super::frames::cut(
-                has_video,
-                video_keyframe,
-                age,
-                cluster.bytes.len(),
-                frame.data.len(),
-            ) {
-                self.close_cluster(out);
-            }
-        }
-        let cluster = self.cluster.get_or_insert_with(|| {
-            let mut bytes = Vec::with_capacity(64 * 1024);
-            put_id(&mut bytes, id::CLUSTER);
-            bytes.extend_from_slice(&UNKNOWN_SIZE);
-            put_uint(&mut bytes, id::TIMESTAMP, t);
-            OpenCluster {
-                start_ms: t,
-                cue: video_keyframe || !has_video,
-                bytes,
-            }
-        });
-
-        let b = &mut cluster.bytes;
-        put_id(b, id::SIMPLE_BLOCK);
-        put_size(b, 4 + frame.data.len() as u64);
-        b.push(0x80 | track_number); // 1-byte vint
-        b.extend_from_slice(&((t - cluster.start_ms) as i16).to_be_bytes());
-        // Every Opus packet decodes on its own.
-        let keyframe = video_keyframe || frame.track == TrackKind::Audio;
-        b.push(if keyframe { 0x80 } else { 0 });
-        b.extend_from_slice(&frame.data);
-
-        self.clocks[frame.track as usize].tick(t);
-        if video_keyframe && self.first_keyframe_size.is_none() {
-            self.first_keyframe_size = match self.tracks.video.as_ref().map(|v| v.codec) {
-                Some(VideoCodec::Vp8) => vp8_keyframe_size(&frame.data),
-                Some(VideoCodec::Vp9) => vp9_keyframe_size(&frame.data),
-                None => None,
-            };
-        }
-        self.frames += 1;
-    }
-
     fn close_cluster(&mut self, out: &mut Vec<u8>) {
         let Some(mut cluster) = self.cluster.take() else {
             return;
@@ -326,12 +240,13 @@ impl Muxer {
         let size = (cluster.bytes.len() - CLUSTER_HEAD_LEN) as u64;
         cluster.bytes[4..CLUSTER_HEAD_LEN].copy_from_slice(&size_8(size));
         if cluster.cue {
-            let position = self.emitted + out.len() as u64 - self.segment_data_offset;
+            let position = self.emitted - self.segment_data_offset;
             self.cues.push(Cue {
                 time_ms: cluster.start_ms,
                 position,
             });
         }
+        self.emitted += cluster.bytes.len() as u64;
         if out.is_empty() {
             *out = cluster.bytes;
         } else {
@@ -427,6 +342,76 @@ impl Muxer {
         out.extend_from_slice(&info);
         out.extend_from_slice(&tracks);
         out
+    }
+}
+
+impl super::frames::Muxer for Muxer {
+    fn reorder(&mut self) -> &mut Reorder {
+        &mut self.order
+    }
+
+    /// Writes a frame released from the reorder buffer into the current cluster,
+    /// completing that cluster first if the frame starts a new one.
+    fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
+        let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
+        let has_video = self.tracks.video.is_some();
+        let origin = match self.origin_ms {
+            Some(origin) => origin,
+            None if has_video && !video_keyframe => return,
+            None => *self.origin_ms.insert(frame.at_ms),
+        };
+        // Audio from before the first keyframe, released late.
+        let Some(mut t) = frame.at_ms.checked_sub(origin) else {
+            return;
+        };
+
+        let track_number = self.track_number(frame.track) as u8;
+        if let Some(cluster) = &self.cluster {
+            // A frame later than the reorder window: negative block offsets upset
+            // Chromium's WebM parser, so it moves up to the cluster's start.
+            t = t.max(cluster.start_ms);
+            let age = t - cluster.start_ms;
+            if super::frames::cut(
+                has_video,
+                video_keyframe,
+                age,
+                cluster.bytes.len(),
+                frame.data.len(),
+            ) {
+                self.close_cluster(out);
+            }
+        }
+        let cluster = self.cluster.get_or_insert_with(|| {
+            let mut bytes = Vec::with_capacity(64 * 1024);
+            put_id(&mut bytes, id::CLUSTER);
+            bytes.extend_from_slice(&UNKNOWN_SIZE);
+            put_uint(&mut bytes, id::TIMESTAMP, t);
+            OpenCluster {
+                start_ms: t,
+                cue: video_keyframe || !has_video,
+                bytes,
+            }
+        });
+
+        let b = &mut cluster.bytes;
+        put_id(b, id::SIMPLE_BLOCK);
+        put_size(b, 4 + frame.data.len() as u64);
+        b.push(0x80 | track_number); // 1-byte vint
+        b.extend_from_slice(&((t - cluster.start_ms) as i16).to_be_bytes());
+        // Every Opus packet decodes on its own.
+        let keyframe = video_keyframe || frame.track == TrackKind::Audio;
+        b.push(if keyframe { 0x80 } else { 0 });
+        b.extend_from_slice(&frame.data);
+
+        self.clocks[frame.track as usize].tick(t);
+        if video_keyframe && self.first_keyframe_size.is_none() {
+            self.first_keyframe_size = match self.tracks.video.as_ref().map(|v| v.codec) {
+                Some(VideoCodec::Vp8) => vp8_keyframe_size(&frame.data),
+                Some(VideoCodec::Vp9) => vp9_keyframe_size(&frame.data),
+                None => None,
+            };
+        }
+        self.frames += 1;
     }
 }
 
@@ -968,13 +953,6 @@ mod tests {
         }
     }
 
-    struct Frame {
-        track: TrackKind,
-        at_ms: u64,
-        keyframe: bool,
-        data: Vec<u8>,
-    }
-
     fn video(at_ms: u64, keyframe: bool) -> Frame {
         Frame {
             track: TrackKind::Video,
@@ -982,34 +960,6 @@ mod tests {
             keyframe,
             data: vp8_frame(keyframe, 640, 360, 200),
         }
-    }
-
-    fn audio(at_ms: u64) -> Frame {
-        Frame {
-            track: TrackKind::Audio,
-            at_ms,
-            keyframe: false,
-            data: vec![0xfc; 60],
-        }
-    }
-
-    /// `count` frames, one every `every_ms`, starting at `from_ms`.
-    fn times(from_ms: u64, every_ms: u64, count: u64) -> impl Iterator<Item = u64> {
-        (0..count).map(move |i| from_ms + i * every_ms)
-    }
-
-    /// Frames in the order the caller would see them: by time, audio `audio_lag_ms`
-    /// behind video.
-    fn arrival_order(mut frames: Vec<Frame>, audio_lag_ms: u64) -> Vec<Frame> {
-        frames.sort_by_key(|f| {
-            f.at_ms
-                + if f.track == TrackKind::Audio {
-                    audio_lag_ms
-                } else {
-                    0
-                }
-        });
-        frames
     }
 
     struct Muxed {

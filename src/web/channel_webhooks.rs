@@ -17,7 +17,7 @@ use super::view::Moment;
 use super::{FieldErrors, FlashKind, Htmx, Layout, render, render_with, view};
 use crate::auth::CurrentUser;
 use crate::db::channels::Channel;
-use crate::db::webhooks::{self, Attempt, Delivery, Endpoint};
+use crate::db::webhooks::{self, Attempt, Delivery, DeliveryStatus, Endpoint};
 use crate::db::{self};
 use crate::error::AppResult;
 use crate::outgoing_webhooks;
@@ -94,11 +94,11 @@ impl DeliveryView {
             event_id: d.event_id,
             event: d.event,
             subject: d.subject,
-            next_attempt: (d.status == "pending")
+            next_attempt: (d.status == DeliveryStatus::Pending)
                 .then_some(d.next_attempt_at)
                 .flatten()
                 .map(precise),
-            status: d.status,
+            status: d.status.to_string(),
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl};
 use reqwest::StatusCode;
-use stagepass::db::recordings::Status as RecordingStatus;
+use stagepass::db::recordings::{PartStatus, Status as RecordingStatus};
 use stagepass::db::schema::chat_messages;
 use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Status as StreamStatus;
@@ -704,7 +704,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     // and records a new part (what the dead one had uploaded is kept).
     let parts = eventually("a second part, recording", || async {
         let parts = recording_parts(&db, recording_id).await;
-        if parts.len() == 2 && parts[1].status == "writing" {
+        if parts.len() == 2 && parts[1].status == PartStatus::Writing {
             Ok(parts)
         } else {
             Err(format!("{parts:?}"))
@@ -715,7 +715,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     // complete, or lost when nothing did (a part goes up in 5 MiB pieces,
     // many minutes of sound alone).
     assert!(
-        ["complete", "lost"].contains(&parts[0].status.as_str()),
+        [PartStatus::Complete, PartStatus::Lost].contains(&parts[0].status),
         "{parts:?}"
     );
     assert_eq!(
@@ -802,8 +802,11 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     assert_eq!(done.status, RecordingStatus::Complete, "{done:?}");
     let parts = recording_parts(&db, recording_id).await;
     assert_eq!(parts.len(), 2, "{parts:?}");
-    assert_eq!(parts[1].status, "complete", "{parts:?}");
-    let complete: Vec<_> = parts.iter().filter(|p| p.status == "complete").collect();
+    assert_eq!(parts[1].status, PartStatus::Complete, "{parts:?}");
+    let complete: Vec<_> = parts
+        .iter()
+        .filter(|p| p.status == PartStatus::Complete)
+        .collect();
     for part in complete {
         let (bytes, _) = state
             .storage

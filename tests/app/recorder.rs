@@ -394,7 +394,8 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     assert!(killed.elapsed() <= Duration::from_secs(15));
     let first = parts(&a, &stream).await.remove(0);
     assert_eq!(
-        first.status, "complete",
+        first.status,
+        stagepass::db::recordings::PartStatus::Complete,
         "what B uploaded is kept: {first:?}"
     );
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -408,7 +409,9 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
         .await;
     assert_eq!(stopped.status, reqwest::StatusCode::OK, "{}", stopped.text);
     let parts = wait_parts(&a, &stream, "both parts complete", LONG, |p| {
-        p.len() == 2 && p.iter().all(|p| p.status == "complete")
+        p.len() == 2
+            && p.iter()
+                .all(|p| p.status == stagepass::db::recordings::PartStatus::Complete)
     })
     .await;
     // The row follows its parts.

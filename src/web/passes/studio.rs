@@ -16,6 +16,7 @@ use super::{CURRENCIES, StreamChoice, length_label, stream_choices, studio_path}
 use crate::auth::{self};
 use crate::db::channels::Channel;
 use crate::db::passes::{self, NewPass, StudioPass};
+use crate::db::streams::Status as StreamStatus;
 use crate::db::{self, PassId};
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -43,8 +44,8 @@ pub struct StudioPassRow {
 
 impl StudioPassRow {
     fn new(row: StudioPass) -> Self {
-        let covers = match (&row.stream_title, row.stream_status.as_deref()) {
-            (Some(title), Some("ended")) => format!("One stream: {title} (ended)"),
+        let covers = match (&row.stream_title, row.stream_status) {
+            (Some(title), Some(StreamStatus::Ended)) => format!("One stream: {title} (ended)"),
             (Some(title), _) => format!("One stream: {title}"),
             _ => "Every stream of the channel".to_owned(),
         };
