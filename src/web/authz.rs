@@ -190,6 +190,61 @@ impl<A: InArea> FromRequestParts<AppState> for TeamChannel<A> {
     }
 }
 
+/// Outgoing webhook endpoint `{id}` of the channel `{handle}`, for the
+/// channel's owner: 404 for an endpoint of another channel (`owned_endpoint`).
+pub struct OwnedEndpoint {
+    pub user: User,
+    pub channel: Channel,
+    pub endpoint: Endpoint,
+}
+
+impl FromRequestParts<AppState> for OwnedEndpoint {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (user, handle) = signed_in_with_param(parts, state, "handle").await?;
+        let id = path_param(parts, state, "id")
+            .await?
+            .parse()
+            .map_err(|_| AppError::NotFound.into_response())?;
+        let mut conn = connection(state).await?;
+        let (channel, endpoint) = owned_endpoint(&mut conn, user.id, &handle, id)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(OwnedEndpoint {
+            user,
+            channel,
+            endpoint,
+        })
+    }
+}
+
+/// Grant `{id}` as its channel's grant list shows it, with the channel, for
+/// the channel's owner (`owned_grant`: 404 outside the team, 403 for its
+/// moderators).
+pub struct OwnedGrant {
+    pub user: User,
+    pub grant: ChannelGrant,
+    pub channel: Channel,
+}
+
+impl FromRequestParts<AppState> for OwnedGrant {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (user, id) = signed_in_with_id(parts, state).await?;
+        let mut conn = connection(state).await?;
+        let (grant, channel) = owned_grant(&mut conn, user.id, id)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(OwnedGrant {
+            user,
+            grant,
+            channel,
+        })
+    }
+}
+
 /// The `Area` of an extractor, as a type: `area::Settings` and so on.
 pub trait InArea: Send + Sync {
     const AREA: Area;
@@ -254,15 +309,37 @@ async fn signed_in_with_param(
     let CurrentUser(user) = CurrentUser::from_request_parts(parts, state)
         .await
         .map_err(IntoResponse::into_response)?;
+    Ok((user, path_param(parts, state, name).await?))
+}
+
+/// The route's parameter `name` (404 if the route has none).
+async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<String, Response> {
     let params = RawPathParams::from_request_parts(parts, state)
         .await
         .map_err(|_| AppError::NotFound.into_response())?;
-    let value = params
+    params
         .iter()
         .find(|(param, _)| *param == name)
         .map(|(_, value)| value.to_owned())
-        .ok_or_else(|| AppError::NotFound.into_response())?;
-    Ok((user, value))
+        .ok_or_else(|| AppError::NotFound.into_response())
+}
+
+/// The channel of a `/c/{handle}/…` route as anyone may see it: 404 when
+/// there is none. What the visitor may do there is the handler's to ask.
+pub struct PublicChannel(pub Channel);
+
+impl FromRequestParts<AppState> for PublicChannel {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let handle = path_param(parts, state, "handle").await?;
+        let mut conn = connection(state).await?;
+        match channels::find_by_handle(&mut conn, &handle).await {
+            Ok(Some(channel)) => Ok(PublicChannel(channel)),
+            Ok(None) => Err(AppError::NotFound.into_response()),
+            Err(e) => Err(AppError::from(e).into_response()),
+        }
+    }
 }
 
 /// What the refused user tried to manage: the 403 names it.

@@ -15,7 +15,6 @@ use serde::Deserialize;
 
 use super::view::Moment;
 use super::{FieldErrors, FlashKind, Htmx, Layout, render, render_with, view};
-use crate::auth::CurrentUser;
 use crate::db::channels::Channel;
 use crate::db::webhooks::{self, Attempt, Delivery, DeliveryStatus, Endpoint};
 use crate::db::{self};
@@ -23,7 +22,7 @@ use crate::error::AppResult;
 use crate::outgoing_webhooks;
 use crate::state::AppState;
 use crate::web::Reply;
-use crate::web::authz::{self, Area, Ids, OwnedChannel, area};
+use crate::web::authz::{OwnedChannel, OwnedEndpoint, area};
 
 /// Endpoints per channel.
 pub const MAX_ENDPOINTS: usize = 10;
@@ -227,14 +226,12 @@ pub struct SecretFragment {
 /// POST), for htmx alone or as the page with it shown.
 pub async fn reveal_secret(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedEndpoint {
+        channel, endpoint, ..
+    }: OwnedEndpoint,
     htmx: Htmx,
     layout: Layout,
-    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
-    let mut conn = state.db.get().await?;
-    let (channel, endpoint) = authz::owned_endpoint(&mut conn, user.id, &handle, id).await?;
-    drop(conn);
     if htmx.fragment {
         return Ok(view::no_store(render(&SecretFragment { e: endpoint })?));
     }
@@ -347,12 +344,15 @@ pub async fn create(
 
 pub async fn delete(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedEndpoint {
+        user,
+        channel,
+        endpoint,
+    }: OwnedEndpoint,
     reply: Reply,
-    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
+    let id = endpoint.id;
     let mut conn = state.db.get().await?;
-    let channel = authz::owned_channel(&mut conn, user.id, &handle, Area::Webhooks).await?;
     if !webhooks::delete(&mut conn, channel.id, id).await? {
         return Err(crate::error::AppError::NotFound);
     }
@@ -385,12 +385,14 @@ pub struct TestResult {
 
 pub async fn send_test(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedEndpoint {
+        user,
+        channel,
+        endpoint,
+    }: OwnedEndpoint,
     reply: Reply,
-    Ids((handle, id)): Ids<(String, i64)>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (channel, endpoint) = authz::owned_endpoint(&mut conn, user.id, &handle, id).await?;
     let allowed = webhooks::allow_test_event(
         &mut conn,
         user.id,

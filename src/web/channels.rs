@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use diesel_async::AsyncPgConnection;
@@ -22,7 +22,7 @@ use crate::db::{self, StreamId, UserId, users};
 use crate::error::{AppError, AppResult};
 use crate::limits::{self, Action};
 use crate::state::AppState;
-use crate::web::authz::{self, Area, Ids, OwnedChannel, area};
+use crate::web::authz::{self, Area, Ids, OwnedChannel, PublicChannel, area};
 use crate::web::{Reply, forms};
 
 /// The unique index on `channels.handle` (a race between two sign-ups of the same handle).
@@ -70,12 +70,9 @@ pub async fn show(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     layout: Layout,
-    Path(handle): Path<String>,
+    PublicChannel(channel): PublicChannel,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = channels::find_by_handle(&mut conn, &handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let is_owner = match &user {
         Some(u) => access::channel_role(&mut conn, u.id, channel.id).await? == Some(Role::Owner),
         None => false,

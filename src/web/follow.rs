@@ -8,7 +8,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -18,11 +18,11 @@ use super::view::follow_button::{FollowButton, Viewer, viewer_of};
 use super::view::relative_start;
 use super::{FlashKind, Layout, render_with};
 use crate::auth::{self, CurrentUser};
-use crate::db::channels::{self};
 use crate::db::{ChannelId, StreamId, follows};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::web::Reply;
+use crate::web::authz::PublicChannel;
 
 #[derive(Deserialize, Default)]
 pub struct FollowForm {
@@ -40,34 +40,31 @@ pub async fn follow(
     state: State<AppState>,
     user: CurrentUser,
     reply: Reply,
-    handle: Path<String>,
+    channel: PublicChannel,
     form: Form<FollowForm>,
 ) -> AppResult<Response> {
-    change(state, user, reply, handle, form, true).await
+    change(state, user, reply, channel, form, true).await
 }
 
 pub async fn unfollow(
     state: State<AppState>,
     user: CurrentUser,
     reply: Reply,
-    handle: Path<String>,
+    channel: PublicChannel,
     form: Form<FollowForm>,
 ) -> AppResult<Response> {
-    change(state, user, reply, handle, form, false).await
+    change(state, user, reply, channel, form, false).await
 }
 
 async fn change(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     reply: Reply,
-    Path(handle): Path<String>,
+    PublicChannel(channel): PublicChannel,
     Form(form): Form<FollowForm>,
     follow: bool,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = channels::find_by_handle(&mut conn, &handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
     if follow && channel.owner_id == user.id {
         return Err(AppError::forbidden(OWN_CHANNEL));
     }

@@ -226,10 +226,20 @@ pub async fn show(
     let soon_after = q.soon_after.as_deref().and_then(Cursor::decode);
     if htmx.fragment && (live_after.is_some() || soon_after.is_some()) {
         if live_after.is_some() {
-            load_live(&mut conn, &mut page, user_id, live_after, &csrf).await?;
+            page.live = card_list(
+                discover::live(&mut conn, user_id, live_after).await?,
+                LIVE,
+                user_id,
+                &csrf,
+            );
             return render(&page.live);
         }
-        load_soon(&mut conn, &mut page, user_id, soon_after, &csrf).await?;
+        page.soon = card_list(
+            discover::upcoming(&mut conn, user_id, soon_after).await?,
+            SOON,
+            user_id,
+            &csrf,
+        );
         return render(&page.soon);
     }
 
@@ -240,51 +250,57 @@ pub async fn show(
             .map(|c| card(c, user_id, "/", &csrf))
             .collect();
     }
-    load_live(&mut conn, &mut page, user_id, live_after, &csrf).await?;
-    load_soon(&mut conn, &mut page, user_id, soon_after, &csrf).await?;
+    page.live = card_list(
+        discover::live(&mut conn, user_id, live_after).await?,
+        LIVE,
+        user_id,
+        &csrf,
+    );
+    page.soon = card_list(
+        discover::upcoming(&mut conn, user_id, soon_after).await?,
+        SOON,
+        user_id,
+        &csrf,
+    );
     render(&page)
 }
 
-async fn load_live(
-    conn: &mut diesel_async::AsyncPgConnection,
-    page: &mut HomePage,
-    user: Option<crate::db::UserId>,
-    after: Option<Cursor>,
-    csrf: &str,
-) -> AppResult<()> {
-    let list = discover::live(conn, user, after).await?;
-    page.live = CardList {
-        more: list.next.map(|c| format!("/?live_after={}", c.encode())),
-        cards: list
-            .items
-            .into_iter()
-            .map(|c| card(c, user, "/", csrf))
-            .collect(),
-        more_id: "live-more",
-        more_label: "More live streams",
-    };
-    Ok(())
+/// One list of the home page, with its "More" link (the list's own query
+/// parameter, `param`, carries the cursor).
+struct ListOf {
+    param: &'static str,
+    more_id: &'static str,
+    more_label: &'static str,
 }
 
-async fn load_soon(
-    conn: &mut diesel_async::AsyncPgConnection,
-    page: &mut HomePage,
+const LIVE: ListOf = ListOf {
+    param: "live_after",
+    more_id: "live-more",
+    more_label: "More live streams",
+};
+
+const SOON: ListOf = ListOf {
+    param: "soon_after",
+    more_id: "soon-more",
+    more_label: "More upcoming streams",
+};
+
+fn card_list(
+    list: discover::Page<discover::Card, Cursor>,
+    of: ListOf,
     user: Option<crate::db::UserId>,
-    after: Option<Cursor>,
     csrf: &str,
-) -> AppResult<()> {
-    let list = discover::upcoming(conn, user, after).await?;
-    page.soon = CardList {
-        more: list.next.map(|c| format!("/?soon_after={}", c.encode())),
+) -> CardList {
+    CardList {
+        more: list.next.map(|c| format!("/?{}={}", of.param, c.encode())),
         cards: list
             .items
             .into_iter()
             .map(|c| card(c, user, "/", csrf))
             .collect(),
-        more_id: "soon-more",
-        more_label: "More upcoming streams",
-    };
-    Ok(())
+        more_id: of.more_id,
+        more_label: of.more_label,
+    }
 }
 
 fn enc(s: &str) -> String {

@@ -7,7 +7,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
@@ -19,11 +19,11 @@ use super::{FieldErrors, FlashKind, Layout, render_with};
 use crate::auth::{self};
 use crate::db;
 use crate::db::channels::{self, Channel};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::images::{ImageError, Purpose};
 use crate::state::AppState;
 use crate::web::Reply;
-use crate::web::authz::{OwnedChannel, area};
+use crate::web::authz::{OwnedChannel, PublicChannel, area};
 
 /// How many links a channel page shows.
 pub const MAX_LINKS: usize = 5;
@@ -245,12 +245,9 @@ fn settings_path(channel: &Channel) -> String {
 pub async fn avatar(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(handle): Path<String>,
+    PublicChannel(channel): PublicChannel,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = channels::find_by_handle(&mut conn, &handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let key = channels::avatar_key(&mut conn, channel.id).await?;
     drop(conn);
     uploads::serve(&state, key, DEFAULT_AVATAR, Audience::Public, &headers).await

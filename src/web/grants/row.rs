@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::list::{Filters, GrantRow, GrantsPage, ListParams};
 use super::{MAX_DAYS, read_duration};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{self};
 use crate::db::channels::Channel;
 use crate::db::grants;
 use crate::db::users::User;
@@ -20,7 +20,7 @@ use crate::db::{self, GrantId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::web::Reply;
-use crate::web::authz::{self, Ids};
+use crate::web::authz::OwnedGrant;
 use crate::web::forms::{normalize_text, parse_schedule};
 use crate::web::view::utc;
 use crate::web::{FlashKind, Layout, render_with};
@@ -101,54 +101,111 @@ fn new_expiry(
     Ok(at)
 }
 
+/// What the owner does to a grant from its row.
+enum Change<'a> {
+    Extend {
+        old: DateTime<Utc>,
+        new: DateTime<Utc>,
+    },
+    Revoke(&'a str),
+}
+
+/// Applies `change` and writes it in the audit log, in one transaction. None:
+/// the grant was revoked meanwhile (revocation is final), and nothing changed.
+async fn change(
+    conn: &mut AsyncPgConnection,
+    user: &User,
+    channel: &Channel,
+    id: GrantId,
+    change: Change<'_>,
+) -> AppResult<Option<grants::Grant>> {
+    let changed = conn
+        .transaction(async |conn| {
+            let (changed, action) = match change {
+                Change::Extend { new, .. } => {
+                    (grants::set_expiry(conn, id, new).await?, "grant.extended")
+                }
+                Change::Revoke(reason) => {
+                    (grants::revoke(conn, id, reason).await?, "grant.revoked")
+                }
+            };
+            if let Some(g) = &changed {
+                let details = match change {
+                    Change::Extend { old, .. } => serde_json::json!({
+                        "user_id": g.user_id,
+                        "old_expires_at": old,
+                        "new_expires_at": g.expires_at,
+                    }),
+                    Change::Revoke(reason) => serde_json::json!({
+                        "user_id": g.user_id,
+                        "reason": reason,
+                        "expires_at": g.expires_at,
+                    }),
+                };
+                db::audit::record(
+                    conn,
+                    Some(user.id),
+                    Some(channel.id),
+                    action,
+                    Some(&g.id.to_string()),
+                    details,
+                )
+                .await?;
+            }
+            Ok::<_, diesel::result::Error>(changed)
+        })
+        .await?;
+    Ok(changed)
+}
+
+/// Grant `id`'s row as the list shows it now, saying what happened.
+async fn fresh_row(conn: &mut AsyncPgConnection, id: GrantId, note: String) -> AppResult<GrantRow> {
+    let fresh = grants::find_in_list(conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut row = GrantRow::new(fresh);
+    row.note = Some(note);
+    Ok(row)
+}
+
 pub async fn extend(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedGrant {
+        user,
+        grant,
+        channel,
+    }: OwnedGrant,
     reply: Reply,
-    Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<ExtendForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (grant, channel) = authz::owned_grant(&mut conn, user.id, id).await?;
     let old = grant.grant.expires_at;
     let mut row = GrantRow::new(grant.clone());
 
     match new_expiry(&form, old, Utc::now()) {
         Err(e) => row.errors.add("extend", e),
         Ok(new) => {
-            let changed = conn
-                .transaction(async |conn| {
-                    let changed = grants::set_expiry(conn, grant.grant.id, new).await?;
-                    if let Some(g) = &changed {
-                        db::audit::record(
-                            conn,
-                            Some(user.id),
-                            Some(channel.id),
-                            "grant.extended",
-                            Some(&g.id.to_string()),
-                            serde_json::json!({
-                                "user_id": g.user_id,
-                                "old_expires_at": old,
-                                "new_expires_at": g.expires_at,
-                            }),
-                        )
-                        .await?;
-                    }
-                    Ok::<_, diesel::result::Error>(changed)
-                })
-                .await?;
-            match changed {
+            match change(
+                &mut conn,
+                &user,
+                &channel,
+                grant.grant.id,
+                Change::Extend { old, new },
+            )
+            .await?
+            {
                 Some(g) => {
-                    let fresh = grants::find_in_list(&mut conn, g.id)
-                        .await?
-                        .ok_or(AppError::NotFound)?;
-                    row = GrantRow::new(fresh);
-                    row.note = Some(format!(
-                        "{}'s grant now ends {}.",
-                        grant.user_name,
-                        utc(&g.expires_at)
-                    ));
+                    row = fresh_row(
+                        &mut conn,
+                        g.id,
+                        format!(
+                            "{}'s grant now ends {}.",
+                            grant.user_name,
+                            utc(&g.expires_at)
+                        ),
+                    )
+                    .await?;
                 }
                 None => row
                     .errors
@@ -173,14 +230,16 @@ pub struct RevokeForm {
 
 pub async fn revoke(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    OwnedGrant {
+        user,
+        grant,
+        channel,
+    }: OwnedGrant,
     reply: Reply,
-    Ids(id): Ids<GrantId>,
     Query(params): Query<ListParams>,
     Form(form): Form<RevokeForm>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let (grant, channel) = authz::owned_grant(&mut conn, user.id, id).await?;
     let reason = normalize_text(form.reason.trim());
     let mut row = GrantRow::new(grant.clone());
 
@@ -190,37 +249,25 @@ pub async fn revoke(
     } else if reason.chars().count() > crate::web::forms::MAX_REASON {
         row.errors.add("reason", "Use at most 200 characters.");
     } else {
-        let revoked = conn
-            .transaction(async |conn| {
-                let revoked = grants::revoke(conn, grant.grant.id, &reason).await?;
-                if let Some(g) = &revoked {
-                    db::audit::record(
-                        conn,
-                        Some(user.id),
-                        Some(channel.id),
-                        "grant.revoked",
-                        Some(&g.id.to_string()),
-                        serde_json::json!({
-                            "user_id": g.user_id,
-                            "reason": reason,
-                            "expires_at": g.expires_at,
-                        }),
-                    )
-                    .await?;
-                }
-                Ok::<_, diesel::result::Error>(revoked)
-            })
-            .await?;
-        match revoked {
+        match change(
+            &mut conn,
+            &user,
+            &channel,
+            grant.grant.id,
+            Change::Revoke(&reason),
+        )
+        .await?
+        {
             Some(g) => {
-                let fresh = grants::find_in_list(&mut conn, g.id)
-                    .await?
-                    .ok_or(AppError::NotFound)?;
-                row = GrantRow::new(fresh);
-                row.note = Some(format!(
-                    "{}'s grant was revoked. If they are watching, they are removed from the stream now.",
-                    grant.user_name
-                ));
+                row = fresh_row(
+                    &mut conn,
+                    g.id,
+                    format!(
+                        "{}'s grant was revoked. If they are watching, they are removed from the stream now.",
+                        grant.user_name
+                    ),
+                )
+                .await?;
             }
             None => row.errors.add("reason", "This grant was already revoked."),
         }

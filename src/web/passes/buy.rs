@@ -2,20 +2,20 @@
 //! channel's (/c/{handle}/passes).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{buy_label, length_label};
 use crate::access::{self, Access, Denial};
 use crate::auth::MaybeUser;
-use crate::db::channels::{self, Channel};
+use crate::db::channels::Channel;
 use crate::db::passes::{self, OnSale, Pass, Scope};
 use crate::db::streams::{Status, Stream};
 use crate::db::{PassId, StreamId};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::web::authz::Ids;
+use crate::web::authz::{Ids, PublicChannel};
 use crate::web::funnel::FunnelVisitor;
 use crate::web::view::redeem_form::RedeemForm;
 use crate::web::view::{Moment, StreamState};
@@ -195,12 +195,9 @@ pub async fn for_channel(
     MaybeUser(user): MaybeUser,
     visitor: FunnelVisitor,
     layout: Layout,
-    Path(handle): Path<String>,
+    PublicChannel(channel): PublicChannel,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let channel = channels::find_by_handle(&mut conn, &handle)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let cards = passes::on_sale_for_channel(&mut conn, channel.id)
         .await?
         .iter()
