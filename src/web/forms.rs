@@ -50,28 +50,6 @@ pub fn parse_schedule(value: &str) -> Option<DateTime<Utc>> {
     .map(|t| t.and_utc())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::web::view::Moment;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
-    }
-
-    #[test]
-    fn schedules_are_read_as_utc() {
-        let t = at("2026-11-22T18:00:00Z");
-        assert_eq!(parse_schedule("2026-11-22T18:00"), Some(t));
-        assert_eq!(parse_schedule(" 2026-11-22 18:00 "), Some(t));
-        assert_eq!(parse_schedule("2026-11-22T18:00:00"), Some(t));
-        assert_eq!(parse_schedule("tomorrow"), None);
-        assert_eq!(parse_schedule("2026-13-01T10:00"), None);
-        assert_eq!(Moment::new(t).label, "2026-11-22 18:00 UTC");
-        assert_eq!(Moment::new(t).iso, "2026-11-22T18:00:00Z");
-    }
-}
-
 /// The account behind the `email` field of a team or grant form, or the
 /// error next to that field: the field is empty, or no account uses it.
 pub async fn account_by_email(
@@ -95,4 +73,26 @@ pub async fn account_by_email(
         );
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::view::Moment;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn schedules_are_read_as_utc() {
+        let t = at("2026-11-22T18:00:00Z");
+        assert_eq!(parse_schedule("2026-11-22T18:00"), Some(t));
+        assert_eq!(parse_schedule(" 2026-11-22 18:00 "), Some(t));
+        assert_eq!(parse_schedule("2026-11-22T18:00:00"), Some(t));
+        assert_eq!(parse_schedule("tomorrow"), None);
+        assert_eq!(parse_schedule("2026-13-01T10:00"), None);
+        assert_eq!(Moment::new(t).label, "2026-11-22 18:00 UTC");
+        assert_eq!(Moment::new(t).iso, "2026-11-22T18:00:00Z");
+    }
 }
