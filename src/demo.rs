@@ -156,7 +156,7 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
 
     let pass: i64 = match access_passes::table
         .filter(access_passes::channel_id.eq(channel.0))
-        .filter(access_passes::scope.eq("channel"))
+        .filter(access_passes::scope.eq(crate::db::passes::Scope::Channel))
         .select(access_passes::id)
         .first::<i64>(conn)
         .await
@@ -170,7 +170,7 @@ pub async fn load(conn: &mut AsyncPgConnection) -> anyhow::Result<&'static [Demo
                     access_passes::name.eq("Channel pass — 30 days"),
                     access_passes::price_cents.eq(900_i64),
                     access_passes::currency.eq("USD"),
-                    access_passes::scope.eq("channel"),
+                    access_passes::scope.eq(crate::db::passes::Scope::Channel),
                     access_passes::duration_seconds.eq(30 * 24 * 3600),
                     access_passes::includes_replays.eq(true),
                 ))

@@ -176,7 +176,7 @@ pub async fn complete_order(
         let pass = passes::find(conn, order.pass_id)
             .await?
             .ok_or(diesel::result::Error::NotFound)?;
-        let stream = if pass.scope == "stream" { pass.stream_id } else { None };
+        let stream = if pass.scope == crate::db::passes::Scope::Stream { pass.stream_id } else { None };
 
         // Two purchases of the same user and channel completing at once must
         // still stack one after the other: serialize them (next_start also

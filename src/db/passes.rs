@@ -30,7 +30,7 @@ pub struct Pass {
     pub name: String,
     pub price_cents: i64,
     pub currency: String,
-    pub scope: String,
+    pub scope: Scope,
     pub duration_seconds: Option<i32>,
     pub window_starts_at: Option<DateTime<Utc>>,
     pub window_ends_at: Option<DateTime<Utc>>,
@@ -39,43 +39,19 @@ pub struct Pass {
     pub created_at: DateTime<Utc>,
 }
 
-/// What a pass covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// One stream (`stream_id`).
-    Stream,
-    /// Every stream of the channel.
-    Channel,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Stream => "stream",
-            Scope::Channel => "channel",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "stream" => Some(Scope::Stream),
-            "channel" => Some(Scope::Channel),
-            _ => None,
-        }
+super::text_enum! {
+    /// What a pass covers.
+    pub enum Scope {
+        /// One stream (`stream_id`).
+        Stream = "stream",
+        /// Every stream of the channel.
+        Channel = "channel",
     }
 }
 
 impl Pass {
     pub fn is_archived(&self) -> bool {
         self.archived_at.is_some()
-    }
-
-    pub fn scope(&self) -> Scope {
-        if self.stream_id.is_some() {
-            Scope::Stream
-        } else {
-            Scope::Channel
-        }
     }
 
     /// The (starts_at, expires_at) of a grant made from this pass, starting no
@@ -129,7 +105,7 @@ pub struct NewPass<'a> {
     pub name: &'a str,
     pub price_cents: i64,
     pub currency: &'a str,
-    pub scope: &'a str,
+    pub scope: Scope,
     pub duration_seconds: Option<i32>,
     pub window_starts_at: Option<DateTime<Utc>>,
     pub window_ends_at: Option<DateTime<Utc>>,
@@ -145,7 +121,7 @@ pub struct PassChanges<'a> {
     pub price_cents: Option<i64>,
     pub currency: Option<&'a str>,
     pub includes_replays: Option<bool>,
-    pub scope: Option<&'a str>,
+    pub scope: Option<Scope>,
     pub stream_id: Option<Option<StreamId>>,
     pub duration_seconds: Option<Option<i32>>,
     pub window_starts_at: Option<Option<DateTime<Utc>>>,

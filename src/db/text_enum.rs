@@ -82,7 +82,9 @@ pub(crate) use text_enum;
 
 #[cfg(test)]
 mod tests {
-    use crate::db::{bans, channels, grants, notifications, orders, recordings, streams, webhooks};
+    use crate::db::{
+        bans, channels, grants, notifications, orders, passes, recordings, streams, webhooks,
+    };
 
     /// Every variant reads back from its text, and no two share one (a copy
     /// and paste slip would store one variant as another).
@@ -113,6 +115,7 @@ mod tests {
             bans::Kind,
             grants::Source,
             notifications::Kind,
+            passes::Scope,
             webhooks::DeliveryStatus,
         );
     }

@@ -72,7 +72,7 @@ pub struct DeliveryView {
     pub event: String,
     pub subject: String,
     /// pending, delivered or failed.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
@@ -97,7 +97,7 @@ impl DeliveryView {
                 .then_some(d.next_attempt_at)
                 .flatten()
                 .map(precise),
-            status: d.status.to_string(),
+            status: d.status,
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error,
@@ -108,11 +108,20 @@ impl DeliveryView {
     }
 
     pub fn status_label(&self) -> &'static str {
-        match self.status.as_str() {
-            "delivered" => "Delivered",
-            "failed" => "Failed",
-            _ if self.attempts == 0 => "Queued",
-            _ => "Retrying",
+        match self.status {
+            DeliveryStatus::Delivered => "Delivered",
+            DeliveryStatus::Failed => "Failed",
+            DeliveryStatus::Pending if self.attempts == 0 => "Queued",
+            DeliveryStatus::Pending => "Retrying",
+        }
+    }
+
+    /// The badge's look: like an active pass, a revoked one, or an upcoming one.
+    pub fn badge(&self) -> &'static str {
+        match self.status {
+            DeliveryStatus::Delivered => "active",
+            DeliveryStatus::Failed => "revoked",
+            DeliveryStatus::Pending => "upcoming",
         }
     }
 }

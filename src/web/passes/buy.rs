@@ -43,7 +43,7 @@ pub struct PassCard {
 impl PassCard {
     /// On a stream's page: every pass leads back to this stream.
     fn for_stream(pass: &Pass, channel: &Channel, stream: StreamId) -> Self {
-        let gives = match pass.scope() {
+        let gives = match pass.scope {
             Scope::Stream => "This stream".to_owned(),
             Scope::Channel => format!("Every stream of {}", channel.title),
         };
@@ -150,7 +150,7 @@ pub async fn for_stream(
         .await?
         .iter()
         // After the stream, a pass for it alone is only worth its replay.
-        .filter(|p| !ended || p.scope() == Scope::Channel || p.includes_replays)
+        .filter(|p| !ended || p.scope == Scope::Channel || p.includes_replays)
         .map(|p| PassCard::for_stream(p, &channel, stream.id))
         .collect();
     let redeem = RedeemForm::new(&layout.csrf_token, format!("/s/{}", stream.id));

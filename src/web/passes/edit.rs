@@ -143,7 +143,7 @@ pub async fn update(
                     Length::Duration(secs) => (Some(secs), None),
                     Length::Window(from, to) => (None, Some((from, to))),
                 };
-                changes.scope = Some(terms.scope.as_str());
+                changes.scope = Some(terms.scope);
                 changes.stream_id = Some(terms.stream_id);
                 changes.duration_seconds = Some(duration);
                 changes.window_starts_at = Some(window.map(|w| w.0));

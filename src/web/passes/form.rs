@@ -91,7 +91,7 @@ impl PassFields {
             name: pass.name.clone(),
             price: format!("{}.{:02}", pass.price_cents / 100, pass.price_cents % 100),
             currency: pass.currency.clone(),
-            scope: pass.scope.clone(),
+            scope: pass.scope.to_string(),
             stream_id: pass.stream_id.map(|s| s.to_string()).unwrap_or_default(),
             duration,
             duration_unit,

@@ -155,7 +155,7 @@ pub async fn create(
             name: &input.name,
             price_cents: input.price_cents,
             currency: &input.currency,
-            scope: terms.scope.as_str(),
+            scope: terms.scope,
             duration_seconds,
             window_starts_at: window.map(|w| w.0),
             window_ends_at: window.map(|w| w.1),
@@ -172,7 +172,7 @@ pub async fn create(
                 "name": pass.name,
                 "price_cents": pass.price_cents,
                 "currency": pass.currency,
-                "scope": pass.scope,
+                "scope": pass.scope.as_str(),
                 "stream_id": pass.stream_id,
             }),
         )

@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use stagepass::db::channels::{self, Channel, NewChannel};
+use stagepass::db::passes::Scope;
 use stagepass::db::schema::{
     access_passes, channels as channels_table, streams as streams_table, users,
 };
@@ -455,9 +456,9 @@ impl<'a> PassBuilder<'a> {
                 access_passes::price_cents.eq(900),
                 access_passes::currency.eq("EUR"),
                 access_passes::scope.eq(if self.stream.is_some() {
-                    "stream"
+                    Scope::Stream
                 } else {
-                    "channel"
+                    Scope::Channel
                 }),
                 access_passes::duration_seconds.eq(self.hours * 3600),
                 access_passes::includes_replays.eq(true),
