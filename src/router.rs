@@ -99,6 +99,7 @@ pub fn app(state: AppState) -> Router {
         .route("/s/{id}/token", post(watch::token))
         .route("/s/{id}/status", get(watch::status))
         .route("/s/{id}/time-left", get(watch::time_left))
+        .route("/s/{id}/live-stats", get(watch::live_stats_fragment))
         // Passes: the owner's, the pages viewers buy from, the viewer's own.
         .route(
             "/studio/channels/{handle}/passes",

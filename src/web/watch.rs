@@ -12,14 +12,15 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::funnel::{FunnelVisitor, Noted};
-use super::view::utc;
+use super::view::{span, utc};
 use super::view::{TokenResponse, refuse};
 use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
-use crate::db::channels::Channel;
+use crate::db::channels::{self, Channel};
+use crate::db::presence;
 use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::livekit::tokens;
@@ -27,7 +28,7 @@ use crate::state::AppState;
 use crate::web::authz::Ids;
 
 #[derive(Template)]
-#[template(path = "pages/watch/show.html", blocks = ["stage"])]
+#[template(path = "pages/watch/show.html", blocks = ["stage", "live_stats"])]
 pub struct WatchPage {
     pub layout: Layout,
     pub stream: Stream,
@@ -47,6 +48,38 @@ pub struct WatchPage {
     pub scheduled_label: String,
     /// The follow button of the stream's channel (full page only).
     pub follow: Option<super::view::follow_button::FollowButton>,
+    /// Viewers now and since when, while the stream is live.
+    pub live: Option<LiveStats>,
+}
+
+/// "12 viewers · Live for 1h 02m": shown to everyone who sees the page.
+pub struct LiveStats {
+    /// Viewers in the room now, the channel's team not counted.
+    pub viewers: i64,
+    /// RFC 3339, for the script that ticks "live for".
+    pub since: String,
+    pub since_label: String,
+}
+
+async fn live_stats(
+    conn: &mut diesel_async::AsyncPgConnection,
+    stream: &Stream,
+) -> AppResult<Option<LiveStats>> {
+    let (Status::Live, Some(started)) = (stream.status, stream.started_at) else {
+        return Ok(None);
+    };
+    let team: Vec<crate::db::UserId> = channels::members(conn, stream.channel_id)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let viewers = presence::current_viewers(conn, stream.id, &team).await?;
+    let seconds = (Utc::now() - started).num_seconds().max(0);
+    Ok(Some(LiveStats {
+        viewers,
+        since: started.to_rfc3339(),
+        since_label: span(seconds),
+    }))
 }
 
 async fn page(
@@ -63,7 +96,9 @@ async fn page(
         Access::Watch { until } => until,
         _ => None,
     };
+    let live = live_stats(&mut conn, &stream).await?;
     Ok(WatchPage {
+        live,
         layout,
         denial: access.denial().map(|d| d.reason()),
         pass_ended: access.denial() == Some(Denial::PassEnded),
@@ -151,6 +186,17 @@ pub async fn status(
     } else {
         render(&page)
     }
+}
+
+/// The viewer count and "live for" line (htmx refreshes it every 15 s).
+pub async fn live_stats_fragment(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    layout: Layout,
+    Ids(id): Ids<StreamId>,
+) -> AppResult<Response> {
+    let page = page(&state, user.map(|u| u.id), id, layout).await?;
+    render(&page.as_live_stats())
 }
 
 /// A subscribe-only token for the live room, for as long as the access rule

@@ -341,6 +341,7 @@ fn matrix() -> Vec<Row> {
         post("/s/{id}/token", L, &[],                               [Forbidden, Forbidden, Shown,     Forbidden, Forbidden, Forbidden, Forbidden, Shown,     Shown]),
         get("/s/{id}/status", S,                                    [Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown]),
         get("/s/{id}/time-left", S,                                 [Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown]),
+        get("/s/{id}/live-stats", S,                                [Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown]),
         // Passes.
         get("/studio/channels/{handle}/passes", S,                  [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Shown]),
         post("/studio/channels/{handle}/passes", S,

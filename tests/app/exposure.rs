@@ -278,6 +278,7 @@ const VIEWER_ROUTES: &[(Method, &str)] = &[
     (Method::Get, "/s/{id}"),
     (Method::Get, "/s/{id}/status"),
     (Method::Get, "/s/{id}/time-left"),
+    (Method::Get, "/s/{id}/live-stats"),
     (Method::Post, "/s/{id}/token"),
     (Method::Get, "/s/{id}/replays"),
     (Method::Get, "/s/{id}/pass"),

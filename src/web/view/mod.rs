@@ -138,7 +138,8 @@ pub fn live_for(seconds: i64) -> String {
     }
 }
 
-fn span(seconds: i64) -> String {
+/// A length of time in words: "5 min", "1 h 5 min", "3 days".
+pub fn span(seconds: i64) -> String {
     let minutes = seconds / 60;
     let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
     match (days, hours, mins) {
