@@ -50,7 +50,9 @@ pub fn viewer(
     )
 }
 
-/// The channel owner on the broadcast page: publish, subscribe, data, room admin.
+/// The channel owner on the broadcast page: publish, subscribe, data, room
+/// admin, and their own attributes (`brb`: since when they paused, which the
+/// watch page shows as "Be right back").
 pub fn host(
     config: &LiveKitConfig,
     user: UserId,
@@ -64,7 +66,7 @@ pub fn host(
         can_subscribe: Some(true),
         can_publish: Some(true),
         can_publish_data: Some(true),
-        can_update_own_metadata: Some(false),
+        can_update_own_metadata: Some(true),
         ..Default::default()
     };
     mint(config, &super::host_identity(user), name, grants, HOST_TTL)

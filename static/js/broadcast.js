@@ -32,6 +32,7 @@ const ui = {
   toggleMicrophone: $("toggle-microphone"),
   toggleCamera: $("toggle-camera"),
   toggleScreen: $("toggle-screen"),
+  togglePause: $("toggle-pause"),
   cameraSelect: $("camera-select"),
   microphoneSelect: $("microphone-select"),
 };
@@ -43,6 +44,8 @@ const tracks = { camera: null, microphone: null };
 let previewReady = Promise.resolve();
 let previewStarted = false;
 let room = null;
+// While paused ("Be right back"): which of camera and microphone were on before.
+let pausedFrom = null;
 
 if (section) {
   start();
@@ -156,13 +159,14 @@ async function switchDevice(kind, deviceId) {
 // --- Controls ---------------------------------------------------------------
 
 function controls() {
-  return [ui.toggleMicrophone, ui.toggleCamera, ui.toggleScreen, ui.cameraSelect, ui.microphoneSelect];
+  return [ui.toggleMicrophone, ui.toggleCamera, ui.toggleScreen, ui.togglePause, ui.cameraSelect, ui.microphoneSelect];
 }
 
 function bindControls() {
   ui.toggleMicrophone.addEventListener("click", () => toggleMute(tracks.microphone));
   ui.toggleCamera.addEventListener("click", () => toggleMute(tracks.camera));
   ui.toggleScreen.addEventListener("click", toggleScreen);
+  ui.togglePause.addEventListener("click", togglePause);
   ui.cameraSelect.addEventListener("change", () => switchDevice("videoinput", ui.cameraSelect.value));
   ui.microphoneSelect.addEventListener("change", () => switchDevice("audioinput", ui.microphoneSelect.value));
   ui.reconnect?.addEventListener("click", connect);
@@ -195,6 +199,29 @@ async function toggleScreen() {
   reflect();
 }
 
+// "Be right back": camera and microphone go off, and the `brb` attribute
+// tells viewers since when (their player shows a card with the time). Resume
+// turns back on what was on before, and clears the attribute.
+async function togglePause() {
+  if (!connected()) return;
+  const devices = [tracks.camera, tracks.microphone];
+  try {
+    if (!pausedFrom) {
+      pausedFrom = { on: devices.map((t) => Boolean(t && !t.isMuted)), since: new Date().toISOString() };
+      await room.localParticipant.setAttributes({ brb: pausedFrom.since });
+      await Promise.all(devices.filter((t) => t && !t.isMuted).map((t) => t.mute()));
+    } else {
+      const wasOn = pausedFrom;
+      pausedFrom = null;
+      await Promise.all(devices.filter((t, i) => t && wasOn.on[i] && t.isMuted).map((t) => t.unmute()));
+      await room.localParticipant.setAttributes({ brb: "" });
+    }
+  } catch (error) {
+    showMediaError(error);
+  }
+  reflect();
+}
+
 // Buttons say what they will do; aria-pressed says what is on now.
 function reflect() {
   const mic = tracks.microphone;
@@ -203,6 +230,8 @@ function reflect() {
   setToggle(ui.toggleMicrophone, mic, mic && !mic.isMuted, "Mute mic", "Unmute mic");
   setToggle(ui.toggleCamera, cam, cam && !cam.isMuted, "Turn camera off", "Turn camera on");
   setToggle(ui.toggleScreen, connected(), sharing, "Stop sharing", "Share screen");
+  setToggle(ui.togglePause, connected(), Boolean(pausedFrom), "Resume", "Be right back");
+  ui.togglePause.title = connected() ? "" : "Pausing is available once you are live.";
   ui.toggleScreen.title = connected() ? "" : "Screen sharing is available once you are live.";
   ui.preview.classList.toggle("is-off", !cam || cam.isMuted);
 }
@@ -273,6 +302,8 @@ async function connect() {
     for (const track of [tracks.camera, tracks.microphone]) {
       if (track) await current.localParticipant.publishTrack(track);
     }
+    // Reconnected while paused: viewers keep seeing "Be right back", since then.
+    if (pausedFrom) await current.localParticipant.setAttributes({ brb: pausedFrom.since });
   } catch (error) {
     if (room === current) {
       setConnection("failed", `Connection failed: ${error.message}`);

@@ -175,6 +175,9 @@ class Viewer {
     if (this.closed) return room.disconnect();
     this.reflectAudio();
     this.refresh();
+    // The count above the fold includes this viewer once LiveKit has told
+    // the server (its webhook): refresh it then rather than in 15 s.
+    setTimeout(() => document.body.dispatchEvent(new CustomEvent("live-stats-poll")), 3000);
   }
 
   onTrack(room, track) {
@@ -609,5 +612,8 @@ reflectTheatre();
 tick();
 setInterval(tick, 1000);
 document.addEventListener("htmx:load", syncPlayers);
-document.addEventListener("htmx:afterSwap", syncPlayers);
+document.addEventListener("htmx:afterSwap", () => {
+  syncPlayers();
+  tick();
+});
 window.addEventListener("pagehide", () => players.forEach((viewer) => viewer.close()));

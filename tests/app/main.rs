@@ -24,6 +24,7 @@ mod moderation;
 mod notifications;
 mod outgoing_webhooks;
 mod passes;
+mod player;
 mod recorder;
 mod recordings;
 mod services;

@@ -296,6 +296,19 @@ impl Browser {
         }
     }
 
+    /// Presses and releases `key` on the keyboard, as a person would: the
+    /// page's focused element (or its body) receives real key events.
+    /// Special keys are `fantoccini::key::Key` values, e.g. `Key::Down.into()`.
+    pub async fn press(&self, key: char) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let actions = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        if let Err(e) = self.client.perform_actions(actions).await {
+            panic!("{}", self.report(&format!("pressing {key:?}: {e}")).await);
+        }
+    }
+
     /// Runs `script` (a function body; `return` a value, or a promise of one).
     pub async fn js(&self, script: &str) -> Value {
         match self.client.execute(script, vec![]).await {
