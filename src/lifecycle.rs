@@ -18,7 +18,7 @@ use tracing::instrument;
 
 use crate::db::DbError;
 use crate::db::streams::{self, Stream};
-use crate::db::{self, StreamId};
+use crate::db::{self, StreamId, UserId};
 use crate::livekit::Participant;
 use crate::state::AppState;
 use diesel_async::pooled_connection::deadpool::PoolError;
@@ -102,10 +102,15 @@ async fn open_room(state: &AppState, stream: &Stream) -> Result<(), String> {
         })
 }
 
-/// Creates the LiveKit room, then marks the stream live. Idempotent: going
-/// live twice keeps the first `started_at` (LiveKit answers the existing room).
+/// Creates the LiveKit room, then marks the stream live, in the audit log as
+/// `actor`'s doing (the owner who clicked Go live). Idempotent: going live
+/// twice keeps the first `started_at` (LiveKit answers the existing room).
 #[instrument(skip_all, fields(stream = %stream.id))]
-pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, LifecycleError> {
+pub async fn go_live(
+    state: &AppState,
+    stream: &Stream,
+    actor: UserId,
+) -> Result<Stream, LifecycleError> {
     if stream.status == streams::Status::Ended {
         return Err(LifecycleError::AlreadyEnded);
     }
@@ -119,7 +124,7 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
         .ok_or(LifecycleError::AlreadyEnded)?;
     db::audit::record(
         &mut conn,
-        None,
+        Some(actor),
         Some(stream.channel_id),
         "stream.live",
         Some(&stream.id.to_string()),
@@ -139,12 +144,14 @@ pub async fn go_live(state: &AppState, stream: &Stream) -> Result<Stream, Lifecy
     Ok(live)
 }
 
-/// Deletes the room (disconnecting everyone), then marks the stream ended.
-/// Ending an ended stream is harmless.
+/// Deletes the room (disconnecting everyone), then marks the stream ended,
+/// in the audit log as `actor`'s doing (None: stagepass itself, e.g. an
+/// encoder that went away). Ending an ended stream is harmless.
 #[instrument(skip_all, fields(stream = %stream_id))]
 pub async fn end_stream(
     state: &AppState,
     stream_id: StreamId,
+    actor: Option<UserId>,
 ) -> Result<Option<Stream>, LifecycleError> {
     let mut conn = state.db.get().await?;
     let Some(stream) = streams::find(&mut conn, stream_id).await? else {
@@ -167,14 +174,16 @@ pub async fn end_stream(
             return Err(LifecycleError::LiveKit(short(&e.to_string())));
         }
     }
-    finish(state, stream_id, "stream.ended").await
+    finish(state, stream_id, "stream.ended", actor).await
 }
 
-/// Marks a live stream ended and closes its open presence (the room is gone).
+/// Marks a live stream ended and closes its open presence (the room is gone);
+/// `actor` is who ended it, None when stagepass did.
 pub async fn finish(
     state: &AppState,
     stream_id: StreamId,
     action: &str,
+    actor: Option<UserId>,
 ) -> Result<Option<Stream>, LifecycleError> {
     let mut conn = state.db.get().await?;
     let ended = mark_ended(state, &mut conn, stream_id).await?;
@@ -182,7 +191,7 @@ pub async fn finish(
         db::presence::close_all(&mut conn, stream_id).await?;
         db::audit::record(
             &mut conn,
-            None,
+            actor,
             Some(stream.channel_id),
             action,
             Some(&stream_id.to_string()),
@@ -342,7 +351,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         {
             continue;
         }
-        if finish(state, stream.id, "stream.ended_by_reconciler")
+        if finish(state, stream.id, "stream.ended_by_reconciler", None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .is_some()
@@ -401,7 +410,7 @@ pub async fn apply_event(
     match event.event.as_str() {
         "room_finished" => {
             // The room closed on its own (everyone left and the departure timeout passed).
-            finish(state, stream.id, "stream.ended_by_livekit").await?;
+            finish(state, stream.id, "stream.ended_by_livekit", None).await?;
         }
         "participant_joined" => {
             if let Some(p) = &event.participant {
@@ -625,7 +634,7 @@ async fn apply_ingress_event(
             .await?;
         }
         "ingress_ended" if stream.is_live() => {
-            end_stream(state, stream.id).await?;
+            end_stream(state, stream.id, None).await?;
             let mut conn = state.db.get().await?;
             db::audit::record(
                 &mut conn,

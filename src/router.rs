@@ -258,6 +258,7 @@ pub fn app(state: AppState) -> Router {
 
     let operator = Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/favicon.ico", get(crate::web::assets::favicon))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
 

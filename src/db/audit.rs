@@ -141,3 +141,16 @@ pub async fn stream_titles(
         .load(conn)
         .await
 }
+
+/// Names of the passes among `ids`, for entries about a pass or an order.
+pub async fn pass_names(
+    conn: &mut AsyncPgConnection,
+    ids: &[super::PassId],
+) -> QueryResult<Vec<(super::PassId, String)>> {
+    use super::schema::access_passes;
+    access_passes::table
+        .filter(access_passes::id.eq_any(ids))
+        .select((access_passes::id, access_passes::name))
+        .load(conn)
+        .await
+}

@@ -236,7 +236,8 @@ pub fn clean_query(raw: &str) -> String {
         .to_owned()
 }
 
-/// Streams whose title contains `term`: live, then upcoming, then ended
+/// Streams whose title, or whose channel's title or handle, contains `term`
+/// (searching a channel's name finds its streams): live, then upcoming, then ended
 /// (newest first); never unscheduled drafts. `page` counts from 0.
 pub async fn search_streams(
     conn: &mut AsyncPgConnection,
@@ -247,7 +248,7 @@ pub async fn search_streams(
     let page = page.clamp(0, MAX_SEARCH_PAGE);
     let items: Vec<Card> = diesel::sql_query(format!(
         "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE s.title ILIKE $3 AND (s.status IN ('{LIVE}', '{ENDED}') OR ({announced})) \
+         WHERE (s.title ILIKE $3 OR c.title ILIKE $3 OR c.handle ILIKE $3) AND (s.status IN ('{LIVE}', '{ENDED}') OR ({announced})) \
          ORDER BY CASE s.status WHEN '{LIVE}' THEN 0 WHEN '{DRAFT}' THEN 1 ELSE 2 END, \
                   coalesce(s.started_at, s.scheduled_at) DESC, s.id DESC \
          LIMIT $4 OFFSET $5",

@@ -23,10 +23,10 @@ use crate::web::Reply;
 
 pub async fn go_live(
     State(state): State<AppState>,
-    OwnedStream { stream, .. }: OwnedStream,
+    OwnedStream { stream, user, .. }: OwnedStream,
     reply: Reply,
 ) -> AppResult<Response> {
-    match lifecycle::go_live(&state, &stream).await {
+    match lifecycle::go_live(&state, &stream, user.id).await {
         Ok(_) => {
             reply
                 .redirect_with(
@@ -52,10 +52,10 @@ pub async fn go_live(
 
 pub async fn end(
     State(state): State<AppState>,
-    OwnedStream { stream, .. }: OwnedStream,
+    OwnedStream { stream, user, .. }: OwnedStream,
     reply: Reply,
 ) -> AppResult<Response> {
-    match lifecycle::end_stream(&state, stream.id).await {
+    match lifecycle::end_stream(&state, stream.id, Some(user.id)).await {
         Ok(_) => {
             reply
                 .flash(

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod analytics;
+pub mod assets;
 pub mod auth;
 pub mod authz;
 pub mod channel_webhooks;

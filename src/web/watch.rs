@@ -12,8 +12,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::funnel::{FunnelVisitor, Noted};
-use super::view::{span, utc};
 use super::view::{TokenResponse, refuse};
+use super::view::{span, utc};
 use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;

@@ -1,5 +1,15 @@
 // Small behaviours every page may use. Plain ES module, no framework.
 
+// Phones: the navigation folds behind its Menu button (without JavaScript
+// it stays unfolded, wrapping).
+document.documentElement.classList.add("js");
+document.querySelector(".nav-toggle")?.addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  const open = button.getAttribute("aria-expanded") !== "true";
+  button.setAttribute("aria-expanded", String(open));
+  document.getElementById(button.getAttribute("aria-controls"))?.classList.toggle("open", open);
+});
+
 // Copy buttons: <button data-copy="text">Copy</button>.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
@@ -39,3 +49,51 @@ function pollBell() {
 }
 setInterval(pollBell, BELL_EVERY_MS);
 document.addEventListener("visibilitychange", pollBell);
+
+// Local times: pages carry <time datetime> with a UTC label ("2026-11-22
+// 18:00 UTC") that reads right without JavaScript; here each is shown in the
+// viewer's own zone, named ("22 Nov 2026, 19:00 CET"), the UTC label kept as
+// its tooltip. Titles holding a UTC label get the local time too, and the
+// "Times are UTC." notes name the zone. Runs again on what htmx swaps in.
+const LOCAL = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  timeZoneName: "short",
+});
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const UTC_LABEL = /\d{1,2}:\d{2} UTC$/;
+
+function localTime(iso) {
+  const at = Date.parse(iso);
+  return Number.isNaN(at) ? null : LOCAL.format(at);
+}
+
+// `root` and the elements under it that match `selector`.
+function within(root, selector) {
+  if (!root.querySelectorAll) return [];
+  return [...(root.matches?.(selector) ? [root] : []), ...root.querySelectorAll(selector)];
+}
+
+function localizeTimes(root) {
+  for (const el of within(root, "time[datetime]")) {
+    if (el.dataset.local) continue; // done already
+    const local = localTime(el.getAttribute("datetime"));
+    if (!local) continue;
+    const text = el.textContent.trim();
+    if (UTC_LABEL.test(text)) {
+      el.title = text;
+      el.textContent = local;
+      el.dataset.local = ZONE;
+    } else if (UTC_LABEL.test(el.title)) {
+      el.title = local;
+    }
+  }
+  for (const note of within(root, ".times-note")) {
+    note.textContent = `Times are in your time zone (${ZONE}).`;
+  }
+}
+localizeTimes(document);
+document.addEventListener("htmx:load", (event) => localizeTimes(event.target));

@@ -482,19 +482,22 @@ async fn the_pass_pages_redeem_form_redeems_and_comes_back_with_the_news() {
     let code = codes_for(&app, ticket, 1, 1).await.remove(0);
     let (viewer, viewer_id) = builders::user(&app, "viewer@example.com", "Viewer").await;
     let here = format!("/s/{}/pass", stream.id);
-    // Wherever the pass page says to come back to (the watch page, say).
+    // Where the pass page says to go on to once the code worked (the watch page).
     let back_to = viewer
         .get(&here)
         .await
         .attr("#redeem-form input[name=return_to]", "value")
         .unwrap();
+    assert_eq!(back_to, format!("/s/{}", stream.id));
 
+    // A wrong code keeps the viewer on the pass page, with its code field.
     let page = viewer
         .submit(&here, "#redeem-form", &[("code", "ZZZZ-ZZZZ-ZZZZ")])
         .await;
-    assert_eq!(page.location(), Some(back_to.clone()));
+    assert_eq!(page.location(), Some(here.clone()));
     let back = viewer.follow(&page).await;
     assert!(back.text_of("#alerts").contains("We don't know that code"));
+    assert!(back.has("#redeem-form input[name=code]"), "{}", back.text);
 
     let page = viewer
         .submit(&here, "#redeem-form", &[("code", &code)])

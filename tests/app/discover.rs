@@ -44,6 +44,16 @@ fn card_ids(page: &Page, selector: &str) -> Vec<i64> {
 #[tokio::test]
 async fn discover_lists_live_streams_before_scheduled_ones_and_hides_drafts_and_ended_streams() {
     let app = TestApp::spawn().await;
+    // Before anything exists: "nothing", not "nothing else".
+    let empty = app.anonymous().get("/").await;
+    assert_eq!(
+        empty.text_of("#live-now .empty"),
+        "Nothing is live right now."
+    );
+    assert_eq!(
+        empty.text_of("#starting-soon .empty"),
+        "Nothing is scheduled yet."
+    );
     let (ann, ann_id) = builders::user(&app, "ann@example.com", "Ann").await;
     let ch = create_channel(&app, &ann, "ann-live", "Ann Live").await;
 
@@ -163,6 +173,11 @@ async fn a_follower_sees_the_channels_they_follow_first() {
     // Not a second time further down.
     assert_eq!(card_ids(&page, "#live-now"), vec![ann_live.0]);
     assert!(card_ids(&page, "#starting-soon").is_empty());
+    // Streams above, none here: "nothing else".
+    assert_eq!(
+        page.text_of("#starting-soon .empty"),
+        "Nothing else is scheduled yet."
+    );
     // Its cards say so on their follow buttons.
     assert_eq!(
         page.text_of(&format!(
@@ -271,6 +286,12 @@ async fn search_finds_streams_and_channels_by_part_of_their_name_and_escapes_wil
     assert_eq!(
         by_handle.texts("#channel-results .channel-title"),
         vec!["Bob's Room"]
+    );
+    // A channel's name finds its streams too (announced or live, never drafts).
+    assert_eq!(
+        card_ids(&anon.get("/?q=bob%27s%20room").await, "#stream-results"),
+        vec![late_jazz.0, sale.0],
+        "the channel's live stream, then its scheduled one"
     );
 
     // "%" and "_" are searched for, not wildcards.

@@ -23,6 +23,7 @@ mod migrations;
 mod moderation;
 mod notifications;
 mod outgoing_webhooks;
+mod pages;
 mod passes;
 mod player;
 mod recorder;

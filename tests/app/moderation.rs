@@ -1408,14 +1408,17 @@ async fn the_owners_audit_log_lists_every_action_and_filters_by_action_actor_and
     ] {
         assert!(timeout_row.contains(part), "{part} in {timeout_row}");
     }
+    // The filter names actions in words; their keys are the values.
     let options: Vec<String> = page.texts("#filter-action option");
     for a in [
-        "moderation.ban_lifted",
-        "moderation.banned",
-        "moderation.timed_out",
+        "Lifted a ban",
+        "Banned from the channel",
+        "Timed out of chat",
     ] {
         assert!(options.iter().any(|o| o == a), "{a} in {options:?}");
     }
+    assert!(page.has("#filter-action option[value=\"moderation.banned\"]"));
+    assert!(!page.text.contains("<code class=\"muted audit-action\">"));
 
     let today = Utc::now().date_naive();
     let tomorrow = today.succ_opt().unwrap();

@@ -163,16 +163,20 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
         true
     );
     let chat_below = viewer
-        .js("const v = document.getElementById('player').getBoundingClientRect(); \
+        .js(
+            "const v = document.getElementById('player').getBoundingClientRect(); \
              const c = document.querySelector('.chat').getBoundingClientRect(); \
-             return c.top >= v.bottom")
+             return c.top >= v.bottom",
+        )
         .await;
     assert_eq!(chat_below, true, "in theatre mode chat is under the video");
     viewer.press('t').await;
     let chat_beside = viewer
-        .js("const v = document.getElementById('player').getBoundingClientRect(); \
+        .js(
+            "const v = document.getElementById('player').getBoundingClientRect(); \
              const c = document.querySelector('.chat').getBoundingClientRect(); \
-             return c.left >= v.right && c.top < v.bottom")
+             return c.left >= v.right && c.top < v.bottom",
+        )
         .await;
     assert_eq!(chat_beside, true, "at 1280 px chat is beside the video");
 
@@ -274,11 +278,7 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
     // The host turns the camera off: a card, not a black frame; and back.
     host.click("#toggle-camera").await;
     let card = viewer
-        .wait_until(
-            "the camera-off card",
-            &card_is("camera-off"),
-            STATE_CHANGE,
-        )
+        .wait_until("the camera-off card", &card_is("camera-off"), STATE_CHANGE)
         .await;
     assert!(
         card.as_str()
@@ -307,10 +307,7 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
     let brb = viewer
         .wait_until("the Be right back card", &card_is("brb"), STATE_CHANGE)
         .await;
-    assert!(
-        brb.as_str().unwrap().contains("Be right back"),
-        "{brb}"
-    );
+    assert!(brb.as_str().unwrap().contains("Be right back"), "{brb}");
     viewer
         .wait_until(
             "the pause's duration to tick",

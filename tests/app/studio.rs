@@ -552,3 +552,68 @@ async fn moderators_and_strangers_cannot_manage_streams() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The owner's own Go live and End are theirs in the audit log, which says
+/// what happened in words and links the stream by its title; the studio says
+/// when a draft's watch link starts to work.
+#[tokio::test]
+async fn the_audit_log_credits_the_owner_s_go_live_and_end_in_words() {
+    let builders::Studio {
+        app,
+        owner,
+        channel,
+        stream,
+        ..
+    } = builders::Studio::spawn("olive", stagepass::db::streams::AccessKind::Pass).await;
+
+    // A draft nobody outside the team can open yet: the studio says so.
+    let studio = owner.get(&format!("/studio/streams/{}", stream.id)).await;
+    assert!(
+        studio
+            .text_of("#share-when")
+            .contains("works for viewers once you schedule the stream or go live"),
+        "{}",
+        studio.text
+    );
+    assert!(!studio.text.contains("Share it anywhere"));
+
+    builders::go_live(&owner, stream.id).await;
+    let studio = owner.get(&format!("/studio/streams/{}", stream.id)).await;
+    assert!(!studio.has("#share-when"));
+    assert!(studio.text.contains("Share it anywhere"));
+    let ended = owner
+        .post_htmx(&format!("/studio/streams/{}/end", stream.id), &[])
+        .await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.text);
+
+    let audit = owner
+        .get(&format!("/studio/channels/{}/audit", channel.handle))
+        .await;
+    for (action, words) in [
+        ("stream.live", "Went live"),
+        ("stream.ended", "Ended the stream"),
+    ] {
+        let row = format!(".audit-row[data-action=\"{action}\"]");
+        assert_eq!(audit.text_of(&format!("{row} .audit-what")), words);
+        let who = audit.text_of(&format!("{row} .audit-who"));
+        assert!(who.contains("Owner"), "{action} by {who}");
+        assert!(!who.contains("automatic"), "{action} by {who}");
+        assert_eq!(
+            audit.text_of(&format!("{row} .audit-subject a")),
+            format!("“{}”", stream.title)
+        );
+        assert_eq!(
+            audit.attr(&format!("{row} .audit-subject a"), "href"),
+            Some(format!("/studio/streams/{}", stream.id))
+        );
+    }
+    assert!(
+        !audit.text.contains("stream.live<"),
+        "no raw keys on the page"
+    );
+
+    // Browsers ask for /favicon.ico on every site: it is there.
+    let icon = app.anonymous().get("/favicon.ico").await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert!(icon.text.starts_with("<svg"), "{}", icon.text);
+}

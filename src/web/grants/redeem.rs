@@ -34,6 +34,9 @@ pub struct RedeemInput {
     pub code: String,
     #[serde(default)]
     pub return_to: String,
+    /// The page with the form: a refused code is explained there.
+    #[serde(default)]
+    pub back_to: String,
 }
 
 /// Where to go after redeeming: a local path of ours, else "My passes".
@@ -56,7 +59,7 @@ fn return_path(raw: &str) -> String {
 async fn refuse_redemption(
     reply: &Reply,
     status: StatusCode,
-    return_to: &str,
+    (return_to, back_to): (&str, &str),
     code: &str,
     message: &str,
 ) -> AppResult<Response> {
@@ -64,6 +67,7 @@ async fn refuse_redemption(
         let form = RedeemForm {
             csrf_token: auth::csrf::token(&reply.session).await?,
             return_to: return_to.to_owned(),
+            back_to: back_to.to_owned(),
             code: code.chars().take(64).collect(),
             error: Some(message.to_owned()),
         };
@@ -76,7 +80,7 @@ async fn refuse_redemption(
             .into_response());
     }
     reply.flash(FlashKind::Error, message).await?;
-    Ok(reply.redirect(return_to))
+    Ok(reply.redirect(back_to))
 }
 
 pub async fn redeem(
@@ -88,12 +92,18 @@ pub async fn redeem(
     Form(input): Form<RedeemInput>,
 ) -> AppResult<Response> {
     let return_to = return_path(&input.return_to);
+    // Forms from before `back_to` existed come back to where they go on.
+    let back_to = if input.back_to.trim().is_empty() {
+        return_to.clone()
+    } else {
+        return_path(&input.back_to)
+    };
     let Some(user) = user else {
         // Back to the page with the form after signing in, not to this POST-only URL.
         reply
             .flash(FlashKind::Info, "Sign in to redeem your code.")
             .await?;
-        let next: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+        let next: String = url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect();
         return Ok(reply.redirect(&format!("/signin?next={next}")));
     };
     let ip = client_ip(&state, &headers, peer);
@@ -112,7 +122,14 @@ pub async fn redeem(
                 .await
         }
         Err((status, message)) => {
-            refuse_redemption(&reply, status, &return_to, input.code.trim(), &message).await
+            refuse_redemption(
+                &reply,
+                status,
+                (&return_to, &back_to),
+                input.code.trim(),
+                &message,
+            )
+            .await
         }
     }
 }

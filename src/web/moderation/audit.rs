@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::db::audit::{self, AuditQuery};
 use crate::db::channels::Channel;
-use crate::db::{StreamId, UserId};
+use crate::db::{PassId, StreamId, UserId};
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::web::Layout;
@@ -113,6 +113,8 @@ pub struct AuditRow {
     pub what: String,
     pub action: String,
     pub subject: String,
+    /// Where the subject is in the studio, when it still exists.
+    pub subject_href: Option<String>,
     pub details: String,
 }
 
@@ -121,7 +123,8 @@ pub struct AuditRow {
 pub struct AuditPage {
     pub layout: Layout,
     pub channel: Channel,
-    pub actions: Vec<String>,
+    /// The actions in this channel's log, and their words, for the filter.
+    pub actions: Vec<(String, String)>,
     pub filters: AuditFilters,
     pub rows: Vec<AuditRow>,
     pub total: i64,
@@ -183,7 +186,68 @@ fn describe(action: &str, details: &serde_json::Value) -> String {
         "team.moderator_added" => "Added a moderator".to_owned(),
         "team.moderator_removed" => "Removed a moderator".to_owned(),
         "channel.created" => "Created the channel".to_owned(),
-        other => other.to_owned(),
+        other => action_label(other),
+    }
+}
+
+/// An action in words, as the filter lists it and as entries without a
+/// sentence of their own say it; an unknown one as its words ("chat: something new").
+fn action_label(action: &str) -> String {
+    let known = match action {
+        "moderation.banned" => "Banned from the channel",
+        "moderation.ban_lifted" => "Lifted a ban",
+        "moderation.timed_out" => "Timed out of chat",
+        "moderation.timeout_lifted" => "Lifted a chat timeout",
+        "moderation.participant_removed" => "Removed from the live room",
+        "moderation.track_muted" => "Muted a track",
+        "participant.removed_by_moderator" => "Removed by the server at a moderator's request",
+        "participant.removed_access_ended" => "Removed by the server: no longer allowed to watch",
+        "participant.removed_on_join" => "Removed on joining the room",
+        "participant.encoder_key_reset" => "Reset the OBS stream key",
+        "participant.encoder_refused" => "Refused an encoder with an old stream key",
+        "stream.created" => "Created a stream",
+        "stream.deleted" => "Deleted a draft stream",
+        "stream.live" => "Went live",
+        "stream.started" => "Went live",
+        "stream.live_by_encoder" => "Went live from OBS",
+        "stream.live_by_ingress" => "Went live through LiveKit Ingress",
+        "stream.offline_by_ingress" => "The encoder went offline",
+        "stream.ended" => "Ended the stream",
+        "stream.ended_by_livekit" => "The stream ended: its room closed",
+        "stream.ended_by_reconciler" => "The stream ended: its room was gone",
+        "stream.thumbnail_set" => "Set the stream's thumbnail",
+        "stream.thumbnail_removed" => "Removed the stream's thumbnail",
+        "chat.message_deleted" => "Deleted a chat message",
+        "chat.settings_changed" => "Changed the chat settings",
+        "grant.comped" => "Comped a grant",
+        "grant.extended" => "Extended a grant",
+        "grant.revoked" => "Revoked a grant",
+        "code.redeemed" => "Redeemed a code",
+        "code.redeem_failed" => "Tried a code that didn't work",
+        "order.paid" => "Bought a pass",
+        "order.refunded" => "An order was refunded",
+        "pass.created" => "Created a pass",
+        "pass.updated" => "Changed a pass",
+        "pass.archived" => "Took a pass off sale",
+        "pass.unarchived" => "Put a pass back on sale",
+        "team.moderator_added" => "Added a moderator",
+        "team.moderator_removed" => "Removed a moderator",
+        "channel.created" => "Created the channel",
+        "channel.settings_saved" => "Saved the channel's settings",
+        "channel.avatar_set" => "Set the channel's avatar",
+        "channel.avatar_removed" => "Removed the channel's avatar",
+        "webhook.added" => "Added a webhook",
+        "webhook.deleted" => "Deleted a webhook",
+        "webhook.tested" => "Sent a test webhook",
+        "recording.ready" => "A recording is ready",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    match action.split_once('.') {
+        Some((area, what)) => format!("{area}: {}", what.replace('_', " ")),
+        None => action.replace('_', " "),
     }
 }
 
@@ -214,8 +278,28 @@ fn compact(details: &serde_json::Value) -> String {
         .join(" · ")
 }
 
+/// The stream an entry is about: its subject for `stream.*` and the chat
+/// settings, `details.stream_id` for a deleted message.
+fn stream_of(e: &audit::Entry) -> Option<StreamId> {
+    if e.action.starts_with("stream.") || e.action == "chat.settings_changed" {
+        e.subject.as_deref()?.parse().ok()
+    } else {
+        e.details["stream_id"].as_i64().map(StreamId)
+    }
+}
+
+/// The pass an entry is about: its subject for `pass.*`, else `details.pass_id`.
+fn pass_of(e: &audit::Entry) -> Option<PassId> {
+    if e.action.starts_with("pass.") {
+        e.subject.as_deref()?.parse().ok()
+    } else {
+        e.details["pass_id"].as_i64().map(PassId)
+    }
+}
+
 async fn audit_rows(
     conn: &mut AsyncPgConnection,
+    channel: &Channel,
     entries: Vec<audit::Entry>,
 ) -> AppResult<Vec<AuditRow>> {
     let user_ids: Vec<UserId> = entries
@@ -228,11 +312,8 @@ async fn audit_rows(
             }
         })
         .collect();
-    let stream_ids: Vec<StreamId> = entries
-        .iter()
-        .filter(|e| e.action.starts_with("stream."))
-        .filter_map(|e| e.subject.as_deref()?.parse().ok())
-        .collect();
+    let stream_ids: Vec<StreamId> = entries.iter().filter_map(stream_of).collect();
+    let pass_ids: Vec<PassId> = entries.iter().filter_map(pass_of).collect();
     let people: HashMap<UserId, (String, String)> = audit::user_names(conn, &user_ids)
         .await?
         .into_iter()
@@ -242,34 +323,64 @@ async fn audit_rows(
         .await?
         .into_iter()
         .collect();
+    let pass_names: HashMap<PassId, String> = audit::pass_names(conn, &pass_ids)
+        .await?
+        .into_iter()
+        .collect();
     let person = |id: UserId| match people.get(&id) {
         Some((name, email)) => format!("{name} ({email})"),
-        None => format!("user #{id}"),
+        None => "a deleted account".to_owned(),
+    };
+    let stream = |id: StreamId| match titles.get(&id) {
+        Some(title) => (format!("“{title}”"), Some(format!("/studio/streams/{id}"))),
+        None => ("a deleted stream".to_owned(), None),
+    };
+    let pass = |id: PassId| match pass_names.get(&id) {
+        Some(name) => (
+            format!("the {name} pass"),
+            Some(format!("/studio/passes/{id}")),
+        ),
+        None => ("a deleted pass".to_owned(), None),
     };
     Ok(entries
         .into_iter()
         .map(|e| {
             let raw = e.subject.clone().unwrap_or_default();
-            let subject = if subject_is_user(&e.action) {
+            let about_user = || {
+                e.details["user_id"]
+                    .as_i64()
+                    .map(|u| format!("{} — ", person(UserId(u))))
+                    .unwrap_or_default()
+            };
+            let (subject, subject_href) = if subject_is_user(&e.action) {
                 match raw.parse::<UserId>() {
-                    Ok(id) => person(id),
-                    Err(_) => raw,
+                    Ok(id) => (person(id), None),
+                    Err(_) => (raw, None),
                 }
-            } else if e.action.starts_with("stream.") {
-                match raw.parse::<StreamId>() {
-                    Ok(id) => titles
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| format!("stream #{id}")),
-                    Err(_) => raw,
+            } else if e.action == "chat.message_deleted" {
+                match stream_of(&e).map(stream) {
+                    Some((title, href)) => (format!("A message in {title}"), href),
+                    None => ("A chat message".to_owned(), None),
                 }
+            } else if let Some(id) = stream_of(&e) {
+                stream(id)
             } else if e.action.starts_with("grant.") {
-                match e.details["user_id"].as_i64() {
-                    Some(u) => format!("{} — grant #{raw}", person(UserId(u))),
-                    None => format!("grant #{raw}"),
+                (format!("{}grant #{raw}", about_user()), None)
+            } else if let Some(id) = pass_of(&e) {
+                let (name, href) = pass(id);
+                match e.action.as_str() {
+                    "order.paid" | "order.refunded" => {
+                        (format!("{}order #{raw} for {name}", about_user()), href)
+                    }
+                    _ => (name, href),
                 }
+            } else if e.action.starts_with("webhook.") {
+                (
+                    format!("Webhook #{raw}"),
+                    Some(format!("/studio/channels/{}/webhooks", channel.handle)),
+                )
             } else {
-                raw
+                (raw, None)
             };
             AuditRow {
                 id: e.id,
@@ -284,6 +395,7 @@ async fn audit_rows(
                 details: compact(&e.details),
                 action: e.action,
                 subject,
+                subject_href,
             }
         })
         .collect())
@@ -323,8 +435,15 @@ pub async fn audit(
         .0;
     }
     let pages = pages.max(1);
-    let rows = audit_rows(&mut conn, entries).await?;
-    let actions = audit::actions(&mut conn, channel.id).await?;
+    let rows = audit_rows(&mut conn, &channel, entries).await?;
+    let actions = audit::actions(&mut conn, channel.id)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let label = action_label(&a);
+            (a, label)
+        })
+        .collect();
     drop(conn);
     let layout = if reply.htmx.fragment {
         Layout::fragment(&reply.session).await?
@@ -371,8 +490,9 @@ mod tests {
         );
         assert_eq!(
             describe("chat.something_new", &details),
-            "chat.something_new"
+            "chat: something new"
         );
+        assert_eq!(describe("order.paid", &details), "Bought a pass");
         assert_eq!(compact(&details), "reason: spam · stream id: 4 · until: —");
         assert_eq!(compact(&later), "until: 2026-11-22 18:00 UTC");
     }

@@ -153,7 +153,11 @@ pub async fn for_stream(
         .filter(|p| !ended || p.scope == Scope::Channel || p.includes_replays)
         .map(|p| PassCard::for_stream(p, &channel, stream.id))
         .collect();
-    let redeem = RedeemForm::new(&layout.csrf_token, format!("/s/{}", stream.id));
+    let redeem = RedeemForm::new(
+        &layout.csrf_token,
+        format!("/s/{}", stream.id),
+        format!("/s/{}/pass", stream.id),
+    );
     let page = StreamPassesPage {
         layout,
         state: StreamState::of(&stream),
@@ -203,7 +207,11 @@ pub async fn for_channel(
         .iter()
         .map(|p| PassCard::for_channel(p, &channel))
         .collect();
-    let redeem = RedeemForm::new(&layout.csrf_token, format!("/c/{}", channel.handle));
+    let redeem = RedeemForm::new(
+        &layout.csrf_token,
+        format!("/c/{}", channel.handle),
+        format!("/c/{}/passes", channel.handle),
+    );
     let page = ChannelPassesPage {
         layout,
         cards,

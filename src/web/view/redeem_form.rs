@@ -9,19 +9,23 @@ use askama::Template;
 #[template(path = "partials/grants/redeem_form.html")]
 pub struct RedeemForm {
     pub csrf_token: String,
-    /// Where /redeem sends the viewer back to (a local path).
+    /// Where /redeem sends the viewer once the code worked (a local path).
     pub return_to: String,
+    /// The page with this form, where a refused code is explained (without
+    /// JavaScript; with it, the error replaces the form in place).
+    pub back_to: String,
     /// What was typed, shown again after a refusal.
     pub code: String,
     pub error: Option<String>,
 }
 
 impl RedeemForm {
-    /// An empty form that comes back to `return_to`.
-    pub fn new(csrf_token: &str, return_to: String) -> Self {
+    /// An empty form on the page `back_to` that goes on to `return_to`.
+    pub fn new(csrf_token: &str, return_to: String, back_to: String) -> Self {
         RedeemForm {
             csrf_token: csrf_token.to_owned(),
             return_to,
+            back_to,
             code: String::new(),
             error: None,
         }

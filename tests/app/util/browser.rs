@@ -356,6 +356,28 @@ impl Browser {
         self.client.current_url().await.unwrap().path().to_owned()
     }
 
+    /// Makes the page's clock show `zone` (an IANA name, e.g. "Asia/Kolkata"),
+    /// as if the machine ran there (Chromium's DevTools, through chromedriver).
+    pub async fn time_zone(&self, zone: &str) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver_url, self.session
+            ))
+            .json(&json!({
+                "cmd": "Emulation.setTimezoneOverride",
+                "params": { "timezoneId": zone },
+            }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("setting the time zone to {zone}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "setting the time zone to {zone}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
     /// Ends the session (Chromium exits) and removes its profile.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

@@ -1,0 +1,161 @@
+//! Pages as people see them in Chromium: times in the viewer's own zone
+//! (with the zone named, the UTC label kept as a tooltip), and on a phone's
+//! 390 px no element wider than the screen on the pages used most, with the
+//! navigation folded behind its Menu button.
+
+use chrono::{Duration, FixedOffset, Utc};
+use stagepass::db::streams::AccessKind;
+
+use crate::util::PASSWORD;
+use crate::util::browser::{Browser, TIMEOUT};
+use crate::util::builders::{self, GrantBuilder, Studio, user};
+
+#[tokio::test]
+async fn times_show_in_the_viewer_s_zone_with_its_name() {
+    let studio = Studio::spawn("kolkata", AccessKind::Pass).await;
+    let app = &studio.app;
+    let at = Utc::now() + Duration::days(2);
+    builders::schedule_in(app, studio.stream.id, "2 days").await;
+
+    let viewer = Browser::start().await;
+    viewer.time_zone("Asia/Kolkata").await;
+    viewer
+        .goto(&format!("{}/c/{}", app.url, studio.channel.handle))
+        .await;
+    let shown = viewer
+        .wait_until(
+            "the scheduled time in the viewer's zone",
+            "const t = document.querySelector('#upcoming time, time[datetime]'); \
+             return t?.dataset.local && { text: t.textContent, title: t.title, zone: t.dataset.local }",
+            TIMEOUT,
+        )
+        .await;
+    let india = FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+    // The minute may have turned between the schedule and now: either is the time.
+    // In the browser's locale: "18:29" or "06:29 PM".
+    let expected: Vec<String> = [at, at - Duration::minutes(1)]
+        .iter()
+        .flat_map(|t| {
+            let local = t.with_timezone(&india);
+            [
+                local.format("%H:%M").to_string(),
+                local.format("%I:%M %p").to_string(),
+            ]
+        })
+        .collect();
+    let text = shown["text"].as_str().unwrap();
+    assert!(
+        expected.iter().any(|e| text.contains(e.as_str())),
+        "{shown} shows none of {expected:?}"
+    );
+    assert!(text.contains("GMT+5:30"), "the zone is named: {shown}");
+    assert!(
+        shown["title"].as_str().unwrap().ends_with(" UTC"),
+        "{shown}"
+    );
+    // ICU may name the zone by its older alias.
+    assert!(
+        ["Asia/Kolkata", "Asia/Calcutta"].contains(&shown["zone"].as_str().unwrap()),
+        "{shown}"
+    );
+
+    // Without JavaScript the same page says UTC.
+    let plain = app
+        .anonymous()
+        .get(&format!("/c/{}", studio.channel.handle))
+        .await;
+    assert!(
+        plain
+            .texts("time[datetime]")
+            .iter()
+            .any(|t| t.ends_with(" UTC")),
+        "{}",
+        plain.text
+    );
+    viewer.close().await;
+}
+
+/// Elements wider than the window, outside the tables that scroll sideways
+/// (and the skip link and screen-reader texts, off screen on purpose).
+const TOO_WIDE: &str = "\
+    const w = document.documentElement.clientWidth; \
+    const scrolls = (el) => { for (let p = el.parentElement; p; p = p.parentElement) { \
+        const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; }; \
+    const wide = [...document.body.querySelectorAll('*')] \
+        .filter((el) => { const r = el.getBoundingClientRect(); return r.width > 0 && (r.right > w + 1 || r.left < -1); }) \
+        .filter((el) => !scrolls(el) && !el.closest('.skip-link, .visually-hidden')) \
+        .map((el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '.' + [...el.classList].join('.')); \
+    return { overflow: document.documentElement.scrollWidth - w, wide };";
+
+#[tokio::test]
+async fn at_390_px_nothing_is_wider_than_the_screen_and_the_menu_folds() {
+    let studio = Studio::spawn("phone", AccessKind::Pass).await;
+    let app = &studio.app;
+    let stream = studio.stream.id;
+    let (_, fan) = user(app, "fan@example.com", "Fay Fan").await;
+    GrantBuilder::new(app, fan, studio.channel.id)
+        .starts_in("-1 minute")
+        .expires_in("1 hour")
+        .create()
+        .await;
+    builders::go_live(&studio.owner, stream).await;
+
+    let owner = Browser::start().await;
+    owner.sign_in(&app.url, "owner@example.com", PASSWORD).await;
+    owner.resize(390, 844).await;
+    let fan_browser = Browser::start().await;
+    fan_browser
+        .sign_in(&app.url, "fan@example.com", PASSWORD)
+        .await;
+    fan_browser.resize(390, 844).await;
+
+    let handle = &studio.channel.handle;
+    let pages: Vec<(&Browser, String)> = vec![
+        (&fan_browser, "/".to_owned()),
+        (&fan_browser, format!("/s/{stream}")),
+        (&owner, format!("/studio/streams/{stream}/broadcast")),
+        (&owner, format!("/studio/streams/{stream}")),
+        (&owner, format!("/studio/channels/{handle}/grants")),
+        (&owner, format!("/studio/channels/{handle}/analytics")),
+        (&owner, format!("/studio/streams/{stream}/analytics")),
+    ];
+    for (browser, path) in pages {
+        browser.goto(&format!("{}{path}", app.url)).await;
+        browser.wait_for("main").await;
+        if path.starts_with("/s/") {
+            browser.wait_for("#player").await;
+        }
+        let seen = browser.js(TOO_WIDE).await;
+        assert_eq!(seen["overflow"], 0, "{path} scrolls sideways: {seen}");
+        assert_eq!(seen["wide"], serde_json::json!([]), "{path}: {seen}");
+    }
+
+    // The navigation is one row: the brand and Menu; Menu unfolds the links.
+    fan_browser.goto(&format!("{}/", app.url)).await;
+    assert!(
+        !fan_browser
+            .js("return document.getElementById('nav-links').checkVisibility()")
+            .await
+            .as_bool()
+            .unwrap()
+    );
+    fan_browser.click(".nav-toggle").await;
+    assert_eq!(
+        fan_browser
+            .attr(".nav-toggle", "aria-expanded")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    fan_browser.click("[data-testid=nav-account]").await;
+    fan_browser
+        .wait_until(
+            "the account page through the menu",
+            "return location.pathname === '/account'",
+            TIMEOUT,
+        )
+        .await;
+
+    fan_browser.close().await;
+    owner.close().await;
+}
