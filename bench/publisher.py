@@ -1,6 +1,6 @@
 """The publisher of make bench's real-media phase (LiveKit's Python SDK).
 
-Usage: publisher.py URL TOKEN WIDTH HEIGHT FPS
+Usage: publisher.py URL TOKEN WIDTH HEIGHT FPS [stamp]
 
 Publishes one camera track of synthetic video (a textured pattern scrolling
 sideways, so the encoder has real work and motion to code) and one microphone
@@ -8,6 +8,12 @@ track (a 440 Hz tone), until its standard input closes. Every 2 seconds it
 prints one JSON line with its outbound video statistics. It runs as a process
 of its own so that the subscribers in the bench driver do not steal its
 Python thread's time and make it send fewer frames than it should.
+
+With `stamp`, every frame carries its capture time (the wall clock, in ms) in
+its top band: 40 square blocks across the frame, black or white, most
+significant bit first: 32 bits of the time (modulo 2^32) and an 8-bit sum of
+its bytes. bench/glass.js reads it back on the watch page, so glass-to-glass
+latency is measured through our own pages.
 """
 
 import asyncio
@@ -31,7 +37,21 @@ def texture(width: int, height: int) -> np.ndarray:
     return np.kron(blocks, np.ones((8, 8), dtype=np.uint8))[:height, : 2 * width]
 
 
-async def video(source: rtc.VideoSource, width: int, height: int, fps: int, counter: dict) -> None:
+STAMP_BITS = 40
+
+
+def stamp(y: np.ndarray, ms: int) -> None:
+    """Writes `ms` into the top band of the luma plane `y` (see the module's doc)."""
+    value = ms & 0xFFFFFFFF
+    word = (value << 8) | (sum(value.to_bytes(4, "big")) & 0xFF)
+    block = y.shape[1] // STAMP_BITS
+    for i in range(STAMP_BITS):
+        bit = (word >> (STAMP_BITS - 1 - i)) & 1
+        y[:block, i * block : (i + 1) * block] = 235 if bit else 16
+
+
+async def video(source: rtc.VideoSource, width: int, height: int, fps: int, counter: dict,
+                stamped: bool = False) -> None:
     luma = texture(width, height)
     chroma = np.full((width * height) // 2, 128, dtype=np.uint8)
     period = 1.0 / fps
@@ -39,7 +59,9 @@ async def video(source: rtc.VideoSource, width: int, height: int, fps: int, coun
     n = 0
     while True:
         shift = (n * 4) % width
-        y = np.ascontiguousarray(luma[:, shift : shift + width])
+        y = np.array(luma[:, shift : shift + width], order="C")  # a copy: stamping writes to it
+        if stamped:
+            stamp(y, int(time.time() * 1000))
         data = np.concatenate([y.reshape(-1), chroma]).tobytes()
         frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, data)
         source.capture_frame(frame, timestamp_us=int(n * period * 1e6))
@@ -65,7 +87,7 @@ async def stdin_closed() -> None:
     await loop.run_in_executor(None, sys.stdin.read)
 
 
-async def main(url: str, token: str, width: int, height: int, fps: int) -> None:
+async def main(url: str, token: str, width: int, height: int, fps: int, stamped: bool) -> None:
     room = rtc.Room()
     await room.connect(url, token)
     vsource = rtc.VideoSource(width, height)
@@ -88,7 +110,7 @@ async def main(url: str, token: str, width: int, height: int, fps: int) -> None:
 
     counter = {"captured": 0}
     tasks = [
-        asyncio.create_task(video(vsource, width, height, fps, counter)),
+        asyncio.create_task(video(vsource, width, height, fps, counter, stamped)),
         asyncio.create_task(audio(asource)),
     ]
     closed = asyncio.create_task(stdin_closed())
@@ -113,4 +135,5 @@ async def main(url: str, token: str, width: int, height: int, fps: int) -> None:
 if __name__ == "__main__":
     url, token = sys.argv[1], sys.argv[2]
     width, height, fps = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    asyncio.run(main(url, token, width, height, fps))
+    stamped = len(sys.argv) > 6 and sys.argv[6] == "stamp"
+    asyncio.run(main(url, token, width, height, fps, stamped))

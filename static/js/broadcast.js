@@ -251,8 +251,25 @@ function connected() {
 function setConnection(state, text) {
   ui.state.dataset.state = state;
   ui.state.textContent = text;
-  if (ui.reconnect) ui.reconnect.hidden = state !== "failed";
+  if (!ui.reconnect) return;
+  ui.reconnect.hidden = state !== "failed" && state !== "elsewhere";
+  ui.reconnect.textContent = state === "elsewhere" ? "Broadcast from this tab" : "Reconnect";
 }
+
+// One broadcast per stream: LiveKit keeps the newest connection of the host's
+// identity. The tabs of this browser tell each other when one stops, so a
+// tab that was taken over knows when nobody broadcasts any more.
+const tabs = section && "BroadcastChannel" in window
+  ? new BroadcastChannel(`stagepass-broadcast-${section.dataset.streamId}`)
+  : null;
+tabs?.addEventListener("message", (event) => {
+  if (event.data === "stopped" && ui.state.dataset.state === "elsewhere") {
+    setConnection("elsewhere", "The other tab stopped broadcasting: nobody is live on camera now. Broadcast from this tab to go on.");
+  }
+});
+window.addEventListener("pagehide", () => {
+  if (connected()) tabs?.postMessage("stopped");
+});
 
 async function fetchToken() {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
@@ -328,7 +345,7 @@ function onDisconnected(which, reason) {
       if (ui.reconnect) ui.reconnect.hidden = true;
       return;
     case DisconnectReason.DUPLICATE_IDENTITY:
-      setConnection("failed", "Connection failed: this broadcast was opened in another tab or on another device.");
+      setConnection("elsewhere", "Broadcasting from another tab or device now: viewers see that one, not this tab.");
       return;
     case DisconnectReason.PARTICIPANT_REMOVED:
       setConnection("failed", "Connection failed: the server removed you from the room.");

@@ -27,7 +27,7 @@ use crate::util::whip::{Encoder, whip_key};
 use crate::util::{Browser, PASSWORD, TestApp};
 
 /// What the watch page says while the host's video is away.
-const INTERRUPTED: &str = "The broadcast was interrupted, waiting for the host…";
+const INTERRUPTED: &str = "The host is reconnecting…";
 
 async fn ingress_row(app: &TestApp, id: StreamId) -> Option<StreamIngress> {
     streams::ingress_of(&mut *app.conn().await, id)

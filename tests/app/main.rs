@@ -18,6 +18,7 @@ mod faults;
 mod grants;
 mod ingress;
 mod journey;
+mod latency;
 mod live;
 mod migrations;
 mod moderation;

@@ -370,3 +370,53 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
     viewer.close().await;
     host.close().await;
 }
+
+/// The broadcast page opened a second time takes over; the first says where
+/// the broadcast is and offers to take it back, which works.
+#[tokio::test]
+async fn a_second_broadcast_tab_takes_over_and_the_first_can_take_it_back() {
+    let studio = Studio::spawn("tabs", AccessKind::Pass).await;
+    let app = &studio.app;
+    let first = host_goes_live(&app.url, studio.stream.id).await;
+    let second = Browser::start().await;
+    second
+        .sign_in(&app.url, "owner@example.com", PASSWORD)
+        .await;
+    second
+        .goto(&format!(
+            "{}/studio/streams/{}/broadcast",
+            app.url, studio.stream.id
+        ))
+        .await;
+    let live_here = "return document.getElementById('connection-state')?.dataset.state === 'live'";
+    second
+        .wait_until("the second tab to broadcast", live_here, TIMEOUT)
+        .await;
+    let told = first
+        .wait_until(
+            "the first tab to say where the broadcast is",
+            "const s = document.getElementById('connection-state'); \
+             return s.dataset.state === 'elsewhere' && s.textContent",
+            TIMEOUT,
+        )
+        .await;
+    assert!(
+        told.as_str().unwrap().contains("another tab or device"),
+        "{told}"
+    );
+    assert_eq!(first.text("#reconnect").await, "Broadcast from this tab");
+
+    first.click("#reconnect").await;
+    first
+        .wait_until("the first tab to broadcast again", live_here, TIMEOUT)
+        .await;
+    second
+        .wait_until(
+            "the second tab to step aside",
+            "return document.getElementById('connection-state').dataset.state === 'elsewhere'",
+            TIMEOUT,
+        )
+        .await;
+    second.close().await;
+    first.close().await;
+}

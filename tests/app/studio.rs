@@ -164,7 +164,20 @@ async fn a_new_stream_is_a_draft_listed_with_its_watch_link() {
         Some(format!("/studio/streams/{id}/live"))
     );
     assert!(page.has("#go-live-form input[name=csrf_token]"));
-    assert!(!page.has("#end-form") && !page.has("#broadcast-link"));
+    assert!(!page.has("#end-form"));
+    // The camera check sits beside Go live, at the top, before the details.
+    assert_eq!(
+        page.attr("#lifecycle #broadcast-link", "href"),
+        Some(format!("/studio/streams/{id}/broadcast"))
+    );
+    let html = &page.text;
+    assert!(
+        html.find("id=\"lifecycle\"") < html.find("id=\"stream-form\""),
+        "Go live comes before the details form"
+    );
+    // One "Chat" heading, not a card in a card.
+    assert_eq!(page.texts("#chat-settings h2"), vec!["Chat"]);
+    assert!(!page.has(".card > #chat-settings"));
     assert!(page.has("#delete-form"));
     assert_eq!(
         page.attr("#scheduled_at", "value"),
