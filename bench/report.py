@@ -137,6 +137,10 @@ def markdown(r: dict, goals: dict) -> str:
           f"{rec['window_s']} s" + (f"; peak {_signed(long_peak, 1)} MiB over a {_f(long['recorded_wall_s'], 0)} s "
                                      "recording" if long_peak is not None else "")
           + f" | {_verdict(worst, goals['recording_rss_mib'])} |")
+    glass_lo = ph.get("glass", {}).get("loopback")
+    if glass_lo:
+        w(f"| glass to glass p95 < {goals['glass_p95_ms']:.0f} ms on loopback | {_f(glass_lo['p95_ms'], 0)} ms | "
+          f"{_verdict(glass_lo['p95_ms'], goals['glass_p95_ms'])} |")
     soak = ph.get("soak")
     if soak:
         w(f"| RSS after the soak within {goals['soak_rss_ratio']:.0f}x of idle | "
@@ -293,6 +297,37 @@ def markdown(r: dict, goals: dict) -> str:
               f"{_f(st['decoded_fps']['median'], 1)} | {_f(st['received_kbps']['median'], 0)} "
               f"({_f(st['received_kbps']['min'], 0)}) | {st['publisher_sent_fps']} | {st['livekit_cpu_pct']} % | "
               f"{st['subscriber_process_cpu_pct']} % | {st['machine_cpu_pct']} % |")
+        w("")
+
+    # ---- glass to glass
+    if "glass" in ph:
+        g = ph["glass"]
+        w("## Glass to glass")
+        w("")
+        w("The host's publisher stamps each frame with its capture time (the wall clock, as pixel blocks in "
+          "its top band); headless Chromium, signed in as a viewer with a pass, plays the stream on the watch "
+          "page, and `bench/glass.js` reads the stamp of every frame the player presents "
+          "(`requestVideoFrameCallback`'s expected display time minus the stamp). Capture, encoding, LiveKit, "
+          "the viewer's jitter buffer, decoding and compositing are all inside the figure; the screen's own "
+          "refresh is not. Same machine, same clock.")
+        w("")
+        if "skipped" in g or "error" in g:
+            w(f"Not measured: {g.get('skipped') or g.get('error')}.")
+        else:
+            w("| network | frames | p50 | p95 | p99 | max | unreadable stamps |")
+            w("| --- | --- | --- | --- | --- | --- | --- |")
+            for label, key in (("loopback", "loopback"), ("2 % loss, 100 ms RTT (netem)", "impaired")):
+                x = g.get(key)
+                if not x:
+                    continue
+                if "skipped" in x:
+                    w(f"| {label} | skipped: {x['skipped']} | | | | | |")
+                    continue
+                w(f"| {label} | {x['samples']} in {x['window_s']} s | {_f(x['p50_ms'], 0)} ms | "
+                  f"{_f(x['p95_ms'], 0)} ms | {_f(x['p99_ms'], 0)} ms | {_f(x['max_ms'], 0)} ms | {x['unreadable']} |")
+            w("")
+            w("For scale: LiveKit claims sub-100 ms; the product's original plans accept < 3 s; LL-HLS is about "
+              "2 s; Owncast's HLS 6 s or more.")
         w("")
 
     # ---- recording
