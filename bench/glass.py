@@ -111,7 +111,8 @@ def netem(rtc_udp: int, on: bool) -> str | None:
         r = tc(*step)
         if r.returncode != 0:
             tc("qdisc", "del", "dev", "lo", "root")
-            return f"`tc {' '.join(step[:6])}…` failed: {r.stderr.strip() or r.returncode}"
+            why = r.stderr.strip() or f"exit status {r.returncode}"
+            return f"this kernel cannot shape loopback traffic: `tc {' '.join(step)}` answered “{why}”"
     return None
 
 

@@ -522,12 +522,7 @@ async fn participant_joined(
             return Ok(());
         }
     }
-    let team: Vec<crate::db::UserId> = db::channels::members(&mut conn, stream.channel_id)
-        .await?
-        .into_iter()
-        .map(|m| m.user_id)
-        .collect();
-    let now = db::presence::current_viewers(&mut conn, stream.id, &team).await?;
+    let now = db::presence::current_viewers(&mut conn, stream.id, stream.channel_id).await?;
     db::presence::bump_peak(&mut conn, stream.id, now).await?;
     Ok(())
 }

@@ -136,7 +136,9 @@ fn draw(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
+        // No background of its own: the page's theme shows through, and the
+        // page's CSS colours the text and axes (`.chart-svg`, app.css).
+        root.fill(&TRANSPARENT).map_err(|e| err(&e))?;
         let x_end = (points as i32 - 1).max(1);
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
@@ -162,10 +164,11 @@ fn draw(
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
             .x_desc(x_desc)
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 15))
             .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+            .bold_line_style(RGBColor(0x3A, 0x40, 0x4C))
+            .axis_style(RGBColor(0x8A, 0x93, 0xA3))
             .draw()
             .map_err(|e| err(&e))?;
         for (i, s) in series.iter().enumerate() {

@@ -61,7 +61,8 @@ impl MessageView {
             author: m.author_name.clone(),
             badge,
             time_iso: m.created_at.to_rfc3339(),
-            time_label: m.created_at.format("%H:%M").to_string(),
+            // "18:05 UTC"; the page's script shows it in the reader's zone.
+            time_label: m.created_at.format("%H:%M UTC").to_string(),
             time_title: crate::format::utc(&m.created_at),
             pieces,
         }

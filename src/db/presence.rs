@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{presence, streams};
-use super::{StreamId, UserId};
+use super::schema::{channel_members, presence, streams};
+use super::{ChannelId, StreamId, UserId};
 
 /// A participant in a room at a moment: a join, or a leave.
 #[derive(Insertable)]
@@ -49,12 +49,16 @@ pub async fn left(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<(
     Ok(())
 }
 
-/// Viewers in the room now: open presence of people other than `excluding` (the team).
+/// Viewers in the room now: open presence of people other than the team of
+/// `channel` (the stream's), in one query.
 pub async fn current_viewers(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
-    excluding: &[UserId],
+    channel: ChannelId,
 ) -> QueryResult<i64> {
+    let team = channel_members::table
+        .filter(channel_members::channel_id.eq(channel))
+        .select(channel_members::user_id.nullable());
     presence::table
         .filter(presence::stream_id.eq(stream))
         .filter(presence::left_at.is_null())
@@ -66,7 +70,7 @@ pub async fn current_viewers(
         .filter(
             presence::user_id
                 .is_null()
-                .or(presence::user_id.ne_all(excluding.to_vec())),
+                .or(diesel::dsl::not(presence::user_id.eq_any(team))),
         )
         .select(diesel::dsl::count(presence::identity).aggregate_distinct())
         .get_result(conn)

@@ -313,8 +313,8 @@ mod tests {
 
     #[test]
     fn relative_times_read_naturally() {
-        assert_eq!(relative_start(-300), "starting any minute");
-        assert_eq!(relative_start(30), "starting any minute");
+        assert_eq!(relative_start(-300), "any minute now");
+        assert_eq!(relative_start(30), "any minute now");
         assert_eq!(relative_start(125 * 60), "in 2 h 5 min");
         assert_eq!(relative_start(3 * 86_400 + 5), "in 3 days");
         assert_eq!(live_for(20), "just started");

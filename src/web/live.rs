@@ -12,9 +12,9 @@ use super::view::{TokenResponse, refuse};
 use super::{FlashKind, Layout, render};
 use crate::web::authz::OwnedStream;
 
-use crate::db::channels::{self, Channel};
+use crate::db::channels::Channel;
 use crate::db::streams::{Status, Stream};
-use crate::db::{StreamId, UserId, presence};
+use crate::db::{StreamId, presence};
 use crate::error::{AppError, AppResult};
 use crate::lifecycle::{self, LifecycleError};
 use crate::livekit::tokens;
@@ -158,12 +158,7 @@ pub async fn stats(
     }: OwnedStream,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let team: Vec<UserId> = channels::members(&mut conn, channel.id)
-        .await?
-        .into_iter()
-        .map(|m| m.user_id)
-        .collect();
-    let viewers = presence::current_viewers(&mut conn, stream.id, &team).await?;
+    let viewers = presence::current_viewers(&mut conn, stream.id, channel.id).await?;
     // The peak is raised by the join webhook; never show it below the current count.
     let peak = stream.peak_viewers.max(viewers as i32);
     render(&StatsFragment {

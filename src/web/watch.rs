@@ -13,13 +13,13 @@ use serde::Deserialize;
 
 use super::funnel::{FunnelVisitor, Noted};
 use super::view::{TokenResponse, refuse};
-use super::view::{span, utc};
+use super::view::{live_for, relative_start, utc};
 use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::db::StreamId;
-use crate::db::channels::{self, Channel};
+use crate::db::channels::Channel;
 use crate::db::presence;
 use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
@@ -46,6 +46,8 @@ pub struct WatchPage {
     pub stage_key: String,
     pub scheduled_at: Option<String>,
     pub scheduled_label: String,
+    /// "in 2 h 5 min": the same words as the home page's card.
+    pub starts_label: String,
     /// The follow button of the stream's channel (full page only).
     pub follow: Option<super::view::follow_button::FollowButton>,
     /// Viewers now and since when, while the stream is live.
@@ -56,7 +58,7 @@ pub struct WatchPage {
 pub struct LiveStats {
     /// Viewers in the room now, the channel's team not counted.
     pub viewers: i64,
-    /// RFC 3339, for the script that ticks "live for".
+    /// RFC 3339, for the script that ticks "live for" (as on the home card).
     pub since: String,
     pub since_label: String,
 }
@@ -68,17 +70,12 @@ async fn live_stats(
     let (Status::Live, Some(started)) = (stream.status, stream.started_at) else {
         return Ok(None);
     };
-    let team: Vec<crate::db::UserId> = channels::members(conn, stream.channel_id)
-        .await?
-        .into_iter()
-        .map(|m| m.user_id)
-        .collect();
-    let viewers = presence::current_viewers(conn, stream.id, &team).await?;
+    let viewers = presence::current_viewers(conn, stream.id, stream.channel_id).await?;
     let seconds = (Utc::now() - started).num_seconds().max(0);
     Ok(Some(LiveStats {
         viewers,
         since: started.to_rfc3339(),
-        since_label: span(seconds),
+        since_label: live_for(seconds),
     }))
 }
 
@@ -117,6 +114,10 @@ async fn page(
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
         scheduled_label: stream.scheduled_at.as_ref().map(utc).unwrap_or_default(),
+        starts_label: stream
+            .scheduled_at
+            .map(|t| relative_start((t - Utc::now()).num_seconds()))
+            .unwrap_or_default(),
         follow: None,
         stream,
         channel,

@@ -63,6 +63,8 @@ const LOCAL = new Intl.DateTimeFormat(undefined, {
   minute: "2-digit",
   timeZoneName: "short",
 });
+// Chat times are short: the hour and minute, the date and zone in the tooltip.
+const LOCAL_CLOCK = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const UTC_LABEL = /\d{1,2}:\d{2} UTC$/;
 
@@ -84,8 +86,9 @@ function localizeTimes(root) {
     if (!local) continue;
     const text = el.textContent.trim();
     if (UTC_LABEL.test(text)) {
-      el.title = text;
-      el.textContent = local;
+      const short = el.classList.contains("chat-time");
+      el.title = short ? local : text;
+      el.textContent = short ? LOCAL_CLOCK.format(Date.parse(el.getAttribute("datetime"))) : local;
       el.dataset.local = ZONE;
     } else if (UTC_LABEL.test(el.title)) {
       el.title = local;
@@ -97,3 +100,32 @@ function localizeTimes(root) {
 }
 localizeTimes(document);
 document.addEventListener("htmx:load", (event) => localizeTimes(event.target));
+
+// Relative times ("in 2 h 5 min", "live for 1 h 5 min") tick on every page
+// with the server's words (web::view::relative_start and live_for), so the
+// home card and the watch page say the same thing: <time data-tick="until">
+// counts down to its datetime, <time data-tick="since"> up from it.
+function span(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  const [days, hours, mins] = [Math.floor(minutes / 1440), Math.floor(minutes / 60) % 24, minutes % 60];
+  if (days === 0 && hours === 0) return `${mins} min`;
+  if (days === 0) return mins === 0 ? `${hours} h` : `${hours} h ${mins} min`;
+  return days === 1 ? "1 day" : `${days} days`;
+}
+
+function relative(kind, at, now) {
+  const seconds = Math.floor(Math.abs(at - now) / 1000);
+  if (kind === "since") return seconds < 60 ? "just started" : `live for ${span(seconds)}`;
+  return at - now < 60000 ? "any minute now" : `in ${span(seconds)}`;
+}
+
+function tickRelative(root = document) {
+  const now = Date.now();
+  for (const el of within(root, "time[data-tick]")) {
+    const at = Date.parse(el.getAttribute("datetime"));
+    if (!Number.isNaN(at)) el.textContent = relative(el.dataset.tick, at, now);
+  }
+}
+tickRelative();
+setInterval(tickRelative, 15000);
+document.addEventListener("htmx:load", (event) => tickRelative(event.target));

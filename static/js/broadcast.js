@@ -6,6 +6,13 @@
 // tracks made for the preview are the ones published, so going live never
 // asks for the camera twice, and muting or switching a device works the same
 // before and after connecting (livekit-client forwards both to the room).
+//
+// The preview shows what viewers see (a shared screen with the camera in the
+// corner, or the card they get while the camera is off or the host is right
+// back). "Be right back" mutes camera and microphone and sets the host's
+// `brb` attribute, which the watch page shows with its duration. A second
+// tab taking the broadcast over is told apart from a failure: this tab says
+// where the broadcast is and offers to take it back.
 
 import {
   ConnectionState,
@@ -25,6 +32,8 @@ const $ = (id) => document.getElementById(id);
 
 const ui = {
   preview: $("preview"),
+  previewPip: $("preview-pip"),
+  previewCard: $("preview-card"),
   state: $("connection-state"),
   reconnect: $("reconnect"),
   mediaError: $("media-error"),
@@ -234,6 +243,31 @@ function reflect() {
   ui.togglePause.title = connected() ? "" : "Pausing is available once you are live.";
   ui.toggleScreen.title = connected() ? "" : "Screen sharing is available once you are live.";
   ui.preview.classList.toggle("is-off", !cam || cam.isMuted);
+  showAsViewersSee(sharing);
+}
+
+// The preview shows what viewers see (watch.js decides theirs the same way):
+// a shared screen with the camera in the corner, the camera alone, or the
+// card viewers get while the camera is off or the host is right back.
+function showAsViewersSee(sharing) {
+  const cam = tracks.camera;
+  const screen = sharing ? room.localParticipant.getTrackPublication(Track.Source.ScreenShare)?.track : null;
+  const main = screen ?? cam;
+  const attached = ui.preview.srcObject?.getVideoTracks?.()[0];
+  if (main && attached !== main.mediaStreamTrack) main.attach(ui.preview);
+  const pip = screen && cam && !cam.isMuted ? cam : null;
+  ui.previewPip.hidden = !pip;
+  if (pip && ui.previewPip.srcObject?.getVideoTracks?.()[0] !== pip.mediaStreamTrack) pip.attach(ui.previewPip);
+  const card = pausedFrom
+    ? ["Be right back", "Viewers see this card, with how long you have been away."]
+    : !screen && (!cam || cam.isMuted)
+      ? ["The host turned their camera off", "Viewers see this card; your microphone goes on if it is on."]
+      : null;
+  ui.previewCard.hidden = !card;
+  if (card) {
+    ui.previewCard.querySelector(".player-card-title").textContent = card[0];
+    ui.previewCard.querySelector(".player-card-detail").textContent = card[1];
+  }
 }
 
 function setToggle(button, enabled, on, onLabel, offLabel) {

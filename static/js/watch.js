@@ -1,5 +1,6 @@
 // The watch page: plays the live stream for a viewer the server let in, and
-// ticks the countdown of a scheduled one. The server decides everything else:
+// ticks the viewer's time left (app.js ticks "in 2 h" and "live for 5 min",
+// with the home page's words). The server decides everything else:
 // htmx swaps the whole #stage (outerHTML) when the stream's status changes, so
 // a player may appear (scheduled → live) or go away (live → ended) at any time.
 // Each #player gets its own LiveKit room, disconnected when it leaves the page.
@@ -562,23 +563,6 @@ function duration(seconds) {
   return d > 0 ? `${d}d ${pad(h)}h ${pad(m)}m` : h > 0 ? `${h}h ${pad(m)}m ${pad(sec)}s` : `${m}m ${pad(sec)}s`;
 }
 
-// Until a scheduled start.
-function tickCountdown() {
-  const el = document.getElementById("countdown");
-  const at = Date.parse(el?.getAttribute("datetime"));
-  if (Number.isNaN(at)) return;
-  const s = (at - Date.now()) / 1000;
-  el.textContent = s <= 0 ? "a moment" : duration(s);
-}
-
-// "Live for 1h 02m 10s", from the stream's start.
-function tickLiveFor() {
-  const el = document.getElementById("live-for");
-  const at = Date.parse(el?.getAttribute("datetime"));
-  if (Number.isNaN(at)) return;
-  el.textContent = duration(Math.max(0, Date.now() - at) / 1000);
-}
-
 // "Your pass ends in 1h 02m": ticks the viewer's time left, and from five
 // minutes before the end shows the warning and the extension link (it opens
 // the pass page in a new tab, so the player here keeps playing).
@@ -602,8 +586,6 @@ function tickTimeLeft() {
 }
 
 function tick() {
-  tickCountdown();
-  tickLiveFor();
   tickTimeLeft();
 }
 

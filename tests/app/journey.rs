@@ -380,17 +380,15 @@ async fn a_real_day() {
             TIMEOUT,
         )
         .await;
-    // The player and the chat in one picture: top of the page, zoomed out.
+    // The player with chat beside it, then the same page on a phone.
     viewer
-        .js(
-            "document.activeElement?.blur(); document.documentElement.style.zoom = '0.67'; \
-             window.scrollTo(0, 0); return true",
-        )
+        .js("document.activeElement?.blur(); window.scrollTo(0, 0); return true")
         .await;
     let watch_shot = shots.take(&viewer, "watch-playing-with-chat").await;
-    viewer
-        .js("document.documentElement.style.zoom = ''; return true")
-        .await;
+    viewer.resize(390, 844).await;
+    viewer.js("window.scrollTo(0, 0); return true").await;
+    let phone_shot = shots.take(&viewer, "watch-on-a-phone").await;
+    viewer.resize(1280, 800).await;
 
     // The broadcast page, live and recording, once it counts the viewer.
     soft_wait(
@@ -524,6 +522,7 @@ async fn a_real_day() {
 
     // The README's pictures.
     copy_to_docs(&watch_shot, "watch.png");
+    copy_to_docs(&phone_shot, "watch-phone.png");
     copy_to_docs(&broadcast_shot, "broadcast.png");
     copy_to_docs(&studio_shot, "studio.png");
 

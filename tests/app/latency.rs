@@ -11,7 +11,7 @@ use stagepass::db::streams::AccessKind;
 
 use crate::util::PASSWORD;
 use crate::util::browser::{Browser, TIMEOUT};
-use crate::util::builders::{self, GrantBuilder, Studio, user};
+use crate::util::builders::{self, Studio};
 
 /// The publisher of bench/publisher.py, stamping its frames, until dropped
 /// (the process is killed with it).
@@ -50,12 +50,7 @@ impl StampingPublisher {
 async fn glass_to_glass_latency_on_the_watch_page_is_well_under_the_target() {
     let studio = Studio::spawn("glass", AccessKind::Pass).await;
     let app = &studio.app;
-    let (_, fan) = user(app, "fan@example.com", "Fay Fan").await;
-    GrantBuilder::new(app, fan, studio.channel.id)
-        .starts_in("-1 minute")
-        .expires_in("1 hour")
-        .create()
-        .await;
+    builders::pass_holder(app, studio.channel.id, "fan@example.com", "Fay Fan").await;
     builders::go_live(&studio.owner, studio.stream.id).await;
     let token = stagepass::livekit::tokens::host(
         &app.state.config.livekit,

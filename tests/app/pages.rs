@@ -1,5 +1,6 @@
 //! Pages as people see them in Chromium: times in the viewer's own zone
-//! (with the zone named, the UTC label kept as a tooltip), and on a phone's
+//! (with the zone named, the UTC label kept as a tooltip), countdowns in the
+//! same words on the home card and the watch page, and on a phone's
 //! 390 px no element wider than the screen on the pages used most, with the
 //! navigation folded behind its Menu button.
 
@@ -8,14 +9,14 @@ use stagepass::db::streams::AccessKind;
 
 use crate::util::PASSWORD;
 use crate::util::browser::{Browser, TIMEOUT};
-use crate::util::builders::{self, GrantBuilder, Studio, user};
+use crate::util::builders::{self, Studio};
 
 #[tokio::test]
 async fn times_show_in_the_viewer_s_zone_with_its_name() {
     let studio = Studio::spawn("kolkata", AccessKind::Pass).await;
     let app = &studio.app;
-    let at = Utc::now() + Duration::days(2);
-    builders::schedule_in(app, studio.stream.id, "2 days").await;
+    let at = Utc::now() + Duration::hours(2);
+    builders::schedule_in(app, studio.stream.id, "2 hours").await;
 
     let viewer = Browser::start().await;
     viewer.time_zone("Asia/Kolkata").await;
@@ -59,6 +60,24 @@ async fn times_show_in_the_viewer_s_zone_with_its_name() {
         "{shown}"
     );
 
+    // The home page's card and the watch page count down in the same words.
+    viewer.goto(&format!("{}/", app.url)).await;
+    let card = viewer
+        .text(&format!(
+            "#starting-soon [data-stream-id=\"{}\"] time",
+            studio.stream.id
+        ))
+        .await;
+    viewer
+        .goto(&format!("{}/s/{}", app.url, studio.stream.id))
+        .await;
+    let countdown = viewer.text("#countdown").await;
+    assert!(
+        ["in 1 h 59 min", "in 2 h"].contains(&card.as_str()),
+        "{card}"
+    );
+    assert_eq!(card, countdown, "the card and the watch page agree");
+
     // Without JavaScript the same page says UTC.
     let plain = app
         .anonymous()
@@ -92,12 +111,7 @@ async fn at_390_px_nothing_is_wider_than_the_screen_and_the_menu_folds() {
     let studio = Studio::spawn("phone", AccessKind::Pass).await;
     let app = &studio.app;
     let stream = studio.stream.id;
-    let (_, fan) = user(app, "fan@example.com", "Fay Fan").await;
-    GrantBuilder::new(app, fan, studio.channel.id)
-        .starts_in("-1 minute")
-        .expires_in("1 hour")
-        .create()
-        .await;
+    builders::pass_holder(app, studio.channel.id, "fan@example.com", "Fay Fan").await;
     builders::go_live(&studio.owner, stream).await;
 
     let owner = Browser::start().await;
@@ -130,6 +144,33 @@ async fn at_390_px_nothing_is_wider_than_the_screen_and_the_menu_folds() {
         assert_eq!(seen["wide"], serde_json::json!([]), "{path}: {seen}");
     }
 
+    // The grants table says it scrolls sideways.
+    owner
+        .goto(&format!("{}/studio/channels/{handle}/grants", app.url))
+        .await;
+    assert!(
+        owner
+            .js("return document.querySelector('.scroll-hint')?.checkVisibility() ?? false")
+            .await
+            .as_bool()
+            .unwrap(),
+        "the grants table's scroll hint"
+    );
+    // Chart labels stay readable on a phone, in the theme's colours.
+    owner
+        .goto(&format!("{}/studio/channels/{handle}/analytics", app.url))
+        .await;
+    let labels = owner
+        .js("const t = [...document.querySelectorAll('.chart-svg text')].filter(t => t.textContent.trim()); \
+             return { count: t.length, smallest: Math.min(...t.map(x => x.getBoundingClientRect().height)), \
+               fill: t[0] && getComputedStyle(t[0]).fill, \
+               background: getComputedStyle(document.querySelector('.chart-image')).backgroundColor }")
+        .await;
+    assert!(labels["count"].as_u64().unwrap() > 0, "{labels}");
+    assert!(labels["smallest"].as_f64().unwrap() >= 9.0, "{labels}");
+    assert_ne!(labels["fill"], "rgb(0, 0, 0)", "{labels}");
+    assert_ne!(labels["background"], "rgb(255, 255, 255)", "{labels}");
+
     // The navigation is one row: the brand and Menu; Menu unfolds the links.
     fan_browser.goto(&format!("{}/", app.url)).await;
     assert!(
@@ -158,4 +199,37 @@ async fn at_390_px_nothing_is_wider_than_the_screen_and_the_menu_folds() {
 
     fan_browser.close().await;
     owner.close().await;
+}
+
+/// A refused sign-up says why next to each field, and the page's console
+/// stays clean: nothing the Content Security Policy had to refuse.
+#[tokio::test]
+async fn a_refused_sign_up_leaves_the_console_clean() {
+    let app = crate::util::TestApp::spawn().await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/signup", app.url)).await;
+    let _ = b.console().await; // only what follows counts
+    // Typed as a person would, each field wrong in its own way.
+    for (css, text) in [
+        ("#email", "not-an-email"),
+        ("#display_name", " "),
+        ("#password", "short"),
+    ] {
+        b.wait_for(css).await.send_keys(text).await.unwrap();
+    }
+    b.click("#signup-form [type=submit]").await;
+    b.wait_for("#email-error").await;
+    for _ in 0..2 {
+        b.wait_for("#signup-form [type=submit]:not([disabled])")
+            .await;
+        b.click("#signup-form [type=submit]").await;
+        b.wait_for("#email-error").await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let console = b.console().await;
+    assert!(
+        !console.contains("Content Security Policy"),
+        "the console: {console}"
+    );
+    b.close().await;
 }

@@ -14,7 +14,7 @@ use stagepass::db::streams::AccessKind;
 
 use crate::util::PASSWORD;
 use crate::util::browser::{Browser, TIMEOUT};
-use crate::util::builders::{GrantBuilder, Studio, user};
+use crate::util::builders::{self, Studio};
 
 /// Long enough for a mute to cross LiveKit on a loaded 2-core machine; the
 /// usual time is well under a second (`make bench` measures, tests don't).
@@ -81,12 +81,7 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
     let studio = Studio::spawn("hana", AccessKind::Pass).await;
     let app = &studio.app;
     let stream = studio.stream.id;
-    let (_, fan) = user(app, "fan@example.com", "Fay Fan").await;
-    GrantBuilder::new(app, fan, studio.channel.id)
-        .starts_in("-1 minute")
-        .expires_in("1 hour")
-        .create()
-        .await;
+    builders::pass_holder(app, studio.channel.id, "fan@example.com", "Fay Fan").await;
     let host = host_goes_live(&app.url, stream).await;
 
     let viewer = Browser::start().await;
@@ -286,6 +281,12 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
             .contains("The host turned their camera off"),
         "{card}"
     );
+    // The host's preview shows the same card.
+    assert!(
+        host.text("#preview-card")
+            .await
+            .contains("The host turned their camera off")
+    );
     host.click("#toggle-camera").await;
     viewer
         .wait_until(
@@ -335,6 +336,15 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
             TIMEOUT,
         )
         .await;
+    // The broadcast preview shows what viewers see: the screen, the camera in the corner.
+    host.wait_until(
+        "the preview to show the screen with the camera over it",
+        "const p = document.getElementById('preview-pip'); \
+         return !p.hidden && p.videoWidth > 0 \
+           && document.getElementById('preview').srcObject?.getVideoTracks()[0]?.getSettings().displaySurface !== undefined",
+        TIMEOUT,
+    )
+    .await;
     host.click("#toggle-screen").await;
     viewer
         .wait_until(
@@ -359,9 +369,9 @@ async fn the_player_s_controls_work_by_keyboard_and_the_viewer_follows_the_host_
     assert_eq!(count, "1 viewer");
     let live_for = viewer
         .wait_until(
-            "live for to tick",
-            "const t = document.querySelector('.live-for')?.innerText ?? ''; \
-             return /^Live for \\d+m \\d\\ds$/.test(t) && t",
+            "live for, in the home card's words",
+            "const t = document.getElementById('live-for')?.innerText ?? ''; \
+             return /^(just started|live for \\d+ min)$/.test(t) && t",
             STATE_CHANGE,
         )
         .await;

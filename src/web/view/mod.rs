@@ -120,10 +120,12 @@ pub fn csv_download(body: Vec<u8>, filename: &str) -> AppResult<Response> {
     ))
 }
 
-/// "in 2 h 5 min", "in 3 days", or "starting any minute" (due or overdue).
+/// "in 2 h 5 min", "in 3 days", or "any minute now" (due or overdue). The
+/// pages' script (static/js/app.js, `relative`) ticks these labels with the
+/// same words, so the home card and the watch page always agree.
 pub fn relative_start(seconds: i64) -> String {
     if seconds < 60 {
-        "starting any minute".to_owned()
+        "any minute now".to_owned()
     } else {
         format!("in {}", span(seconds))
     }
@@ -139,7 +141,7 @@ pub fn live_for(seconds: i64) -> String {
 }
 
 /// A length of time in words: "5 min", "1 h 5 min", "3 days".
-pub fn span(seconds: i64) -> String {
+fn span(seconds: i64) -> String {
     let minutes = seconds / 60;
     let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
     match (days, hours, mins) {

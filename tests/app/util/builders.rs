@@ -222,6 +222,14 @@ pub async fn grant(
         .await
 }
 
+/// A viewer signed up through the form (password `PASSWORD`) holding a
+/// channel pass active for the next hour: who watches in the browser tests.
+pub async fn pass_holder(app: &TestApp, channel: ChannelId, email: &str, name: &str) -> UserId {
+    let (_, id) = user(app, email, name).await;
+    grant(app, id, channel, None, "-1 minute", "1 hour").await;
+    id
+}
+
 pub async fn revoke(app: &TestApp, grant: i64) {
     diesel::sql_query(
         "UPDATE access_grants SET revoked_at = now(), revoked_reason = 'test' WHERE id = $1",
