@@ -355,6 +355,7 @@ class Viewer {
     this.ui.connection.dataset.quality = quality;
     this.ui.connection.querySelector(".connection-name").textContent = name;
     this.ui.connection.setAttribute("aria-label", `Connection: ${name.toLowerCase()}`);
+    this.ui.connection.title = `Connection: ${name.toLowerCase()}`;
   }
 
   // Browsers may refuse to play sound before the viewer interacts with the page.

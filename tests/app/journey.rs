@@ -380,7 +380,14 @@ async fn a_real_day() {
             TIMEOUT,
         )
         .await;
-    // The player with chat beside it, then the same page on a phone.
+    // The player with chat beside it in a 1280x800 viewport (headless
+    // Chromium's window counts its own frame), then the same page on a phone.
+    let frame = viewer
+        .js("return window.outerHeight - window.innerHeight")
+        .await
+        .as_u64()
+        .unwrap_or(0) as u32;
+    viewer.resize(1280, 800 + frame).await;
     viewer
         .js("document.activeElement?.blur(); window.scrollTo(0, 0); return true")
         .await;
