@@ -1,7 +1,8 @@
-//! The viewer's side: the watch page, its status fragment, and the viewer
-//! token. Nothing is shown or issued unless `access::may` says watch; streams
-//! are loaded through `access::find_stream*`, so an unannounced draft is a 404
-//! for everyone outside its team, as a missing stream is.
+//! The viewer's side: the watch page, its fragments (status, time left,
+//! viewer count and "live for"), and the viewer token. Nothing is shown or
+//! issued unless `access::may` says watch; streams are loaded through
+//! `access::find_stream*`, so an unannounced draft is a 404 for everyone
+//! outside its team, as a missing stream is.
 
 use askama::Template;
 use axum::Json;
@@ -54,7 +55,9 @@ pub struct WatchPage {
     pub live: Option<LiveStats>,
 }
 
-/// "12 viewers · Live for 1h 02m": shown to everyone who sees the page.
+/// "12 viewers · live for 1 h 2 min": shown to everyone who sees the page
+/// (the full page and its `/live-stats` fragment; the status and time-left
+/// polls leave it out, so they cost no presence query).
 pub struct LiveStats {
     /// Viewers in the room now, the channel's team not counted.
     pub viewers: i64,
@@ -63,14 +66,12 @@ pub struct LiveStats {
     pub since_label: String,
 }
 
-async fn live_stats(
-    conn: &mut diesel_async::AsyncPgConnection,
-    stream: &Stream,
-) -> AppResult<Option<LiveStats>> {
+async fn live_stats(state: &AppState, stream: &Stream) -> AppResult<Option<LiveStats>> {
     let (Status::Live, Some(started)) = (stream.status, stream.started_at) else {
         return Ok(None);
     };
-    let viewers = presence::current_viewers(conn, stream.id, stream.channel_id).await?;
+    let mut conn = state.db.get().await?;
+    let viewers = presence::current_viewers(&mut conn, stream.id, stream.channel_id).await?;
     let seconds = (Utc::now() - started).num_seconds().max(0);
     Ok(Some(LiveStats {
         viewers,
@@ -93,9 +94,8 @@ async fn page(
         Access::Watch { until } => until,
         _ => None,
     };
-    let live = live_stats(&mut conn, &stream).await?;
     Ok(WatchPage {
-        live,
+        live: None,
         layout,
         denial: access.denial().map(|d| d.reason()),
         pass_ended: access.denial() == Some(Denial::PassEnded),
@@ -134,6 +134,7 @@ pub async fn show(
     let viewer = user.clone();
     let user = user.map(|u| u.id);
     let mut page = page(&state, user, id, layout).await?;
+    page.live = live_stats(&state, &page.stream).await?;
     page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
     let next = format!("/s/{}", page.stream.id);
     page.follow = Some(
@@ -196,7 +197,8 @@ pub async fn live_stats_fragment(
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), id, layout).await?;
+    let mut page = page(&state, user.map(|u| u.id), id, layout).await?;
+    page.live = live_stats(&state, &page.stream).await?;
     render(&page.as_live_stats())
 }
 

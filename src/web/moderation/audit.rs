@@ -141,7 +141,8 @@ fn subject_is_user(action: &str) -> bool {
         .any(|p| action.starts_with(p))
 }
 
-/// What an entry says, as a sentence where that is easy, else its action name.
+/// What an entry says: a sentence with its details where they matter (until
+/// when, how long, which track), else the action's words (`action_label`).
 fn describe(action: &str, details: &serde_json::Value) -> String {
     let until = || {
         details["until"]
@@ -154,38 +155,14 @@ fn describe(action: &str, details: &serde_json::Value) -> String {
             Some(t) => format!("Banned from the channel until {t}"),
             None => "Banned from the channel permanently".to_owned(),
         },
-        "moderation.ban_lifted" => "Lifted a ban".to_owned(),
         "moderation.timed_out" => match details["minutes"].as_i64() {
             Some(m) => format!("Timed out of chat for {m} min"),
-            None => "Timed out of chat".to_owned(),
+            None => action_label(action),
         },
-        "moderation.timeout_lifted" => "Lifted a chat timeout".to_owned(),
-        "moderation.participant_removed" => "Removed from the live room".to_owned(),
         "moderation.track_muted" => match details["source"].as_str() {
             Some(s) => format!("Muted their {}", s.to_lowercase()),
-            None => "Muted a track".to_owned(),
+            None => action_label(action),
         },
-        "participant.removed_by_moderator" => {
-            "Removed from the live room by the server, at a moderator's request".to_owned()
-        }
-        "participant.removed_access_ended" => {
-            "Removed from the live room by the server: no longer allowed to watch".to_owned()
-        }
-        "participant.removed_on_join" => {
-            "Removed on joining the room: not allowed to watch".to_owned()
-        }
-        "stream.created" => "Created a stream".to_owned(),
-        "stream.deleted" => "Deleted a draft stream".to_owned(),
-        "stream.live" => "Went live".to_owned(),
-        "stream.ended" => "Ended the stream".to_owned(),
-        "stream.ended_by_livekit" => "The stream ended: its room closed".to_owned(),
-        "stream.ended_by_reconciler" => "The stream ended: its room was gone".to_owned(),
-        "grant.comped" => "Comped a grant".to_owned(),
-        "grant.extended" => "Extended a grant".to_owned(),
-        "grant.revoked" => "Revoked a grant".to_owned(),
-        "team.moderator_added" => "Added a moderator".to_owned(),
-        "team.moderator_removed" => "Removed a moderator".to_owned(),
-        "channel.created" => "Created the channel".to_owned(),
         other => action_label(other),
     }
 }
@@ -200,9 +177,13 @@ fn action_label(action: &str) -> String {
         "moderation.timeout_lifted" => "Lifted a chat timeout",
         "moderation.participant_removed" => "Removed from the live room",
         "moderation.track_muted" => "Muted a track",
-        "participant.removed_by_moderator" => "Removed by the server at a moderator's request",
-        "participant.removed_access_ended" => "Removed by the server: no longer allowed to watch",
-        "participant.removed_on_join" => "Removed on joining the room",
+        "participant.removed_by_moderator" => {
+            "Removed from the live room by the server, at a moderator's request"
+        }
+        "participant.removed_access_ended" => {
+            "Removed from the live room by the server: no longer allowed to watch"
+        }
+        "participant.removed_on_join" => "Removed on joining the room: not allowed to watch",
         "participant.encoder_key_reset" => "Reset the OBS stream key",
         "participant.encoder_refused" => "Refused an encoder with an old stream key",
         "stream.created" => "Created a stream",
