@@ -5,13 +5,14 @@
 // an 8-bit sum. For every frame the player presents, requestVideoFrameCallback
 // gives its expected display time; the difference is the latency from capture
 // to screen. Results collect in window.glass: samples (ms), frames, bad
-// (frames whose stamp did not read back).
+// (frames whose stamp did not read back), early (stamps later than the frame's
+// display: clocks out of step, which a sound measurement never shows).
 (() => {
   const BITS = 40;
   const video = document.getElementById("stream-video");
   const canvas = document.createElement("canvas");
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  const glass = { samples: [], frames: 0, bad: 0 };
+  const glass = { samples: [], frames: 0, bad: 0, early: 0 };
   window.glass = glass;
   const onFrame = (_now, meta) => {
     const width = meta.width;
@@ -31,8 +32,11 @@
       const sum = ((value >>> 24) + ((value >>> 16) & 255) + ((value >>> 8) & 255) + (value & 255)) & 255;
       glass.frames += 1;
       const shown = Math.round(performance.timeOrigin + meta.expectedDisplayTime) % 2 ** 32;
-      const latency = (shown - value + 2 ** 32) % 2 ** 32;
-      if (sum !== Number(word & 0xffn) || latency > 60000) glass.bad += 1;
+      // The difference modulo 2^32, as a signed number (wrap-around aside).
+      let latency = (shown - value + 2 ** 32) % 2 ** 32;
+      if (latency > 2 ** 31) latency -= 2 ** 32;
+      if (sum !== Number(word & 0xffn) || Math.abs(latency) > 60000) glass.bad += 1;
+      else if (latency < 0) glass.early += 1;
       else glass.samples.push(latency);
     }
     video.requestVideoFrameCallback(onFrame);

@@ -81,11 +81,11 @@ def summary(samples: list[float], frames: int, bad: int, seconds: float) -> dict
 
 async def measure(driver: WebDriver, seconds: float) -> dict:
     """Glass to glass over `seconds` of frames (after a reset of the samples)."""
-    await driver.js("window.glass.samples = []; window.glass.frames = 0; window.glass.bad = 0; return true")
+    await driver.js("Object.assign(window.glass, { samples: [], frames: 0, bad: 0, early: 0 }); return true")
     t0 = time.time()
     await asyncio.sleep(seconds)
     g = await driver.js("return window.glass")
-    return summary(g["samples"], g["frames"], g["bad"], time.time() - t0)
+    return {**summary(g["samples"], g["frames"], g["bad"], time.time() - t0), "early": g["early"]}
 
 
 def netem(rtc_udp: int, on: bool) -> str | None:

@@ -19,7 +19,7 @@ use super::streams::{AccessKind, Status};
 use super::{ChannelId, StreamId, UserId, contains_pattern};
 
 /// A scheduled stream whose time has passed stays listed this long as
-/// "starting any minute" (creators start late); after that it has not
+/// "any minute now" (creators start late); after that it has not
 /// happened and is dropped from discovery.
 pub const OVERDUE_GRACE_MINUTES: i32 = 30;
 
@@ -198,7 +198,7 @@ pub async fn live(
 }
 
 /// Starting soon: announced drafts, soonest first (overdue ones within the
-/// grace come first, "starting any minute"); without the channels `user` follows.
+/// grace come first, "any minute now"); without the channels `user` follows.
 pub async fn upcoming(
     conn: &mut AsyncPgConnection,
     user: Option<UserId>,

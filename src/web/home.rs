@@ -36,7 +36,7 @@ pub struct CardView {
     /// `live`, `scheduled` or `ended` (the badge).
     pub state: &'static str,
     pub viewers: i64,
-    /// "live for 12 min", "in 2 h", "starting any minute", "ended …".
+    /// "live for 12 min", "in 2 h", "any minute now", "ended …".
     pub when_label: String,
     pub when: Option<Moment>,
     pub follow: FollowButton,

@@ -211,24 +211,38 @@ async function toggleScreen() {
 // "Be right back": camera and microphone go off, and the `brb` attribute
 // tells viewers since when (their player shows a card with the time). Resume
 // turns back on what was on before, and clears the attribute.
+// Each step is undone if a later one fails, so the page never says "paused"
+// while viewers still see the camera (or the other way round).
 async function togglePause() {
   if (!connected()) return;
   const devices = [tracks.camera, tracks.microphone];
-  try {
-    if (!pausedFrom) {
-      pausedFrom = { on: devices.map((t) => Boolean(t && !t.isMuted)), since: new Date().toISOString() };
-      await room.localParticipant.setAttributes({ brb: pausedFrom.since });
+  if (!pausedFrom) {
+    const on = devices.map((t) => Boolean(t && !t.isMuted));
+    const since = new Date().toISOString();
+    try {
       await Promise.all(devices.filter((t) => t && !t.isMuted).map((t) => t.mute()));
-    } else {
-      const wasOn = pausedFrom;
-      pausedFrom = null;
-      await Promise.all(devices.filter((t, i) => t && wasOn.on[i] && t.isMuted).map((t) => t.unmute()));
-      await room.localParticipant.setAttributes({ brb: "" });
+      await room.localParticipant.setAttributes({ brb: since });
+      pausedFrom = { on, since };
+    } catch (error) {
+      await Promise.allSettled(devices.filter((t, i) => t && on[i] && t.isMuted).map((t) => t.unmute()));
+      showPauseError("Be right back could not start", error);
     }
-  } catch (error) {
-    showMediaError(error);
+  } else {
+    try {
+      await room.localParticipant.setAttributes({ brb: "" });
+      const wasOn = pausedFrom.on;
+      pausedFrom = null;
+      await Promise.all(devices.filter((t, i) => t && wasOn[i] && t.isMuted).map((t) => t.unmute()));
+    } catch (error) {
+      showPauseError("Resuming did not fully work", error);
+    }
   }
   reflect();
+}
+
+function showPauseError(what, error) {
+  ui.mediaError.textContent = `${what} (${error?.message ?? error}). Check your connection, then try again.`;
+  ui.mediaError.hidden = false;
 }
 
 // Buttons say what they will do; aria-pressed says what is on now.
@@ -296,9 +310,13 @@ function setConnection(state, text) {
 const tabs = section && "BroadcastChannel" in window
   ? new BroadcastChannel(`stagepass-broadcast-${section.dataset.streamId}`)
   : null;
+const ELSEWHERE = "Broadcasting from another tab or device now: viewers see that one, not this tab.";
 tabs?.addEventListener("message", (event) => {
-  if (event.data === "stopped" && ui.state.dataset.state === "elsewhere") {
+  if (ui.state.dataset.state !== "elsewhere") return;
+  if (event.data === "stopped") {
     setConnection("elsewhere", "The other tab stopped broadcasting: nobody is live on camera now. Broadcast from this tab to go on.");
+  } else if (event.data === "live") {
+    setConnection("elsewhere", ELSEWHERE); // it reloaded, or another tab took over
   }
 });
 window.addEventListener("pagehide", () => {
@@ -364,6 +382,7 @@ async function connect() {
     return;
   }
   setConnection("live", "Live");
+  tabs?.postMessage("live");
   reflect();
 }
 
@@ -379,7 +398,7 @@ function onDisconnected(which, reason) {
       if (ui.reconnect) ui.reconnect.hidden = true;
       return;
     case DisconnectReason.DUPLICATE_IDENTITY:
-      setConnection("elsewhere", "Broadcasting from another tab or device now: viewers see that one, not this tab.");
+      setConnection("elsewhere", ELSEWHERE);
       return;
     case DisconnectReason.PARTICIPANT_REMOVED:
       setConnection("failed", "Connection failed: the server removed you from the room.");

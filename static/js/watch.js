@@ -116,7 +116,6 @@ class Viewer {
     this.ui.fullscreen.addEventListener("click", () => this.toggleFullscreen());
     this.player.addEventListener("fullscreenchange", () => {
       const on = document.fullscreenElement === this.player;
-      this.ui.fullscreen.setAttribute("aria-pressed", String(on));
       this.ui.fullscreen.textContent = on ? "Exit fullscreen" : "Fullscreen";
     });
     this.reflectAudio();
@@ -221,8 +220,10 @@ class Viewer {
     const camera = live(Track.Source.Camera) ?? all.find(({ pub }) =>
       pub.kind === Track.Kind.Video && pub.source !== Track.Source.ScreenShare && pub.isSubscribed && pub.videoTrack && !pub.isMuted)?.pub;
     const brb = all.map(({ participant }) => participant.attributes?.brb).find(Boolean);
-    const cameraOff = all.some(({ pub }) => pub.source === Track.Source.Camera && pub.isMuted);
     const hearing = all.some(({ pub }) => pub.kind === Track.Kind.Audio && pub.isSubscribed && !pub.isMuted);
+    // A muted camera, or sound with no video at all (as the broadcast preview says).
+    const cameraOff = all.some(({ pub }) => pub.source === Track.Source.Camera && pub.isMuted)
+      || (hearing && !all.some(({ pub }) => pub.kind === Track.Kind.Video));
 
     const main = brb ? null : screen ?? camera;
     this.attachMain(main?.videoTrack ?? null);
@@ -273,7 +274,8 @@ class Viewer {
     this.card.hidden = !kind;
     this.card.dataset.kind = kind ?? "";
     if (!kind) return;
-    this.card.querySelector(".player-card-title").textContent = title;
+    const heading = this.card.querySelector(".player-card-title");
+    if (heading.textContent !== title) heading.textContent = title; // announced once
     const line = this.card.querySelector(".player-card-detail");
     const at = Date.parse(since);
     if (Number.isNaN(at)) {
@@ -298,8 +300,8 @@ class Viewer {
       layers.map((l) => new Option(`${QUALITY_NAMES[l.quality] ?? "Layer"} · ${l.height}p`, String(l.quality))),
     );
     select.replaceChildren(...options);
-    if (!options.some((o) => o.value === this.quality)) this.quality = "auto";
-    select.value = this.quality;
+    // The viewer's choice outlives a moment without video (Be right back).
+    select.value = options.some((o) => o.value === this.quality) ? this.quality : "auto";
     select.closest(".player-quality").hidden = layers.length < 2;
     this.applyQuality();
   }
@@ -308,17 +310,16 @@ class Viewer {
   applyQuality() {
     const pub = this.publications().find(({ pub }) => pub.videoTrack && pub.videoTrack === this.shown)?.pub;
     if (!pub) return;
-    pub.setVideoQuality(this.quality === "auto" ? VideoQuality.HIGH : Number(this.quality));
+    const listed = [...this.ui.quality.options].some((o) => o.value === this.quality);
+    pub.setVideoQuality(this.quality === "auto" || !listed ? VideoQuality.HIGH : Number(this.quality));
   }
 
   togglePlay() {
     this.paused = !this.paused;
     this.ui.play.textContent = this.paused ? "Play" : "Pause";
     this.ui.play.setAttribute("aria-label", this.paused ? "Play" : "Pause");
-    // Paused: the server stops sending (bandwidth), the elements stop playing.
-    if (this.room) {
-      for (const { pub } of this.publications()) pub.setEnabled?.(!this.paused);
-    }
+    // The elements stop playing; LiveKit keeps sending, so that resuming is
+    // instant and adaptive stream keeps following the player's size.
     const media = [this.video, this.pip, ...this.audio.querySelectorAll("audio")];
     for (const el of media) {
       if (this.paused) el.pause();
@@ -344,7 +345,6 @@ class Viewer {
       el.volume = this.volume;
       el.muted = this.muted;
     }
-    this.ui.mute.setAttribute("aria-pressed", String(this.muted));
     this.ui.mute.textContent = this.muted ? "Unmute" : "Mute";
     this.ui.volume.value = String(Math.round(this.volume * 100));
     this.ui.volume.setAttribute("aria-valuetext", `${Math.round(this.volume * 100)} %${this.muted ? ", muted" : ""}`);
@@ -484,11 +484,15 @@ function reflectTheatre() {
   document.getElementById("theatre")?.setAttribute("aria-pressed", String(on));
 }
 
-// The shortcuts act on the page's player, never while typing (chat, forms).
+// The shortcuts act while the player has the focus (clicking it gives it),
+// or nothing on the page has: never while typing, on a link or in the chat.
+// The arrows change the volume only in the player; elsewhere they scroll.
 document.addEventListener("keydown", (event) => {
   const viewer = [...players.values()][0];
-  if (!viewer || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!viewer || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
   const target = event.target;
+  const inPlayer = viewer.player.contains(target);
+  if (!inPlayer && target !== document.body) return;
   if (target.closest?.("input, textarea, select, [contenteditable]")) return;
   const onButton = target.closest?.("button, a, summary");
   switch (event.key) {
@@ -514,6 +518,7 @@ document.addEventListener("keydown", (event) => {
       break;
     case "ArrowUp":
     case "ArrowDown":
+      if (!inPlayer) return;
       viewer.setVolume(viewer.volume + (event.key === "ArrowUp" ? 0.1 : -0.1));
       if (viewer.muted && event.key === "ArrowUp") viewer.setMuted(false);
       break;

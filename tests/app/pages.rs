@@ -77,6 +77,22 @@ async fn times_show_in_the_viewer_s_zone_with_its_name() {
         "{card}"
     );
     assert_eq!(card, countdown, "the card and the watch page agree");
+    // And the script speaks the server's words: the pages as served say the same.
+    let served = app.anonymous();
+    let served_card = served.get("/").await.text_of(&format!(
+        "#starting-soon [data-stream-id=\"{}\"] time",
+        studio.stream.id
+    ));
+    let served_countdown = served
+        .get(&format!("/s/{}", studio.stream.id))
+        .await
+        .text_of("#countdown");
+    for label in [&served_card, &served_countdown] {
+        assert!(
+            ["in 1 h 59 min", "in 2 h"].contains(&label.as_str()),
+            "{label}"
+        );
+    }
 
     // Without JavaScript the same page says UTC.
     let plain = app

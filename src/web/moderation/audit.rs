@@ -204,6 +204,7 @@ fn action_label(action: &str) -> String {
         "grant.extended" => "Extended a grant",
         "grant.revoked" => "Revoked a grant",
         "code.redeemed" => "Redeemed a code",
+        "codes.generated" => "Made redeem codes",
         "code.redeem_failed" => "Tried a code that didn't work",
         "order.paid" => "Bought a pass",
         "order.refunded" => "An order was refunded",
@@ -260,12 +261,15 @@ fn compact(details: &serde_json::Value) -> String {
 }
 
 /// The stream an entry is about: its subject for `stream.*` and the chat
-/// settings, `details.stream_id` for a deleted message.
+/// settings, `details.stream_id` for a deleted message; None for the rest
+/// (a grant or a pass for one stream is about the grant or the pass).
 fn stream_of(e: &audit::Entry) -> Option<StreamId> {
     if e.action.starts_with("stream.") || e.action == "chat.settings_changed" {
         e.subject.as_deref()?.parse().ok()
-    } else {
+    } else if e.action == "chat.message_deleted" {
         e.details["stream_id"].as_i64().map(StreamId)
+    } else {
+        None
     }
 }
 
