@@ -356,6 +356,8 @@ async fn editing_a_stream_saves_it_or_says_what_to_fix() {
         ok.attr("#stream-state", "data-state").as_deref(),
         Some("draft")
     );
+    // The watch link's note comes back with it: a draft's link works later.
+    assert!(ok.has("#share #share-when"), "{}", ok.text);
     let stored = row(&app, id).await.unwrap();
     assert_eq!(
         (stored.access.as_str(), stored.scheduled_at),
