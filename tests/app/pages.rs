@@ -2,7 +2,8 @@
 //! (with the zone named, the UTC label kept as a tooltip), countdowns in the
 //! same words on the home card and the watch page, and on a phone's
 //! 390 px no element wider than the screen on the pages used most, with the
-//! navigation folded behind its Menu button.
+//! navigation folded behind its Menu button (screenshots of each page at
+//! 390 px go to target/pages/).
 
 use chrono::{Duration, FixedOffset, Utc};
 use stagepass::db::streams::AccessKind;
@@ -155,6 +156,18 @@ async fn at_390_px_nothing_is_wider_than_the_screen_and_the_menu_folds() {
         if path.starts_with("/s/") {
             browser.wait_for("#player").await;
         }
+        // For a person's look: target/pages/phone-*.png.
+        let name = path.trim_matches('/').replace('/', "-");
+        browser
+            .screenshot(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/pages")
+                    .join(format!(
+                        "phone-{}.png",
+                        if name.is_empty() { "home" } else { &name }
+                    )),
+            )
+            .await;
         let seen = browser.js(TOO_WIDE).await;
         assert_eq!(seen["overflow"], 0, "{path} scrolls sideways: {seen}");
         assert_eq!(seen["wide"], serde_json::json!([]), "{path}: {seen}");
