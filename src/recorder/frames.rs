@@ -23,6 +23,21 @@ pub const MAX_PIECE_BYTES: usize = 4 << 20;
 pub const DEFAULT_VIDEO_FRAME_MS: u64 = 33;
 pub const DEFAULT_AUDIO_FRAME_MS: u64 = 20;
 
+/// A released frame's time in the file, from the file's origin: the first
+/// video keyframe, or the first frame when there is no video track (the rule
+/// `Muxer::push` states). `origin` is set by the frame that starts the file;
+/// None for a frame before it (video before the first keyframe, or audio from
+/// before it released late), which is dropped.
+pub fn file_time(origin: &mut Option<u64>, has_video: bool, frame: &Frame) -> Option<u64> {
+    let starts_file = frame.track == TrackKind::Video && frame.keyframe || !has_video;
+    let origin = match *origin {
+        Some(origin) => origin,
+        None if !starts_file => return None,
+        None => *origin.insert(frame.at_ms),
+    };
+    frame.at_ms.checked_sub(origin)
+}
+
 /// Whether a frame at `age_ms` into the open cluster or fragment (which holds
 /// `bytes`, the frame `frame_bytes` more) starts a new one.
 pub fn cut(

@@ -355,13 +355,7 @@ impl super::frames::Muxer for Muxer {
     fn write(&mut self, frame: Frame, out: &mut Vec<u8>) {
         let video_keyframe = frame.track == TrackKind::Video && frame.keyframe;
         let has_video = self.tracks.video.is_some();
-        let origin = match self.origin_ms {
-            Some(origin) => origin,
-            None if has_video && !video_keyframe => return,
-            None => *self.origin_ms.insert(frame.at_ms),
-        };
-        // Audio from before the first keyframe, released late.
-        let Some(mut t) = frame.at_ms.checked_sub(origin) else {
+        let Some(mut t) = super::frames::file_time(&mut self.origin_ms, has_video, &frame) else {
             return;
         };
 
