@@ -3,13 +3,18 @@
 Run by scripts/bench (which installs the tools, builds the release binary and the
 load client, and raises the open-file limit) with the LiveKit Python SDK's venv.
 Everything it starts is its own: a database `stagepass_bench` (dropped and created
-again), a livekit-server and an s3s-fs on free ports, and the app itself; all of
-it is stopped when the run ends, however it ends.
+again), a livekit-server and an s3s-fs on free ports, the app itself, and for the
+token phase the Express peer (bench/peers/express); all of it is stopped when the
+run ends, however it ends.
 
 Phases, each repeated (3 times unless BENCH_QUICK=1):
-  token      POST /s/{id}/token (session, CSRF, the access rule, minting) at fixed
-             rates from oha
-  watch      GET /s/{id} (signed in, with a grant) at the same rates
+  token      POST /s/{id}/token (session, CSRF, the access rule, minting) from oha,
+             stagepass and the Express peer alternating within each repetition:
+             the most each answers (no rate limit, 32 connections), then fixed
+             rates (latency-corrected); and pgbench running the endpoint's own
+             queries (bench/token.sql): what the database alone can answer
+  watch      GET /s/{id} (signed in, with a grant): the most it answers, then the
+             same fixed rates
   storm      2,000 distinct viewers each asking for a token, spread over 10 s
   fanout     one viewer posts chat messages while N viewers hold the SSE stream
              (a fresh app process per run, for its memory)
@@ -59,11 +64,17 @@ import aiohttp
 from livekit import api, rtc
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "target" / "bench"
+# Another bench world already running from this tree (it writes its logs, its
+# livekit.yaml and its session files here too): BENCH_OUT=target/bench-mine.
+OUT = Path(os.environ.get("BENCH_OUT", REPO / "target" / "bench")).resolve()
 TOOLS = Path(os.environ.get("STAGEPASS_TOOLS", "/root/.cache/stagepass"))
 APP_BIN = Path(os.environ.get("BENCH_APP_BIN", OUT / "stagepass"))
 CLIENT_BIN = Path(os.environ.get("BENCH_CLIENT_BIN", OUT / "stagepass-bench"))
 OHA = TOOLS / "bin" / "oha"
+# The token endpoint in Node.js (README.md there), run on the same database.
+PEER_DIR = REPO / "bench" / "peers" / "express"
+PEER_PACKAGES = ("express", "livekit-server-sdk", "pg")
+TOKEN_SQL = REPO / "bench" / "token.sql"
 LIVEKIT_SERVER = TOOLS / "bin" / "livekit-server"
 S3S_FS = TOOLS / "bin" / "s3s-fs"
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgres://stagepass:stagepass@127.0.0.1:5432")
@@ -74,7 +85,14 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 ONLY = {p for p in os.environ.get("BENCH_ONLY", "").split(",") if p}
 
 GOALS = {
-    "token_p99_ms_at_2000": 10.0,
+    "token_p99_ms_at_2000": 5.0,
+    # The token endpoint's most requests a second, over the Express peer's and over
+    # what the database alone answers of its queries (pgbench, bench/token.sql).
+    "token_max_over_peer": 4.0,
+    "token_max_over_db": 1 / 3,
+    # The watch page: this many requests a second, with p99 at most watch_p99_ms.
+    "watch_rps": 2000,
+    "watch_p99_ms": 10.0,
     "fanout_p99_ms_at_10000": 100.0,
     "sse_bytes_per_subscriber": 8 * 1024,
     "enforcement_p99_s": 2.0,
@@ -95,6 +113,12 @@ class Plan:
         self.http_seconds = 3 if quick else 10
         self.warmup_seconds = 2 if quick else 3
         self.oha_connections = 100
+        # The most requests a second (no rate limit): fewer connections, so that
+        # the figure is the server's, not a queue of 100 requests in front of it.
+        self.max_connections = 32
+        # pgbench's clients (as many as the app's pool) and threads (one a core).
+        self.pgbench_clients = 16
+        self.pgbench_threads = 2
         self.storm_n = 2000
         self.storm_within_ms = 10_000
         self.fanout_ns = [1000] if quick else [1000, 5000, 10_000]
@@ -290,6 +314,8 @@ class World:
         self.settings: dict = {}
         # The host's publisher, once a phase needs video in the room (World.publish).
         self.publisher: Publisher | None = None
+        # The Express peer, while the token phase runs (World.start_peer).
+        self.peer: subprocess.Popen | None = None
 
     # -- services
 
@@ -381,6 +407,55 @@ logging:
     def app_pid(self) -> int:
         assert self.app is not None
         return self.app.pid
+
+    # -- the Express peer (bench/peers/express), for the token phase
+
+    def start_peer(self) -> int:
+        """The Express peer on a free port of its own, against this run's database,
+        with the app's LiveKit key and secret and the app's base as PUBLIC_URL (it
+        checks Origin against it, as the app does). Stopped with everything else,
+        or earlier with stop_peer."""
+        node = shutil.which("node")
+        if not node:
+            raise SystemExit("node is not on PATH: the token phase's Express peer needs Node.js 20")
+        if not (PEER_DIR / "node_modules" / "express").is_dir():
+            raise SystemExit(f"{PEER_DIR}/node_modules is missing: scripts/setup --bench runs npm ci there")
+        self.procs.stop("express-peer")
+        self.peer_port = free_port()
+        self.peer_base = f"http://127.0.0.1:{self.peer_port}"
+        self.peer_settings = {
+            "NODE_ENV": "production",
+            "PORT": str(self.peer_port),
+            "DATABASE_URL": f"{PG_BASE}/{DB_NAME}",
+            # The app's pool size, whatever BENCH_APP_ENV made it.
+            "DATABASE_POOL_SIZE": self.settings.get("DATABASE_POOL_SIZE", "16"),
+            "PUBLIC_URL": self.base,
+            "LIVEKIT_API_KEY": self.lk_key,
+            "LIVEKIT_API_SECRET": self.lk_secret,
+            "LIVEKIT_PUBLIC_URL": self.lk_ws,
+        }
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env.update(self.peer_settings)
+        p = self.procs.start("express-peer", [node, PEER_DIR / "server.js"], env=env, cwd=PEER_DIR)
+        wait_port(self.peer_port, p, "express-peer")
+        self.peer = p
+        return p.pid
+
+    def stop_peer(self) -> None:
+        self.procs.stop("express-peer")
+        self.peer = None
+
+    @property
+    def peer_pid(self) -> int:
+        assert self.peer is not None
+        return self.peer.pid
+
+    def exited(self, pid: int) -> str | None:
+        """The name and exit code of the app or the peer if `pid` is one of them and it has exited."""
+        for name, p in (("stagepass", self.app), ("express-peer", self.peer)):
+            if p is not None and p.pid == pid and p.poll() is not None:
+                return f"{name} (pid {pid}) exited with {p.returncode}"
+        return None
 
     # -- data
 
@@ -565,9 +640,16 @@ class Publisher:
 # ---- phases ---------------------------------------------------------------------------
 
 
-def oha(plan: Plan, url: str, rate: int, seconds: int, method: str, headers: dict) -> dict:
-    argv = [OHA, "-z", f"{seconds}s", "-q", str(rate), "-c", str(plan.oha_connections),
-            "--latency-correction", "--no-tui", "--output-format", "json", "-m", method]
+def oha(plan: Plan, url: str, seconds: int, method: str, headers: dict, rate: int | None,
+        connections: int | None = None) -> dict:
+    """oha's JSON for `seconds` of `method url`: at a fixed `rate`, latency-corrected
+    (a stall counts against every request that should have been sent during it),
+    or with `rate` None as fast as the server answers (no rate, so nothing to
+    correct against)."""
+    argv = [OHA, "-z", f"{seconds}s", "-c", str(connections or plan.oha_connections),
+            "--no-tui", "--output-format", "json", "-m", method]
+    if rate is not None:
+        argv += ["-q", str(rate), "--latency-correction"]
     for k, v in headers.items():
         argv += ["-H", f"{k}: {v}"]
     argv.append(url)
@@ -577,11 +659,26 @@ def oha(plan: Plan, url: str, rate: int, seconds: int, method: str, headers: dic
     return json.loads(r.stdout)
 
 
-def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict:
-    # The app's own CPU time per request: what other work on the machine changes least.
-    cpu0 = cpu_seconds(world.app_pid)
-    j = oha(plan, url, rate, plan.http_seconds, method, world.headers(world.http_viewer, csrf=method == "POST"))
-    cpu1 = cpu_seconds(world.app_pid)
+def http_run(plan: Plan, world: World, path: str, method: str, rate: int | None, *,
+             base: str | None = None, pid: int | None = None, connections: int | None = None) -> dict:
+    """One oha run of `method base+path` as world.http_viewer (its cookie, and its
+    CSRF header on a POST): at `rate` req/s over plan.oha_connections, or with
+    `rate` None the most the server answers over `connections`. `base` and `pid`
+    name the server and the process whose CPU time is counted: the app's unless
+    given (the Express peer's for its runs)."""
+    base = base or world.base
+    pid = pid or world.app_pid
+    connections = connections or plan.oha_connections
+    # The server's own CPU time per request: what other work on the machine changes least.
+    cpu0 = cpu_seconds(pid)
+    busy0, total0 = machine_busy()
+    j = oha(plan, base + path, plan.http_seconds, method, world.headers(world.http_viewer, csrf=method == "POST"),
+            rate, connections)
+    cpu1 = cpu_seconds(pid)
+    busy1, total1 = machine_busy()
+    gone = world.exited(pid)
+    if gone:
+        raise SystemExit(f"{gone} during {method} {base + path}; see {OUT}/*.log")
     s = j["summary"]
     codes = {str(k): v for k, v in (j.get("statusCodeDistribution") or {}).items()}
     errors = {k: v for k, v in (j.get("errorDistribution") or {}).items() if "deadline" not in k}
@@ -590,6 +687,7 @@ def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict
     ok = codes.get("200", 0)
     return {
         "rate": rate,
+        "connections": connections,
         "seconds": plan.http_seconds,
         "requests_per_second": s.get("requestsPerSec"),
         "ok_per_second": ok / plan.http_seconds,
@@ -601,34 +699,140 @@ def http_run(plan: Plan, world: World, url: str, method: str, rate: int) -> dict
         "p99_9_ms": ms(lat.get("p99.9")),
         "max_ms": ms(s.get("slowest")),
         "app_cpu_ms_per_request": (cpu1 - cpu0) * 1000 / max(1, sum(codes.values())),
+        # Of both cores: the server, Postgres and oha together.
+        "machine_cpu_pct": 100 * (busy1 - busy0) / max(1e-9, total1 - total0),
     }
 
 
-def http_phase(plan: Plan, world: World, name: str, url: str, method: str) -> dict:
-    say(f"{name}: {method} {url.replace(world.base, '')} at {', '.join(map(str, plan.rates))} req/s, "
-        f"{plan.reps} x {plan.http_seconds} s each")
-    warm = http_run_warmup(plan, world, url, method)
+def describe_run(r: dict) -> str:
+    return (f"{r['ok_per_second']:.0f} ok/s, p50 {fmt(r['p50_ms'])} ms, p99 {fmt(r['p99_ms'])} ms, "
+            f"CPU {r['app_cpu_ms_per_request']:.3f} ms a request (machine {r['machine_cpu_pct']:.0f} %), "
+            f"codes {r['status_codes']}, errors {r['errors'] or 'none'}")
+
+
+def http_phase(plan: Plan, world: World, name: str, path: str, method: str) -> dict:
+    """The app alone on one route: the most it answers (per repetition), then each
+    fixed rate `plan.reps` times."""
+    say(f"{name}: {method} {path}: the most it answers over {plan.max_connections} connections, then "
+        f"{', '.join(map(str, plan.rates))} req/s; {plan.reps} x {plan.http_seconds} s each")
+    warm = http_run_warmup(plan, world, world.base + path, method)
     note(f"warm-up: {warm}")
+    top = []
+    for rep in range(plan.reps):
+        r = http_run(plan, world, path, method, None, connections=plan.max_connections)
+        top.append(r)
+        note(f"  max run {rep + 1}: {describe_run(r)}")
     runs = {}
     for rate in plan.rates:
         runs[rate] = []
         for rep in range(plan.reps):
-            r = http_run(plan, world, url, method, rate)
+            r = http_run(plan, world, path, method, rate)
             runs[rate].append(r)
-            note(f"{rate:>5} req/s run {rep + 1}: {r['ok_per_second']:.0f} ok/s, p50 {r['p50_ms']:.2f} ms, "
-                 f"p99 {r['p99_ms']:.2f} ms, app CPU {r['app_cpu_ms_per_request']:.3f} ms a request, "
-                 f"codes {r['status_codes']}, errors {r['errors'] or 'none'}")
-    return {"url": url.replace(world.base, ""), "method": method, "runs": {str(k): v for k, v in runs.items()},
+            note(f"{rate:>5} req/s run {rep + 1}: {describe_run(r)}")
+    return {"url": path, "method": method, "max": top, "runs": {str(k): v for k, v in runs.items()},
             "rss_after_kib": rss_kib(world.app_pid)}
 
 
 def http_run_warmup(plan: Plan, world: World, url: str, method: str) -> str:
-    j = oha(plan, url, plan.rates[0], plan.warmup_seconds, method,
-            world.headers(world.http_viewer, csrf=method == "POST"))
+    j = oha(plan, url, plan.warmup_seconds, method, world.headers(world.http_viewer, csrf=method == "POST"),
+            plan.rates[0])
     codes = j.get("statusCodeDistribution") or {}
     if set(codes) != {"200"}:
         raise SystemExit(f"{method} {url} does not answer 200 during warm-up: {codes}")
     return f"{sum(codes.values())} requests, all 200"
+
+
+# ---- the token endpoint: stagepass, the Express peer, the database's limit -----------------
+
+
+def pgbench_bin() -> str | None:
+    own = Path("/usr/lib/postgresql/15/bin/pgbench")
+    return str(own) if own.exists() else shutil.which("pgbench")
+
+
+def pgbench_run(plan: Plan, world: World) -> dict:
+    """bench/token.sql (the endpoint's queries, as the app sends them) for
+    plan.http_seconds from pgbench's clients, as the same viewer: transactions a
+    second = tokens a second the database could answer if nothing else cost
+    anything. Its statements fail a transaction that finds no row (\\gset)."""
+    exe = pgbench_bin()
+    if not exe:
+        raise SystemExit("pgbench is not installed (Debian's postgresql-client-15 has it)")
+    v = world.http_viewer
+    argv = [exe, "-n", "-f", TOKEN_SQL, "-c", plan.pgbench_clients, "-j", plan.pgbench_threads,
+            "-T", plan.http_seconds, "-M", "prepared",
+            "-D", f"session={v.cookie}", "-D", f"user={v.user_id}", "-D", f"stream={world.stream_id}",
+            f"{PG_BASE}/{DB_NAME}"]
+    busy0, total0 = machine_busy()
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=plan.http_seconds + 60)
+    busy1, total1 = machine_busy()
+    out = r.stdout + r.stderr
+    if r.returncode != 0 or "aborted" in out:
+        raise SystemExit(f"pgbench failed ({r.returncode}):\n" + "\n".join(out.strip().splitlines()[-15:]))
+
+    def grab(prefix: str) -> str | None:
+        # "tps = 1234.5 (…)", "latency average = 1.2 ms", "number of …: 12345"
+        line = next((x for x in out.splitlines() if x.startswith(prefix)), None)
+        return line[len(prefix):].lstrip(" =:").strip() if line else None
+
+    tps = grab("tps =")  # "tps = 1234.5 (without initial connection time)"
+    if tps is None:
+        raise SystemExit(f"no tps in pgbench's output:\n{out}")
+    processed = grab("number of transactions actually processed")  # "a/b" with -t, "a" with -T
+    failed = grab("number of failed transactions")
+    return {
+        "tps": float(tps.split()[0]),
+        "latency_avg_ms": float(grab("latency average").split()[0]) if grab("latency average") else None,
+        "transactions": int(processed.split("/")[0]) if processed else None,
+        "failed": int(failed.split()[0]) if failed else None,
+        "clients": plan.pgbench_clients,
+        "threads": plan.pgbench_threads,
+        "seconds": plan.http_seconds,
+        "machine_cpu_pct": 100 * (busy1 - busy0) / max(1e-9, total1 - total0),
+    }
+
+
+def peer_versions() -> dict:
+    v = {}
+    for pkg in PEER_PACKAGES:
+        try:
+            v[pkg] = json.loads((PEER_DIR / "node_modules" / pkg / "package.json").read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            v[pkg] = "missing"
+    node = shutil.which("node")
+    v["node"] = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else "missing"
+    return v
+
+
+def token_phase(plan: Plan, world: World) -> dict:
+    """POST /s/{id}/token as one viewer, stagepass and the Express peer in turn within
+    each repetition (so that both see the same machine): the most each answers,
+    then each fixed rate; then pgbench on the endpoint's own queries."""
+    path = f"/s/{world.stream_id}/token"
+    sides = {"stagepass": (world.base, world.app_pid), "peer": (world.peer_base, world.peer_pid)}
+    say(f"token endpoint: POST {path}, stagepass and the Express peer alternating: the most each answers "
+        f"over {plan.max_connections} connections, then {', '.join(map(str, plan.rates))} req/s over "
+        f"{plan.oha_connections}; then pgbench on bench/token.sql; {plan.reps} x {plan.http_seconds} s each")
+    for side, (base, _pid) in sides.items():
+        note(f"warm-up {side}: {http_run_warmup(plan, world, base + path, 'POST')}")
+    runs = []
+    for rep in range(plan.reps):
+        run: dict = {"max": {}, "rates": {}}
+        for side, (base, pid) in sides.items():
+            r = run["max"][side] = http_run(plan, world, path, "POST", None, base=base, pid=pid,
+                                            connections=plan.max_connections)
+            note(f"run {rep + 1} max   {side:<9}: {describe_run(r)}")
+        for rate in plan.rates:
+            at = run["rates"][str(rate)] = {}
+            for side, (base, pid) in sides.items():
+                r = at[side] = http_run(plan, world, path, "POST", rate, base=base, pid=pid)
+                note(f"run {rep + 1} {rate:>5} {side:<9}: {describe_run(r)}")
+        pg = run["pgbench"] = pgbench_run(plan, world)
+        note(f"run {rep + 1} pgbench: {pg['tps']:.0f} tokens/s the database answers ({pg['clients']} clients, "
+             f"average {fmt(pg['latency_avg_ms'], 3)} ms, machine {pg['machine_cpu_pct']:.0f} %)")
+        runs.append(run)
+    return {"url": path, "method": "POST", "runs": runs, "pgbench_script": "bench/token.sql",
+            "rss_after_kib": rss_kib(world.app_pid), "peer_rss_after_kib": rss_kib(world.peer_pid)}
 
 
 def client(args: list) -> dict:
@@ -1213,6 +1417,7 @@ def machine_info() -> dict:
         "livekit_server": run(LIVEKIT_SERVER, "--version").split()[-1],
         "postgres": psql("postgres", "SHOW server_version"),
         "oha": run(OHA, "--version").split()[-1],
+        "pgbench": run(pgbench_bin() or "pgbench", "--version"),
         "rustc": run("rustc", "--version"),
         "livekit_python_sdk": md.version("livekit"),
         "open_files_limit": run("sh", "-c", "ulimit -n"),
@@ -1266,9 +1471,22 @@ async def run(plan: Plan, procs: Processes) -> dict:
         return True
 
     if wanted("token"):
-        phases["token"] = http_phase(plan, world, "token endpoint", f"{world.base}/s/{world.stream_id}/token", "POST")
+        peer_pid = world.start_peer()
+        versions = peer_versions()
+        report["express_peer"] = {
+            "versions": versions,
+            "settings": {k: v for k, v in world.peer_settings.items() if "SECRET" not in k},
+        }
+        report["express_peer"]["settings"]["DATABASE_URL"] = f"postgres://…/{DB_NAME}"
+        note(f"Express peer on {world.peer_base} (pid {peer_pid}): Node.js {versions['node']}, "
+             + ", ".join(f"{k} {versions[k]}" for k in PEER_PACKAGES))
+        try:
+            phases["token"] = token_phase(plan, world)
+        finally:
+            # Idle, it would still hold database connections through the later phases.
+            world.stop_peer()
     if wanted("watch"):
-        phases["watch"] = http_phase(plan, world, "watch page", f"{world.base}/s/{world.stream_id}", "GET")
+        phases["watch"] = http_phase(plan, world, "watch page", f"/s/{world.stream_id}", "GET")
     if wanted("storm"):
         phases["storm"] = storm_phase(plan, world)
     if wanted("fanout"):

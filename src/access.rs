@@ -25,6 +25,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::channels::{Channel, Role};
@@ -125,7 +126,7 @@ mod sql {
     }
 }
 
-#[derive(diesel::QueryableByName)]
+#[derive(QueryableByName)]
 struct Facts {
     #[diesel(sql_type = Nullable<Text>)]
     role: Option<Role>,
@@ -155,11 +156,22 @@ async fn facts(
     .await
 }
 
-/// The facts query as a statement each connection prepares once. Every
+/// A stream and what the rule needs about `user` and it, in one round trip
+/// (the token path: one query instead of two).
+#[derive(QueryableByName)]
+struct StreamFacts {
+    #[diesel(embed)]
+    stream: Stream,
+    #[diesel(embed)]
+    facts: Facts,
+}
+
+/// The facts query as statements each connection prepares once. Every
 /// token, watch page, chat post and open chat stream asks the rule, and
 /// planning this query costs about three times as much as running it: diesel
-/// never caches the statements of `sql_query`, so this type writes its SQL
-/// itself (the same text every time, hence `HAS_STATIC_QUERY_ID`). The binds
+/// never caches the statements of `sql_query`, so these types write their SQL
+/// themselves (the same text every time, hence `HAS_STATIC_QUERY_ID`; one
+/// type per text, as the statement cache is keyed by the type). The binds
 /// come once each, as the columns of `p`; Postgres folds them back into the
 /// conditions, so the plans use the same indexes as with literal values.
 struct FactsQuery {
@@ -168,25 +180,30 @@ struct FactsQuery {
     stream: Option<i64>,
 }
 
-/// The query around `p(c, u, s)`, built once: what comes before the binds, and after.
+/// `FactsQuery` about stream `stream`, loading the stream's row with it.
+struct StreamFactsQuery {
+    user: i64,
+    stream: i64,
+}
+
+/// The facts' columns over `p(c, u, s)`, and the grant chain joined after
+/// `p`: the two halves every facts query shares.
 static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
     let (u, c, st) = ("p.u", "p.c", "p.s");
     // `had_grant` only matters without an active grant (pass ended, or never
     // had one), and no index serves it: CASE leaves it unevaluated otherwise.
-    let head = format!(
-        "SELECT \
-           (SELECT m.role FROM channel_members m WHERE m.channel_id = p.c AND m.user_id = p.u) AS role, \
-           EXISTS (SELECT 1 FROM channels o WHERE o.id = p.c AND o.owner_id = p.u) AS owner, \
-           EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
-           chain.until AS grant_until, \
-           CASE WHEN chain.until IS NULL \
-                THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant \
-         FROM (SELECT ",
+    let columns = format!(
+        "(SELECT m.role FROM channel_members m WHERE m.channel_id = p.c AND m.user_id = p.u) AS role, \
+         EXISTS (SELECT 1 FROM channels o WHERE o.id = p.c AND o.owner_id = p.u) AS owner, \
+         EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
+         chain.until AS grant_until, \
+         CASE WHEN chain.until IS NULL \
+              THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant",
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         ended = sql::with(sql::ENDED_GRANT, u, c, st),
     );
     // OFFSET 0 keeps the chain a subquery of its own, evaluated once.
-    let tail = format!(
+    let chain = format!(
         " CROSS JOIN LATERAL (WITH RECURSIVE chain(until) AS ( \
              SELECT max(g.expires_at) FROM access_grants g WHERE {active} \
              UNION SELECT g.expires_at FROM access_grants g JOIN chain \
@@ -195,31 +212,80 @@ static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::n
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
         covering = sql::with(sql::COVERING, u, c, st),
     );
-    (head, tail)
+    (columns, chain)
 });
 
-impl diesel::query_builder::QueryId for FactsQuery {
-    type QueryId = FactsQuery;
-    const HAS_STATIC_QUERY_ID: bool = true;
+/// `FactsQuery`'s text, in the pieces around its three binds (c, u, s).
+static GIVEN_SQL: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+    let (columns, chain) = &*FACTS_SQL;
+    [
+        format!("SELECT {columns} FROM (SELECT "),
+        "::int8 AS c, ".to_owned(),
+        "::int8 AS u, ".to_owned(),
+        format!("::int8 AS s) p{chain}"),
+    ]
+});
+
+/// `StreamFactsQuery`'s text around its two binds (u, the stream): the
+/// stream's row, with `p` taken from it.
+static STREAM_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+    let (columns, chain) = &*FACTS_SQL;
+    [
+        format!(
+            "SELECT st.*, {columns} FROM streams st \
+             CROSS JOIN LATERAL (SELECT st.channel_id AS c, "
+        ),
+        format!("::int8 AS u, st.id AS s) p{chain} WHERE st.id = "),
+        String::new(),
+    ]
+});
+
+/// A statement of fixed text, prepared once per connection: the static query
+/// id is what makes diesel cache it (one type per text: the cache is keyed by
+/// the type).
+macro_rules! static_statement {
+    ($ty:ty) => {
+        impl diesel::query_builder::QueryId for $ty {
+            type QueryId = $ty;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl diesel::query_builder::Query for $ty {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    };
 }
 
-impl diesel::query_builder::Query for FactsQuery {
-    type SqlType = diesel::sql_types::Untyped;
-}
+static_statement!(FactsQuery);
+static_statement!(StreamFactsQuery);
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FactsQuery {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        let (head, tail) = &*FACTS_SQL;
+        let [head, after_c, after_u, tail] = &*GIVEN_SQL;
         out.push_sql(head);
         out.push_bind_param::<BigInt, _>(&self.channel)?;
-        out.push_sql("::int8 AS c, ");
+        out.push_sql(after_c);
         out.push_bind_param::<BigInt, _>(&self.user)?;
-        out.push_sql("::int8 AS u, ");
+        out.push_sql(after_u);
         out.push_bind_param::<Nullable<BigInt>, _>(&self.stream)?;
-        out.push_sql("::int8 AS s) p");
+        out.push_sql(tail);
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StreamFactsQuery {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        let [head, after_u, tail] = &*STREAM_SQL;
+        out.push_sql(head);
+        out.push_bind_param::<BigInt, _>(&self.user)?;
+        out.push_sql(after_u);
+        out.push_bind_param::<BigInt, _>(&self.stream)?;
         out.push_sql(tail);
         Ok(())
     }
@@ -258,10 +324,29 @@ pub async fn find_stream(
     user: Option<UserId>,
     id: StreamId,
 ) -> diesel::QueryResult<Option<(Stream, Access)>> {
-    let Some(stream) = streams::find(conn, id).await? else {
-        return Ok(None);
+    let (stream, access) = match user {
+        // The stream and the rule's facts in one round trip.
+        Some(user) => {
+            let found: Option<StreamFacts> = StreamFactsQuery {
+                user: user.0,
+                stream: id.0,
+            }
+            .get_result(conn)
+            .await
+            .optional()?;
+            let Some(StreamFacts { stream, facts }) = found else {
+                return Ok(None);
+            };
+            let access = decide(&facts, stream.access);
+            (stream, access)
+        }
+        None => {
+            let Some(stream) = streams::find(conn, id).await? else {
+                return Ok(None);
+            };
+            (stream, Access::Denied(Denial::SignInRequired))
+        }
     };
-    let access = may(conn, user, &stream).await?;
     Ok(may_know_of(&stream, access).then_some((stream, access)))
 }
 
@@ -371,7 +456,7 @@ pub async fn present_but_denied(
 /// Seconds until the next moment a present viewer's grant ends (None: nobody's
 /// does), measured by the database clock.
 pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<f64>> {
-    #[derive(diesel::QueryableByName)]
+    #[derive(QueryableByName)]
     struct Next {
         #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
         seconds: Option<f64>,
@@ -434,7 +519,7 @@ pub async fn replay_given(
     let Some(user) = user else {
         return Ok(ReplayAccess::Denied(Denial::SignInRequired.reason()));
     };
-    #[derive(diesel::QueryableByName)]
+    #[derive(QueryableByName)]
     struct Replays {
         #[diesel(sql_type = Bool)]
         included: bool,

@@ -17,7 +17,7 @@ use crate::db::users::{self, User};
 use crate::db::{self, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
-use session_store::USER_ID_KEY;
+use session_store::{USER_ID_KEY, USER_ROW_KEY};
 
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
 
@@ -40,9 +40,10 @@ async fn load_user(parts: &mut Parts, state: &AppState) -> Result<Option<User>, 
 }
 
 /// The session's user, and the pooled connection that loaded it when this
-/// call took one (None when the user came from the per-request cache or
-/// nobody is signed in), so the caller can run its own queries on it
-/// instead of taking a second connection (the layout's unread count).
+/// call took one (None when the user came with the session, from the
+/// per-request cache, or nobody is signed in), so the caller can run its own
+/// queries on it instead of taking a second connection (the layout's unread
+/// count).
 pub(crate) async fn load_user_keeping_conn(
     parts: &mut Parts,
     state: &AppState,
@@ -60,10 +61,17 @@ pub(crate) async fn load_user_keeping_conn(
             let user = if age > state.config.session_absolute_timeout.as_secs() as i64 {
                 None
             } else {
-                let mut conn = state.db.get().await?;
-                let user = users::find(&mut conn, UserId(id)).await?;
-                kept = Some(conn);
-                user
+                // Loaded with the session (session_store.rs); queried only when
+                // this request signed someone in after the session was loaded.
+                match session.get::<User>(USER_ROW_KEY).await? {
+                    Some(user) if user.id == UserId(id) => Some(user),
+                    _ => {
+                        let mut conn = state.db.get().await?;
+                        let user = users::find(&mut conn, UserId(id)).await?;
+                        kept = Some(conn);
+                        user
+                    }
+                }
             };
             if user.is_none() {
                 // Past the absolute timeout, or the account is gone: end the session.

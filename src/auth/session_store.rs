@@ -3,6 +3,11 @@
 //! also kept in its own column so that all of a user's sessions can be ended
 //! at once (password change). Expired rows are never loaded and are deleted by
 //! `ExpiredDeletion`, which `jobs.rs` runs periodically.
+//!
+//! Loading a session also loads its signed-in user, in the same query, and
+//! hands it over in the record under `USER_ROW_KEY` (`auth::load_user` reads
+//! it there): "who is asking" is one round trip, not two. That key lives only
+//! in memory: saving strips it, so the row never holds a copy of the account.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +18,8 @@ use crate::db::{self, DbPool, UserId};
 
 /// Session key holding the signed-in user's id.
 pub const USER_ID_KEY: &str = "user_id";
+/// Record key of the signed-in user's row as loaded with the session; never stored.
+pub const USER_ROW_KEY: &str = "_user";
 
 #[derive(Clone)]
 pub struct PgSessionStore {
@@ -44,8 +51,14 @@ fn row(record: &Record) -> session_store::Result<db::sessions::Row> {
     let t = record.expiry_date;
     Ok(db::sessions::Row {
         id: record.id.to_string(),
-        data: serde_json::to_value(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?,
+        data: serde_json::to_value(
+            record
+                .data
+                .iter()
+                .filter(|(k, _)| k.as_str() != USER_ROW_KEY)
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .map_err(|e| session_store::Error::Encode(e.to_string()))?,
         expires_at: DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
             .unwrap_or_else(Utc::now),
         user_id: record
@@ -81,14 +94,22 @@ impl SessionStore for PgSessionStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let mut conn = self.conn().await?;
-        let Some((data, expires_at)) = db::sessions::load(&mut conn, &id.to_string())
-            .await
-            .map_err(backend)?
+        let Some((data, expires_at, user)) =
+            db::sessions::load_with_user(&mut conn, &id.to_string())
+                .await
+                .map_err(backend)?
         else {
             return Ok(None);
         };
-        let data = serde_json::from_value(data)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let mut data: std::collections::HashMap<String, serde_json::Value> =
+            serde_json::from_value(data)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        data.remove(USER_ROW_KEY);
+        if let Some(user) = user {
+            let user = serde_json::to_value(user)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            data.insert(USER_ROW_KEY.to_owned(), user);
+        }
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at.timestamp())
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record {

@@ -187,8 +187,8 @@ async fn load_visible(
     }
     Ok((
         Some(Rendered {
-            viewer: viewer.into(),
-            team: team.into(),
+            viewer: super::frame("chat", Some(seq), &viewer),
+            team: super::frame("chat", Some(seq), &team),
         }),
         m.was_held(),
     ))
@@ -200,7 +200,9 @@ async fn publish_held(state: &AppState, stream: StreamId) {
         Ok(team) => {
             state
                 .chat
-                .publish(stream, ChatEvent::Held { team: team.into() });
+                .publish(stream, ChatEvent::Held {
+                    team: super::frame("held", None, &team),
+                });
         }
         Err(e) => tracing::warn!(error = %e, %stream, "chat: loading held messages"),
     }

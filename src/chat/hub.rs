@@ -1,8 +1,8 @@
 //! The hub: this instance's SSE subscribers, by stream. A stream gets a
 //! `tokio::sync::broadcast` channel with its first subscriber and loses it
 //! with its last, so the bridge can skip streams nobody here is watching.
-//! Events carry HTML rendered once (per audience) by the bridge; the hub never
-//! touches the database and never renders.
+//! Events carry SSE frames encoded once (per audience) by the bridge; the hub
+//! never touches the database and never renders.
 //!
 //! The hub also counts each account's open event streams (`open_stream`), per
 //! stream and in all, and refuses one past the caps
@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::{Notify, broadcast};
 
 use crate::db::{ChannelId, StreamId, UserId};
@@ -23,13 +24,15 @@ use crate::db::{ChannelId, StreamId, UserId};
 /// up from the database instead).
 pub const CAPACITY: usize = 256;
 
-/// A message as both audiences see it.
+/// A message as both audiences see it, each as a whole SSE frame
+/// (`super::frame`): encoded once here, the same bytes go to every
+/// subscriber of that audience.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    pub viewer: Arc<str>,
+    pub viewer: Bytes,
     /// With the delete button (and, for a released held message, the removal
     /// of its entry in the held list).
-    pub team: Arc<str>,
+    pub team: Bytes,
 }
 
 #[derive(Debug, Clone)]
@@ -39,8 +42,8 @@ pub enum ChatEvent {
     Message { seq: i64, html: Option<Rendered> },
     /// Event `seq`: the message shown as `message_seq` was deleted.
     Deleted { seq: i64, message_seq: i64 },
-    /// The team's held list changed: its new items.
-    Held { team: Arc<str> },
+    /// The team's held list changed: its new items, as an SSE frame.
+    Held { team: Bytes },
     /// Who may chat changed for `user`: their subscribers ask the access rule again.
     Recheck { user: UserId },
     /// Events may have been missed (the LISTEN connection dropped): re-read the database.

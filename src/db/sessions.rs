@@ -6,16 +6,33 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::UserId;
-use super::schema::sessions;
+use super::schema::{sessions, users};
+use super::users::User;
 
-pub async fn load(
+/// The session's data and end, with its signed-in user (None when nobody is
+/// signed in or the account is gone), in one round trip: every request that
+/// knows who is asking needs both.
+pub async fn load_with_user(
     conn: &mut AsyncPgConnection,
     id: &str,
-) -> QueryResult<Option<(serde_json::Value, DateTime<Utc>)>> {
+) -> QueryResult<Option<(serde_json::Value, DateTime<Utc>, Option<User>)>> {
     sessions::table
+        .left_join(users::table)
         .filter(sessions::id.eq(id))
         .filter(sessions::expires_at.gt(diesel::dsl::now))
-        .select((sessions::data, sessions::expires_at))
+        .select((
+            sessions::data,
+            sessions::expires_at,
+            // `User`'s fields, in order (a left join's side is nullable as a whole).
+            (
+                users::id,
+                users::email,
+                users::display_name,
+                users::created_at,
+                users::updated_at,
+            )
+                .nullable(),
+        ))
         .first(conn)
         .await
         .optional()

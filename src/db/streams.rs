@@ -27,7 +27,7 @@ super::text_enum! {
     }
 }
 
-#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[derive(Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = streams, check_for_backend(diesel::pg::Pg))]
 pub struct Stream {
     pub id: StreamId,

@@ -13,18 +13,20 @@ use super::schema::{known_devices, sign_in_attempts, users};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
-#[derive(Clone, Queryable, Selectable, Identifiable)]
+/// An account as the app passes it around: everything but the password hash,
+/// which only signing in and changing the password read (`password_hash`).
+/// The session store carries it with the session (`auth::session_store`),
+/// so it serializes.
+#[derive(Clone, Queryable, Selectable, Identifiable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     pub id: UserId,
     pub email: String,
     pub display_name: String,
-    pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-// Never print the hash.
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
@@ -59,6 +61,16 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
     users::table
         .find(id)
         .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The account's password hash, for checking a password.
+pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<String>> {
+    users::table
+        .find(id)
+        .select(users::password_hash)
         .first(conn)
         .await
         .optional()

@@ -139,11 +139,8 @@ pub async fn change_password(
                 );
             }
             Ok(counted) => {
-                if password::verify(
-                    form.current_password.clone(),
-                    Some(user.password_hash.clone()),
-                )
-                .await?
+                let hash = users::password_hash(&mut *state.db.get().await?, user.id).await?;
+                if password::verify(form.current_password.clone(), hash).await?
                 {
                     limits::forgive(&mut *state.db.get().await?, counted).await?;
                 } else {

@@ -267,6 +267,10 @@ pub async fn signin(
         let mut conn = state.db.get().await?;
         let user = users::find_by_email(&mut conn, &form.email).await?;
         let user_id = user.as_ref().map(|u| u.id);
+        let hash = match user_id {
+            Some(id) => users::password_hash(&mut conn, id).await?,
+            None => None,
+        };
         // Checked and counted under a lock: parallel attempts see each other
         // (the attempt counts as failed until its password is verified).
         let decided = conn
@@ -317,11 +321,7 @@ pub async fn signin(
             Ok(attempt) => {
                 // No connection is held while argon2 works (tens of ms of CPU).
                 drop(conn);
-                let ok = password::verify(
-                    form.password.clone(),
-                    user.as_ref().map(|u| u.password_hash.clone()),
-                )
-                .await?;
+                let ok = password::verify(form.password.clone(), hash).await?;
                 let mut conn = state.db.get().await?;
                 if ok {
                     users::sign_in_attempt_succeeded(&mut conn, attempt).await?;

@@ -3,12 +3,13 @@
 //! `chat::post` for posting) after loading the stream; the rules themselves
 //! live in `crate::chat`.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -102,21 +103,38 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
-    let events = chat::events(state, stream, user, access, resume)
+    let frames = chat::events(state, stream, user, access, resume)
         .await?
         .map(move |item| {
             let _counted = &slot;
-            item.map(|out| {
-                let event = Event::default().event(out.event).data(&*out.data);
-                match out.id {
-                    Some(id) => event.id(id.to_string()),
-                    None => event,
-                }
-            })
+            item.map(|out| out.0)
         });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response())
+    Ok(event_stream(frames))
+}
+
+/// An SSE response of frames already encoded (`chat::frame`: a live message
+/// is encoded once and its bytes shared by every subscriber, where axum's
+/// `Sse` would encode each subscriber's copy), with a comment after
+/// `KEEP_ALIVE` without one.
+fn event_stream(
+    frames: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
+    let frames = Box::pin(frames);
+    let body = futures_util::stream::unfold(frames, |mut frames| async move {
+        match tokio::time::timeout(KEEP_ALIVE, frames.next()).await {
+            Ok(Some(frame)) => Some((frame, frames)),
+            Ok(None) => None,
+            Err(_idle) => Some((Ok(Bytes::from_static(b":\n\n")), frames)),
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use stagepass::db::streams::AccessKind;
 use stagepass::db::streams::Stream;
 
 use crate::util::builders::{self, Studio, ban, grant, revoke};
-use crate::util::sse::{ARRIVES, Sse, body_of};
+use crate::util::sse::{ARRIVES, Event, Sse, body_of};
 use crate::util::{Browser, Page, TestApp};
 
 /// How long to watch for something that must not arrive.
@@ -299,8 +299,9 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
             .expect("the reader keeps delivering")
             .expect("the stream goes on")
             .unwrap();
+        let item = Event::parse(std::str::from_utf8(&item.0).unwrap()).expect("one event a frame");
         if item.event == "chat" {
-            let seq = item.id.unwrap();
+            let seq: i64 = item.id.unwrap().parse().unwrap();
             assert!(
                 item.data.contains(&format!(">message {seq}<")),
                 "{}",

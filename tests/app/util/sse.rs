@@ -19,6 +19,33 @@ pub struct Event {
     pub data: String,
 }
 
+impl Event {
+    /// One block of an event stream (up to its blank line); None for a block
+    /// of comments alone (keep-alives).
+    pub fn parse(block: &str) -> Option<Event> {
+        let mut event = Event {
+            event: "message".into(),
+            ..Event::default()
+        };
+        let mut data: Vec<&str> = Vec::new();
+        let mut any = false;
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "" => continue, // a comment (keep-alive)
+                "event" => event.event = value.to_owned(),
+                "id" => event.id = Some(value.to_owned()),
+                "data" => data.push(value),
+                _ => {}
+            }
+            any = true;
+        }
+        event.data = data.join("\n");
+        any.then_some(event)
+    }
+}
+
 /// An EventSource on a real HTTP response (reqwest's `chunk`, as they arrive).
 pub struct Sse {
     response: reqwest::Response,
@@ -82,26 +109,7 @@ impl Sse {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event {
-                    event: "message".into(),
-                    ..Event::default()
-                };
-                let mut data: Vec<&str> = Vec::new();
-                let mut any = false;
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "" => continue, // a comment (keep-alive)
-                        "event" => event.event = value.to_owned(),
-                        "id" => event.id = Some(value.to_owned()),
-                        "data" => data.push(value),
-                        _ => {}
-                    }
-                    any = true;
-                }
-                if any {
-                    event.data = data.join("\n");
+                if let Some(event) = Event::parse(&block) {
                     return Some(event);
                 }
                 continue;
