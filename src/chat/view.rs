@@ -240,14 +240,25 @@ impl ChatPanel {
     /// The panel for `user` on `stream`: the last 100 messages if the access
     /// rule lets them watch, otherwise the reason.
     pub async fn load(state: &AppState, user: Option<UserId>, stream: &Stream) -> DbResult<Self> {
+        let access = access::may(&mut *state.db.get().await?, user, stream).await?;
+        Self::load_with(state, user, stream, access).await
+    }
+
+    /// `load`, for a caller that has just asked the access rule about
+    /// `user` and `stream` itself (the watch page: one question, not two).
+    pub async fn load_with(
+        state: &AppState,
+        user: Option<UserId>,
+        stream: &Stream,
+        access: Access,
+    ) -> DbResult<Self> {
         let mut conn = state.db.get().await?;
-        let access = access::may(&mut conn, user, stream).await?;
-        let settings = chat_db::settings(&mut conn, stream.id).await?;
+        let (settings, cursor) = chat_db::settings_and_cursor(&mut conn, stream.id).await?;
         let mut panel = Self::closed(stream, &settings, access);
         if panel.denial.is_some() {
             return Ok(panel);
         }
-        let (messages, cursor) = chat_db::recent(&mut conn, stream.id, PANEL_MESSAGES).await?;
+        let messages = chat_db::recent(&mut conn, stream.id, cursor, PANEL_MESSAGES).await?;
         panel.messages = messages.iter().map(MessageView::new).collect();
         panel.cursor = cursor;
         if panel.moderate {

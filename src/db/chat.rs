@@ -49,6 +49,19 @@ pub async fn settings(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryRe
         .await
 }
 
+/// The settings and the last event number, in one round trip (the panel
+/// needs both).
+pub async fn settings_and_cursor(
+    conn: &mut AsyncPgConnection,
+    stream: StreamId,
+) -> QueryResult<(Settings, i64)> {
+    streams::table
+        .find(stream)
+        .select((Settings::as_select(), streams::chat_seq))
+        .first(conn)
+        .await
+}
+
 /// The settings, locking the stream row until the transaction ends: posts to
 /// one stream are serialized, so limits cannot be raced and seqs stay in order.
 pub async fn lock_settings(
@@ -155,33 +168,38 @@ fn select_messages() -> String {
     )
 }
 
-/// The newest `limit` visible messages (oldest first) and the stream's event
-/// number they are current as of, read in one snapshot: the panel shows the
-/// messages and its SSE connection asks for everything after that number.
+/// The newest `limit` visible messages (oldest first) up to event `cursor`
+/// (read before, with `settings_and_cursor`): the panel shows them and its
+/// SSE connection asks for everything after that number.
 pub async fn recent(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
+    cursor: i64,
     limit: i64,
-) -> QueryResult<(Vec<Message>, i64)> {
-    conn.build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(async |conn| {
-            let cursor = cursor(conn, stream).await?;
-            let mut messages: Vec<Message> = diesel::sql_query(format!(
-                "{select} WHERE m.stream_id = $1 AND m.seq IS NOT NULL AND m.deleted_at IS NULL \
-                 ORDER BY m.seq DESC LIMIT $2",
-                select = select_messages(),
-            ))
+) -> QueryResult<Vec<Message>> {
+    // Read after the cursor, without a transaction: every event up to the
+    // cursor has committed (a seq is taken inside the posting transaction),
+    // and whatever commits later is after the cursor, which the event stream
+    // resumes from. So nothing is shown twice or lost.
+    let mut messages: Vec<Message> = super::Prepared(
+        diesel::sql_query(&*RECENT_SQL)
             .bind::<BigInt, _>(stream.0)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-            .await?;
-            messages.reverse();
-            Ok((messages, cursor))
-        })
-        .await
+            .bind::<BigInt, _>(cursor)
+            .bind::<BigInt, _>(limit),
+    )
+    .load(conn)
+    .await?;
+    messages.reverse();
+    Ok(messages)
 }
+
+static RECENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{select} WHERE m.stream_id = $1 AND m.seq IS NOT NULL AND m.seq <= $2 \
+         AND m.deleted_at IS NULL ORDER BY m.seq DESC LIMIT $3",
+        select = select_messages(),
+    )
+});
 
 /// The stream's last event number.
 pub async fn cursor(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryResult<i64> {
@@ -402,13 +420,15 @@ pub async fn active_timeout(
         #[diesel(sql_type = Nullable<Timestamptz>)]
         until: Option<DateTime<Utc>>,
     }
-    let row: Until = diesel::sql_query(
-        "SELECT max(b.until) AS until FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 \
-         AND b.kind = $3 AND b.lifted_at IS NULL AND now() < b.until",
+    let row: Until = super::Prepared(
+        diesel::sql_query(
+            "SELECT max(b.until) AS until FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 \
+             AND b.kind = $3 AND b.lifted_at IS NULL AND now() < b.until",
+        )
+        .bind::<BigInt, _>(channel.0)
+        .bind::<BigInt, _>(user.0)
+        .bind::<Text, _>(BanKind::Timeout),
     )
-    .bind::<BigInt, _>(channel.0)
-    .bind::<BigInt, _>(user.0)
-    .bind::<Text, _>(BanKind::Timeout)
     .get_result(conn)
     .await?;
     Ok(row.until)

@@ -53,12 +53,14 @@ pub async fn state(
         #[diesel(sql_type = BigInt)]
         followers: i64,
     }
-    let row: Row = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM follows WHERE channel_id = $1 AND user_id = $2) AS following, \
-                (SELECT count(*) FROM follows WHERE channel_id = $1) AS followers",
+    let row: Row = super::Prepared(
+        diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM follows WHERE channel_id = $1 AND user_id = $2) AS following, \
+                    (SELECT count(*) FROM follows WHERE channel_id = $1) AS followers",
+        )
+        .bind::<BigInt, _>(channel)
+        .bind::<Nullable<BigInt>, _>(user),
     )
-    .bind::<BigInt, _>(channel)
-    .bind::<Nullable<BigInt>, _>(user)
     .get_result(conn)
     .await?;
     Ok((row.following, row.followers))

@@ -65,6 +65,40 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
         .context("building the database pool")
 }
 
+/// A query of fixed text that diesel would not keep prepared (`sql_query`,
+/// or a `sql` fragment anywhere in it), made to: prepared once per pooled
+/// connection and keyed by its text, like the DSL's own queries. Without it
+/// each run is a Parse round trip and a fresh plan, which on the watch page's
+/// five such queries cost more than the page itself. Only for text that never
+/// varies with the input (the values go in binds): each text stays in the
+/// connection's statement cache.
+pub struct Prepared<Q>(pub Q);
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q> diesel::query_builder::QueryId for Prepared<Q> {
+    type QueryId = ();
+    // Keyed by the SQL text, not by type: one type may carry several texts.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
 /// Applies pending migrations; answers the versions applied.
 pub async fn migrate(pool: &DbPool) -> anyhow::Result<Vec<String>> {
     let conn = pool

@@ -55,12 +55,14 @@ pub async fn unread_count(conn: &mut AsyncPgConnection, user: UserId) -> QueryRe
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let row: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM (SELECT 1 FROM notifications \
-         WHERE user_id = $1 AND read_at IS NULL LIMIT $2) unread",
+    let row: Count = super::Prepared(
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM notifications \
+             WHERE user_id = $1 AND read_at IS NULL LIMIT $2) unread",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(user.0)
+        .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP),
     )
-    .bind::<diesel::sql_types::BigInt, _>(user.0)
-    .bind::<diesel::sql_types::BigInt, _>(COUNT_CAP)
     .get_result(conn)
     .await?;
     Ok(row.n)

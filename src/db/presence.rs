@@ -59,22 +59,24 @@ pub async fn current_viewers(
     let team = channel_members::table
         .filter(channel_members::channel_id.eq(channel))
         .select(channel_members::user_id.nullable());
-    presence::table
-        .filter(presence::stream_id.eq(stream))
-        .filter(presence::left_at.is_null())
-        // Viewers only (`livekit::Participant::Viewer`: the identity is a user
-        // id): not the host, an encoder, ingress, egress or the recorder.
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "presence.identity ~ '^[0-9]{1,18}$'",
-        ))
-        .filter(
-            presence::user_id
-                .is_null()
-                .or(diesel::dsl::not(presence::user_id.eq_any(team))),
-        )
-        .select(diesel::dsl::count(presence::identity).aggregate_distinct())
-        .get_result(conn)
-        .await
+    super::Prepared(
+        presence::table
+            .filter(presence::stream_id.eq(stream))
+            .filter(presence::left_at.is_null())
+            // Viewers only (`livekit::Participant::Viewer`: the identity is a user
+            // id): not the host, an encoder, ingress, egress or the recorder.
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "presence.identity ~ '^[0-9]{1,18}$'",
+            ))
+            .filter(
+                presence::user_id
+                    .is_null()
+                    .or(diesel::dsl::not(presence::user_id.eq_any(team))),
+            )
+            .select(diesel::dsl::count(presence::identity).aggregate_distinct()),
+    )
+    .get_result(conn)
+    .await
 }
 
 /// Raises the stream's peak to `now` when higher.

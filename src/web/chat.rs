@@ -50,7 +50,7 @@ pub async fn panel(
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
     let (stream, access) = chat_stream(&state, user, id).await?;
-    let chat = ChatPanel::load(&state, user, &stream).await?;
+    let chat = ChatPanel::load_with(&state, user, &stream, access).await?;
     let status = if access.may_watch() {
         StatusCode::OK
     } else {

@@ -34,6 +34,8 @@ pub struct WatchPage {
     pub layout: Layout,
     pub stream: Stream,
     pub channel: Channel,
+    /// What the access rule said about the viewer (the chat panel reuses it).
+    pub access: Access,
     pub denial: Option<&'static str>,
     pub pass_ended: bool,
     pub banned: bool,
@@ -97,6 +99,7 @@ async fn page(
     Ok(WatchPage {
         live: None,
         layout,
+        access,
         denial: access.denial().map(|d| d.reason()),
         pass_ended: access.denial() == Some(Denial::PassEnded),
         banned: access.denial() == Some(Denial::Banned),
@@ -135,7 +138,9 @@ pub async fn show(
     let user = user.map(|u| u.id);
     let mut page = page(&state, user, id, layout).await?;
     page.live = live_stats(&state, &page.stream).await?;
-    page.chat = Some(crate::chat::view::ChatPanel::load(&state, user, &page.stream).await?);
+    page.chat = Some(
+        crate::chat::view::ChatPanel::load_with(&state, user, &page.stream, page.access).await?,
+    );
     let next = format!("/s/{}", page.stream.id);
     page.follow = Some(
         super::view::follow_button::FollowButton::load(
