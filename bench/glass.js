@@ -6,7 +6,9 @@
 // gives its expected display time; the difference is the latency from capture
 // to screen. Results collect in window.glass: samples (ms), frames, bad
 // (frames whose stamp did not read back), early (stamps later than the frame's
-// display: clocks out of step, which a sound measurement never shows).
+// display: the video moved on to the next frame before this callback drew it,
+// which a busy machine does now and then; or clocks out of step, which would
+// make most frames early).
 (() => {
   const BITS = 40;
   const video = document.getElementById("stream-video");

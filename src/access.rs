@@ -21,7 +21,9 @@
 //! does not exist: every route answers it exactly as a missing stream (404),
 //! so its id cannot be told apart from an unused one. Handlers load streams
 //! through `find_stream` / `find_stream_with_channel`, which apply this rule,
-//! and never check drafts themselves.
+//! and never check drafts themselves. `find_stream` loads the stream and the
+//! rule's facts in one statement (the token endpoint's one query after the
+//! session's).
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
