@@ -252,6 +252,17 @@ def rss_kib(pid: int) -> int | None:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_kib(pid: int) -> int | None:
+    """The most the process has held resident (VmHWM), in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -407,7 +418,7 @@ logging:
 
     def start_proxy(self) -> str:
         """Caddy on a free port in front of the app, HTTP/1.1 to clients and h2c
-        to the app (the deployment kit's shape, without TLS on loopback).
+        to the app (a deployment's shape, without TLS on loopback).
         Answers its address."""
         self.procs.stop("caddy")
         port = free_port()
@@ -943,7 +954,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
                  f"delivered {r['delivered']}/{r['expected_deliveries']}, p50 {fmt(lat['p50_ms'])} ms, "
                  f"p99 {fmt(lat['p99_ms'])} ms, max {fmt(lat['max_ms'])} ms")
     # Behind a proxy: Caddy in front, speaking HTTP/2 cleartext (h2c) to the
-    # app, as the deployment kit runs it. Caddy multiplexes the subscribers'
+    # app, as a deployment behind a proxy would. Caddy multiplexes the subscribers'
     # streams over a few connections, so the app no longer holds hyper's two
     # 8 KiB buffers per subscriber. The same N, fresh app processes.
     proxied = []
@@ -959,7 +970,8 @@ def fanout_phase(plan: Plan, world: World) -> dict:
                         "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
                         "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
                         "--app-pid", pid, "--tag", f"proxy{n}x{rep}", "--wait-ms", plan.fanout_wait_ms])
-            r["proxy_rss_kib"] = rss_kib(world.procs.procs["caddy"].pid)
+            # The peak (VmHWM): by now the subscribers have gone.
+            r["proxy_peak_kib"] = peak_rss_kib(world.procs.procs["caddy"].pid)
             proxied.append(r)
             world.procs.stop("caddy")
             lat = r["latency"]
@@ -967,7 +979,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
             note(f"through Caddy (h2c to the app), N={n} run {rep + 1}: {r['subscribed']}/{n} subscribed, "
                  f"delivered {r['delivered']}/{r['expected_deliveries']}, p50 {fmt(lat['p50_ms'])} ms, "
                  f"p99 {fmt(lat['p99_ms'])} ms; app RSS {r['rss_before_kib']} -> {r['rss_connected_kib']} KiB "
-                 f"({fmt(per and per / 1024)} KiB per subscriber); Caddy RSS {r['proxy_rss_kib']} KiB")
+                 f"({fmt(per and per / 1024)} KiB per subscriber); Caddy peak RSS {r['proxy_peak_kib']} KiB")
     else:
         note("caddy not found: the run behind a proxy is skipped (scripts/setup --bench installs it)")
     # What a plain keep-alive connection costs the app, chat or not (hyper gives

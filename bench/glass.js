@@ -7,8 +7,8 @@
 // to screen. Results collect in window.glass: samples (ms), frames, bad
 // (frames whose stamp did not read back), early (stamps later than the frame's
 // display: the video moved on to the next frame before this callback drew it,
-// which a busy machine does now and then; or clocks out of step, which would
-// make most frames early).
+// which a busy machine does now and then; or clocks out of step by more than
+// the latency, which makes every low-latency frame early).
 (() => {
   const BITS = 40;
   const video = document.getElementById("stream-video");

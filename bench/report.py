@@ -177,10 +177,12 @@ def markdown(r: dict, goals: dict) -> str:
       f"{_f(tf['over_db'])}× ({_f(tf['sp'], 0)} vs {_f(tf['db'], 0)} tokens/s) | "
       f"{_ratio_verdict(tf['sp'], tf['db'], goals['token_max_over_db'])} |")
     wf = _watch_figures(ph.get("watch"), goals)
-    watch_ok = (None if wf["max"] is None or wf["p99"] is None
-                else wf["max"] >= goals["watch_rps"] and wf["p99"] <= goals["watch_p99_ms"])
+    # Achieved means answered: 200s at (within 1 % of) the offered rate, not merely requests sent.
+    watch_ok = (None if wf["ok"] is None or wf["p99"] is None
+                else wf["ok"] >= 0.99 * goals["watch_rps"] and wf["p99"] <= goals["watch_p99_ms"])
     w(f"| watch page {goals['watch_rps']:,} req/s with p99 ≤ {goals['watch_p99_ms']:.0f} ms | "
-      f"max {_f(wf['max'], 0)} req/s; p99 {_f(wf['p99'])} ms at {goals['watch_rps']:,} req/s | "
+      f"max {_f(wf['max'], 0)} req/s; at {goals['watch_rps']:,} req/s offered: {_f(wf['ok'], 0)} answered 200/s, "
+      f"p99 {_f(wf['p99'])} ms | "
       + ("not measured" if watch_ok is None else "met" if watch_ok else "**missed**") + " |")
     w(f"| chat fan-out p99 < {goals['fanout_p99_ms_at_10000']:.0f} ms to 10,000 subscribers | "
       f"{_f(fan_p99)} ms (N = {top_n}) | "
@@ -188,8 +190,11 @@ def markdown(r: dict, goals: dict) -> str:
     proxied = ph.get("fanout", {}).get("proxied") or []
     per_proxied = _median([x["rss_per_subscriber_bytes"] for x in proxied
                            if x["rss_per_subscriber_bytes"] is not None]) if proxied else None
+    caddy_peak = _median([x["proxy_peak_kib"] for x in proxied if x.get("proxy_peak_kib")]) if proxied else None
+    caddy_per = caddy_peak and top_n and caddy_peak * 1024 / int(top_n)
     w(f"| under 8 KiB per SSE subscriber behind the h2c proxy | "
-      f"{_f(per_proxied and per_proxied / 1024)} KiB (N = {top_n}); direct HTTP/1: "
+      f"{_f(per_proxied and per_proxied / 1024)} KiB in the app (N = {top_n}); the proxy's own peak: "
+      f"{_f(caddy_per and caddy_per / 1024)} KiB per subscriber; direct HTTP/1: "
       f"{_f(per_sub_top and per_sub_top / 1024)} KiB | "
       + (_verdict(per_proxied, goals['sse_bytes_per_subscriber']) if proxied else "not measured") + " |")
     w(f"| enforcement p99 < {goals['enforcement_p99_s']:.0f} s | {_f(enf_p99, 3)} s | "
@@ -327,10 +332,10 @@ def markdown(r: dict, goals: dict) -> str:
             w(f"Behind a proxy: the same runs with Caddy {ph['fanout'].get('caddy') or ''} in front "
               "(`reverse_proxy` with `transport http { versions h2c }`): subscribers and sender speak "
               "HTTP/1.1 to Caddy, and Caddy multiplexes their streams over a few HTTP/2 cleartext connections "
-              "to the app, as the deployment kit runs it. The proxy is one more hop inside the latency, and "
+              "to the app, as a deployment behind a proxy would. The proxy is one more hop inside the latency, and "
               "shares the same two cores.")
             w("")
-            w("| N | subscribed | delivered | p50 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | app per subscriber (KiB) | Caddy RSS (MiB) |")
+            w("| N | subscribed | delivered | p50 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | app per subscriber (KiB) | Caddy peak RSS (MiB) |")
             w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             w(f"| {int(n):,} | {_spread([x['subscribed'] for x in proxied], 0)} | "
               f"{sum(x['delivered'] for x in proxied):,} of {sum(x['expected_deliveries'] for x in proxied):,} | "
@@ -340,7 +345,7 @@ def markdown(r: dict, goals: dict) -> str:
               f"{_f(_median([x['rss_before_kib'] for x in proxied]) / 1024, 1)} → "
               f"{_f(_median([x['rss_connected_kib'] for x in proxied]) / 1024, 1)} | "
               f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in proxied if x['rss_per_subscriber_bytes'] is not None], 2)} | "
-              f"{_f(_median([x['proxy_rss_kib'] / 1024 for x in proxied if x.get('proxy_rss_kib')]), 1)} |")
+              f"{_f(_median([x['proxy_peak_kib'] / 1024 for x in proxied if x.get('proxy_peak_kib')]), 1)} |")
             w("")
         idle = ph["fanout"].get("idle_connections")
         if idle and idle.get("rss_per_connection_bytes") is not None:
@@ -654,8 +659,11 @@ def _token(t: dict, peer: dict, m: dict, plan: dict, goals: dict, tf: dict) -> l
       f"from {runs[0]['pgbench']['clients'] if runs else '?'} clients for {plan['http_seconds']} s: the "
       "tokens a second Postgres could answer if nothing else on the machine cost anything. CPU a request "
       "is the server process's own user + system time over its answers (Postgres's is in neither); machine "
-      "CPU is of both cores, load generator included. stagepass logs every request (JSON, at info); the "
-      "peer, as a typical Express app, logs none (its README lists what else it leaves out).")
+      "CPU is of both cores, load generator included. Neither logs a line per successful request (stagepass "
+      "logs JSON at info, which writes nothing for a request that goes well; the peer, as a typical Express app, "
+      "has no request logger). Each takes two database round trips a token: the session with its user, then "
+      "the stream with the access rule's facts. The peer is one Node.js process, as the product's original "
+      "plans run it; stagepass runs on tokio's two worker threads.")
     w("")
     w("| | max (200/s) | p50 at max (ms) | p99 at max (ms) | CPU a request (ms) | machine CPU | not 200 |")
     w("| --- | --- | --- | --- | --- | --- | --- |")

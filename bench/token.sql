@@ -30,7 +30,8 @@ SELECT s.data, s.expires_at, u.id, u.email, u.display_name, u.created_at, u.upda
 -- access.rs's StreamFactsQuery (STREAM_SQL around FACTS_SQL's columns and
 -- chain), with sql::with's placeholders written out ($u -> p.u, $c -> p.c,
 -- $s -> p.s, $ban -> 'ban').
-SELECT st.*,
+SELECT st.id, st.channel_id, st.title, st.description, st.access, st.status, st.scheduled_at,
+       st.started_at, st.ended_at, st.room_name, st.record_on_live, st.peak_viewers, st.created_at,
        (SELECT m.role FROM channel_members m WHERE m.channel_id = p.c AND m.user_id = p.u) AS role,
        EXISTS (SELECT 1 FROM channels o WHERE o.id = p.c AND o.owner_id = p.u) AS owner,
        EXISTS (SELECT 1 FROM bans b WHERE b.channel_id = p.c AND b.user_id = p.u AND b.kind = 'ban' AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)) AS banned,

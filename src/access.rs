@@ -228,13 +228,21 @@ static GIVEN_SQL: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(||
     ]
 });
 
+/// The columns of `Stream`, named: never `st.*`, which would change the
+/// result of a statement connections keep prepared when a migration adds a
+/// column (Postgres refuses to run it then), and could shadow a fact's name.
+/// A test holds this list to `Stream`'s own selection.
+const STREAM_COLUMNS: &str = "st.id, st.channel_id, st.title, st.description, st.access, \
+     st.status, st.scheduled_at, st.started_at, st.ended_at, st.room_name, st.record_on_live, \
+     st.peak_viewers, st.created_at";
+
 /// `StreamFactsQuery`'s text around its two binds (u, the stream): the
 /// stream's row, with `p` taken from it.
 static STREAM_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
     let (columns, chain) = &*FACTS_SQL;
     [
         format!(
-            "SELECT st.*, {columns} FROM streams st \
+            "SELECT {STREAM_COLUMNS}, {columns} FROM streams st \
              CROSS JOIN LATERAL (SELECT st.channel_id AS c, "
         ),
         format!("::int8 AS u, st.id AS s) p{chain} WHERE st.id = "),
@@ -542,4 +550,33 @@ pub async fn replay_given(
             "Your pass does not include replays. Get a pass with replays to watch them.",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use crate::db::schema::streams;
+    use crate::db::streams::Stream;
+
+    #[test]
+    fn the_stream_facts_statement_selects_exactly_the_columns_of_stream() {
+        let selected = diesel::debug_query::<diesel::pg::Pg, _>(
+            &streams::table.select(Stream::as_select()),
+        )
+        .to_string();
+        let ours: Vec<String> = super::STREAM_COLUMNS
+            .split(',')
+            .map(|c| c.trim().trim_start_matches("st.").to_owned())
+            .collect();
+        let theirs: Vec<String> = selected
+            .trim_start_matches("SELECT ")
+            .split(" FROM ")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|c| c.trim_start_matches("\"streams\".").trim_matches('"').to_owned())
+            .collect();
+        assert_eq!(ours, theirs);
+    }
 }

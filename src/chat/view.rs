@@ -253,7 +253,8 @@ impl ChatPanel {
         access: Access,
     ) -> DbResult<Self> {
         let mut conn = state.db.get().await?;
-        let (settings, cursor) = chat_db::settings_and_cursor(&mut conn, stream.id).await?;
+        let (settings, cursor, timed_out_until) =
+            chat_db::panel_state(&mut conn, stream.id, user).await?;
         let mut panel = Self::closed(stream, &settings, access);
         if panel.denial.is_some() {
             return Ok(panel);
@@ -268,10 +269,9 @@ impl ChatPanel {
                 .map(MessageView::new)
                 .collect();
         }
-        if let Some(user) = user
-            && !panel.moderate
+        if !panel.moderate
             && panel.form.closed.is_none()
-            && let Some(until) = chat_db::active_timeout(&mut conn, stream.channel_id, user).await?
+            && let Some(until) = timed_out_until
         {
             panel.form.notice = Some(timed_out_reason(until));
         }

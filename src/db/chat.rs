@@ -49,18 +49,38 @@ pub async fn settings(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryRe
         .await
 }
 
-/// The settings and the last event number, in one round trip (the panel
-/// needs both).
-pub async fn settings_and_cursor(
+/// What the chat panel needs before its messages, in one round trip: the
+/// settings, the last event number, and until when `user` is timed out of
+/// the stream's channel (None: not timed out, or nobody signed in).
+pub async fn panel_state(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
-) -> QueryResult<(Settings, i64)> {
-    streams::table
-        .find(stream)
-        .select((Settings::as_select(), streams::chat_seq))
-        .first(conn)
-        .await
+    user: Option<UserId>,
+) -> QueryResult<(Settings, i64, Option<DateTime<Utc>>)> {
+    let timed_out_until = diesel::dsl::sql::<Nullable<Timestamptz>>(&TIMED_OUT_UNTIL[0])
+        .bind::<Nullable<BigInt>, _>(user)
+        .sql(&TIMED_OUT_UNTIL[1]);
+    super::Prepared(
+        streams::table
+            .find(stream)
+            .select((Settings::as_select(), streams::chat_seq, timed_out_until))
+            .limit(1),
+    )
+    .get_result(conn)
+    .await
 }
+
+/// `panel_state`'s timeout column, around the user's bind (as `active_timeout`).
+static TIMED_OUT_UNTIL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [
+        "(SELECT max(b.until) FROM bans b WHERE b.channel_id = streams.channel_id AND b.user_id = "
+            .to_owned(),
+        format!(
+            " AND b.kind = '{}' AND b.lifted_at IS NULL AND now() < b.until)",
+            BanKind::Timeout
+        ),
+    ]
+});
 
 /// The settings, locking the stream row until the transaction ends: posts to
 /// one stream are serialized, so limits cannot be raced and seqs stay in order.
@@ -407,31 +427,6 @@ pub async fn recent_activity(
     .bind::<Text, _>(BanKind::Timeout)
     .get_result(conn)
     .await
-}
-
-/// The end of `user`'s active chat timeout in `channel`, if any.
-pub async fn active_timeout(
-    conn: &mut AsyncPgConnection,
-    channel: ChannelId,
-    user: UserId,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    #[derive(QueryableByName)]
-    struct Until {
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        until: Option<DateTime<Utc>>,
-    }
-    let row: Until = super::Prepared(
-        diesel::sql_query(
-            "SELECT max(b.until) AS until FROM bans b WHERE b.channel_id = $1 AND b.user_id = $2 \
-             AND b.kind = $3 AND b.lifted_at IS NULL AND now() < b.until",
-        )
-        .bind::<BigInt, _>(channel.0)
-        .bind::<BigInt, _>(user.0)
-        .bind::<Text, _>(BanKind::Timeout),
-    )
-    .get_result(conn)
-    .await?;
-    Ok(row.until)
 }
 
 /// A message marked deleted by `mark_deleted`.

@@ -76,6 +76,20 @@ pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> QueryRes
         .optional()
 }
 
+/// The account of `email` with its password hash, in one query (signing in:
+/// an address with an account costs no more round trips than one without).
+pub async fn find_with_hash_by_email(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Option<(User, String)>> {
+    users::table
+        .filter(lower(users::email).eq(normalize_email(email)))
+        .select((User::as_select(), users::password_hash))
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
     users::table
         .filter(lower(users::email).eq(normalize_email(email)))

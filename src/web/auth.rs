@@ -265,12 +265,11 @@ pub async fn signin(
 
     if errors.is_empty() {
         let mut conn = state.db.get().await?;
-        let user = users::find_by_email(&mut conn, &form.email).await?;
-        let user_id = user.as_ref().map(|u| u.id);
-        let hash = match user_id {
-            Some(id) => users::password_hash(&mut conn, id).await?,
-            None => None,
+        let (user, hash) = match users::find_with_hash_by_email(&mut conn, &form.email).await? {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
         };
+        let user_id = user.as_ref().map(|u| u.id);
         // Checked and counted under a lock: parallel attempts see each other
         // (the attempt counts as failed until its password is verified).
         let decided = conn

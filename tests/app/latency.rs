@@ -103,7 +103,9 @@ async fn glass_to_glass_latency_on_the_watch_page_is_well_under_the_target() {
     );
     // No frame is shown before it was captured (the clocks agree). A frame
     // may read as early when the video moved on before the callback drew it
-    // (the test suite keeps both cores busy): a few, never a trend.
+    // (the test suite keeps both cores busy): one in a hundred was seen. A
+    // clock off by more than the latency makes the low-latency frames early,
+    // which is far more than this allows (their samples print above).
     let early = glass["early"].as_f64().unwrap();
     assert!(
         early <= 0.05 * glass["frames"].as_f64().unwrap(),
