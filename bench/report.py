@@ -224,6 +224,9 @@ def markdown(r: dict, goals: dict) -> str:
           f"{soak['idle_wait_s']} s idle, {_f(soak['idle']['median_kib'] / 1024, 1)} MiB idle: "
           f"{_f(soak['ratio'])}x | {_verdict(soak['ratio'], goals['soak_rss_ratio'])} |")
     w("")
+    w("Where a goal is missed, the README's benchmark findings say what the profile (perf on the release "
+      "build under this load) shows limits it, and what has been done about it.")
+    w("")
 
     # ---- HTTP
     if "token" in ph:
