@@ -239,28 +239,27 @@ def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 30)
     raise SystemExit(f"{name} did not come up on port {port}:\n" + "\n".join(tail))
 
 
-def rss_kib(pid: int) -> int | None:
+def status_kib(pid: int, field: str) -> int | None:
+    """A size from /proc/<pid>/status (VmRSS, VmHWM, …), in KiB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def rss_kib(pid: int) -> int | None:
+    return status_kib(pid, "VmRSS")
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kib(pid: int) -> int | None:
-    """The most the process has held resident (VmHWM), in KiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    """The most the process has held resident, in KiB."""
+    return status_kib(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -906,6 +905,16 @@ def storm_phase(plan: Plan, world: World) -> dict:
     return {"runs": runs}
 
 
+def fanout_run(plan: Plan, world: World, addr: str, pid: int, n: int, sender: "Viewer", tag: str,
+               cpus: str | None = None) -> dict:
+    """One fan-out run of the load client: N subscribers through `addr`, one
+    sender posting, the app's memory read from `pid`."""
+    return client(["fanout", "--addr", addr, "--stream", world.stream_id,
+                   "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
+                   "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
+                   "--app-pid", pid, "--tag", tag, "--wait-ms", plan.fanout_wait_ms], cpus=cpus)
+
+
 def fanout_phase(plan: Plan, world: World) -> dict:
     say(f"chat fan-out: one sender, N SSE subscribers (N = {', '.join(map(str, plan.fanout_ns))}), "
         f"{plan.fanout_messages} messages {plan.fanout_interval_ms} ms apart, {plan.reps} runs each, "
@@ -919,10 +928,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
             time.sleep(1.0)
             sender = world.senders[i]
             i += 1
-            r = client(["fanout", "--addr", f"127.0.0.1:{world.app_port}", "--stream", world.stream_id,
-                        "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
-                        "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
-                        "--app-pid", pid, "--tag", f"{n}x{rep}", "--wait-ms", plan.fanout_wait_ms])
+            r = fanout_run(plan, world, f"127.0.0.1:{world.app_port}", pid, n, sender, f"{n}x{rep}")
             results[str(n)].append(r)
             lat = r["latency"]
             per = r["rss_per_subscriber_bytes"]
@@ -943,11 +949,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
             time.sleep(1.0)
             sender = world.senders[i]
             i += 1
-            r = client(["fanout", "--addr", f"127.0.0.1:{world.app_port}", "--stream", world.stream_id,
-                        "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
-                        "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
-                        "--app-pid", pid, "--tag", f"pinned{n}x{rep}", "--wait-ms", plan.fanout_wait_ms],
-                       cpus="1")
+            r = fanout_run(plan, world, f"127.0.0.1:{world.app_port}", pid, n, sender, f"pinned{n}x{rep}", cpus="1")
             pinned.append(r)
             lat = r["latency"]
             note(f"pinned (app on CPU 0, load client on CPU 1), N={n} run {rep + 1}: "
@@ -966,10 +968,7 @@ def fanout_phase(plan: Plan, world: World) -> dict:
             time.sleep(1.0)
             sender = world.senders[i]
             i += 1
-            r = client(["fanout", "--addr", proxy, "--stream", world.stream_id,
-                        "--sessions", world.subscribers_file, "--n", n, "--sender", sender.line(),
-                        "--messages", plan.fanout_messages, "--interval-ms", plan.fanout_interval_ms,
-                        "--app-pid", pid, "--tag", f"proxy{n}x{rep}", "--wait-ms", plan.fanout_wait_ms])
+            r = fanout_run(plan, world, proxy, pid, n, sender, f"proxy{n}x{rep}")
             # The peak (VmHWM): by now the subscribers have gone.
             r["proxy_peak_kib"] = peak_rss_kib(world.procs.procs["caddy"].pid)
             proxied.append(r)
