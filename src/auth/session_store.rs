@@ -107,7 +107,7 @@ impl SessionStore for PgSessionStore {
         data.remove(USER_ROW_KEY);
         if let Some(user) = user {
             let user = serde_json::to_value(user)
-                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+                .map_err(|e| session_store::Error::Encode(e.to_string()))?;
             data.insert(USER_ROW_KEY.to_owned(), user);
         }
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at.timestamp())

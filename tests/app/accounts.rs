@@ -170,6 +170,34 @@ async fn sign_out_ends_the_session_on_the_server() {
 }
 
 #[tokio::test]
+async fn the_user_loaded_with_the_session_is_current_and_never_stored_in_it() {
+    let app = TestApp::spawn().await;
+    let cy = app.signed_up("cy@example.com", "Cy").await;
+    let cookie = cy.session_cookie().expect("a session cookie");
+
+    // The rename saves the session (a flash); the next page shows the new name,
+    // read with the session in the same query.
+    let saved = cy
+        .submit("/account", "#profile-form", &[("display_name", "Cy Renamed")])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let page = cy.get("/account").await;
+    assert_eq!(page.text_of("[data-testid=nav-account]"), "Cy Renamed");
+
+    // The row holds the session's own keys, never a copy of the account.
+    let data: serde_json::Value = sessions::table
+        .filter(sessions::id.eq(&cookie))
+        .select(sessions::data)
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    assert!(keys.contains(&"user_id"), "{keys:?}");
+    assert!(!keys.contains(&"_user"), "{keys:?}");
+    assert!(!data.to_string().contains("cy@example.com"), "{data}");
+}
+
+#[tokio::test]
 async fn protected_page_sends_anonymous_users_to_sign_in_and_back() {
     let app = TestApp::spawn().await;
     app.signed_up("di@example.com", "Di").await;
