@@ -561,10 +561,9 @@ mod tests {
 
     #[test]
     fn the_stream_facts_statement_selects_exactly_the_columns_of_stream() {
-        let selected = diesel::debug_query::<diesel::pg::Pg, _>(
-            &streams::table.select(Stream::as_select()),
-        )
-        .to_string();
+        let selected =
+            diesel::debug_query::<diesel::pg::Pg, _>(&streams::table.select(Stream::as_select()))
+                .to_string();
         let ours: Vec<String> = super::STREAM_COLUMNS
             .split(',')
             .map(|c| c.trim().trim_start_matches("st.").to_owned())
@@ -575,7 +574,11 @@ mod tests {
             .next()
             .unwrap()
             .split(", ")
-            .map(|c| c.trim_start_matches("\"streams\".").trim_matches('"').to_owned())
+            .map(|c| {
+                c.trim_start_matches("\"streams\".")
+                    .trim_matches('"')
+                    .to_owned()
+            })
             .collect();
         assert_eq!(ours, theirs);
     }

@@ -198,11 +198,12 @@ async fn load_visible(
 async fn publish_held(state: &AppState, stream: StreamId) {
     match render_held(state, stream).await {
         Ok(team) => {
-            state
-                .chat
-                .publish(stream, ChatEvent::Held {
+            state.chat.publish(
+                stream,
+                ChatEvent::Held {
                     team: super::frame("held", None, &team),
-                });
+                },
+            );
         }
         Err(e) => tracing::warn!(error = %e, %stream, "chat: loading held messages"),
     }

@@ -67,7 +67,10 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
 }
 
 /// The account's password hash, for checking a password.
-pub async fn password_hash(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<String>> {
+pub async fn password_hash(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> QueryResult<Option<String>> {
     users::table
         .find(id)
         .select(users::password_hash)

@@ -140,8 +140,7 @@ pub async fn change_password(
             }
             Ok(counted) => {
                 let hash = users::password_hash(&mut *state.db.get().await?, user.id).await?;
-                if password::verify(form.current_password.clone(), hash).await?
-                {
+                if password::verify(form.current_password.clone(), hash).await? {
                     limits::forgive(&mut *state.db.get().await?, counted).await?;
                 } else {
                     errors.add("current_password", "That is not your current password.");

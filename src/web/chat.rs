@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Form;
-use axum::extract::{Query, State};
 use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;

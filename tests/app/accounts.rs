@@ -178,7 +178,11 @@ async fn the_user_loaded_with_the_session_is_current_and_never_stored_in_it() {
     // The rename saves the session (a flash); the next page shows the new name,
     // read with the session in the same query.
     let saved = cy
-        .submit("/account", "#profile-form", &[("display_name", "Cy Renamed")])
+        .submit(
+            "/account",
+            "#profile-form",
+            &[("display_name", "Cy Renamed")],
+        )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
     let page = cy.get("/account").await;
@@ -191,7 +195,12 @@ async fn the_user_loaded_with_the_session_is_current_and_never_stored_in_it() {
         .get_result(&mut app.conn().await)
         .await
         .unwrap();
-    let keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert!(keys.contains(&"user_id"), "{keys:?}");
     assert!(!keys.contains(&"_user"), "{keys:?}");
     assert!(!data.to_string().contains("cy@example.com"), "{data}");
