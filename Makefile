@@ -2,7 +2,7 @@
 #
 #   make run      set up, start LiveKit and S3 if needed, migrate, load demo data, serve
 #   make test     set up, then the whole test suite (make test TEST_ARGS="-- accounts")
-#   make bench    benchmark a release build against the real services (about 25 minutes);
+#   make bench    benchmark a release build against the real services (about 40 minutes);
 #                 the report goes to target/bench/report.md and report.json
 #   make setup    install and start what the app and its tests need (idempotent)
 #   make fmt      format the Rust code
