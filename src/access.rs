@@ -21,9 +21,9 @@
 //! does not exist: every route answers it exactly as a missing stream (404),
 //! so its id cannot be told apart from an unused one. Handlers load streams
 //! through `find_stream` / `find_stream_with_channel`, which apply this rule,
-//! and never check drafts themselves. `find_stream` loads the stream and the
-//! rule's facts in one statement (the token endpoint's one query after the
-//! session's).
+//! and never check drafts themselves. Both load the stream (and its channel)
+//! with the rule's facts in one statement: the token endpoint's and the watch
+//! page's one query after the session's.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
@@ -188,6 +188,53 @@ struct StreamFactsQuery {
     stream: i64,
 }
 
+/// `StreamFactsQuery` with the stream's channel (the watch page needs both).
+struct StreamChannelFactsQuery {
+    user: i64,
+    stream: i64,
+}
+
+/// A stream, its channel and the rule's facts, from `StreamChannelFactsQuery`.
+#[derive(QueryableByName)]
+struct StreamChannelFacts {
+    #[diesel(embed)]
+    stream: Stream,
+    #[diesel(embed)]
+    channel: ChannelColumns,
+    #[diesel(embed)]
+    facts: Facts,
+}
+
+/// `Channel` under the names `CHANNEL_COLUMNS` gives it.
+#[derive(QueryableByName)]
+struct ChannelColumns {
+    #[diesel(sql_type = BigInt, column_name = ch_id)]
+    id: ChannelId,
+    #[diesel(sql_type = Text, column_name = ch_handle)]
+    handle: String,
+    #[diesel(sql_type = Text, column_name = ch_title)]
+    title: String,
+    #[diesel(sql_type = Text, column_name = ch_description)]
+    description: String,
+    #[diesel(sql_type = BigInt, column_name = ch_owner_id)]
+    owner_id: UserId,
+    #[diesel(sql_type = Timestamptz, column_name = ch_created_at)]
+    created_at: DateTime<Utc>,
+}
+
+impl From<ChannelColumns> for Channel {
+    fn from(c: ChannelColumns) -> Self {
+        Channel {
+            id: c.id,
+            handle: c.handle,
+            title: c.title,
+            description: c.description,
+            owner_id: c.owner_id,
+            created_at: c.created_at,
+        }
+    }
+}
+
 /// The facts' columns over `p(c, u, s)`, and the grant chain joined after
 /// `p`: the two halves every facts query shares.
 static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
@@ -250,6 +297,25 @@ static STREAM_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|
     ]
 });
 
+/// The columns of `Channel`, renamed `ch_*` beside the stream's (both have an
+/// `id`, a `title`…). A test holds this list to `Channel`'s own selection.
+const CHANNEL_COLUMNS: &str = "ch.id AS ch_id, ch.handle AS ch_handle, ch.title AS ch_title, \
+     ch.description AS ch_description, ch.owner_id AS ch_owner_id, ch.created_at AS ch_created_at";
+
+/// `StreamChannelFactsQuery`'s text: `STREAM_SQL` with the stream's channel.
+static STREAM_CHANNEL_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+    let (columns, chain) = &*FACTS_SQL;
+    [
+        format!(
+            "SELECT {STREAM_COLUMNS}, {CHANNEL_COLUMNS}, {columns} FROM streams st \
+             JOIN channels ch ON ch.id = st.channel_id \
+             CROSS JOIN LATERAL (SELECT st.channel_id AS c, "
+        ),
+        format!("::int8 AS u, st.id AS s) p{chain} WHERE st.id = "),
+        String::new(),
+    ]
+});
+
 /// A statement of fixed text, prepared once per connection: the static query
 /// id is what makes diesel cache it (one type per text: the cache is keyed by
 /// the type).
@@ -268,6 +334,7 @@ macro_rules! static_statement {
 
 static_statement!(FactsQuery);
 static_statement!(StreamFactsQuery);
+static_statement!(StreamChannelFactsQuery);
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FactsQuery {
     fn walk_ast<'b>(
@@ -286,18 +353,36 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FactsQuery {
     }
 }
 
+/// The text of a stream query around its two binds: the user, the stream.
+fn walk_user_stream<'b>(
+    [head, after_u, tail]: &'b [String; 3],
+    user: &'b i64,
+    stream: &'b i64,
+    mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+) -> diesel::QueryResult<()> {
+    out.push_sql(head);
+    out.push_bind_param::<BigInt, _>(user)?;
+    out.push_sql(after_u);
+    out.push_bind_param::<BigInt, _>(stream)?;
+    out.push_sql(tail);
+    Ok(())
+}
+
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StreamFactsQuery {
     fn walk_ast<'b>(
         &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        let [head, after_u, tail] = &*STREAM_SQL;
-        out.push_sql(head);
-        out.push_bind_param::<BigInt, _>(&self.user)?;
-        out.push_sql(after_u);
-        out.push_bind_param::<BigInt, _>(&self.stream)?;
-        out.push_sql(tail);
-        Ok(())
+        walk_user_stream(&STREAM_SQL, &self.user, &self.stream, out)
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StreamChannelFactsQuery {
+    fn walk_ast<'b>(
+        &'b self,
+        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        walk_user_stream(&STREAM_CHANNEL_SQL, &self.user, &self.stream, out)
     }
 }
 
@@ -366,10 +451,34 @@ pub async fn find_stream_with_channel(
     user: Option<UserId>,
     id: StreamId,
 ) -> diesel::QueryResult<Option<(Stream, Channel, Access)>> {
-    let Some((stream, channel)) = streams::find_with_channel(conn, id).await? else {
-        return Ok(None);
+    let (stream, channel, access) = match user {
+        // The stream, its channel and the rule's facts in one round trip.
+        Some(user) => {
+            let found: Option<StreamChannelFacts> = StreamChannelFactsQuery {
+                user: user.0,
+                stream: id.0,
+            }
+            .get_result(conn)
+            .await
+            .optional()?;
+            let Some(StreamChannelFacts {
+                stream,
+                channel,
+                facts,
+            }) = found
+            else {
+                return Ok(None);
+            };
+            let access = decide(&facts, stream.access);
+            (stream, channel.into(), access)
+        }
+        None => {
+            let Some((stream, channel)) = streams::find_with_channel(conn, id).await? else {
+                return Ok(None);
+            };
+            (stream, channel, Access::Denied(Denial::SignInRequired))
+        }
     };
-    let access = may(conn, user, &stream).await?;
     Ok(may_know_of(&stream, access).then_some((stream, channel, access)))
 }
 
@@ -556,7 +665,8 @@ pub async fn replay_given(
 mod tests {
     use diesel::prelude::*;
 
-    use crate::db::schema::streams;
+    use crate::db::channels::Channel;
+    use crate::db::schema::{channels, streams};
     use crate::db::streams::Stream;
 
     #[test]
@@ -576,6 +686,35 @@ mod tests {
             .split(", ")
             .map(|c| {
                 c.trim_start_matches("\"streams\".")
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_stream_channel_statement_selects_exactly_the_columns_of_channel() {
+        let selected =
+            diesel::debug_query::<diesel::pg::Pg, _>(&channels::table.select(Channel::as_select()))
+                .to_string();
+        let ours: Vec<String> = super::CHANNEL_COLUMNS
+            .split(',')
+            .map(|c| {
+                let (column, alias) = c.trim().split_once(" AS ").unwrap();
+                let column = column.trim_start_matches("ch.");
+                assert_eq!(alias, format!("ch_{column}"));
+                column.to_owned()
+            })
+            .collect();
+        let theirs: Vec<String> = selected
+            .trim_start_matches("SELECT ")
+            .split(" FROM ")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|c| {
+                c.trim_start_matches("\"channels\".")
                     .trim_matches('"')
                     .to_owned()
             })
