@@ -669,35 +669,40 @@ mod tests {
     use crate::db::schema::{channels, streams};
     use crate::db::streams::Stream;
 
-    #[test]
-    fn the_stream_facts_statement_selects_exactly_the_columns_of_stream() {
-        let selected =
-            diesel::debug_query::<diesel::pg::Pg, _>(&streams::table.select(Stream::as_select()))
-                .to_string();
-        let ours: Vec<String> = super::STREAM_COLUMNS
-            .split(',')
-            .map(|c| c.trim().trim_start_matches("st.").to_owned())
-            .collect();
-        let theirs: Vec<String> = selected
-            .trim_start_matches("SELECT ")
+    /// The column names of a DSL selection from `table`, in order.
+    fn selected(
+        query: &impl diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+        table: &str,
+    ) -> Vec<String> {
+        let sql = diesel::debug_query::<diesel::pg::Pg, _>(query).to_string();
+        let qualifier = format!("\"{table}\".");
+        sql.trim_start_matches("SELECT ")
             .split(" FROM ")
             .next()
             .unwrap()
             .split(", ")
             .map(|c| {
-                c.trim_start_matches("\"streams\".")
+                c.trim_start_matches(qualifier.as_str())
                     .trim_matches('"')
                     .to_owned()
             })
+            .collect()
+    }
+
+    #[test]
+    fn the_stream_facts_statement_selects_exactly_the_columns_of_stream() {
+        let ours: Vec<String> = super::STREAM_COLUMNS
+            .split(',')
+            .map(|c| c.trim().trim_start_matches("st.").to_owned())
             .collect();
-        assert_eq!(ours, theirs);
+        assert_eq!(
+            ours,
+            selected(&streams::table.select(Stream::as_select()), "streams")
+        );
     }
 
     #[test]
     fn the_stream_channel_statement_selects_exactly_the_columns_of_channel() {
-        let selected =
-            diesel::debug_query::<diesel::pg::Pg, _>(&channels::table.select(Channel::as_select()))
-                .to_string();
         let ours: Vec<String> = super::CHANNEL_COLUMNS
             .split(',')
             .map(|c| {
@@ -707,18 +712,9 @@ mod tests {
                 column.to_owned()
             })
             .collect();
-        let theirs: Vec<String> = selected
-            .trim_start_matches("SELECT ")
-            .split(" FROM ")
-            .next()
-            .unwrap()
-            .split(", ")
-            .map(|c| {
-                c.trim_start_matches("\"channels\".")
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(ours, theirs);
+        assert_eq!(
+            ours,
+            selected(&channels::table.select(Channel::as_select()), "channels")
+        );
     }
 }
