@@ -58,7 +58,8 @@ super::text_enum! {
 }
 
 /// The rule of an active row, for queries over `bans` (as in `access.rs`).
-const ACTIVE: &str = "bans.lifted_at IS NULL AND (bans.until IS NULL OR now() < bans.until)";
+pub(crate) const ACTIVE: &str =
+    "bans.lifted_at IS NULL AND (bans.until IS NULL OR now() < bans.until)";
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = bans, check_for_backend(diesel::pg::Pg))]

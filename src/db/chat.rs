@@ -70,14 +70,18 @@ pub async fn panel_state(
     .await
 }
 
-/// `panel_state`'s timeout column, around the user's bind (as `active_timeout`).
+/// `panel_state`'s timeout column, around the user's bind: the latest end
+/// of the user's active timeouts in the stream's channel, by the bans'
+/// own rule of an active row (`bans::ACTIVE`, as `bans::timed_out_until`).
 static TIMED_OUT_UNTIL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
     [
-        "(SELECT max(b.until) FROM bans b WHERE b.channel_id = streams.channel_id AND b.user_id = "
+        "(SELECT max(bans.until) FROM bans WHERE bans.channel_id = streams.channel_id \
+         AND bans.user_id = "
             .to_owned(),
         format!(
-            " AND b.kind = '{}' AND b.lifted_at IS NULL AND now() < b.until)",
-            BanKind::Timeout
+            " AND bans.kind = '{}' AND {})",
+            BanKind::Timeout,
+            super::bans::ACTIVE
         ),
     ]
 });
@@ -189,7 +193,7 @@ fn select_messages() -> String {
 }
 
 /// The newest `limit` visible messages (oldest first) up to event `cursor`
-/// (read before, with `settings_and_cursor`): the panel shows them and its
+/// (read before, with `panel_state`): the panel shows them and its
 /// SSE connection asks for everything after that number.
 pub async fn recent(
     conn: &mut AsyncPgConnection,
