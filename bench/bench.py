@@ -239,6 +239,17 @@ def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 30)
     raise SystemExit(f"{name} did not come up on port {port}:\n" + "\n".join(tail))
 
 
+def base_env() -> dict:
+    """What a process this run starts inherits: the toolchains' PATH, HOME, the
+    locale and the time zone, and nothing else of the caller's environment."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+
+
+def held_to(cpus: str | None) -> list:
+    """The prefix that holds a command to `cpus` (`taskset -c`), or none."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 def status_kib(pid: int, field: str) -> int | None:
     """A size from /proc/<pid>/status (VmRSS, VmHWM, …), in KiB."""
     try:
@@ -390,7 +401,7 @@ logging:
             # The default, said here so that the report shows it.
             "RECORDER": "builtin",
         }
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env = base_env()
         env.update(self.settings)
         # For comparing allocator settings: BENCH_APP_ENV="MALLOC_ARENA_MAX=2 ...".
         extra = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_APP_ENV", "").split() if "=" in kv)
@@ -409,7 +420,7 @@ logging:
     def start_app(self, cpus: str | None = None) -> int:
         """A fresh app process; with `cpus`, held to those CPUs (`taskset -c`)."""
         self.procs.stop("stagepass")
-        pin = ["taskset", "-c", cpus] if cpus else []
+        pin = held_to(cpus)
         p = self.procs.start("stagepass", pin + [APP_BIN, "serve"], env=self.app_env())
         wait_port(self.app_port, p, "stagepass")
         self.app = p
@@ -437,7 +448,7 @@ http://127.0.0.1:{port} {{
 }}
 """
         )
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env = base_env()
         env["XDG_DATA_HOME"] = str(OUT / "caddy-data")
         env["XDG_CONFIG_HOME"] = str(OUT / "caddy-config")
         p = self.procs.start("caddy", [shutil.which("caddy"), "run", "--config", config,
@@ -476,7 +487,7 @@ http://127.0.0.1:{port} {{
             "LIVEKIT_API_SECRET": self.lk_secret,
             "LIVEKIT_PUBLIC_URL": self.lk_ws,
         }
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env = base_env()
         env.update(self.peer_settings)
         p = self.procs.start("express-peer", [node, PEER_DIR / "server.js"], env=env, cwd=PEER_DIR)
         wait_port(self.peer_port, p, "express-peer")
@@ -823,9 +834,10 @@ def pgbench_run(plan: Plan, world: World) -> dict:
         raise SystemExit(f"no tps in pgbench's output:\n{out}")
     processed = grab("number of transactions actually processed")  # "a/b" with -t, "a" with -T
     failed = grab("number of failed transactions")
+    latency = grab("latency average")  # "1.463 ms"
     return {
         "tps": float(tps.split()[0]),
-        "latency_avg_ms": float(grab("latency average").split()[0]) if grab("latency average") else None,
+        "latency_avg_ms": float(latency.split()[0]) if latency else None,
         "transactions": int(processed.split("/")[0]) if processed else None,
         "failed": int(failed.split()[0]) if failed else None,
         "clients": plan.pgbench_clients,
@@ -879,7 +891,7 @@ def token_phase(plan: Plan, world: World) -> dict:
 
 
 def client(args: list, cpus: str | None = None) -> dict:
-    pin = ["taskset", "-c", cpus] if cpus else []
+    pin = held_to(cpus)
     r = subprocess.run(pin + [str(CLIENT_BIN)] + [str(a) for a in args], capture_output=True, text=True,
                        timeout=900)
     if r.stderr.strip():
