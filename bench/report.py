@@ -98,6 +98,17 @@ def _token_figures(tok: dict | None) -> dict:
     return f
 
 
+def _delivered(runs: list) -> str:
+    """A fan-out table's "delivered" cell: deliveries of all its runs."""
+    return f"{sum(x['delivered'] for x in runs):,} of {sum(x['expected_deliveries'] for x in runs):,}"
+
+
+def _latency(runs: list, *quantiles: str) -> str:
+    """A fan-out table's latency cells (`p50`, `max`, …), each median [range]."""
+    return " | ".join(_spread([x["latency"][f"{q}_ms"] for x in runs], 1 if q == "max" else 2)
+                      for q in quantiles)
+
+
 def _watch_figures(wat: dict | None, goals: dict) -> dict:
     wat = wat or {}
     at = (wat.get("runs") or {}).get(str(goals["watch_rps"]), [])
@@ -306,32 +317,26 @@ def markdown(r: dict, goals: dict) -> str:
         for n, runs in fan.items():
             w(f"| {int(n):,} | {_spread([x['subscribed'] for x in runs], 0)} | "
               f"{_spread([x['connect_seconds'] for x in runs], 1)} | "
-              f"{sum(x['delivered'] for x in runs):,} of {sum(x['expected_deliveries'] for x in runs):,} | "
-              f"{_spread([x['latency']['p50_ms'] for x in runs])} | {_spread([x['latency']['p90_ms'] for x in runs])} | "
-              f"{_spread([x['latency']['p99_ms'] for x in runs])} | {_spread([x['latency']['max_ms'] for x in runs], 1)} | "
+              f"{_delivered(runs)} | {_latency(runs, 'p50', 'p90', 'p99', 'max')} | "
               f"{_f(_median([x['rss_before_kib'] for x in runs]) / 1024, 1)} → "
               f"{_f(_median([x['rss_connected_kib'] for x in runs]) / 1024, 1)} | "
               f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in runs if x['rss_per_subscriber_bytes'] is not None], 2)} |")
         w("")
         pinned = ph["fanout"].get("pinned") or []
         if pinned:
-            w(f"Where p99 comes from: the runs at N = {int(pinned[0]['n']):,} again, with the app held to CPU 0 "
+            n = int(pinned[0]["n"])
+            w(f"Where p99 comes from: the runs at N = {n:,} again, with the app held to CPU 0 "
               "and the load client to CPU 1 (`taskset`; Postgres and livekit-server run where the scheduler "
               "puts them). The app then has one core, not two, but no longer shares it with the client "
-              "reading 10,000 sockets.")
+              f"reading {n:,} sockets.")
             w("")
             w("| N | delivered | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) |")
             w("| --- | --- | --- | --- | --- | --- |")
-            w(f"| {int(pinned[0]['n']):,} | "
-              f"{sum(x['delivered'] for x in pinned):,} of {sum(x['expected_deliveries'] for x in pinned):,} | "
-              f"{_spread([x['latency']['p50_ms'] for x in pinned])} | "
-              f"{_spread([x['latency']['p90_ms'] for x in pinned])} | "
-              f"{_spread([x['latency']['p99_ms'] for x in pinned])} | "
-              f"{_spread([x['latency']['max_ms'] for x in pinned], 1)} |")
+            w(f"| {n:,} | {_delivered(pinned)} | {_latency(pinned, 'p50', 'p90', 'p99', 'max')} |")
             w("")
         proxied = ph["fanout"].get("proxied") or []
         if proxied:
-            n = proxied[0]["n"] if "n" in proxied[0] else top_n
+            n = proxied[0]["n"]
             w(f"Behind a proxy: the same runs with Caddy {ph['fanout'].get('caddy') or ''} in front "
               "(`reverse_proxy` with `transport http { versions h2c }`): subscribers and sender speak "
               "HTTP/1.1 to Caddy, and Caddy multiplexes their streams over a few HTTP/2 cleartext connections "
@@ -341,10 +346,7 @@ def markdown(r: dict, goals: dict) -> str:
             w("| N | subscribed | delivered | p50 (ms) | p99 (ms) | max (ms) | app RSS before → connected (MiB) | app per subscriber (KiB) | Caddy peak RSS (MiB) |")
             w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             w(f"| {int(n):,} | {_spread([x['subscribed'] for x in proxied], 0)} | "
-              f"{sum(x['delivered'] for x in proxied):,} of {sum(x['expected_deliveries'] for x in proxied):,} | "
-              f"{_spread([x['latency']['p50_ms'] for x in proxied])} | "
-              f"{_spread([x['latency']['p99_ms'] for x in proxied])} | "
-              f"{_spread([x['latency']['max_ms'] for x in proxied], 1)} | "
+              f"{_delivered(proxied)} | {_latency(proxied, 'p50', 'p99', 'max')} | "
               f"{_f(_median([x['rss_before_kib'] for x in proxied]) / 1024, 1)} → "
               f"{_f(_median([x['rss_connected_kib'] for x in proxied]) / 1024, 1)} | "
               f"{_spread([x['rss_per_subscriber_bytes'] / 1024 for x in proxied if x['rss_per_subscriber_bytes'] is not None], 2)} | "
