@@ -12,6 +12,12 @@
 //! - anyone else signed in, not banned from the channel: watch with an active
 //!   grant covering the stream (or the whole channel), or when the stream is public
 //! - anonymous: nothing (sign in first)
+//! - a suspended account: nothing at all, not even on its own channel
+//!   (`Denial::Suspended`; the enforcer removes it from every room)
+//!
+//! A hidden channel (hidden by an instance admin, or its owner suspended)
+//! exists only for its team: to everyone else its streams are answered as
+//! missing ones (`Denial::Unavailable`, see `may_know_of`).
 //!
 //! Replays (`may_replay`): the team always; a viewer only when `may` says
 //! watch *and* an active grant covering the stream includes replays.
@@ -31,7 +37,7 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::channels::{Channel, Role};
-use crate::db::streams::{self, AccessKind, Status, Stream};
+use crate::db::streams::{AccessKind, Status, Stream};
 use crate::db::{ChannelId, StreamId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +61,10 @@ pub enum Denial {
     /// They had a pass for this stream; it ended or was revoked.
     PassEnded,
     Banned,
+    /// The account was suspended by the instance's admins.
+    Suspended,
+    /// The stream's channel is hidden: answered as a missing stream.
+    Unavailable,
 }
 
 impl Denial {
@@ -65,6 +75,8 @@ impl Denial {
             Denial::PassRequired => "This stream is for access pass holders. Get a pass to watch.",
             Denial::PassEnded => "Your pass has ended. Renew it to keep watching.",
             Denial::Banned => "You have been banned from this channel.",
+            Denial::Suspended => "Your account has been suspended.",
+            Denial::Unavailable => "This stream is not available.",
         }
     }
 }
@@ -114,6 +126,8 @@ mod sql {
     /// An active ban of $u from channel $c.
     pub const ACTIVE_BAN: &str = "b.channel_id = $c AND b.user_id = $u AND b.kind = $ban \
         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)";
+    /// $u's account is suspended (`su` is the users row).
+    pub const SUSPENDED: &str = "su.id = $u AND su.suspended_at IS NOT NULL";
     /// $u is on channel $c's team (owner or moderator).
     pub const TEAM: &str = "(EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = $c AND m.user_id = $u) \
         OR EXISTS (SELECT 1 FROM channels o WHERE o.id = $c AND o.owner_id = $u))";
@@ -140,6 +154,10 @@ struct Facts {
     grant_until: Option<DateTime<Utc>>,
     #[diesel(sql_type = Bool)]
     had_grant: bool,
+    #[diesel(sql_type = Bool)]
+    suspended: bool,
+    #[diesel(sql_type = Bool)]
+    hidden: bool,
 }
 
 /// Everything the rule needs about (user, channel, stream), in one round trip.
@@ -247,7 +265,11 @@ static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::n
          EXISTS (SELECT 1 FROM bans b WHERE {ban}) AS banned, \
          chain.until AS grant_until, \
          CASE WHEN chain.until IS NULL \
-              THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant",
+              THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant, \
+         EXISTS (SELECT 1 FROM users su WHERE {suspended}) AS suspended, \
+         EXISTS (SELECT 1 FROM channels hc JOIN users ho ON ho.id = hc.owner_id \
+                 WHERE hc.id = p.c AND (hc.hidden_at IS NOT NULL OR ho.suspended_at IS NOT NULL)) AS hidden",
+        suspended = sql::with(sql::SUSPENDED, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         ended = sql::with(sql::ENDED_GRANT, u, c, st),
     );
@@ -392,12 +414,19 @@ pub async fn may(
     user: Option<UserId>,
     stream: &Stream,
 ) -> diesel::QueryResult<Access> {
-    let Some(user) = user else {
-        return Ok(Access::Denied(Denial::SignInRequired));
-    };
-    let f = facts(conn, user, stream.channel_id, Some(stream.id.0)).await?;
-    Ok(decide(&f, stream.access))
+    let f = facts(
+        conn,
+        user.unwrap_or(NOBODY),
+        stream.channel_id,
+        Some(stream.id.0),
+    )
+    .await?;
+    Ok(decide_for(user, &f, stream.access))
 }
+
+/// The user id the facts are asked about for an anonymous visitor: no
+/// account has it (ids start at 1), so only the channel's facts count.
+const NOBODY: UserId = UserId(0);
 
 /// A draft nobody announced (no scheduled time): only its team knows of it.
 pub fn unannounced(stream: &Stream) -> bool {
@@ -408,7 +437,7 @@ pub fn unannounced(stream: &Stream) -> bool {
 /// but an unannounced draft only exists for its team: for anyone else it is
 /// answered exactly as a missing stream.
 pub fn may_know_of(stream: &Stream, access: Access) -> bool {
-    !unannounced(stream) || access.may_moderate()
+    access != Access::Denied(Denial::Unavailable) && (!unannounced(stream) || access.may_moderate())
 }
 
 /// Stream `id` as `user` may know of it, with what the rule says about them:
@@ -419,29 +448,18 @@ pub async fn find_stream(
     user: Option<UserId>,
     id: StreamId,
 ) -> diesel::QueryResult<Option<(Stream, Access)>> {
-    let (stream, access) = match user {
-        // The stream and the rule's facts in one round trip.
-        Some(user) => {
-            let found: Option<StreamFacts> = StreamFactsQuery {
-                user: user.0,
-                stream: id.0,
-            }
-            .get_result(conn)
-            .await
-            .optional()?;
-            let Some(StreamFacts { stream, facts }) = found else {
-                return Ok(None);
-            };
-            let access = decide(&facts, stream.access);
-            (stream, access)
-        }
-        None => {
-            let Some(stream) = streams::find(conn, id).await? else {
-                return Ok(None);
-            };
-            (stream, Access::Denied(Denial::SignInRequired))
-        }
+    // The stream and the rule's facts in one round trip.
+    let found: Option<StreamFacts> = StreamFactsQuery {
+        user: user.unwrap_or(NOBODY).0,
+        stream: id.0,
+    }
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(StreamFacts { stream, facts }) = found else {
+        return Ok(None);
     };
+    let access = decide_for(user, &facts, stream.access);
     Ok(may_know_of(&stream, access).then_some((stream, access)))
 }
 
@@ -451,34 +469,24 @@ pub async fn find_stream_with_channel(
     user: Option<UserId>,
     id: StreamId,
 ) -> diesel::QueryResult<Option<(Stream, Channel, Access)>> {
-    let (stream, channel, access) = match user {
-        // The stream, its channel and the rule's facts in one round trip.
-        Some(user) => {
-            let found: Option<StreamChannelFacts> = StreamChannelFactsQuery {
-                user: user.0,
-                stream: id.0,
-            }
-            .get_result(conn)
-            .await
-            .optional()?;
-            let Some(StreamChannelFacts {
-                stream,
-                channel,
-                facts,
-            }) = found
-            else {
-                return Ok(None);
-            };
-            let access = decide(&facts, stream.access);
-            (stream, channel.into(), access)
-        }
-        None => {
-            let Some((stream, channel)) = streams::find_with_channel(conn, id).await? else {
-                return Ok(None);
-            };
-            (stream, channel, Access::Denied(Denial::SignInRequired))
-        }
+    // The stream, its channel and the rule's facts in one round trip.
+    let found: Option<StreamChannelFacts> = StreamChannelFactsQuery {
+        user: user.unwrap_or(NOBODY).0,
+        stream: id.0,
+    }
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(StreamChannelFacts {
+        stream,
+        channel,
+        facts,
+    }) = found
+    else {
+        return Ok(None);
     };
+    let access = decide_for(user, &facts, stream.access);
+    let channel = Channel::from(channel);
     Ok(may_know_of(&stream, access).then_some((stream, channel, access)))
 }
 
@@ -496,7 +504,24 @@ pub async fn knows_of(
     Ok(may(conn, user, stream).await?.may_moderate())
 }
 
+/// `decide`, or for an anonymous visitor (`user` None): sign in first,
+/// unless the channel is hidden (then the stream does not exist for them).
+fn decide_for(user: Option<UserId>, f: &Facts, kind: AccessKind) -> Access {
+    match user {
+        Some(_) => decide(f, kind),
+        None if f.hidden => Access::Denied(Denial::Unavailable),
+        None => Access::Denied(Denial::SignInRequired),
+    }
+}
+
 fn decide(f: &Facts, kind: AccessKind) -> Access {
+    if f.suspended {
+        return Access::Denied(Denial::Suspended);
+    }
+    let team = f.owner || f.role.is_some();
+    if f.hidden && !team {
+        return Access::Denied(Denial::Unavailable);
+    }
     if f.owner || f.role == Some(Role::Owner) {
         return Access::Publish;
     }
@@ -524,7 +549,13 @@ pub async fn channel_role(
     channel: ChannelId,
 ) -> diesel::QueryResult<Option<Role>> {
     let f = facts(conn, user, channel, None).await?;
-    Ok(if f.owner { Some(Role::Owner) } else { f.role })
+    Ok(if f.suspended {
+        None
+    } else if f.owner {
+        Some(Role::Owner)
+    } else {
+        f.role
+    })
 }
 
 /// Whether `user` is banned from `channel` right now (the same ban as in
@@ -559,9 +590,12 @@ pub async fn present_but_denied(
     diesel::sql_query(format!(
         "SELECT DISTINCT s.id AS stream_id, s.room_name, p.identity FROM presence p \
          JOIN streams s ON s.id = p.stream_id AND s.status = $1 \
-         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL AND NOT {team} \
-           AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
-                OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))",
+         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL \
+           AND (EXISTS (SELECT 1 FROM users su WHERE {suspended}) \
+                OR (NOT {team} \
+                    AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
+                         OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))))",
+        suspended = sql::with(sql::SUSPENDED, u, c, st),
         team = sql::with(sql::TEAM, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
@@ -629,7 +663,7 @@ pub async fn replay_given(
             Denial::PassRequired | Denial::PassEnded => {
                 "Replays are for holders of a pass that includes replays."
             }
-            Denial::Banned => Denial::Banned.reason(),
+            d @ (Denial::Banned | Denial::Suspended | Denial::Unavailable) => d.reason(),
         }));
     }
     if access.may_moderate() {

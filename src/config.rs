@@ -37,6 +37,16 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub webhooks: OutgoingWebhooksConfig,
     pub limits: LimitsConfig,
+    /// Who may create channels (`CREATORS`).
+    pub creators: Creators,
+}
+
+/// `CREATORS`: anyone signed in creates channels (`open`), or only users an
+/// instance admin approved (`approval`; they apply at /creators/apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creators {
+    Open,
+    Approval,
 }
 
 /// At most `max` of something within `window` (counted in Postgres, see `crate::limits`).
@@ -64,8 +74,10 @@ pub struct LimitsConfig {
     pub sign_in_failures_per_device: u32,
     /// Wrong current passwords on the account page, per account (in the sign-in window).
     pub password_change_failures: u32,
-    /// Sign-up attempts (accounts created or emails found taken) per address.
+    /// Sign-up attempts (accounts created or emails found taken) per address,
     pub sign_ups_per_address: Limit,
+    /// and across the whole instance (a flood spread over many addresses).
+    pub sign_ups_per_instance: Limit,
     /// Failed code redemptions per account, and per address over all accounts.
     pub redeem_failures_per_account: Limit,
     pub redeem_failures_per_address: Limit,
@@ -341,9 +353,18 @@ impl Config {
         let sign_in_failures_per_device = env.parse("SIGNIN_MAX_FAILURES_PER_DEVICE", "5", count);
         let password_change_failures = env.parse("PASSWORD_CHANGE_MAX_FAILURES", "5", count);
         let sign_ups_per_address = Limit {
-            max: env.parse("SIGNUP_MAX_PER_ADDRESS", "10", count),
+            max: env.parse("SIGNUP_MAX_PER_ADDRESS", "5", count),
             window: env.parse("SIGNUP_WINDOW_MINUTES", "60", window),
         };
+        let sign_ups_per_instance = Limit {
+            max: env.parse("SIGNUP_MAX_PER_INSTANCE", "500", count),
+            window: sign_ups_per_address.window,
+        };
+        let creators = env.parse("CREATORS", "open", |v| match v {
+            "open" => Ok(Creators::Open),
+            "approval" => Ok(Creators::Approval),
+            _ => Err(format!("must be `open` or `approval`, got {v:?}")),
+        });
         let redeem_window = env.parse("REDEEM_WINDOW_MINUTES", "10", window);
         let redeem_failures_per_account = Limit {
             max: env.parse("REDEEM_MAX_FAILURES_PER_ACCOUNT", "10", count),
@@ -436,6 +457,7 @@ impl Config {
                 sign_in_failures_per_device,
                 password_change_failures,
                 sign_ups_per_address,
+                sign_ups_per_instance,
                 redeem_failures_per_account,
                 redeem_failures_per_address,
                 checkouts_per_account,
@@ -443,6 +465,7 @@ impl Config {
                 chat_streams_per_user_and_stream,
                 chat_streams_per_user,
             },
+            creators,
         })
     }
 
@@ -640,9 +663,15 @@ mod tests {
         assert_eq!(
             c.limits.sign_ups_per_address,
             Limit {
-                max: 10,
+                max: 5,
                 window: Duration::from_secs(3600)
             }
+        );
+        assert_eq!(c.limits.sign_ups_per_instance.max, 500);
+        assert_eq!(c.creators, Creators::Open);
+        assert_eq!(
+            config(&[("CREATORS", "approval")]).unwrap().creators,
+            Creators::Approval
         );
         assert_eq!(c.limits.redeem_failures_per_account.max, 10);
         assert_eq!(c.limits.chat_streams_per_user_and_stream, 5);
@@ -653,11 +682,16 @@ mod tests {
             ("SIGNUP_MAX_PER_ADDRESS", "0"),
             ("REDEEM_WINDOW_MINUTES", "forever"),
             ("CHAT_STREAMS_PER_USER_AND_STREAM", "30"),
+            ("CREATORS", "closed"),
         ])
         .unwrap_err()
         .to_string();
         assert!(err.contains("SIGNUP_MAX_PER_ADDRESS: must be"), "{err}");
         assert!(err.contains("REDEEM_WINDOW_MINUTES: must be"), "{err}");
+        assert!(
+            err.contains("CREATORS: must be `open` or `approval`"),
+            "{err}"
+        );
         assert!(
             err.contains("CHAT_STREAMS_PER_USER_AND_STREAM: must not be more"),
             "{err}"

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod livekit;
 pub mod notify;
+pub mod operators;
 pub mod outgoing_webhooks;
 pub mod payments;
 pub mod recorder;

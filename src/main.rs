@@ -1,4 +1,5 @@
-//! The `stagepass` command: serve the app, migrate the database, load demo data.
+//! The `stagepass` command: serve the app, migrate the database, load demo
+//! data, make or unmake instance admins.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,19 @@ enum Command {
     /// Load demo data (a creator with a channel and a scheduled stream, a viewer with an
     /// active pass, a moderator) and print how to sign in as each. Safe to run again.
     Demo,
+    /// Instance admins (the /admin console): who may run this instance's users and channels.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make the account with this email an instance admin (it must have signed up).
+    Grant { email: String },
+    /// Take the account's admin rights away.
+    Revoke { email: String },
 }
 
 #[tokio::main]
@@ -82,6 +96,45 @@ async fn main() -> anyhow::Result<()> {
             let mut conn = pool.get().await.context("connecting to the database")?;
             let accounts = demo::load(&mut conn).await?;
             println!("{}", demo::describe(accounts, &config));
+        }
+        Command::Admin { command } => {
+            db::migrate(&pool).await?;
+            let mut conn = pool.get().await.context("connecting to the database")?;
+            let (email, admin) = match &command {
+                AdminCommand::Grant { email } => (email, true),
+                AdminCommand::Revoke { email } => (email, false),
+            };
+            match db::users::set_admin(&mut conn, email, admin).await? {
+                Some(user) => {
+                    db::audit::record(
+                        &mut conn,
+                        None,
+                        None,
+                        if admin {
+                            "admin.granted"
+                        } else {
+                            "admin.revoked"
+                        },
+                        Some(&user.id.to_string()),
+                        serde_json::json!({ "email": user.email, "by": "command line" }),
+                    )
+                    .await?;
+                    if admin {
+                        println!(
+                            "{} is an instance admin: the console is at {}admin",
+                            user.email, config.public_url
+                        );
+                    } else {
+                        println!("{} is no longer an instance admin", user.email);
+                    }
+                }
+                None => {
+                    eprintln!(
+                        "stagepass: no account has the email {email:?}; sign up first, then run this again"
+                    );
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Serve => {
             let applied = db::migrate(&pool).await?;

@@ -19,7 +19,7 @@ use crate::auth::{csrf, session_store::PgSessionStore};
 use crate::state::AppState;
 use crate::telemetry;
 use crate::web::{
-    account, auth, channels, chat, checkout, errors, grants, health, home, live, moderation,
+    account, admin, auth, channels, chat, checkout, errors, grants, health, home, live, moderation,
     passes, recordings, studio, watch, webhooks,
 };
 
@@ -239,6 +239,23 @@ pub fn app(state: AppState) -> Router {
             "/studio/channels/{handle}/avatar/delete",
             post(crate::web::settings::remove_avatar),
         )
+        // Creator applications (CREATORS=approval) and the operator's console
+        // (instance admins only: web/admin.rs).
+        .route(
+            "/creators/apply",
+            get(crate::web::creators::apply_page).post(crate::web::creators::apply),
+        )
+        .route("/admin", get(admin::dashboard))
+        .route("/admin/applications", get(admin::applications))
+        .route("/admin/applications/{id}/approve", post(admin::approve))
+        .route("/admin/applications/{id}/reject", post(admin::reject))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}/suspend", post(admin::suspend))
+        .route("/admin/users/{id}/restore", post(admin::restore))
+        .route("/admin/channels", get(admin::channels))
+        .route("/admin/channels/{id}/hide", post(admin::hide))
+        .route("/admin/channels/{id}/restore", post(admin::show_channel))
+        .route("/admin/audit", get(admin::audit))
         // Stripe's webhooks (signed; exempt from CSRF).
         .route("/webhooks/stripe", post(webhooks::stripe))
         // LiveKit's webhooks (signed; exempt from CSRF, see auth/csrf.rs).

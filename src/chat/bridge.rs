@@ -83,6 +83,10 @@ enum Note {
         channel: ChannelId,
         user: UserId,
     },
+    /// Suspended or restored: their chat streams in every channel.
+    UserSuspended {
+        user: UserId,
+    },
 }
 
 fn parse(payload: &str) -> Option<Note> {
@@ -111,6 +115,7 @@ fn parse(payload: &str) -> Option<Note> {
             channel: ChannelId(n()?),
             user: UserId(n()?),
         },
+        "s" => Note::UserSuspended { user: UserId(n()?) },
         _ => return None,
     })
 }
@@ -157,6 +162,9 @@ async fn apply(state: &AppState, payload: &str) {
         }
         Note::UserChanged { channel, user } => {
             hub.publish_to_channel(channel, ChatEvent::Recheck { user });
+        }
+        Note::UserSuspended { user } => {
+            hub.publish_all(ChatEvent::Recheck { user });
         }
     }
 }

@@ -302,6 +302,7 @@ pub fn chat_denial(d: Denial) -> &'static str {
         Denial::PassRequired => "The chat is for access pass holders. Get a pass to join in.",
         Denial::PassEnded => "Your pass has ended. Renew it to rejoin the chat.",
         Denial::Banned => "You have been banned from this channel.",
+        d @ (Denial::Suspended | Denial::Unavailable) => d.reason(),
     }
 }
 

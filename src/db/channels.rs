@@ -52,6 +52,160 @@ pub struct Member {
     pub since: DateTime<Utc>,
 }
 
+/// SQL: channel `c` is shown to the public: no admin hid it, and its owner
+/// is not suspended (the same condition as the access rule's `hidden`).
+pub const VISIBLE: &str = "(c.hidden_at IS NULL AND NOT EXISTS (\
+     SELECT 1 FROM users hu WHERE hu.id = c.owner_id AND hu.suspended_at IS NOT NULL))";
+
+/// Whether channel `id` is hidden from the public (see `VISIBLE`).
+pub async fn is_hidden(conn: &mut AsyncPgConnection, id: ChannelId) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Hidden {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        hidden: bool,
+    }
+    let row: Hidden = diesel::sql_query(format!(
+        "SELECT NOT {VISIBLE} AS hidden FROM channels c WHERE c.id = $1"
+    ))
+    .bind::<diesel::sql_types::BigInt, _>(id.0)
+    .get_result(conn)
+    .await?;
+    Ok(row.hidden)
+}
+
+/// Hides a channel from the public with `reason` (Some), or shows it again
+/// (None). Answers whether anything changed.
+pub async fn set_hidden(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+    reason: Option<&str>,
+) -> QueryResult<bool> {
+    let target = channels::table.find(id);
+    let n = match reason {
+        Some(reason) => {
+            diesel::update(target.filter(channels::hidden_at.is_null()))
+                .set((
+                    channels::hidden_at.eq(diesel::dsl::now),
+                    channels::hidden_reason.eq(reason),
+                ))
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(target.filter(channels::hidden_at.is_not_null()))
+                .set((
+                    channels::hidden_at.eq(None::<DateTime<Utc>>),
+                    channels::hidden_reason.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(n > 0)
+}
+
+/// Why an admin hid the channel (None: they did not).
+pub async fn hidden_reason(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+) -> QueryResult<Option<String>> {
+    let row: Option<(Option<DateTime<Utc>>, Option<String>)> = channels::table
+        .find(id)
+        .select((channels::hidden_at, channels::hidden_reason))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match row {
+        Some((Some(_), reason)) => Some(reason.unwrap_or_default()),
+        _ => None,
+    })
+}
+
+/// A channel as the admins' channel list shows it.
+#[derive(Debug, Clone, Queryable)]
+pub struct ChannelRow {
+    pub id: ChannelId,
+    pub handle: String,
+    pub title: String,
+    pub owner_email: String,
+    pub owner_suspended: bool,
+    pub hidden_reason: Option<String>,
+    pub hidden: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Channels whose handle or title contains `q` (any case; all when empty),
+/// newest first, at most `limit`.
+pub async fn search_all(
+    conn: &mut AsyncPgConnection,
+    q: &str,
+    limit: i64,
+) -> QueryResult<Vec<ChannelRow>> {
+    let mut query = channels::table.inner_join(users::table).into_boxed();
+    let q = q.trim();
+    if !q.is_empty() {
+        let pattern = super::contains_pattern(q);
+        query = query.filter(
+            channels::handle
+                .ilike(pattern.clone())
+                .or(channels::title.ilike(pattern)),
+        );
+    }
+    query
+        .order(channels::id.desc())
+        .limit(limit)
+        .select(channel_row())
+        .load(conn)
+        .await
+}
+
+/// Channel `id` as the admins' list shows it.
+pub async fn admin_row(
+    conn: &mut AsyncPgConnection,
+    id: ChannelId,
+) -> QueryResult<Option<ChannelRow>> {
+    channels::table
+        .inner_join(users::table)
+        .filter(channels::id.eq(id))
+        .select(channel_row())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The columns of a `ChannelRow`, from channels joined to their owners.
+#[allow(clippy::type_complexity)]
+fn channel_row() -> (
+    channels::id,
+    channels::handle,
+    channels::title,
+    users::email,
+    diesel::dsl::IsNotNull<users::suspended_at>,
+    channels::hidden_reason,
+    diesel::dsl::IsNotNull<channels::hidden_at>,
+    channels::created_at,
+) {
+    (
+        channels::id,
+        channels::handle,
+        channels::title,
+        users::email,
+        users::suspended_at.is_not_null(),
+        channels::hidden_reason,
+        channels::hidden_at.is_not_null(),
+        channels::created_at,
+    )
+}
+
+/// The channels `owner` owns (a suspension ends their live streams).
+pub async fn owned_by(conn: &mut AsyncPgConnection, owner: UserId) -> QueryResult<Vec<ChannelId>> {
+    channels::table
+        .filter(channels::owner_id.eq(owner))
+        .select(channels::id)
+        .load(conn)
+        .await
+}
+
 pub async fn find(conn: &mut AsyncPgConnection, id: ChannelId) -> QueryResult<Option<Channel>> {
     channels::table
         .find(id)

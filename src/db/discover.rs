@@ -10,6 +10,7 @@
 //! `streams_live_started_at_idx`, `streams_scheduled_at_idx` (partial), and
 //! the trigram (pg_trgm) indexes on stream titles, channel titles and handles.
 
+use super::channels::VISIBLE;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
@@ -86,18 +87,12 @@ fn card_columns() -> String {
     format!(
         "s.id AS stream_id, s.title, s.access, s.status, s.scheduled_at, \
     s.started_at, s.ended_at, s.thumbnail_key, c.id AS channel_id, c.handle, c.title AS channel_title, c.owner_id, \
-    CASE WHEN s.status = '{LIVE}' THEN ( \
-        SELECT count(DISTINCT p.identity) FROM presence p \
-        WHERE p.stream_id = s.id AND p.left_at IS NULL \
-          AND p.identity ~ '^[0-9]{{1,18}}$' \
-          AND (p.user_id IS NULL OR NOT EXISTS ( \
-              SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
-          AND p.user_id IS DISTINCT FROM c.owner_id) \
-    ELSE 0 END AS viewers, \
+    CASE WHEN s.status = '{LIVE}' THEN ({viewers}) ELSE 0 END AS viewers, \
     CASE WHEN s.status = '{LIVE}' THEN floor(extract(epoch FROM now() - s.started_at))::bigint END AS live_seconds, \
     CASE WHEN s.status = '{DRAFT}' THEN floor(extract(epoch FROM s.scheduled_at - now()))::bigint END AS starts_in_seconds, \
     EXISTS (SELECT 1 FROM follows f WHERE f.user_id = $1 AND f.channel_id = c.id) AS following, \
-    (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers"
+    (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers",
+        viewers = super::presence::VIEWERS_NOW,
     )
 }
 
@@ -156,7 +151,7 @@ pub async fn followed(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult
         "SELECT {card} FROM follows fw \
          JOIN channels c ON c.id = fw.channel_id \
          JOIN streams s ON s.channel_id = c.id \
-         WHERE fw.user_id = $1 AND (s.status = '{LIVE}' OR ({announced})) \
+         WHERE fw.user_id = $1 AND (s.status = '{LIVE}' OR ({announced})) AND {VISIBLE} \
          ORDER BY s.status <> '{LIVE}', \
                   CASE WHEN s.status = '{LIVE}' THEN s.started_at END DESC, \
                   s.scheduled_at, s.id \
@@ -179,7 +174,7 @@ pub async fn live(
 ) -> QueryResult<Page<Card, Cursor>> {
     let items: Vec<Card> = diesel::sql_query(format!(
         "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE s.status = '{LIVE}' AND {NOT_FOLLOWED} \
+         WHERE s.status = '{LIVE}' AND {NOT_FOLLOWED} AND {VISIBLE} \
            AND ($2::timestamptz IS NULL OR (s.started_at, s.id) < ($2, $3)) \
          ORDER BY s.started_at DESC, s.id DESC \
          LIMIT $4",
@@ -206,7 +201,7 @@ pub async fn upcoming(
 ) -> QueryResult<Page<Card, Cursor>> {
     let items: Vec<Card> = diesel::sql_query(format!(
         "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE {announced} AND {NOT_FOLLOWED} \
+         WHERE {announced} AND {NOT_FOLLOWED} AND {VISIBLE} \
            AND ($3::timestamptz IS NULL OR (s.scheduled_at, s.id) > ($3, $4)) \
          ORDER BY s.scheduled_at, s.id \
          LIMIT $5",
@@ -248,7 +243,7 @@ pub async fn search_streams(
     let page = page.clamp(0, MAX_SEARCH_PAGE);
     let items: Vec<Card> = diesel::sql_query(format!(
         "SELECT {card} FROM streams s JOIN channels c ON c.id = s.channel_id \
-         WHERE (s.title ILIKE $3 OR c.title ILIKE $3 OR c.handle ILIKE $3) AND (s.status IN ('{LIVE}', '{ENDED}') OR ({announced})) \
+         WHERE (s.title ILIKE $3 OR c.title ILIKE $3 OR c.handle ILIKE $3) AND (s.status IN ('{LIVE}', '{ENDED}') OR ({announced})) AND {VISIBLE} \
          ORDER BY CASE s.status WHEN '{LIVE}' THEN 0 WHEN '{DRAFT}' THEN 1 ELSE 2 END, \
                   coalesce(s.started_at, s.scheduled_at) DESC, s.id DESC \
          LIMIT $4 OFFSET $5",
@@ -300,7 +295,7 @@ pub async fn search_channels(
                 EXISTS (SELECT 1 FROM follows f WHERE f.user_id = $1 AND f.channel_id = c.id) AS following, \
                 (SELECT count(*) FROM follows f WHERE f.channel_id = c.id) AS followers \
          FROM channels c \
-         WHERE c.title ILIKE $2 OR c.handle ILIKE $2 \
+         WHERE (c.title ILIKE $2 OR c.handle ILIKE $2) AND {VISIBLE} \
          ORDER BY lower(c.title), c.id \
          LIMIT $3 OFFSET $4"
     ))

@@ -5,6 +5,7 @@
 //! Also the few helpers several of them use: unique violations, "contains"
 //! search patterns, and the wait of a retry-after limit.
 
+pub mod applications;
 pub mod audit;
 pub mod bans;
 pub mod channels;
@@ -14,6 +15,7 @@ pub mod discover;
 pub mod events;
 pub mod follows;
 pub mod grants;
+pub mod instance;
 pub mod notifications;
 pub mod orders;
 pub mod passes;

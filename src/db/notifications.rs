@@ -1,4 +1,5 @@
-//! Followers' notifications: reading them (the bell's unread count, the
+//! Notifications: followers' (a stream went live or was scheduled) and an
+//! applicant's (their creator application was decided). Reading them (the bell's unread count, the
 //! /notifications list) and marking them read. Who gets one, and when, is
 //! `notify.rs`'s business; every query here is scoped to one user, so a user
 //! can never read or mark someone else's.
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{channels, notifications, streams};
+use super::schema::{channels, creator_applications, notifications, streams};
 use super::{StreamId, UserId};
 
 super::text_enum! {
@@ -17,11 +18,14 @@ super::text_enum! {
         Live = "live",
         /// The channel scheduled (or rescheduled) this stream.
         Scheduled = "scheduled",
+        /// The user's creator application was approved or rejected.
+        Application = "application",
     }
 }
 
-/// One notification as the list shows it, with its channel and stream
-/// (selected from `notifications` joined to both).
+/// One notification as the list shows it, with its channel and stream (the
+/// followers' kinds) or the application it is about (selected from
+/// `notifications` left-joined to all three).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
 pub struct Item {
@@ -29,18 +33,20 @@ pub struct Item {
     pub kind: Kind,
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
-    #[diesel(select_expression = channels::handle)]
-    pub channel_handle: String,
-    #[diesel(select_expression = channels::title)]
-    pub channel_title: String,
-    #[diesel(select_expression = streams::id)]
-    pub stream_id: StreamId,
-    #[diesel(select_expression = streams::title)]
-    pub stream_title: String,
-    #[diesel(select_expression = streams::status)]
-    pub stream_status: super::streams::Status,
-    #[diesel(select_expression = streams::scheduled_at)]
+    #[diesel(select_expression = channels::title.nullable())]
+    pub channel_title: Option<String>,
+    #[diesel(select_expression = streams::id.nullable())]
+    pub stream_id: Option<StreamId>,
+    #[diesel(select_expression = streams::title.nullable())]
+    pub stream_title: Option<String>,
+    #[diesel(select_expression = streams::scheduled_at.nullable())]
     pub scheduled_at: Option<DateTime<Utc>>,
+    #[diesel(select_expression = creator_applications::channel_name.nullable())]
+    pub application_channel: Option<String>,
+    #[diesel(select_expression = creator_applications::status.nullable())]
+    pub application_status: Option<String>,
+    #[diesel(select_expression = creator_applications::reason.nullable())]
+    pub application_reason: Option<String>,
 }
 
 /// The bell shows "99+" beyond this: counting stops there, so the count costs
@@ -77,8 +83,9 @@ pub async fn page(
     limit: i64,
 ) -> QueryResult<Vec<Item>> {
     let mut query = notifications::table
-        .inner_join(channels::table)
-        .inner_join(streams::table)
+        .left_join(channels::table)
+        .left_join(streams::table)
+        .left_join(creator_applications::table)
         .filter(notifications::user_id.eq(user))
         .into_boxed();
     if let Some(before) = before {
@@ -99,8 +106,9 @@ pub async fn find(
     id: i64,
 ) -> QueryResult<Option<Item>> {
     notifications::table
-        .inner_join(channels::table)
-        .inner_join(streams::table)
+        .left_join(channels::table)
+        .left_join(streams::table)
+        .left_join(creator_applications::table)
         .filter(notifications::user_id.eq(user))
         .filter(notifications::id.eq(id))
         .select(Item::as_select())
@@ -110,12 +118,13 @@ pub async fn find(
 }
 
 /// Marks one of `user`'s notifications read (reading twice keeps the first
-/// time). Answers its stream, or None when it is not theirs.
+/// time). Answers its kind and stream (None for an application's), or None
+/// when it is not theirs.
 pub async fn mark_read(
     conn: &mut AsyncPgConnection,
     user: UserId,
     id: i64,
-) -> QueryResult<Option<StreamId>> {
+) -> QueryResult<Option<(Kind, Option<StreamId>)>> {
     diesel::update(
         notifications::table
             .filter(notifications::id.eq(id))
@@ -124,7 +133,7 @@ pub async fn mark_read(
     .set(notifications::read_at.eq(diesel::dsl::sql::<
         diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
     >("coalesce(read_at, now())")))
-    .returning(notifications::stream_id)
+    .returning((notifications::kind, notifications::stream_id))
     .get_result(conn)
     .await
     .optional()
@@ -156,4 +165,21 @@ pub async fn mark_all_read(
     .set(notifications::read_at.eq(diesel::dsl::now))
     .execute(conn)
     .await
+}
+
+/// Tells `user` that their creator application `application` was decided.
+pub async fn application_decided(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    application: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(notifications::table)
+        .values((
+            notifications::user_id.eq(user),
+            notifications::kind.eq(Kind::Application),
+            notifications::application_id.eq(application),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
 }

@@ -49,6 +49,15 @@ pub async fn left(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<(
     Ok(())
 }
 
+/// SQL: how many viewers stream `s` of channel `c` has now (as
+/// `current_viewers` counts them), for lists of streams.
+pub const VIEWERS_NOW: &str = "SELECT count(DISTINCT p.identity) FROM presence p \
+     WHERE p.stream_id = s.id AND p.left_at IS NULL \
+       AND p.identity ~ '^[0-9]{1,18}$' \
+       AND (p.user_id IS NULL OR NOT EXISTS ( \
+           SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
+       AND p.user_id IS DISTINCT FROM c.owner_id";
+
 /// Viewers in the room now: open presence of people other than the team of
 /// `channel` (the stream's), in one query.
 pub async fn current_viewers(

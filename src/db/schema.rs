@@ -94,6 +94,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         avatar_key -> Nullable<Text>,
+        hidden_at -> Nullable<Timestamptz>,
+        hidden_reason -> Nullable<Text>,
     }
 }
 
@@ -109,6 +111,20 @@ diesel::table! {
         deleted_by -> Nullable<Int8>,
         seq -> Nullable<Int8>,
         deleted_seq -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    creator_applications (id) {
+        id -> Int8,
+        user_id -> Int8,
+        channel_name -> Text,
+        about -> Text,
+        status -> Text,
+        reason -> Nullable<Text>,
+        decided_by -> Nullable<Int8>,
+        decided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -154,10 +170,11 @@ diesel::table! {
         id -> Int8,
         user_id -> Int8,
         kind -> Text,
-        channel_id -> Int8,
-        stream_id -> Int8,
+        channel_id -> Nullable<Int8>,
+        stream_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         read_at -> Nullable<Timestamptz>,
+        application_id -> Nullable<Int8>,
     }
 }
 
@@ -306,6 +323,7 @@ diesel::table! {
         chat_seq -> Int8,
         thumbnail_key -> Nullable<Text>,
         ingress_generation -> Int4,
+        chat_followers_min_seconds -> Nullable<Int4>,
     }
 }
 
@@ -317,6 +335,10 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        is_admin -> Bool,
+        suspended_at -> Nullable<Timestamptz>,
+        suspended_reason -> Nullable<Text>,
+        creator_approved_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -380,6 +402,7 @@ diesel::joinable!(funnel_events -> channels (channel_id));
 diesel::joinable!(funnel_events -> streams (stream_id));
 diesel::joinable!(known_devices -> users (user_id));
 diesel::joinable!(notifications -> channels (channel_id));
+diesel::joinable!(notifications -> creator_applications (application_id));
 diesel::joinable!(notifications -> streams (stream_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(orders -> access_grants (grant_id));
@@ -409,6 +432,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     channel_members,
     channels,
     chat_messages,
+    creator_applications,
     follows,
     funnel_events,
     known_devices,

@@ -30,6 +30,7 @@ pub async fn load_with_user(
                 users::display_name,
                 users::created_at,
                 users::updated_at,
+                users::is_admin,
             )
                 .nullable(),
         ))
@@ -95,4 +96,11 @@ pub async fn delete_for_user_except(
     )
     .execute(conn)
     .await
+}
+
+/// Ends every session of `user` (a suspension).
+pub async fn delete_for_user(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user)))
+        .execute(conn)
+        .await
 }

@@ -212,6 +212,19 @@ pub async fn live(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stream>> {
         .await
 }
 
+/// The live streams of `channels`.
+pub async fn live_in(
+    conn: &mut AsyncPgConnection,
+    channels: &[ChannelId],
+) -> QueryResult<Vec<StreamId>> {
+    streams::table
+        .filter(streams::status.eq(Status::Live))
+        .filter(streams::channel_id.eq_any(channels))
+        .select(streams::id)
+        .load(conn)
+        .await
+}
+
 /// Of `rooms`, those whose stream is live here.
 pub async fn live_rooms_among(
     conn: &mut AsyncPgConnection,

@@ -25,6 +25,8 @@ pub struct User {
     pub display_name: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// An instance admin (`stagepass admin grant EMAIL`): the /admin console.
+    pub is_admin: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -355,4 +357,136 @@ pub async fn delete_old_devices(conn: &mut AsyncPgConnection) -> QueryResult<usi
     diesel::delete(known_devices::table.filter(known_devices::last_used_at.lt(since)))
         .execute(conn)
         .await
+}
+
+// ---------------------------------------------------------------------------
+// The instance's operators: admins and suspensions (`crate::operators`).
+
+/// Makes the account with `email` an instance admin, or not; answers it
+/// (None: no such account).
+pub async fn set_admin(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+    admin: bool,
+) -> QueryResult<Option<User>> {
+    diesel::update(users::table.filter(lower(users::email).eq(normalize_email(email))))
+        .set(users::is_admin.eq(admin))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Why the account was suspended (None: it is not).
+pub async fn suspension(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<String>> {
+    let row: Option<(Option<DateTime<Utc>>, Option<String>)> = users::table
+        .find(id)
+        .select((users::suspended_at, users::suspended_reason))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match row {
+        Some((Some(_), reason)) => Some(reason.unwrap_or_default()),
+        _ => None,
+    })
+}
+
+/// Suspends (`Some(reason)`) or restores (`None`) an account. Answers
+/// whether anything changed (suspending a suspended account does not).
+pub async fn set_suspended(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    reason: Option<&str>,
+) -> QueryResult<bool> {
+    let target = users::table.find(id);
+    let n = match reason {
+        Some(reason) => {
+            diesel::update(target.filter(users::suspended_at.is_null()))
+                .set((
+                    users::suspended_at.eq(diesel::dsl::now),
+                    users::suspended_reason.eq(reason),
+                ))
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(target.filter(users::suspended_at.is_not_null()))
+                .set((
+                    users::suspended_at.eq(None::<DateTime<Utc>>),
+                    users::suspended_reason.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(n > 0)
+}
+
+/// Marks the account approved to create channels (`CREATORS=approval`).
+pub async fn approve_creator(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::creator_approved_at.is_null()),
+    )
+    .set(users::creator_approved_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Whether the account may create channels under `CREATORS=approval`.
+pub async fn is_approved_creator(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<bool> {
+    users::table
+        .find(id)
+        .select(users::creator_approved_at.is_not_null().or(users::is_admin))
+        .first(conn)
+        .await
+}
+
+/// An account as the admins' user list shows it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct AccountRow {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+    pub is_admin: bool,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspended_reason: Option<String>,
+}
+
+/// Accounts whose email or name contains `q` (any case; everyone when
+/// empty), newest first, at most `limit`.
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    q: &str,
+    limit: i64,
+) -> QueryResult<Vec<AccountRow>> {
+    let mut query = users::table.into_boxed();
+    let q = q.trim();
+    if !q.is_empty() {
+        let pattern = super::contains_pattern(q);
+        query = query.filter(
+            users::email
+                .ilike(pattern.clone())
+                .or(users::display_name.ilike(pattern)),
+        );
+    }
+    query
+        .order(users::id.desc())
+        .limit(limit)
+        .select(AccountRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn account(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<AccountRow>> {
+    users::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .first(conn)
+        .await
+        .optional()
 }

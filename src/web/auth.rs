@@ -2,12 +2,13 @@
 //! fragment for htmx and as the whole page without JavaScript.
 //!
 //! Both forms are flood-limited (settings in `LimitsConfig`): sign-up per client
-//! address (`crate::limits`), sign-in by failures over a window for one account
+//! address and across the instance (`crate::limits`), sign-in by failures over a window for one account
 //! from one address, for one address, and for one account from anywhere. That
 //! last one would let a stranger lock the owner out, so a browser that signed
 //! in to the account before (its device cookie, `auth::device`) is held only
 //! by its own failures. A refusal is a 429 next to the form that says why and
-//! how long to wait (and `Retry-After`), and changes nothing.
+//! how long to wait (and `Retry-After`), and changes nothing. A suspended
+//! account cannot sign in: the form says it was suspended, and why.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -120,18 +121,11 @@ pub async fn signup(
         // is given only here, so fixing a too-short password or a name
         // costs nothing and probes nothing.
         let ip = client_ip(&state, &headers, peer);
-        let limit = state.config.limits.sign_ups_per_address;
-        if let Err(refused) = limits::take(&mut conn, Action::SignUp, &ip, limit).await? {
-            tracing::info!(%ip, "sign-up throttled");
+        let limits = &state.config.limits;
+        if let Err(refused) = sign_up_allowed(&mut conn, &ip, limits).await? {
             status = StatusCode::TOO_MANY_REQUESTS;
             retry_after = Some(refused.retry_after);
-            errors.add(
-                "",
-                format!(
-                    "Too many sign-ups from your network in a short time. Wait {} before trying again.",
-                    refused.wait()
-                ),
-            );
+            errors.add("", refused.reason());
         } else if users::find_by_email(&mut conn, &email).await?.is_some() {
             errors.add(
                 "email",
@@ -201,6 +195,65 @@ pub async fn signup(
     let response = reply.render(status, &page, &page.as_form())?;
     Ok(with_retry_after(response, retry_after))
 }
+
+/// A sign-up refused by a flood limit, and in whose name.
+struct SignUpRefused {
+    retry_after: Duration,
+    wait: String,
+    instance: bool,
+}
+
+impl SignUpRefused {
+    fn reason(&self) -> String {
+        if self.instance {
+            format!(
+                "So many people are signing up right now that sign-ups are paused. Wait {} before trying again.",
+                self.wait
+            )
+        } else {
+            format!(
+                "Too many sign-ups from your network in a short time. Wait {} before trying again.",
+                self.wait
+            )
+        }
+    }
+}
+
+/// Counts one sign-up from `ip` against the per-address limit, then against
+/// the instance's (a flood spread over many addresses); a refusal by the
+/// instance takes back the address's count, so that it costs them nothing.
+async fn sign_up_allowed(
+    conn: &mut diesel_async::AsyncPgConnection,
+    ip: &str,
+    limits: &crate::config::LimitsConfig,
+) -> AppResult<Result<(), SignUpRefused>> {
+    let counted = match limits::take(conn, Action::SignUp, ip, limits.sign_ups_per_address).await? {
+        Ok(counted) => counted,
+        Err(refused) => {
+            tracing::info!(%ip, "sign-up throttled for its address");
+            return Ok(Err(SignUpRefused {
+                retry_after: refused.retry_after,
+                wait: refused.wait(),
+                instance: false,
+            }));
+        }
+    };
+    if let Err(refused) =
+        limits::take(conn, Action::SignUp, INSTANCE, limits.sign_ups_per_instance).await?
+    {
+        tracing::warn!("sign-ups throttled for the whole instance");
+        limits::forgive(conn, counted).await?;
+        return Ok(Err(SignUpRefused {
+            retry_after: refused.retry_after,
+            wait: refused.wait(),
+            instance: true,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// The subject the instance-wide sign-up limit counts under (never an address).
+const INSTANCE: &str = "instance";
 
 /// Adds `Retry-After` (whole seconds) to a refusal.
 fn with_retry_after(mut response: Response, wait: Option<Duration>) -> Response {
@@ -325,7 +378,26 @@ pub async fn signin(
                 if ok {
                     users::sign_in_attempt_succeeded(&mut conn, attempt).await?;
                 }
+                // A suspended account is told so, but only with its password:
+                // the answer is no hint to someone guessing.
+                let suspended = match &user {
+                    Some(user) if ok => users::suspension(&mut conn, user.id).await?,
+                    _ => None,
+                };
                 match user {
+                    Some(_) if suspended.is_some() => {
+                        tracing::info!("sign-in of a suspended account refused");
+                        status = StatusCode::FORBIDDEN;
+                        let reason = suspended.unwrap_or_default();
+                        errors.add(
+                            "",
+                            if reason.is_empty() {
+                                "This account has been suspended by the instance's admins.".to_owned()
+                            } else {
+                                format!("This account has been suspended by the instance's admins. Reason: {reason}")
+                            },
+                        );
+                    }
                     Some(user) if ok => {
                         // A new cookie at every sign-in (OWASP): a copy of
                         // the old one is no longer a known device.

@@ -324,8 +324,31 @@ async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<S
         .ok_or_else(|| AppError::NotFound.into_response())
 }
 
+/// A signed-in instance admin, for the `/admin` console. Anonymous visitors
+/// are sent to sign in; everyone else gets 403, on every route of it. Admin
+/// is an instance role (`users.is_admin`), not a channel's: the access rule
+/// has nothing to say about it.
+pub struct InstanceAdmin(pub User);
+
+impl FromRequestParts<AppState> for InstanceAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !user.is_admin {
+            return Err(
+                AppError::forbidden("This console is for the instance's admins only.")
+                    .into_response(),
+            );
+        }
+        Ok(InstanceAdmin(user))
+    }
+}
+
 /// The channel of a `/c/{handle}/…` route as anyone may see it: 404 when
-/// there is none. What the visitor may do there is the handler's to ask.
+/// there is none, or when it is hidden and they are not on its team. What the visitor may do there is the handler's to ask.
 pub struct PublicChannel(pub Channel);
 
 impl FromRequestParts<AppState> for PublicChannel {
@@ -334,11 +357,35 @@ impl FromRequestParts<AppState> for PublicChannel {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let handle = path_param(parts, state, "handle").await?;
         let mut conn = connection(state).await?;
-        match channels::find_by_handle(&mut conn, &handle).await {
-            Ok(Some(channel)) => Ok(PublicChannel(channel)),
-            Ok(None) => Err(AppError::NotFound.into_response()),
-            Err(e) => Err(AppError::from(e).into_response()),
+        let channel = match channels::find_by_handle(&mut conn, &handle).await {
+            Ok(Some(channel)) => channel,
+            Ok(None) => return Err(AppError::NotFound.into_response()),
+            Err(e) => return Err(AppError::from(e).into_response()),
+        };
+        // A hidden channel exists for its team only.
+        let hidden = channels::is_hidden(&mut conn, channel.id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        if hidden {
+            drop(conn);
+            let crate::auth::MaybeUser(user) =
+                crate::auth::MaybeUser::from_request_parts(parts, state)
+                    .await
+                    .map_err(IntoResponse::into_response)?;
+            let role = match user {
+                Some(user) => {
+                    let mut conn = connection(state).await?;
+                    access::channel_role(&mut conn, user.id, channel.id)
+                        .await
+                        .map_err(|e| AppError::from(e).into_response())?
+                }
+                None => None,
+            };
+            if role.is_none() {
+                return Err(AppError::NotFound.into_response());
+            }
         }
+        Ok(PublicChannel(channel))
     }
 }
 

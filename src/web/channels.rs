@@ -137,7 +137,15 @@ pub struct NewChannelPage {
     pub errors: FieldErrors,
 }
 
-pub async fn new(_user: CurrentUser, layout: Layout) -> AppResult<Response> {
+pub async fn new(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    reply: Reply,
+    layout: Layout,
+) -> AppResult<Response> {
+    if !super::creators::may_create_channels(&state, user.id).await? {
+        return Ok(reply.redirect("/creators/apply"));
+    }
     let page = NewChannelPage {
         layout,
         handle: String::new(),
@@ -182,6 +190,9 @@ pub async fn create(
     layout: Layout,
     Form(form): Form<ChannelForm>,
 ) -> AppResult<Response> {
+    if !super::creators::may_create_channels(&state, user.id).await? {
+        return Err(AppError::forbidden(super::creators::APPROVAL_NEEDED));
+    }
     let handle = normalize_handle(&form.handle);
     let description = normalize_text(&form.description);
     let mut errors = FieldErrors::default();

@@ -52,6 +52,7 @@ pub async fn render(
         &session,
         user.map(|u| LayoutUser {
             display_name: u.display_name,
+            is_admin: u.is_admin,
             unread_notifications: None,
         }),
     )

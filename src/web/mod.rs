@@ -5,6 +5,7 @@
 //! block of the page that changed).
 
 pub mod account;
+pub mod admin;
 pub mod analytics;
 pub mod assets;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod channels;
 pub mod chat;
 pub mod checkout;
 pub mod client;
+pub mod creators;
 pub mod errors;
 pub mod follow;
 pub mod forms;
@@ -155,6 +157,8 @@ pub struct Layout {
 
 pub struct LayoutUser {
     pub display_name: String,
+    /// Shows the way to the operator's console.
+    pub is_admin: bool,
     /// The bell's unread count (capped, see `db::notifications::COUNT_CAP`).
     /// None when the page did not load it: the bell then loads it itself.
     pub unread_notifications: Option<i64>,
@@ -178,6 +182,7 @@ impl Layout {
             session,
             Some(LayoutUser {
                 display_name: user.display_name.clone(),
+                is_admin: user.is_admin,
                 unread_notifications: None,
             }),
         )
@@ -208,6 +213,7 @@ impl FromRequestParts<AppState> for Layout {
             Some(u) => Some(LayoutUser {
                 unread_notifications: layout_unread(state, conn, u.id).await,
                 display_name: u.display_name,
+                is_admin: u.is_admin,
             }),
             None => None,
         };

@@ -88,29 +88,67 @@ pub struct NotificationView {
     pub id: i64,
     pub unread: bool,
     pub kind: Kind,
-    pub channel_title: String,
-    pub stream_id: StreamId,
-    pub stream_title: String,
-    /// When it was scheduled for (scheduled notifications).
-    pub scheduled_for: Option<Moment>,
+    pub what: What,
     pub at: Moment,
+}
+
+/// What a notification is about.
+pub enum What {
+    /// A channel the user follows went live, or scheduled a stream.
+    Stream {
+        channel_title: String,
+        stream_id: StreamId,
+        stream_title: String,
+        /// When it was scheduled for (scheduled notifications).
+        scheduled_for: Option<Moment>,
+    },
+    /// The user's creator application was decided.
+    Application {
+        channel_name: String,
+        approved: bool,
+        reason: Option<String>,
+    },
 }
 
 impl NotificationView {
     fn new(item: Item) -> Self {
         let kind = item.kind;
+        let what = match kind {
+            Kind::Application => What::Application {
+                channel_name: item.application_channel.unwrap_or_default(),
+                approved: item.application_status.as_deref() == Some("approved"),
+                reason: item.application_reason,
+            },
+            Kind::Live | Kind::Scheduled => What::Stream {
+                channel_title: item.channel_title.unwrap_or_default(),
+                stream_id: item.stream_id.unwrap_or(StreamId(0)),
+                stream_title: item.stream_title.unwrap_or_default(),
+                scheduled_for: match kind {
+                    Kind::Scheduled => item.scheduled_at.map(Moment::new),
+                    _ => None,
+                },
+            },
+        };
         NotificationView {
             id: item.id,
             unread: item.read_at.is_none(),
             kind,
-            channel_title: item.channel_title,
-            stream_id: item.stream_id,
-            stream_title: item.stream_title,
-            scheduled_for: match kind {
-                Kind::Scheduled => item.scheduled_at.map(Moment::new),
-                Kind::Live => None,
-            },
+            what,
             at: Moment::new(item.created_at),
+        }
+    }
+
+    /// Its subject in a few words, for the "Mark read" button's label.
+    pub fn subject(&self) -> String {
+        match &self.what {
+            What::Stream {
+                channel_title,
+                stream_title,
+                ..
+            } => format!("{channel_title}, {stream_title}"),
+            What::Application { channel_name, .. } => {
+                format!("your application for {channel_name}")
+            }
         }
     }
 }
@@ -200,10 +238,14 @@ pub async fn open(
     Ids(id): Ids<i64>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let stream = notifications::mark_read(&mut conn, user.id, id)
+    let (kind, stream) = notifications::mark_read(&mut conn, user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(auth::redirect(htmx.request, &format!("/s/{stream}")))
+    let to = match (kind, stream) {
+        (Kind::Application, _) | (_, None) => "/creators/apply".to_owned(),
+        (_, Some(stream)) => format!("/s/{stream}"),
+    };
+    Ok(auth::redirect(htmx.request, &to))
 }
 
 fn changed(mut response: Response) -> Response {

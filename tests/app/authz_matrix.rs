@@ -441,6 +441,22 @@ fn matrix() -> Vec<Row> {
                                                                     [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Moved]),
         upload("/studio/channels/{handle}/avatar", S, "avatar",     [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Moved]),
         post("/studio/channels/{handle}/avatar/delete", S, &[],     [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Moved]),
+        // Creator applications (CREATORS=open here: the form is refused for
+        // its empty fields) and the operator's console: none of the personas
+        // is an instance admin, so every route of it is 403 to them all.
+        get("/creators/apply", S,                                   [SignIn,    Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown,     Shown]),
+        post("/creators/apply", S, &[],                             [SignIn,    Invalid,   Invalid,   Invalid,   Invalid,   Invalid,   Invalid,   Invalid,   Invalid]),
+        get("/admin", S,                                            [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        get("/admin/applications", S,                               [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/applications/{id}/approve", S, &[],            [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/applications/{id}/reject", S, &[("reason", "no")], [SignIn, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        get("/admin/users", S,                                      [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/users/{id}/suspend", S, &[("reason", "spam")], [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/users/{id}/restore", S, &[],                  [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        get("/admin/channels", S,                                   [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/channels/{id}/hide", S, &[("reason", "spam")], [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        post("/admin/channels/{id}/restore", S, &[],                [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
+        get("/admin/audit", S,                                      [SignIn,    Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden, Forbidden]),
         // Signed webhooks: no session makes an unsigned delivery count (Stripe's
         // is not there at all with the dev payments this app runs with).
         unsigned("/webhooks/stripe",                                [NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound,  NotFound]),

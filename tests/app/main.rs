@@ -23,6 +23,7 @@ mod live;
 mod migrations;
 mod moderation;
 mod notifications;
+mod operators;
 mod outgoing_webhooks;
 mod pages;
 mod passes;

@@ -86,6 +86,7 @@ impl TestApp {
             // Every persona signs up from 127.0.0.1; the tests of the sign-up
             // limit set their own.
             ("SIGNUP_MAX_PER_ADDRESS", "1000".to_owned()),
+            ("SIGNUP_MAX_PER_INSTANCE", "1000".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -282,10 +283,17 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::from_address(base, None)
+    }
+
+    /// A persona whose connections come from `address` (another loopback
+    /// address such as 127.0.0.2: another network, as the flood limits see it).
+    pub fn from_address(base: &str, address: Option<std::net::IpAddr>) -> Self {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(Policy::none())
+            .local_address(address)
             .build()
             .unwrap();
         Browser {
