@@ -11,7 +11,9 @@
 //! - channel moderator: moderate + watch (no pass needed)
 //! - anyone else signed in, not banned from the channel: watch with an active
 //!   grant covering the stream (or the whole channel), or when the stream is public
-//! - anonymous: nothing (sign in first)
+//! - anonymous, on a public stream: watch as a guest (`Access::Guest`: a
+//!   subscribe-only token, the chat to read but not to post); anything else:
+//!   sign in first
 //! - a suspended account: nothing at all, not even on its own channel
 //!   (`Denial::Suspended`; the enforcer removes it from every room)
 //!
@@ -51,6 +53,9 @@ pub enum Access {
     Watch {
         until: Option<DateTime<Utc>>,
     },
+    /// A visitor without an account on a public stream: watches and reads
+    /// the chat; signs in to post.
+    Guest,
     Denied(Denial),
 }
 
@@ -504,12 +509,14 @@ pub async fn knows_of(
     Ok(may(conn, user, stream).await?.may_moderate())
 }
 
-/// `decide`, or for an anonymous visitor (`user` None): sign in first,
-/// unless the channel is hidden (then the stream does not exist for them).
+/// `decide`, or for an anonymous visitor (`user` None): a guest on a public
+/// stream, otherwise sign in first, unless the channel is hidden (then the
+/// stream does not exist for them).
 fn decide_for(user: Option<UserId>, f: &Facts, kind: AccessKind) -> Access {
     match user {
         Some(_) => decide(f, kind),
         None if f.hidden => Access::Denied(Denial::Unavailable),
+        None if kind == AccessKind::Public => Access::Guest,
         None => Access::Denied(Denial::SignInRequired),
     }
 }
@@ -582,7 +589,8 @@ pub struct Intruder {
 }
 
 /// Everyone present in a live room whom the rule denies right now — the same
-/// rule as `may`, over all present viewers at once (for the enforcer).
+/// rule as `may`, over all present viewers at once (for the enforcer): users
+/// it denies, and guests in a stream that is no longer public.
 pub async fn present_but_denied(
     conn: &mut AsyncPgConnection,
 ) -> diesel::QueryResult<Vec<Intruder>> {
@@ -590,11 +598,13 @@ pub async fn present_but_denied(
     diesel::sql_query(format!(
         "SELECT DISTINCT s.id AS stream_id, s.room_name, p.identity FROM presence p \
          JOIN streams s ON s.id = p.stream_id AND s.status = $1 \
-         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL \
-           AND (EXISTS (SELECT 1 FROM users su WHERE {suspended}) \
-                OR (NOT {team} \
-                    AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
-                         OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))))",
+         WHERE p.left_at IS NULL \
+           AND ((p.user_id IS NOT NULL \
+                 AND (EXISTS (SELECT 1 FROM users su WHERE {suspended}) \
+                      OR (NOT {team} \
+                          AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
+                               OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))))) \
+                OR (p.user_id IS NULL AND p.identity LIKE 'guest-%' AND s.access = $2))",
         suspended = sql::with(sql::SUSPENDED, u, c, st),
         team = sql::with(sql::TEAM, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),

@@ -86,6 +86,8 @@ pub struct LimitsConfig {
     pub checkouts_per_account: Limit,
     /// Channels created per account.
     pub channels_per_account: Limit,
+    /// Guests' viewer tokens per address (every reconnect asks for one).
+    pub guest_tokens_per_address: Limit,
     /// Open chat event streams (SSE) of one account to one stream, and in all,
     /// on one app instance.
     pub chat_streams_per_user_and_stream: usize,
@@ -378,6 +380,10 @@ impl Config {
             max: env.parse("CHECKOUT_MAX_PER_ACCOUNT", "20", count),
             window: env.parse("CHECKOUT_WINDOW_MINUTES", "60", window),
         };
+        let guest_tokens_per_address = Limit {
+            max: env.parse("GUEST_TOKENS_MAX_PER_ADDRESS", "60", count),
+            window: env.parse("GUEST_TOKENS_WINDOW_MINUTES", "10", window),
+        };
         let channels_per_account = Limit {
             max: env.parse("CHANNELS_MAX_PER_ACCOUNT_PER_DAY", "5", count),
             window: Duration::from_secs(24 * 3600),
@@ -462,6 +468,7 @@ impl Config {
                 redeem_failures_per_address,
                 checkouts_per_account,
                 channels_per_account,
+                guest_tokens_per_address,
                 chat_streams_per_user_and_stream,
                 chat_streams_per_user,
             },
@@ -678,6 +685,7 @@ mod tests {
         assert_eq!(c.limits.chat_streams_per_user, 20);
         assert_eq!(c.limits.checkouts_per_account.max, 20);
         assert_eq!(c.limits.channels_per_account.max, 5);
+        assert_eq!(c.limits.guest_tokens_per_address.max, 60);
         let err = config(&[
             ("SIGNUP_MAX_PER_ADDRESS", "0"),
             ("REDEEM_WINDOW_MINUTES", "forever"),

@@ -508,8 +508,12 @@ async fn participant_joined(
         drop(conn);
         return admit_encoder(state, stream, &p.identity).await;
     }
-    if let Some(user) = user {
-        let access = crate::access::may(&mut conn, Some(user), stream).await?;
+    let asked = match Participant::parse(&p.identity) {
+        Participant::Guest(_) => Some(None),
+        _ => user.map(Some),
+    };
+    if let Some(who) = asked {
+        let access = crate::access::may(&mut conn, who, stream).await?;
         if !access.may_watch() {
             drop(conn);
             if remove_participant(state, stream, &p.identity, "participant.removed_on_join")

@@ -36,6 +36,8 @@ pub enum Action {
     Checkout,
     /// A channel created, by account.
     ChannelCreated,
+    /// A guest's viewer token, by address.
+    GuestToken,
 }
 
 impl Action {
@@ -46,6 +48,7 @@ impl Action {
             Action::PasswordChangeFailed => "password_change_failed",
             Action::Checkout => "checkout",
             Action::ChannelCreated => "channel_created",
+            Action::GuestToken => "guest_token",
         }
     }
 }

@@ -10,7 +10,8 @@
 //! `record_paid` runs in a savepoint.
 //!
 //! Definitions (the README's analytics section says the same for creators):
-//! - A *viewer* is a participant whose LiveKit identity is a user id (the
+//! - A *viewer* is a participant whose LiveKit identity is a user id, or a
+//!   guest's `guest-{id}` (one browser without an account; the
 //!   host's `host-{id}`, ingress and egress are not), who is not on the
 //!   channel's team (owner, moderators) — as on the broadcast page's count.
 //!   Viewers are told apart by that identity, not by `presence.user_id`
@@ -223,9 +224,9 @@ const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at,
 
 /// The viewers' merged sessions of the streams in `s`: `visits(stream_id,
 /// viewer, a, b)`, one row per stretch of uninterrupted presence. `viewer`
-/// is the user id read from the LiveKit identity (a viewer's identity is
-/// their id; the host's is `host-{id}`, not a viewer), so deleted accounts
-/// (`user_id` NULL) still count. Reads `presence` through
+/// is the LiveKit identity of a viewer: a user id (the host's `host-{id}`
+/// is not a viewer), so deleted accounts (`user_id` NULL) still count, or a
+/// guest's `guest-{id}` (counted as viewers too, and apart as `guests`). Reads `presence` through
 /// `presence_stream_id_idx`; `OFFSET 0` works `viewer` out once per row (the
 /// regex only for rows without a user); MATERIALIZED so that no query
 /// rescans the sessions.
@@ -235,15 +236,16 @@ raw AS (
     FROM s CROSS JOIN LATERAL (
            SELECT q.stream_id, q.joined_at AS a,
                   greatest(q.joined_at, coalesce(q.left_at, s.ended_at, now())) AS b,
-                  CASE WHEN q.identity = q.user_id::text THEN q.user_id
-                       WHEN q.user_id IS NULL AND q.identity ~ '^[0-9]{1,18}$' THEN q.identity::int8
+                  CASE WHEN q.identity = q.user_id::text THEN q.identity
+                       WHEN q.user_id IS NULL AND q.identity ~ '^([0-9]{1,18}|guest-[0-9a-f]{32})$' THEN q.identity
                   END AS viewer
              FROM presence q WHERE q.stream_id = s.id
            OFFSET 0) p
    WHERE p.viewer IS NOT NULL
-     AND NOT EXISTS (SELECT 1 FROM channel_members m
-                      WHERE m.channel_id = s.channel_id AND m.user_id = p.viewer)
-     AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.channel_id AND c.owner_id = p.viewer)),
+     AND (p.viewer LIKE 'guest-%' OR (
+          NOT EXISTS (SELECT 1 FROM channel_members m
+                       WHERE m.channel_id = s.channel_id AND m.user_id::text = p.viewer)
+      AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.id = s.channel_id AND c.owner_id::text = p.viewer)))),
 marked AS (
   SELECT stream_id, viewer, a, b,
          CASE WHEN a <= max(b) OVER (PARTITION BY stream_id, viewer ORDER BY a, b

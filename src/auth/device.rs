@@ -13,7 +13,7 @@
 //! changed it. This module only makes and reads the cookie; the decision is
 //! `web::auth::signin`'s.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 pub const COOKIE: &str = "stagepass_device";
@@ -40,14 +40,7 @@ impl DeviceCookie {
 
     /// The request's device cookie, if it has a well-formed one.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, value)| value.trim())
+        super::cookie(headers, COOKIE)
             .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(|v| DeviceCookie(v.to_ascii_lowercase()))
     }
@@ -78,6 +71,7 @@ impl Default for DeviceCookie {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn the_cookie_round_trips_and_only_its_hash_is_kept() {

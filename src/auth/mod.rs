@@ -4,6 +4,7 @@
 
 pub mod csrf;
 pub mod device;
+pub mod guest;
 pub mod password;
 pub mod session_store;
 
@@ -240,4 +241,16 @@ mod tests {
         assert_eq!(safe_next(Some("/s/12?x=1")), "/s/12?x=1");
         assert_eq!(safe_next(None), "/");
     }
+}
+
+/// The value of the request's cookie `name` (the first one), trimmed.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim().to_owned())
 }

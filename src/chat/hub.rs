@@ -5,7 +5,7 @@
 //! never touches the database and never renders.
 //!
 //! The hub also counts each account's open event streams (`open_stream`), per
-//! stream and in all, and refuses one past the caps
+//! stream and in all (guests' by their address, `Holder::Guest`), and refuses one past the caps
 //! (`CHAT_STREAMS_PER_USER_AND_STREAM`, `CHAT_STREAMS_PER_USER`): the
 //! newcomer gets a 429 that says why, the open ones are left alone (closing
 //! the oldest instead would make a seventh tab and the first take turns
@@ -81,21 +81,29 @@ impl CapReached {
     pub fn reason(&self) -> String {
         match self {
             CapReached::PerStream(n) => format!(
-                "You already have {n} chat windows open on this stream, the most one account may. \
+                "You already have {n} chat windows open on this stream, the most one account (or, for guests, one network) may. \
                  Close one, then reload this page."
             ),
             CapReached::PerUser(n) => format!(
-                "You already have {n} chat windows open, the most one account may. \
+                "You already have {n} chat windows open, the most one account (or, for guests, one network) may. \
                  Close some, then reload this page."
             ),
         }
     }
 }
 
+/// Whose open event streams are counted: an account's, or the guests' of
+/// one address (guests have no account to count by).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    Account(UserId),
+    Guest(String),
+}
+
 #[derive(Clone, Default)]
 pub struct Hub {
     topics: Arc<Mutex<HashMap<StreamId, Topic>>>,
-    open: Arc<Mutex<HashMap<UserId, OpenStreams>>>,
+    open: Arc<Mutex<HashMap<Holder, OpenStreams>>>,
     /// Wakes the held-message releaser (a new held message, here or elsewhere).
     pub(crate) release: Arc<Notify>,
 }
@@ -159,12 +167,12 @@ impl Hub {
     /// answer is dropped, unless that would pass one of `caps`.
     pub fn open_stream(
         &self,
-        user: UserId,
+        user: Holder,
         stream: StreamId,
         caps: StreamCaps,
     ) -> Result<OpenStream, CapReached> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = open.entry(user).or_default();
+        let mine = open.entry(user.clone()).or_default();
         let here = mine.by_stream.get(&stream).copied().unwrap_or(0);
         if here >= caps.per_stream {
             return Err(CapReached::PerStream(caps.per_stream));
@@ -223,7 +231,7 @@ impl Drop for Subscription {
 /// One counted open event stream; dropping it (the client went away) uncounts it.
 pub struct OpenStream {
     hub: Hub,
-    user: UserId,
+    user: Holder,
     stream: StreamId,
 }
 
@@ -256,22 +264,26 @@ mod tests {
             per_stream: 2,
             per_user: 3,
         };
-        let (ann, bob) = (UserId(1), UserId(2));
-        let a1 = hub.open_stream(ann, StreamId(1), caps).unwrap();
-        let _a2 = hub.open_stream(ann, StreamId(1), caps).unwrap();
+        let ann = || Holder::Account(UserId(1));
+        let bob = Holder::Account(UserId(2));
+        let a1 = hub.open_stream(ann(), StreamId(1), caps).unwrap();
+        let _a2 = hub.open_stream(ann(), StreamId(1), caps).unwrap();
         assert_eq!(
-            hub.open_stream(ann, StreamId(1), caps).err(),
+            hub.open_stream(ann(), StreamId(1), caps).err(),
             Some(CapReached::PerStream(2))
         );
-        let _a3 = hub.open_stream(ann, StreamId(2), caps).unwrap();
+        let _a3 = hub.open_stream(ann(), StreamId(2), caps).unwrap();
         assert_eq!(
-            hub.open_stream(ann, StreamId(3), caps).err(),
+            hub.open_stream(ann(), StreamId(3), caps).err(),
             Some(CapReached::PerUser(3))
         );
-        // Someone else is not affected.
+        // Someone else is not affected, nor are guests.
         let _b1 = hub.open_stream(bob, StreamId(1), caps).unwrap();
+        let _g1 = hub
+            .open_stream(Holder::Guest("10.0.0.1".into()), StreamId(1), caps)
+            .unwrap();
         drop(a1);
-        let _a4 = hub.open_stream(ann, StreamId(1), caps).unwrap();
+        let _a4 = hub.open_stream(ann(), StreamId(1), caps).unwrap();
     }
 
     #[tokio::test]

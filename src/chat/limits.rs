@@ -25,6 +25,12 @@ pub enum Refusal {
         until: DateTime<Utc>,
     },
     ChatOff,
+    /// Followers-only chat: they do not follow the channel (`wait` None), or
+    /// have not followed it for long enough yet (`wait` until they have).
+    FollowersOnly {
+        min_seconds: i32,
+        wait: Option<std::time::Duration>,
+    },
     StreamEnded,
     Empty,
     TooLong {
@@ -44,6 +50,20 @@ impl Refusal {
             Refusal::Denied(d) => crate::chat::view::chat_denial(*d).to_owned(),
             Refusal::TimedOut { until } => crate::chat::view::timed_out_reason(*until),
             Refusal::ChatOff => "Chat is off for this stream.".to_owned(),
+            Refusal::FollowersOnly { min_seconds, wait } => match wait {
+                None if *min_seconds == 0 => {
+                    "Chat is for the channel's followers: follow it to join in.".to_owned()
+                }
+                None => format!(
+                    "Chat is for people who have followed the channel for at least {}: follow it to join in.",
+                    follow_age(*min_seconds)
+                ),
+                Some(wait) => format!(
+                    "Chat is for people who have followed the channel for at least {}: you can post in {}.",
+                    follow_age(*min_seconds),
+                    crate::limits::wait_in_words(*wait)
+                ),
+            },
             Refusal::StreamEnded => "The stream has ended; chat is closed.".to_owned(),
             Refusal::Empty => "Write a message first.".to_owned(),
             Refusal::TooLong { max, length } => {
@@ -58,6 +78,16 @@ impl Refusal {
             ),
             Refusal::Duplicate => "You just sent that message. Say something new.".to_owned(),
         }
+    }
+}
+
+/// A follow age in words ("10 minutes", "1 hour", "1 day", "1 week").
+pub fn follow_age(seconds: i32) -> String {
+    match seconds {
+        604_800 => "1 week".to_owned(),
+        86_400 => "1 day".to_owned(),
+        3600 => "1 hour".to_owned(),
+        s => crate::limits::wait_in_words(std::time::Duration::from_secs(s.max(0) as u64)),
     }
 }
 
@@ -95,6 +125,23 @@ pub fn check(team: bool, settings: &Settings, body: &str, recent: &Recent) -> Op
     if !settings.enabled {
         return Some(Refusal::ChatOff);
     }
+    if !team && let Some(min) = settings.followers_min_seconds {
+        match recent.followed_seconds {
+            None => {
+                return Some(Refusal::FollowersOnly {
+                    min_seconds: min,
+                    wait: None,
+                });
+            }
+            Some(followed) if followed < f64::from(min) => {
+                return Some(Refusal::FollowersOnly {
+                    min_seconds: min,
+                    wait: Some(std::time::Duration::from_secs_f64(f64::from(min) - followed)),
+                });
+            }
+            Some(_) => {}
+        }
+    }
     if let Some(r) = check_length(body, settings) {
         return Some(r);
     }
@@ -126,6 +173,7 @@ mod tests {
             slow_mode_seconds: 30,
             delay_seconds: 0,
             max_length: 10,
+            followers_min_seconds: None,
         }
     }
 
@@ -135,6 +183,7 @@ mod tests {
             slow_mode_wait: None,
             in_window: 0,
             duplicate: false,
+            followed_seconds: None,
         }
     }
 
@@ -184,5 +233,47 @@ mod tests {
             check(false, &settings(), "", &quiet()),
             Some(Refusal::Empty)
         );
+    }
+
+    #[test]
+    fn followers_only_chat_says_how_long_is_left_and_spares_the_team() {
+        let hour = Settings {
+            followers_min_seconds: Some(3600),
+            ..settings()
+        };
+        let refusal = check(false, &hour, "hi", &quiet()).unwrap();
+        assert_eq!(
+            refusal.reason(),
+            "Chat is for people who have followed the channel for at least 1 hour: follow it to join in."
+        );
+        let fresh = Recent {
+            followed_seconds: Some(60.0 * 48.5),
+            ..quiet()
+        };
+        assert_eq!(
+            check(false, &hour, "hi", &fresh).unwrap().reason(),
+            "Chat is for people who have followed the channel for at least 1 hour: you can post in 12 minutes."
+        );
+        let old = Recent {
+            followed_seconds: Some(3601.0),
+            ..quiet()
+        };
+        assert_eq!(check(false, &hour, "hi", &old), None);
+        assert_eq!(check(true, &hour, "hi", &quiet()), None);
+        let any = Settings {
+            followers_min_seconds: Some(0),
+            ..settings()
+        };
+        assert_eq!(
+            check(false, &any, "hi", &quiet()).unwrap().reason(),
+            "Chat is for the channel's followers: follow it to join in."
+        );
+        assert_eq!(
+            check(false, &any, "hi", &Recent { followed_seconds: Some(0.5), ..quiet() }),
+            None
+        );
+        assert_eq!(follow_age(600), "10 minutes");
+        assert_eq!(follow_age(86_400), "1 day");
+        assert_eq!(follow_age(604_800), "1 week");
     }
 }

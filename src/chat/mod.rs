@@ -237,6 +237,7 @@ fn settings_json(s: &Settings) -> serde_json::Value {
         "slow_mode_seconds": s.slow_mode_seconds,
         "delay_seconds": s.delay_seconds,
         "max_length": s.max_length,
+        "followers_min_seconds": s.followers_min_seconds,
     })
 }
 
@@ -278,7 +279,7 @@ pub fn frame(event: &str, id: Option<i64>, html: &str) -> Bytes {
 pub async fn events(
     state: AppState,
     stream: Stream,
-    user: UserId,
+    user: Option<UserId>,
     access: Access,
     after: Option<i64>,
 ) -> DbResult<impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static> {
@@ -342,7 +343,8 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Stop {
 struct Reader {
     state: AppState,
     stream: Stream,
-    user: UserId,
+    /// None: a guest.
+    user: Option<UserId>,
     team: bool,
     last: i64,
     sub: hub::Subscription,
@@ -433,7 +435,7 @@ impl Reader {
                 }
             }
             ChatEvent::Recheck { user } => {
-                if *user == self.user {
+                if Some(*user) == self.user {
                     Box::pin(self.check_access()).await?;
                 }
             }
@@ -494,7 +496,7 @@ impl Reader {
     /// ends; one whose team role changed is disconnected to reload as what they are now.
     async fn check_access(&mut self) -> Result<(), Stop> {
         let mut conn = self.state.db.get().await?;
-        let access = access::may(&mut conn, Some(self.user), &self.stream).await?;
+        let access = access::may(&mut conn, self.user, &self.stream).await?;
         if access.denial().is_some() {
             let settings = chat_db::settings(&mut conn, self.stream.id).await?;
             drop(conn);

@@ -184,6 +184,8 @@ pub struct ChatForm {
     pub notice: Option<String>,
     pub max_length: i32,
     pub slow_mode_seconds: i32,
+    /// A guest: no box, a way to sign in instead.
+    pub guest: bool,
 }
 
 impl ChatForm {
@@ -203,6 +205,7 @@ impl ChatForm {
             notice: None,
             max_length: settings.max_length,
             slow_mode_seconds: settings.slow_mode_seconds,
+            guest: false,
         }
     }
 }
@@ -289,7 +292,10 @@ impl ChatPanel {
             moderate: access.may_moderate(),
             cursor: 0,
             delay_seconds: settings.delay_seconds,
-            form: ChatForm::new(stream, settings),
+            form: ChatForm {
+                guest: access == Access::Guest,
+                ..ChatForm::new(stream, settings)
+            },
             oob: false,
         }
     }

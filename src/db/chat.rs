@@ -39,7 +39,14 @@ pub struct Settings {
     pub delay_seconds: i32,
     #[diesel(column_name = chat_max_length)]
     pub max_length: i32,
+    /// Followers-only chat: None is off; otherwise how long a viewer must
+    /// have followed the channel to post (0: any follower). The team is exempt.
+    #[diesel(column_name = chat_followers_min_seconds)]
+    pub followers_min_seconds: Option<i32>,
 }
+
+/// The follow ages followers-only chat may ask for (the column's check).
+pub const FOLLOW_AGES: [i32; 5] = [0, 600, 3600, 86_400, 604_800];
 
 pub async fn settings(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryResult<Settings> {
     streams::table
@@ -111,6 +118,7 @@ pub async fn update_settings(
             streams::chat_slow_mode_seconds.eq(s.slow_mode_seconds),
             streams::chat_delay_seconds.eq(s.delay_seconds),
             streams::chat_max_length.eq(s.max_length),
+            streams::chat_followers_min_seconds.eq(s.followers_min_seconds),
             streams::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
@@ -389,6 +397,9 @@ pub struct Recent {
     /// `body` equals one of their last few messages within the duplicate window.
     #[diesel(sql_type = Bool)]
     pub duplicate: bool,
+    /// Seconds since they followed the stream's channel (None: they do not).
+    #[diesel(sql_type = Nullable<Double>)]
+    pub followed_seconds: Option<f64>,
 }
 
 pub struct RecentQuery<'a> {
@@ -418,7 +429,9 @@ pub async fn recent_activity(
                      WHERE m.stream_id = $3 AND m.author_id = $2 \
                        AND m.created_at > now() - make_interval(secs => $6) \
                      ORDER BY m.created_at DESC LIMIT $7) r \
-                   WHERE lower(r.body) = lower($8)) AS duplicate",
+                   WHERE lower(r.body) = lower($8)) AS duplicate, \
+           (SELECT extract(epoch FROM now() - f.created_at)::float8 FROM follows f \
+              WHERE f.channel_id = $1 AND f.user_id = $2) AS followed_seconds",
     )
     .bind::<BigInt, _>(q.channel.0)
     .bind::<BigInt, _>(q.user.0)

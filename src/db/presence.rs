@@ -53,7 +53,7 @@ pub async fn left(conn: &mut AsyncPgConnection, j: &Joined<'_>) -> QueryResult<(
 /// `current_viewers` counts them), for lists of streams.
 pub const VIEWERS_NOW: &str = "SELECT count(DISTINCT p.identity) FROM presence p \
      WHERE p.stream_id = s.id AND p.left_at IS NULL \
-       AND p.identity ~ '^[0-9]{1,18}$' \
+       AND p.identity ~ '^([0-9]{1,18}|guest-[0-9a-f]{32})$' \
        AND (p.user_id IS NULL OR NOT EXISTS ( \
            SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
        AND p.user_id IS DISTINCT FROM c.owner_id";
@@ -73,9 +73,10 @@ pub async fn current_viewers(
             .filter(presence::stream_id.eq(stream))
             .filter(presence::left_at.is_null())
             // Viewers only (`livekit::Participant::Viewer`: the identity is a user
-            // id): not the host, an encoder, ingress, egress or the recorder.
+            // id; `Guest`: `guest-{id}`): not the host, an encoder, ingress,
+            // egress or the recorder.
             .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                "presence.identity ~ '^[0-9]{1,18}$'",
+                "presence.identity ~ '^([0-9]{1,18}|guest-[0-9a-f]{32})$'",
             ))
             .filter(
                 presence::user_id

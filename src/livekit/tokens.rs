@@ -50,6 +50,22 @@ pub fn viewer(
     )
 }
 
+/// A guest on a public stream: subscribe-only, like a viewer.
+pub fn guest(
+    config: &LiveKitConfig,
+    guest: crate::auth::guest::GuestId,
+    room: &str,
+    ttl: Duration,
+) -> Result<String, AccessTokenError> {
+    mint(
+        config,
+        &super::guest_identity(guest),
+        "Guest",
+        subscribe_only(room),
+        ttl.min(VIEWER_TTL),
+    )
+}
+
 /// The channel owner on the broadcast page: publish, subscribe, data, room
 /// admin, and their own attributes (`brb`: since when they paused, which the
 /// watch page shows as "Be right back").

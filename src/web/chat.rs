@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -19,6 +19,7 @@ use super::{FieldErrors, FlashKind, Htmx, Layout, render, render_with};
 use crate::access::{self, Access};
 use crate::auth::{self, CurrentUser, MaybeUser};
 use crate::chat::view::{ChatForm, ChatPanel, FormFragment, PanelFragment};
+use crate::chat::hub::Holder;
 use crate::chat::{self, Deletion, Refusal};
 use crate::db::chat::{self as chat_db, Settings};
 use crate::db::streams::Stream;
@@ -71,22 +72,26 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// GET /s/{id}/chat/events: the SSE stream. 403 unless the access rule says
 /// watch — checked before subscribing; the stream itself re-checks and ends
-/// when the reader loses access. Signed-in readers only, so the caps on open
-/// streams are per account (429 past them, see `chat::hub`).
+/// when the reader loses access. The caps on open streams are per account,
+/// and for guests (public streams) per address (429 past them, see `chat::hub`).
 pub async fn events(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Ids(id): Ids<StreamId>,
     Query(q): Query<EventsQuery>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
     let (stream, access) = chat_stream(&state, user, id).await?;
-    let (Some(user), None) = (user, access.denial()) else {
-        let reason = access
-            .denial()
-            .map_or("Sign in to join the chat.", crate::chat::view::chat_denial);
-        return Err(AppError::forbidden(reason));
+    // An account reads as itself; a guest (a public stream) is counted by address.
+    let holder = match (user, access) {
+        (_, Access::Denied(d)) => {
+            return Err(AppError::forbidden(crate::chat::view::chat_denial(d)));
+        }
+        (Some(user), _) => Holder::Account(user),
+        (None, Access::Guest) => Holder::Guest(super::client::client_ip(&state, &headers, peer)),
+        (None, _) => return Err(AppError::forbidden("Sign in to join the chat.")),
     };
     // Counted until the client goes away (the slot moves into the response
     // stream); past the caps, a 429 that says why.
@@ -96,7 +101,7 @@ pub async fn events(
     };
     let slot = state
         .chat
-        .open_stream(user, stream.id, caps)
+        .open_stream(holder, stream.id, caps)
         .map_err(|cap| AppError::TooManyRequests(cap.reason()))?;
     let resume = headers
         .get("last-event-id")
@@ -146,7 +151,9 @@ pub struct PostForm {
 /// The HTTP status of a refusal: who you are (403), what you sent (422), how fast (429).
 fn refusal_status(r: &Refusal) -> StatusCode {
     match r {
-        Refusal::Denied(_) | Refusal::TimedOut { .. } => StatusCode::FORBIDDEN,
+        Refusal::Denied(_) | Refusal::TimedOut { .. } | Refusal::FollowersOnly { .. } => {
+            StatusCode::FORBIDDEN
+        }
         Refusal::ChatOff | Refusal::StreamEnded | Refusal::Empty | Refusal::TooLong { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -231,6 +238,9 @@ pub struct SettingsInput {
     delay_seconds: String,
     #[serde(default)]
     max_length: String,
+    /// "off", or the follow age in seconds (`db::chat::FOLLOW_AGES`).
+    #[serde(default)]
+    followers: String,
 }
 
 fn whole_number(
@@ -282,6 +292,16 @@ fn check_settings(input: &SettingsInput, errors: &mut FieldErrors) -> Option<Set
             1..=2000,
             "The maximum length",
         ),
+        followers_min_seconds: match input.followers.trim() {
+            "" | "off" => None,
+            v => match v.parse::<i32>() {
+                Ok(age) if crate::db::chat::FOLLOW_AGES.contains(&age) => Some(age),
+                _ => {
+                    errors.add("followers", "Choose who may chat from the list.");
+                    None
+                }
+            },
+        },
     };
     errors.is_empty().then_some(settings)
 }
@@ -324,6 +344,7 @@ pub async fn settings(
             slow_mode_seconds: input.slow_mode_seconds,
             delay_seconds: input.delay_seconds,
             max_length: input.max_length,
+            followers: input.followers,
             errors,
             saved: false,
             csrf_token: layout.csrf_token,

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -19,6 +19,7 @@ use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
+use crate::auth::guest::GuestId;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
 use crate::db::presence;
@@ -212,6 +213,8 @@ pub async fn live_stats_fragment(
 pub async fn token(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -234,7 +237,10 @@ pub async fn token(
     if stream.status != Status::Live {
         return Ok(refuse(StatusCode::CONFLICT, "This stream is not live."));
     }
-    let user = user.expect("the access rule denies anonymous users");
+    let Some(user) = user else {
+        // Only a guest gets this far without an account (`Access::Guest`).
+        return guest_token(&state, &stream, &headers, peer, ttl).await;
+    };
     let token = tokens::viewer(
         &state.config.livekit,
         user.id,
@@ -250,6 +256,55 @@ pub async fn token(
         identity: user.id.to_string(),
     })
     .into_response())
+}
+
+/// A guest's token for a public stream: their id from the guest cookie (a
+/// new one, and the cookie, on their first token), limited per address.
+async fn guest_token(
+    state: &AppState,
+    stream: &Stream,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+    ttl: std::time::Duration,
+) -> AppResult<Response> {
+    let ip = super::client::client_ip(state, headers, peer);
+    let limit = state.config.limits.guest_tokens_per_address;
+    let mut conn = state.db.get().await?;
+    if let Err(refused) =
+        crate::limits::take(&mut conn, crate::limits::Action::GuestToken, &ip, limit).await?
+    {
+        tracing::info!(%ip, "guest tokens throttled");
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many guests are watching from your network. Wait {} or sign in to watch.",
+                refused.wait()
+            ),
+        );
+        if let Ok(v) = refused.retry_after_secs().to_string().parse() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return Ok(response);
+    }
+    drop(conn);
+    let known = GuestId::from_headers(headers);
+    let guest = known.unwrap_or_default();
+    let token = tokens::guest(&state.config.livekit, guest, &stream.room_name, ttl)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("minting a guest token: {e}")))?;
+    metrics::counter!("livekit_tokens_issued_total", "kind" => "guest").increment(1);
+    let mut response = Json(TokenResponse {
+        token,
+        url: state.config.livekit.public_url.to_string(),
+        identity: crate::livekit::guest_identity(guest),
+    })
+    .into_response();
+    if known.is_none() {
+        response.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            guest.set_cookie(state.config.secure_cookies()),
+        );
+    }
+    Ok(response)
 }
 
 /// The viewer's time left (htmx refreshes it every minute, so an extension

@@ -219,12 +219,13 @@ async fn a_public_stream_is_watched_by_anyone_signed_in_but_not_by_the_banned() 
 }
 
 #[tokio::test]
-async fn anonymous_visitors_must_sign_in_even_for_public_streams() {
+async fn anonymous_visitors_are_guests_on_public_streams_and_sign_in_for_pass_streams() {
     let w = world().await;
     let public = builders::stream(&w.app, &w.channel, AccessKind::Public).await;
     assert_eq!(may(&w, None).await, Access::Denied(Denial::SignInRequired));
     let a = access::may(&mut *w.app.conn().await, None, &public)
         .await
         .unwrap();
-    assert_eq!(a, Access::Denied(Denial::SignInRequired));
+    assert_eq!(a, Access::Guest);
+    assert!(a.may_watch() && !a.may_moderate() && a.denial().is_none());
 }

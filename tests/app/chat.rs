@@ -259,7 +259,7 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
     let events = stagepass::chat::events(
         chat.app.state.clone(),
         stream.clone(),
-        chat.viewer_id,
+        Some(chat.viewer_id),
         access,
         Some(0),
     )
@@ -948,4 +948,62 @@ async fn one_account_may_hold_only_so_many_chat_streams_and_is_told_why() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test]
+async fn followers_only_chat_refuses_strangers_and_fresh_followers_with_the_time_left() {
+    let chat = setup().await;
+    // A follow age outside the list is refused next to its field.
+    let page = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"),
+                    ("max_length", "500"), ("followers", "42")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text_of("#chat-followers-error").contains("Choose who may chat"));
+    let page = chat
+        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"),
+                    ("max_length", "500"), ("followers", "3600")])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        page.attr("#chat-followers option[selected]", "value").as_deref(),
+        Some("3600")
+    );
+
+    // Not a follower: follow first.
+    let page = chat.say(&chat.viewer, "hello").await;
+    assert!(
+        page.text_of(".chat-error")
+            .contains("followed the channel for at least 1 hour: follow it to join in"),
+        "{} {}",
+        page.status,
+        page.text
+    );
+    // A fresh follower: told how long is left.
+    let followed = chat
+        .viewer
+        .post_htmx(&format!("/c/{}/follow", chat.channel.handle), &[])
+        .await;
+    assert_eq!(followed.status, StatusCode::OK, "{}", followed.text);
+    let page = chat.say(&chat.viewer, "hello").await;
+    assert!(
+        page.text_of(".chat-error").contains("you can post in 60 minutes"),
+        "{}",
+        page.text
+    );
+    assert_eq!(chat.message_count().await, 0);
+    // The team is exempt.
+    let moderator = chat.moderator().await;
+    chat.said(&moderator, "welcome").await;
+    chat.said(&chat.owner, "hi all").await;
+    // Past the age, the follower posts.
+    diesel::sql_query(
+        "UPDATE follows SET created_at = now() - interval '61 minutes' WHERE user_id = $1",
+    )
+    .bind::<BigInt, _>(chat.viewer_id.0)
+    .execute(&mut *chat.app.conn().await)
+    .await
+    .unwrap();
+    chat.said(&chat.viewer, "hello").await;
+    assert_eq!(chat.message_count().await, 3);
 }

@@ -17,7 +17,7 @@ use stagepass::db::StreamId;
 use stagepass::db::recordings::{Recording, Status};
 use stagepass::db::schema::recordings;
 
-use crate::util::browser::{Browser, TIMEOUT};
+use crate::util::browser::{Browser, TIMEOUT, copy_to_docs};
 use crate::util::{PASSWORD, TestApp};
 
 const CREATOR: &str = "hana@example.com";
@@ -152,17 +152,6 @@ async fn soft_wait(b: &Browser, script: &str, timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Refreshes the README's pictures only when asked (`STAGEPASS_UPDATE_DOCS=1
-/// make test`), so an ordinary test run leaves the work tree clean.
-fn copy_to_docs(shot: &PathBuf, name: &str) {
-    if std::env::var_os("STAGEPASS_UPDATE_DOCS").is_none() {
-        return;
-    }
-    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::copy(shot, docs.join(name)).unwrap();
 }
 
 #[tokio::test]

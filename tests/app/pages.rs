@@ -262,3 +262,69 @@ async fn a_refused_sign_up_leaves_the_console_clean() {
     );
     b.close().await;
 }
+
+/// The operator's console in Chromium: its overview as the README shows it,
+/// a suspension done through the page (htmx swaps the user's row, after the
+/// confirmation), and at 390 px every console page fits the screen.
+#[tokio::test]
+async fn the_console_on_a_desktop_and_on_a_phone() {
+    let studio = Studio::spawn("console", AccessKind::Public).await;
+    let app = &studio.app;
+    builders::go_live(&studio.owner, studio.stream.id).await;
+    let (_, viewer) = builders::user(app, "viewer@example.com", "Vera Viewer").await;
+    builders::user(app, "root@example.com", "Rita Root").await;
+    stagepass::db::users::set_admin(&mut *app.conn().await, "root@example.com", true)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.resize(1280, 900).await;
+    b.sign_in(&app.url, "root@example.com", PASSWORD).await;
+    b.goto(&format!("{}/admin", app.url)).await;
+    b.wait_for("#live-now").await;
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pages/admin.png");
+    b.screenshot(&shot).await;
+    crate::util::browser::copy_to_docs(&shot, "admin.png");
+
+    b.goto(&format!("{}/admin/users?q=viewer", app.url)).await;
+    let row = format!("#user-{viewer}");
+    b.click(&format!("{row} .suspend summary")).await;
+    b.wait_for(&format!("#suspend-reason-{viewer}"))
+        .await
+        .send_keys("Spam in chat")
+        .await
+        .unwrap();
+    b.click(&format!("{row} .suspend-form [type=submit]")).await;
+    assert!(b.accept_dialog().await.contains("viewer@example.com"));
+    b.wait_for(&format!("{row}[data-state=suspended] .form-success"))
+        .await;
+    assert!(
+        b.text(&format!("{row} .suspended-reason"))
+            .await
+            .contains("Spam in chat")
+    );
+
+    b.resize(390, 844).await;
+    for path in [
+        "/admin",
+        "/admin/applications",
+        "/admin/users",
+        "/admin/channels",
+        "/admin/audit",
+    ] {
+        b.goto(&format!("{}{path}", app.url)).await;
+        b.wait_for("#admin-nav").await;
+        let name = path.trim_matches('/').replace('/', "-");
+        b.screenshot(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/pages")
+                .join(format!("phone-{name}.png")),
+        )
+        .await;
+        let seen = b.js(TOO_WIDE).await;
+        assert_eq!(seen["overflow"], 0, "{path} scrolls sideways: {seen}");
+        assert_eq!(seen["wide"], serde_json::json!([]), "{path}: {seen}");
+    }
+    b.close().await;
+}

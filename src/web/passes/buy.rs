@@ -140,7 +140,7 @@ pub async fn for_stream(
     let note = match access {
         Access::Publish | Access::Moderate => AccessNote::Team,
         Access::Watch { until: Some(t) } => AccessNote::Until(Moment::new(t)),
-        Access::Watch { until: None } => AccessNote::Public,
+        Access::Watch { until: None } | Access::Guest => AccessNote::Public,
         Access::Denied(Denial::PassEnded) => AccessNote::Ended,
         Access::Denied(Denial::Banned) => AccessNote::Banned,
         Access::Denied(_) => AccessNote::None,

@@ -200,6 +200,8 @@ pub struct ChatSettingsForm {
     pub slow_mode_seconds: String,
     pub delay_seconds: String,
     pub max_length: String,
+    /// Who may post: "off" (everyone who may watch) or a follow age in seconds.
+    pub followers: String,
     pub errors: FieldErrors,
     /// After an htmx save: "Saved." inside the swapped part.
     pub saved: bool,
@@ -207,6 +209,23 @@ pub struct ChatSettingsForm {
 }
 
 impl ChatSettingsForm {
+    /// The choices of who may post: (value, label).
+    pub fn followers_choices(&self) -> Vec<(String, String)> {
+        let mut choices = vec![("off".to_owned(), "Everyone who may watch".to_owned())];
+        for age in crate::db::chat::FOLLOW_AGES {
+            let label = if age == 0 {
+                "Followers of the channel".to_owned()
+            } else {
+                format!(
+                    "Followers of at least {}",
+                    crate::chat::limits::follow_age(age)
+                )
+            };
+            choices.push((age.to_string(), label));
+        }
+        choices
+    }
+
     pub fn new(stream_id: StreamId, s: &Settings, csrf_token: &str) -> Self {
         ChatSettingsForm {
             stream_id,
@@ -214,6 +233,9 @@ impl ChatSettingsForm {
             slow_mode_seconds: s.slow_mode_seconds.to_string(),
             delay_seconds: s.delay_seconds.to_string(),
             max_length: s.max_length.to_string(),
+            followers: s
+                .followers_min_seconds
+                .map_or_else(|| "off".to_owned(), |m| m.to_string()),
             errors: FieldErrors::default(),
             saved: false,
             csrf_token: csrf_token.to_owned(),

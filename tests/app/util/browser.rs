@@ -490,3 +490,14 @@ fn truthy(v: &Value) -> bool {
         Value::Array(_) | Value::Object(_) => true,
     }
 }
+
+/// Refreshes a README picture from `shot` only when asked (`STAGEPASS_UPDATE_DOCS=1
+/// make test`), so an ordinary test run leaves the work tree clean.
+pub fn copy_to_docs(shot: &Path, name: &str) {
+    if std::env::var_os("STAGEPASS_UPDATE_DOCS").is_none() {
+        return;
+    }
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(shot, docs.join(name)).unwrap();
+}
