@@ -531,3 +531,98 @@ async fn a_viewer_follows_from_the_channel_page_and_the_bell_shows_the_go_live()
         .await;
     viewer.close().await;
 }
+
+/// A guest: never signed in, they watch a public stream in Chromium (the
+/// video plays) and read its chat live, but the chat has no box for them.
+/// They are in the room as `guest-…`, subscribe-only, and counted as a viewer.
+#[tokio::test]
+async fn a_guest_watches_a_public_stream_and_reads_the_chat_without_an_account() {
+    let studio = crate::util::builders::Studio::spawn("open-house", AccessKind::Public).await;
+    let app = &studio.app;
+    let (fan_http, _) = crate::util::builders::user(app, "fan@example.com", "Fay Fan").await;
+    let owner =
+        crate::util::browser::go_live_at(&app.url, "owner@example.com", studio.stream.id).await;
+    let watch_url = format!("{}/s/{}", app.url, studio.stream.id);
+
+    let guest = Browser::start().await;
+    guest.goto(&watch_url).await;
+    guest.wait_for("#player").await;
+    let started = guest
+        .wait_until(
+            "the stream video to play for the guest",
+            "const v = document.getElementById('stream-video'); \
+             return v.videoWidth > 0 && v.currentTime > 0 && v.currentTime",
+            TIMEOUT,
+        )
+        .await
+        .as_f64()
+        .unwrap();
+    guest
+        .wait_until(
+            "the guest's video to advance",
+            &format!("return document.getElementById('stream-video').currentTime > {started} + 1"),
+            Duration::from_secs(10),
+        )
+        .await;
+    // No box: a way to sign in instead.
+    assert!(guest.has(".chat-guest a[href^='/signin']").await);
+    assert!(!guest.has(".chat-form input[name=body]").await);
+    guest
+        .wait_until(
+            "the guest's chat stream to connect",
+            "return [...document.querySelectorAll('[sse-connect]')].every(e => e['htmx-internal-data']?.sseEventSource?.readyState === 1)",
+            TIMEOUT,
+        )
+        .await;
+    let said = fan_http
+        .post_htmx(
+            &format!("/s/{}/chat", studio.stream.id),
+            &[("body", "hello guests")],
+        )
+        .await;
+    assert_eq!(said.status, reqwest::StatusCode::OK, "{}", said.text);
+    guest
+        .wait_until(
+            "the fan's message on the guest's page",
+            "return [...document.querySelectorAll('.chat-msg')].some(li => li.innerText.includes('hello guests'))",
+            TIMEOUT,
+        )
+        .await;
+
+    // In the room as a guest, publishing nothing; counted as a viewer.
+    let people = app
+        .state
+        .livekit
+        .rooms
+        .list_participants(&studio.stream.room_name)
+        .await
+        .unwrap();
+    let them = people
+        .iter()
+        .find(|p| p.identity.starts_with("guest-"))
+        .unwrap_or_else(|| panic!("no guest in the room: {people:?}"));
+    assert!(them.tracks.is_empty());
+    assert_eq!(
+        stagepass::livekit::Participant::parse(&them.identity),
+        stagepass::livekit::Participant::Guest(
+            stagepass::auth::guest::GuestId::parse(&them.identity["guest-".len()..]).unwrap()
+        )
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let viewers = stagepass::db::presence::current_viewers(
+            &mut *app.conn().await,
+            studio.stream.id,
+            studio.channel.id,
+        )
+        .await
+        .unwrap();
+        if viewers == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the guest is not counted: {viewers}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    guest.close().await;
+    owner.close().await;
+}

@@ -39,4 +39,5 @@ mod studio;
 mod channel_settings;
 mod discover;
 mod follow;
+mod guests;
 mod thumbnails;

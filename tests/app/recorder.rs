@@ -38,40 +38,13 @@ async fn broadcasting() -> Studio {
     let (owner_http, owner_id) = builders::user(&app, "host@example.com", "Hana Host").await;
     let channel = builders::channel(&app, owner_id, "hana").await;
     let stream = builders::stream(&app, &channel, AccessKind::Pass).await;
-    let owner = go_live_at(&app.url, &stream).await;
+    let owner = crate::util::browser::go_live_at(&app.url, "host@example.com", stream.id).await;
     Studio {
         app,
         owner,
         owner_http,
         stream,
     }
-}
-
-/// The owner, in Chromium, signs in at `url` and goes live from the
-/// broadcast page with the fake camera.
-async fn go_live_at(url: &str, stream: &Stream) -> Browser {
-    let owner = Browser::start().await;
-    owner.sign_in(url, "host@example.com", PASSWORD).await;
-    owner
-        .goto(&format!("{url}/studio/streams/{}/broadcast", stream.id))
-        .await;
-    owner
-        .wait_until(
-            "the camera preview",
-            "return document.getElementById('preview').videoWidth > 0",
-            TIMEOUT,
-        )
-        .await;
-    owner.click("#go-live-form [type=submit]").await;
-    owner.wait_for("#broadcast[data-status=live]").await;
-    owner
-        .wait_until(
-            "the broadcast to connect",
-            "return document.getElementById('connection-state')?.dataset.state === 'live'",
-            LONG,
-        )
-        .await;
-    owner
 }
 
 impl Studio {
@@ -370,7 +343,7 @@ async fn when_the_recording_instance_is_killed_the_other_continues_and_the_repla
     let b = crate::util::instance::Instance::start(&a).await;
 
     // The owner broadcasts from B and records there: B holds the recording.
-    let owner = go_live_at(&b.url, &stream).await;
+    let owner = crate::util::browser::go_live_at(&b.url, "host@example.com", stream.id).await;
     owner.click("#recording-start-form [type=submit]").await;
     owner.wait_for("#recording-stop-form").await;
 

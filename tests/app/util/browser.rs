@@ -501,3 +501,30 @@ pub fn copy_to_docs(shot: &Path, name: &str) {
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::copy(shot, docs.join(name)).unwrap();
 }
+
+/// The owner `email`, in Chromium, signs in at `url` and goes live with
+/// stream `stream` from the broadcast page, with the fake camera.
+pub async fn go_live_at(url: &str, email: &str, stream: stagepass::db::StreamId) -> Browser {
+    let owner = Browser::start().await;
+    owner.sign_in(url, email, crate::util::PASSWORD).await;
+    owner
+        .goto(&format!("{url}/studio/streams/{stream}/broadcast"))
+        .await;
+    owner
+        .wait_until(
+            "the camera preview",
+            "return document.getElementById('preview').videoWidth > 0",
+            TIMEOUT,
+        )
+        .await;
+    owner.click("#go-live-form [type=submit]").await;
+    owner.wait_for("#broadcast[data-status=live]").await;
+    owner
+        .wait_until(
+            "the broadcast to connect",
+            "return document.getElementById('connection-state')?.dataset.state === 'live'",
+            2 * TIMEOUT,
+        )
+        .await;
+    owner
+}
