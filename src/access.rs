@@ -21,6 +21,11 @@
 //! exists only for its team: to everyone else its streams are answered as
 //! missing ones (`Denial::Unavailable`, see `may_know_of`).
 //!
+//! Free previews (`preview`, `start_preview`): someone the rule denies a
+//! live pass-only stream for want of a pass (or an account) may watch its
+//! free preview once, when the owner set one; the enforcer keeps them in the
+//! room until it ends (`present_but_denied`), and no longer.
+//!
 //! Replays (`may_replay`): the team always; a viewer only when `may` says
 //! watch *and* an active grant covering the stream includes replays.
 //!
@@ -40,6 +45,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::channels::{Channel, Role};
 use crate::db::streams::{AccessKind, Status, Stream};
+use crate::db::previews::{self, Previewer};
 use crate::db::{ChannelId, StreamId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,7 +314,7 @@ static GIVEN_SQL: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(||
 /// A test holds this list to `Stream`'s own selection.
 const STREAM_COLUMNS: &str = "st.id, st.channel_id, st.title, st.description, st.access, \
      st.status, st.scheduled_at, st.started_at, st.ended_at, st.room_name, st.record_on_live, \
-     st.peak_viewers, st.created_at";
+     st.peak_viewers, st.created_at, st.preview_seconds";
 
 /// `StreamFactsQuery`'s text around its two binds (u, the stream): the
 /// stream's row, with `p` taken from it.
@@ -588,9 +594,14 @@ pub struct Intruder {
     pub identity: String,
 }
 
+/// SQL: presence `p` in stream `s` has a free preview running.
+const PREVIEWING: &str = "EXISTS (SELECT 1 FROM previews pv WHERE pv.stream_id = s.id \
+     AND pv.identity = p.identity AND now() < pv.ends_at)";
+
 /// Everyone present in a live room whom the rule denies right now — the same
 /// rule as `may`, over all present viewers at once (for the enforcer): users
-/// it denies, and guests in a stream that is no longer public.
+/// it denies, and guests in a stream that is not public, unless their free
+/// preview is running.
 pub async fn present_but_denied(
     conn: &mut AsyncPgConnection,
 ) -> diesel::QueryResult<Vec<Intruder>> {
@@ -603,8 +614,10 @@ pub async fn present_but_denied(
                  AND (EXISTS (SELECT 1 FROM users su WHERE {suspended}) \
                       OR (NOT {team} \
                           AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
-                               OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active})))))) \
-                OR (p.user_id IS NULL AND p.identity LIKE 'guest-%' AND s.access = $2))",
+                               OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active}) \
+                                   AND NOT {previewing}))))) \
+                OR (p.user_id IS NULL AND p.identity LIKE 'guest-%' AND s.access = $2 AND NOT {previewing}))",
+        previewing = PREVIEWING,
         suspended = sql::with(sql::SUSPENDED, u, c, st),
         team = sql::with(sql::TEAM, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
@@ -616,8 +629,8 @@ pub async fn present_but_denied(
     .await
 }
 
-/// Seconds until the next moment a present viewer's grant ends (None: nobody's
-/// does), measured by the database clock.
+/// Seconds until the next moment a present viewer's grant or free preview
+/// ends (None: nobody's does), measured by the database clock.
 pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<f64>> {
     #[derive(QueryableByName)]
     struct Next {
@@ -625,11 +638,17 @@ pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult
         seconds: Option<f64>,
     }
     let (u, c, st) = ("p.user_id", "s.channel_id", "s.id");
+    // The next grant of a present viewer to end, or the next free preview.
     let next: Next = diesel::sql_query(format!(
-        "SELECT extract(epoch FROM min(g.expires_at) - now())::float8 AS seconds FROM presence p \
-         JOIN streams s ON s.id = p.stream_id AND s.status = $1 AND s.access = $2 \
-         JOIN access_grants g ON {active} \
-         WHERE p.left_at IS NULL AND p.user_id IS NOT NULL",
+        "SELECT extract(epoch FROM least( \
+           (SELECT min(g.expires_at) FROM presence p \
+              JOIN streams s ON s.id = p.stream_id AND s.status = $1 AND s.access = $2 \
+              JOIN access_grants g ON {active} \
+             WHERE p.left_at IS NULL AND p.user_id IS NOT NULL), \
+           (SELECT min(pv.ends_at) FROM presence p \
+              JOIN streams s ON s.id = p.stream_id AND s.status = $1 AND s.access = $2 \
+              JOIN previews pv ON pv.stream_id = s.id AND pv.identity = p.identity AND now() < pv.ends_at \
+             WHERE p.left_at IS NULL)) - now())::float8 AS seconds",
         active = sql::with(sql::ACTIVE_GRANT, u, c, st),
     ))
     .bind::<Text, _>(Status::Live)
@@ -637,6 +656,75 @@ pub async fn next_expiry_in(conn: &mut AsyncPgConnection) -> diesel::QueryResult
     .get_result(conn)
     .await?;
     Ok(next.seconds)
+}
+
+/// A free preview of a pass-only stream, for someone the rule denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preview {
+    /// Not for them: the stream has no preview or is not live, or the rule's
+    /// no is not about a pass (banned, suspended).
+    None,
+    /// Theirs to start: this many seconds.
+    Available { seconds: i32 },
+    /// Theirs runs until then.
+    Running { until: DateTime<Utc> },
+    /// Theirs is over (once per stream).
+    Used,
+}
+
+/// The preview `stream` offers to someone `access` describes: its length,
+/// or None.
+pub fn preview_offered(stream: &Stream, access: Access) -> Option<i32> {
+    let wants_a_pass = matches!(
+        access,
+        Access::Denied(Denial::PassRequired | Denial::PassEnded | Denial::SignInRequired)
+    );
+    (wants_a_pass && stream.access == AccessKind::Pass && stream.status == Status::Live)
+        .then_some(stream.preview_seconds)
+        .flatten()
+}
+
+/// Where `who`, whom the rule gave `access`, stands with `stream`'s preview.
+pub async fn preview(
+    conn: &mut AsyncPgConnection,
+    stream: &Stream,
+    access: Access,
+    who: &Previewer,
+) -> diesel::QueryResult<Preview> {
+    let Some(seconds) = preview_offered(stream, access) else {
+        return Ok(Preview::None);
+    };
+    Ok(match previews::find(conn, stream.id, who).await? {
+        None => Preview::Available { seconds },
+        Some(found) if found.running => Preview::Running {
+            until: found.ends_at,
+        },
+        Some(_) => Preview::Used,
+    })
+}
+
+/// Starts `who`'s preview of `stream` (or finds the one they had): Running
+/// or Used, or None when none is offered to them. Answers whether it started now.
+pub async fn start_preview(
+    conn: &mut AsyncPgConnection,
+    stream: &Stream,
+    access: Access,
+    who: &Previewer,
+) -> diesel::QueryResult<(Preview, bool)> {
+    let Some(seconds) = preview_offered(stream, access) else {
+        return Ok((Preview::None, false));
+    };
+    let (found, started) = previews::start(conn, stream.id, who, seconds).await?;
+    Ok((
+        if found.running {
+            Preview::Running {
+                until: found.ends_at,
+            }
+        } else {
+            Preview::Used
+        },
+        started,
+    ))
 }
 
 /// May `user` play the recordings of `stream`?

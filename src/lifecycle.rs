@@ -481,7 +481,7 @@ fn joined_time(
 }
 
 /// Someone joined the room: if the access rule no longer lets them be there
-/// (their token outlived their right), they are removed at once, and their
+/// (their token outlived their right, and no free preview of theirs runs), they are removed at once, and their
 /// older tokens revoked so a reconnect does not bring them back. An encoder
 /// with the stream's current key makes the stream live; one with a reset
 /// key (or on an ended stream) is removed the same way.
@@ -514,7 +514,9 @@ async fn participant_joined(
     };
     if let Some(who) = asked {
         let access = crate::access::may(&mut conn, who, stream).await?;
-        if !access.may_watch() {
+        if !access.may_watch()
+            && !db::previews::running_for(&mut conn, stream.id, &p.identity).await?
+        {
             drop(conn);
             if remove_participant(state, stream, &p.identity, "participant.removed_on_join")
                 .await

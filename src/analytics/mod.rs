@@ -66,6 +66,8 @@ pub enum Step {
     /// The watch page, shown to someone the access rule denies (sign in,
     /// pass required, pass ended).
     DeniedVisit,
+    /// A free preview started (a pass-only stream with a preview).
+    Previewed,
     /// A page of passes on sale (a stream's or the channel's).
     PassPage,
     /// An order was created.
@@ -75,8 +77,9 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 4] = [
+    pub const ALL: [Step; 5] = [
         Step::DeniedVisit,
+        Step::Previewed,
         Step::PassPage,
         Step::CheckoutStarted,
         Step::Paid,
@@ -86,6 +89,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::DeniedVisit => "denied_visit",
+            Step::Previewed => "previewed",
             Step::PassPage => "pass_page",
             Step::CheckoutStarted => "checkout_started",
             Step::Paid => "paid",
@@ -100,6 +104,7 @@ impl Step {
     pub fn label(self) -> &'static str {
         match self {
             Step::DeniedVisit => "Arrived: the stream without access, or a pass page",
+            Step::Previewed => "Watched the free preview",
             Step::PassPage => "Opened a pass page",
             Step::CheckoutStarted => "Then started a checkout",
             Step::Paid => "Then paid (or took a free pass)",
@@ -484,6 +489,16 @@ impl FunnelStep {
     pub fn step(&self) -> Option<Step> {
         Step::parse(&self.step)
     }
+
+    /// In words, for the creator.
+    pub fn label(&self) -> &'static str {
+        match self.step() {
+            Some(Step::Previewed) => "Of those who arrived: watched the free preview",
+            Some(step) => step.label(),
+            None if self.step == "preview_paid" => "Of those: then paid",
+            None => "?",
+        }
+    }
 }
 
 /// The funnel of one stream (`stream` set: events of that stream only) or
@@ -496,6 +511,10 @@ impl FunnelStep {
 /// 3. a checkout started, by someone who opened a pass page;
 /// 4. paid, by someone counted in 3.
 ///
+/// Then the free preview's two rows: of those who arrived, who watched the
+/// preview (`previewed`), and of those, who paid (`preview_paid`): the
+/// preview's conversion to a purchase.
+///
 /// The channel's team (looking at their own pages) is not counted.
 pub async fn funnel(
     conn: &mut AsyncPgConnection,
@@ -507,6 +526,7 @@ pub async fn funnel(
            SELECT f.visitor, \
                   bool_or(f.step IN ('denied_visit', 'pass_page')) AS arrived, \
                   bool_or(f.step = 'pass_page') AS pass_page, \
+                  bool_or(f.step = 'previewed') AS previewed, \
                   bool_or(f.step = 'checkout_started') AS checkout, \
                   bool_or(f.step = 'paid') AS paid \
              FROM funnel_events f \
@@ -519,14 +539,18 @@ pub async fn funnel(
          n AS (SELECT count(*) FILTER (WHERE arrived) AS n1, \
                       count(*) FILTER (WHERE pass_page) AS n2, \
                       count(*) FILTER (WHERE pass_page AND checkout) AS n3, \
-                      count(*) FILTER (WHERE pass_page AND checkout AND paid) AS n4 \
+                      count(*) FILTER (WHERE pass_page AND checkout AND paid) AS n4, \
+                      count(*) FILTER (WHERE arrived AND previewed) AS p1, \
+                      count(*) FILTER (WHERE arrived AND previewed AND paid) AS p2 \
                  FROM reached) \
          SELECT steps.step, steps.visitors, \
                 (100.0 * steps.visitors / nullif(steps.previous, 0))::float8 AS of_previous \
            FROM n CROSS JOIN LATERAL (VALUES (1, 'denied_visit', n1, NULL::int8), \
                                              (2, 'pass_page', n2, n1), \
                                              (3, 'checkout_started', n3, n2), \
-                                             (4, 'paid', n4, n3)) AS steps(pos, step, visitors, previous) \
+                                             (4, 'paid', n4, n3), \
+                                             (5, 'previewed', p1, n1), \
+                                             (6, 'preview_paid', p2, p1)) AS steps(pos, step, visitors, previous) \
           ORDER BY steps.pos",
     )
     .bind::<BigInt, _>(channel.0)

@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod orders;
 pub mod passes;
 pub mod presence;
+pub mod previews;
 pub mod recordings;
 pub mod schema;
 pub mod sessions;

@@ -231,6 +231,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    previews (id) {
+        id -> Int8,
+        stream_id -> Int8,
+        user_id -> Nullable<Int8>,
+        identity -> Text,
+        address -> Text,
+        started_at -> Timestamptz,
+        ends_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     rate_limit_events (id) {
         id -> Int8,
         action -> Text,
@@ -324,6 +336,7 @@ diesel::table! {
         thumbnail_key -> Nullable<Text>,
         ingress_generation -> Int4,
         chat_followers_min_seconds -> Nullable<Int4>,
+        preview_seconds -> Nullable<Int4>,
     }
 }
 
@@ -411,6 +424,8 @@ diesel::joinable!(orders -> streams (stream_id));
 diesel::joinable!(orders -> users (user_id));
 diesel::joinable!(presence -> streams (stream_id));
 diesel::joinable!(presence -> users (user_id));
+diesel::joinable!(previews -> streams (stream_id));
+diesel::joinable!(previews -> users (user_id));
 diesel::joinable!(recording_parts -> recordings (recording_id));
 diesel::joinable!(recordings -> streams (stream_id));
 diesel::joinable!(redeem_codes -> access_passes (pass_id));
@@ -440,6 +455,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     orders,
     presence,
+    previews,
     rate_limit_events,
     recording_parts,
     recordings,

@@ -43,6 +43,9 @@ pub struct Stream {
     pub record_on_live: bool,
     pub peak_viewers: i32,
     pub created_at: DateTime<Utc>,
+    /// A free preview for visitors without a pass (pass-only streams): its
+    /// length in seconds, 30–600; None: no preview.
+    pub preview_seconds: Option<i32>,
 }
 
 // The room name is a capability of sorts (unguessable): keep it out of logs.
@@ -80,6 +83,7 @@ pub struct StreamChanges<'a> {
     pub access: Option<AccessKind>,
     pub scheduled_at: Option<Option<DateTime<Utc>>>,
     pub record_on_live: Option<bool>,
+    pub preview_seconds: Option<Option<i32>>,
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: StreamId) -> QueryResult<Option<Stream>> {

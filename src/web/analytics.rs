@@ -18,7 +18,7 @@ use super::{Layout, render, view};
 use crate::analytics::charts::{self, Chart, Series, Unit};
 use crate::analytics::export::{self, ChannelMoney, Money};
 use crate::analytics::{
-    self, Bucket, DayRevenue, FunnelStep, Sales, Step, StreamFigures, duration_label, money,
+    self, Bucket, DayRevenue, FunnelStep, Sales, StreamFigures, duration_label, money,
     percent,
 };
 use crate::db::StreamId;
@@ -112,7 +112,7 @@ fn funnel_rows(funnel: &[FunnelStep]) -> Vec<FunnelRow> {
         .iter()
         .map(|f| FunnelRow {
             step: f.step.clone(),
-            label: f.step().map(Step::label).unwrap_or("?"),
+            label: f.label(),
             visitors: f.visitors,
             of_previous: percent(f.of_previous),
         })

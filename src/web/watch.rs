@@ -16,7 +16,9 @@ use super::funnel::{FunnelVisitor, Noted};
 use super::view::{TokenResponse, refuse};
 use super::view::{live_for, relative_start, utc};
 use super::{Htmx, Layout, render};
-use crate::access::{self, Access, Denial};
+use crate::access::{self, Access, Denial, Preview};
+use crate::db::previews::Previewer;
+use crate::web::passes::buy::{Buyer, PassCard};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::auth::guest::GuestId;
@@ -56,6 +58,81 @@ pub struct WatchPage {
     pub follow: Option<super::view::follow_button::FollowButton>,
     /// Viewers now and since when, while the stream is live.
     pub live: Option<LiveStats>,
+    /// The free preview, for a visitor without a pass (`access::preview`).
+    pub preview: Preview,
+    /// In place of the player once the preview is over: the stream's passes
+    /// (bought in a new tab: this page plays as soon as the pass is there)
+    /// and the code box (`buyer`, `redeem`).
+    pub paywall: Option<Vec<PassCard>>,
+    pub buyer: Buyer,
+    pub redeem: crate::web::view::redeem_form::RedeemForm,
+}
+
+impl WatchPage {
+    /// The preview's length in words, before it starts.
+    pub fn preview_length(&self) -> Option<String> {
+        match self.preview {
+            Preview::Available { seconds } => Some(preview_words(seconds)),
+            _ => None,
+        }
+    }
+}
+
+/// "30 seconds", "2 minutes", "1 minute 30 seconds".
+fn preview_words(seconds: i32) -> String {
+    let (m, s) = (seconds / 60, seconds % 60);
+    let plural = |n: i32, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match (m, s) {
+        (0, s) => plural(s, "second"),
+        (m, 0) => plural(m, "minute"),
+        (m, s) => format!("{} {}", plural(m, "minute"), plural(s, "second")),
+    }
+}
+
+/// Who asks, as free previews count them: the account, or the guest's
+/// identity (their cookie; none yet: a new one at their first token) and address.
+pub fn previewer(
+    state: &AppState,
+    user: Option<crate::db::UserId>,
+    guest: Option<GuestId>,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Previewer {
+    Previewer {
+        user,
+        identity: match (user, guest) {
+            (Some(user), _) => crate::livekit::viewer_identity(user),
+            (None, Some(guest)) => crate::livekit::guest_identity(guest),
+            (None, None) => String::new(),
+        },
+        address: super::client::client_ip(state, headers, peer),
+    }
+}
+
+/// What a visit to the watch page brings: its cookies and address (for the
+/// free preview), besides the signed-in user.
+pub struct Visit {
+    pub headers: axum::http::HeaderMap,
+    pub peer: std::net::SocketAddr,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Visit {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        Ok(Visit {
+            headers: parts.headers.clone(),
+            peer,
+        })
+    }
 }
 
 /// "12 viewers · live for 1 h 2 min": shown to everyone who sees the page
@@ -86,6 +163,7 @@ async fn live_stats(state: &AppState, stream: &Stream) -> AppResult<Option<LiveS
 async fn page(
     state: &AppState,
     user: Option<crate::db::UserId>,
+    visit: &Visit,
     id: StreamId,
     layout: Layout,
 ) -> AppResult<WatchPage> {
@@ -97,11 +175,51 @@ async fn page(
         Access::Watch { until } => until,
         _ => None,
     };
+    let preview = if access::preview_offered(&stream, access).is_some() {
+        let guest = GuestId::from_headers(&visit.headers);
+        let who = previewer(state, user, guest, &visit.headers, visit.peer);
+        access::preview(&mut conn, &stream, access, &who).await?
+    } else {
+        Preview::None
+    };
+    // Over: the paywall in place of the player (the stream's passes, the code box).
+    let paywall = if preview == Preview::Used {
+        let cards = crate::db::passes::on_sale_for_stream(&mut conn, channel.id, stream.id)
+            .await?
+            .iter()
+            .map(|p| PassCard::for_stream(p, &channel, stream.id))
+            .collect();
+        Some(cards)
+    } else {
+        None
+    };
+    let buyer = Buyer {
+        signed_in: user.is_some(),
+        may_buy: true,
+        here: format!("/s/{}", stream.id),
+        new_tab: true,
+    };
+    let redeem = crate::web::view::redeem_form::RedeemForm::new(
+        &layout.csrf_token,
+        format!("/s/{}", stream.id),
+        format!("/s/{}/pass", stream.id),
+    );
+    let previewing = matches!(preview, Preview::Available { .. } | Preview::Running { .. });
     Ok(WatchPage {
         live: None,
         layout,
         access,
-        denial: access.denial().map(|d| d.reason()),
+        preview,
+        paywall,
+        buyer,
+        redeem,
+        denial: if previewing {
+            None
+        } else if preview == Preview::Used {
+            Some("Your free preview of this stream has ended. Get a pass to keep watching.")
+        } else {
+            access.denial().map(|d| d.reason())
+        },
         pass_ended: access.denial() == Some(Denial::PassEnded),
         banned: access.denial() == Some(Denial::Banned),
         time_left: until.map(|t| TimeLeft {
@@ -113,7 +231,15 @@ async fn page(
         stage_key: format!(
             "{}-{}",
             stream.status,
-            if access.may_watch() { "in" } else { "out" }
+            if access.may_watch() {
+                "in"
+            } else if previewing {
+                "preview"
+            } else if preview == Preview::Used {
+                "paywall"
+            } else {
+                "out"
+            }
         ),
         signed_in: user.is_some(),
         scheduled_at: stream.scheduled_at.map(|t| t.to_rfc3339()),
@@ -131,13 +257,14 @@ async fn page(
 pub async fn show(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visit: Visit,
     visitor: FunnelVisitor,
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let viewer = user.clone();
     let user = user.map(|u| u.id);
-    let mut page = page(&state, user, id, layout).await?;
+    let mut page = page(&state, user, &visit, id, layout).await?;
     page.live = live_stats(&state, &page.stream).await?;
     page.chat = Some(
         crate::chat::view::ChatPanel::load_with(&state, user, &page.stream, page.access).await?,
@@ -180,12 +307,13 @@ pub struct StatusQuery {
 pub async fn status(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visit: Visit,
     layout: Layout,
     htmx: Htmx,
     Ids(id): Ids<StreamId>,
     Query(q): Query<StatusQuery>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), id, layout).await?;
+    let page = page(&state, user.map(|u| u.id), &visit, id, layout).await?;
     if q.since.as_deref() == Some(page.stage_key.as_str()) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -200,10 +328,11 @@ pub async fn status(
 pub async fn live_stats_fragment(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visit: Visit,
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let mut page = page(&state, user.map(|u| u.id), id, layout).await?;
+    let mut page = page(&state, user.map(|u| u.id), &visit, id, layout).await?;
     page.live = live_stats(&state, &page.stream).await?;
     render(&page.as_live_stats())
 }
@@ -215,6 +344,7 @@ pub async fn token(
     MaybeUser(user): MaybeUser,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
+    visitor: FunnelVisitor,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
@@ -224,6 +354,11 @@ pub async fn token(
         .ok_or(AppError::NotFound)?;
     drop(conn);
     let ttl = match access {
+        // No pass, but a free preview on offer: theirs, once.
+        Access::Denied(_) if access::preview_offered(&stream, access).is_some() => {
+            let visit = Visit { headers, peer };
+            return preview_token(&state, &stream, access, user.as_ref(), &visit, visitor).await;
+        }
         Access::Denied(d) => {
             metrics::counter!("livekit_tokens_refused_total").increment(1);
             return Ok(refuse(StatusCode::FORBIDDEN, d.reason()));
@@ -250,12 +385,11 @@ pub async fn token(
     )
     .map_err(|e| AppError::Internal(anyhow::anyhow!("minting a viewer token: {e}")))?;
     metrics::counter!("livekit_tokens_issued_total", "kind" => "viewer").increment(1);
-    Ok(Json(TokenResponse {
+    Ok(token_response(
+        &state,
         token,
-        url: state.config.livekit.public_url.to_string(),
-        identity: user.id.to_string(),
-    })
-    .into_response())
+        crate::livekit::viewer_identity(user.id),
+    ))
 }
 
 /// A guest's token for a public stream: their id from the guest cookie (a
@@ -267,42 +401,146 @@ async fn guest_token(
     peer: std::net::SocketAddr,
     ttl: std::time::Duration,
 ) -> AppResult<Response> {
-    let ip = super::client::client_ip(state, headers, peer);
-    let limit = state.config.limits.guest_tokens_per_address;
-    let mut conn = state.db.get().await?;
-    if let Err(refused) =
-        crate::limits::take(&mut conn, crate::limits::Action::GuestToken, &ip, limit).await?
-    {
-        tracing::info!(%ip, "guest tokens throttled");
-        let mut response = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many guests are watching from your network. Wait {} or sign in to watch.",
-                refused.wait()
-            ),
-        );
-        if let Ok(v) = refused.retry_after_secs().to_string().parse() {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
-        return Ok(response);
+    if let Some(refused) = guest_limit(state, headers, peer).await? {
+        return Ok(refused);
     }
-    drop(conn);
     let known = GuestId::from_headers(headers);
     let guest = known.unwrap_or_default();
     let token = tokens::guest(&state.config.livekit, guest, &stream.room_name, ttl)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("minting a guest token: {e}")))?;
     metrics::counter!("livekit_tokens_issued_total", "kind" => "guest").increment(1);
-    let mut response = Json(TokenResponse {
+    let response = token_response(state, token, crate::livekit::guest_identity(guest));
+    Ok(with_guest_cookie(state, response, guest, known))
+}
+
+/// Counts a guest's token against the per-address limit: the refusal to
+/// answer when it is reached.
+async fn guest_limit(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+) -> AppResult<Option<Response>> {
+    let ip = super::client::client_ip(state, headers, peer);
+    let limit = state.config.limits.guest_tokens_per_address;
+    let mut conn = state.db.get().await?;
+    let Err(refused) =
+        crate::limits::take(&mut conn, crate::limits::Action::GuestToken, &ip, limit).await?
+    else {
+        return Ok(None);
+    };
+    tracing::info!(%ip, "guest tokens throttled");
+    let mut response = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "Too many guests are watching from your network. Wait {} or sign in to watch.",
+            refused.wait()
+        ),
+    );
+    if let Ok(v) = refused.retry_after_secs().to_string().parse() {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Ok(Some(response))
+}
+
+fn token_response(state: &AppState, token: String, identity: String) -> Response {
+    Json(TokenResponse {
         token,
         url: state.config.livekit.public_url.to_string(),
-        identity: crate::livekit::guest_identity(guest),
+        identity,
     })
-    .into_response();
+    .into_response()
+}
+
+/// Sets the guest cookie when the guest had none (`known`).
+fn with_guest_cookie(
+    state: &AppState,
+    mut response: Response,
+    guest: GuestId,
+    known: Option<GuestId>,
+) -> Response {
     if known.is_none() {
         response.headers_mut().append(
             axum::http::header::SET_COOKIE,
             guest.set_cookie(state.config.secure_cookies()),
         );
+    }
+    response
+}
+
+/// A token for `stream`'s free preview (an account, or a guest limited per
+/// address like any guest): it expires no later than the preview's end, and
+/// the enforcer removes them then. A preview already over is refused.
+async fn preview_token(
+    state: &AppState,
+    stream: &Stream,
+    access: Access,
+    user: Option<&crate::db::users::User>,
+    visit: &Visit,
+    visitor: FunnelVisitor,
+) -> AppResult<Response> {
+    if stream.status != Status::Live {
+        return Ok(refuse(StatusCode::CONFLICT, "This stream is not live."));
+    }
+    let known = GuestId::from_headers(&visit.headers);
+    let guest = known.unwrap_or_default();
+    if user.is_none()
+        && let Some(refused) = guest_limit(state, &visit.headers, visit.peer).await?
+    {
+        return Ok(refused);
+    }
+    let who = previewer(
+        state,
+        user.map(|u| u.id),
+        Some(guest),
+        &visit.headers,
+        visit.peer,
+    );
+    let mut conn = state.db.get().await?;
+    let (preview, started) = access::start_preview(&mut conn, stream, access, &who).await?;
+    drop(conn);
+    // Whole seconds, rounded down: the token's `exp` is never past the end.
+    let left = match preview {
+        Preview::Running { until } => (until - Utc::now())
+            .to_std()
+            .map(|d| std::time::Duration::from_secs(d.as_secs()))
+            .unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    };
+    if left.is_zero() {
+        metrics::counter!("livekit_tokens_refused_total").increment(1);
+        return Ok(refuse(
+            StatusCode::FORBIDDEN,
+            "Your free preview of this stream has ended. Get a pass to keep watching.",
+        ));
+    }
+    let ttl = left.min(tokens::VIEWER_TTL);
+    let (token, identity) = match user {
+        Some(user) => (
+            tokens::viewer(&state.config.livekit, user.id, &user.display_name, &stream.room_name, ttl),
+            crate::livekit::viewer_identity(user.id),
+        ),
+        None => (
+            tokens::guest(&state.config.livekit, guest, &stream.room_name, ttl),
+            crate::livekit::guest_identity(guest),
+        ),
+    };
+    let token =
+        token.map_err(|e| AppError::Internal(anyhow::anyhow!("minting a preview token: {e}")))?;
+    metrics::counter!("livekit_tokens_issued_total", "kind" => "preview").increment(1);
+    let mut response = token_response(state, token, identity);
+    if user.is_none() {
+        response = with_guest_cookie(state, response, guest, known);
+    }
+    if started {
+        tracing::info!(stream = %stream.id, "free preview started");
+        let noted = visitor.note(
+            state,
+            user.map(|u| u.id),
+            Step::Previewed,
+            stream.channel_id,
+            Some(stream.id),
+        );
+        response = noted.apply(response);
     }
     Ok(response)
 }
@@ -312,10 +550,11 @@ async fn guest_token(
 pub async fn time_left(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    visit: Visit,
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let page = page(&state, user.map(|u| u.id), id, layout).await?;
+    let page = page(&state, user.map(|u| u.id), &visit, id, layout).await?;
     match page.time_left {
         Some(t) => render(&t),
         // No pass end to show (any more): htmx swaps the line away.

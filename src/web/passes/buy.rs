@@ -42,7 +42,7 @@ pub struct PassCard {
 
 impl PassCard {
     /// On a stream's page: every pass leads back to this stream.
-    fn for_stream(pass: &Pass, channel: &Channel, stream: StreamId) -> Self {
+    pub(crate) fn for_stream(pass: &Pass, channel: &Channel, stream: StreamId) -> Self {
         let gives = match pass.scope {
             Scope::Stream => "This stream".to_owned(),
             Scope::Channel => format!("Every stream of {}", channel.title),
@@ -93,6 +93,9 @@ pub struct Buyer {
     pub may_buy: bool,
     /// This page, for signing in and coming back.
     pub here: String,
+    /// Buy in a new tab (the watch page's paywall: the page itself goes on,
+    /// and plays once the pass is there).
+    pub new_tab: bool,
 }
 
 /// What the viewer may already do, said above the passes of a stream.
@@ -166,6 +169,7 @@ pub async fn for_stream(
             signed_in: user.is_some(),
             may_buy: !matches!(note, AccessNote::Banned),
             here: format!("/s/{}/pass", stream.id),
+            new_tab: false,
         },
         redeem,
         note,
@@ -220,6 +224,7 @@ pub async fn for_channel(
             // Bans are checked by the checkout; this page has no stream to ask about.
             may_buy: true,
             here: format!("/c/{}/passes", channel.handle),
+            new_tab: false,
         },
         redeem,
         channel,
