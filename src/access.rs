@@ -44,8 +44,8 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::channels::{Channel, Role};
-use crate::db::streams::{AccessKind, Status, Stream};
 use crate::db::previews::{self, Previewer};
+use crate::db::streams::{AccessKind, Status, Stream};
 use crate::db::{ChannelId, StreamId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

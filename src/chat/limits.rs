@@ -136,7 +136,9 @@ pub fn check(team: bool, settings: &Settings, body: &str, recent: &Recent) -> Op
             Some(followed) if followed < f64::from(min) => {
                 return Some(Refusal::FollowersOnly {
                     min_seconds: min,
-                    wait: Some(std::time::Duration::from_secs_f64(f64::from(min) - followed)),
+                    wait: Some(std::time::Duration::from_secs_f64(
+                        f64::from(min) - followed,
+                    )),
                 });
             }
             Some(_) => {}
@@ -269,7 +271,15 @@ mod tests {
             "Chat is for the channel's followers: follow it to join in."
         );
         assert_eq!(
-            check(false, &any, "hi", &Recent { followed_seconds: Some(0.5), ..quiet() }),
+            check(
+                false,
+                &any,
+                "hi",
+                &Recent {
+                    followed_seconds: Some(0.5),
+                    ..quiet()
+                }
+            ),
             None
         );
         assert_eq!(follow_age(600), "10 minutes");

@@ -105,6 +105,22 @@ pub async fn start(
             .execute(conn)
             .await?;
         if let Some(found) = find(conn, stream, who).await? {
+            // The same preview under another identity (a guest who cleared
+            // their cookies, the address's): the enforcer keeps identities,
+            // so this one gets the row too, ending when it ends.
+            if found.running {
+                diesel::sql_query(
+                    "INSERT INTO previews (stream_id, user_id, identity, address, ends_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id, identity) DO NOTHING",
+                )
+                .bind::<BigInt, _>(stream.0)
+                .bind::<Nullable<BigInt>, _>(who.user.map(|u| u.0))
+                .bind::<Text, _>(&who.identity)
+                .bind::<Text, _>(&who.address)
+                .bind::<Timestamptz, _>(found.ends_at)
+                .execute(conn)
+                .await?;
+            }
             return Ok((found, false));
         }
         let row: Ends = diesel::sql_query(

@@ -18,8 +18,7 @@ use super::{Layout, render, view};
 use crate::analytics::charts::{self, Chart, Series, Unit};
 use crate::analytics::export::{self, ChannelMoney, Money};
 use crate::analytics::{
-    self, Bucket, DayRevenue, FunnelStep, Sales, StreamFigures, duration_label, money,
-    percent,
+    self, Bucket, DayRevenue, FunnelStep, Sales, StreamFigures, duration_label, money, percent,
 };
 use crate::db::StreamId;
 use crate::db::channels::{Channel, Role};

@@ -128,6 +128,9 @@ pub struct StreamForm {
     /// An `<input type="datetime-local">` value, read as UTC; empty = no schedule.
     #[serde(default)]
     pub scheduled_at: String,
+    /// The free preview: "off" (or absent), or its length in seconds (30–600).
+    #[serde(default)]
+    pub preview: String,
 }
 
 /// What the form shows: the values as typed (or as stored).
@@ -136,15 +139,42 @@ pub struct StreamFields {
     pub description: String,
     pub access: String,
     pub scheduled_at: String,
+    /// "off" or seconds.
+    pub preview: String,
 }
 
+/// The free preview lengths the form offers: (seconds, label).
+pub const PREVIEW_CHOICES: [(i32, &str); 5] = [
+    (30, "30 seconds"),
+    (60, "1 minute"),
+    (120, "2 minutes"),
+    (300, "5 minutes"),
+    (600, "10 minutes"),
+];
+
 impl StreamFields {
+    /// The preview select's options: (value, label, selected).
+    pub fn preview_choices(&self) -> Vec<(String, &'static str, bool)> {
+        let mut all = vec![(
+            "off".to_owned(),
+            "No free preview",
+            self.preview == "off" || self.preview.is_empty(),
+        )];
+        for (seconds, label) in PREVIEW_CHOICES {
+            let value = seconds.to_string();
+            let selected = self.preview == value;
+            all.push((value, label, selected));
+        }
+        all
+    }
+
     fn blank() -> Self {
         StreamFields {
             title: String::new(),
             description: String::new(),
             access: AccessKind::Pass.as_str().to_owned(),
             scheduled_at: String::new(),
+            preview: "off".to_owned(),
         }
     }
 
@@ -157,6 +187,9 @@ impl StreamFields {
                 .scheduled_at
                 .map(|t| t.format(DATETIME_LOCAL).to_string())
                 .unwrap_or_default(),
+            preview: stream
+                .preview_seconds
+                .map_or_else(|| "off".to_owned(), |s| s.to_string()),
         }
     }
 
@@ -166,6 +199,7 @@ impl StreamFields {
             description: form.description,
             access: form.access,
             scheduled_at: form.scheduled_at.trim().to_owned(),
+            preview: form.preview.trim().to_owned(),
         }
     }
 }
@@ -181,6 +215,8 @@ const DATETIME_LOCAL: &str = "%Y-%m-%dT%H:%M";
 pub struct Editable {
     pub schedule: bool,
     pub access: bool,
+    /// The free preview changes until the stream ends (for those who come next).
+    pub preview: bool,
 }
 
 impl Editable {
@@ -189,6 +225,7 @@ impl Editable {
         Editable {
             schedule: draft,
             access: draft,
+            preview: status != Status::Ended,
         }
     }
 }
@@ -199,6 +236,7 @@ struct StreamInput {
     description: String,
     access: AccessKind,
     scheduled_at: Option<DateTime<Utc>>,
+    preview_seconds: Option<i32>,
 }
 
 /// Checks the form; `current` is the stream's stored schedule when editing —
@@ -246,11 +284,25 @@ fn check_stream(
             Some(t) => scheduled_at = Some(t),
         }
     }
+    let preview_seconds = match form.preview.trim() {
+        "" | "off" => None,
+        v => match v.parse::<i32>() {
+            Ok(s) if (30..=600).contains(&s) => Some(s),
+            _ => {
+                errors.add(
+                    "preview",
+                    "Choose a free preview from the list: none, or 30 seconds to 10 minutes.",
+                );
+                None
+            }
+        },
+    };
     StreamInput {
         title: title.to_owned(),
         description,
         access,
         scheduled_at,
+        preview_seconds,
     }
 }
 
@@ -309,7 +361,14 @@ pub async fn create(
         // same transaction (notify.rs decides who hears).
         let stream = conn
             .transaction(async |conn| {
-                let stream = streams::create(conn, &new).await?;
+                let mut stream = streams::create(conn, &new).await?;
+                if input.preview_seconds.is_some() {
+                    let preview = StreamChanges {
+                        preview_seconds: Some(input.preview_seconds),
+                        ..Default::default()
+                    };
+                    stream = streams::update(conn, stream.id, preview).await?;
+                }
                 crate::notify::schedule_changed(conn, &stream, None).await?;
                 Ok::<_, diesel::result::Error>(stream)
             })
@@ -455,6 +514,7 @@ pub async fn update(
             description: Some(&input.description),
             access: editable.access.then_some(input.access),
             scheduled_at: editable.schedule.then_some(input.scheduled_at),
+            preview_seconds: editable.preview.then_some(input.preview_seconds),
             ..Default::default()
         };
         // A new time is announced to followers again (unread), with the change.

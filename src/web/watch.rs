@@ -17,19 +17,19 @@ use super::view::{TokenResponse, refuse};
 use super::view::{live_for, relative_start, utc};
 use super::{Htmx, Layout, render};
 use crate::access::{self, Access, Denial, Preview};
-use crate::db::previews::Previewer;
-use crate::web::passes::buy::{Buyer, PassCard};
 use crate::analytics::Step;
 use crate::auth::MaybeUser;
 use crate::auth::guest::GuestId;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
 use crate::db::presence;
+use crate::db::previews::Previewer;
 use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
 use crate::livekit::tokens;
 use crate::state::AppState;
 use crate::web::authz::Ids;
+use crate::web::passes::buy::{Buyer, PassCard};
 
 #[derive(Template)]
 #[template(path = "pages/watch/show.html", blocks = ["stage", "live_stats"])]
@@ -437,7 +437,9 @@ async fn guest_limit(
         ),
     );
     if let Ok(v) = refused.retry_after_secs().to_string().parse() {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
     }
     Ok(Some(response))
 }
@@ -516,7 +518,13 @@ async fn preview_token(
     let ttl = left.min(tokens::VIEWER_TTL);
     let (token, identity) = match user {
         Some(user) => (
-            tokens::viewer(&state.config.livekit, user.id, &user.display_name, &stream.room_name, ttl),
+            tokens::viewer(
+                &state.config.livekit,
+                user.id,
+                &user.display_name,
+                &stream.room_name,
+                ttl,
+            ),
             crate::livekit::viewer_identity(user.id),
         ),
         None => (

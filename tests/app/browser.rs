@@ -620,7 +620,10 @@ async fn a_guest_watches_a_public_stream_and_reads_the_chat_without_an_account()
         if viewers == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the guest is not counted: {viewers}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest is not counted: {viewers}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     guest.close().await;

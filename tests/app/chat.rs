@@ -955,18 +955,32 @@ async fn followers_only_chat_refuses_strangers_and_fresh_followers_with_the_time
     let chat = setup().await;
     // A follow age outside the list is refused next to its field.
     let page = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"),
-                    ("max_length", "500"), ("followers", "42")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "0"),
+            ("delay_seconds", "0"),
+            ("max_length", "500"),
+            ("followers", "42"),
+        ])
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(page.text_of("#chat-followers-error").contains("Choose who may chat"));
+    assert!(
+        page.text_of("#chat-followers-error")
+            .contains("Choose who may chat")
+    );
     let page = chat
-        .settings(&[("enabled", "on"), ("slow_mode_seconds", "0"), ("delay_seconds", "0"),
-                    ("max_length", "500"), ("followers", "3600")])
+        .settings(&[
+            ("enabled", "on"),
+            ("slow_mode_seconds", "0"),
+            ("delay_seconds", "0"),
+            ("max_length", "500"),
+            ("followers", "3600"),
+        ])
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(
-        page.attr("#chat-followers option[selected]", "value").as_deref(),
+        page.attr("#chat-followers option[selected]", "value")
+            .as_deref(),
         Some("3600")
     );
 
@@ -987,7 +1001,8 @@ async fn followers_only_chat_refuses_strangers_and_fresh_followers_with_the_time
     assert_eq!(followed.status, StatusCode::OK, "{}", followed.text);
     let page = chat.say(&chat.viewer, "hello").await;
     assert!(
-        page.text_of(".chat-error").contains("you can post in 60 minutes"),
+        page.text_of(".chat-error")
+            .contains("you can post in 60 minutes"),
         "{}",
         page.text
     );

@@ -21,7 +21,10 @@ async fn live(app: TestApp, access: AccessKind) -> Studio {
     studio
 }
 
-async fn token(who: &Browser, stream: stagepass::db::StreamId) -> (StatusCode, serde_json::Value, Option<String>) {
+async fn token(
+    who: &Browser,
+    stream: stagepass::db::StreamId,
+) -> (StatusCode, serde_json::Value, Option<String>) {
     let page = who.post_htmx(&format!("/s/{stream}/token"), &[]).await;
     (
         page.status,
@@ -37,7 +40,10 @@ async fn a_guest_gets_a_subscribe_only_short_token_under_one_identity_and_no_pas
     let (status, body, cookie) = token(&guest, studio.stream.id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let cookie = cookie.expect("the guest cookie is set with the first token");
-    assert!(cookie.starts_with("stagepass_guest=") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.starts_with("stagepass_guest=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     let identity = body["identity"].as_str().unwrap().to_owned();
     assert!(identity.starts_with("guest-"), "{identity}");
     let claims = TokenVerifier::with_api_key(services::LIVEKIT_KEY, services::LIVEKIT_SECRET)
@@ -50,7 +56,10 @@ async fn a_guest_gets_a_subscribe_only_short_token_under_one_identity_and_no_pas
     assert_eq!(claims.video.can_publish_data, Some(false));
     assert!(!claims.video.room_admin);
     let lifetime = claims.exp as i64 - chrono::Utc::now().timestamp();
-    assert!(lifetime <= 600, "a guest token lives 10 minutes at most: {lifetime} s");
+    assert!(
+        lifetime <= 600,
+        "a guest token lives 10 minutes at most: {lifetime} s"
+    );
 
     // The same browser is the same guest (one viewer however often it reconnects).
     let (_, again, cookie) = token(&guest, studio.stream.id).await;
@@ -62,9 +71,14 @@ async fn a_guest_gets_a_subscribe_only_short_token_under_one_identity_and_no_pas
         .post_htmx(&format!("/s/{}/chat", studio.stream.id), &[("body", "hi")])
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(page.text_of(".chat-error").contains("Sign in to join the chat"));
+    assert!(
+        page.text_of(".chat-error")
+            .contains("Sign in to join the chat")
+    );
     // But reads it: the panel has the messages and a way to sign in.
-    let panel = guest.get_htmx(&format!("/s/{}/chat", studio.stream.id)).await;
+    let panel = guest
+        .get_htmx(&format!("/s/{}/chat", studio.stream.id))
+        .await;
     assert_eq!(panel.status, StatusCode::OK);
     assert!(panel.has(".chat-guest a[href^='/signin']"));
 
@@ -118,8 +132,12 @@ async fn a_guest_in_the_room_counts_as_a_viewer_and_in_the_analytics() {
     .await;
     assert_eq!(client.next().await["connected"], true);
     // The chat stream opens for them too.
-    let (status, _) =
-        Sse::try_open(&guest, &format!("/s/{}/chat/events", studio.stream.id), None).await;
+    let (status, _) = Sse::try_open(
+        &guest,
+        &format!("/s/{}/chat/events", studio.stream.id),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -132,7 +150,11 @@ async fn a_guest_in_the_room_counts_as_a_viewer_and_in_the_analytics() {
         if page.has("#viewer-count") && page.text_of("#viewer-count strong") == "1" {
             break;
         }
-        assert!(Instant::now() < deadline, "the guest is not counted: {}", page.text);
+        assert!(
+            Instant::now() < deadline,
+            "the guest is not counted: {}",
+            page.text
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let figures =

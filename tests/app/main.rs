@@ -28,6 +28,7 @@ mod outgoing_webhooks;
 mod pages;
 mod passes;
 mod player;
+mod previews;
 mod recorder;
 mod recordings;
 mod services;

@@ -345,6 +345,27 @@ impl Browser {
         std::fs::write(file, png).unwrap();
     }
 
+    /// Switches to the window the page just opened (a form with
+    /// `target="_blank"`), waiting for it; answers the window it left.
+    pub async fn follow_new_window(&self) -> fantoccini::wd::WindowHandle {
+        let first = self.client.window().await.unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let windows = self.client.windows().await.unwrap();
+            if let Some(new) = windows.into_iter().find(|w| *w != first) {
+                self.client.switch_to_window(new).await.unwrap();
+                return first;
+            }
+            assert!(Instant::now() < deadline, "no new window opened");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Back to `window` (from `follow_new_window`).
+    pub async fn switch_to(&self, window: fantoccini::wd::WindowHandle) {
+        self.client.switch_to_window(window).await.unwrap();
+    }
+
     /// Resizes the window (the page's viewport), e.g. to a phone's 390 px.
     pub async fn resize(&self, width: u32, height: u32) {
         if let Err(e) = self.client.set_window_size(width, height).await {
