@@ -113,7 +113,7 @@ async fn times_show_in_the_viewer_s_zone_with_its_name() {
 
 /// Elements wider than the window, outside the tables that scroll sideways
 /// (and the skip link and screen-reader texts, off screen on purpose).
-const TOO_WIDE: &str = "\
+pub const TOO_WIDE: &str = "\
     const w = document.documentElement.clientWidth; \
     const scrolls = (el) => { for (let p = el.parentElement; p; p = p.parentElement) { \
         const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; }; \

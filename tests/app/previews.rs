@@ -158,6 +158,22 @@ async fn a_preview_ends_with_its_token_removes_the_viewer_and_is_given_once_per_
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     let (status, _) = token(&again, studio.stream.id).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The owner's analytics: the preview in the funnel, and its conversion.
+    let analytics = studio
+        .owner
+        .get(&format!("/studio/streams/{}/analytics", studio.stream.id))
+        .await;
+    assert_eq!(
+        analytics.text_of("#funnel tr[data-step=previewed] .visitors"),
+        "1",
+        "{}",
+        analytics.text
+    );
+    assert_eq!(
+        analytics.text_of("#funnel tr[data-step=preview_paid] .visitors"),
+        "0"
+    );
     client.stop().await;
 }
 
@@ -245,6 +261,18 @@ async fn in_chromium_the_preview_plays_the_paywall_follows_and_buying_resumes_wi
         )
         .await;
     assert!(viewer.text("#no-access h2").await.contains("free preview"));
+    // On a phone, the paywall fits the screen.
+    viewer.resize(390, 844).await;
+    let seen = viewer.js(crate::pages::TOO_WIDE).await;
+    assert_eq!(seen["overflow"], 0, "the paywall scrolls sideways: {seen}");
+    assert_eq!(seen["wide"], serde_json::json!([]), "{seen}");
+    viewer
+        .screenshot(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/pages/phone-paywall.png"),
+        )
+        .await;
+    viewer.resize(1280, 800).await;
 
     // Buy in the new tab, with the dev checkout; the first tab plays again.
     viewer.click("#paywall .buy-form [type=submit]").await;
