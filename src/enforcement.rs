@@ -1,9 +1,9 @@
 //! Time-bounded means bounded during the stream too. The enforcer removes
 //! from live rooms everyone the access rule no longer admits: at the moment a
-//! present viewer's grant ends (it sleeps until exactly then, by the database's
-//! clock, instead of polling), and at once when grants, bans or the team
-//! change (a trigger NOTIFYs `stagepass_access_changed`, which every app
-//! instance LISTENs to). Removal revokes the participant's older tokens, and
+//! present viewer's grant or free preview ends (it sleeps until exactly then,
+//! by the database's clock, instead of polling), and at once when grants,
+//! bans, the team or a suspension change, or a preview starts (a trigger
+//! NOTIFYs `stagepass_access_changed`, which every app instance LISTENs to). Removal revokes the participant's older tokens, and
 //! `lifecycle::participant_joined` removes anyone who reconnects anyway.
 //! It must not decide access itself: it asks `access::present_but_denied`.
 

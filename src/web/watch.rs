@@ -1,8 +1,11 @@
 //! The viewer's side: the watch page, its fragments (status, time left,
 //! viewer count and "live for"), and the viewer token. Nothing is shown or
-//! issued unless `access::may` says watch; streams are loaded through
-//! `access::find_stream*`, so an unannounced draft is a 404 for everyone
-//! outside its team, as a missing stream is.
+//! issued unless `access::may` says watch (a guest's, on a public stream:
+//! `Access::Guest`, limited per address) or `access::preview` gives a free
+//! preview (a token ending with it; after it, the paywall in place of the
+//! player). Streams are loaded through `access::find_stream*`, so an
+//! unannounced draft is a 404 for everyone outside its team, as a missing
+//! stream is.
 
 use askama::Template;
 use axum::Json;
