@@ -32,7 +32,8 @@
 //! Who may know a stream exists (`may_know_of`): an unannounced draft (a
 //! draft without `scheduled_at`) is its team's business. To everyone else it
 //! does not exist: every route answers it exactly as a missing stream (404),
-//! so its id cannot be told apart from an unused one. Handlers load streams
+//! so its id cannot be told apart from an unused one (so is a hidden
+//! channel's stream). Handlers load streams
 //! through `find_stream` / `find_stream_with_channel`, which apply this rule,
 //! and never check drafts themselves. Both load the stream (and its channel)
 //! with the rule's facts in one statement: the token endpoint's and the watch
@@ -501,20 +502,6 @@ pub async fn find_stream_with_channel(
     Ok(may_know_of(&stream, access).then_some((stream, channel, access)))
 }
 
-/// `may_know_of` for a stream already loaded, asking the rule only when it
-/// matters (an unannounced draft): for routes that need nothing else of the
-/// rule, like serving a thumbnail.
-pub async fn knows_of(
-    conn: &mut AsyncPgConnection,
-    user: Option<UserId>,
-    stream: &Stream,
-) -> diesel::QueryResult<bool> {
-    if !unannounced(stream) {
-        return Ok(true);
-    }
-    Ok(may(conn, user, stream).await?.may_moderate())
-}
-
 /// `decide`, or for an anonymous visitor (`user` None): a guest on a public
 /// stream, otherwise sign in first, unless the channel is hidden (then the
 /// stream does not exist for them).
@@ -594,14 +581,23 @@ pub struct Intruder {
     pub identity: String,
 }
 
+/// SQL: stream `s`'s channel shows to the public (`channels::VISIBLE`, about `c`).
+static HIDDEN_CHANNEL_VISIBLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "EXISTS (SELECT 1 FROM channels c WHERE c.id = s.channel_id AND {})",
+        crate::db::channels::VISIBLE
+    )
+});
+
 /// SQL: presence `p` in stream `s` has a free preview running.
 const PREVIEWING: &str = "EXISTS (SELECT 1 FROM previews pv WHERE pv.stream_id = s.id \
      AND pv.identity = p.identity AND now() < pv.ends_at)";
 
 /// Everyone present in a live room whom the rule denies right now — the same
 /// rule as `may`, over all present viewers at once (for the enforcer): users
-/// it denies, and guests in a stream that is not public, unless their free
-/// preview is running.
+/// it denies (in a hidden channel: everyone but its team), and guests in a
+/// stream that is not public (unless their free preview runs) or whose
+/// channel is hidden.
 pub async fn present_but_denied(
     conn: &mut AsyncPgConnection,
 ) -> diesel::QueryResult<Vec<Intruder>> {
@@ -614,10 +610,13 @@ pub async fn present_but_denied(
                  AND (EXISTS (SELECT 1 FROM users su WHERE {suspended}) \
                       OR (NOT {team} \
                           AND (EXISTS (SELECT 1 FROM bans b WHERE {ban}) \
+                               OR NOT {visible} \
                                OR (s.access = $2 AND NOT EXISTS (SELECT 1 FROM access_grants g WHERE {active}) \
                                    AND NOT {previewing}))))) \
-                OR (p.user_id IS NULL AND p.identity LIKE 'guest-%' AND s.access = $2 AND NOT {previewing}))",
+                OR (p.user_id IS NULL AND p.identity LIKE 'guest-%' \
+                    AND ((s.access = $2 AND NOT {previewing}) OR NOT {visible})))",
         previewing = PREVIEWING,
+        visible = HIDDEN_CHANNEL_VISIBLE.as_str(),
         suspended = sql::with(sql::SUSPENDED, u, c, st),
         team = sql::with(sql::TEAM, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),

@@ -53,7 +53,7 @@ pub async fn run(state: AppState) {
 }
 
 /// Removes whoever is present without the right to be; answers how long to
-/// sleep until the next grant of a present viewer ends.
+/// sleep until the next grant or free preview of a present viewer ends.
 pub async fn sweep(state: &AppState) -> anyhow::Result<Duration> {
     let mut conn = state.db.get().await?;
     let intruders = access::present_but_denied(&mut conn).await?;

@@ -146,6 +146,7 @@ impl From<crate::lifecycle::LifecycleError> for AppError {
             E::NotFound => Self::NotFound,
             e @ E::LiveKit(_) => Self::Unavailable(e.to_string()),
             e @ E::AlreadyEnded => Self::BadRequest(e.to_string()),
+            e @ E::Hidden(_) => Self::Forbidden(e.to_string()),
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum LifecycleError {
     LiveKit(String),
     #[error("There is no such stream.")]
     NotFound,
+    /// The channel is hidden by the instance's admins (or its owner suspended).
+    #[error("This channel is hidden by the instance's admins, so it cannot go live.{}", .0.as_deref().map(|r| format!(" Their reason: {r}")).unwrap_or_default())]
+    Hidden(Option<String>),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -114,6 +117,7 @@ pub async fn go_live(
     if stream.status == streams::Status::Ended {
         return Err(LifecycleError::AlreadyEnded);
     }
+    refuse_hidden(state, stream).await?;
     open_room(state, stream)
         .await
         .map_err(LifecycleError::LiveKit)?;
@@ -142,6 +146,17 @@ pub async fn go_live(
         }
     }
     Ok(live)
+}
+
+/// A hidden channel (by the instance's admins, or its owner suspended) does
+/// not go live, from the studio or from OBS.
+async fn refuse_hidden(state: &AppState, stream: &Stream) -> Result<(), LifecycleError> {
+    let mut conn = state.db.get().await?;
+    if db::channels::is_hidden(&mut conn, stream.channel_id).await? {
+        let reason = db::channels::hidden_reason(&mut conn, stream.channel_id).await?;
+        return Err(LifecycleError::Hidden(reason));
+    }
+    Ok(())
 }
 
 /// Deletes the room (disconnecting everyone), then marks the stream ended,
@@ -689,6 +704,10 @@ async fn encoder_admitted(
         tracing::info!(stream = %stream.id, "an encoder joined an ended stream: refused");
         return Ok(false);
     }
+    if db::channels::is_hidden(&mut conn, stream.channel_id).await? {
+        tracing::info!(stream = %stream.id, "an encoder joined a hidden channel's stream: refused");
+        return Ok(false);
+    }
     let current = streams::is_current_encoder(&mut conn, stream.id, identity).await?;
     if !current {
         tracing::info!(stream = %stream.id, identity, "an encoder with a reset key joined: refused");
@@ -726,6 +745,10 @@ async fn live_from_obs(
 ) -> Result<(), LifecycleError> {
     if stream.status == streams::Status::Ended {
         tracing::info!(stream = %stream.id, action, "OBS started on an ended stream: ignored");
+        return Ok(());
+    }
+    if let Err(e) = refuse_hidden(state, stream).await {
+        tracing::info!(stream = %stream.id, action, error = %e, "OBS started in a hidden channel: ignored");
         return Ok(());
     }
     open_room(state, stream)

@@ -26,7 +26,9 @@ use crate::db::notifications::Kind;
 use crate::db::streams::{Status, Stream};
 
 /// Followers of the stream's channel who should hear about it: not on its
-/// team, not banned from it (the same ban as `access.rs`'s rule).
+/// team, not banned from it (the same ban as `access.rs`'s rule); nobody
+/// while the channel is hidden (`db::channels::VISIBLE`, written out: this
+/// is a constant).
 const RECIPIENTS: &str = "FROM streams s \
      JOIN channels c ON c.id = s.channel_id \
      JOIN follows f ON f.channel_id = s.channel_id \
@@ -36,7 +38,9 @@ const RECIPIENTS: &str = "FROM streams s \
                        WHERE m.channel_id = s.channel_id AND m.user_id = f.user_id) \
        AND NOT EXISTS (SELECT 1 FROM bans b \
                        WHERE b.channel_id = s.channel_id AND b.user_id = f.user_id AND b.kind = $3 \
-                         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until))";
+                         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)) \
+       AND c.hidden_at IS NULL \
+       AND NOT EXISTS (SELECT 1 FROM users hu WHERE hu.id = c.owner_id AND hu.suspended_at IS NOT NULL)";
 
 /// The stream went live: every follower gets a "went live" notification,
 /// once. Answers how many were created now.

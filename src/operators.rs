@@ -206,8 +206,9 @@ pub async fn decide_application(
 }
 
 /// Ends the live streams of `channels` as `admin`'s doing. A stream that
-/// LiveKit would not end now is left to the reconciler (the log says so):
-/// the access rule already keeps everyone but the team out of it.
+/// LiveKit would not end now stays live for its team only: the access rule
+/// denies everyone else, and the enforcer (woken by the trigger on the
+/// change) removes them from its room; the owner can end it, or retry later.
 async fn end_live_streams(state: &AppState, admin: UserId, channels: &[ChannelId]) -> DbResult<()> {
     if channels.is_empty() {
         return Ok(());

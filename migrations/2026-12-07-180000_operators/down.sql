@@ -1,3 +1,4 @@
+DROP TRIGGER channels_hidden_notify ON channels;
 DELETE FROM notifications WHERE kind = 'application';
 ALTER TABLE notifications
     DROP CONSTRAINT notifications_kind_check,

@@ -66,3 +66,8 @@ ALTER TABLE notifications
     ADD CONSTRAINT notifications_kind_check CHECK (
         (kind IN ('live', 'scheduled') AND channel_id IS NOT NULL AND stream_id IS NOT NULL)
         OR (kind = 'application' AND application_id IS NOT NULL));
+
+-- Hiding or showing a channel changes who may be in its rooms: wake the enforcers.
+CREATE TRIGGER channels_hidden_notify AFTER UPDATE OF hidden_at ON channels
+    FOR EACH ROW WHEN (OLD.hidden_at IS DISTINCT FROM NEW.hidden_at)
+    EXECUTE FUNCTION stagepass_notify_access_changed();

@@ -231,7 +231,7 @@ const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at,
 /// viewer, a, b)`, one row per stretch of uninterrupted presence. `viewer`
 /// is the LiveKit identity of a viewer: a user id (the host's `host-{id}`
 /// is not a viewer), so deleted accounts (`user_id` NULL) still count, or a
-/// guest's `guest-{id}` (counted as viewers too, and apart as `guests`). Reads `presence` through
+/// guest's `guest-{tag}` (counted as viewers like anyone else). Reads `presence` through
 /// `presence_stream_id_idx`; `OFFSET 0` works `viewer` out once per row (the
 /// regex only for rows without a user); MATERIALIZED so that no query
 /// rescans the sessions.

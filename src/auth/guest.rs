@@ -1,10 +1,12 @@
 //! Guests: visitors without an account, watching public streams. A guest is
 //! known by a random id in a year-long, HttpOnly cookie (`stagepass_guest`),
-//! made the first time they ask for a token; their LiveKit identity is
-//! `guest-{id}` (`livekit::Participant::Guest`), so one browser is one viewer
-//! in the counts however often it reconnects. The id grants nothing by
-//! itself: what a guest may do is the access rule's (`Access::Guest`), and
-//! their tokens are limited per address (`web::watch::token`).
+//! made the first time they ask for a token. Their LiveKit identity is
+//! `guest-{tag}` (`livekit::Participant::Guest`), the tag a hash of the id:
+//! everyone in a room sees the identities in it, so the identity must not
+//! be the cookie (whoever copied it could take over the guest's place and
+//! their free preview). One browser is one viewer in the counts however
+//! often it reconnects. What a guest may do is the access rule's
+//! (`Access::Guest`), and their tokens are limited per address (`web::watch::token`).
 
 use axum::http::{HeaderMap, HeaderValue};
 
@@ -25,6 +27,15 @@ impl std::fmt::Debug for GuestId {
 impl GuestId {
     pub fn new() -> Self {
         GuestId(rand::random())
+    }
+
+    /// The public tag of this guest: the first 128 bits of the SHA-256 of the id.
+    pub fn tag(&self) -> GuestTag {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.hex().as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        GuestTag(u128::from_be_bytes(first))
     }
 
     /// The id as written in the cookie and the identity: 32 lowercase hex digits.
@@ -55,6 +66,22 @@ impl GuestId {
     }
 }
 
+/// What others may know of a guest: the tag in their LiveKit identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct GuestTag(pub u128);
+
+impl GuestTag {
+    /// 32 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    /// Reads the exact form `hex` writes.
+    pub fn parse(s: &str) -> Option<Self> {
+        GuestId::parse(s).map(|g| GuestTag(g.0))
+    }
+}
+
 impl Default for GuestId {
     fn default() -> Self {
         Self::new()
@@ -78,5 +105,9 @@ mod tests {
             format!("a=b; {COOKIE}={}", id.hex()).parse().unwrap(),
         );
         assert_eq!(GuestId::from_headers(&headers), Some(id));
+        // The tag is not the id, and is the same every time.
+        assert_ne!(id.tag().hex(), id.hex());
+        assert_eq!(id.tag(), id.tag());
+        assert_eq!(GuestTag::parse(&id.tag().hex()), Some(id.tag()));
     }
 }

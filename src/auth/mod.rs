@@ -68,14 +68,15 @@ pub(crate) async fn load_user_keeping_conn(
                     Some(user) if user.id == UserId(id) => Some(user),
                     _ => {
                         let mut conn = state.db.get().await?;
-                        let user = users::find(&mut conn, UserId(id)).await?;
+                        let user = users::find_signed_in(&mut conn, UserId(id)).await?;
                         kept = Some(conn);
                         user
                     }
                 }
             };
             if user.is_none() {
-                // Past the absolute timeout, or the account is gone: end the session.
+                // Past the absolute timeout, or the account is gone or
+                // suspended: end the session.
                 session.flush().await?;
             }
             user
@@ -222,6 +223,18 @@ pub async fn secure_after_password_change(
     Ok(ended)
 }
 
+/// The value of the request's cookie `name` (the first one), trimmed.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe_next;
@@ -241,16 +254,4 @@ mod tests {
         assert_eq!(safe_next(Some("/s/12?x=1")), "/s/12?x=1");
         assert_eq!(safe_next(None), "/");
     }
-}
-
-/// The value of the request's cookie `name` (the first one), trimmed.
-pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.trim().to_owned())
 }

@@ -198,6 +198,8 @@ pub enum Refusal {
     WindowOver,
     /// The user is banned from the pass's channel (the use is given back).
     Banned,
+    /// The pass's channel is hidden by the instance's admins (the use is given back).
+    ChannelHidden,
 }
 
 impl Refusal {
@@ -216,6 +218,10 @@ impl Refusal {
                 "You have been banned from this channel, so its codes don't work for you. \
                  The code was not used up."
             }
+            Refusal::ChannelHidden => {
+                "This channel is not available right now, so its codes don't work. \
+                 The code was not used up."
+            }
         }
     }
 
@@ -227,6 +233,7 @@ impl Refusal {
             Refusal::AlreadyRedeemed => "already_redeemed",
             Refusal::WindowOver => "window_over",
             Refusal::Banned => "banned",
+            Refusal::ChannelHidden => "channel_hidden",
         }
     }
 }
@@ -311,6 +318,9 @@ pub async fn redeem(
                 .is_some()
             {
                 return Err(refuse(Refusal::Banned));
+            }
+            if super::channels::is_hidden(conn, pass.channel_id).await? {
+                return Err(refuse(Refusal::ChannelHidden));
             }
             let from = grants::next_start(conn, user, pass.channel_id, pass.stream_id).await?;
             let Some((starts_at, expires_at)) = pass.grant_window(from) else {

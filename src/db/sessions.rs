@@ -10,14 +10,19 @@ use super::schema::{sessions, users};
 use super::users::User;
 
 /// The session's data and end, with its signed-in user (None when nobody is
-/// signed in or the account is gone), in one round trip: every request that
-/// knows who is asking needs both.
+/// signed in, or the account is gone or suspended), in one round trip: every
+/// request that knows who is asking needs both.
 pub async fn load_with_user(
     conn: &mut AsyncPgConnection,
     id: &str,
 ) -> QueryResult<Option<(serde_json::Value, DateTime<Utc>, Option<User>)>> {
     sessions::table
-        .left_join(users::table)
+        .left_join(
+            users::table.on(users::id
+                .nullable()
+                .eq(sessions::user_id)
+                .and(users::suspended_at.is_null())),
+        )
         .filter(sessions::id.eq(id))
         .filter(sessions::expires_at.gt(diesel::dsl::now))
         .select((

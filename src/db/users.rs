@@ -68,6 +68,18 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
         .optional()
 }
 
+/// The account as the signed-in user, unless it is suspended (then the
+/// session is someone's no longer).
+pub async fn find_signed_in(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .filter(users::suspended_at.is_null())
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The account's password hash, for checking a password.
 pub async fn password_hash(
     conn: &mut AsyncPgConnection,

@@ -29,7 +29,7 @@ pub enum Participant {
     Recorder(StreamId),
     /// A visitor without an account on a public stream (`guest-{id}`,
     /// `auth::guest`): subscribe-only, like a viewer.
-    Guest(GuestId),
+    Guest(GuestTag),
     /// Anything else (LiveKit Egress, participants of another deployment).
     Other,
 }
@@ -59,7 +59,7 @@ impl Participant {
             return id(rest).map_or(Self::Other, |n| Self::Ingress(StreamId(n)));
         }
         if let Some(rest) = identity.strip_prefix("guest-") {
-            return GuestId::parse(rest).map_or(Self::Other, Self::Guest);
+            return GuestTag::parse(rest).map_or(Self::Other, Self::Guest);
         }
         if let Some(rest) = identity.strip_prefix("recorder-") {
             return id(rest).map_or(Self::Other, |n| Self::Recorder(StreamId(n)));
@@ -75,7 +75,7 @@ impl Participant {
             Self::Encoder { stream, generation } => format!("obs-{stream}-{generation}"),
             Self::Ingress(stream) => format!("ingress-{stream}"),
             Self::Recorder(stream) => format!("recorder-{stream}"),
-            Self::Guest(guest) => format!("guest-{}", guest.hex()),
+            Self::Guest(tag) => format!("guest-{}", tag.hex()),
             Self::Other => String::new(),
         }
     }
@@ -113,7 +113,7 @@ pub fn viewer_identity(user: UserId) -> String {
 
 /// A guest's LiveKit identity.
 pub fn guest_identity(guest: GuestId) -> String {
-    Participant::Guest(guest).identity()
+    Participant::Guest(guest.tag()).identity()
 }
 
 /// The owner publishing from the broadcast page.
@@ -127,7 +127,7 @@ pub fn user_of(identity: &str) -> Option<UserId> {
     Participant::parse(identity).user()
 }
 
-use crate::auth::guest::GuestId;
+use crate::auth::guest::{GuestId, GuestTag};
 use livekit_api::services::egress::EgressClient;
 use livekit_api::services::ingress::IngressClient;
 use livekit_api::services::room::RoomClient;
@@ -176,15 +176,15 @@ mod tests {
             Participant::Ingress(StreamId(42)),
             Participant::Recorder(StreamId(42)),
             Participant::Viewer(UserId(i64::MAX)),
-            Participant::Guest(GuestId(0xfeed)),
-            Participant::Guest(GuestId(u128::MAX)),
+            Participant::Guest(GuestTag(0xfeed)),
+            Participant::Guest(GuestTag(u128::MAX)),
         ];
         for p in all {
             assert_eq!(Participant::parse(&p.identity()), p, "{}", p.identity());
         }
         assert_eq!(Participant::Host(UserId(8)).identity(), "host-8");
         assert_eq!(
-            Participant::Guest(GuestId(0xfeed)).identity(),
+            Participant::Guest(GuestTag(0xfeed)).identity(),
             "guest-0000000000000000000000000000feed"
         );
         assert_eq!(Participant::parse("guest-feed"), Participant::Other);

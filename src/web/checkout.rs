@@ -111,6 +111,10 @@ pub async fn buy(
     let channel = channels::find(&mut conn, pass.channel_id)
         .await?
         .ok_or(AppError::NotFound)?;
+    // A hidden channel sells nothing: its passes are answered as missing ones.
+    if channels::is_hidden(&mut conn, channel.id).await? {
+        return Err(AppError::NotFound);
+    }
     if pass.is_archived() {
         return Err(AppError::forbidden(
             "This pass is no longer on sale. Passes already bought stay valid; see the channel's other passes.",

@@ -1,8 +1,9 @@
 //! The stream thumbnail over HTTP: upload and remove on the studio stream
 //! page, served at /s/{id}/thumbnail (the upload pipeline it shares with the
 //! channel avatar is `uploads`; its panel is `view::panels`). Who may change a stream is `authz::OwnedStream`; who may
-//! see one is `access::knows_of`: announced, live and ended streams are
-//! public, an unannounced draft only exists for its team (404 for others).
+//! see one is `access::find_stream`: announced, live and ended streams are
+//! public, an unannounced draft or a hidden channel's stream only exists for
+//! its team (404 for others).
 
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,13 +31,12 @@ pub async fn thumbnail(
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
-    let stream = streams::find(&mut conn, id)
+    let (stream, access) = access::find_stream(&mut conn, user.as_ref().map(|u| u.id), id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if !access::knows_of(&mut conn, user.as_ref().map(|u| u.id), &stream).await? {
-        return Err(AppError::NotFound);
-    }
-    let announced = !access::unannounced(&stream);
+    // What only the team sees (an unannounced draft, a hidden channel's
+    // stream) is never cached for everyone.
+    let announced = !access::unannounced(&stream) && !access.may_moderate();
     let key = streams::thumbnail_key(&mut conn, id).await?;
     drop(conn);
     let audience = if announced {

@@ -249,8 +249,14 @@ pub async fn avatar(
 ) -> AppResult<Response> {
     let mut conn = state.db.get().await?;
     let key = channels::avatar_key(&mut conn, channel.id).await?;
+    // A hidden channel's avatar is its team's to see: never cached for everyone.
+    let audience = if channels::is_hidden(&mut conn, channel.id).await? {
+        Audience::Private
+    } else {
+        Audience::Public
+    };
     drop(conn);
-    uploads::serve(&state, key, DEFAULT_AVATAR, Audience::Public, &headers).await
+    uploads::serve(&state, key, DEFAULT_AVATAR, audience, &headers).await
 }
 
 pub async fn upload_avatar(

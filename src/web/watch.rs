@@ -286,7 +286,8 @@ pub async fn show(
     // The funnel's first step: shown a pass-only stream without access (not
     // a ban). A public stream only asks people to sign in: not the funnel.
     let for_pass_holders = page.stream.access == AccessKind::Pass;
-    let noted = if for_pass_holders && page.denial.is_some() && !page.banned {
+    // (A free preview shows the player, but the visit was without access all the same.)
+    let noted = if for_pass_holders && page.access.denial().is_some() && !page.banned {
         visitor.note(
             &state,
             user,

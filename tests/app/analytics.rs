@@ -578,6 +578,8 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
                 "75.0 %".to_owned()
             ),
             ("paid".to_owned(), "2".to_owned(), "66.7 %".to_owned()),
+            ("previewed".to_owned(), "0".to_owned(), "0.0 %".to_owned()),
+            ("preview_paid".to_owned(), "0".to_owned(), "—".to_owned()),
         ]
     );
 
@@ -671,6 +673,8 @@ async fn a_scripted_stream_s_figures_charts_and_csv_match_exactly() {
             ("5".to_owned(), "100.0 %".to_owned()),
             ("4".to_owned(), "80.0 %".to_owned()),
             ("3".to_owned(), "75.0 %".to_owned()),
+            ("0".to_owned(), "0.0 %".to_owned()),
+            ("0".to_owned(), "—".to_owned()),
         ]
     );
     assert_eq!(
@@ -1034,6 +1038,11 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
         ),
         (analytics::Step::Paid, visitor("z"), Some(stream.id)),
         (analytics::Step::Paid, visitor("w"), Some(stream.id)),
+        // Free previews: x2 and z watched one (z then paid); w's counts
+        // nowhere (w never arrived).
+        (analytics::Step::Previewed, visitor("x2"), Some(stream.id)),
+        (analytics::Step::Previewed, visitor("z"), Some(stream.id)),
+        (analytics::Step::Previewed, visitor("w"), Some(stream.id)),
         // The team looking at their own pages is not the audience.
         (
             analytics::Step::DeniedVisit,
@@ -1067,10 +1076,17 @@ async fn figures_from_known_presence_chat_and_orders_are_exact() {
             ("pass_page", 3, Some(60.0)),
             ("checkout_started", 2, Some(66.7)),
             ("paid", 1, Some(50.0)),
+            ("previewed", 2, Some(40.0)),
+            ("preview_paid", 1, Some(50.0)),
         ],
-        "entry: x1, x2, b, y, z; pass page: x1, b, y; checkout: b, y; paid: y"
+        "entry: x1, x2, b, y, z; pass page: x1, b, y; checkout: b, y; paid: y; \
+         previewed: x2, z; of those paid: z"
     );
-    assert!(steps.windows(2).all(|w| w[1].visitors <= w[0].visitors));
+    assert!(
+        steps[..4]
+            .windows(2)
+            .all(|w| w[1].visitors <= w[0].visitors)
+    );
     let whole = analytics::funnel(&mut conn, channel.id, None)
         .await
         .unwrap();

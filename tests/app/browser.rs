@@ -605,7 +605,7 @@ async fn a_guest_watches_a_public_stream_and_reads_the_chat_without_an_account()
     assert_eq!(
         stagepass::livekit::Participant::parse(&them.identity),
         stagepass::livekit::Participant::Guest(
-            stagepass::auth::guest::GuestId::parse(&them.identity["guest-".len()..]).unwrap()
+            stagepass::auth::guest::GuestTag::parse(&them.identity["guest-".len()..]).unwrap()
         )
     );
     let deadline = std::time::Instant::now() + TIMEOUT;

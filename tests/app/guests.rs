@@ -46,6 +46,13 @@ async fn a_guest_gets_a_subscribe_only_short_token_under_one_identity_and_no_pas
     );
     let identity = body["identity"].as_str().unwrap().to_owned();
     assert!(identity.starts_with("guest-"), "{identity}");
+    // Everyone in the room sees identities: the cookie is not one.
+    let secret = cookie
+        .trim_start_matches("stagepass_guest=")
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(!identity.contains(secret), "{identity} shows the cookie");
     let claims = TokenVerifier::with_api_key(services::LIVEKIT_KEY, services::LIVEKIT_SECRET)
         .verify(body["token"].as_str().unwrap())
         .unwrap();

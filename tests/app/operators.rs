@@ -409,6 +409,39 @@ async fn a_hidden_channel_exists_for_its_team_only_until_it_is_restored() {
             StatusCode::NOT_FOUND
         );
     }
+    // Nor its thumbnail, nor its passes.
+    let pass = builders::pass(&app, &channel, "Season", None, 24).await;
+    for who in [&stranger, &app.anonymous()] {
+        assert_eq!(
+            who.get(&format!("/s/{}/thumbnail", stream.id)).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let buy = stranger
+        .post_htmx(&format!("/passes/{pass}/buy"), &[])
+        .await;
+    assert_eq!(buy.status, StatusCode::NOT_FOUND);
+    // It does not go live again; the owner is told why.
+    let next = builders::stream(&app, &channel, AccessKind::Public).await;
+    let token = owner.csrf_token().await;
+    let page = owner
+        .post_raw(
+            &format!("/studio/streams/{}/live", next.id),
+            &[("csrf_token", token.as_str())],
+        )
+        .await;
+    let page = owner.follow(&page).await;
+    assert!(
+        page.text.contains("hidden by the instance") && page.text.contains("Copyright strike"),
+        "{}",
+        page.text
+    );
+    let still: Status = stagepass::db::streams::find(&mut *app.conn().await, next.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(still, Status::Draft);
     // The team still sees its channel.
     assert_eq!(owner.get("/c/hideaway").await.status, StatusCode::OK);
     assert_eq!(

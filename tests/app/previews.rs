@@ -91,14 +91,21 @@ async fn a_preview_ends_with_its_token_removes_the_viewer_and_is_given_once_per_
         ends.timestamp()
     );
     assert_eq!(claims.video.can_publish, Some(false));
-    // The funnel's "previewed" step.
-    let steps: Vec<String> = funnel_events::table
-        .filter(funnel_events::stream_id.eq(studio.stream.id))
-        .select(funnel_events::step)
-        .load(&mut *app.conn().await)
-        .await
-        .unwrap();
-    assert!(steps.contains(&"previewed".to_owned()), "{steps:?}");
+    // The funnel's "previewed" step (written in the background).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let steps: Vec<String> = funnel_events::table
+            .filter(funnel_events::stream_id.eq(studio.stream.id))
+            .select(funnel_events::step)
+            .load(&mut *app.conn().await)
+            .await
+            .unwrap();
+        if steps.contains(&"previewed".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no previewed step: {steps:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut client = LiveKitClient::start(
         body["url"].as_str().unwrap(),
