@@ -285,6 +285,7 @@ mod tests {
             ended_at: None,
             peak_viewers: 2,
             unique_viewers: 3,
+            guest_viewers: 1,
             watch_seconds: 90,
             average_watch_seconds: Some(30),
             chat_messages: 5,

@@ -231,7 +231,8 @@ const CHANNEL_STREAMS: &str = "SELECT id, channel_id, title, status, started_at,
 /// viewer, a, b)`, one row per stretch of uninterrupted presence. `viewer`
 /// is the LiveKit identity of a viewer: a user id (the host's `host-{id}`
 /// is not a viewer), so deleted accounts (`user_id` NULL) still count, or a
-/// guest's `guest-{tag}` (counted as viewers like anyone else). Reads `presence` through
+/// guest's `guest-{tag}` (counted as viewers like anyone else, and apart as
+/// `guest_viewers`). Reads `presence` through
 /// `presence_stream_id_idx`; `OFFSET 0` works `viewer` out once per row (the
 /// regex only for rows without a user); MATERIALIZED so that no query
 /// rescans the sessions.
@@ -271,6 +272,7 @@ run AS (SELECT stream_id, sum(d) OVER (PARTITION BY stream_id ORDER BY t, d ROWS
           FROM ev),
 peak AS (SELECT stream_id, max(n)::int8 AS peak FROM run GROUP BY stream_id),
 watch AS (SELECT stream_id, count(DISTINCT viewer) AS viewers,
+                 count(DISTINCT viewer) FILTER (WHERE viewer LIKE 'guest-%') AS guests,
                  round(sum(extract(epoch FROM b - a)))::int8 AS seconds
             FROM visits GROUP BY stream_id),
 chat AS (SELECT m.stream_id, count(*) FILTER (WHERE m.deleted_at IS NULL) AS messages,
@@ -280,6 +282,7 @@ per_stream AS (
   SELECT s.id AS stream_id, s.title, s.status, s.started_at, s.ended_at, s.created_at,
          coalesce(peak.peak, 0) AS peak_viewers,
          coalesce(watch.viewers, 0) AS unique_viewers,
+         coalesce(watch.guests, 0) AS guest_viewers,
          coalesce(watch.seconds, 0) AS watch_seconds,
          CASE WHEN watch.viewers > 0 THEN round(watch.seconds::numeric / watch.viewers)::int8 END
            AS average_watch_seconds,
@@ -306,6 +309,9 @@ pub struct StreamFigures {
     pub peak_viewers: i64,
     #[diesel(sql_type = BigInt)]
     pub unique_viewers: i64,
+    /// Of the unique viewers, guests (no account).
+    #[diesel(sql_type = BigInt)]
+    pub guest_viewers: i64,
     /// Total watch time, whole seconds.
     #[diesel(sql_type = BigInt)]
     pub watch_seconds: i64,

@@ -34,6 +34,8 @@ use crate::web::authz::{TeamChannel, TeamStream, area};
 pub struct FigureView {
     pub peak_viewers: i64,
     pub unique_viewers: i64,
+    /// Of them, guests (a stream's figures; None for a channel's totals).
+    pub guest_viewers: Option<i64>,
     pub watch_seconds: i64,
     pub watch_label: String,
     pub average_seconds: Option<i64>,
@@ -54,6 +56,7 @@ impl FigureView {
         FigureView {
             peak_viewers: peak,
             unique_viewers: unique,
+            guest_viewers: None,
             watch_seconds: watch,
             watch_label: duration_label(watch),
             average_seconds: average,
@@ -66,14 +69,17 @@ impl FigureView {
     }
 
     fn of(f: &StreamFigures) -> Self {
-        Self::new(
-            f.peak_viewers,
-            f.unique_viewers,
-            f.watch_seconds,
-            f.average_watch_seconds,
-            f.chat_messages,
-            f.deleted_messages,
-        )
+        FigureView {
+            guest_viewers: Some(f.guest_viewers),
+            ..Self::new(
+                f.peak_viewers,
+                f.unique_viewers,
+                f.watch_seconds,
+                f.average_watch_seconds,
+                f.chat_messages,
+                f.deleted_messages,
+            )
+        }
     }
 }
 

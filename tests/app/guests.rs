@@ -169,6 +169,14 @@ async fn a_guest_in_the_room_counts_as_a_viewer_and_in_the_analytics() {
             .await
             .unwrap();
     assert_eq!(figures.unique_viewers, 1);
+    assert_eq!(figures.guest_viewers, 1);
     assert_eq!(figures.peak_viewers, 1);
+    // The owner's analytics page says so.
+    let page = studio
+        .owner
+        .get(&format!("/studio/streams/{}/analytics", studio.stream.id))
+        .await;
+    assert_eq!(page.text_of("#unique-viewers"), "1");
+    assert_eq!(page.text_of("#guest-viewers"), "1 of them a guest");
     client.stop().await;
 }
