@@ -22,13 +22,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::StreamId;
 use crate::db::bans::Kind as BanKind;
+use crate::db::channels::VISIBLE;
 use crate::db::notifications::Kind;
 use crate::db::streams::{Status, Stream};
 
 /// Followers of the stream's channel who should hear about it: not on its
-/// team, not banned from it (the same ban as `access.rs`'s rule); nobody
-/// while the channel is hidden (`db::channels::VISIBLE`, written out: this
-/// is a constant).
+/// team, not banned from it (the same ban as `access.rs`'s rule). Every use
+/// adds `AND {VISIBLE}`: nobody hears from a hidden channel.
 const RECIPIENTS: &str = "FROM streams s \
      JOIN channels c ON c.id = s.channel_id \
      JOIN follows f ON f.channel_id = s.channel_id \
@@ -38,9 +38,7 @@ const RECIPIENTS: &str = "FROM streams s \
                        WHERE m.channel_id = s.channel_id AND m.user_id = f.user_id) \
        AND NOT EXISTS (SELECT 1 FROM bans b \
                        WHERE b.channel_id = s.channel_id AND b.user_id = f.user_id AND b.kind = $3 \
-                         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until)) \
-       AND c.hidden_at IS NULL \
-       AND NOT EXISTS (SELECT 1 FROM users hu WHERE hu.id = c.owner_id AND hu.suspended_at IS NOT NULL)";
+                         AND b.lifted_at IS NULL AND (b.until IS NULL OR now() < b.until))";
 
 /// The stream went live: every follower gets a "went live" notification,
 /// once. Answers how many were created now.
@@ -50,7 +48,7 @@ pub async fn stream_live(
 ) -> diesel::QueryResult<usize> {
     let n = diesel::sql_query(format!(
         "INSERT INTO notifications (user_id, kind, channel_id, stream_id) \
-         SELECT f.user_id, $2, s.channel_id, s.id {RECIPIENTS} \
+         SELECT f.user_id, $2, s.channel_id, s.id {RECIPIENTS} AND {VISIBLE} \
          ON CONFLICT (user_id, stream_id, kind) DO NOTHING"
     ))
     .bind::<BigInt, _>(stream.0)
@@ -89,7 +87,7 @@ pub async fn schedule_changed(
     }
     let n = diesel::sql_query(format!(
         "INSERT INTO notifications (user_id, kind, channel_id, stream_id) \
-         SELECT f.user_id, $2, s.channel_id, s.id {RECIPIENTS} \
+         SELECT f.user_id, $2, s.channel_id, s.id {RECIPIENTS} AND {VISIBLE} \
          ON CONFLICT (user_id, stream_id, kind) DO NOTHING"
     ))
     .bind::<BigInt, _>(stream.id.0)
