@@ -2,6 +2,8 @@
 #
 #   make run      set up, start LiveKit and S3 if needed, migrate, load demo data, serve
 #   make test     set up, then the whole test suite (make test TEST_ARGS="-- accounts")
+#   make test-cluster  set up, then the cluster test alone: two app instances and two
+#                 LiveKit nodes behind Caddy over HTTPS (make test runs it too)
 #   make bench    benchmark a release build against the real services (about 40 minutes);
 #                 the report goes to target/bench/report.md and report.json
 #   make setup    install and start what the app and its tests need (idempotent)
@@ -18,13 +20,16 @@ export PATH := $(TOOLS)/bin:$(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
 DATABASE_URL ?= postgres://stagepass:stagepass@localhost:5432/stagepass
 TEST_ARGS ?=
 
-.PHONY: run test bench setup fmt lint schema
+.PHONY: run test test-cluster bench setup fmt lint schema
 
 run:
 	scripts/run
 
 test: setup
 	cargo test --locked $(TEST_ARGS)
+
+test-cluster: setup
+	cargo test --locked --test app -- cluster::
 
 bench:
 	scripts/bench

@@ -135,8 +135,7 @@ async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another(
     // Sessions live in Postgres and cookies are per host: the same browsers, on B.
     let on_b = |who: &Browser| Browser {
         base: b.url.clone(),
-        client: who.client.clone(),
-        jar: who.jar.clone(),
+        ..who.clone()
     };
     let mut viewer_on_b = Sse::open(&on_b(&chat.viewer), &chat.path("/chat/events"), None).await;
     let mut owner_on_a = chat.events(&chat.owner).await;

@@ -599,8 +599,7 @@ async fn after_a_sigkill_mid_stream_chat_resumes_exactly_once_and_the_stream_and
     let base = app.url.clone();
     let at = |who: &Browser| Browser {
         base: base.clone(),
-        client: who.client.clone(),
-        jar: who.jar.clone(),
+        ..who.clone()
     };
     let owner = at(&owner);
     builders::go_live(&owner, stream.id).await;
@@ -865,8 +864,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     let victim = crate::util::instance::Instance::start(&survivor).await;
     let on_victim = |who: &Browser| Browser {
         base: victim.url.clone(),
-        client: who.client.clone(),
-        jar: who.jar.clone(),
+        ..who.clone()
     };
     let (owner, owner_id) = builders::user(&survivor, "owner@example.com", "Olive Owner").await;
     let channel = builders::channel(&survivor, owner_id, "twins").await;

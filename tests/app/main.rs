@@ -11,6 +11,7 @@ mod browser;
 mod channels;
 mod chat;
 mod checkout;
+mod cluster;
 mod codes;
 mod enforcement;
 mod exposure;

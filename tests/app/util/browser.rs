@@ -169,6 +169,13 @@ pub struct Browser {
 /// Chromium's profile directory (Chromium creates it), removed when dropped.
 struct Profile(PathBuf);
 
+fn new_profile() -> Profile {
+    Profile(std::env::temp_dir().join(format!(
+        "stagepass-chromium-{}",
+        uuid::Uuid::new_v4().simple()
+    )))
+}
+
 impl Drop for Profile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -178,17 +185,76 @@ impl Drop for Profile {
 impl Browser {
     pub async fn start() -> Browser {
         let driver = driver().await;
-        let profile = Profile(std::env::temp_dir().join(format!(
-            "stagepass-chromium-{}",
-            uuid::Uuid::new_v4().simple()
-        )));
+        Self::start_as(driver, &driver.chromium, new_profile(), false).await
+    }
+
+    /// A Chromium that trusts the certificate authority `root` (PEM) besides
+    /// the web's: Chromium on Linux takes local roots from `$HOME/.pki/nssdb`,
+    /// so this one gets a HOME of its own, inside its profile, whose NSS
+    /// database holds `root`. It also keeps its network log (`protocols`).
+    pub async fn start_trusting(root: &Path) -> Browser {
+        let driver = driver().await;
+        let profile = new_profile();
+        let home = profile.0.join("home");
+        let nssdb = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).unwrap();
+        let certutil = find_program("CERTUTIL_BIN", &["certutil", "/usr/bin/certutil"])
+            .unwrap_or_else(|| {
+                panic!("`certutil` is not installed. Run `scripts/setup` (libnss3-tools).")
+            });
+        let db = format!("sql:{}", nssdb.display());
+        for args in [
+            vec!["-d", &db, "-N", "--empty-password"],
+            vec![
+                "-d",
+                &db,
+                "-A",
+                "-n",
+                "stagepass-test-ca",
+                "-t",
+                "C,,",
+                "-i",
+                root.to_str().unwrap(),
+            ],
+        ] {
+            let out = Command::new(&certutil).args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let launcher = profile.0.join("chromium");
+        let body = format!(
+            "#!/bin/sh\n# Chromium with a HOME of its own (its NSS database trusts the test's CA).\nHOME={} exec {} \"$@\"\n",
+            home.display(),
+            driver.chromium.display()
+        );
+        std::fs::write(&launcher, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self::start_as(driver, &launcher, profile, true).await
+    }
+
+    async fn start_as(
+        driver: &Driver,
+        chromium: &Path,
+        profile: Profile,
+        network_log: bool,
+    ) -> Browser {
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
+        // Console messages, for the diagnostics of a failed wait; the network
+        // log when asked for.
+        let logging = if network_log {
+            json!({ "browser": "ALL", "performance": "ALL" })
+        } else {
+            json!({ "browser": "ALL" })
+        };
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": driver.chromium, "args": args },
-            // Console messages, for the diagnostics of a failed wait.
-            "goog:loggingPrefs": { "browser": "ALL" },
+            "goog:chromeOptions": { "binary": chromium, "args": args },
+            "goog:loggingPrefs": logging,
         });
         let serde_json::Value::Object(caps) = caps else {
             unreachable!()
@@ -210,6 +276,57 @@ impl Browser {
             closed: false,
             _profile: profile,
         }
+    }
+
+    /// Every request the page makes from now on carries `name: value`
+    /// (Chromium's DevTools, through chromedriver), navigations included.
+    pub async fn send_header(&self, name: &str, value: &str) {
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp(
+            "Network.setExtraHTTPHeaders",
+            json!({ "headers": { name: value } }),
+        )
+        .await;
+    }
+
+    /// For every response received since the last call (from a browser
+    /// started with `start_trusting`): its resource type (Document,
+    /// EventSource, Fetch, …), URL and protocol ("h2", "http/1.1", …).
+    pub async fn protocols(&self) -> Vec<(String, String, String)> {
+        let log = self.log("performance").await;
+        log.iter()
+            .filter_map(|e| {
+                let m: Value = serde_json::from_str(e["message"].as_str()?).ok()?;
+                let m = &m["message"];
+                (m["method"] == "Network.responseReceived").then(|| {
+                    let p = &m["params"];
+                    (
+                        p["type"].as_str().unwrap_or("").to_owned(),
+                        p["response"]["url"].as_str().unwrap_or("").to_owned(),
+                        p["response"]["protocol"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a DevTools command on the page's target; panics if it fails.
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver_url, self.session
+            ))
+            .json(&json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DevTools {cmd}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "DevTools {cmd}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.unwrap_or_default()
     }
 
     pub async fn goto(&self, url: &str) {
@@ -380,23 +497,11 @@ impl Browser {
     /// Makes the page's clock show `zone` (an IANA name, e.g. "Asia/Kolkata"),
     /// as if the machine ran there (Chromium's DevTools, through chromedriver).
     pub async fn time_zone(&self, zone: &str) {
-        let response = reqwest::Client::new()
-            .post(format!(
-                "{}/session/{}/goog/cdp/execute",
-                self.driver_url, self.session
-            ))
-            .json(&json!({
-                "cmd": "Emulation.setTimezoneOverride",
-                "params": { "timezoneId": zone },
-            }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("setting the time zone to {zone}: {e}"));
-        assert!(
-            response.status().is_success(),
-            "setting the time zone to {zone}: {}",
-            response.text().await.unwrap_or_default()
-        );
+        self.cdp(
+            "Emulation.setTimezoneOverride",
+            json!({ "timezoneId": zone }),
+        )
+        .await;
     }
 
     /// Ends the session (Chromium exits) and removes its profile.
@@ -443,36 +548,40 @@ impl Browser {
 
     /// The browser's console messages since the last call (chromedriver's log endpoint).
     pub async fn console(&self) -> String {
+        self.log("browser")
+            .await
+            .iter()
+            .map(|e| {
+                format!(
+                    "[{}] {}",
+                    e["level"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The entries of chromedriver's log `kind` since the last call (none if it fails).
+    async fn log(&self, kind: &str) -> Vec<Value> {
         let response = reqwest::Client::new()
             .post(format!(
                 "{}/session/{}/se/log",
                 self.driver_url, self.session
             ))
-            .json(&json!({ "type": "browser" }))
+            .json(&json!({ "type": kind }))
             .send()
             .await;
         let Ok(response) = response else {
-            return String::new();
+            return Vec::new();
         };
-        let Ok(log) = response.json::<Value>().await else {
-            return String::new();
+        let Ok(mut log) = response.json::<Value>().await else {
+            return Vec::new();
         };
-        log["value"]
-            .as_array()
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "[{}] {}",
-                            e["level"].as_str().unwrap_or("?"),
-                            e["message"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default()
+        match log["value"].take() {
+            Value::Array(entries) => entries,
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -526,7 +635,16 @@ pub fn copy_to_docs(shot: &Path, name: &str) {
 /// The owner `email`, in Chromium, signs in at `url` and goes live with
 /// stream `stream` from the broadcast page, with the fake camera.
 pub async fn go_live_at(url: &str, email: &str, stream: stagepass::db::StreamId) -> Browser {
-    let owner = Browser::start().await;
+    go_live_in(Browser::start().await, url, email, stream).await
+}
+
+/// Like `go_live_at`, in the Chromium `owner`.
+pub async fn go_live_in(
+    owner: Browser,
+    url: &str,
+    email: &str,
+    stream: stagepass::db::StreamId,
+) -> Browser {
     owner.sign_in(url, email, crate::util::PASSWORD).await;
     owner
         .goto(&format!("{url}/studio/streams/{stream}/broadcast"))

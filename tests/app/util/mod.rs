@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod builders;
+pub mod cluster;
 pub mod instance;
 pub mod livekit_webhook;
 pub mod logs;
@@ -38,6 +39,9 @@ pub struct TestApp {
     /// test can start another instance of the same deployment.
     pub env: HashMap<String, String>,
     pub services: &'static Services,
+    /// The root certificate its HTTPS address is signed by, when it is not
+    /// one the web trusts (the cluster's Caddy, with its own CA).
+    pub tls_root: Option<reqwest::Certificate>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -56,41 +60,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
 
-        let mut env: HashMap<String, String> = [
-            ("BIND_ADDR", "127.0.0.1:0".to_owned()),
-            ("PUBLIC_URL", url.clone()),
-            ("DATABASE_URL", database_url),
-            ("DATABASE_POOL_SIZE", "5".to_owned()),
-            // API calls go through the stand-in (Egress, Ingress); browsers
-            // connect to the real server.
-            ("LIVEKIT_URL", services.livekit_url.clone()),
-            (
-                "LIVEKIT_PUBLIC_URL",
-                services.livekit_direct_url.replacen("http://", "ws://", 1),
-            ),
-            ("LIVEKIT_API_KEY", services::LIVEKIT_KEY.to_owned()),
-            ("LIVEKIT_API_SECRET", services::LIVEKIT_SECRET.to_owned()),
-            // The stand-in answers LiveKit Ingress, so RTMP is offered (a test
-            // of the default install turns it off).
-            ("LIVEKIT_INGRESS", "true".to_owned()),
-            // Every app under test shares the run's LiveKit: its own prefix keeps
-            // its reconciler and webhooks to its own rooms.
-            (
-                "LIVEKIT_ROOM_PREFIX",
-                format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
-            ),
-            ("S3_ENDPOINT", services.s3_url.clone()),
-            ("S3_BUCKET", services::S3_BUCKET.to_owned()),
-            ("S3_ACCESS_KEY_ID", services::S3_KEY.to_owned()),
-            ("S3_SECRET_ACCESS_KEY", services::S3_SECRET.to_owned()),
-            // Every persona signs up from 127.0.0.1; the tests of the sign-up
-            // limit set their own.
-            ("SIGNUP_MAX_PER_ADDRESS", "1000".to_owned()),
-            ("SIGNUP_MAX_PER_INSTANCE", "1000".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let mut env = settings(services, database_url, &url);
         tweak(&mut env);
         let config =
             Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
@@ -116,8 +86,33 @@ impl TestApp {
             state,
             env,
             services,
+            tls_root: None,
             shutdown: Some(tx),
             server: Some(server),
+        }
+    }
+
+    /// A handle on a deployment that serves elsewhere (the cluster test's
+    /// instances, behind its proxy at `url`, whose certificate `tls_root`
+    /// signs): the database and LiveKit of `env`'s settings, and personas
+    /// that go through `url`. It serves nothing itself.
+    pub async fn handle(
+        url: &str,
+        env: HashMap<String, String>,
+        tls_root: reqwest::Certificate,
+    ) -> TestApp {
+        keep_log_callsites_live();
+        let config =
+            Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
+        let pool = stagepass::db::pool(config.database_url.expose_secret(), 5).unwrap();
+        TestApp {
+            url: url.to_owned(),
+            state: AppState::new(config, pool),
+            env,
+            services: services::get().await,
+            tls_root: Some(tls_root),
+            shutdown: None,
+            server: None,
         }
     }
 
@@ -133,7 +128,7 @@ impl TestApp {
 
     /// A visitor who is not signed in.
     pub fn anonymous(&self) -> Browser {
-        Browser::new(&self.url)
+        Browser::build(&self.url, None, self.tls_root.clone(), None)
     }
 
     /// A visitor who signed up through the real form (and is therefore signed in).
@@ -185,6 +180,46 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The settings (environment variable names) of an app under test on
+/// `database_url`, reached at `url`, with the run's services.
+pub fn settings(services: &Services, database_url: String, url: &str) -> HashMap<String, String> {
+    [
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("PUBLIC_URL", url.to_owned()),
+        ("DATABASE_URL", database_url),
+        ("DATABASE_POOL_SIZE", "5".to_owned()),
+        // API calls go through the stand-in (Egress, Ingress); browsers
+        // connect to the real server.
+        ("LIVEKIT_URL", services.livekit_url.clone()),
+        (
+            "LIVEKIT_PUBLIC_URL",
+            services.livekit_direct_url.replacen("http://", "ws://", 1),
+        ),
+        ("LIVEKIT_API_KEY", services::LIVEKIT_KEY.to_owned()),
+        ("LIVEKIT_API_SECRET", services::LIVEKIT_SECRET.to_owned()),
+        // The stand-in answers LiveKit Ingress, so RTMP is offered (a test
+        // of the default install turns it off).
+        ("LIVEKIT_INGRESS", "true".to_owned()),
+        // Every app under test shares the run's LiveKit: its own prefix keeps
+        // its reconciler and webhooks to its own rooms.
+        (
+            "LIVEKIT_ROOM_PREFIX",
+            format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        ),
+        ("S3_ENDPOINT", services.s3_url.clone()),
+        ("S3_BUCKET", services::S3_BUCKET.to_owned()),
+        ("S3_ACCESS_KEY_ID", services::S3_KEY.to_owned()),
+        ("S3_SECRET_ACCESS_KEY", services::S3_SECRET.to_owned()),
+        // Every persona signs up from 127.0.0.1; the tests of the sign-up
+        // limit set their own.
+        ("SIGNUP_MAX_PER_ADDRESS", "1000".to_owned()),
+        ("SIGNUP_MAX_PER_INSTANCE", "1000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// Tests that capture log lines (`tracing::subscriber::set_default` on their
@@ -279,6 +314,8 @@ pub struct Browser {
     pub base: String,
     pub client: reqwest::Client,
     pub jar: Arc<reqwest::cookie::Jar>,
+    /// The root certificate it trusts besides the web's (see `TestApp::tls_root`).
+    pub tls_root: Option<reqwest::Certificate>,
 }
 
 impl Browser {
@@ -289,18 +326,52 @@ impl Browser {
     /// A persona whose connections come from `address` (another loopback
     /// address such as 127.0.0.2: another network, as the flood limits see it).
     pub fn from_address(base: &str, address: Option<std::net::IpAddr>) -> Self {
+        Self::build(base, address, None, None)
+    }
+
+    /// The persona with its cookies, whose every request carries `header`
+    /// (the cluster's proxy routes `X-Stagepass-Instance` to one instance).
+    pub fn with_header(&self, header: (&'static str, &str)) -> Self {
+        Browser {
+            client: Self::client(self.jar.clone(), None, self.tls_root.clone(), Some(header)),
+            ..self.clone()
+        }
+    }
+
+    fn build(
+        base: &str,
+        address: Option<std::net::IpAddr>,
+        tls_root: Option<reqwest::Certificate>,
+        header: Option<(&'static str, &str)>,
+    ) -> Self {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(Policy::none())
-            .local_address(address)
-            .build()
-            .unwrap();
         Browser {
             base: base.to_owned(),
-            client,
+            client: Self::client(jar.clone(), address, tls_root.clone(), header),
             jar,
+            tls_root,
         }
+    }
+
+    fn client(
+        jar: Arc<reqwest::cookie::Jar>,
+        address: Option<std::net::IpAddr>,
+        tls_root: Option<reqwest::Certificate>,
+        header: Option<(&'static str, &str)>,
+    ) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .cookie_provider(jar)
+            .redirect(Policy::none())
+            .local_address(address);
+        if let Some(root) = tls_root {
+            builder = builder.add_root_certificate(root);
+        }
+        if let Some((name, value)) = header {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(name, value.parse().unwrap());
+            builder = builder.default_headers(headers);
+        }
+        builder.build().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -236,7 +236,7 @@ pub async fn create_database(services: &Services) -> String {
     format!("{}/{name}", services.pg_base)
 }
 
-fn find_binary(name: &str, env: &str) -> PathBuf {
+pub fn find_binary(name: &str, env: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
