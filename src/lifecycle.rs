@@ -180,16 +180,45 @@ pub async fn end_stream(
     if let Err(e) = crate::recording::stop(state, &stream).await {
         tracing::warn!(error = %e, "ending: stopping the recording");
     }
-    match state.livekit.rooms.delete_room(&stream.room_name).await {
-        Ok(()) => {}
-        // The room is already gone (it finished on its own): end the stream all the same.
-        Err(e) if is_not_found(&e.to_string()) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "LiveKit: deleting the room failed");
-            return Err(LifecycleError::LiveKit(short(&e.to_string())));
-        }
-    }
+    close_room(state, &stream)
+        .await
+        .map_err(LifecycleError::LiveKit)?;
     finish(state, stream_id, "stream.ended", actor).await
+}
+
+/// Deletes the stream's room, disconnecting everyone; a room already gone
+/// (it finished on its own) counts as deleted. The error is LiveKit's,
+/// shortened and logged here.
+///
+/// In a LiveKit cluster, a room whose node died stays on record pointing at
+/// that node, and deleting it answers "unavailable" until the room is asked
+/// for again: creating it again places it on a live node (once the dead one
+/// has gone 5 s without reporting), where it can be deleted.
+async fn close_room(state: &AppState, stream: &Stream) -> Result<(), String> {
+    let delete = || async {
+        match state.livekit.rooms.delete_room(&stream.room_name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e.to_string()) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let error = match delete().await {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if !is_unavailable(&error) {
+        tracing::warn!(error, "LiveKit: deleting the room failed");
+        return Err(short(&error));
+    }
+    tracing::warn!(
+        error,
+        "LiveKit: the room's node does not answer; moving the room to delete it"
+    );
+    open_room(state, stream).await?;
+    delete().await.map_err(|e| {
+        tracing::warn!(error = e, "LiveKit: deleting the moved room failed");
+        short(&e)
+    })
 }
 
 /// Marks a live stream ended and closes its open presence (the room is gone);
@@ -291,6 +320,12 @@ pub async fn mark_ended(
 fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("not_found") || m.contains("not found") || m.contains("does not exist")
+}
+
+/// LiveKit could not reach the node that holds the room (twirp `unavailable`).
+fn is_unavailable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("unavailable") || m.contains("no response from servers")
 }
 
 /// LiveKit's errors can be long; the page shows the gist.

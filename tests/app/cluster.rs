@@ -70,15 +70,22 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     assert_eq!(requests(&cluster, "a", "POST", go_live).await, 1.0);
     assert_eq!(requests(&cluster, "b", "POST", go_live).await, 0.0);
 
-    // 2. A viewer with a pass watches through instance B: the video plays,
-    //    and Chromium got the page and the chat stream over HTTP/2.
-    let (_, viewer_id) = builders::user(app, VIEWER, "Vera Viewer").await;
-    let grant = builders::grant(app, viewer_id, channel.id, None, "-1 minute", "1 hour").await;
+    // 2. A viewer buys a pass (the development checkout) and watches,
+    //    through instance B: the video plays, and Chromium got the page and
+    //    the chat stream over HTTP/2.
+    builders::pass(app, &channel, "Day pass", None, 24).await;
+    let (viewer_http, viewer_id) = builders::user(app, VIEWER, "Vera Viewer").await;
     let viewer = Chromium::start_trusting(&cluster.ca).await;
     viewer.send_header(PIN, "b").await;
     viewer.sign_in(&app.url, VIEWER, PASSWORD).await;
     let watch_url = format!("{}/s/{}", app.url, stream.id);
     viewer.goto(&watch_url).await;
+    viewer.click("#get-pass").await;
+    viewer.click(".buy-form [type=submit]").await;
+    viewer.click("#dev-confirm-form [type=submit]").await;
+    viewer.wait_for("#player").await;
+    assert_eq!(viewer.path().await, format!("/s/{}", stream.id));
+    let grant = grant_of(&db, viewer_id).await;
     plays(&viewer, "the stream's video to play for the viewer on B").await;
     chat_open(&viewer).await;
     let token = r#"route="/s/{id}/token""#;
@@ -253,6 +260,9 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         last_ids.push(last.expect("chat events carry ids"));
     }
     cluster.kill_instance("a").await;
+    // The creator's page had its chat stream on A: its reconnection goes
+    // through the proxy to B (the pin stands in for the proxy's choice).
+    creator.send_header(PIN, "b").await;
     for i in 1..=3 {
         // No pin: as a browser would, through the proxy, which sends it to B.
         post(&follower, &chat, &format!("after the kill {i}")).await;
@@ -280,13 +290,36 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         );
     }
     assert!(cluster.metric("b", "chat_subscribers").await >= 1.0);
-    creator.send_header(PIN, "b").await;
+    post(
+        &viewer_http,
+        &format!("/s/{}/chat", stream.id),
+        "Still here after A",
+    )
+    .await;
+    shows(
+        &creator,
+        "a message after the kill on the creator's page",
+        "Still here after A",
+    )
+    .await;
 
     // 8. The LiveKit node that hosts the creator's room dies. The viewer's
     //    player says it is reconnecting; the host's client rejoins, which
     //    re-creates the room on the surviving node, and the video plays again.
     let host = cluster.node_of(&room).expect("a node hosts the room").name;
     let survivor = cluster.nodes.iter().find(|n| n.name != host).unwrap().name;
+    // A stream on the same node with nobody in its room.
+    let mut stranded = None;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s = builders::stream(app, &channel, AccessKind::Public).await;
+        builders::go_live(&owner_b, s.id).await;
+        if cluster.node_of(&room_of(&db, s.id).await).map(|n| n.name) == Some(host) {
+            stranded = Some(s);
+            break;
+        }
+    }
+    let stranded = stranded.expect("a stream placed on the node that hosts the creator's room");
     viewer.js("window.states = []; new MutationObserver(() => window.states.push(document.getElementById('player').dataset.state)).observe(document.getElementById('player'), { attributes: true }); return true").await;
     let killed = Instant::now();
     cluster.kill_node(host);
@@ -327,6 +360,18 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         .unwrap();
     assert_eq!(row.status.to_string(), "live");
 
+    // The owner ends the stream whose room was left on the dead node (LiveKit
+    // answers "unavailable" for it until it is moved): it ends, its room is gone.
+    end(&owner_b, stranded.id).await;
+    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stranded.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status.to_string(), "ended");
+    let rooms = app.state.livekit.rooms.list_rooms(vec![]).await.unwrap();
+    let stranded_room = room_of(&db, stranded.id).await;
+    assert!(!rooms.iter().any(|r| r.name == stranded_room), "{rooms:?}");
+
     // A new go-live lands on the surviving node.
     let fresh = builders::stream(app, &channel, AccessKind::Public).await;
     builders::go_live(&owner, fresh.id).await;
@@ -356,6 +401,18 @@ async fn room_of(db: &DbPool, stream: StreamId) -> String {
     streams::table
         .find(stream)
         .select(streams::room_name)
+        .first(&mut *db.get().await.unwrap())
+        .await
+        .unwrap()
+}
+
+/// The viewer's newest grant.
+async fn grant_of(db: &DbPool, user: UserId) -> i64 {
+    use stagepass::db::schema::access_grants;
+    access_grants::table
+        .filter(access_grants::user_id.eq(user.0))
+        .order(access_grants::id.desc())
+        .select(access_grants::id)
         .first(&mut *db.get().await.unwrap())
         .await
         .unwrap()

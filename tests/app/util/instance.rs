@@ -66,7 +66,7 @@ impl Instance {
             }
             Reached::ThroughProxy(log) => {
                 let file = std::fs::File::create(log).expect("creating the instance's log");
-                command.stderr(file);
+                command.stdout(file.try_clone().unwrap()).stderr(file);
             }
         }
         let child = command.spawn().expect("stagepass serve starts");
@@ -106,7 +106,7 @@ impl Instance {
 enum Reached {
     /// At its own address; `webhooks`: the run's relay sends it LiveKit's.
     Directly { webhooks: bool },
-    /// Through a proxy (its PUBLIC_URL); stderr goes to this file.
+    /// Through a proxy (its PUBLIC_URL); its log goes to this file.
     ThroughProxy(std::path::PathBuf),
 }
 
