@@ -32,6 +32,9 @@ pub struct Config {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretString>,
     pub log_format: LogFormat,
+    /// The folder served at /static (the checkout's `static/`, with the
+    /// browser assets `scripts/setup` copies into `static/vendor/`).
+    pub static_dir: std::path::PathBuf,
     pub livekit: LiveKitConfig,
     pub s3: S3Config,
     pub payments: PaymentsConfig,
@@ -224,6 +227,20 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("must be `text` or `json`".into()),
         });
+        let static_dir = env.parse(
+            "STATIC_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/static"),
+            |v| {
+                let dir = std::path::PathBuf::from(v);
+                if dir.is_dir() {
+                    Ok(dir)
+                } else {
+                    Err(format!(
+                        "{v} is not a folder: point it at the checkout's static/ folder (with static/vendor/ from `scripts/setup`)"
+                    ))
+                }
+            },
+        );
 
         let livekit_url = env.parse("LIVEKIT_URL", "http://localhost:7880", http_url);
         let livekit_public_url = env.parse("LIVEKIT_PUBLIC_URL", livekit_url.as_str(), ws_url);
@@ -427,6 +444,7 @@ impl Config {
             trust_proxy_headers,
             metrics_token,
             log_format,
+            static_dir,
             livekit: LiveKitConfig {
                 url: livekit_url,
                 public_url: livekit_public_url,
@@ -606,9 +624,14 @@ mod tests {
             ("BIND_ADDR", "nope"),
             ("DATABASE_POOL_SIZE", "0"),
             ("LOG_FORMAT", "xml"),
+            ("STATIC_DIR", "/nonexistent/static"),
         ])
         .unwrap_err()
         .to_string();
+        assert!(
+            err.contains("STATIC_DIR: /nonexistent/static is not a folder"),
+            "{err}"
+        );
         assert!(err.contains("BIND_ADDR: must be an address"), "{err}");
         assert!(
             err.contains("DATABASE_POOL_SIZE: must be a whole number"),

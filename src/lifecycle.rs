@@ -180,23 +180,23 @@ pub async fn end_stream(
     if let Err(e) = crate::recording::stop(state, &stream).await {
         tracing::warn!(error = %e, "ending: stopping the recording");
     }
-    close_room(state, &stream)
+    close_room(state, &stream.room_name)
         .await
         .map_err(LifecycleError::LiveKit)?;
     finish(state, stream_id, "stream.ended", actor).await
 }
 
-/// Deletes the stream's room, disconnecting everyone; a room already gone
-/// (it finished on its own) counts as deleted. The error is LiveKit's,
-/// shortened and logged here.
+/// Deletes a room, disconnecting everyone; a room already gone (it finished
+/// on its own) counts as deleted. The error is LiveKit's, shortened and
+/// logged here.
 ///
 /// In a LiveKit cluster, a room whose node died stays on record pointing at
 /// that node, and deleting it answers "unavailable" until the room is asked
 /// for again: creating it again places it on a live node (once the dead one
 /// has gone 5 s without reporting), where it can be deleted.
-async fn close_room(state: &AppState, stream: &Stream) -> Result<(), String> {
+async fn close_room(state: &AppState, room: &str) -> Result<(), String> {
     let delete = || async {
-        match state.livekit.rooms.delete_room(&stream.room_name).await {
+        match state.livekit.rooms.delete_room(room).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e.to_string()) => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -207,16 +207,26 @@ async fn close_room(state: &AppState, stream: &Stream) -> Result<(), String> {
         Err(e) => e,
     };
     if !is_unavailable(&error) {
-        tracing::warn!(error, "LiveKit: deleting the room failed");
+        tracing::warn!(room, error, "LiveKit: deleting the room failed");
         return Err(short(&error));
     }
     tracing::warn!(
+        room,
         error,
         "LiveKit: the room's node does not answer; moving the room to delete it"
     );
-    open_room(state, stream).await?;
-    delete().await.map_err(|e| {
-        tracing::warn!(error = e, "LiveKit: deleting the moved room failed");
+    let moved = state
+        .livekit
+        .rooms
+        .create_room(room, CreateRoomOptions::default())
+        .await
+        .map_err(|e| e.to_string());
+    match moved {
+        Ok(_) => delete().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
+        tracing::warn!(room, error = e, "LiveKit: deleting the moved room failed");
         short(&e)
     })
 }
@@ -415,8 +425,8 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         if now - created < 30 {
             continue;
         }
-        if let Err(e) = state.livekit.rooms.delete_room(room).await {
-            tracing::warn!(error = %e, "reconciler: deleting an orphan room");
+        // (close_room logs why it could not.)
+        if close_room(state, room).await.is_err() {
             continue;
         }
         done.rooms_deleted += 1;

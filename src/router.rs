@@ -282,7 +282,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(operator)
-        .nest_service("/static", static_files())
+        .nest_service("/static", ServeDir::new(&state.config.static_dir))
         .merge(pages)
         .layer(middleware::from_fn(telemetry::track))
         .layer(
@@ -315,10 +315,6 @@ fn session_layer(state: &AppState) -> SessionManagerLayer<PgSessionStore> {
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.secure_cookies())
         .with_expiry(Expiry::OnInactivity(idle))
-}
-
-fn static_files() -> ServeDir {
-    ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
 }
 
 /// The Content-Security-Policy: scripts only from us (htmx, livekit-client and

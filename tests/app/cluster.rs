@@ -354,7 +354,7 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         killed.elapsed()
     );
     assert_eq!(cluster.node_of(&room).map(|n| n.name), Some(survivor));
-    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stream.id)
+    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stream.id)
         .await
         .unwrap()
         .unwrap();
@@ -363,7 +363,7 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     // The owner ends the stream whose room was left on the dead node (LiveKit
     // answers "unavailable" for it until it is moved): it ends, its room is gone.
     end(&owner_b, stranded.id).await;
-    let row = stagepass::db::streams::find(&mut *db.get().await.unwrap(), stranded.id)
+    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stranded.id)
         .await
         .unwrap()
         .unwrap();

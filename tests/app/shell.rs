@@ -184,6 +184,30 @@ async fn stylesheet_is_served() {
 }
 
 #[tokio::test]
+async fn static_files_come_from_static_dir_when_it_is_set() {
+    // A binary deployed away from its checkout, with static/ copied beside it.
+    let dir = std::env::temp_dir().join(format!(
+        "stagepass-static-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(dir.join("css")).unwrap();
+    std::fs::write(dir.join("css/app.css"), "body { color: rebeccapurple }").unwrap();
+    let app = TestApp::spawn_with(|env| {
+        env.insert("STATIC_DIR".into(), dir.display().to_string());
+    })
+    .await;
+    let css = app.anonymous().get("/static/css/app.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.text, "body { color: rebeccapurple }");
+    assert_eq!(
+        app.anonymous().get("/static/js/app.js").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing from the checkout's static/"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_stops_serving() {
     let app = TestApp::spawn().await;
     let url = app.url.clone();

@@ -382,7 +382,7 @@ struct Procs {
 }
 
 enum Order {
-    Spawn(Command, PathBuf, mpsc::Sender<u32>),
+    Spawn(Box<Command>, PathBuf, mpsc::Sender<u32>),
     Kill(u32, mpsc::Sender<()>),
 }
 
@@ -396,7 +396,7 @@ impl Procs {
                 for order in inbox {
                     match order {
                         Order::Spawn(cmd, log, reply) => {
-                            let child = spawn_tied(cmd, &log);
+                            let child = spawn_tied(*cmd, &log);
                             let _ = reply.send(child.id());
                             children.push(child);
                         }
@@ -421,7 +421,7 @@ impl Procs {
     fn spawn(&self, cmd: Command, log: &Path) -> u32 {
         let (tx, rx) = mpsc::channel();
         self.orders
-            .send(Order::Spawn(cmd, log.to_owned(), tx))
+            .send(Order::Spawn(Box::new(cmd), log.to_owned(), tx))
             .unwrap();
         rx.recv().expect("the cluster's thread spawns it")
     }
