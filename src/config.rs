@@ -130,7 +130,8 @@ pub struct LiveKitConfig {
     /// How long a room waits for its first participant before LiveKit closes it.
     pub empty_timeout: Duration,
     /// How long a room stays after the last participant left (a host refreshing
-    /// the broadcast page must not end the stream).
+    /// the broadcast page must not end the stream); also how long the
+    /// reconciler waits for the host of a room stranded on a dead LiveKit node.
     pub departure_timeout: Duration,
     /// LiveKit's Ingress service runs beside the server (`LIVEKIT_INGRESS`):
     /// only then can OBS stream over RTMP. WHIP needs nothing else.

@@ -350,9 +350,36 @@ pub struct Reconciled {
     pub rooms_deleted: usize,
 }
 
+/// Live streams whose room's LiveKit node does not answer (it died, in a
+/// cluster), with when this instance's reconciler first saw it so.
+#[derive(Default)]
+pub struct Stranded(std::sync::Mutex<std::collections::HashMap<StreamId, std::time::Instant>>);
+
+impl Stranded {
+    /// Notes which streams are stranded now (the others are not any more)
+    /// and answers those stranded for `grace` or longer.
+    fn note(&self, now_stranded: &[StreamId], grace: std::time::Duration) -> Vec<StreamId> {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|id, _| now_stranded.contains(id));
+        let now = std::time::Instant::now();
+        now_stranded
+            .iter()
+            .filter(|id| now.duration_since(*seen.entry(**id).or_insert(now)) >= grace)
+            .copied()
+            .collect()
+    }
+}
+
 /// Compares live streams with LiveKit's rooms: a live stream whose room is gone
 /// is ended; a room of ours (by prefix) whose stream is not live is deleted; the
 /// participants of live rooms are recorded in presence (lost webhooks).
+///
+/// A room whose node died is still listed (LiveKit keeps its record), but
+/// asking who is in it fails as "unavailable" (with livekit.yaml's
+/// `api.enable_psrpc_for_get_list_participants`, the question goes to the
+/// room's node). The host's client normally rejoins within a minute, which
+/// moves the room to a live node; a stream whose room stays stranded for the
+/// departure timeout is ended, as if everyone had left.
 #[instrument(skip_all)]
 pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     let prefix = &state.config.livekit.room_prefix;
@@ -373,6 +400,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     drop(conn);
 
     let mut done = Reconciled::default();
+    let mut stranded = Vec::new();
     // Presence comes from webhooks, which LiveKit drops after 30 s of failure
     // (say, while the app restarts): take it from the rooms themselves too, so
     // the enforcer knows everyone who is in.
@@ -397,9 +425,32 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
                     db::presence::joined(&mut conn, &joined).await?;
                 }
             }
+            Err(e) if is_unavailable(&e.to_string()) => {
+                tracing::warn!(error = %e, stream = %stream.id, "reconciler: the room's LiveKit node does not answer");
+                stranded.push(stream.id);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, stream = %stream.id, "reconciler: listing participants")
             }
+        }
+    }
+    for id in state
+        .stranded
+        .note(&stranded, state.config.livekit.departure_timeout)
+    {
+        let Some(stream) = live.iter().find(|s| s.id == id) else {
+            continue;
+        };
+        // (close_room logs why it could not; the next pass tries again.)
+        if close_room(state, &stream.room_name).await.is_err() {
+            continue;
+        }
+        if finish(state, id, "stream.ended_by_reconciler", None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_some()
+        {
+            done.streams_ended += 1;
         }
     }
     for stream in live.iter().filter(|s| !rooms.contains(&s.room_name)) {
@@ -823,4 +874,32 @@ async fn live_from_obs(
         tracing::warn!(error = %e, "record on live: recording did not start");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_stream_is_due_once_stranded_for_the_grace_and_forgotten_when_it_answers() {
+        let stranded = Stranded::default();
+        let (a, b) = (StreamId(1), StreamId(2));
+        assert!(stranded.note(&[a, b], Duration::from_millis(50)).is_empty());
+        std::thread::sleep(Duration::from_millis(60));
+        // `a` answered meanwhile (its host rejoined on a live node): forgotten.
+        assert_eq!(stranded.note(&[b], Duration::from_millis(50)), vec![b]);
+        // Stranded again later: its time starts over.
+        assert!(stranded.note(&[a, b], Duration::from_millis(50)) == vec![b]);
+        assert_eq!(stranded.note(&[a], Duration::ZERO), vec![a]);
+    }
+
+    #[test]
+    fn unavailable_and_not_found_are_told_apart() {
+        let dead = "server error: server error: unavailable: twirp error unknown: no response from servers";
+        assert!(is_unavailable(dead));
+        assert!(!is_not_found(dead));
+        assert!(is_not_found("twirp error not_found: room not found"));
+        assert!(!is_unavailable("twirp error not_found: room not found"));
+    }
 }

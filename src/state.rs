@@ -1,6 +1,7 @@
 //! `AppState`: the one state every handler takes — config, database pool,
-//! LiveKit clients, the payment provider, the metrics handle, the chat hub and
-//! this instance's recorders. Cheap to clone (an `Arc`).
+//! LiveKit clients, the payment provider, the metrics handle, the chat hub,
+//! this instance's recorders and what its reconciler remembers. Cheap to
+//! clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -30,6 +31,9 @@ pub struct App {
     pub storage: Storage,
     /// This instance's built-in recorders (`src/recorder/`).
     pub recorders: crate::recorder::Recorders,
+    /// Live streams whose LiveKit node stopped answering, as this
+    /// instance's reconciler saw them (`lifecycle::reconcile`).
+    pub stranded: crate::lifecycle::Stranded,
 }
 
 impl AppState {
@@ -47,6 +51,7 @@ impl AppState {
             chat: Hub::new(),
             storage,
             recorders: Default::default(),
+            stranded: Default::default(),
         }))
     }
 }

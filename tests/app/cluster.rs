@@ -11,7 +11,9 @@
 //! to resume, are told to rejoin, and the first rejoin re-creates the room
 //! (same name, same id) on the surviving node. So the host reconnects to a
 //! new room on the survivor, and the stream goes on; the reconciler has
-//! nothing to end (LiveKit still lists the room throughout).
+//! nothing to end (LiveKit still lists the room throughout). A stream whose
+//! host does not come back is ended by the reconciler after the departure
+//! timeout (see `lifecycle::reconcile`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -308,18 +310,24 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     //    re-creates the room on the surviving node, and the video plays again.
     let host = cluster.node_of(&room).expect("a node hosts the room").name;
     let survivor = cluster.nodes.iter().find(|n| n.name != host).unwrap().name;
-    // A stream on the same node with nobody in its room.
-    let mut stranded = None;
-    for _ in 0..4 {
+    // Two streams on the same node with nobody in their rooms.
+    let mut stranded = Vec::new();
+    for _ in 0..8 {
+        if stranded.len() == 2 {
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(3)).await;
         let s = builders::stream(app, &channel, AccessKind::Public).await;
         builders::go_live(&owner_b, s.id).await;
         if cluster.node_of(&room_of(&db, s.id).await).map(|n| n.name) == Some(host) {
-            stranded = Some(s);
-            break;
+            stranded.push(s);
         }
     }
-    let stranded = stranded.expect("a stream placed on the node that hosts the creator's room");
+    assert_eq!(
+        stranded.len(),
+        2,
+        "two streams placed on the node that hosts the creator's room"
+    );
     viewer.js("window.states = []; new MutationObserver(() => window.states.push(document.getElementById('player').dataset.state)).observe(document.getElementById('player'), { attributes: true }); return true").await;
     let killed = Instant::now();
     cluster.kill_node(host);
@@ -354,23 +362,39 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         killed.elapsed()
     );
     assert_eq!(cluster.node_of(&room).map(|n| n.name), Some(survivor));
-    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stream.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.status.to_string(), "live");
 
-    // The owner ends the stream whose room was left on the dead node (LiveKit
+    // The owner ends one stream whose room was left on the dead node (LiveKit
     // answers "unavailable" for it until it is moved): it ends, its room is gone.
-    end(&owner_b, stranded.id).await;
-    let row = stagepass::db::streams::find(&mut db.get().await.unwrap(), stranded.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.status.to_string(), "ended");
+    end(&owner_b, stranded[0].id).await;
+    assert_eq!(status(&db, stranded[0].id).await, "ended");
     let rooms = app.state.livekit.rooms.list_rooms(vec![]).await.unwrap();
-    let stranded_room = room_of(&db, stranded.id).await;
-    assert!(!rooms.iter().any(|r| r.name == stranded_room), "{rooms:?}");
+    let gone = room_of(&db, stranded[0].id).await;
+    assert!(!rooms.iter().any(|r| r.name == gone), "{rooms:?}");
+
+    // Nobody comes back to the other: the reconcilers end it once it has been
+    // stranded for the departure timeout (30 s here), once. The creator's
+    // stream, whose host came back, stays live.
+    let other = stranded[1].id;
+    eventually_within(
+        "the stranded stream ended by the reconciler",
+        LONG,
+        || async {
+            match status(&db, other).await.as_str() {
+                "ended" => Ok(()),
+                s => Err(s.to_owned()),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "the stranded stream ended {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(
+        audited_like(&db, "stream.ended_by_reconciler", &other.to_string()).await,
+        1
+    );
+    assert_eq!(status(&db, stream.id).await, "live");
 
     // A new go-live lands on the surviving node.
     let fresh = builders::stream(app, &channel, AccessKind::Public).await;
@@ -485,16 +509,33 @@ async fn shows(b: &Chromium, what: &str, needle: &str) {
     b.wait_until(what, &script, TIMEOUT).await;
 }
 
-async fn eventually<Fut>(what: &str, mut check: impl FnMut() -> Fut)
+async fn eventually<Fut>(what: &str, check: impl FnMut() -> Fut)
 where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    eventually_within(what, Duration::from_secs(30), check).await
+}
+
+async fn eventually_within<Fut>(what: &str, wait: Duration, mut check: impl FnMut() -> Fut)
+where
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + wait;
     loop {
         match check().await {
             Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("waited 30 s for {what}: {e}"),
+            Err(e) if Instant::now() > deadline => panic!("waited {wait:?} for {what}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// The stream's status, as its row says.
+async fn status(db: &DbPool, stream: StreamId) -> String {
+    stagepass::db::streams::find(&mut db.get().await.unwrap(), stream)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .to_string()
 }

@@ -146,6 +146,9 @@ impl Cluster {
             // webhooks fast, so that two instances doing both are seen doing
             // each once within the test.
             ("LIVEKIT_RECONCILE_SECONDS", "2".into()),
+            // A stream whose room's node died ends after this (when its host
+            // does not come back first): 30 s, not 2 minutes, for the test.
+            ("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "30".into()),
             ("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true".into()),
             ("WEBHOOKS_BACKOFF_BASE_MS", "200".into()),
         ] {
@@ -305,7 +308,8 @@ async fn start_node(
     ca: &Path,
 ) -> Node {
     // As deploy/livekit.yaml, on loopback ports. `region` names the node;
-    // rooms go to the node with the fewest (`sort_by: rooms`), as in the kit.
+    // rooms go to the node with the fewest (`sort_by: rooms`), and who is in
+    // a room is asked of its node (`api`), as in the kit.
     let config = format!(
         "port: {port}\n\
          bind_addresses: [\"127.0.0.1\"]\n\
@@ -313,6 +317,7 @@ async fn start_node(
          redis:\n  address: 127.0.0.1:{redis_port}\n\
          rtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n  use_external_ip: false\n  node_ip: 127.0.0.1\n\
          node_selector:\n  kind: any\n  sort_by: rooms\n\
+         api:\n  enable_psrpc_for_get_list_participants: true\n\
          keys:\n  {LIVEKIT_KEY}: {LIVEKIT_SECRET}\n\
          webhook:\n  api_key: {LIVEKIT_KEY}\n  urls:\n    - {app_url}/webhooks/livekit\n\
          logging:\n  level: info\n",
