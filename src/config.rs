@@ -228,19 +228,10 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("must be `text` or `json`".into()),
         });
-        let static_dir = env.parse(
-            "STATIC_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/static"),
-            |v| {
-                let dir = std::path::PathBuf::from(v);
-                if dir.is_dir() {
-                    Ok(dir)
-                } else {
-                    Err(format!(
-                        "{v} is not a folder: point it at the checkout's static/ folder (with static/vendor/ from `scripts/setup`)"
-                    ))
-                }
-            },
+        // Checked by `serve` (`Config::check_static_dir`), not here: `migrate`
+        // and `admin` need no static files.
+        let static_dir = std::path::PathBuf::from(
+            env.string("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
         );
 
         let livekit_url = env.parse("LIVEKIT_URL", "http://localhost:7880", http_url);
@@ -501,6 +492,18 @@ impl Config {
     }
 
     /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    /// `STATIC_DIR` is a folder (what `serve` needs before it starts).
+    pub fn check_static_dir(&self) -> Result<(), ConfigError> {
+        if self.static_dir.is_dir() {
+            Ok(())
+        } else {
+            Err(ConfigError(vec![format!(
+                "STATIC_DIR: {} is not a folder: point it at the checkout's static/ folder (with static/vendor/ from `scripts/setup`)",
+                self.static_dir.display()
+            )]))
+        }
+    }
+
     pub fn public_origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
     }
@@ -620,19 +623,26 @@ mod tests {
     }
 
     #[test]
+    fn a_static_dir_that_is_not_a_folder_is_named() {
+        let c = config(&[("STATIC_DIR", "/nonexistent/static")]).unwrap();
+        let err = c.check_static_dir().unwrap_err().to_string();
+        assert!(
+            err.contains("STATIC_DIR: /nonexistent/static is not a folder"),
+            "{err}"
+        );
+        assert!(config(&[]).unwrap().check_static_dir().is_ok());
+    }
+
+    #[test]
     fn every_bad_variable_is_named() {
         let err = config(&[
             ("BIND_ADDR", "nope"),
             ("DATABASE_POOL_SIZE", "0"),
             ("LOG_FORMAT", "xml"),
-            ("STATIC_DIR", "/nonexistent/static"),
         ])
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("STATIC_DIR: /nonexistent/static is not a folder"),
-            "{err}"
-        );
+
         assert!(err.contains("BIND_ADDR: must be an address"), "{err}");
         assert!(
             err.contains("DATABASE_POOL_SIZE: must be a whole number"),

@@ -13,7 +13,12 @@
 //! ends when the owner ends it or LiveKit closes the room (`room_finished`).
 //! LiveKit's own error texts go to the log, never to a page.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use livekit_api::services::room::CreateRoomOptions;
+use livekit_api::services::{ServerError, ServerErrorCode, ServiceError};
 use tracing::instrument;
 
 use crate::db::DbError;
@@ -195,39 +200,24 @@ pub async fn end_stream(
 /// for again: creating it again places it on a live node (once the dead one
 /// has gone 5 s without reporting), where it can be deleted.
 async fn close_room(state: &AppState, room: &str) -> Result<(), String> {
-    let delete = || async {
-        match state.livekit.rooms.delete_room(room).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e.to_string()) => Ok(()),
-            Err(e) => Err(e.to_string()),
+    let rooms = &state.livekit.rooms;
+    let deleted = |result: Result<(), ServiceError>| match result {
+        Err(e) if is_not_found(&e.to_string()) => Ok(()),
+        other => other,
+    };
+    let result = match deleted(rooms.delete_room(room).await) {
+        Err(e) if is_unavailable(&e) => {
+            tracing::warn!(room, error = %e, "LiveKit: the room's node does not answer; moving the room to delete it");
+            match rooms.create_room(room, CreateRoomOptions::default()).await {
+                Ok(_) => deleted(rooms.delete_room(room).await),
+                Err(e) => Err(e),
+            }
         }
+        other => other,
     };
-    let error = match delete().await {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
-    if !is_unavailable(&error) {
-        tracing::warn!(room, error, "LiveKit: deleting the room failed");
-        return Err(short(&error));
-    }
-    tracing::warn!(
-        room,
-        error,
-        "LiveKit: the room's node does not answer; moving the room to delete it"
-    );
-    let moved = state
-        .livekit
-        .rooms
-        .create_room(room, CreateRoomOptions::default())
-        .await
-        .map_err(|e| e.to_string());
-    match moved {
-        Ok(_) => delete().await,
-        Err(e) => Err(e),
-    }
-    .map_err(|e| {
-        tracing::warn!(room, error = e, "LiveKit: deleting the moved room failed");
-        short(&e)
+    result.map_err(|e| {
+        tracing::warn!(room, error = %e, "LiveKit: deleting the room failed");
+        short(&e.to_string())
     })
 }
 
@@ -332,10 +322,10 @@ fn is_not_found(message: &str) -> bool {
     m.contains("not_found") || m.contains("not found") || m.contains("does not exist")
 }
 
-/// LiveKit could not reach the node that holds the room (twirp `unavailable`).
-fn is_unavailable(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("unavailable") || m.contains("no response from servers")
+/// LiveKit could not reach the node that holds the room (twirp
+/// `unavailable`): in a cluster, the room's node died.
+fn is_unavailable(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Twirp(ServerError::Twirp(c)) if c.code == ServerErrorCode::UNAVAILABLE)
 }
 
 /// LiveKit's errors can be long; the page shows the gist.
@@ -353,15 +343,15 @@ pub struct Reconciled {
 /// Live streams whose room's LiveKit node does not answer (it died, in a
 /// cluster), with when this instance's reconciler first saw it so.
 #[derive(Default)]
-pub struct Stranded(std::sync::Mutex<std::collections::HashMap<StreamId, std::time::Instant>>);
+pub struct Stranded(Mutex<HashMap<StreamId, Instant>>);
 
 impl Stranded {
     /// Notes which streams are stranded now (the others are not any more)
     /// and answers those stranded for `grace` or longer.
-    fn note(&self, now_stranded: &[StreamId], grace: std::time::Duration) -> Vec<StreamId> {
+    fn note(&self, now_stranded: &[StreamId], grace: Duration) -> Vec<StreamId> {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|id, _| now_stranded.contains(id));
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         now_stranded
             .iter()
             .filter(|id| now.duration_since(*seen.entry(**id).or_insert(now)) >= grace)
@@ -377,9 +367,10 @@ impl Stranded {
 /// A room whose node died is still listed (LiveKit keeps its record), but
 /// asking who is in it fails as "unavailable" (with livekit.yaml's
 /// `api.enable_psrpc_for_get_list_participants`, the question goes to the
-/// room's node). The host's client normally rejoins within a minute, which
-/// moves the room to a live node; a stream whose room stays stranded for the
-/// departure timeout is ended, as if everyone had left.
+/// room's node). The host's or a viewer's client normally rejoins within a
+/// minute, which moves the room to a live node; a room still stranded after
+/// the departure timeout is moved by the reconciler, and its stream ended if
+/// nobody is in it there, as if everyone had left.
 #[instrument(skip_all)]
 pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     let prefix = &state.config.livekit.room_prefix;
@@ -425,7 +416,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
                     db::presence::joined(&mut conn, &joined).await?;
                 }
             }
-            Err(e) if is_unavailable(&e.to_string()) => {
+            Err(e) if is_unavailable(&e) => {
                 tracing::warn!(error = %e, stream = %stream.id, "reconciler: the room's LiveKit node does not answer");
                 stranded.push(stream.id);
             }
@@ -434,6 +425,9 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
             }
         }
     }
+    // Stranded for the departure timeout: move the room to a live node (on a
+    // node that answers after all, creating it changes nothing), and end the
+    // stream if nobody is in it there. Someone in it: it lives on.
     for id in state
         .stranded
         .note(&stranded, state.config.livekit.departure_timeout)
@@ -441,14 +435,24 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         let Some(stream) = live.iter().find(|s| s.id == id) else {
             continue;
         };
-        // (close_room logs why it could not; the next pass tries again.)
-        if close_room(state, &stream.room_name).await.is_err() {
-            continue;
+        if open_room(state, stream).await.is_err() {
+            continue; // (logged; the next pass tries again)
         }
-        if finish(state, id, "stream.ended_by_reconciler", None)
+        let empty = match state
+            .livekit
+            .rooms
+            .list_participants(&stream.room_name)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .is_some()
+        {
+            Ok(people) => people.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, stream = %id, "reconciler: listing the participants of a moved room");
+                false
+            }
+        };
+        if empty
+            && close_room(state, &stream.room_name).await.is_ok()
+            && end_by_reconciler(state, id).await?
         {
             done.streams_ended += 1;
         }
@@ -462,11 +466,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         {
             continue;
         }
-        if finish(state, stream.id, "stream.ended_by_reconciler", None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .is_some()
-        {
+        if end_by_reconciler(state, stream.id).await? {
             done.streams_ended += 1;
         }
     }
@@ -492,6 +492,15 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         );
     }
     Ok(done)
+}
+
+/// Marks a stream the reconciler found without a room ended; false if it had
+/// ended already (another instance's reconciler, or a webhook, was first).
+async fn end_by_reconciler(state: &AppState, stream: StreamId) -> anyhow::Result<bool> {
+    Ok(finish(state, stream, "stream.ended_by_reconciler", None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_some())
 }
 
 /// Applies one verified, first-seen LiveKit webhook event.
@@ -879,7 +888,6 @@ async fn live_from_obs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_stream_is_due_once_stranded_for_the_grace_and_forgotten_when_it_answers() {
@@ -890,16 +898,27 @@ mod tests {
         // `a` answered meanwhile (its host rejoined on a live node): forgotten.
         assert_eq!(stranded.note(&[b], Duration::from_millis(50)), vec![b]);
         // Stranded again later: its time starts over.
-        assert!(stranded.note(&[a, b], Duration::from_millis(50)) == vec![b]);
+        assert_eq!(stranded.note(&[a, b], Duration::from_millis(50)), vec![b]);
         assert_eq!(stranded.note(&[a], Duration::ZERO), vec![a]);
     }
 
     #[test]
     fn unavailable_and_not_found_are_told_apart() {
-        let dead = "server error: server error: unavailable: twirp error unknown: no response from servers";
-        assert!(is_unavailable(dead));
-        assert!(!is_not_found(dead));
-        assert!(is_not_found("twirp error not_found: room not found"));
-        assert!(!is_unavailable("twirp error not_found: room not found"));
+        let twirp = |code: &str, msg: &str| {
+            ServiceError::Twirp(ServerError::Twirp(livekit_api::services::ServerErrorCode {
+                code: code.into(),
+                msg: msg.into(),
+                meta: Default::default(),
+            }))
+        };
+        let dead = twirp(
+            "unavailable",
+            "twirp error unknown: no response from servers",
+        );
+        assert!(is_unavailable(&dead));
+        assert!(!is_not_found(&dead.to_string()));
+        let gone = twirp("not_found", "requested room does not exist");
+        assert!(is_not_found(&gone.to_string()));
+        assert!(!is_unavailable(&gone));
     }
 }

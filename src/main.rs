@@ -137,6 +137,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Serve => {
+            if let Err(e) = config.check_static_dir() {
+                eprintln!("stagepass: {e}");
+                std::process::exit(2);
+            }
             let applied = db::migrate(&pool).await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "migrations applied");

@@ -146,9 +146,10 @@ impl Cluster {
             // webhooks fast, so that two instances doing both are seen doing
             // each once within the test.
             ("LIVEKIT_RECONCILE_SECONDS", "2".into()),
-            // A stream whose room's node died ends after this (when its host
-            // does not come back first): 30 s, not 2 minutes, for the test.
-            ("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "30".into()),
+            // A stream whose room's node died ends after this when nobody
+            // comes back to it: 45 s (not 2 minutes), longer than the test
+            // gives the host to rejoin (REJOIN in cluster.rs).
+            ("LIVEKIT_DEPARTURE_TIMEOUT_SECONDS", "45".into()),
             ("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true".into()),
             ("WEBHOOKS_BACKOFF_BASE_MS", "200".into()),
         ] {
@@ -216,6 +217,14 @@ impl Cluster {
         instance.kill().await;
     }
 
+    /// Whether instance `which` has the metric `name` at all (a counter
+    /// appears once it was counted, even by zero).
+    pub async fn has_metric(&self, which: &str, name: &str) -> bool {
+        let text = self.metrics_text(which).await;
+        text.lines()
+            .any(|l| l.split(['{', ' ']).next() == Some(name))
+    }
+
     /// The sum of the metric `name` (all its label sets) on instance `which`,
     /// asked at the instance's own address (not through the proxy).
     pub async fn metric(&self, which: &str, name: &str) -> f64 {
@@ -225,6 +234,11 @@ impl Cluster {
     /// Like `metric`, for the label sets that contain each of `labels`
     /// (e.g. `method="POST"`).
     pub async fn metric_with(&self, which: &str, name: &str, labels: &[&str]) -> f64 {
+        metric_sum(&self.metrics_text(which).await, name, labels)
+    }
+
+    /// Instance `which`'s /metrics, asked at its own address.
+    async fn metrics_text(&self, which: &str) -> String {
         let url = {
             let instances = self.instances.lock().unwrap();
             let (_, instance) = instances
@@ -233,13 +247,12 @@ impl Cluster {
                 .expect("the instance runs");
             instance.url.clone()
         };
-        let text = reqwest::get(format!("{url}/metrics"))
+        reqwest::get(format!("{url}/metrics"))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metric_sum(&text, name, labels)
+            .unwrap()
     }
 }
 
@@ -271,10 +284,11 @@ fn caddyfile_text(dir: &Path, private_port: u16, node_ports: [u16; 2]) -> String
     format!(
         "{{\n\tadmin off\n\tskip_install_trust\n\tdefault_bind 127.0.0.1\n\thttp_port {http}\n\thttps_port {https}\n\tstorage file_system {storage}\n}}\n\
          {sites}\n\
-         # The app's private way to LiveKit's API (see tests/app/util/cluster.rs).\n\
+                  # The app's private way to LiveKit's API (see tests/app/util/cluster.rs),\n\
+         # as the kit's LiveKit site balances it.\n\
          http://127.0.0.1:{private_port} {{\n\
          \treverse_proxy 127.0.0.1:{n1} 127.0.0.1:{n2} {{\n\
-         \t\thealth_uri /\n\t\thealth_interval 1s\n\t\tfail_duration 10s\n\t\tlb_try_duration 5s\n\
+         \t\thealth_uri /\n\t\thealth_interval 5s\n\t\tfail_duration 30s\n\t\tlb_try_duration 5s\n\
          \t}}\n}}\n",
         http = free_port(),
         https = free_port(),

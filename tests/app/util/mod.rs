@@ -330,7 +330,8 @@ impl Browser {
     }
 
     /// The persona with its cookies, whose every request carries `header`
-    /// (the cluster's proxy routes `X-Stagepass-Instance` to one instance).
+    /// (the cluster's proxy routes `X-Stagepass-Instance` to one instance);
+    /// from the default local address.
     pub fn with_header(&self, header: (&'static str, &str)) -> Self {
         Browser {
             client: Self::client(self.jar.clone(), None, self.tls_root.clone(), Some(header)),
