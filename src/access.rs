@@ -279,11 +279,11 @@ static FACTS_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::n
          CASE WHEN chain.until IS NULL \
               THEN EXISTS (SELECT 1 FROM access_grants g WHERE {ended}) ELSE false END AS had_grant, \
          EXISTS (SELECT 1 FROM users su WHERE {suspended}) AS suspended, \
-         EXISTS (SELECT 1 FROM channels hc JOIN users ho ON ho.id = hc.owner_id \
-                 WHERE hc.id = p.c AND (hc.hidden_at IS NOT NULL OR ho.suspended_at IS NOT NULL)) AS hidden",
+         EXISTS (SELECT 1 FROM channels c WHERE c.id = p.c AND NOT {visible}) AS hidden",
         suspended = sql::with(sql::SUSPENDED, u, c, st),
         ban = sql::with(sql::ACTIVE_BAN, u, c, st),
         ended = sql::with(sql::ENDED_GRANT, u, c, st),
+        visible = crate::db::channels::VISIBLE,
     );
     // OFFSET 0 keeps the chain a subquery of its own, evaluated once.
     let chain = format!(

@@ -1,7 +1,7 @@
 //! `AppState`: the one state every handler takes — config, database pool,
 //! LiveKit clients, the payment provider, the metrics handle, the chat hub,
-//! this instance's recorders and what its reconciler remembers. Cheap to
-//! clone (an `Arc`).
+//! this instance's recorders, what its reconciler remembers and its recent
+//! viewer counts. Cheap to clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct App {
     /// Live streams whose LiveKit node stopped answering, as this
     /// instance's reconciler saw them (`lifecycle::reconcile`).
     pub stranded: crate::lifecycle::Stranded,
+    /// Viewer counts of live streams, a second old at most.
+    pub viewer_counts: crate::db::presence::ViewerCounts,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             storage,
             recorders: Default::default(),
             stranded: Default::default(),
+            viewer_counts: Default::default(),
         }))
     }
 }

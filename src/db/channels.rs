@@ -53,7 +53,7 @@ pub struct Member {
 }
 
 /// SQL: channel `c` is shown to the public: no admin hid it, and its owner
-/// is not suspended (the same condition as the access rule's `hidden`).
+/// is not suspended (the access rule's `hidden` fact is its negation).
 pub const VISIBLE: &str = "(c.hidden_at IS NULL AND NOT EXISTS (\
      SELECT 1 FROM users hu WHERE hu.id = c.owner_id AND hu.suspended_at IS NOT NULL))";
 

@@ -2,6 +2,10 @@
 //! participant_joined / participant_left webhooks, which may arrive in any
 //! order or twice (one row per participant sid).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -57,6 +61,39 @@ pub const VIEWERS_NOW: &str = "SELECT count(DISTINCT p.identity) FROM presence p
        AND (p.user_id IS NULL OR NOT EXISTS ( \
            SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = p.user_id)) \
        AND p.user_id IS DISTINCT FROM c.owner_id";
+
+/// Viewer counts by stream as this instance last counted them, each kept
+/// for `ViewerCounts::FRESH`: a popular stream's watch pages, thousands a
+/// second, count its viewers about once a second instead of on every view
+/// (the number on the page refreshes every 15 s anyway).
+#[derive(Default)]
+pub struct ViewerCounts(Mutex<HashMap<StreamId, (Instant, i64)>>);
+
+impl ViewerCounts {
+    pub const FRESH: Duration = Duration::from_secs(1);
+
+    /// `current_viewers` of `stream`, counted at most `FRESH` ago.
+    pub async fn get(
+        &self,
+        pool: &super::DbPool,
+        stream: StreamId,
+        channel: ChannelId,
+    ) -> super::DbResult<i64> {
+        let fresh = |(at, n): &(Instant, i64)| (at.elapsed() < Self::FRESH).then_some(*n);
+        if let Some(n) = self.lock().get(&stream).and_then(fresh) {
+            return Ok(n);
+        }
+        let n = current_viewers(&mut *pool.get().await?, stream, channel).await?;
+        let mut counts = self.lock();
+        counts.retain(|_, (at, _)| at.elapsed() < Self::FRESH);
+        counts.insert(stream, (Instant::now(), n));
+        Ok(n)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, (Instant, i64)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Viewers in the room now: open presence of people other than the team of
 /// `channel` (the stream's), in one query.

@@ -25,7 +25,6 @@ use crate::auth::MaybeUser;
 use crate::auth::guest::GuestId;
 use crate::db::StreamId;
 use crate::db::channels::Channel;
-use crate::db::presence;
 use crate::db::previews::Previewer;
 use crate::db::streams::{AccessKind, Status, Stream};
 use crate::error::{AppError, AppResult};
@@ -153,8 +152,10 @@ async fn live_stats(state: &AppState, stream: &Stream) -> AppResult<Option<LiveS
     let (Status::Live, Some(started)) = (stream.status, stream.started_at) else {
         return Ok(None);
     };
-    let mut conn = state.db.get().await?;
-    let viewers = presence::current_viewers(&mut conn, stream.id, stream.channel_id).await?;
+    let viewers = state
+        .viewer_counts
+        .get(&state.db, stream.id, stream.channel_id)
+        .await?;
     let seconds = (Utc::now() - started).num_seconds().max(0);
     Ok(Some(LiveStats {
         viewers,
