@@ -97,7 +97,7 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     assert_eq!(viewer.path().await, format!("/s/{}", stream.id));
     let grant = grant_of(&db, viewer_id).await;
     plays(&viewer, "the stream's video to play for the viewer on B").await;
-    chat_open(&viewer).await;
+    viewer.wait_chat_open().await;
     let token = r#"route="/s/{id}/token""#;
     assert!(requests(&cluster, "b", "POST", token).await >= 1.0);
     assert_eq!(requests(&cluster, "a", "POST", token).await, 0.0);
@@ -166,15 +166,8 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     // 5. The owner revokes the viewer's grant through A: within 2 s the
     //    viewer is no longer in LiveKit's room, removed once.
     let room = room_of(&db, stream.id).await;
-    let people = app
-        .state
-        .livekit
-        .rooms
-        .list_participants(&room)
-        .await
-        .unwrap();
     assert!(
-        people.iter().any(|p| p.identity == viewer_id.to_string()),
+        in_room(app, &room, viewer_id).await,
         "the viewer is in the room before the revocation"
     );
     let revoked = Instant::now();
@@ -186,14 +179,7 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     loop {
-        let people = app
-            .state
-            .livekit
-            .rooms
-            .list_participants(&room)
-            .await
-            .unwrap();
-        if !people.iter().any(|p| p.identity == viewer_id.to_string()) {
+        if !in_room(app, &room, viewer_id).await {
             break;
         }
         assert!(
@@ -404,8 +390,21 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     // answers "unavailable" for it until it is moved): it ends, its room is gone.
     end(&owner_b, stranded[0].id).await;
     assert_eq!(status(&db, stranded[0].id).await, "ended");
-    let owners_end = audited_like(&db, "stream.ended", &stranded[0].id.to_string()).await;
-    assert_eq!(owners_end, 1, "ended by the owner, not by the reconciler");
+    // Once. (LiveKit's room_finished for the moved room may be applied
+    // before the owner's request records its end: then it is audited as
+    // LiveKit's.)
+    let ends = audited_like(&db, "stream.ended%", &stranded[0].id.to_string()).await;
+    assert_eq!(ends, 1);
+    assert_eq!(
+        audited_like(
+            &db,
+            "stream.ended_by_reconciler",
+            &stranded[0].id.to_string()
+        )
+        .await,
+        0,
+        "ended by the owner's request, long before the reconciler's departure timeout"
+    );
     let rooms = app.state.livekit.rooms.list_rooms(vec![]).await.unwrap();
     let gone = room_of(&db, stranded[0].id).await;
     assert!(!rooms.iter().any(|r| r.name == gone), "{rooms:?}");
@@ -529,15 +528,16 @@ async fn plays(b: &Chromium, what: &str) {
     .await;
 }
 
-/// Waits until every chat stream on the page is open.
-async fn chat_open(b: &Chromium) {
-    b.wait_until(
-        "the chat stream to connect",
-        "const s = [...document.querySelectorAll('[sse-connect]')]; \
-         return s.length > 0 && s.every(e => e['htmx-internal-data']?.sseEventSource?.readyState === 1)",
-        TIMEOUT,
-    )
-    .await;
+/// Whether `user` is in LiveKit's room `room`, as LiveKit answers.
+async fn in_room(app: &crate::util::TestApp, room: &str, user: UserId) -> bool {
+    let people = app
+        .state
+        .livekit
+        .rooms
+        .list_participants(room)
+        .await
+        .unwrap();
+    people.iter().any(|p| p.identity == user.to_string())
 }
 
 /// Waits until a chat message on `b`'s page contains `needle`.

@@ -94,17 +94,6 @@ async fn sign_up(app: &TestApp, email: &str, name: &str) -> Browser {
     b
 }
 
-/// Waits until every SSE connection on the page is open.
-async fn sse_open(b: &Browser) {
-    b.wait_until(
-        "the chat stream to connect",
-        "const s = [...document.querySelectorAll('[sse-connect]')]; \
-         return s.length > 0 && s.every(e => e['htmx-internal-data']?.sseEventSource?.readyState === 1)",
-        TIMEOUT,
-    )
-    .await;
-}
-
 /// The id of the chat message (on `b`'s page) whose text contains `needle`.
 async fn message_id(b: &Browser, what: &str, needle: &str) -> String {
     let script = format!(
@@ -330,7 +319,7 @@ async fn a_real_day() {
         .await;
 
     // 8. The viewer chats.
-    sse_open(&viewer).await;
+    viewer.wait_chat_open().await;
     viewer
         .wait_for(".chat-form input[name=body]")
         .await
@@ -403,7 +392,7 @@ async fn a_real_day() {
 
     // 9. The moderator deletes the viewer's first message (confirming).
     moderator.goto(&watch_url).await;
-    sse_open(&moderator).await;
+    moderator.wait_chat_open().await;
     let seen = message_id(
         &moderator,
         "the viewer's message on the moderator's page",

@@ -392,6 +392,17 @@ impl Browser {
         }
     }
 
+    /// Waits until every chat stream (SSE connection) on the page is open.
+    pub async fn wait_chat_open(&self) {
+        self.wait_until(
+            "the chat stream to connect",
+            "const s = [...document.querySelectorAll('[sse-connect]')]; \
+             return s.length > 0 && s.every(e => e['htmx-internal-data']?.sseEventSource?.readyState === 1)",
+            TIMEOUT,
+        )
+        .await;
+    }
+
     /// The rendered text of the first element matching `css` (waits for it).
     pub async fn text(&self, css: &str) -> String {
         self.wait_for(css).await.text().await.unwrap_or_default()
