@@ -58,14 +58,7 @@ async fn two_instances_and_two_livekit_nodes_behind_caddy_hold_a_live_stream() {
     let followed = follower.post_htmx("/c/duo/follow", &[]).await;
     assert_eq!(followed.status, StatusCode::OK, "{}", followed.text);
     let (receiver, endpoint) = Receiver::start(&[]).await;
-    let added = owner_a
-        .submit(
-            "/studio/channels/duo/webhooks",
-            "#webhook-add-form",
-            &[("url", &endpoint), ("secret_choice", "generate")],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
+    builders::webhook_endpoint(&owner_a, "duo", &endpoint).await;
 
     // 1. The creator goes live through instance A, in Chromium with the fake
     //    camera, over HTTPS.

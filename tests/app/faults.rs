@@ -877,22 +877,7 @@ async fn when_one_of_two_instances_is_killed_the_survivor_does_its_jobs_once() {
     let mut endpoints = Vec::new();
     for _ in 0..3 {
         let (receiver, url) = Receiver::start(&[]).await;
-        let added = owner
-            .submit(
-                "/studio/channels/twins/webhooks",
-                "#webhook-add-form",
-                &[("url", &url), ("secret_choice", "generate")],
-            )
-            .await;
-        assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
-        let id: i64 = added
-            .location()
-            .unwrap()
-            .rsplit("#webhook-")
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let id = builders::webhook_endpoint(&owner, "twins", &url).await;
         receivers.push(receiver);
         endpoints.push(id);
     }

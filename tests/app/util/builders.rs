@@ -494,6 +494,27 @@ pub async fn pass(
         .await
 }
 
+/// The owner adds a webhook endpoint at `url` to channel `handle` through the
+/// channel's webhooks form, with a generated secret: answers its id.
+pub async fn webhook_endpoint(owner: &Browser, handle: &str, url: &str) -> i64 {
+    let added = owner
+        .submit(
+            &format!("/studio/channels/{handle}/webhooks"),
+            "#webhook-add-form",
+            &[("url", url), ("secret_choice", "generate")],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text);
+    added
+        .location()
+        .unwrap()
+        .rsplit("#webhook-")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// The owner goes live through the studio, as the broadcast page's button
 /// does (an htmx POST): answers the page, which must be a 200.
 pub async fn go_live(owner: &Browser, stream: StreamId) -> Page {
