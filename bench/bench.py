@@ -540,6 +540,19 @@ http://127.0.0.1:{port} {{
               SELECT u.id, c.id, 'comp', now() - interval '1 hour', now() + interval '1 day'
               FROM users u CROSS JOIN channels c
               WHERE c.handle = 'bench' AND u.email LIKE 'viewer%';
+            -- A chat that has been going for a while: the panel's 100 messages,
+            -- every tenth the creator's with a link (badge, linkified), an hour
+            -- old so that no sender's rate or repeat limits count them.
+            INSERT INTO chat_messages (stream_id, author_id, body, seq, created_at, visible_at)
+              SELECT s.id, u.id,
+                     CASE WHEN g % 10 = 0 THEN 'Setlist and merch: https://example.com/bench/' || g
+                          ELSE 'Message ' || g || ' from the crowd: loving the set tonight, greetings from here' END,
+                     g, now() - interval '1 hour' + g * interval '10 seconds',
+                     now() - interval '1 hour' + g * interval '10 seconds'
+              FROM streams s CROSS JOIN generate_series(1, 100) g
+              JOIN users u ON u.email = CASE WHEN g % 10 = 0 THEN 'creator@bench.invalid'
+                                            ELSE 'viewer' || (g % 40 + 1) || '@bench.invalid' END;
+            UPDATE streams SET chat_seq = 100;
             COMMIT;
             """,
         )

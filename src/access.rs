@@ -218,21 +218,69 @@ struct StreamFactsQuery {
     stream: i64,
 }
 
-/// `StreamFactsQuery` with the stream's channel (the watch page needs both).
-struct StreamChannelFactsQuery {
+/// `StreamFactsQuery` with the stream's channel and a page's columns `X`
+/// (`NoColumns` for none).
+struct StreamChannelFactsQuery<X> {
     user: i64,
     stream: i64,
+    columns: std::marker::PhantomData<fn() -> X>,
 }
 
-/// A stream, its channel and the rule's facts, from `StreamChannelFactsQuery`.
-#[derive(QueryableByName)]
-struct StreamChannelFacts {
-    #[diesel(embed)]
+/// A stream, its channel, the rule's facts and a page's columns, from
+/// `StreamChannelFactsQuery`.
+struct StreamChannelFacts<X> {
     stream: Stream,
-    #[diesel(embed)]
     channel: ChannelColumns,
-    #[diesel(embed)]
     facts: Facts,
+    columns: X,
+}
+
+impl<X: diesel::QueryableByName<diesel::pg::Pg>> diesel::QueryableByName<diesel::pg::Pg>
+    for StreamChannelFacts<X>
+{
+    fn build<'a>(
+        row: &impl diesel::row::NamedRow<'a, diesel::pg::Pg>,
+    ) -> diesel::deserialize::Result<Self> {
+        Ok(StreamChannelFacts {
+            stream: Stream::build(row)?,
+            channel: ChannelColumns::build(row)?,
+            facts: Facts::build(row)?,
+            columns: X::build(row)?,
+        })
+    }
+}
+
+/// What a page reads with the stream, its channel and the rule's facts, in
+/// the same statement (`find_stream_with`): columns written over `st` (the
+/// stream's row), `ch` (its channel), `p.c` (the channel's id) and `p.u`
+/// (the user asking; no account's id for nobody), each named as the
+/// implementing row reads it. The rule itself stays here.
+pub trait PageColumns: diesel::QueryableByName<diesel::pg::Pg> + Send + 'static {
+    /// The statement: `access::statement_with(columns)`, built once and kept
+    /// in a static of the implementing type.
+    fn statement() -> &'static StreamStatement;
+}
+
+/// The text of a statement for `find_stream_with`, around its two binds.
+pub struct StreamStatement([String; 3]);
+
+/// No columns besides the stream, its channel and the facts.
+pub struct NoColumns;
+
+impl diesel::QueryableByName<diesel::pg::Pg> for NoColumns {
+    fn build<'a>(
+        _: &impl diesel::row::NamedRow<'a, diesel::pg::Pg>,
+    ) -> diesel::deserialize::Result<Self> {
+        Ok(NoColumns)
+    }
+}
+
+impl PageColumns for NoColumns {
+    fn statement() -> &'static StreamStatement {
+        static STATEMENT: std::sync::LazyLock<StreamStatement> =
+            std::sync::LazyLock::new(|| statement_with(""));
+        &STATEMENT
+    }
 }
 
 /// `Channel` under the names `CHANNEL_COLUMNS` gives it.
@@ -336,19 +384,25 @@ static STREAM_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|
 const CHANNEL_COLUMNS: &str = "ch.id AS ch_id, ch.handle AS ch_handle, ch.title AS ch_title, \
      ch.description AS ch_description, ch.owner_id AS ch_owner_id, ch.created_at AS ch_created_at";
 
-/// `StreamChannelFactsQuery`'s text: `STREAM_SQL` with the stream's channel.
-static STREAM_CHANNEL_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-    let (columns, chain) = &*FACTS_SQL;
-    [
+/// `StreamChannelFactsQuery`'s text: `STREAM_SQL` with the stream's channel
+/// and a page's `columns` (`PageColumns`; empty for none).
+pub fn statement_with(columns: &str) -> StreamStatement {
+    let (facts, chain) = &*FACTS_SQL;
+    let columns = if columns.is_empty() {
+        String::new()
+    } else {
+        format!("{columns}, ")
+    };
+    StreamStatement([
         format!(
-            "SELECT {STREAM_COLUMNS}, {CHANNEL_COLUMNS}, {columns} FROM streams st \
+            "SELECT {STREAM_COLUMNS}, {CHANNEL_COLUMNS}, {columns}{facts} FROM streams st \
              JOIN channels ch ON ch.id = st.channel_id \
              CROSS JOIN LATERAL (SELECT st.channel_id AS c, "
         ),
         format!("::int8 AS u, st.id AS s) p{chain} WHERE st.id = "),
         String::new(),
-    ]
-});
+    ])
+}
 
 /// A statement of fixed text, prepared once per connection: the static query
 /// id is what makes diesel cache it (one type per text: the cache is keyed by
@@ -368,7 +422,16 @@ macro_rules! static_statement {
 
 static_statement!(FactsQuery);
 static_statement!(StreamFactsQuery);
-static_statement!(StreamChannelFactsQuery);
+
+// One type per page's columns, so one statement each in the cache.
+impl<X: PageColumns> diesel::query_builder::QueryId for StreamChannelFactsQuery<X> {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<X> diesel::query_builder::Query for StreamChannelFactsQuery<X> {
+    type SqlType = diesel::sql_types::Untyped;
+}
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FactsQuery {
     fn walk_ast<'b>(
@@ -411,12 +474,14 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StreamFactsQuery {
     }
 }
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for StreamChannelFactsQuery {
+impl<X: PageColumns> diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    for StreamChannelFactsQuery<X>
+{
     fn walk_ast<'b>(
         &'b self,
         out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        walk_user_stream(&STREAM_CHANNEL_SQL, &self.user, &self.stream, out)
+        walk_user_stream(&X::statement().0, &self.user, &self.stream, out)
     }
 }
 
@@ -481,10 +546,22 @@ pub async fn find_stream_with_channel(
     user: Option<UserId>,
     id: StreamId,
 ) -> diesel::QueryResult<Option<(Stream, Channel, Access)>> {
-    // The stream, its channel and the rule's facts in one round trip.
-    let found: Option<StreamChannelFacts> = StreamChannelFactsQuery {
+    Ok(find_stream_with::<NoColumns>(conn, user, id)
+        .await?
+        .map(|(stream, channel, access, NoColumns)| (stream, channel, access)))
+}
+
+/// `find_stream_with_channel`, with a page's columns `X` read in the same
+/// round trip (whatever the rule says: the caller shows them or not).
+pub async fn find_stream_with<X: PageColumns>(
+    conn: &mut AsyncPgConnection,
+    user: Option<UserId>,
+    id: StreamId,
+) -> diesel::QueryResult<Option<(Stream, Channel, Access, X)>> {
+    let found: Option<StreamChannelFacts<X>> = StreamChannelFactsQuery::<X> {
         user: user.unwrap_or(NOBODY).0,
         stream: id.0,
+        columns: std::marker::PhantomData,
     }
     .get_result(conn)
     .await
@@ -493,13 +570,14 @@ pub async fn find_stream_with_channel(
         stream,
         channel,
         facts,
+        columns,
     }) = found
     else {
         return Ok(None);
     };
     let access = decide_for(user, &facts, stream.access);
     let channel = Channel::from(channel);
-    Ok(may_know_of(&stream, access).then_some((stream, channel, access)))
+    Ok(may_know_of(&stream, access).then_some((stream, channel, access, columns)))
 }
 
 /// `decide`, or for an anonymous visitor (`user` None): a guest on a public

@@ -1,7 +1,7 @@
 //! `AppState`: the one state every handler takes — config, database pool,
 //! LiveKit clients, the payment provider, the metrics handle, the chat hub,
-//! this instance's recorders, what its reconciler remembers and its recent
-//! viewer counts. Cheap to clone (an `Arc`).
+//! this instance's recorders, what its reconciler remembers, its recent
+//! viewer counts and the chat panel's recent messages. Cheap to clone (an `Arc`).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub struct App {
     pub stranded: crate::lifecycle::Stranded,
     /// Viewer counts of live streams, a second old at most.
     pub viewer_counts: crate::db::presence::ViewerCounts,
+    /// The chat panel's last messages by stream and cursor.
+    pub chat_recent: crate::chat::recent::RecentMessages,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             recorders: Default::default(),
             stranded: Default::default(),
             viewer_counts: Default::default(),
+            chat_recent: Default::default(),
         }))
     }
 }

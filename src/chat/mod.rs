@@ -18,6 +18,7 @@
 pub mod bridge;
 pub mod hub;
 pub mod limits;
+pub mod recent;
 pub mod view;
 
 use std::collections::VecDeque;

@@ -226,7 +226,8 @@ pub struct ChatPanel {
     pub denial: Option<&'static str>,
     /// Not signed in: offer sign-in.
     pub sign_in: bool,
-    pub messages: Vec<MessageView>,
+    /// Shared with the other pages of the same moment (`chat::recent`).
+    pub messages: std::sync::Arc<[MessageView]>,
     /// The team's view of messages waiting out the hold-back delay.
     pub held: Vec<MessageView>,
     /// Moderator or owner: delete buttons, the held list.
@@ -248,25 +249,37 @@ impl ChatPanel {
     }
 
     /// `load`, for a caller that has just asked the access rule about
-    /// `user` and `stream` itself (the watch page: one question, not two).
+    /// `user` and `stream` itself.
     pub async fn load_with(
         state: &AppState,
         user: Option<UserId>,
         stream: &Stream,
         access: Access,
     ) -> DbResult<Self> {
-        let mut conn = state.db.get().await?;
-        let (settings, cursor, timed_out_until) =
-            chat_db::panel_state(&mut conn, stream.id, user).await?;
-        let mut panel = Self::closed(stream, &settings, access);
+        let panel = chat_db::panel_state(&mut *state.db.get().await?, stream.id, user).await?;
+        Self::load_given(state, stream, access, panel).await
+    }
+
+    /// `load_with`, for a caller that has read the panel's state too (the
+    /// watch page: in its one statement). The messages come from
+    /// `chat::recent` (read up to the state's cursor, usually from memory).
+    pub async fn load_given(
+        state: &AppState,
+        stream: &Stream,
+        access: Access,
+        given: chat_db::PanelState,
+    ) -> DbResult<Self> {
+        let mut panel = Self::closed(stream, &given.settings, access);
         if panel.denial.is_some() {
             return Ok(panel);
         }
-        let messages = chat_db::recent(&mut conn, stream.id, cursor, PANEL_MESSAGES).await?;
-        panel.messages = messages.iter().map(MessageView::new).collect();
-        panel.cursor = cursor;
+        panel.messages = state
+            .chat_recent
+            .get(&state.db, stream.id, given.cursor)
+            .await?;
+        panel.cursor = given.cursor;
         if panel.moderate {
-            panel.held = chat_db::held(&mut conn, stream.id)
+            panel.held = chat_db::held(&mut *state.db.get().await?, stream.id)
                 .await?
                 .iter()
                 .map(MessageView::new)
@@ -274,7 +287,7 @@ impl ChatPanel {
         }
         if !panel.moderate
             && panel.form.closed.is_none()
-            && let Some(until) = timed_out_until
+            && let Some(until) = given.timed_out_until
         {
             panel.form.notice = Some(timed_out_reason(until));
         }
@@ -287,7 +300,7 @@ impl ChatPanel {
             stream_id: stream.id,
             denial: access.denial().map(chat_denial),
             sign_in: access.denial() == Some(Denial::SignInRequired),
-            messages: Vec::new(),
+            messages: std::sync::Arc::new([]),
             held: Vec::new(),
             moderate: access.may_moderate(),
             cursor: 0,

@@ -28,7 +28,7 @@ use super::{ChannelId, StreamId, UserId};
 pub const NOTIFY_CHANNEL: &str = "stagepass_chat";
 
 /// A stream's chat settings (columns of `streams`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = streams, check_for_backend(diesel::pg::Pg))]
 pub struct Settings {
     #[diesel(column_name = chat_enabled)]
@@ -56,42 +56,58 @@ pub async fn settings(conn: &mut AsyncPgConnection, stream: StreamId) -> QueryRe
         .await
 }
 
-/// What the chat panel needs before its messages, in one round trip: the
-/// settings, the last event number, and until when `user` is timed out of
-/// the stream's channel (None: not timed out, or nobody signed in).
+/// What the chat panel needs before its messages: the settings, the last
+/// event number, and until when the user is timed out of the stream's
+/// channel (None: not timed out, or nobody signed in).
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct PanelState {
+    #[diesel(embed)]
+    pub settings: Settings,
+    /// The stream's last event: the panel's messages go up to it.
+    #[diesel(sql_type = BigInt, column_name = chat_seq)]
+    pub cursor: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub timed_out_until: Option<DateTime<Utc>>,
+}
+
+/// `PanelState`'s columns over `st` (the stream's row), `p.c` (its channel)
+/// and `p.u` (the user; NULL or no account's id for nobody): a page's
+/// statement selects them beside its own (the watch page's, see
+/// `access::PageColumns`). The timeout is the latest end of the user's
+/// active timeouts, by the bans' own rule of an active row (`bans::ACTIVE`,
+/// as `bans::timed_out_until`).
+pub static PANEL_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "st.chat_enabled, st.chat_slow_mode_seconds, st.chat_delay_seconds, st.chat_max_length, \
+         st.chat_followers_min_seconds, st.chat_seq, \
+         (SELECT max(bans.until) FROM bans WHERE bans.channel_id = p.c AND bans.user_id = p.u \
+            AND bans.kind = '{}' AND {}) AS timed_out_until",
+        BanKind::Timeout,
+        super::bans::ACTIVE
+    )
+});
+
+/// `PanelState` of `stream` for `user`, in one round trip.
 pub async fn panel_state(
     conn: &mut AsyncPgConnection,
     stream: StreamId,
     user: Option<UserId>,
-) -> QueryResult<(Settings, i64, Option<DateTime<Utc>>)> {
-    let timed_out_until = diesel::dsl::sql::<Nullable<Timestamptz>>(&TIMED_OUT_UNTIL[0])
-        .bind::<Nullable<BigInt>, _>(user)
-        .sql(&TIMED_OUT_UNTIL[1]);
+) -> QueryResult<PanelState> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM streams st \
+             CROSS JOIN LATERAL (SELECT st.channel_id AS c, $2::int8 AS u) p WHERE st.id = $1",
+            *PANEL_COLUMNS
+        )
+    });
     super::Prepared(
-        streams::table
-            .find(stream)
-            .select((Settings::as_select(), streams::chat_seq, timed_out_until))
-            .limit(1),
+        diesel::sql_query(&*SQL)
+            .bind::<BigInt, _>(stream)
+            .bind::<Nullable<BigInt>, _>(user),
     )
     .get_result(conn)
     .await
 }
-
-/// `panel_state`'s timeout column, around the user's bind: the latest end
-/// of the user's active timeouts in the stream's channel, by the bans'
-/// own rule of an active row (`bans::ACTIVE`, as `bans::timed_out_until`).
-static TIMED_OUT_UNTIL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    [
-        "(SELECT max(bans.until) FROM bans WHERE bans.channel_id = streams.channel_id \
-         AND bans.user_id = "
-            .to_owned(),
-        format!(
-            " AND bans.kind = '{}' AND {})",
-            BanKind::Timeout,
-            super::bans::ACTIVE
-        ),
-    ]
-});
 
 /// The settings, locking the stream row until the transaction ends: posts to
 /// one stream are serialized, so limits cannot be raced and seqs stay in order.
@@ -201,7 +217,7 @@ fn select_messages() -> String {
 }
 
 /// The newest `limit` visible messages (oldest first) up to event `cursor`
-/// (read before, with `panel_state`): the panel shows them and its
+/// (read before, with `PanelState`): the panel shows them and its
 /// SSE connection asks for everything after that number.
 pub async fn recent(
     conn: &mut AsyncPgConnection,

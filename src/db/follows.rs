@@ -40,30 +40,37 @@ pub async fn unfollow(
     Ok(n == 1)
 }
 
+/// Whether a user follows a channel, and how many do.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct FollowState {
+    #[diesel(sql_type = Bool)]
+    pub following: bool,
+    #[diesel(sql_type = BigInt)]
+    pub followers: i64,
+}
+
+/// `FollowState`'s columns over `p.c` (the channel) and `p.u` (the user; NULL
+/// or no account's id for nobody): a page's statement selects them beside
+/// its own (the watch page's, see `access::PageColumns`).
+pub const STATE_COLUMNS: &str = "EXISTS (SELECT 1 FROM follows f WHERE f.channel_id = p.c AND f.user_id = p.u) AS following, \
+     (SELECT count(*) FROM follows f WHERE f.channel_id = p.c) AS followers";
+
 /// Whether `user` follows `channel` (None: anonymous, never) and how many do, in one query.
 pub async fn state(
     conn: &mut AsyncPgConnection,
     user: Option<UserId>,
     channel: ChannelId,
-) -> QueryResult<(bool, i64)> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Bool)]
-        following: bool,
-        #[diesel(sql_type = BigInt)]
-        followers: i64,
-    }
-    let row: Row = super::Prepared(
-        diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM follows WHERE channel_id = $1 AND user_id = $2) AS following, \
-                    (SELECT count(*) FROM follows WHERE channel_id = $1) AS followers",
-        )
-        .bind::<BigInt, _>(channel)
-        .bind::<Nullable<BigInt>, _>(user),
+) -> QueryResult<FollowState> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {STATE_COLUMNS} FROM (SELECT $1::int8 AS c, $2::int8 AS u) p")
+    });
+    super::Prepared(
+        diesel::sql_query(&*SQL)
+            .bind::<BigInt, _>(channel)
+            .bind::<Nullable<BigInt>, _>(user),
     )
     .get_result(conn)
-    .await?;
-    Ok((row.following, row.followers))
+    .await
 }
 
 /// A followed channel on the "Following" page.

@@ -80,7 +80,10 @@ async fn change(
     };
 
     if reply.htmx.fragment {
-        let (following, followers) = follows::state(&mut conn, Some(user.id), channel.id).await?;
+        let follows::FollowState {
+            following,
+            followers,
+        } = follows::state(&mut conn, Some(user.id), channel.id).await?;
         let slot = form.slot.parse::<i64>().ok().map(StreamId);
         let csrf_token = crate::auth::csrf::token(&reply.session).await?;
         let button = FollowButton::new(

@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use diesel::QueryableByName;
 use serde::Deserialize;
 
 use super::funnel::{FunnelVisitor, Noted};
@@ -164,6 +165,33 @@ async fn live_stats(state: &AppState, stream: &Stream) -> AppResult<Option<LiveS
     }))
 }
 
+/// What the full page reads besides the stage: the chat panel's state and
+/// the follow button's, in the page's one statement with the stream
+/// (`access::find_stream_with`).
+#[derive(QueryableByName)]
+struct FullPage {
+    #[diesel(embed)]
+    chat: crate::db::chat::PanelState,
+    #[diesel(embed)]
+    follow: crate::db::follows::FollowState,
+}
+
+impl access::PageColumns for FullPage {
+    fn statement() -> &'static access::StreamStatement {
+        static STATEMENT: std::sync::LazyLock<access::StreamStatement> =
+            std::sync::LazyLock::new(|| {
+                access::statement_with(&format!(
+                    "{}, {}",
+                    *crate::db::chat::PANEL_COLUMNS,
+                    crate::db::follows::STATE_COLUMNS
+                ))
+            });
+        &STATEMENT
+    }
+}
+
+/// The page without the chat panel, the follow button and the live stats
+/// (the status, time-left and live-stats fragments need none of them).
 async fn page(
     state: &AppState,
     user: Option<crate::db::UserId>,
@@ -171,8 +199,20 @@ async fn page(
     id: StreamId,
     layout: Layout,
 ) -> AppResult<WatchPage> {
+    let (page, access::NoColumns) = page_with(state, user, visit, id, layout).await?;
+    Ok(page)
+}
+
+/// `page`, and the columns `X` read with the stream.
+async fn page_with<X: access::PageColumns>(
+    state: &AppState,
+    user: Option<crate::db::UserId>,
+    visit: &Visit,
+    id: StreamId,
+    layout: Layout,
+) -> AppResult<(WatchPage, X)> {
     let mut conn = state.db.get().await?;
-    let (stream, channel, access) = access::find_stream_with_channel(&mut conn, user, id)
+    let (stream, channel, access, columns) = access::find_stream_with::<X>(&mut conn, user, id)
         .await?
         .ok_or(AppError::NotFound)?;
     let until = match access {
@@ -209,7 +249,7 @@ async fn page(
         format!("/s/{}/pass", stream.id),
     );
     let previewing = matches!(preview, Preview::Available { .. } | Preview::Running { .. });
-    Ok(WatchPage {
+    let page = WatchPage {
         live: None,
         layout,
         access,
@@ -255,7 +295,8 @@ async fn page(
         follow: None,
         stream,
         channel,
-    })
+    };
+    Ok((page, columns))
 }
 
 pub async fn show(
@@ -266,24 +307,20 @@ pub async fn show(
     layout: Layout,
     Ids(id): Ids<StreamId>,
 ) -> AppResult<Response> {
-    let viewer = user.clone();
     let user = user.map(|u| u.id);
-    let mut page = page(&state, user, &visit, id, layout).await?;
+    let (mut page, full) = page_with::<FullPage>(&state, user, &visit, id, layout).await?;
     page.live = live_stats(&state, &page.stream).await?;
     page.chat = Some(
-        crate::chat::view::ChatPanel::load_with(&state, user, &page.stream, page.access).await?,
+        crate::chat::view::ChatPanel::load_given(&state, &page.stream, page.access, full.chat)
+            .await?,
     );
-    let next = format!("/s/{}", page.stream.id);
-    page.follow = Some(
-        super::view::follow_button::FollowButton::load(
-            &mut *state.db.get().await?,
-            viewer.as_ref(),
-            &page.channel,
-            &next,
-            &page.layout.csrf_token,
-        )
-        .await?,
-    );
+    page.follow = Some(super::view::follow_button::FollowButton::given(
+        user,
+        &page.channel,
+        full.follow,
+        &format!("/s/{}", page.stream.id),
+        &page.layout.csrf_token,
+    ));
     // The funnel's first step: shown a pass-only stream without access (not
     // a ban). A public stream only asks people to sign in: not the funnel.
     let for_pass_holders = page.stream.access == AccessKind::Pass;

@@ -121,22 +121,31 @@ impl Chat {
     }
 }
 
-#[tokio::test]
-async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another() {
-    let a = TestApp::spawn().await;
+/// A second instance on `a`'s database and LiveKit.
+async fn beside(a: &TestApp) -> TestApp {
     let url = a.state.config.database_url.expose_secret().to_owned();
     let prefix = a.state.config.livekit.room_prefix.clone();
-    let b = TestApp::spawn_with(|env| {
+    TestApp::spawn_with(|env| {
         env.insert("DATABASE_URL".into(), url);
         env.insert("LIVEKIT_ROOM_PREFIX".into(), prefix);
     })
-    .await;
-    let chat = setup_on(a).await;
-    // Sessions live in Postgres and cookies are per host: the same browsers, on B.
-    let on_b = |who: &Browser| Browser {
-        base: b.url.clone(),
+    .await
+}
+
+/// The same browser on `app`: sessions live in Postgres and cookies are per host.
+fn on(app: &TestApp, who: &Browser) -> Browser {
+    Browser {
+        base: app.url.clone(),
         ..who.clone()
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_message_posted_through_one_instance_reaches_an_sse_client_of_another() {
+    let a = TestApp::spawn().await;
+    let b = beside(&a).await;
+    let chat = setup_on(a).await;
+    let on_b = |who: &Browser| on(&b, who);
     let mut viewer_on_b = Sse::open(&on_b(&chat.viewer), &chat.path("/chat/events"), None).await;
     let mut owner_on_a = chat.events(&chat.owner).await;
 
@@ -380,6 +389,14 @@ async fn a_timed_out_viewer_is_refused_with_the_end_of_the_timeout() {
     let panel = chat.panel(&chat.viewer).await;
     assert_eq!(panel.status, StatusCode::OK);
     assert!(panel.text_of(".chat-notice").contains("timed out"));
+    // The watch page's panel too (read in the page's own statement).
+    let page = chat.viewer.get(&chat.path("")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text_of(".chat-notice").contains("timed out"),
+        "{}",
+        page.text
+    );
     let (status, _) = Sse::try_open(&chat.viewer, &chat.path("/chat/events"), None).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -882,6 +899,51 @@ async fn the_panel_shows_the_last_hundred_messages_with_authors_and_times() {
     let team = chat.panel(&chat.owner).await;
     assert!(team.has("#chat-msg-105 .chat-delete"));
     assert!(team.has(&format!("#chat-held-list-{}", chat.stream.id)));
+}
+
+#[tokio::test]
+async fn the_watch_pages_panel_shows_each_new_or_deleted_message_at_the_next_view() {
+    let chat = setup().await;
+    let moderator = chat.moderator().await;
+    let second = beside(&chat.app).await;
+    let bodies = |page: &Page| page.texts(".chat-msg .chat-body");
+    // Viewed on both instances (each keeps the last messages it read).
+    for app in [&chat.app, &second] {
+        let page = on(app, &chat.viewer).get(&chat.path("")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(bodies(&page).is_empty());
+    }
+    chat.said(&chat.viewer, "first!").await;
+    chat.said(&chat.owner, "welcome").await;
+    for app in [&chat.app, &second] {
+        let page = on(app, &chat.viewer).get(&chat.path("")).await;
+        assert_eq!(bodies(&page), ["first!", "welcome"], "{}", page.text);
+        // The events continue after the last message shown.
+        let (_, seq) = chat.message("welcome").await;
+        let events = page.attr(&format!("#chat-{}", chat.stream.id), "sse-connect");
+        assert_eq!(
+            events,
+            Some(format!(
+                "/s/{}/chat/events?after={}",
+                chat.stream.id,
+                seq.unwrap()
+            ))
+        );
+    }
+    let (id, _) = chat.message("first!").await;
+    let deleted = moderator
+        .post_htmx(&chat.path(&format!("/chat/{id}/delete")), &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    for app in [&chat.app, &second] {
+        let page = on(app, &chat.viewer).get(&chat.path("")).await;
+        assert_eq!(bodies(&page), ["welcome"], "{}", page.text);
+        // The team's view of the same messages has its delete buttons.
+        let team = on(app, &chat.owner).get(&chat.path("")).await;
+        assert_eq!(bodies(&team), ["welcome"]);
+        assert!(team.has(".chat-msg .chat-delete"), "{}", team.text);
+        assert!(!page.has(".chat-delete"));
+    }
 }
 
 /// Opens the chat's event stream and expects a refusal: its status and text.

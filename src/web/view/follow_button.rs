@@ -71,16 +71,34 @@ impl FollowButton {
         next: &str,
         csrf_token: &str,
     ) -> AppResult<Self> {
-        let (following, followers) = follows::state(conn, user.map(|u| u.id), channel.id).await?;
-        Ok(Self::new(
+        let given = follows::state(conn, user.map(|u| u.id), channel.id).await?;
+        Ok(Self::given(
+            user.map(|u| u.id),
+            channel,
+            given,
+            next,
+            csrf_token,
+        ))
+    }
+
+    /// The button from a state read with something else (the watch page's
+    /// one statement).
+    pub fn given(
+        user: Option<UserId>,
+        channel: &Channel,
+        given: follows::FollowState,
+        next: &str,
+        csrf_token: &str,
+    ) -> Self {
+        Self::new(
             &channel.handle,
-            viewer_of(user.map(|u| u.id), channel.owner_id),
-            following,
-            followers,
+            viewer_of(user, channel.owner_id),
+            given.following,
+            given.followers,
             next,
             None,
             csrf_token,
-        ))
+        )
     }
 
     /// What a click does.
