@@ -11,7 +11,8 @@
 //!   its audience clicking "watch").
 //!
 //! One HTTP/1.1 connection per viewer, built with hyper's low-level client so
-//! that nothing is pooled or shared behind our back.
+//! that nothing is pooled or shared behind our back; the fan-out's subscribers
+//! read their event streams straight off their sockets (`subscribe`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
-use hyper::header::{ACCEPT, CONTENT_TYPE, COOKIE, HOST};
+use hyper::header::{CONTENT_TYPE, COOKIE, HOST};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -214,8 +216,8 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
         tasks.push(tokio::spawn(async move {
             let mut arrivals = Arrivals::new();
             let permit = gate.acquire_owned().await.expect("the gate stays open");
-            let body = match subscribe(&addr, &path, &viewer).await {
-                Ok(body) => body,
+            let (tcp, after_head) = match subscribe(&addr, &path, &viewer).await {
+                Ok(opened) => opened,
                 Err(e) => {
                     let _ = fail_tx.send(e.to_string());
                     return arrivals;
@@ -224,7 +226,7 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
             drop(permit);
             connected.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
-                r = read_events(body, marker.as_bytes(), &mut arrivals) => {
+                r = read_events(tcp, after_head, marker.as_bytes(), &mut arrivals) => {
                     if let Err(e) = r {
                         let _ = fail_tx.send(format!("stream ended: {e}"));
                     }
@@ -337,39 +339,53 @@ async fn fanout(flags: &Flags) -> Result<serde_json::Value, Error> {
     }))
 }
 
-async fn subscribe(
-    addr: &str,
-    path: &str,
-    viewer: &Viewer,
-) -> Result<hyper::body::Incoming, Error> {
-    let mut sender = connect(addr).await?;
-    let req = Request::get(path)
-        .header(HOST, addr)
-        .header(COOKIE, format!("{SESSION_COOKIE}={}", viewer.cookie))
-        .header(ACCEPT, "text/event-stream")
-        .body(empty())?;
-    let resp = sender.send_request(req).await?;
-    if resp.status() != 200 {
-        return Err(format!("GET {path}: {}", resp.status()).into());
+/// Opens the chat's event stream on a connection of its own: the request
+/// written and the response read straight off the socket, in the
+/// subscriber's one task. (Through hyper's client each subscriber had a
+/// connection task and a channel to its reader as well, so every message woke
+/// two tasks in the load client, on the cores it shares with the app.)
+/// Answers the socket and whatever came after the response's head.
+async fn subscribe(addr: &str, path: &str, viewer: &Viewer) -> Result<(TcpStream, Vec<u8>), Error> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {SESSION_COOKIE}={}\r\n\
+         Accept: text/event-stream\r\n\r\n",
+        viewer.cookie
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        if tcp.read_buf(&mut head).await? == 0 {
+            return Err(format!("GET {path}: closed before the response").into());
+        }
+        if let Some(end) = find(&head, b"\r\n\r\n") {
+            let status_line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+            if !status_line.starts_with(b"HTTP/1.1 200 ") {
+                return Err(format!("GET {path}: {}", String::from_utf8_lossy(status_line)).into());
+            }
+            let rest = head.split_off(end + 4);
+            return Ok((tcp, rest));
+        }
+        if head.len() > 16 * 1024 {
+            return Err(format!("GET {path}: the response's head is over 16 KiB").into());
+        }
     }
-    Ok(resp.into_body())
 }
 
 /// Reads the event stream, noting when each of our messages (`marker` + its
-/// number) arrives. Returns when the server ends the stream.
+/// number) arrives. Returns when the server closes the connection. (Chunked
+/// framing needs no decoding here: each event is one chunk, so a marker never
+/// has a chunk header inside it.)
 async fn read_events(
-    mut body: hyper::body::Incoming,
+    mut tcp: TcpStream,
+    mut carry: Vec<u8>,
     marker: &[u8],
     arrivals: &mut Arrivals,
 ) -> Result<(), Error> {
-    // The tail of the previous chunk, in case a marker straddles two chunks.
-    let mut carry: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let now = Instant::now();
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        carry.extend_from_slice(&data);
+    // `carry` keeps the tail of the previous read, in case a marker straddles two.
+    let mut now = Instant::now();
+    loop {
         let mut from = 0;
         while let Some(at) = find(&carry[from..], marker) {
             let digits_at = from + at + marker.len();
@@ -377,7 +393,7 @@ async fn read_events(
                 .iter()
                 .take_while(|b| b.is_ascii_digit())
                 .count();
-            // A number cut off at the end of the chunk: wait for the rest.
+            // A number cut off at the end of the read: wait for the rest.
             if digits_at + digits == carry.len() {
                 break;
             }
@@ -394,8 +410,12 @@ async fn read_events(
         if carry.len() > keep {
             carry.drain(..carry.len() - keep);
         }
+        carry.reserve(8 * 1024);
+        if tcp.read_buf(&mut carry).await? == 0 {
+            return Ok(());
+        }
+        now = Instant::now();
     }
-    Ok(())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
