@@ -125,9 +125,11 @@ class Plan:
         self.fanout_messages = 3 if quick else 5
         # The chat allows everyone 5 messages per 10 s: one every 2.2 s stays under it.
         self.fanout_interval_ms = 2200
-        # Posting starts 2 s + this after the last subscriber connected, so that the
-        # subscribers' access re-checks (every 15 s, chat::RECHECK_EVERY) fall
-        # among the messages, as they would in a chat that has been open a while.
+        # Posting starts 2 s + this after the last subscriber connected: the
+        # subscribers' first database reads are over, and their backstop access
+        # re-checks (at a random moment of the first chat::RECHECK_BACKSTOP,
+        # then one each per period) fall among the messages, as they would in a
+        # chat that has been open a while.
         self.fanout_wait_ms = 6000
         # For working on the bench: BENCH_FANOUT_NS=10000 BENCH_FANOUT_WAIT_MS=0.
         if os.environ.get("BENCH_FANOUT_NS"):

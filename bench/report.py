@@ -306,8 +306,8 @@ def markdown(r: dict, goals: dict) -> str:
           "(the chat allows 5 per 10 s). Latency runs from sending the POST until a subscriber has read the "
           "message off its connection: the post (access rule, limits, insert, NOTIFY), the LISTEN bridge, the "
           "hub, each subscriber's response stream and the socket. Posting starts about "
-          f"{(plan.get('fanout_wait_ms', 0) + 2000) / 1000:.0f} s after the last subscriber connected, so that the "
-          "subscribers' access re-checks (every 15 s each) fall among the messages. A message not read within "
+          f"{(plan.get('fanout_wait_ms', 0) + 2000) / 1000:.0f} s after the last subscriber connected, with the "
+          "subscribers' backstop access re-checks (one each per 5 minutes) among the messages. A message not read within "
           "3 s of the last post counts "
           "as not delivered. Each run starts a fresh app process; memory per subscriber = (app RSS with all N "
           "connected − RSS before) / N.")

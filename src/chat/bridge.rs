@@ -87,6 +87,11 @@ enum Note {
     UserSuspended {
         user: UserId,
     },
+    /// Who may read changed for everyone in a channel (hidden or shown, or
+    /// one of its streams turned between public and pass).
+    ChannelChanged {
+        channel: ChannelId,
+    },
 }
 
 fn parse(payload: &str) -> Option<Note> {
@@ -116,6 +121,9 @@ fn parse(payload: &str) -> Option<Note> {
             user: UserId(n()?),
         },
         "s" => Note::UserSuspended { user: UserId(n()?) },
+        "c" => Note::ChannelChanged {
+            channel: ChannelId(n()?),
+        },
         _ => return None,
     })
 }
@@ -161,10 +169,13 @@ async fn apply(state: &AppState, payload: &str) {
             }
         }
         Note::UserChanged { channel, user } => {
-            hub.publish_to_channel(channel, ChatEvent::Recheck { user });
+            hub.publish_to_channel(channel, ChatEvent::Recheck { user: Some(user) });
         }
         Note::UserSuspended { user } => {
-            hub.publish_all(ChatEvent::Recheck { user });
+            hub.publish_all(ChatEvent::Recheck { user: Some(user) });
+        }
+        Note::ChannelChanged { channel } => {
+            hub.publish_to_channel(channel, ChatEvent::Recheck { user: None });
         }
     }
 }
@@ -291,6 +302,12 @@ mod tests {
             Some(Note::UserChanged {
                 channel: ChannelId(5),
                 user: UserId(8)
+            })
+        );
+        assert_eq!(
+            parse("c:5"),
+            Some(Note::ChannelChanged {
+                channel: ChannelId(5)
             })
         );
         assert_eq!(parse("m:3"), None);

@@ -44,9 +44,11 @@ pub enum ChatEvent {
     Deleted { seq: i64, message_seq: i64 },
     /// The team's held list changed: its new items, as an SSE frame.
     Held { team: Bytes },
-    /// Who may chat changed for `user`: their subscribers ask the access rule again.
-    Recheck { user: UserId },
-    /// Events may have been missed (the LISTEN connection dropped): re-read the database.
+    /// Who may chat changed for `user` (None: for everyone the event reaches):
+    /// those subscribers ask the access rule again.
+    Recheck { user: Option<UserId> },
+    /// Events may have been missed (the LISTEN connection dropped): ask the
+    /// access rule again and re-read the database.
     CatchUp,
 }
 

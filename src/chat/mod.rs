@@ -12,8 +12,10 @@
 //!
 //! This module never decides access itself: it asks `access::may`.
 //! For other modules: `events`, `post`, `delete`, `save_settings`; moderation
-//! needs nothing (bans, timeouts, grants and team changes reach open chat
-//! streams through triggers, see migration 000007).
+//! needs nothing (bans, timeouts, grants, team changes, suspensions, hidden
+//! channels and streams turned to pass reach open chat streams through
+//! triggers, see migrations 000007 and chat_recheck_channel; a pass running
+//! out is asked about when it ends, `RECHECK_BACKSTOP`).
 
 pub mod bridge;
 pub mod hub;
@@ -39,9 +41,13 @@ pub use hub::{ChatEvent, Hub};
 pub use limits::Refusal;
 use view::{ChatPanel, MessageView, PanelFragment};
 
-/// How often an open chat stream asks the access rule again (bans, timeouts
-/// and team changes are pushed at once; this catches grants running out).
-pub const RECHECK_EVERY: Duration = Duration::from_secs(15);
+/// The longest an open chat stream goes without asking the access rule
+/// again. Every change that can take access away is pushed at once (bans,
+/// team changes, grants revoked, shortened or deleted, suspensions, a
+/// hidden channel, a stream turned from public to pass: triggers, see
+/// `bridge`), and a pass running out is asked about when it ends; this is
+/// the backstop, not the mechanism.
+pub const RECHECK_BACKSTOP: Duration = Duration::from_secs(300);
 
 /// A message that went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,9 +297,13 @@ pub async fn events(
     let cursor = chat_db::cursor(&mut *state.db.get().await?, stream.id).await?;
     let after = after.map_or(cursor, |after| after.clamp(0, cursor));
     let subscription = state.chat.subscribe(stream.id, stream.channel_id);
-    // The first access re-check comes at a random moment of the first period,
-    // so that a crowd that joined together does not re-check together.
-    let first = RECHECK_EVERY.mul_f64(rand::random::<f64>());
+    // The first backstop comes at a random moment of its period, so that a
+    // crowd that joined together does not re-check together.
+    let first = RECHECK_BACKSTOP.mul_f64(rand::random::<f64>());
+    let until = match access {
+        Access::Watch { until } => until,
+        _ => None,
+    };
     let reader = Reader {
         state,
         stream,
@@ -301,7 +311,8 @@ pub async fn events(
         team: access.may_moderate(),
         last: after,
         sub: subscription,
-        recheck: tokio::time::interval_at(tokio::time::Instant::now() + first, RECHECK_EVERY),
+        recheck: Box::pin(tokio::time::sleep(recheck_in(until, first))),
+        until,
         started: false,
         out: VecDeque::new(),
         stopped: false,
@@ -314,6 +325,19 @@ pub async fn events(
         reader,
         |mut reader| async move { reader.next().await.map(|item| (Ok(item), reader)) },
     ))
+}
+
+/// When to ask the access rule again: a second after the reader's pass ends
+/// (`until`, by the database's clock; a second at least, so that a clock a
+/// little ahead of the database's cannot spin), or after `backstop`.
+fn recheck_in(until: Option<chrono::DateTime<chrono::Utc>>, backstop: Duration) -> Duration {
+    match until {
+        Some(until) => {
+            let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+            (left + Duration::from_secs(1)).min(backstop)
+        }
+        None => backstop,
+    }
 }
 
 /// Why a reader stopped (none of these is an error the user sees).
@@ -349,7 +373,10 @@ struct Reader {
     team: bool,
     last: i64,
     sub: hub::Subscription,
-    recheck: tokio::time::Interval,
+    /// The next access re-check (`recheck_in`).
+    recheck: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the reader's pass ends, as the access rule last said.
+    until: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether the backlog has been read.
     started: bool,
     /// Events ready for the client, oldest first.
@@ -391,7 +418,7 @@ impl Reader {
         let event = tokio::select! {
             // After a stall (a client that stopped reading), access first.
             biased;
-            _ = self.recheck.tick() => {
+            _ = &mut self.recheck => {
                 return Box::pin(self.check_access()).await;
             }
             event = self.sub.recv() => event,
@@ -401,6 +428,8 @@ impl Reader {
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::info!(missed = n, stream = %self.stream.id, "chat reader lagged; catching up");
                 metrics::counter!("chat_reader_lagged_total").increment(1);
+                // What it missed may have included a re-check.
+                Box::pin(self.check_access()).await?;
                 Box::pin(self.catch_up()).await?;
                 if self.team {
                     Box::pin(self.send_held()).await?;
@@ -436,11 +465,14 @@ impl Reader {
                 }
             }
             ChatEvent::Recheck { user } => {
-                if Some(*user) == self.user {
+                if user.is_none_or(|u| Some(u) == self.user) {
                     Box::pin(self.check_access()).await?;
                 }
             }
             ChatEvent::CatchUp => {
+                // Notifications may have been missed (the LISTEN connection
+                // came back): access changes among them.
+                Box::pin(self.check_access()).await?;
                 Box::pin(self.catch_up()).await?;
                 if self.team {
                     Box::pin(self.send_held()).await?;
@@ -497,7 +529,15 @@ impl Reader {
     /// ends; one whose team role changed is disconnected to reload as what they are now.
     async fn check_access(&mut self) -> Result<(), Stop> {
         let mut conn = self.state.db.get().await?;
-        let access = access::may(&mut conn, self.user, &self.stream).await?;
+        // The stream is read again with the rule's facts (one statement): its
+        // access kind may have changed since the reader subscribed.
+        let access = match access::find_stream(&mut conn, self.user, self.stream.id).await? {
+            Some((stream, access)) => {
+                self.stream = stream;
+                access
+            }
+            None => Access::Denied(access::Denial::Unavailable),
+        };
         if access.denial().is_some() {
             let settings = chat_db::settings(&mut conn, self.stream.id).await?;
             drop(conn);
@@ -511,6 +551,12 @@ impl Reader {
         if access.may_moderate() != self.team {
             return Err(Stop::Denied);
         }
+        self.until = match access {
+            Access::Watch { until } => until,
+            _ => None,
+        };
+        let next = tokio::time::Instant::now() + recheck_in(self.until, RECHECK_BACKSTOP);
+        self.recheck.as_mut().reset(next);
         Ok(())
     }
 

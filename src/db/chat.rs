@@ -24,7 +24,9 @@ use super::{ChannelId, StreamId, UserId};
 /// `m:<stream>:<seq>` a message became visible; `d:<stream>:<seq>` the
 /// deletion event `seq`; `h:<stream>:<id>` a message is held back;
 /// `x:<stream>:<id>` a held message was deleted before anyone saw it;
-/// `u:<channel>:<user>` who may chat changed (a trigger on bans, grants, team).
+/// `u:<channel>:<user>` who may chat changed (a trigger on bans, grants, team);
+/// `s:<user>` suspended or restored; `c:<channel>` who may read changed for
+/// everyone in the channel (hidden or shown, a stream's access kind).
 pub const NOTIFY_CHANNEL: &str = "stagepass_chat";
 
 /// A stream's chat settings (columns of `streams`).

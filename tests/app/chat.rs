@@ -801,6 +801,118 @@ async fn a_reader_who_loses_access_is_shown_why_and_the_stream_ends() {
     assert!(sse.next_within(ARRIVES).await.is_none(), "the stream ends");
 }
 
+/// The `denied` event's reason, read as the closed panel shows it.
+fn denied_reason(e: &Event, stream: &Stream) -> String {
+    assert_eq!(e.event, "denied", "{}", e.data);
+    let panel = scraper::Html::parse_fragment(&e.data);
+    let reason = scraper::Selector::parse(&format!("#chat-{} .chat-denied", stream.id)).unwrap();
+    panel
+        .select(&reason)
+        .next()
+        .map(|p| p.text().collect::<String>())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_readers_chat_ends_when_their_pass_runs_out_or_is_deleted() {
+    let chat = setup().await;
+    let (short, short_id) = builders::user(&chat.app, "short@example.com", "Sam Short").await;
+    grant(
+        &chat.app,
+        short_id,
+        chat.channel.id,
+        None,
+        "-1 minute",
+        "3 seconds",
+    )
+    .await;
+    let opened = std::time::Instant::now();
+    let mut short_sse = chat.events(&short).await;
+    let mut viewer_sse = chat.events(&chat.viewer).await;
+
+    // Asked about when the pass ends (the periodic backstop is minutes away).
+    let e = tokio::time::timeout(Duration::from_secs(10), short_sse.next())
+        .await
+        .expect("the end of the pass reaches the open stream")
+        .expect("a denied event");
+    assert_eq!(
+        denied_reason(&e, &chat.stream),
+        "Your pass has ended. Renew it to rejoin the chat."
+    );
+    let after = opened.elapsed();
+    assert!(
+        after >= Duration::from_secs(2),
+        "not before the pass ends: {after:?}"
+    );
+    assert!(
+        short_sse.next_within(ARRIVES).await.is_none(),
+        "the stream ends"
+    );
+
+    // A grant deleted outright ends the chat as a revocation does.
+    diesel::sql_query("DELETE FROM access_grants WHERE user_id = $1")
+        .bind::<BigInt, _>(chat.viewer_id.0)
+        .execute(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    let e = viewer_sse.expect("the deletion's re-check").await;
+    assert_eq!(
+        denied_reason(&e, &chat.stream),
+        "The chat is for access pass holders. Get a pass to join in."
+    );
+}
+
+#[tokio::test]
+async fn turning_a_public_stream_to_pass_ends_the_chat_of_readers_without_one() {
+    let Studio {
+        app,
+        owner,
+        channel,
+        stream,
+        ..
+    } = Studio::spawn("opendoor", AccessKind::Public).await;
+    builders::schedule_in(&app, stream.id, "1 hour").await;
+    let (stranger, _) = builders::user(&app, "stranger@example.com", "Stan").await;
+    let (holder, holder_id) = builders::user(&app, "holder@example.com", "Hal").await;
+    grant(&app, holder_id, channel.id, None, "-1 minute", "1 hour").await;
+    let path = format!("/s/{}/chat/events", stream.id);
+    let mut stranger_sse = Sse::open(&stranger, &path, None).await;
+    let mut holder_sse = Sse::open(&holder, &path, None).await;
+
+    let studio = format!("/studio/streams/{}", stream.id);
+    let when = owner
+        .get(&studio)
+        .await
+        .attr("#stream-form [name=scheduled_at]", "value")
+        .expect("the form shows the schedule");
+    let saved = owner
+        .submit(
+            &studio,
+            "#stream-form",
+            &[
+                ("title", stream.title.as_str()),
+                ("scheduled_at", when.as_str()),
+                ("access", "pass"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        saved.texts(".field-error, .error, .flash")
+    );
+    let e = stranger_sse.expect("the re-check").await;
+    assert_eq!(
+        denied_reason(&e, &stream),
+        "The chat is for access pass holders. Get a pass to join in."
+    );
+    assert!(
+        holder_sse.drain(QUIET).await.is_empty(),
+        "a pass holder reads on"
+    );
+}
+
 #[tokio::test]
 async fn only_the_owner_changes_chat_settings_and_bad_numbers_are_explained() {
     let chat = setup().await;

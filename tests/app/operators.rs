@@ -366,6 +366,8 @@ async fn a_hidden_channel_exists_for_its_team_only_until_it_is_restored() {
     } = Studio::spawn("hideaway", AccessKind::Public).await;
     builders::go_live(&owner, stream.id).await;
     let (stranger, _) = builders::user(&app, "stranger@example.com", "Stan").await;
+    let mut stranger_chat =
+        Sse::open(&stranger, &format!("/s/{}/chat/events", stream.id), None).await;
     let root = admin(&app).await;
     let hide = format!("/admin/channels/{}/hide", channel.id);
 
@@ -392,6 +394,14 @@ async fn a_hidden_channel_exists_for_its_team_only_until_it_is_restored() {
         page.text.contains(r#"data-state="hidden""#),
         "{}",
         page.text
+    );
+    // Their open chat stream is closed at once, and says why.
+    let e = stranger_chat.expect("the hidden channel's re-check").await;
+    assert_eq!(e.event, "denied", "{}", e.data);
+    assert!(
+        e.data.contains("chat-denied") && !e.data.contains("sse-connect"),
+        "{}",
+        e.data
     );
     let ended = stagepass::db::streams::find(&mut *app.conn().await, stream.id)
         .await

@@ -1,0 +1,5 @@
+DROP TRIGGER access_grants_chat_notify_delete ON access_grants;
+DROP TRIGGER streams_access_chat_notify ON streams;
+DROP FUNCTION stagepass_chat_notify_stream_channel();
+DROP TRIGGER channels_hidden_chat_notify ON channels;
+DROP FUNCTION stagepass_chat_notify_channel();
