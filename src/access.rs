@@ -257,7 +257,9 @@ impl<X: diesel::QueryableByName<diesel::pg::Pg>> diesel::QueryableByName<diesel:
 /// implementing row reads it. The rule itself stays here.
 pub trait PageColumns: diesel::QueryableByName<diesel::pg::Pg> + Send + 'static {
     /// The statement: `access::statement_with(columns)`, built once and kept
-    /// in a static of the implementing type.
+    /// in a static of the implementing type. (Not of a generic impl: a
+    /// `static` inside one is shared by all its instantiations, while each
+    /// is cached as a statement of its own.)
     fn statement() -> &'static StreamStatement;
 }
 

@@ -375,8 +375,9 @@ async fn subscribe(addr: &str, path: &str, viewer: &Viewer) -> Result<(TcpStream
 
 /// Reads the event stream, noting when each of our messages (`marker` + its
 /// number) arrives. Returns when the server closes the connection. (Chunked
-/// framing needs no decoding here: each event is one chunk, so a marker never
-/// has a chunk header inside it.)
+/// framing is not decoded: the app sends each event as one chunk, and Caddy
+/// passes whole events on, so a chunk header never falls inside a marker; a
+/// message it did split would count as not delivered, never as delivered.)
 async fn read_events(
     mut tcp: TcpStream,
     mut carry: Vec<u8>,

@@ -42,7 +42,9 @@ pub async fn run(state: AppState) {
                 {
                     tracing::warn!(error = %e, "chat: LISTEN failed");
                 } else {
-                    // Whatever happened while nobody listened: subscribers re-read it.
+                    // Whatever happened while nobody listened: subscribers
+                    // ask the access rule again and re-read it.
+                    state.chat.publish_all(ChatEvent::Recheck { user: None });
                     state.chat.publish_all(ChatEvent::CatchUp);
                     state.chat.release.notify_one();
                     let mut stream = std::pin::pin!(conn.notifications_stream());
@@ -87,8 +89,8 @@ enum Note {
     UserSuspended {
         user: UserId,
     },
-    /// Who may read changed for everyone in a channel (hidden or shown, or
-    /// one of its streams turned between public and pass).
+    /// Everyone in a channel may have lost the right to read (see
+    /// `db::chat::NOTIFY_CHANNEL`).
     ChannelChanged {
         channel: ChannelId,
     },

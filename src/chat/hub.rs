@@ -47,8 +47,8 @@ pub enum ChatEvent {
     /// Who may chat changed for `user` (None: for everyone the event reaches):
     /// those subscribers ask the access rule again.
     Recheck { user: Option<UserId> },
-    /// Events may have been missed (the LISTEN connection dropped): ask the
-    /// access rule again and re-read the database.
+    /// Events may have been missed (the LISTEN connection dropped, or a
+    /// message could not be loaded): re-read the database.
     CatchUp,
 }
 
@@ -108,6 +108,10 @@ pub struct Hub {
     open: Arc<Mutex<HashMap<Holder, OpenStreams>>>,
     /// Wakes the held-message releaser (a new held message, here or elsewhere).
     pub(crate) release: Arc<Notify>,
+    /// Counts the events sent to more than one stream (re-checks, catching
+    /// up): a reader that subscribes after asking the access rule compares it
+    /// to learn whether a re-check went out in between (`chat::events`).
+    broadcasts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Hub {
@@ -122,6 +126,11 @@ impl Hub {
     }
 
     /// Subscribes to `stream`'s events from now on.
+    /// How many events went to more than one stream so far (`broadcasts`).
+    pub fn broadcasts(&self) -> u64 {
+        self.broadcasts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn subscribe(&self, stream: StreamId, channel: ChannelId) -> Subscription {
         let mut topics = self.topics();
         let topic = topics.entry(stream).or_insert_with(|| Topic {
@@ -152,6 +161,8 @@ impl Hub {
 
     /// Sends `event` to the subscribers of every stream of `channel` here.
     pub fn publish_to_channel(&self, channel: ChannelId, event: ChatEvent) {
+        self.broadcasts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let event = Arc::new(event);
         for topic in self.topics().values().filter(|t| t.channel == channel) {
             let _ = topic.tx.send(event.clone());
@@ -159,6 +170,8 @@ impl Hub {
     }
 
     pub fn publish_all(&self, event: ChatEvent) {
+        self.broadcasts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let event = Arc::new(event);
         for topic in self.topics().values() {
             let _ = topic.tx.send(event.clone());

@@ -10,7 +10,7 @@
 //! the database, and a client that lags or misses an event re-reads the
 //! database from its last event instead of skipping (no gaps, no repeats).
 //!
-//! This module never decides access itself: it asks `access::may`.
+//! This module never decides access itself: it asks `access`.
 //! For other modules: `events`, `post`, `delete`, `save_settings`; moderation
 //! needs nothing (bans, timeouts, grants, team changes, suspensions, hidden
 //! channels and streams turned to pass reach open chat streams through
@@ -28,6 +28,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use diesel::OptionalExtension;
 use diesel_async::AsyncConnection;
 use tokio::sync::broadcast;
 
@@ -41,12 +42,13 @@ pub use hub::{ChatEvent, Hub};
 pub use limits::Refusal;
 use view::{ChatPanel, MessageView, PanelFragment};
 
-/// The longest an open chat stream goes without asking the access rule
-/// again. Every change that can take access away is pushed at once (bans,
-/// team changes, grants revoked, shortened or deleted, suspensions, a
-/// hidden channel, a stream turned from public to pass: triggers, see
-/// `bridge`), and a pass running out is asked about when it ends; this is
-/// the backstop, not the mechanism.
+/// About the longest an open chat stream goes without asking the access
+/// rule again (jittered between half and all of it). Every change that can
+/// take access away is pushed at once (bans, team changes, grants revoked,
+/// shortened or deleted, suspensions and a suspended owner's channels, a
+/// hidden channel, a stream turned from public to pass, made unannounced or
+/// deleted: triggers, see `bridge`), and a pass running out is asked about
+/// when it ends; this is the backstop, not the mechanism.
 pub const RECHECK_BACKSTOP: Duration = Duration::from_secs(300);
 
 /// A message that went out.
@@ -283,11 +285,16 @@ pub fn frame(event: &str, id: Option<i64>, html: &str) -> Bytes {
 /// then live ones from the hub, in order, without gaps or repeats. Ends when
 /// the client goes away or loses access (after a `denied` event that replaces
 /// the panel).
+///
+/// `asked_at` is the hub's `broadcasts()` read before the caller asked the
+/// access rule: a re-check that went out before the reader subscribed never
+/// reaches it, so then the reader asks again first.
 pub async fn events(
     state: AppState,
     stream: Stream,
     user: Option<UserId>,
     access: Access,
+    asked_at: u64,
     after: Option<i64>,
 ) -> DbResult<impl futures_util::Stream<Item = Result<Outgoing, Infallible>> + Send + 'static> {
     // "Now" is read before subscribing, and the backlog after: whatever
@@ -297,6 +304,7 @@ pub async fn events(
     let cursor = chat_db::cursor(&mut *state.db.get().await?, stream.id).await?;
     let after = after.map_or(cursor, |after| after.clamp(0, cursor));
     let subscription = state.chat.subscribe(stream.id, stream.channel_id);
+    let ask_again = state.chat.broadcasts() != asked_at;
     // The first backstop comes at a random moment of its period, so that a
     // crowd that joined together does not re-check together.
     let first = RECHECK_BACKSTOP.mul_f64(rand::random::<f64>());
@@ -313,6 +321,7 @@ pub async fn events(
         sub: subscription,
         recheck: Box::pin(tokio::time::sleep(recheck_in(until, first))),
         until,
+        ask_again,
         started: false,
         out: VecDeque::new(),
         stopped: false,
@@ -377,6 +386,8 @@ struct Reader {
     recheck: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// When the reader's pass ends, as the access rule last said.
     until: Option<chrono::DateTime<chrono::Utc>>,
+    /// A re-check went out between the caller's question and the subscription.
+    ask_again: bool,
     /// Whether the backlog has been read.
     started: bool,
     /// Events ready for the client, oldest first.
@@ -409,6 +420,9 @@ impl Reader {
     async fn step(&mut self) -> Result<(), Stop> {
         if !self.started {
             self.started = true;
+            if self.ask_again {
+                Box::pin(self.check_access()).await?;
+            }
             Box::pin(self.catch_up()).await?;
             if self.team {
                 Box::pin(self.send_held()).await?;
@@ -470,9 +484,6 @@ impl Reader {
                 }
             }
             ChatEvent::CatchUp => {
-                // Notifications may have been missed (the LISTEN connection
-                // came back): access changes among them.
-                Box::pin(self.check_access()).await?;
                 Box::pin(self.catch_up()).await?;
                 if self.team {
                     Box::pin(self.send_held()).await?;
@@ -539,7 +550,13 @@ impl Reader {
             None => Access::Denied(access::Denial::Unavailable),
         };
         if access.denial().is_some() {
-            let settings = chat_db::settings(&mut conn, self.stream.id).await?;
+            // A stream deleted meanwhile: nothing to show, the stream ends.
+            let Some(settings) = chat_db::settings(&mut conn, self.stream.id)
+                .await
+                .optional()?
+            else {
+                return Err(Stop::Denied);
+            };
             drop(conn);
             let mut panel = ChatPanel::closed(&self.stream, &settings, access);
             panel.oob = true;
@@ -555,7 +572,10 @@ impl Reader {
             Access::Watch { until } => until,
             _ => None,
         };
-        let next = tokio::time::Instant::now() + recheck_in(self.until, RECHECK_BACKSTOP);
+        // Jittered, so that readers re-checked together (a channel hidden, a
+        // reconnect) do not come back together.
+        let backstop = RECHECK_BACKSTOP.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        let next = tokio::time::Instant::now() + recheck_in(self.until, backstop);
         self.recheck.as_mut().reset(next);
         Ok(())
     }

@@ -34,8 +34,9 @@ impl RecentMessages {
     /// How long an entry serves its cursor: the staleness of a renamed
     /// author or a changed badge in a quiet chat.
     pub const FRESH: Duration = Duration::from_secs(5);
-    /// At most this many streams are kept (about 100 messages each).
-    pub const STREAMS: usize = 512;
+    /// At most this many streams are kept (100 messages each, at most
+    /// `chat_max_length` characters a message: tens of MiB at the very worst).
+    pub const STREAMS: usize = 128;
 
     /// The newest `PANEL_MESSAGES` visible messages of `stream` up to event
     /// `cursor`, oldest first.

@@ -25,8 +25,9 @@ use super::{ChannelId, StreamId, UserId};
 /// deletion event `seq`; `h:<stream>:<id>` a message is held back;
 /// `x:<stream>:<id>` a held message was deleted before anyone saw it;
 /// `u:<channel>:<user>` who may chat changed (a trigger on bans, grants, team);
-/// `s:<user>` suspended or restored; `c:<channel>` who may read changed for
-/// everyone in the channel (hidden or shown, a stream's access kind).
+/// `s:<user>` suspended or restored; `c:<channel>` everyone in the channel
+/// may have lost the right to read (hidden, or its owner suspended; a stream
+/// turned to pass, made unannounced or deleted).
 pub const NOTIFY_CHANNEL: &str = "stagepass_chat";
 
 /// A stream's chat settings (columns of `streams`).

@@ -83,6 +83,7 @@ pub async fn events(
     Query(q): Query<EventsQuery>,
 ) -> AppResult<Response> {
     let user = user.map(|u| u.id);
+    let asked_at = state.chat.broadcasts();
     let (stream, access) = chat_stream(&state, user, id).await?;
     // An account reads as itself; a guest (a public stream) is counted by address.
     let holder = match (user, access) {
@@ -108,7 +109,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
-    let frames = chat::events(state, stream, user, access, resume)
+    let frames = chat::events(state, stream, user, access, asked_at, resume)
         .await?
         .map(move |item| {
             let _counted = &slot;

@@ -260,6 +260,7 @@ async fn a_client_that_resumes_with_last_event_id_gets_every_missed_event_once()
 async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() {
     let chat = setup().await;
     let stream = chat.stream.clone();
+    let asked_at = chat.app.state.chat.broadcasts();
     let access = stagepass::access::may(&mut *chat.app.conn().await, Some(chat.viewer_id), &stream)
         .await
         .unwrap();
@@ -269,6 +270,7 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
         stream.clone(),
         Some(chat.viewer_id),
         access,
+        asked_at,
         Some(0),
     )
     .await
@@ -328,6 +330,58 @@ async fn a_reader_too_slow_for_the_broadcast_channel_catches_up_without_a_gap() 
         metrics.text.contains("chat_reader_lagged_total"),
         "the reader did lag"
     );
+}
+
+#[tokio::test]
+async fn a_revocation_between_the_access_check_and_subscribing_still_closes_the_stream() {
+    let chat = setup().await;
+    let state = chat.app.state.clone();
+    let asked_at = state.chat.broadcasts();
+    let access = stagepass::access::may(
+        &mut *chat.app.conn().await,
+        Some(chat.viewer_id),
+        &chat.stream,
+    )
+    .await
+    .unwrap();
+    assert!(access.may_watch());
+    // Revoked after the question, before the reader subscribes: the notice
+    // goes out while the reader is on no topic yet.
+    diesel::sql_query("UPDATE access_grants SET revoked_at = now() WHERE user_id = $1")
+        .bind::<BigInt, _>(chat.viewer_id.0)
+        .execute(&mut *chat.app.conn().await)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while state.chat.broadcasts() == asked_at {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge published the re-check"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = stagepass::chat::events(
+        state.clone(),
+        chat.stream.clone(),
+        Some(chat.viewer_id),
+        access,
+        asked_at,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut events = std::pin::pin!(events);
+    let first = tokio::time::timeout(ARRIVES, events.next())
+        .await
+        .expect("the reader asks again at once")
+        .expect("an event")
+        .unwrap();
+    let first = Event::parse(std::str::from_utf8(&first.0).unwrap()).unwrap();
+    assert_eq!(
+        denied_reason(&first, &chat.stream),
+        "Your pass has ended. Renew it to rejoin the chat."
+    );
+    assert!(events.next().await.is_none(), "the stream ends");
 }
 
 #[tokio::test]
@@ -907,10 +961,33 @@ async fn turning_a_public_stream_to_pass_ends_the_chat_of_readers_without_one() 
         denied_reason(&e, &stream),
         "The chat is for access pass holders. Get a pass to join in."
     );
-    assert!(
-        holder_sse.drain(QUIET).await.is_empty(),
-        "a pass holder reads on"
+    // A pass holder reads on: their stream is still open and delivers.
+    let said = holder
+        .post_htmx(&format!("/s/{}/chat", stream.id), &[("body", "still here")])
+        .await;
+    assert_eq!(said.status, StatusCode::OK, "{}", said.text);
+    let e = holder_sse.expect("the holder's own message").await;
+    assert_eq!(
+        (e.event.as_str(), body_of(&e).as_str()),
+        ("chat", "still here")
     );
+
+    // Unannounced again (no schedule: a draft only its team knows of), the
+    // stream closes the chat of everyone outside the team at once.
+    let saved = owner
+        .submit(
+            &studio,
+            "#stream-form",
+            &[
+                ("title", stream.title.as_str()),
+                ("scheduled_at", ""),
+                ("access", "pass"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let e = holder_sse.expect("the re-check").await;
+    assert_eq!(denied_reason(&e, &stream), "This stream is not available.");
 }
 
 #[tokio::test]

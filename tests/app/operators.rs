@@ -291,6 +291,8 @@ async fn suspending_a_creator_ends_their_live_stream_and_hides_their_channel() {
     builders::go_live(&owner, stream.id).await;
     let (stranger, _) = builders::user(&app, "stranger@example.com", "Stan").await;
     assert_eq!(stranger.get("/c/gone-dark").await.status, StatusCode::OK);
+    let mut stranger_chat =
+        Sse::open(&stranger, &format!("/s/{}/chat/events", stream.id), None).await;
     let root = admin(&app).await;
 
     // No admin suspends themselves (the console would lock them out).
@@ -311,6 +313,16 @@ async fn suspending_a_creator_ends_their_live_stream_and_hides_their_channel() {
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    // The owner's channel is hidden with them: its readers' chat closes at once.
+    let e = stranger_chat
+        .expect("the suspended owner's channel's re-check")
+        .await;
+    assert_eq!(e.event, "denied", "{}", e.data);
+    assert!(
+        e.data.contains("This stream is not available."),
+        "{}",
+        e.data
+    );
     let status: Status = stagepass::db::streams::find(&mut *app.conn().await, stream.id)
         .await
         .unwrap()
