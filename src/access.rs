@@ -94,6 +94,15 @@ impl Denial {
 }
 
 impl Access {
+    /// When this access ends: a viewer's pass end (`Watch`), None for the
+    /// rest (a public stream, the team, a guest, a denial).
+    pub fn until(self) -> Option<DateTime<Utc>> {
+        match self {
+            Access::Watch { until } => until,
+            _ => None,
+        }
+    }
+
     pub fn may_watch(self) -> bool {
         !matches!(self, Access::Denied(_))
     }

@@ -308,10 +308,6 @@ pub async fn events(
     // The first backstop comes at a random moment of its period, so that a
     // crowd that joined together does not re-check together.
     let first = RECHECK_BACKSTOP.mul_f64(rand::random::<f64>());
-    let until = match access {
-        Access::Watch { until } => until,
-        _ => None,
-    };
     let reader = Reader {
         state,
         stream,
@@ -319,8 +315,7 @@ pub async fn events(
         team: access.may_moderate(),
         last: after,
         sub: subscription,
-        recheck: Box::pin(tokio::time::sleep(recheck_in(until, first))),
-        until,
+        recheck: Box::pin(tokio::time::sleep(recheck_in(access.until(), first))),
         ask_again,
         started: false,
         out: VecDeque::new(),
@@ -384,8 +379,6 @@ struct Reader {
     sub: hub::Subscription,
     /// The next access re-check (`recheck_in`).
     recheck: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// When the reader's pass ends, as the access rule last said.
-    until: Option<chrono::DateTime<chrono::Utc>>,
     /// A re-check went out between the caller's question and the subscription.
     ask_again: bool,
     /// Whether the backlog has been read.
@@ -568,14 +561,10 @@ impl Reader {
         if access.may_moderate() != self.team {
             return Err(Stop::Denied);
         }
-        self.until = match access {
-            Access::Watch { until } => until,
-            _ => None,
-        };
         // Jittered, so that readers re-checked together (a channel hidden, a
         // reconnect) do not come back together.
         let backstop = RECHECK_BACKSTOP.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-        let next = tokio::time::Instant::now() + recheck_in(self.until, backstop);
+        let next = tokio::time::Instant::now() + recheck_in(access.until(), backstop);
         self.recheck.as_mut().reset(next);
         Ok(())
     }

@@ -215,10 +215,7 @@ async fn page_with<X: access::PageColumns>(
     let (stream, channel, access, columns) = access::find_stream_with::<X>(&mut conn, user, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let until = match access {
-        Access::Watch { until } => until,
-        _ => None,
-    };
+    let until = access.until();
     let preview = if access::preview_offered(&stream, access).is_some() {
         let guest = GuestId::from_headers(&visit.headers);
         let who = previewer(state, user, guest, &visit.headers, visit.peer);
